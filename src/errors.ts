@@ -1,0 +1,270 @@
+/**
+ * Typed errors (api.md §9). Every rejection of the public API is an `MsbError` with a stable
+ * `code`; subclasses expose their details as typed fields. Messages never carry credentials,
+ * tokens or signed URL queries: callers pass already-redacted strings (see `redactUrl`).
+ */
+
+export type ErrorCode =
+  | 'IMAGE_NOT_FOUND' | 'IMAGE_IN_USE' | 'UNSUPPORTED' | 'INVALID_REFERENCE' | 'INVALID_ARGUMENT'
+  | 'NOT_CACHED' | 'PLATFORM_NOT_FOUND' | 'DIGEST_MISMATCH' | 'MANIFEST_INVALID' | 'CONFIG_INVALID'
+  | 'LAYER_INVALID' | 'REGISTRY_AUTH' | 'REGISTRY' | 'NETWORK' | 'ARCHIVE_INVALID' | 'CACHE_CORRUPT'
+  | 'LIMIT_EXCEEDED' | 'ABORTED' | 'SETTINGS_INVALID' | 'IO' | 'DATABASE' | 'PIN_NOT_FOUND';
+
+export class MsbError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = details;
+    this.name = new.target.name;
+  }
+  override toString(): string {
+    return `${this.code}: ${this.message}`;
+  }
+  toJSON(): object {
+    return { name: this.name, code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export class ImageNotFoundError extends MsbError {
+  readonly reference: string;
+  constructor(reference: string, message = `image ${reference} not found`) {
+    super('IMAGE_NOT_FOUND', message, { reference });
+    this.reference = reference;
+  }
+}
+
+export interface PinRef { kind: 'sandbox' | 'snapshot'; name: string }
+
+export class ImageInUseError extends MsbError {
+  readonly reference: string;
+  readonly manifestDigest: string;
+  readonly pins: PinRef[];
+  constructor(reference: string, manifestDigest: string, pins: PinRef[]) {
+    const used = pins.map((p) => `${p.kind} '${p.name}'`).join(', ');
+    super('IMAGE_IN_USE', `${reference} is used by ${used} (use -f to untag anyway)`, { reference, manifestDigest, pins });
+    this.reference = reference;
+    this.manifestDigest = manifestDigest;
+    this.pins = pins;
+  }
+}
+
+export class UnsupportedError extends MsbError {
+  readonly operation: string;
+  readonly backend: string;
+  constructor(operation: string, backend = 'cloud') {
+    super('UNSUPPORTED', `${operation} is not supported by the ${backend} backend; use a local backend`, { operation, backend });
+    this.operation = operation;
+    this.backend = backend;
+  }
+}
+
+export class InvalidReferenceError extends MsbError {
+  readonly input: string;
+  readonly reason: string;
+  constructor(input: string, reason: string) {
+    super('INVALID_REFERENCE', `invalid reference ${JSON.stringify(input)}: ${reason}`, { input, reason });
+    this.input = input;
+    this.reason = reason;
+  }
+}
+
+export class InvalidArgumentError extends MsbError {
+  readonly argument: string;
+  constructor(argument: string, message: string) {
+    super('INVALID_ARGUMENT', message, { argument });
+    this.argument = argument;
+  }
+}
+
+export class NotCachedError extends MsbError {
+  readonly reference: string;
+  constructor(reference: string, message = `${reference} is not cached (policy 'never')`) {
+    super('NOT_CACHED', message, { reference });
+    this.reference = reference;
+  }
+}
+
+export class PlatformNotFoundError extends MsbError {
+  readonly requested: string;
+  readonly available: string[];
+  constructor(requested: string, available: string[], message?: string) {
+    super('PLATFORM_NOT_FOUND',
+      message ?? `no manifest for platform ${requested}; available: ${available.length ? available.join(', ') : '(none)'}`,
+      { requested, available });
+    this.requested = requested;
+    this.available = available;
+  }
+}
+
+export class DigestMismatchError extends MsbError {
+  readonly what: string;
+  readonly expected: string;
+  readonly actual: string;
+  constructor(what: string, expected: string, actual: string, message?: string) {
+    super('DIGEST_MISMATCH', message ?? `${what} digest mismatch: expected ${expected}, got ${actual}`, { what, expected, actual });
+    this.what = what;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+export class ManifestInvalidError extends MsbError {
+  readonly digest?: string;
+  constructor(message: string, digest?: string) {
+    super('MANIFEST_INVALID', message, digest === undefined ? {} : { digest });
+    if (digest !== undefined) this.digest = digest;
+  }
+}
+
+export class ConfigInvalidError extends MsbError {
+  readonly digest: string;
+  constructor(digest: string, message: string) {
+    super('CONFIG_INVALID', message, { digest });
+    this.digest = digest;
+  }
+}
+
+export class LayerInvalidError extends MsbError {
+  readonly diffId?: string;
+  readonly entry?: string;
+  readonly reason: string;
+  constructor(reason: string, opts: { entry?: string; diffId?: string; cause?: unknown } = {}) {
+    super('LAYER_INVALID', opts.entry !== undefined ? `${opts.entry}: ${reason}` : reason,
+      { reason, ...(opts.entry !== undefined ? { entry: opts.entry } : {}), ...(opts.diffId !== undefined ? { diffId: opts.diffId } : {}) },
+      { cause: opts.cause });
+    this.reason = reason;
+    if (opts.entry !== undefined) this.entry = opts.entry;
+    if (opts.diffId !== undefined) this.diffId = opts.diffId;
+  }
+}
+
+export class RegistryAuthError extends MsbError {
+  readonly registry: string;
+  readonly status: number;
+  constructor(registry: string, status: number, message: string) {
+    super('REGISTRY_AUTH', message, { registry, status });
+    this.registry = registry;
+    this.status = status;
+  }
+}
+
+export class RegistryError extends MsbError {
+  readonly registry: string;
+  readonly status: number;
+  readonly registryCode?: string;
+  readonly retryAfterMs?: number;
+  constructor(registry: string, status: number, message: string,
+    extra: { registryCode?: string; retryAfterMs?: number; [k: string]: unknown } = {}) {
+    super('REGISTRY', message, { registry, status, ...extra });
+    this.registry = registry;
+    this.status = status;
+    if (extra.registryCode !== undefined) this.registryCode = extra.registryCode;
+    if (extra.retryAfterMs !== undefined) this.retryAfterMs = extra.retryAfterMs;
+  }
+}
+
+export class NetworkError extends MsbError {
+  readonly registry: string;
+  constructor(registry: string, message: string, cause?: unknown) {
+    super('NETWORK', message, { registry }, { cause });
+    this.registry = registry;
+  }
+}
+
+export class ArchiveInvalidError extends MsbError {
+  readonly member?: string;
+  constructor(message: string, member?: string) {
+    super('ARCHIVE_INVALID', message, member === undefined ? {} : { member });
+    if (member !== undefined) this.member = member;
+  }
+}
+
+export class CacheCorruptError extends MsbError {
+  readonly path: string;
+  constructor(path: string, reason: string) {
+    super('CACHE_CORRUPT', `${path}: ${reason}`, { path, reason });
+    this.path = path;
+  }
+}
+
+export class LimitExceededError extends MsbError {
+  readonly limit: string;
+  readonly value: number;
+  readonly max: number;
+  constructor(limit: string, value: number, max: number, what?: string) {
+    super('LIMIT_EXCEEDED', `${what ? what + ': ' : ''}limit ${limit} exceeded (${value} > ${max})`, { limit, value, max });
+    this.limit = limit;
+    this.value = value;
+    this.max = max;
+  }
+}
+
+export class AbortedError extends MsbError {
+  constructor(reason?: unknown) {
+    super('ABORTED', 'the operation was aborted', {}, { cause: reason });
+  }
+}
+
+export class SettingsError extends MsbError {
+  readonly source: string;
+  constructor(source: string, message: string) {
+    super('SETTINGS_INVALID', message, { source });
+    this.source = source;
+  }
+}
+
+export class IoError extends MsbError {
+  readonly path: string;
+  readonly errno: string;
+  constructor(path: string, errno: string, message?: string, cause?: unknown) {
+    super('IO', message ?? `${errno}: ${path}`, { path, errno }, { cause });
+    this.path = path;
+    this.errno = errno;
+  }
+}
+
+export class DatabaseError extends MsbError {
+  constructor(message: string, cause?: unknown) {
+    super('DATABASE', message, {}, { cause });
+  }
+}
+
+export class PinNotFoundError extends MsbError {
+  readonly kind: 'sandbox' | 'snapshot';
+  /** The pin's name (api.md §9 typed field); it shadows Error.name on purpose. */
+  override readonly name: string;
+  constructor(kind: 'sandbox' | 'snapshot', name: string) {
+    super('PIN_NOT_FOUND', `${kind} '${name}' not found`, { kind, name });
+    this.kind = kind;
+    this.name = name;
+  }
+}
+
+/** Wraps a Node fs error into an IoError (errno = Node's err.code); passes MsbErrors through. */
+export function toIoError(err: unknown, path: string): MsbError {
+  if (err instanceof MsbError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'EIO';
+  const msg = (err as Error | undefined)?.message ?? String(err);
+  return new IoError(path, code, `${code}: ${path}: ${msg.replace(/^[A-Z]+: /, '')}`, err);
+}
+
+/** Throws AbortedError (cause = signal.reason) when the signal has fired. */
+export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new AbortedError(signal.reason);
+}
+
+/** Removes userinfo and replaces the query string with `?…` (pull.md §3). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    const q = u.search ? '?…' : '';
+    u.search = '';
+    return u.toString() + q;
+  } catch {
+    return url.replace(/\?.*$/, '?…');
+  }
+}
