@@ -1,0 +1,53 @@
+/**
+ * Resource limits (api.md §6). Going over one rejects with LimitExceededError {limit, value, max};
+ * nothing is published.
+ */
+export interface Limits {
+  /** Manifests, indexes, configs and archive JSON members other than manifest.json. */
+  maxManifestBytes: number;
+  maxLayers: number;
+  maxLayerEntries: number;
+  /** Uncompressed tar stream per layer. */
+  maxLayerBytes: number;
+  maxFileBytes: number;
+  maxPathBytes: number;
+  maxPathDepth: number;
+  /** xattr name+value bytes per inode. */
+  maxXattrBytes: number;
+  maxPaxHeaderBytes: number;
+  maxArchiveMembers: number;
+}
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxManifestBytes: 4 * MiB,
+  maxLayers: 1000,
+  maxLayerEntries: 1_000_000,
+  maxLayerBytes: 128 * GiB,
+  maxFileBytes: 64 * GiB,
+  maxPathBytes: 4096,
+  maxPathDepth: 128,
+  maxXattrBytes: 64 * 1024,
+  maxPaxHeaderBytes: 1 * MiB,
+  maxArchiveMembers: 1_000_000,
+});
+
+/** Fixed limits outside `Limits` (their LimitExceededError.limit names). */
+export const FIXED_LIMITS = Object.freeze({
+  zstdWindowBytes: 128 * MiB,
+  gnuLongNameBytes: 64 * 1024,
+  manifestJsonBytes: 16 * MiB,
+  indexDepth: 8,
+  indexEntries: 1024,
+  archiveImages: 1000,
+  /** Extension headers allowed before one tar entry (erofs.md §6.2). */
+  extensionHeaders: 8,
+});
+
+export function resolveLimits(...overlays: (Partial<Limits> | undefined)[]): Limits {
+  const out: Limits = { ...DEFAULT_LIMITS };
+  for (const o of overlays) if (o) for (const [k, v] of Object.entries(o)) if (typeof v === 'number') (out as unknown as Record<string, number>)[k] = v;
+  return out;
+}
