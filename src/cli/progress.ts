@@ -1,0 +1,363 @@
+/**
+ * Pull progress rendering for the CLI (cli.md §4). Built only from `PullEvent`s, so it works the
+ * same for `msb pull`, `msb load` and anything else that emits the union.
+ *
+ * - TTY: one live line per layer, redrawn in place at most 10×/s; warnings and permanent lines are
+ *   printed above the live block.
+ * - Not a TTY: plain lines, one per state change, plus at most one progress line every 5 s per
+ *   layer; no control characters at all.
+ */
+import type { PullEvent } from '../pull/events.js';
+
+/** Decimal units, 3 significant digits, trailing zeros trimmed: `1.09MB`, `203MB`, `4.1kB` (cli.md §2). */
+export function formatSize(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return '-';
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let v = Math.max(0, bytes);
+  let u = 0;
+  if (v < 1000) return `${Math.round(v)}B`;
+  while (u < units.length - 1 && v >= 1000) { v /= 1000; u++; }
+  let s = Number(v.toPrecision(3));
+  if (s >= 1000 && u < units.length - 1) { v /= 1000; u++; s = Number(v.toPrecision(3)); }
+  return `${s}${units[u]}`;
+}
+
+/** `2.4s`, `850ms`, `1m05s`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const m = Math.floor(ms / 60_000);
+  const s = Math.round((ms % 60_000) / 1000);
+  return `${m}m${String(s).padStart(2, '0')}s`;
+}
+
+/** The 12 hex characters shown for a digest (cli.md §2). */
+export function shortDigest(d: string): string {
+  const i = d.indexOf(':');
+  return (i >= 0 ? d.slice(i + 1) : d).slice(0, 12);
+}
+
+type LayerState = 'Waiting' | 'Downloading' | 'Converting' | 'Done' | 'Done (cached)' | 'Retrying' | 'Failed';
+
+interface LayerLine {
+  index: number;
+  digest: string | null;
+  diffId: string | null;
+  state: LayerState;
+  total: number | null;
+  downloaded: number;
+  resumeFrom: number;
+  downloadStartedAt: number;
+  downloadDoneAt: number | null;
+  tarBytes: number;
+  entries: number;
+  materializeStartedAt: number;
+  erofsBytes: number | null;
+  retry: { attempt: number; delayMs: number } | null;
+  /** Non-TTY: when the last progress line for this layer was printed. */
+  lastPlainAt: number;
+}
+
+export interface ProgressRendererOptions {
+  /** Draw live bars (stderr is a TTY). */
+  tty: boolean;
+  /** `pull.retries` (attempts in all), shown as `n/5`. */
+  retries?: number;
+  /** Terminal width, for clipping live lines. */
+  columns?: number;
+  now?: () => number;
+  /** Non-TTY progress line interval per layer (cli.md §4: 5 s). */
+  plainIntervalMs?: number;
+  /** TTY redraw interval (cli.md §4: ≤ 10/s). */
+  redrawIntervalMs?: number;
+  /** How the image is named in lines (the familiar form); default: the event's canonical reference. */
+  displayName?: string;
+}
+
+const BAR_WIDTH = 20;
+
+/**
+ * Turns events into stderr output. Call `handle(e)` for every event, and `close()` when the
+ * operation settles (it stops the redraw timer and leaves the cursor below the live block).
+ * Warnings are not printed here: `msb: warning: …` lines go through `warn()` so that `-q` can print
+ * them without any progress.
+ */
+export class ProgressRenderer {
+  private readonly layers = new Map<number, LayerLine>();
+  private layerCount = 0;
+  private reference = '';
+  private liveLines = 0;
+  private dirty = false;
+  private timer: NodeJS.Timeout | null = null;
+  private lastDraw = 0;
+  private frozen = false;
+  private readonly now: () => number;
+  private readonly retries: number;
+  private readonly plainInterval: number;
+  private readonly redrawInterval: number;
+  private stitchOpen = false;
+
+  constructor(private readonly out: NodeJS.WritableStream, private readonly opts: ProgressRendererOptions) {
+    this.now = opts.now ?? (() => Date.now());
+    this.retries = opts.retries ?? 5;
+    this.plainInterval = opts.plainIntervalMs ?? 5000;
+    this.redrawInterval = opts.redrawIntervalMs ?? 100;
+  }
+
+  private layer(i: number): LayerLine {
+    let l = this.layers.get(i);
+    if (!l) {
+      l = { index: i, digest: null, diffId: null, state: 'Waiting', total: null, downloaded: 0, resumeFrom: 0,
+        downloadStartedAt: this.now(), downloadDoneAt: null, tarBytes: 0, entries: 0, materializeStartedAt: this.now(),
+        erofsBytes: null, retry: null, lastPlainAt: 0 };
+      this.layers.set(i, l);
+    }
+    return l;
+  }
+
+  private label(l: LayerLine): string {
+    const d = l.digest ?? l.diffId;
+    return d ? shortDigest(d) : `layer ${l.index + 1}`.padEnd(12);
+  }
+
+  private plainPrefix(l: LayerLine): string {
+    const d = l.digest ?? l.diffId;
+    return `layer ${l.index + 1}/${Math.max(this.layerCount, l.index + 1)}${d ? ' ' + d.slice(0, d.indexOf(':') + 13) : ''}`;
+  }
+
+  /** A permanent line (above the live block on a TTY). */
+  private line(text: string): void {
+    if (this.opts.tty) {
+      this.clearLive();
+      this.out.write(text + '\n');
+      this.drawLive();
+    } else {
+      this.out.write(text + '\n');
+    }
+  }
+
+  /** `msb: warning: <message>` — printed whatever the mode, above the live block. */
+  warn(message: string): void {
+    this.line(`msb: warning: ${message}`);
+  }
+
+  handle(e: PullEvent): void {
+    switch (e.type) {
+      case 'resolving':
+        this.reference = e.reference;
+        if (!this.opts.tty) this.out.write(`resolving ${e.reference}\n`);
+        break;
+      case 'resolved': {
+        this.layerCount = e.layerCount;
+        const p = e.platform;
+        const plat = `${p.os}/${p.architecture}${p.variant ? '/' + p.variant : ''}`;
+        const size = e.totalDownloadBytes === null ? '' : `, ${formatSize(e.totalDownloadBytes)}`;
+        const text = `${this.opts.displayName ?? e.reference} resolved ${e.manifestDigest.slice(0, e.manifestDigest.indexOf(':') + 13)} (${plat}, ${e.layerCount} layer${e.layerCount === 1 ? '' : 's'}${size})${e.cached ? ' cached' : ''}`;
+        if (!e.cached) for (let i = 0; i < e.layerCount; i++) this.layer(i);
+        this.line(text);
+        break;
+      }
+      case 'layerDownloadStarted': {
+        const l = this.layer(e.layerIndex);
+        l.digest = e.digest;
+        l.state = 'Downloading';
+        l.total = e.totalBytes;
+        l.resumeFrom = e.resumeFrom;
+        l.downloaded = e.resumeFrom;
+        l.downloadStartedAt = this.now();
+        l.downloadDoneAt = null;
+        l.retry = null;
+        if (!this.opts.tty) {
+          l.lastPlainAt = this.now();
+          this.out.write(`${this.plainPrefix(l)} downloading${e.totalBytes !== null ? ' ' + formatSize(e.totalBytes) : ''}${e.resumeFrom > 0 ? ` (resuming at ${formatSize(e.resumeFrom)})` : ''}\n`);
+        }
+        break;
+      }
+      case 'layerDownloadProgress': {
+        const l = this.layer(e.layerIndex);
+        l.downloaded = e.downloadedBytes;
+        if (e.totalBytes !== null) l.total = e.totalBytes;
+        if (l.state === 'Waiting' || l.state === 'Retrying') l.state = 'Downloading';
+        if (!this.opts.tty && this.now() - l.lastPlainAt >= this.plainInterval) {
+          l.lastPlainAt = this.now();
+          this.out.write(`${this.plainPrefix(l)} downloading ${formatSize(l.downloaded)}${l.total !== null ? '/' + formatSize(l.total) : ''}\n`);
+        }
+        break;
+      }
+      case 'layerDownloadComplete': {
+        const l = this.layer(e.layerIndex);
+        l.downloaded = e.downloadedBytes;
+        l.downloadDoneAt = this.now();
+        l.state = 'Converting';
+        if (!this.opts.tty) {
+          l.lastPlainAt = this.now();
+          this.out.write(`${this.plainPrefix(l)} downloaded ${formatSize(e.downloadedBytes)} in ${formatDuration(this.now() - l.downloadStartedAt)}\n`);
+        }
+        break;
+      }
+      case 'layerMaterializeStarted': {
+        const l = this.layer(e.layerIndex);
+        l.diffId = e.diffId;
+        l.tarBytes = 0;
+        l.entries = 0;
+        l.materializeStartedAt = this.now();
+        break;
+      }
+      case 'layerMaterializeProgress': {
+        const l = this.layer(e.layerIndex);
+        l.tarBytes = e.tarBytes;
+        l.entries = e.entries;
+        if (!this.opts.tty && l.state === 'Converting' && this.now() - l.lastPlainAt >= this.plainInterval) {
+          l.lastPlainAt = this.now();
+          this.out.write(`${this.plainPrefix(l)} converting ${formatSize(e.tarBytes)}, ${e.entries} entries\n`);
+        }
+        break;
+      }
+      case 'layerMaterializeComplete': {
+        const l = this.layer(e.layerIndex);
+        l.diffId = e.diffId;
+        l.erofsBytes = e.erofsSizeBytes;
+        l.state = e.reused ? 'Done (cached)' : 'Done';
+        if (!this.opts.tty) {
+          this.out.write(e.reused
+            ? `${this.plainPrefix(l)} already present (${formatSize(e.erofsSizeBytes)})\n`
+            : `${this.plainPrefix(l)} converted ${formatSize(l.tarBytes)} in ${formatDuration(this.now() - l.materializeStartedAt)}\n`);
+        }
+        break;
+      }
+      case 'retry': {
+        if (e.layerIndex === null) {
+          this.line(`retrying (${e.attempt}/${this.retries} in ${formatDuration(e.delayMs)}): ${e.reason}`);
+          break;
+        }
+        const l = this.layer(e.layerIndex);
+        l.state = 'Retrying';
+        l.retry = { attempt: e.attempt, delayMs: e.delayMs };
+        if (!this.opts.tty) this.out.write(`${this.plainPrefix(l)} retrying (${e.attempt}/${this.retries} in ${formatDuration(e.delayMs)}): ${e.reason}\n`);
+        break;
+      }
+      case 'warning':
+        this.warn(e.message);
+        break;
+      case 'stitchStarted':
+        if (this.opts.tty) {
+          this.drawLive();
+          this.freeze();
+          this.out.write('Stitching fsmeta + vmdk … ');
+          this.stitchOpen = true;
+        } else {
+          this.out.write(`stitching fsmeta + vmdk (${e.layerCount} layer${e.layerCount === 1 ? '' : 's'})\n`);
+        }
+        break;
+      case 'stitchComplete':
+        if (this.opts.tty) {
+          this.out.write(e.reused ? 'done (cached)\n' : 'done\n');
+          this.stitchOpen = false;
+        } else {
+          this.out.write(`stitched fsmeta ${formatSize(e.fsmetaSizeBytes)}${e.reused ? ' (cached)' : ''}\n`);
+        }
+        break;
+      case 'complete': {
+        if (this.opts.tty) { this.drawLive(); this.freeze(); }
+        const all = [...this.layers.values()];
+        const downloaded = all.filter((l) => l.state === 'Done').reduce((a, l) => a + l.downloaded, 0);
+        const fetched = all.filter((l) => l.state === 'Done').length;
+        const summary = e.cached
+          ? `${this.opts.displayName ?? e.reference}: ${e.layerCount} layer${e.layerCount === 1 ? '' : 's'}, all cached, in ${formatDuration(e.elapsedMs)}`
+          : `${this.opts.displayName ?? e.reference}: ${e.layerCount} layer${e.layerCount === 1 ? '' : 's'} (${fetched} downloaded, ${e.layerCount - fetched} cached), ${formatSize(downloaded)} in ${formatDuration(e.elapsedMs)}`;
+        this.out.write(summary + '\n');
+        break;
+      }
+    }
+    if (this.opts.tty && !this.frozen) this.schedule();
+  }
+
+  /** The operation failed: mark running layers Failed and draw once more. */
+  fail(): void {
+    for (const l of this.layers.values()) {
+      if (l.state !== 'Done' && l.state !== 'Done (cached)' && l.state !== 'Waiting') l.state = 'Failed';
+    }
+    if (this.opts.tty) {
+      if (!this.frozen) { this.drawLive(); this.freeze(); }
+      if (this.stitchOpen) { this.out.write('failed\n'); this.stitchOpen = false; }
+    }
+  }
+
+  close(): void {
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.opts.tty && !this.frozen && this.liveLines > 0) { this.drawLive(); this.freeze(); }
+    if (this.stitchOpen) { this.out.write('\n'); this.stitchOpen = false; }
+  }
+
+  /** Stops managing the live block: its last drawing stays on screen. */
+  private freeze(): void {
+    this.frozen = true;
+    this.liveLines = 0;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+  }
+
+  private schedule(): void {
+    this.dirty = true;
+    if (this.timer) return;
+    const wait = Math.max(0, this.lastDraw + this.redrawInterval - this.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.dirty && !this.frozen) this.drawLive();
+    }, wait);
+    this.timer.unref?.();
+  }
+
+  private clearLive(): void {
+    if (this.liveLines > 0) {
+      // Up to the first live line, then clear to the end of the screen.
+      this.out.write(`\x1b[${this.liveLines}A\r\x1b[J`);
+      this.liveLines = 0;
+    }
+  }
+
+  private drawLive(): void {
+    if (!this.opts.tty || this.frozen) return;
+    this.dirty = false;
+    this.lastDraw = this.now();
+    const rows = [...this.layers.values()].sort((a, b) => a.index - b.index).map((l) => this.renderLayer(l));
+    let buf = '';
+    if (this.liveLines > 0) buf += `\x1b[${this.liveLines}A\r`;
+    const cols = this.opts.columns ?? 0;
+    for (const r of rows) buf += '\x1b[2K' + (cols > 0 && r.length >= cols ? r.slice(0, cols - 1) : r) + '\n';
+    if (this.liveLines > rows.length) buf += '\x1b[J';
+    this.liveLines = rows.length;
+    if (buf) this.out.write(buf);
+  }
+
+  /** One live line: `e646028a2e6d  Downloading  [=========>          ]  512kB/1.09MB  1.2MB/s`. */
+  renderLayer(l: LayerLine): string {
+    const id = this.label(l);
+    const bar = (frac: number) => {
+      const n = Math.max(0, Math.min(BAR_WIDTH, Math.floor(frac * BAR_WIDTH)));
+      return '[' + (n >= BAR_WIDTH ? '='.repeat(BAR_WIDTH) : '='.repeat(n) + '>' + ' '.repeat(BAR_WIDTH - n - 1)) + ']';
+    };
+    const blankBar = ' '.repeat(BAR_WIDTH + 2);
+    switch (l.state) {
+      case 'Waiting':
+        return `${id}  Waiting`;
+      case 'Downloading': {
+        const secs = (this.now() - l.downloadStartedAt) / 1000;
+        const rate = secs > 0.2 ? `  ${formatSize((l.downloaded - l.resumeFrom) / secs)}/s` : '';
+        const frac = l.total ? l.downloaded / l.total : 0;
+        return `${id}  Downloading  ${l.total ? bar(frac) : blankBar}  ${formatSize(l.downloaded)}${l.total !== null ? '/' + formatSize(l.total) : ''}${rate}`;
+      }
+      case 'Converting':
+        return `${id}  Converting   ${bar(1)}  ${formatSize(l.tarBytes)}  ${l.entries} entries`;
+      case 'Retrying': {
+        const r = l.retry;
+        return `${id}  Retrying (${r ? r.attempt : '?'}/${this.retries} in ${r ? formatDuration(r.delayMs) : '?'})`;
+      }
+      case 'Done':
+        return `${id}  Done         ${blankBar}  ${formatSize(l.downloaded)}${l.erofsBytes !== null ? ` → ${formatSize(l.erofsBytes)} erofs` : ''}`;
+      case 'Done (cached)':
+        return `${id}  Done         ${blankBar}  (cached)`;
+      case 'Failed':
+        return `${id}  Failed`;
+    }
+  }
+}

@@ -1,0 +1,460 @@
+/**
+ * The single-pass layer pipeline of pull.md §7 and the Range resume of §4, independent of where
+ * the bytes come from (registry blob API) and of the converter (injected), so that its stream
+ * plumbing is testable on its own.
+ *
+ *                 ┌─► tmp/blob-<alg>_<hex>.part   (+ compressed hash, byte count ≤ size+1)
+ *   blob body ────┤
+ *                 └─► decompressor (by magic bytes) ─► writeLayer (tar parse, diff_id, EROFS)
+ *
+ * - Backpressure: every `.part` write is awaited and the decompressor's `write() === false` is
+ *   awaited as well, so memory never grows with the layer size.
+ * - Error precedence (§7): a decompressor or tar error never stops the compressed hash; the body
+ *   is read (and discarded) up to size+1, the blob digest decides first (`DigestMismatchError
+ *   {what:'blob'}`, which the caller retries once from zero), and only then is the decode error
+ *   reported (`LayerInvalidError`, not retried), then the diff_id (`{what:'diffId'}`).
+ * - Resume (§4): an existing `.part` of n bytes (n ≤ size) is resumed with `Range: bytes=n-`: a
+ *   206 appends, a 200 starts over, and the prefix is re-hashed and re-fed through the pipeline
+ *   from byte 0. A `.part` of exactly `size` bytes needs no request at all (the §4 "416 with n =
+ *   size" case, decided locally); a longer one is discarded.
+ * - Abort: the body, decompressor and writer are torn down, AbortedError (cause = reason) is
+ *   thrown, and the `.part` is KEPT for a later resume (§11). The caller deletes the candidate.
+ */
+import { createReadStream } from 'node:fs';
+import { open, lstat, unlink, type FileHandle } from 'node:fs/promises';
+import type { Readable, Writable } from 'node:stream';
+import {
+  AbortedError, DigestMismatchError, LayerInvalidError, MsbError, toIoError,
+} from '../errors.js';
+import { digestAlgorithm, newHash, type DigestAlgorithm } from '../util/digest.js';
+import type { PullEmitter } from './events.js';
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+/** Result of one converted layer (the subset of writeLayer's result the pull uses). */
+export interface ConvertedLayer {
+  diffId: string;
+  sizeBytes: number;
+  inodes: number;
+  blocks: number;
+  entries: number;
+  xattrsDropped: number;
+  /** The layer's in-memory tree, kept for stitching (`buildFsmeta`). */
+  root?: unknown;
+}
+
+export interface ConverterDeps {
+  /** Decides the decoder from the first bytes (≥ 512 unless the stream is shorter); null = unknown. */
+  detectCompression(head: Buffer): Compression | null;
+  createDecompressor(kind: Compression, opts: { signal: AbortSignal }): NodeJS.ReadWriteStream;
+  /** Consumes the WHOLE decompressed stream (draining bytes after the tar end marker). */
+  writeLayer(tar: Readable, candidatePath: string, opts: {
+    signal: AbortSignal;
+    onProgress: (p: { tarBytes: number; entries: number }) => void;
+    onWarning: (w: { code: string; message: string }) => void;
+    diffIdAlgorithm: DigestAlgorithm;
+  }): Promise<ConvertedLayer>;
+}
+
+/**
+ * One answer of the blob endpoint. `status` 206 only for a Range request whose Content-Range
+ * starts at the requested offset (the client checks that), 200 for the whole blob, 416 when the
+ * range starts at/after the end.
+ */
+export interface BlobResponse {
+  status: 200 | 206 | 416;
+  body: AsyncIterable<Uint8Array> | null;
+}
+
+/** Fetches the blob from byte `from` (0 = whole blob). The registry client does its own retries. */
+export type FetchBlob = (from: number, signal: AbortSignal) => Promise<BlobResponse>;
+
+export interface BlobDescriptor { digest: string; size: number; mediaType: string }
+
+export interface PipelineOptions {
+  layerIndex: number;
+  blob: BlobDescriptor;
+  diffId: string;
+  partPath: string;
+  candidatePath: string;
+  fetch: FetchBlob;
+  deps: ConverterDeps;
+  emitter: PullEmitter;
+  signal: AbortSignal;
+  /** `pull.retries`: bound on restarts from zero (200 to a Range request). */
+  retries?: number;
+  /** Called for warnings (MEDIA_TYPE_MISMATCH, the writer's XATTR_DROPPED…). */
+  onWarning?: (code: string, message: string) => void;
+}
+
+export interface PipelineResult extends ConvertedLayer {
+  compression: Compression;
+  /** Compressed bytes taken from the network in this call (0 when the `.part` was complete). */
+  networkBytes: number;
+  resumedFrom: number;
+}
+
+/** The compression a layer media type announces (pull.md §7 table). */
+export function mediaTypeCompression(mediaType: string): Compression {
+  if (mediaType.endsWith('+gzip') || mediaType.endsWith('.tar.gzip')) return 'gzip';
+  if (mediaType.endsWith('+zstd')) return 'zstd';
+  return 'none';
+}
+
+/** Thrown inside a pass when the server answered a Range request with 200: start over from 0. */
+class RestartFromZero extends Error {
+  constructor(readonly reason: string) { super(reason); }
+}
+
+const MEDIA_WARN = 'MEDIA_TYPE_MISMATCH';
+
+async function fileSize(path: string): Promise<number | null> {
+  try {
+    const st = await lstat(path);
+    if (!st.isFile()) { await unlink(path).catch(() => {}); return null; }
+    return st.size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw toIoError(err, path);
+  }
+}
+
+export async function unlinkQuiet(path: string): Promise<void> {
+  try { await unlink(path); } catch { /* absent already */ }
+}
+
+function abortError(signal: AbortSignal): AbortedError {
+  return new AbortedError(signal.reason);
+}
+
+/** Turns decoder/stream errors into LayerInvalidError; typed errors pass through. */
+function asDecodeError(err: unknown, diffId: string, kind: Compression | null): MsbError {
+  if (err instanceof MsbError) return err;
+  const msg = (err as Error)?.message ?? String(err);
+  return new LayerInvalidError(`${kind ?? 'layer'} stream is corrupt: ${msg}`, { diffId, cause: err });
+}
+
+/**
+ * Downloads (or resumes) one blob and converts it in the same pass. Retries a blob digest
+ * mismatch once from zero (pull.md §4), restarts from zero on a 200 answer to a Range request,
+ * and deletes the `.part` on success and on verification failures; keeps it on abort and on
+ * transport errors.
+ */
+export async function downloadAndConvert(o: PipelineOptions): Promise<PipelineResult> {
+  let digestRetried = false;
+  let restarts = 0;
+  const maxRestarts = Math.max(1, o.retries ?? 5);
+  let attempt = 1;
+  let fromZero = false;
+  for (;;) {
+    try {
+      const r = await onePass(o, fromZero);
+      await unlinkQuiet(o.partPath);
+      return r;
+    } catch (err) {
+      await unlinkQuiet(o.candidatePath);
+      if (o.signal.aborted) throw abortError(o.signal);
+      if (err instanceof RestartFromZero && restarts < maxRestarts) {
+        restarts++;
+        attempt++;
+        o.emitter.emit({ type: 'retry', layerIndex: o.layerIndex, attempt, delayMs: 0, reason: err.reason });
+        await unlinkQuiet(o.partPath);
+        fromZero = true;
+        continue;
+      }
+      if (err instanceof DigestMismatchError && err.what === 'blob' && !digestRetried) {
+        digestRetried = true;
+        attempt++;
+        o.emitter.emit({ type: 'retry', layerIndex: o.layerIndex, attempt, delayMs: 0, reason: err.message });
+        await unlinkQuiet(o.partPath);
+        fromZero = true;
+        continue;
+      }
+      // Verification failures leave nothing behind (§7); transport errors keep the .part (§4).
+      if (err instanceof DigestMismatchError || err instanceof LayerInvalidError || err instanceof RestartFromZero) {
+        await unlinkQuiet(o.partPath);
+      }
+      if (err instanceof RestartFromZero) throw new LayerInvalidError(err.reason, { diffId: o.diffId });
+      throw err;
+    }
+  }
+}
+
+async function onePass(o: PipelineOptions, forceZero: boolean): Promise<PipelineResult> {
+  const { blob, signal, emitter, layerIndex } = o;
+  if (signal.aborted) throw abortError(signal);
+  const alg = digestAlgorithm(blob.digest);
+
+  // 1. What is already on disk.
+  let n = forceZero ? 0 : (await fileSize(o.partPath)) ?? 0;
+  if (n > blob.size) { await unlinkQuiet(o.partPath); n = 0; }
+
+  // 2. Ask for the rest (nothing when the .part is already complete).
+  let res: BlobResponse | null = null;
+  if (n > 0 && n === blob.size) {
+    res = null;
+  } else if (n > 0) {
+    res = await o.fetch(n, signal);
+    if (res.status === 200) n = 0; // the server ignored Range: start over, nothing was fed yet
+    else if (res.status === 416) { await drainQuiet(res.body); n = 0; res = await o.fetch(0, signal); }
+  } else {
+    res = await o.fetch(0, signal);
+  }
+  if (res && res.status !== 200 && !(n > 0 && res.status === 206)) {
+    await drainQuiet(res.body);
+    throw new RestartFromZero(`unexpected HTTP ${res.status} for blob ${blob.digest}`);
+  }
+
+  emitter.resetProgress(layerIndex, 'download');
+  emitter.resetProgress(layerIndex, 'materialize');
+  emitter.emit({ type: 'layerDownloadStarted', layerIndex, digest: blob.digest, totalBytes: blob.size, resumeFrom: n });
+  emitter.emit({ type: 'layerMaterializeStarted', layerIndex, diffId: o.diffId });
+
+  // 3. The .part: appended after a 206, truncated otherwise.
+  let part: FileHandle | null = null;
+  const prefix = n;
+  try {
+    part = res ? await open(o.partPath, prefix > 0 ? 'a' : 'w', 0o644) : null;
+  } catch (err) {
+    await drainQuiet(res?.body ?? null);
+    throw toIoError(err, o.partPath);
+  }
+
+  const hash = newHash(alg);
+  let count = 0;
+  let networkBytes = 0;
+  let tooLong = false;
+
+  // Decoder side: sniffed on the first ≥ 512 bytes, then streamed with backpressure.
+  const dec = new DecodeSide(o);
+
+  const onAbort = () => dec.destroy(abortError(signal));
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const feedChunk = async (chunk: Buffer, fromNetwork: boolean) => {
+      let c = chunk;
+      if (count + c.length > blob.size) { c = c.subarray(0, blob.size + 1 - count); tooLong = true; }
+      count += c.length;
+      hash.update(c);
+      let w: Promise<unknown> | null = null;
+      if (fromNetwork) {
+        networkBytes += c.length;
+        // The byte past `size` is never written: the .part stays a prefix of a valid blob.
+        const keep = tooLong ? c.subarray(0, Math.max(0, c.length - 1)) : c;
+        if (keep.length > 0) w = writeAll(part!, keep, o.partPath);
+      }
+      const d = dec.write(c);
+      if (w) await w;
+      await d;
+      emitter.progress({ type: 'layerDownloadProgress', layerIndex, digest: blob.digest, downloadedBytes: Math.min(count, blob.size), totalBytes: blob.size });
+    };
+
+    if (prefix > 0) {
+      const rs = createReadStream(o.partPath, { start: 0, end: prefix - 1, highWaterMark: 256 * 1024 });
+      try {
+        for await (const c of rs) {
+          if (signal.aborted) throw abortError(signal);
+          await feedChunk(c as Buffer, false);
+        }
+      } finally {
+        rs.destroy();
+      }
+    }
+    if (res?.body) {
+      const it = res.body[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          if (signal.aborted) throw abortError(signal);
+          const r = await it.next();
+          if (r.done) break;
+          await feedChunk(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength), true);
+          if (tooLong) break; // reading stops at size + 1 (§7)
+        }
+      } finally {
+        if (tooLong || signal.aborted) await it.return?.().catch(() => {});
+      }
+    }
+    if (signal.aborted) throw abortError(signal);
+    await part?.sync().catch(() => {});
+    await part?.close();
+    part = null;
+
+    emitter.flushProgress(layerIndex, 'download', {
+      type: 'layerDownloadProgress', layerIndex, digest: blob.digest, downloadedBytes: Math.min(count, blob.size), totalBytes: blob.size,
+    });
+    emitter.emit({ type: 'layerDownloadComplete', layerIndex, digest: blob.digest, downloadedBytes: Math.min(count, blob.size) });
+
+    // 4. Finish the decoder side; its outcome is judged only after the blob digest.
+    const converted = await dec.finish();
+    if (signal.aborted) throw abortError(signal);
+
+    const actual = `${alg}:${hash.digest('hex')}`;
+    if (count !== blob.size) {
+      throw new DigestMismatchError('blob', blob.digest, actual,
+        `blob ${blob.digest} has ${tooLong ? 'more than ' : ''}${count} bytes, the descriptor says ${blob.size}`);
+    }
+    if (actual !== blob.digest) throw new DigestMismatchError('blob', blob.digest, actual);
+    if (!converted.ok) throw asDecodeError(converted.error, o.diffId, dec.kind);
+    const layer = converted.value;
+    if (layer.diffId !== o.diffId) throw new DigestMismatchError('diffId', o.diffId, layer.diffId);
+    emitter.flushProgress(layerIndex, 'materialize');
+    return { ...layer, compression: dec.kind ?? 'none', networkBytes, resumedFrom: prefix };
+  } catch (err) {
+    dec.destroy(err instanceof Error ? err : new Error(String(err)));
+    await dec.settle();
+    if (signal.aborted) throw abortError(signal);
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    if (part) await part.close().catch(() => {});
+  }
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer, path: string): Promise<void> {
+  try {
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+      off += bytesWritten;
+    }
+  } catch (err) {
+    throw toIoError(err, path);
+  }
+}
+
+async function drainQuiet(body: AsyncIterable<Uint8Array> | null): Promise<void> {
+  if (!body) return;
+  try {
+    const it = body[Symbol.asyncIterator]();
+    await it.return?.();
+  } catch { /* nothing to do */ }
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/**
+ * The decompressor + writer half of the tee. Once it fails, further input is discarded (the
+ * compressed side keeps hashing); `finish()` reports the outcome instead of throwing.
+ */
+class DecodeSide {
+  kind: Compression | null = null;
+  private head: Buffer[] = [];
+  private headLen = 0;
+  private stream: NodeJS.ReadWriteStream | null = null;
+  private writer: Promise<Settled<ConvertedLayer>> | null = null;
+  private settled: Settled<ConvertedLayer> | null = null;
+  private failed: unknown = null;
+  private warned = false;
+  private readonly ac = new AbortController();
+
+  constructor(private readonly o: PipelineOptions) {
+    o.signal.addEventListener('abort', () => this.ac.abort(o.signal.reason), { once: true });
+  }
+
+  private fail(err: unknown): void {
+    if (this.failed === null) this.failed = err ?? new Error('decoder failed');
+  }
+
+  /** Starts decoder + writer from the sniffed head. */
+  private start(): void {
+    const head = Buffer.concat(this.head);
+    this.head = [];
+    let kind: Compression | null;
+    try {
+      kind = this.o.deps.detectCompression(head);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (kind === null) {
+      this.fail(new LayerInvalidError(`layer ${this.o.blob.digest} is neither gzip, zstd nor tar`, { diffId: this.o.diffId }));
+      return;
+    }
+    this.kind = kind;
+    const announced = mediaTypeCompression(this.o.blob.mediaType);
+    if (announced !== kind && !this.warned) {
+      this.warned = true;
+      const name = (k: Compression) => (k === 'none' ? 'an uncompressed tar' : k);
+      this.o.onWarning?.(MEDIA_WARN,
+        `layer ${this.o.layerIndex + 1} (${this.o.blob.digest}): media type ${this.o.blob.mediaType} announces ${name(announced)}, but the content is ${name(kind)}; decoding it as ${name(kind)}`);
+    }
+    let s: NodeJS.ReadWriteStream;
+    try {
+      s = this.o.deps.createDecompressor(kind, { signal: this.ac.signal });
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.stream = s;
+    s.on('error', (err: unknown) => this.fail(err));
+    const { layerIndex, diffId, emitter } = this.o;
+    this.writer = this.o.deps.writeLayer(s as unknown as Readable, this.o.candidatePath, {
+      signal: this.ac.signal,
+      diffIdAlgorithm: digestAlgorithm(diffId),
+      onProgress: (p) => emitter.progress({ type: 'layerMaterializeProgress', layerIndex, diffId, tarBytes: p.tarBytes, entries: p.entries }),
+      onWarning: (w) => this.o.onWarning?.(w.code, w.message),
+    }).then((value): Settled<ConvertedLayer> => ({ ok: true, value }), (error): Settled<ConvertedLayer> => ({ ok: false, error }));
+    void this.writer.then((r) => {
+      this.settled = r;
+      // A writer that stops early (parse error) must not leave the tee waiting for 'drain'.
+      if (!r.ok) { this.fail(r.error); (this.stream as unknown as Readable).destroy?.(); }
+    });
+    this.push(head);
+  }
+
+  private push(buf: Buffer): Promise<void> | undefined {
+    const s = this.stream;
+    if (!s || this.failed !== null || this.settled) return undefined;
+    let ok: boolean;
+    try {
+      ok = (s as unknown as Writable).write(buf);
+    } catch (err) {
+      this.fail(err);
+      return undefined;
+    }
+    if (ok) return undefined;
+    return new Promise<void>((resolve) => {
+      const done = () => { s.off('drain', done); s.off('close', done); s.off('error', done); resolve(); };
+      s.on('drain', done);
+      s.on('close', done);
+      s.on('error', done);
+      void this.writer!.then(done);
+    });
+  }
+
+  /** Feeds one compressed chunk; resolves when the decoder can take more. Never rejects. */
+  write(chunk: Buffer): Promise<void> | undefined {
+    if (this.failed !== null) return undefined;
+    if (!this.stream) {
+      this.head.push(chunk);
+      this.headLen += chunk.length;
+      if (this.headLen < 512) return undefined;
+      this.start();
+      return undefined;
+    }
+    return this.push(chunk);
+  }
+
+  /** Ends the input and waits for the writer. */
+  async finish(): Promise<Settled<ConvertedLayer>> {
+    if (!this.stream && this.failed === null) this.start(); // a stream shorter than 512 bytes
+    if (this.stream && this.failed === null) (this.stream as unknown as Writable).end();
+    if (this.writer) {
+      const r = await this.writer;
+      if (!r.ok) return r;
+      if (this.failed !== null) return { ok: false, error: this.failed };
+      return r;
+    }
+    return { ok: false, error: this.failed ?? new LayerInvalidError('empty layer stream', { diffId: this.o.diffId }) };
+  }
+
+  destroy(err: Error): void {
+    this.fail(err);
+    this.ac.abort(err);
+    (this.stream as unknown as Readable | null)?.destroy?.();
+  }
+
+  async settle(): Promise<void> {
+    if (this.writer) await this.writer;
+  }
+}
