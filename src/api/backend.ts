@@ -1,0 +1,321 @@
+/**
+ * Backends (api.md §8). A `LocalBackend` owns one SQLite connection on `<home>/db/msb.db` and one
+ * cache directory. It opens lazily: read-only calls (`get`, `list`, `inspect`, `diskUsage`) on a
+ * home without an index create nothing and answer as for an empty index; the first call that
+ * writes creates the directories, the database and the cache marker (storage.md §1).
+ *
+ * `CloudBackend` only carries connection settings: it has no image-cache surface, and its apiKey
+ * is held in a private field that never appears in JSON, `util.inspect` or error messages.
+ *
+ * Choices where the contract is silent:
+ * - `close()` waits for running operations, closes the database and forgets the open state; a
+ *   later call on the same object reopens it (like a lazy backend).
+ * - The cloud default URL is `https://api.microsandbox.dev`.
+ */
+import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { inspect as utilInspect } from 'node:util';
+import { SettingsError, toIoError } from '../errors.js';
+import { IndexDb, openIndex } from '../index/db.js';
+import { resolveLimits, type Limits } from '../limits.js';
+import { CachePaths } from '../store/paths.js';
+import { checkMarker, ensureMarker } from '../store/marker.js';
+import { deleteStaleLeases } from '../store/lease.js';
+import { tryParseDuration } from './duration.js';
+import { DEFAULT_TEMP_GRACE, overlaySettings, readSettings, type Settings } from './settings.js';
+
+export interface LocalBackendOptions {
+  /** Default: MSB_HOME, else ~/.msb-image. */
+  home?: string;
+  /** Default: config `paths.cache`, else `<home>/cache`. */
+  cacheDir?: string;
+  /** Overlays config.json. */
+  settings?: Partial<Settings>;
+  pullConcurrency?: number;
+  limits?: Partial<Limits>;
+  tempGraceMs?: number;
+}
+
+/**
+ * Everything an operation needs once the backend is open. `paths.root` is the REAL path of the
+ * cache directory, resolved once at open (it is what VMDK extents and `inspect` report).
+ */
+export interface Store {
+  readonly backend: LocalBackend;
+  readonly home: string;
+  readonly cacheDir: string;
+  readonly paths: CachePaths;
+  readonly index: IndexDb;
+  readonly settings: Settings;
+  readonly limits: Limits;
+  /** builder tempGraceMs, else config prune.temp_grace, else 1h (cli.md §8). */
+  readonly tempGraceMs: number;
+  readonly pullConcurrency: number;
+  /** True once directories, lock dir and marker exist (the first write-mode open did that). */
+  writeReady: boolean;
+}
+
+export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
+  const h = env.MSB_HOME?.trim();
+  return h ? resolve(h) : join(homedir(), '.msb-image');
+}
+
+/** realpath of `p`, or of its nearest existing ancestor joined with the rest. */
+function realPathLoose(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    const parent = dirname(p);
+    if (parent === p) return p;
+    return join(realPathLoose(parent), basename(p));
+  }
+}
+
+function existsDir(p: string): boolean {
+  try { return lstatSync(p).isDirectory(); } catch { return false; }
+}
+
+export class LocalBackend {
+  readonly kind = 'local' as const;
+  readonly home: string;
+  private readonly options: LocalBackendOptions;
+  private settingsCache: Settings | null = null;
+  private opening: Promise<Store | null> | null = null;
+  private store: Store | null = null;
+  private running = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  /** Use `LocalBackend.lazy()` or `LocalBackend.builder()`. */
+  constructor(options: LocalBackendOptions = {}) {
+    this.options = { ...options };
+    this.home = options.home !== undefined ? resolve(options.home) : defaultHome();
+  }
+
+  static builder(): LocalBackendBuilder {
+    return new LocalBackendBuilder();
+  }
+
+  /** A backend that does no I/O until its first call. */
+  static lazy(options: LocalBackendOptions = {}): LocalBackend {
+    return new LocalBackend(options);
+  }
+
+  /** Settings: config.json overlaid with the builder's `settings` (read once, then cached). */
+  get settings(): Settings {
+    if (!this.settingsCache) this.settingsCache = overlaySettings(readSettings(this.home), this.options.settings);
+    return this.settingsCache;
+  }
+
+  /**
+   * The configured cache directory (absolute; not yet resolved through symlinks). Reading it may
+   * read config.json when `paths.cache` decides it.
+   */
+  get cacheDir(): string {
+    if (this.options.cacheDir !== undefined) return resolve(this.options.cacheDir);
+    return this.settings.paths.cache ?? join(this.home, 'cache');
+  }
+
+  /** @internal Opens (once) for reading: `null` means "no index yet" (nothing was created). */
+  async _open(mode: 'read'): Promise<Store | null>;
+  /** @internal Opens (once) for writing: creates directories, DB and marker as needed. */
+  async _open(mode: 'write', signal?: AbortSignal): Promise<Store>;
+  async _open(mode: 'read' | 'write', signal?: AbortSignal): Promise<Store | null> {
+    const cur = this.store;
+    if (cur && !cur.index.isClosed && (mode === 'read' || cur.writeReady)) return cur;
+    while (this.opening) {
+      try { await this.opening; } catch { /* the next attempt reports its own error */ }
+      const s = this.store;
+      if (s && !s.index.isClosed && (mode === 'read' || s.writeReady)) return s;
+    }
+    const p = this.doOpen(mode, signal);
+    this.opening = p;
+    try {
+      return await p;
+    } finally {
+      this.opening = null;
+    }
+  }
+
+  private async doOpen(mode: 'read' | 'write', signal?: AbortSignal): Promise<Store | null> {
+    const settings = this.settings;
+    const cacheDir = this.cacheDir;
+    let store = this.store && !this.store.index.isClosed ? this.store : null;
+    if (!store) {
+      const dbExists = (() => { try { lstatSync(join(this.home, 'db', 'msb.db')); return true; } catch { return false; } })();
+      // A cache that already carries a marker (or layers/) cannot be ours when we have no index.
+      if (!dbExists) checkMarker(cacheDir, null);
+      if (mode === 'write') {
+        try { mkdirSync(this.home, { recursive: true, mode: 0o700 }); } catch (err) { throw toIoError(err, this.home); }
+      }
+      const index = await openIndex(this.home, { create: mode === 'write', signal });
+      if (!index) return null;
+      try {
+        checkMarker(cacheDir, index.indexId);
+      } catch (err) {
+        index.close();
+        throw err;
+      }
+      const graceOpt = this.options.tempGraceMs;
+      const tempGraceMs = graceOpt ?? tryParseDuration(settings.prune.tempGrace) ?? tryParseDuration(DEFAULT_TEMP_GRACE)!;
+      store = {
+        backend: this,
+        home: this.home,
+        cacheDir: realPathLoose(cacheDir),
+        paths: null as unknown as CachePaths,
+        index,
+        settings,
+        limits: resolveLimits({ maxLayers: settings.pull.maxLayers }, this.options.limits),
+        tempGraceMs,
+        pullConcurrency: this.options.pullConcurrency ?? settings.pull.concurrency,
+        writeReady: false,
+      };
+      (store as { paths: CachePaths }).paths = new CachePaths(store.cacheDir);
+      this.store = store;
+    }
+    if (mode === 'write' && !store.writeReady) {
+      const existed = existsDir(cacheDir);
+      // The marker first: `layers/` without a marker would read as another home's cache.
+      try { mkdirSync(cacheDir, { recursive: true }); } catch (err) { throw toIoError(err, cacheDir); }
+      ensureMarker(cacheDir, store.index.indexId);
+      for (const d of ['layers', 'fsmeta', 'vmdk', 'tmp', 'locks']) {
+        const p = join(cacheDir, d);
+        try { mkdirSync(p, { recursive: true }); } catch (err) { throw toIoError(err, p); }
+      }
+      if (!existed) {
+        // The directory did not exist when the real path was first computed.
+        (store as { cacheDir: string }).cacheDir = realpathSync(cacheDir);
+        (store as { paths: CachePaths }).paths = new CachePaths(store.cacheDir);
+      }
+      store.writeReady = true;
+      // Opportunistic: stale leases of this host (storage.md §6.2). Never fatal.
+      try { await deleteStaleLeases(store.index, { onlyThisHost: true, signal }); } catch { /* retried by prune */ }
+    }
+    return store;
+  }
+
+  /** @internal Tracks a running operation so that close() can wait for it. */
+  async _run<T>(fn: () => Promise<T>): Promise<T> {
+    this.running++;
+    try {
+      return await fn();
+    } finally {
+      this.running--;
+      if (this.running === 0) { const w = this.idleWaiters; this.idleWaiters = []; for (const f of w) f(); }
+    }
+  }
+
+  /** Waits for this backend's running operations, then closes the database. */
+  async close(): Promise<void> {
+    while (this.running > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (this.opening) { try { await this.opening; } catch { /* nothing to close */ } }
+    const s = this.store;
+    this.store = null;
+    s?.index.close();
+  }
+
+  toJSON(): object {
+    return { kind: this.kind, home: this.home, cacheDir: this.options.cacheDir !== undefined ? resolve(this.options.cacheDir) : undefined };
+  }
+}
+
+export class LocalBackendBuilder {
+  private readonly opts: LocalBackendOptions = {};
+  home(p: string): this { this.opts.home = p; return this; }
+  cacheDir(p: string): this { this.opts.cacheDir = p; return this; }
+  settings(s: Partial<Settings>): this { this.opts.settings = s; return this; }
+  pullConcurrency(n: number): this { this.opts.pullConcurrency = n; return this; }
+  limits(l: Partial<Limits>): this { this.opts.limits = l; return this; }
+  tempGraceMs(ms: number): this { this.opts.tempGraceMs = ms; return this; }
+  /** Eager: creates directories, opens and migrates the DB, writes the cache marker, reads settings. */
+  async build(): Promise<LocalBackend> {
+    const b = new LocalBackend(this.opts);
+    await b._open('write');
+    return b;
+  }
+  buildLazy(): LocalBackend {
+    return LocalBackend.lazy(this.opts);
+  }
+}
+
+export const DEFAULT_CLOUD_URL = 'https://api.microsandbox.dev';
+
+export class CloudBackend {
+  readonly kind = 'cloud' as const;
+  readonly url: string;
+  readonly #apiKey: string;
+  constructor(options: { apiKey: string; url?: string }) {
+    if (!options || typeof options.apiKey !== 'string' || options.apiKey.trim() === '') {
+      throw new SettingsError('apiKey', 'CloudBackend needs a non-empty apiKey');
+    }
+    this.#apiKey = options.apiKey;
+    this.url = options.url ?? DEFAULT_CLOUD_URL;
+  }
+  /** @internal For a future cloud client; never serialized. */
+  _apiKey(): string { return this.#apiKey; }
+  toJSON(): object { return { kind: this.kind, url: this.url }; }
+  [utilInspect.custom](): string { return `CloudBackend { kind: 'cloud', url: ${JSON.stringify(this.url)} }`; }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ambient default backend (api.md §8)
+
+type DefaultSpec = 'local' | LocalBackend | CloudBackend | { kind: 'cloud'; apiKey: string; url?: string };
+
+let explicitDefault: LocalBackend | CloudBackend | null = null;
+let resolvedDefault: LocalBackend | CloudBackend | null = null;
+
+/** Sets the ambient backend; resets the cached resolution. */
+export function setDefaultBackend(b: DefaultSpec): void {
+  if (b === 'local') explicitDefault = LocalBackend.lazy();
+  else if (b instanceof LocalBackend || b instanceof CloudBackend) explicitDefault = b;
+  else if (b && typeof b === 'object' && (b as { kind?: unknown }).kind === 'cloud') {
+    const c = b as { apiKey: string; url?: string };
+    explicitDefault = new CloudBackend({ apiKey: c.apiKey, ...(c.url !== undefined ? { url: c.url } : {}) });
+  } else {
+    throw new SettingsError('setDefaultBackend', "setDefaultBackend expects 'local', a LocalBackend, a CloudBackend or {kind:'cloud', apiKey}");
+  }
+  resolvedDefault = explicitDefault;
+}
+
+/**
+ * Resolves a backend from environment variables (rules 2–3 of api.md §8). `home` (the CLI's
+ * `--home`) forces a local backend on that home.
+ */
+export function backendFromEnv(env: NodeJS.ProcessEnv, home?: string): LocalBackend | CloudBackend {
+  if (home !== undefined) return LocalBackend.lazy({ home });
+  const raw = env.MSB_BACKEND;
+  if (raw !== undefined && raw.trim() !== '') {
+    const v = raw.trim().toLowerCase();
+    if (v === 'local') return LocalBackend.lazy({ home: defaultHome(env) });
+    if (v === 'cloud') {
+      const key = env.MSB_API_KEY;
+      if (!key || key.trim() === '') throw new SettingsError('MSB_API_KEY', 'MSB_BACKEND=cloud needs a non-empty MSB_API_KEY');
+      const url = env.MSB_API_URL?.trim();
+      return new CloudBackend({ apiKey: key, ...(url ? { url } : {}) });
+    }
+    throw new SettingsError('MSB_BACKEND', `MSB_BACKEND must be "local" or "cloud", not ${JSON.stringify(raw)}`);
+  }
+  return LocalBackend.lazy({ home: defaultHome(env) });
+}
+
+/**
+ * The ambient backend. Resolved on first use and cached until `setDefaultBackend`. A bad
+ * MSB_BACKEND / MSB_API_KEY throws SettingsError synchronously (and is not cached, so fixing the
+ * environment takes effect on the next call).
+ */
+export function defaultBackend(): LocalBackend | CloudBackend {
+  if (resolvedDefault) return resolvedDefault;
+  resolvedDefault = explicitDefault ?? backendFromEnv(process.env);
+  return resolvedDefault;
+}
+
+/** @internal Test hook: forget both the explicit and the resolved default. */
+export function _resetDefaultBackend(): void {
+  explicitDefault = null;
+  resolvedDefault = null;
+}
+
+export function isLocalBackend(b: unknown): b is LocalBackend {
+  return b instanceof LocalBackend;
+}

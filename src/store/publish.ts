@@ -1,0 +1,224 @@
+/**
+ * The ONLY way images enter the index (storage.md §4). Pull, load and Sandbox.create call these
+ * after their files are published atomically (atomic.ts):
+ *
+ * 1. for each layer: publish the file, then `upsertLayerRow` (one transaction, under its layer lock,
+ *    with the diff_id already a lease item so prune cannot take the row before the manifest uses it);
+ * 2. publish fsmeta, then the VMDK (under the image lock);
+ * 3. `publishImage`: ONE transaction inserting/updating config, manifest, manifest_layer and the
+ *    image_ref rows (and, for Sandbox.create, the pin).
+ *
+ * A cache hit calls `touchRef` instead (last_used_at of the ref and of its layers).
+ */
+import { promises as fsp } from 'node:fs';
+import { CacheCorruptError, DigestMismatchError, InvalidArgumentError, toIoError } from '../errors.js';
+import type { LocalBackend, Store } from '../api/backend.js';
+import { ImageHandle } from '../api/handle.js';
+import { familiarOf } from '../api/refs.js';
+import type { IndexDb } from '../index/db.js';
+import { findLayer, findManifest, findRef, manifestLayers, type RefRow } from '../index/queries.js';
+import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
+
+/** st_blocks × 512 and length of a regular file (lstat: a symlink is not followed). */
+export async function measureFile(path: string): Promise<{ size: number; alloc: number }> {
+  let st;
+  try {
+    st = await fsp.lstat(path);
+  } catch (err) {
+    throw toIoError(err, path);
+  }
+  if (!st.isFile()) throw new CacheCorruptError(path, 'not a regular file');
+  return { size: st.size, alloc: st.blocks * 512 };
+}
+
+export function refRowToHandle(r: RefRow): ImageHandle {
+  return new ImageHandle({
+    reference: familiarOf(r.reference),
+    canonicalReference: r.reference,
+    manifestDigest: r.digest,
+    architecture: r.architecture,
+    os: r.os,
+    variant: r.variant,
+    layerCount: r.layer_count,
+    sizeBytes: r.size_bytes,
+    createdAt: new Date(r.created_at),
+    lastUsedAt: new Date(r.last_used_at),
+  });
+}
+
+export interface LayerRowInput {
+  diffId: string;
+  /** Length of the published layer EROFS file. */
+  erofsSizeBytes: number;
+  /** st_blocks*512 of it; measured here when omitted. */
+  erofsAllocBytes?: number;
+  inodes: number;
+  blocks: number;
+}
+
+/**
+ * Inserts or updates the `layer` row of a published layer file, in its own transaction. Call it
+ * while holding the layer lock of `diffId`, after the file is in place. When an existing row's
+ * length changes (a forced rebuild produced another block count), every manifest using the layer
+ * gets `fsmeta_bytes = vmdk_bytes = size_bytes = NULL` in the same transaction, so its next use
+ * rebuilds them (storage.md §4 "Replacing a layer").
+ */
+export async function upsertLayerRow(backend: LocalBackend, input: LayerRowInput, opts: { signal?: AbortSignal; now?: number } = {}):
+  Promise<{ inserted: boolean; invalidatedManifests: string[] }> {
+  if (!isDigest(input.diffId)) throw new InvalidArgumentError('diffId', `invalid diff_id ${JSON.stringify(input.diffId)}`);
+  const store = await backend._open('write', opts.signal);
+  const alloc = input.erofsAllocBytes ?? (await measureFile(store.paths.layer(input.diffId))).alloc;
+  const now = opts.now ?? Date.now();
+  const index = store.index;
+  return index.write(() => {
+    const cur = findLayer(index, input.diffId);
+    if (!cur) {
+      index.stmt(`INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?)`).run(input.diffId, input.erofsSizeBytes, alloc, input.inodes, input.blocks, now, now);
+      return { inserted: true, invalidatedManifests: [] };
+    }
+    let invalidated: string[] = [];
+    if (cur.erofs_size_bytes !== input.erofsSizeBytes) {
+      invalidated = (index.stmt(`SELECT DISTINCT m.digest FROM manifest m JOIN manifest_layer ml ON ml.manifest_id = m.id
+        WHERE ml.layer_id = ? ORDER BY m.digest`).all(cur.id) as { digest: string }[]).map((r) => r.digest);
+      index.stmt(`UPDATE manifest SET fsmeta_bytes = NULL, vmdk_bytes = NULL, size_bytes = NULL
+        WHERE id IN (SELECT manifest_id FROM manifest_layer WHERE layer_id = ?)`).run(cur.id);
+    }
+    index.stmt('UPDATE layer SET erofs_size_bytes = ?, erofs_alloc_bytes = ?, inodes = ?, blocks = ?, last_used_at = ? WHERE id = ?')
+      .run(input.erofsSizeBytes, alloc, input.inodes, input.blocks, now, cur.id);
+    return { inserted: false, invalidatedManifests: invalidated };
+  }, { signal: opts.signal });
+}
+
+export interface PublishImageRecord {
+  /** Canonical references to point at the manifest (new refs get created_at; existing are re-pointed). */
+  references: string[];
+  /** The index (manifest list) the manifest was resolved through, if any. */
+  indexDigest?: string | null;
+  manifest: { digest: string; mediaType: string; raw: Buffer; source: 'registry' | 'archive' };
+  /** The resolved platform (index entry, else config). */
+  platform: { os: string | null; architecture: string | null; variant: string | null };
+  config: { digest: string; raw: Buffer };
+  /** Bottom to top; every diffId must already have a `layer` row (upsertLayerRow). */
+  layers: { diffId: string; blobDigest: string; mediaType: string; compressedSizeBytes: number | null }[];
+  /** Sandbox.create: written in the same transaction (replaces a pin of the same kind and key). */
+  pin?: { kind: 'sandbox' | 'snapshot'; key: string; name: string | null; reference: string | null };
+  now?: number;
+}
+
+export interface PublishedImage {
+  manifestId: number;
+  /** One per `references` entry, in that order. */
+  handles: ImageHandle[];
+  sizeBytes: number;
+}
+
+/** fsmeta + VMDK + distinct layer files: lengths and allocated bytes (lstat only). */
+export async function measureArtifacts(store: Store, manifestDigest: string, diffIds: string[]):
+  Promise<{ fsmetaBytes: number; vmdkBytes: number; sizeBytes: number }> {
+  const fsmeta = await measureFile(store.paths.fsmeta(manifestDigest));
+  const vmdk = await measureFile(store.paths.vmdk(manifestDigest));
+  let size = fsmeta.alloc + vmdk.alloc;
+  for (const d of new Set(diffIds)) size += (await measureFile(store.paths.layer(d))).alloc;
+  return { fsmetaBytes: fsmeta.size, vmdkBytes: vmdk.size, sizeBytes: size };
+}
+
+function checkRaw(what: string, digest: string, raw: Buffer): void {
+  if (!isDigest(digest)) throw new InvalidArgumentError(what, `invalid ${what} digest ${JSON.stringify(digest)}`);
+  const actual = digestOf(raw, digestAlgorithm(digest));
+  if (actual !== digest) throw new DigestMismatchError(what, digest, actual);
+}
+
+/**
+ * Publishes one image in ONE transaction, after every artifact file is in place: config (kept if
+ * present), manifest (inserted, or updated with the new platform/sizes/materialized_at),
+ * manifest_layer rows, image_ref rows (`created_at` kept for an existing ref, `last_used_at` = now),
+ * and the optional pin. Measures the files first (outside the transaction).
+ */
+export async function publishImage(backend: LocalBackend, record: PublishImageRecord, opts: { signal?: AbortSignal } = {}): Promise<PublishedImage> {
+  checkRaw('manifest', record.manifest.digest, record.manifest.raw);
+  checkRaw('config', record.config.digest, record.config.raw);
+  for (const l of record.layers) {
+    if (!isDigest(l.diffId)) throw new InvalidArgumentError('layers', `invalid diff_id ${JSON.stringify(l.diffId)}`);
+    if (!isDigest(l.blobDigest)) throw new InvalidArgumentError('layers', `invalid blob digest ${JSON.stringify(l.blobDigest)}`);
+  }
+  const store = await backend._open('write', opts.signal);
+  const measured = await measureArtifacts(store, record.manifest.digest, record.layers.map((l) => l.diffId));
+  const now = record.now ?? Date.now();
+  const index = store.index;
+  return index.write(() => {
+    index.stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING')
+      .run(record.config.digest, record.config.raw, now);
+    const m = record.manifest;
+    const p = record.platform;
+    index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
+        fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
+        architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
+        vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
+      .run(m.digest, m.mediaType, m.raw, record.config.digest, p.os, p.architecture, p.variant, record.layers.length, m.source,
+        measured.fsmetaBytes, measured.vmdkBytes, measured.sizeBytes, now, now);
+    const manifestId = findManifest(index, m.digest)!.id;
+    index.stmt('DELETE FROM manifest_layer WHERE manifest_id = ?').run(manifestId);
+    const insLayer = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
+      VALUES (?, ?, ?, ?, ?, ?)`);
+    const touchLayer = index.stmt('UPDATE layer SET last_used_at = ? WHERE id = ?');
+    record.layers.forEach((l, position) => {
+      const row = findLayer(index, l.diffId);
+      if (!row) throw new CacheCorruptError(store.paths.layer(l.diffId), `layer ${l.diffId} has no index row (publish it with upsertLayerRow first)`);
+      insLayer.run(manifestId, position, row.id, l.blobDigest, l.mediaType, l.compressedSizeBytes);
+      touchLayer.run(now, row.id);
+    });
+    const upRef = index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
+        last_used_at = excluded.last_used_at`);
+    for (const ref of record.references) upRef.run(ref, manifestId, record.indexDigest ?? null, now, now);
+    if (record.pin) {
+      const pin = record.pin;
+      index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest,
+          reference = excluded.reference, created_at = excluded.created_at`)
+        .run(pin.kind, pin.key, pin.name, m.digest, pin.reference, now);
+    }
+    const handles = record.references.map((ref) => refRowToHandle(findRef(index, ref)!));
+    return { manifestId, handles, sizeBytes: measured.sizeBytes };
+  }, { signal: opts.signal });
+}
+
+/**
+ * Cache hit: `last_used_at = now` on the ref and on its manifest's layers. Returns the refreshed
+ * handle, or null if the ref does not exist (any more).
+ */
+export async function touchRef(backend: LocalBackend, canonical: string, opts: { signal?: AbortSignal; now?: number } = {}): Promise<ImageHandle | null> {
+  const store = await backend._open('write', opts.signal);
+  const index = store.index;
+  const now = opts.now ?? Date.now();
+  return index.write(() => touchRefSync(index, canonical, now), { signal: opts.signal });
+}
+
+/** The body of touchRef, for callers that combine it with other writes in one transaction. */
+export function touchRefSync(index: IndexDb, canonical: string, now: number): ImageHandle | null {
+  const r = findRef(index, canonical);
+  if (!r) return null;
+  index.stmt('UPDATE image_ref SET last_used_at = ? WHERE id = ?').run(now, r.ref_id);
+  index.stmt('UPDATE layer SET last_used_at = ? WHERE id IN (SELECT layer_id FROM manifest_layer WHERE manifest_id = ?)').run(now, r.manifest_id);
+  return refRowToHandle(findRef(index, canonical)!);
+}
+
+/**
+ * After fsmeta/VMDK were rebuilt (or a layer replaced) for an existing manifest: re-measures the
+ * files and records fsmeta_bytes, vmdk_bytes, size_bytes and materialized_at.
+ */
+export async function updateManifestArtifacts(backend: LocalBackend, manifestDigest: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  const store = await backend._open('write', opts.signal);
+  const index = store.index;
+  const row = await index.read(() => findManifest(index, manifestDigest));
+  if (!row) return;
+  const diffIds = await index.read(() => manifestLayers(index, row.id).map((l) => l.diff_id));
+  const measured = await measureArtifacts(store, manifestDigest, diffIds);
+  await index.write(() => {
+    index.stmt('UPDATE manifest SET fsmeta_bytes = ?, vmdk_bytes = ?, size_bytes = ?, materialized_at = ? WHERE digest = ?')
+      .run(measured.fsmetaBytes, measured.vmdkBytes, measured.sizeBytes, Date.now(), manifestDigest);
+  }, { signal: opts.signal });
+}
