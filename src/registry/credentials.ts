@@ -1,0 +1,254 @@
+/**
+ * Credential sources (pull.md §2.1), first match wins, per registry host:
+ *   1. the explicit `auth` option (origin only: mirrors use their own host's credentials);
+ *   2. `<home>/config.json` → `registries.hosts.<host>.auth` (`secret` file or `password_env`);
+ *   3. the docker config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
+ *      `credHelpers[<key>]`, else `credsStore`, run as `docker-credential-<name> get`; else
+ *      `auths[<key>]`;
+ *   4. anonymous.
+ *
+ * Choices where pull.md is silent:
+ * - A malformed docker config is a SettingsError naming it (docker itself refuses to start).
+ * - A helper that fails other than "credentials not found", times out or prints more than
+ *   64 KiB is RegistryAuthError (its stderr is discarded, its stdout never shown).
+ * - The key passed to `credsStore` is the first key variant (`https://index.docker.io/v1/` for
+ *   Docker Hub, else `<host>`), as docker does.
+ * - `auths[<key>]` with `username` + `password` fields (no `auth`) is accepted too.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, constants as FS, fstatSync, openSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { RegistryAuthError, SettingsError } from '../errors.js';
+import type { Credential, CredentialSource, RegistryAuth, RegistrySettings } from './types.js';
+
+export const HELPER_NAME_RE = /^[A-Za-z0-9_.-]+$/;
+export const HELPER_STDOUT_MAX = 64 * 1024;
+const DOCKER_HUB_KEYS = ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'];
+
+/** Keys tried in the docker config for a host (pull.md §2.1). */
+export function dockerConfigKeys(host: string): string[] {
+  if (host === 'docker.io' || host === 'index.docker.io' || host === 'registry-1.docker.io') return DOCKER_HUB_KEYS;
+  return [host, `https://${host}`, `http://${host}`];
+}
+
+export interface ResolvedCredential { credential: Credential; source: CredentialSource }
+
+export interface CredentialContext {
+  home: string;
+  settings: RegistrySettings;
+  env: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+}
+
+/** Converts the api.md `RegistryAuth` option into a Credential. */
+export function explicitCredential(auth: RegistryAuth): Credential {
+  if ('anonymous' in auth && auth.anonymous) return { kind: 'anonymous' };
+  if ('registryToken' in auth) return { kind: 'token', token: auth.registryToken };
+  if ('username' in auth) return { kind: 'basic', username: auth.username, password: auth.password };
+  throw new SettingsError('auth', 'auth must be {username, password}, {anonymous: true} or {registryToken}');
+}
+
+/** Resolves the credential for `host` (a settings/docker key: `host[:port]`, Docker Hub = `docker.io`). */
+export async function resolveCredential(host: string, ctx: CredentialContext, explicit?: RegistryAuth): Promise<ResolvedCredential> {
+  if (explicit) return { credential: explicitCredential(explicit), source: 'explicit' };
+  const fromHome = homeConfigCredential(host, ctx);
+  if (fromHome) return { credential: fromHome, source: 'config' };
+  const docker = await dockerConfigCredential(host, ctx);
+  if (docker) return docker;
+  return { credential: { kind: 'anonymous' }, source: 'anonymous' };
+}
+
+/** Source 2: `<home>/config.json` → registries.hosts.<host>.auth. */
+export function homeConfigCredential(host: string, ctx: CredentialContext): Credential | null {
+  const auth = ctx.settings.registries?.hosts?.[host]?.auth;
+  if (!auth) return null;
+  const key = `registries.hosts.${host}.auth`;
+  const hasSecret = auth.secret !== undefined;
+  const hasEnv = auth.passwordEnv !== undefined;
+  if (hasSecret === hasEnv) throw new SettingsError(key, `${key}: needs exactly one of "secret" or "password_env"`);
+  if (hasEnv) {
+    const v = ctx.env[auth.passwordEnv!];
+    if (v === undefined || v === '') throw new SettingsError(key, `${key}.password_env: environment variable ${auth.passwordEnv} is not set`);
+    return { kind: 'basic', username: auth.username, password: v };
+  }
+  return { kind: 'basic', username: auth.username, password: readSecretFile(ctx.home, auth.secret!, key) };
+}
+
+/**
+ * Reads `<home>/secrets/<rel>`: it must stay under secrets/, must not be a symlink (O_NOFOLLOW),
+ * must be a regular file with no group/other permission bits. Content is trimmed.
+ */
+export function readSecretFile(home: string, rel: string, key = 'secret'): string {
+  const dir = resolve(home, 'secrets');
+  const path = resolve(dir, rel);
+  const r = relative(dir, path);
+  if (isAbsolute(rel) || r === '' || r.startsWith('..') || isAbsolute(r)) {
+    throw new SettingsError(key, `${key}.secret must be a path under ${dir}`);
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new SettingsError(key, `${key}.secret: cannot open ${path}: ${code === 'ELOOP' ? 'it is a symlink' : code}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new SettingsError(key, `${key}.secret: ${path} is not a regular file`);
+    if ((st.mode & 0o077) !== 0) {
+      throw new SettingsError(key, `${key}.secret: ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be 0600 or stricter`);
+    }
+    const v = readFileSync(fd, 'utf8').trim();
+    if (v === '') throw new SettingsError(key, `${key}.secret: ${path} is empty`);
+    return v;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface DockerConfig {
+  auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }>;
+  credHelpers?: Record<string, string>;
+  credsStore?: string;
+}
+
+/** Path of the docker config file (DOCKER_CONFIG, else ~/.docker). */
+export function dockerConfigPath(env: NodeJS.ProcessEnv): string {
+  if (env.DOCKER_CONFIG) return join(env.DOCKER_CONFIG, 'config.json');
+  return join(env.HOME || homedir(), '.docker', 'config.json');
+}
+
+export function readDockerConfig(env: NodeJS.ProcessEnv): { path: string; config: DockerConfig } | null {
+  const path = dockerConfigPath(env);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw new SettingsError(path, `${path}: cannot read: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new SettingsError(path, `${path}: malformed JSON`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new SettingsError(path, `${path}: expected a JSON object`);
+  return { path, config: v as DockerConfig };
+}
+
+/** Source 3: the docker config. */
+export async function dockerConfigCredential(host: string, ctx: CredentialContext): Promise<ResolvedCredential | null> {
+  const dc = readDockerConfig(ctx.env);
+  if (!dc) return null;
+  const { config, path } = dc;
+  const keys = dockerConfigKeys(host);
+  let helper: string | undefined;
+  let helperKey = keys[0]!;
+  if (config.credHelpers && typeof config.credHelpers === 'object') {
+    for (const k of keys) {
+      const h = config.credHelpers[k];
+      if (typeof h === 'string') { helper = h; helperKey = k; break; }
+    }
+  }
+  if (helper === undefined && typeof config.credsStore === 'string' && config.credsStore !== '') helper = config.credsStore;
+  if (helper !== undefined) {
+    const c = await runCredentialHelper(helper, helperKey, { timeoutMs: ctx.settings.registries?.credHelperTimeoutMs ?? 30_000, env: ctx.env, registry: host, configPath: path, signal: ctx.signal });
+    if (c) return { credential: c, source: 'docker-helper' };
+  }
+  const auths = config.auths && typeof config.auths === 'object' ? config.auths : {};
+  for (const k of keys) {
+    const a = auths[k];
+    if (!a || typeof a !== 'object') continue;
+    if (typeof a.identitytoken === 'string' && a.identitytoken) {
+      const user = typeof a.auth === 'string' ? decodeAuth(a.auth, path, k)?.username ?? '' : (a.username ?? '');
+      return { credential: { kind: 'identity', username: user, identityToken: a.identitytoken }, source: 'docker-auths' };
+    }
+    if (typeof a.auth === 'string' && a.auth) {
+      const d = decodeAuth(a.auth, path, k);
+      if (d) return { credential: toCredential(d.username, d.password), source: 'docker-auths' };
+    }
+    if (typeof a.username === 'string' && typeof a.password === 'string') {
+      return { credential: toCredential(a.username, a.password), source: 'docker-auths' };
+    }
+  }
+  return null;
+}
+
+function decodeAuth(b64: string, path: string, key: string): { username: string; password: string } | null {
+  const s = Buffer.from(b64, 'base64').toString('utf8');
+  const i = s.indexOf(':');
+  if (i < 0) throw new SettingsError(path, `${path}: auths[${JSON.stringify(key)}].auth is not base64 of user:password`);
+  return { username: s.slice(0, i), password: s.slice(i + 1) };
+}
+
+/** Username `<token>` marks an OAuth2 refresh token (pull.md §2.1). */
+function toCredential(username: string, secret: string): Credential {
+  if (username === '<token>') return { kind: 'identity', username: '', identityToken: secret };
+  return { kind: 'basic', username, password: secret };
+}
+
+/**
+ * Runs `docker-credential-<name> get` with `serverKey` on stdin. Returns null for "credentials
+ * not found". The name is validated before anything runs; stderr is discarded; stdout is capped
+ * at 64 KiB; the child is killed at `timeoutMs`. Node opens its own descriptors close-on-exec,
+ * and only the three pipes are given to the child.
+ */
+export async function runCredentialHelper(name: string, serverKey: string,
+  opts: { timeoutMs: number; env: NodeJS.ProcessEnv; registry: string; configPath?: string; signal?: AbortSignal }): Promise<Credential | null> {
+  if (!HELPER_NAME_RE.test(name)) {
+    throw new SettingsError(opts.configPath ?? 'docker config', `credential helper name ${JSON.stringify(name)} is invalid (allowed: [A-Za-z0-9_.-]+)`);
+  }
+  const bin = `docker-credential-${name}`;
+  const result = await new Promise<{ code: number | null; stdout: Buffer; error?: string }>((done) => {
+    let child;
+    try {
+      child = spawn(bin, ['get'], { stdio: ['pipe', 'pipe', 'ignore'], env: opts.env, shell: false, windowsHide: true });
+    } catch (e) {
+      done({ code: null, stdout: Buffer.alloc(0), error: (e as NodeJS.ErrnoException).code ?? 'spawn failed' });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const finish = (r: { code: number | null; stdout: Buffer; error?: string }) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      done(r);
+    };
+    const timer = setTimeout(() => { child.kill('SIGKILL'); finish({ code: null, stdout: Buffer.alloc(0), error: 'timeout' }); }, opts.timeoutMs);
+    const onAbort = () => { child.kill('SIGKILL'); finish({ code: null, stdout: Buffer.alloc(0), error: 'aborted' }); };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (e: NodeJS.ErrnoException) => finish({ code: null, stdout: Buffer.alloc(0), error: e.code ?? 'spawn failed' }));
+    child.stdout!.on('data', (b: Buffer) => {
+      size += b.length;
+      if (size > HELPER_STDOUT_MAX) { child.kill('SIGKILL'); finish({ code: null, stdout: Buffer.alloc(0), error: 'stdout over 64 KiB' }); return; }
+      chunks.push(b);
+    });
+    child.on('close', (code) => finish({ code, stdout: Buffer.concat(chunks) }));
+    child.stdin!.on('error', () => { /* the helper may exit before reading stdin */ });
+    child.stdin!.end(serverKey + '\n');
+  });
+  if (result.error === 'ENOENT') throw new SettingsError(opts.configPath ?? 'docker config', `credential helper ${bin} was not found on PATH`);
+  if (result.error === 'aborted') return null;
+  if (result.error === 'timeout') throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} did not finish within ${opts.timeoutMs} ms and was killed`);
+  if (result.error) throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} failed: ${result.error}`);
+  const out = result.stdout.toString('utf8');
+  if (result.code !== 0) {
+    if (/credentials not found/i.test(out)) return null;
+    throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} exited with status ${result.code}`);
+  }
+  let v: { Username?: unknown; Secret?: unknown };
+  try {
+    v = JSON.parse(out) as typeof v;
+  } catch {
+    throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} printed something that is not JSON`);
+  }
+  if (typeof v.Secret !== 'string' || typeof v.Username !== 'string') {
+    throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} returned no Username/Secret`);
+  }
+  return toCredential(v.Username, v.Secret);
+}
