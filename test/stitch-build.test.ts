@@ -7,12 +7,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { open, readFile, writeFile } from 'node:fs/promises';
-import { lstatSync, readFileSync, readdirSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { layoutImage, writeImageMetadata } from '../src/erofs/image-writer.js';
 import { newDir, newMeta, type DirNode, type Entry, type Inode, type Meta } from '../src/erofs/tree.js';
 import { buildFsmeta, planFsmeta } from '../src/stitch/build.js';
 import { diffIdTag } from '../src/stitch/fsmeta.js';
+import { validateFsmetaFile, validateLayerFile } from '../src/stitch/validate.js';
+import { superblockChecksum } from '../src/erofs/format.js';
 import { MsbError } from '../src/errors.js';
 import { erofsUtils, mountErofs, run, runStatus, tempDir } from './helpers/env.js';
 
@@ -214,3 +216,67 @@ test('buildFsmeta: O_EXCL candidate, removed on failure; diskBlocks limit', asyn
     (e: unknown) => e instanceof MsbError && e.code === 'ABORTED');
   assert.deepEqual(readdirSync(tmp).sort(), ['exists', 'l0.erofs']);
 });
+
+test('validation (storage.md §5): layer and fsmeta headers, each corruption detected by a cheap read', async (t) => {
+  const { dir: tmp, cleanup } = tempDir();
+  t.after(cleanup);
+  const { L0, L1 } = makeLayers();
+  const u0 = Buffer.alloc(16, 0xa0);
+  const u1 = Buffer.alloc(16, 0xa1);
+  const p0 = join(tmp, 'l0.erofs');
+  const p1 = join(tmp, 'l1.erofs');
+  const s0 = await writeHandLayer(p0, L0, u0);
+  const s1 = await writeHandLayer(p1, L1, u1);
+  const tags = [diffIdTag(`sha256:${'0a'.repeat(32)}`), diffIdTag(`sha256:${'1b'.repeat(32)}`)];
+  const uuid = Buffer.alloc(16, 0x5e);
+  const fsmeta = join(tmp, 'fsmeta.erofs');
+  const res = await buildFsmeta([{ root: L0.root, sizeBytes: s0, tag: tags[0]! }, { root: L1.root, sizeBytes: s1, tag: tags[1]! }], fsmeta, { uuid });
+  const expected = { uuid, layers: [{ sizeBytes: s0, tag: tags[0]! }, { sizeBytes: s1, tag: tags[1]! }] };
+
+  assert.equal(await validateLayerFile(p0, { uuid: u0, sizeBytes: s0 }), null);
+  assert.equal(await validateLayerFile(p1), null);
+  assert.equal(await validateFsmetaFile(fsmeta, expected), null);
+  assert.equal(await validateFsmetaFile(fsmeta, { ...expected, sizeBytes: res.sizeBytes }), null);
+
+  assert.match((await validateLayerFile(p0, { uuid: u1 }))!, /uuid/);
+  assert.match((await validateLayerFile(p0, { sizeBytes: s0 + 4096 }))!, /recorded/);
+  assert.match((await validateLayerFile(fsmeta))!, /device table/);
+  assert.match((await validateLayerFile(join(tmp, 'nope')))!, /ENOENT/);
+  symlinkSync(p0, join(tmp, 'link.erofs'));
+  assert.match((await validateLayerFile(join(tmp, 'link.erofs')))!, /symbolic link/);
+  assert.match((await validateFsmetaFile(fsmeta, { ...expected, layers: [expected.layers[1]!, expected.layers[0]!] }))!, /device 1/);
+  assert.match((await validateFsmetaFile(fsmeta, { ...expected, layers: [expected.layers[0]!] }))!, /extra_devices/);
+  assert.match((await validateFsmetaFile(fsmeta, { ...expected, uuid: u0 }))!, /uuid/);
+
+  const corrupt = async (src: string, f: (b: Buffer) => Buffer | void): Promise<string> => {
+    const b = readFileSync(src);
+    const out = f(b) ?? b;
+    const p = join(tmp, `bad-${Math.random().toString(16).slice(2)}`);
+    await writeFile(p, out);
+    return p;
+  };
+  const cases: [string, (b: Buffer) => Buffer | void, RegExp][] = [
+    ['magic', (b) => { b[1024] ^= 0xff; }, /magic/],
+    ['crc (a device-table byte)', (b) => { b[1152 + 0x40] ^= 1; }, /CRC/],
+    ['crc (a byte in the unused tail of block 0)', (b) => { b[4000] = 1; }, /CRC/],
+    ['one block longer', (b) => Buffer.concat([b, Buffer.alloc(4096)]), /blocks/],
+    ['not a block multiple', (b) => b.subarray(0, b.length - 100), /multiple/],
+    ['empty', () => Buffer.alloc(0), /multiple/],
+  ];
+  for (const [name, f, re] of cases) {
+    assert.match((await validateFsmetaFile(await corrupt(fsmeta, f), expected)) ?? 'valid', re, name);
+  }
+  const layerCases: [string, (b: Buffer) => Buffer | void, RegExp][] = [
+    ['volume name', (b) => { b.write('msb-erofs/2', 1024 + 0x40, 'latin1'); fixCrc(b); }, /volume_name/],
+    ['blkszbits', (b) => { b[1024 + 0x0c] = 9; fixCrc(b); }, /blkszbits/],
+    ['meta_blkaddr past the end', (b) => { b.writeUInt32LE(b.length / 4096, 1024 + 0x28); fixCrc(b); }, /meta_blkaddr|root inode/],
+    ['root nid points at a file', (b) => { b.writeUInt16LE(5, 1024 + 0x0e); fixCrc(b); }, /root inode/],
+  ];
+  for (const [name, f, re] of layerCases) {
+    assert.match((await validateLayerFile(await corrupt(p0, f))) ?? 'valid', re, name);
+  }
+});
+
+function fixCrc(b: Buffer): void {
+  b.writeUInt32LE(superblockChecksum(b.subarray(0, 4096)), 1024 + 4);
+}
