@@ -75,7 +75,9 @@ function scriptHash(...names: string[]): string {
 /** Runs `fn` under an exclusive flock(1) on `lockPath` so parallel test processes build once. */
 function withFileLock(lockPath: string, shellCmd: string): void {
   mkdirSync(join(lockPath, '..'), { recursive: true });
-  run('flock', [lockPath, 'bash', '-c', shellCmd], { stdio: ['ignore', 'inherit', 'inherit'] });
+  // -o: the command's children (a registry daemon started in the background) must not inherit the
+  // lock descriptor, or the lock stays held for the daemon's whole life and every later call blocks.
+  run('flock', ['-o', lockPath, 'bash', '-c', shellCmd], { stdio: ['ignore', 'inherit', 'inherit'] });
 }
 
 export interface FixtureImages {
@@ -114,8 +116,16 @@ export function ensureRegistry(mode: RegistryMode = 'noauth'): TestRegistry {
   const base = join(FIXTURE_ROOT, `registry-${port}`);
   const marker = join(base, `pushed.${scriptHash('build-test-images.sh', 'push-test-images.sh')}`);
   const creds = mode === 'noauth' ? '' : 'testuser:testpass';
+  // Fast path without the lock: already pushed and answering /v2/ (also copes with a lock file still
+  // held by a registry daemon started before the `flock -o` fix).
+  if (existsSync(marker)) {
+    const code = runStatus('curl', ['-s', '-o', '/dev/null', '-m', '5', '-w', '%{http_code}', `http://127.0.0.1:${port}/v2/`]).stdout.trim();
+    if (code === '200' || code === '401') return { host: `127.0.0.1:${port}`, port, mode, base, log: join(base, 'registry.log') };
+  }
   withFileLock(join(FIXTURE_ROOT, `registry-${port}.lock`),
     `bash '${join(FIXTURE_SCRIPTS, 'start-registry.sh')}' ${port} '${base}' ${mode} >/dev/null && ` +
+    // The token server starts in the background: wait until it listens before skopeo needs a token.
+    (mode === 'token' ? `{ for i in $(seq 100); do curl -s -o /dev/null 'http://127.0.0.1:${port + 80}/' && break; sleep 0.1; done; } && ` : '') +
     `{ [ -f '${marker}' ] || { bash '${join(FIXTURE_SCRIPTS, 'push-test-images.sh')}' 127.0.0.1:${port} '${img.dir}' '${creds}' >'${base}/push.log' 2>&1 || { cat '${base}/push.log' >&2; exit 1; }; touch '${marker}'; }; }`);
   return { host: `127.0.0.1:${port}`, port, mode, base, log: join(base, 'registry.log') };
 }
