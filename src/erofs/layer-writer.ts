@@ -1,0 +1,165 @@
+/**
+ * The streaming layer writer (erofs.md §5): one pass from a DECOMPRESSED tar stream to a layer
+ * EROFS candidate. File data goes to blocks 1…F as it arrives (holes for zero blocks, bounded
+ * write queue with backpressure); after the end of the archive and the diff_id check, the
+ * directories, symlinks, metadata area and the superblock are written, the file is truncated to
+ * B × 4096, fsynced and its length asserted. Any error or abort deletes the candidate.
+ */
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { AbortedError, DigestMismatchError, LimitExceededError, MsbError, toIoError } from '../errors.js';
+import { resolveLimits, type Limits } from '../limits.js';
+import { digestUuid, newHash } from '../util/digest.js';
+import { TarReader, type BodySink } from '../tar/reader.js';
+import { BlockDataWriter } from './data-writer.js';
+import { BLOCK_SIZE } from './format.js';
+import { LayerTreeBuilder } from './ingest.js';
+import { layoutImage, writeImageMetadata } from './image-writer.js';
+import type { DirNode } from './tree.js';
+
+export interface WriteLayerOptions {
+  limits?: Partial<Limits>;
+  signal?: AbortSignal;
+  onProgress?: (p: { tarBytes: number; entries: number }) => void;
+  onWarning?: (code: string, message: string) => void;
+  /**
+   * When given, the diff_id is checked before the image is finished: a mismatch rejects with
+   * DigestMismatchError {what: 'diffId'}, and it takes precedence over a tar parse error (the
+   * stream is hashed to its end either way; pull.md §7).
+   */
+  expectDiffId?: string;
+}
+
+export interface WriteLayerResult {
+  diffId: string;
+  sizeBytes: number;
+  inodes: number;
+  blocks: number;
+  entries: number;
+  xattrsDropped: number;
+  /** The ingested tree with its data map (each regular file's `data.startBlock`), for stitching. */
+  root: DirNode;
+}
+
+type Source = NodeJS.ReadableStream | AsyncIterable<Buffer>;
+
+class SourceError extends Error {
+  constructor(override readonly cause: unknown) {
+    super('source error');
+  }
+}
+
+/** Errors that come from the tar content (not from I/O or the source): the stream can still be hashed. */
+function isContentError(e: unknown): boolean {
+  return e instanceof MsbError && (e.code === 'LAYER_INVALID' || e.code === 'LIMIT_EXCEEDED');
+}
+
+/**
+ * Converts a decompressed layer tar into a layer EROFS at `candidatePath` (created O_EXCL, mode
+ * 0644). diffId = sha256 over every byte of the stream, trailing bytes included. On a tar error
+ * the rest of the stream is still read and hashed (so callers can apply the digest precedence of
+ * pull.md §7) before the error is thrown; `maxLayerBytes` still bounds that drain.
+ */
+export async function writeLayer(tar: Source, candidatePath: string, opts: WriteLayerOptions = {}): Promise<WriteLayerResult> {
+  const limits = resolveLimits(opts.limits);
+  const signal = opts.signal;
+  if (signal?.aborted) throw new AbortedError(signal.reason);
+  let fh: FileHandle;
+  try {
+    fh = await open(candidatePath, 'wx', 0o644);
+  } catch (err) {
+    throw toIoError(err, candidatePath);
+  }
+  const onAbort = () => {
+    const s = tar as { destroy?: (e?: Error) => void };
+    if (typeof s.destroy === 'function') s.destroy(new AbortedError(signal?.reason));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const data = new BlockDataWriter(fh);
+  let ok = false;
+  try {
+    const hash = newHash('sha256');
+    const builder = new LayerTreeBuilder(limits);
+    let cursor = 1; // block 0 holds the superblock (erofs.md §2)
+    let fileBase = 0;
+    const sink: BodySink = { write: (buf, offset) => data.write(fileBase + offset, buf) };
+    const reader = new TarReader({
+      limits,
+      onEntry: (e) => {
+        const file = builder.add(e);
+        if (!file) return null;
+        const nblocks = Math.ceil(file.size / BLOCK_SIZE);
+        if (cursor + nblocks >= 2 ** 32) throw new LimitExceededError('diskBlocks', cursor + nblocks, 2 ** 32 - 1, 'layer image');
+        file.data = { device: 0, startBlock: cursor };
+        fileBase = cursor * BLOCK_SIZE;
+        cursor += nblocks;
+        return sink;
+      },
+    });
+    let tarBytes = 0;
+    let parseError: unknown = null;
+    const it = (tar as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        let r: IteratorResult<Buffer | string>;
+        try {
+          r = await it.next();
+        } catch (err) {
+          // A source error (network, decompressor) is the caller's to classify: passed through.
+          throw new SourceError(err);
+        }
+        if (r.done) break;
+        if (signal?.aborted) throw new AbortedError(signal.reason);
+        const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+        tarBytes += chunk.length;
+        if (tarBytes > limits.maxLayerBytes) throw new LimitExceededError('maxLayerBytes', tarBytes, limits.maxLayerBytes, 'uncompressed layer');
+        hash.update(chunk);
+        if (parseError === null && !reader.done) {
+          try {
+            await reader.write(chunk);
+          } catch (err) {
+            if (!isContentError(err)) throw err;
+            parseError = err;
+          }
+        }
+        opts.onProgress?.({ tarBytes, entries: reader.entries });
+      }
+    } catch (err) {
+      await it.return?.().catch(() => undefined);
+      throw err;
+    }
+    if (signal?.aborted) throw new AbortedError(signal.reason);
+    if (parseError === null) {
+      try {
+        await reader.end();
+      } catch (err) {
+        if (!isContentError(err)) throw err;
+        parseError = err;
+      }
+    }
+    const diffId = `sha256:${hash.digest('hex')}`;
+    if (opts.expectDiffId !== undefined && opts.expectDiffId !== diffId) {
+      throw new DigestMismatchError('diffId', opts.expectDiffId, diffId);
+    }
+    if (parseError !== null) throw parseError;
+    await data.flush();
+    if (builder.xattrsDropped > 0) {
+      opts.onWarning?.('XATTR_DROPPED', `${builder.xattrsDropped} xattr(s) with unsupported or reserved names were dropped`);
+    }
+    const layout = layoutImage(builder.root, { firstFreeBlock: cursor });
+    await writeImageMetadata(fh, layout, { uuid: digestUuid(diffId) });
+    ok = true;
+    return {
+      diffId, sizeBytes: layout.totalBlocks * BLOCK_SIZE, inodes: layout.inodes, blocks: layout.totalBlocks,
+      entries: reader.entries, xattrsDropped: builder.xattrsDropped, root: builder.root,
+    };
+  } catch (err) {
+    if (signal?.aborted) throw new AbortedError(signal.reason);
+    if (err instanceof SourceError) throw err.cause;
+    throw err instanceof MsbError ? err : toIoError(err, candidatePath);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    if (!ok) await data.drain();
+    await fh.close().catch(() => undefined);
+    if (!ok) await unlink(candidatePath).catch(() => undefined);
+  }
+}
