@@ -1,0 +1,228 @@
+/**
+ * `Image` (api.md §2): ambient methods use the default backend (§8) and reject with
+ * UnsupportedError on a cloud backend; the `*Local` twins use the LocalBackend they are given and
+ * never look at the ambient default.
+ *
+ * `tag(source, target)` (docker tag): `target` names the same manifest as `source`. A new target
+ * ref gets `createdAt = lastUsedAt = now`; an existing one is re-pointed and keeps `createdAt`
+ * (as a pull does). The previous manifest of a moved tag stays until prune, like a moved pull tag.
+ * A target with a digest component must carry the source's manifest digest.
+ */
+import { ImageNotFoundError, InvalidArgumentError, MsbError, UnsupportedError, type ErrorCode } from '../errors.js';
+import { findManifest, findRef, listRefs, newestRefOfManifest } from '../index/queries.js';
+import { makeOperation } from '../pull/events.js';
+import { pullImage, startPull } from '../pull/pull.js';
+import { pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
+import { refRowToHandle } from '../store/publish.js';
+import { removeImage } from '../store/remove.js';
+import { diskUsage, emptyDiskUsage } from '../store/usage.js';
+import { withStoreLock } from '../store/locks.js';
+import { CloudBackend, defaultBackend, LocalBackend } from './backend.js';
+import { buildDetail } from './detail.js';
+import type { ImageHandle } from './handle.js';
+import { parseImageSelector, parseReference, type ImageSelector } from './refs.js';
+import type {
+  DiskUsageReport, ImageDetail, ImagePruneReport, ImageRemoveReport, LoadOptions, PruneOptions, PullOperation,
+  PullOptions, PullResult, RemoveOptions, SaveOptions, SaveResult,
+} from './types.js';
+
+/** The ambient LocalBackend, or UnsupportedError naming `operation` on a cloud backend. */
+export function ambientLocal(operation: string): LocalBackend {
+  const b = defaultBackend();
+  if (b instanceof CloudBackend) throw new UnsupportedError(operation, 'cloud');
+  return b;
+}
+
+function requireLocal(b: unknown, operation: string): LocalBackend {
+  if (b instanceof LocalBackend) return b;
+  if (b instanceof CloudBackend) throw new UnsupportedError(operation, 'cloud');
+  throw new InvalidArgumentError('backend', `${operation} needs a LocalBackend`);
+}
+
+function notFound(sel: ImageSelector): ImageNotFoundError {
+  return sel.kind === 'digest' ? new ImageNotFoundError(sel.digest) : new ImageNotFoundError(sel.familiar);
+}
+
+function unsupported(what: string): MsbError {
+  return new MsbError('UNSUPPORTED' as ErrorCode, `${what} is not implemented yet`, { operation: what });
+}
+
+function removeOptions(o: RemoveOptions | boolean | undefined): RemoveOptions {
+  if (typeof o === 'boolean') return { force: o };
+  if (o === undefined || o === null) return {};
+  if (typeof o !== 'object') throw new InvalidArgumentError('options', 'remove options must be {force?, signal?} or a boolean');
+  return o;
+}
+
+export class Image {
+  // ---- ambient ---------------------------------------------------------------------------------
+  static async get(reference: string): Promise<ImageHandle> { return Image.getLocal(ambientLocal('Image.get'), reference); }
+  static async list(): Promise<ImageHandle[]> { return Image.listLocal(ambientLocal('Image.list')); }
+  static async inspect(reference: string): Promise<ImageDetail> { return Image.inspectLocal(ambientLocal('Image.inspect'), reference); }
+  static async remove(reference: string, options?: RemoveOptions | boolean): Promise<ImageRemoveReport> {
+    return Image.removeLocal(ambientLocal('Image.remove'), reference, options);
+  }
+  static async prune(options?: PruneOptions): Promise<ImagePruneReport> { return Image.pruneLocal(ambientLocal('Image.prune'), options); }
+  static async pull(reference: string, options?: PullOptions): Promise<PullResult> {
+    return Image.pullLocal(ambientLocal('Image.pull'), reference, options);
+  }
+  static pullWithProgress(reference: string, options?: PullOptions): PullOperation {
+    let b: LocalBackend;
+    try {
+      b = ambientLocal('Image.pullWithProgress');
+    } catch (err) {
+      return makeOperation(options?.signal, async () => { throw err; });
+    }
+    return Image.pullWithProgressLocal(b, reference, options);
+  }
+  static async load(input: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageHandle[]> {
+    return Image.loadLocal(ambientLocal('Image.load'), input, options);
+  }
+  static async save(references: string | string[], output: string | NodeJS.WritableStream, options?: SaveOptions): Promise<SaveResult> {
+    return Image.saveLocal(ambientLocal('Image.save'), references, output, options);
+  }
+  static async diskUsage(): Promise<DiskUsageReport> { return Image.diskUsageLocal(ambientLocal('Image.diskUsage')); }
+  static async tag(source: string, target: string): Promise<ImageHandle> { return Image.tagLocal(ambientLocal('Image.tag'), source, target); }
+
+  // ---- explicit --------------------------------------------------------------------------------
+  /** Index only: never touches files or the network. */
+  static async getLocal(b: LocalBackend, reference: string): Promise<ImageHandle> {
+    const backend = requireLocal(b, 'Image.getLocal');
+    const sel = parseImageSelector(reference);
+    return backend._run(async () => {
+      const store = await backend._open('read');
+      if (!store) throw notFound(sel);
+      const index = store.index;
+      const row = await index.read(() => (sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical)));
+      if (!row) throw notFound(sel);
+      return refRowToHandle(row);
+    });
+  }
+
+  /** One indexed query; stats no files. Newest first, ties by canonical reference. */
+  static async listLocal(b: LocalBackend): Promise<ImageHandle[]> {
+    const backend = requireLocal(b, 'Image.listLocal');
+    return backend._run(async () => {
+      const store = await backend._open('read');
+      if (!store) return [];
+      const index = store.index;
+      const rows = await index.read(() => listRefs(index));
+      return rows.map(refRowToHandle);
+    });
+  }
+
+  /** Built from the index alone (no file access). */
+  static async inspectLocal(b: LocalBackend, reference: string): Promise<ImageDetail> {
+    const backend = requireLocal(b, 'Image.inspectLocal');
+    const sel = parseImageSelector(reference);
+    return backend._run(async () => {
+      const store = await backend._open('read');
+      if (!store) throw notFound(sel);
+      const index = store.index;
+      const detail = await index.read(() => {
+        const row = sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical);
+        return row ? buildDetail(index, store.paths, row) : null;
+      });
+      if (!detail) throw notFound(sel);
+      return detail;
+    });
+  }
+
+  static async removeLocal(b: LocalBackend, reference: string, options?: RemoveOptions | boolean): Promise<ImageRemoveReport> {
+    const backend = requireLocal(b, 'Image.removeLocal');
+    const o = removeOptions(options);
+    const sel = parseImageSelector(reference);
+    return backend._run(async () => {
+      const existing = await backend._open('read');
+      if (!existing) throw notFound(sel);
+      const store = await backend._open('write', o.signal);
+      return removeImage(store, reference, { ...(o.force !== undefined ? { force: o.force } : {}), ...(o.signal ? { signal: o.signal } : {}) });
+    });
+  }
+
+  static async pruneLocal(b: LocalBackend, options?: PruneOptions): Promise<ImagePruneReport> {
+    const backend = requireLocal(b, 'Image.pruneLocal');
+    return backend._run(async () => {
+      if (options?.dryRun) {
+        const store = await backend._open('read');
+        return pruneDryRun(store, resolvePruneOptions(options, store?.tempGraceMs ?? 0));
+      }
+      const store = await backend._open('write', options?.signal);
+      return pruneReal(store, resolvePruneOptions(options, store.tempGraceMs));
+    });
+  }
+
+  static async pullLocal(b: LocalBackend, reference: string, options?: PullOptions): Promise<PullResult> {
+    const backend = requireLocal(b, 'Image.pullLocal');
+    return backend._run(() => pullImage(backend, reference, options ?? {}));
+  }
+
+  static pullWithProgressLocal(b: LocalBackend, reference: string, options?: PullOptions): PullOperation {
+    let backend: LocalBackend;
+    try {
+      backend = requireLocal(b, 'Image.pullWithProgressLocal');
+    } catch (err) {
+      return makeOperation(options?.signal, async () => { throw err; });
+    }
+    return startPull(backend, reference, options ?? {});
+  }
+
+  /** Out of scope of this module (archives.md); delegated once the archive engineer lands it. */
+  static async loadLocal(b: LocalBackend, input: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageHandle[]> {
+    requireLocal(b, 'Image.loadLocal');
+    void input; void options;
+    throw unsupported('load');
+  }
+
+  static async saveLocal(b: LocalBackend, references: string | string[], output: string | NodeJS.WritableStream, options?: SaveOptions): Promise<SaveResult> {
+    requireLocal(b, 'Image.saveLocal');
+    void references; void output; void options;
+    throw unsupported('save');
+  }
+
+  /** Only lstats; never validates or rebuilds. `reclaimableBytes` = prune({dryRun:true}).bytesReclaimed. */
+  static async diskUsageLocal(b: LocalBackend): Promise<DiskUsageReport> {
+    const backend = requireLocal(b, 'Image.diskUsageLocal');
+    return backend._run(async () => {
+      const store = await backend._open('read');
+      if (!store) return emptyDiskUsage();
+      return diskUsage(store, resolvePruneOptions({ dryRun: true }, store.tempGraceMs));
+    });
+  }
+
+  /** Points `target` at the manifest of `source` (see the module comment). */
+  static async tagLocal(b: LocalBackend, source: string, target: string): Promise<ImageHandle> {
+    const backend = requireLocal(b, 'Image.tagLocal');
+    const sel = parseImageSelector(source);
+    const dst = parseReference(target);
+    return backend._run(async () => {
+      if (!(await backend._open('read'))) throw notFound(sel);
+      const store = await backend._open('write');
+      const index = store.index;
+      const out = await withStoreLock(store.paths, 'ref', dst.canonical, () => index.write(() => {
+        const src = sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical);
+        let manifestId: number;
+        let digest: string;
+        let indexDigest: string | null = null;
+        if (src) {
+          manifestId = src.manifest_id; digest = src.digest; indexDigest = src.index_digest;
+        } else if (sel.kind === 'digest') {
+          const man = findManifest(index, sel.digest);
+          if (!man) throw notFound(sel);
+          manifestId = man.id; digest = man.digest;
+        } else {
+          throw notFound(sel);
+        }
+        if (dst.digest !== null && dst.digest !== digest) {
+          throw new InvalidArgumentError('target', `${dst.familiar} names digest ${dst.digest}, but ${source} is ${digest}`);
+        }
+        const now = Date.now();
+        index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
+          ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
+            last_used_at = excluded.last_used_at`).run(dst.canonical, manifestId, indexDigest, now, now);
+        return refRowToHandle(findRef(index, dst.canonical)!);
+      }));
+      return out as ImageHandle;
+    });
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * Sandbox and Snapshot pins (api.md §4). A pin holds a MANIFEST digest (never a ref string), so
+ * retagging, untagging or a forced remove never unprotects a sandbox or snapshot. `get`/`list`/
+ * `remove` read or write the index only; removing a pin never deletes the image (prune does later).
+ *
+ * Choices where the contract is silent:
+ * - `list()` is newest first (created_at descending), ties by name/digest, like `docker ps`.
+ * - Re-creating a sandbox name replaces its pin and resets its `createdAt` (it is a new sandbox);
+ *   re-indexing a snapshot digest keeps its `createdAt`.
+ */
+import { lstat } from 'node:fs/promises';
+import { CacheCorruptError, InvalidArgumentError, PinNotFoundError } from '../errors.js';
+import type { IndexDb } from '../index/db.js';
+import { configRaw, findManifest, findPin, manifestLayers, type PinRow } from '../index/queries.js';
+import { pullImage } from '../pull/pull.js';
+import { createLease } from '../store/lease.js';
+import type { CachePaths } from '../store/paths.js';
+import { touchRefSync } from '../store/publish.js';
+import { isDigest } from '../util/digest.js';
+import type { LocalBackend, Store } from './backend.js';
+import { artifactsOf, configDetail } from './detail.js';
+import { ambientLocal } from './image.js';
+import { checkPinName, familiarOf, parseReference } from './refs.js';
+import type { ImageConfigDetail, SandboxCreateOptions, SandboxHandle, SnapshotHandle, SnapshotRecord } from './types.js';
+
+function sandboxHandle(index: IndexDb, paths: CachePaths, pin: PinRow): SandboxHandle {
+  const man = findManifest(index, pin.manifest_digest);
+  const layers = man ? manifestLayers(index, man.id) : [];
+  const cfg: ImageConfigDetail = (man ? configDetail(configRaw(index, man.config_digest), man.config_digest) : null) ?? {
+    digest: man?.config_digest ?? '', env: [], cmd: null, entrypoint: null, workingDir: null, user: null, labels: null, stopSignal: null,
+  };
+  return Object.freeze({
+    name: pin.key,
+    reference: pin.reference !== null ? familiarOf(pin.reference) : pin.manifest_digest,
+    manifestDigest: pin.manifest_digest,
+    platform: { os: man?.os ?? '', architecture: man?.architecture ?? '', variant: man?.variant ?? null },
+    createdAt: new Date(pin.created_at),
+    rootfs: artifactsOf(paths, pin.manifest_digest, layers),
+    config: cfg,
+  });
+}
+
+function snapshotHandle(pin: PinRow): SnapshotHandle {
+  return Object.freeze({
+    digest: pin.key,
+    name: pin.name,
+    imageManifestDigest: pin.manifest_digest,
+    reference: pin.reference !== null ? familiarOf(pin.reference) : null,
+    createdAt: new Date(pin.created_at),
+  });
+}
+
+/**
+ * Cheap presence check of a pulled image's artifacts before pinning (lengths as recorded). The
+ * pull itself validated them structurally (storage.md §5) under their locks.
+ */
+async function checkArtifacts(store: Store, manifestDigest: string): Promise<void> {
+  const { index, paths } = store;
+  const rec = await index.read(() => {
+    const man = findManifest(index, manifestDigest);
+    return man ? { man, layers: manifestLayers(index, man.id) } : null;
+  });
+  if (!rec) throw new CacheCorruptError(paths.fsmeta(manifestDigest), `manifest ${manifestDigest} is not in the index after its pull`);
+  const expect: [string, number | null][] = [
+    [paths.fsmeta(manifestDigest), rec.man.fsmeta_bytes],
+    [paths.vmdk(manifestDigest), rec.man.vmdk_bytes],
+    ...rec.layers.map((l) => [paths.layer(l.diff_id), l.erofs_size_bytes] as [string, number | null]),
+  ];
+  for (const [p, len] of expect) {
+    let ok = false;
+    try { const st = await lstat(p); ok = st.isFile() && (len === null || st.size === len); } catch { ok = false; }
+    if (!ok) throw new CacheCorruptError(p, 'artifact missing or changed after the pull');
+  }
+}
+
+export class Sandbox {
+  static async create(name: string, options: SandboxCreateOptions): Promise<SandboxHandle> {
+    return Sandbox.createLocal(ambientLocal('Sandbox.create'), name, options);
+  }
+  static async get(name: string): Promise<SandboxHandle> { return Sandbox.getLocal(ambientLocal('Sandbox.get'), name); }
+  static async list(): Promise<SandboxHandle[]> { return Sandbox.listLocal(ambientLocal('Sandbox.list')); }
+  static async remove(name: string): Promise<void> { return Sandbox.removeLocal(ambientLocal('Sandbox.remove'), name); }
+
+  /**
+   * Pulls `options.image` with the given PullOptions while holding a lease, checks the artifacts,
+   * then in ONE transaction refreshes the ref's lastUsedAt and writes (or atomically replaces) the
+   * pin `sandbox/<name>` → manifest digest + canonical reference.
+   */
+  static async createLocal(b: LocalBackend, name: string, options: SandboxCreateOptions): Promise<SandboxHandle> {
+    checkPinName(name, 'sandbox');
+    if (!options || typeof options !== 'object' || typeof options.image !== 'string') {
+      throw new InvalidArgumentError('image', 'Sandbox.create needs options.image (the reference to pull and pin)');
+    }
+    const { image, ...pullOptions } = options;
+    const ref = parseReference(image);
+    return b._run(async () => {
+      const lease = await createLease(b, 'create', { ...(options.signal ? { signal: options.signal } : {}) });
+      try {
+        const result = await pullImage(b, image, { ...pullOptions, lease });
+        await lease.addItem('manifest', result.manifestDigest);
+        const store = await b._open('write', options.signal);
+        await checkArtifacts(store, result.manifestDigest);
+        const { index, paths } = store;
+        return await index.write(() => {
+          const now = Date.now();
+          touchRefSync(index, result.canonicalReference ?? ref.canonical, now);
+          index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES ('sandbox', ?, ?, ?, ?, ?)
+            ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest,
+              reference = excluded.reference, created_at = excluded.created_at`)
+            .run(name, name, result.manifestDigest, result.canonicalReference ?? ref.canonical, now);
+          return sandboxHandle(index, paths, findPin(index, 'sandbox', name)!);
+        }, { ...(options.signal ? { signal: options.signal } : {}) });
+      } finally {
+        await lease.release();
+      }
+    });
+  }
+
+  static async getLocal(b: LocalBackend, name: string): Promise<SandboxHandle> {
+    return b._run(async () => {
+      const store = await b._open('read');
+      if (!store || typeof name !== 'string') throw new PinNotFoundError('sandbox', String(name));
+      const h = await store.index.read(() => {
+        const pin = findPin(store.index, 'sandbox', name);
+        return pin ? sandboxHandle(store.index, store.paths, pin) : null;
+      });
+      if (!h) throw new PinNotFoundError('sandbox', name);
+      return h;
+    });
+  }
+
+  static async listLocal(b: LocalBackend): Promise<SandboxHandle[]> {
+    return b._run(async () => {
+      const store = await b._open('read');
+      if (!store) return [];
+      return store.index.read(() => (store.index.stmt("SELECT * FROM pin WHERE kind = 'sandbox' ORDER BY created_at DESC, key").all() as PinRow[])
+        .map((p) => sandboxHandle(store.index, store.paths, p)));
+    });
+  }
+
+  /** Deletes the pin only; the image stays cached until prune. */
+  static async removeLocal(b: LocalBackend, name: string): Promise<void> {
+    return b._run(async () => {
+      const store = await b._open('read');
+      if (!store || typeof name !== 'string') throw new PinNotFoundError('sandbox', String(name));
+      const n = await store.index.write(() => store.index.stmt("DELETE FROM pin WHERE kind = 'sandbox' AND key = ?").run(name).changes);
+      if (n === 0) throw new PinNotFoundError('sandbox', name);
+    });
+  }
+}
+
+export class Snapshot {
+  static async index(record: SnapshotRecord): Promise<SnapshotHandle> { return Snapshot.indexLocal(ambientLocal('Snapshot.index'), record); }
+  static async list(): Promise<SnapshotHandle[]> { return Snapshot.listLocal(ambientLocal('Snapshot.list')); }
+  static async remove(nameOrDigest: string): Promise<void> { return Snapshot.removeLocal(ambientLocal('Snapshot.remove'), nameOrDigest); }
+
+  /**
+   * Upserts the snapshot pin keyed by `digest` → `imageManifestDigest`. The manifest need not be
+   * cached. A name must be unique among snapshots (InvalidArgumentError otherwise).
+   */
+  static async indexLocal(b: LocalBackend, record: SnapshotRecord): Promise<SnapshotHandle> {
+    if (!record || typeof record !== 'object') throw new InvalidArgumentError('record', 'Snapshot.index needs {digest, imageManifestDigest, name?, reference?}');
+    if (!isDigest(record.digest)) throw new InvalidArgumentError('digest', `invalid snapshot digest ${JSON.stringify(record.digest)}`);
+    if (!isDigest(record.imageManifestDigest)) throw new InvalidArgumentError('imageManifestDigest', `invalid manifest digest ${JSON.stringify(record.imageManifestDigest)}`);
+    const name = record.name === undefined || record.name === null ? null : checkPinName(record.name, 'snapshot');
+    const canonical = record.reference === undefined || record.reference === null ? null : parseReference(record.reference).canonical;
+    return b._run(async () => {
+      const store = await b._open('write');
+      const index = store.index;
+      return index.write(() => {
+        if (name !== null) {
+          const other = index.stmt("SELECT key FROM pin WHERE kind = 'snapshot' AND name = ? AND key != ?").get(name, record.digest) as { key: string } | undefined;
+          if (other) throw new InvalidArgumentError('name', `snapshot name '${name}' is already used by ${other.key}`);
+        }
+        index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES ('snapshot', ?, ?, ?, ?, ?)
+          ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest, reference = excluded.reference`)
+          .run(record.digest, name, record.imageManifestDigest, canonical, Date.now());
+        return snapshotHandle(findPin(index, 'snapshot', record.digest)!);
+      });
+    });
+  }
+
+  static async listLocal(b: LocalBackend): Promise<SnapshotHandle[]> {
+    return b._run(async () => {
+      const store = await b._open('read');
+      if (!store) return [];
+      return store.index.read(() => (store.index.stmt("SELECT * FROM pin WHERE kind = 'snapshot' ORDER BY created_at DESC, key").all() as PinRow[]).map(snapshotHandle));
+    });
+  }
+
+  /** `x` is a digest iff it parses as `alg:hex`; otherwise a name. */
+  static async removeLocal(b: LocalBackend, nameOrDigest: string): Promise<void> {
+    return b._run(async () => {
+      const store = await b._open('read');
+      if (!store || typeof nameOrDigest !== 'string') throw new PinNotFoundError('snapshot', String(nameOrDigest));
+      const byDigest = isDigest(nameOrDigest);
+      const n = await store.index.write(() => (byDigest
+        ? store.index.stmt("DELETE FROM pin WHERE kind = 'snapshot' AND key = ?")
+        : store.index.stmt("DELETE FROM pin WHERE kind = 'snapshot' AND name = ?")).run(nameOrDigest).changes);
+      if (n === 0) throw new PinNotFoundError('snapshot', nameOrDigest);
+    });
+  }
+}

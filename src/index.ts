@@ -1,0 +1,24 @@
+/**
+ * msb-image: the ONE public entry (api.md). ESM only, Node ≥ 20.
+ */
+export { Image } from './api/image.js';
+export { ImageHandle } from './api/handle.js';
+export { Sandbox, Snapshot } from './api/sandbox.js';
+export {
+  LocalBackend, LocalBackendBuilder, CloudBackend, setDefaultBackend, defaultBackend,
+  type LocalBackendOptions,
+} from './api/backend.js';
+export type { Settings, HostSettings, HostAuthSettings } from './api/settings.js';
+export type {
+  Platform, ImageConfigDetail, ImageLayerDetail, ImageArtifacts, ImageDetail, PinInfo, RemoveOptions,
+  ImageRemoveReport, PruneOptions, PruneItemError, ImagePruneReport, DiskUsageReport, PullPolicy, RegistryAuth,
+  PullOptions, PullResult, PullOperation, PullEvent, LoadOptions, SaveOptions, SaveResult, SandboxCreateOptions,
+  SandboxHandle, SnapshotHandle, SnapshotRecord, Limits,
+} from './api/types.js';
+export {
+  MsbError, ImageNotFoundError, ImageInUseError, UnsupportedError, InvalidReferenceError, InvalidArgumentError,
+  NotCachedError, PlatformNotFoundError, DigestMismatchError, ManifestInvalidError, ConfigInvalidError,
+  LayerInvalidError, RegistryAuthError, RegistryError, NetworkError, ArchiveInvalidError, CacheCorruptError,
+  LimitExceededError, AbortedError, SettingsError, IoError, DatabaseError, PinNotFoundError,
+  type ErrorCode, type PinRef,
+} from './errors.js';

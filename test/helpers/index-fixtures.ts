@@ -1,0 +1,94 @@
+/**
+ * Small, well-formed images published through the real `publishImage` path (real files on disk,
+ * real SQLite), for index/API/CLI tests that do not need a registry. Layer "EROFS" files are
+ * 4096-byte-aligned files whose diff_id is the sha256 of a seed string, so two images given the
+ * same seed share a layer exactly as two pulled images would.
+ */
+import { mkdirSync, writeFileSync, lstatSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { LocalBackend } from '../../src/api/backend.js';
+import { parseReference } from '../../src/reference/reference.js';
+import { withLock } from '../../src/store/locks.js';
+import { publishImage, upsertLayerRow } from '../../src/store/publish.js';
+import { digestOf } from '../../src/util/digest.js';
+
+export interface FakeImageSpec {
+  /** any spelling; stored canonical */
+  refs: string[];
+  /** layer seeds, bottom to top (same seed → same diff_id → shared file) */
+  layers: string[];
+  /** blocks per layer file (default 1 + seed length % 3) */
+  layerBlocks?: number[];
+  config?: Record<string, unknown>;
+  architecture?: string;
+  os?: string;
+  variant?: string | null;
+  /** makes the manifest unique when everything else is equal */
+  salt?: string;
+  now?: number;
+}
+
+export interface FakeImage { manifestDigest: string; configDigest: string; diffIds: string[]; canonical: string[] }
+
+export function diffIdOf(seed: string): string {
+  return digestOf(`layer:${seed}`);
+}
+
+function writeSized(path: string, bytes: number, fill: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const b = Buffer.alloc(bytes);
+  b.write(fill.repeat(Math.ceil(bytes / Math.max(1, fill.length))).slice(0, bytes));
+  writeFileSync(path, b);
+}
+
+export async function publishFakeImage(backend: LocalBackend, spec: FakeImageSpec): Promise<FakeImage> {
+  const store = await backend._open('write');
+  const diffIds = spec.layers.map(diffIdOf);
+  for (let i = 0; i < spec.layers.length; i++) {
+    const d = diffIds[i]!;
+    const path = store.paths.layer(d);
+    const blocks = spec.layerBlocks?.[i] ?? 1 + (spec.layers[i]!.length % 3);
+    await withLock(backend, 'layer', d, async () => {
+      let exists = false;
+      try { lstatSync(path); exists = true; } catch { /* new */ }
+      if (!exists) writeSized(path, blocks * 4096, spec.layers[i]!);
+      const size = lstatSync(path).size;
+      await upsertLayerRow(backend, { diffId: d, erofsSizeBytes: size, inodes: 3, blocks: size / 4096 });
+    });
+  }
+  const architecture = spec.architecture ?? 'amd64';
+  const os = spec.os ?? 'linux';
+  const config = Buffer.from(JSON.stringify({
+    architecture, os, ...(spec.variant ? { variant: spec.variant } : {}),
+    config: spec.config ?? { Env: ['PATH=/usr/bin'], Cmd: ['sh'] },
+    rootfs: { type: 'layers', diff_ids: diffIds },
+    ...(spec.salt ? { comment: spec.salt } : {}),
+  }));
+  const configDigest = digestOf(config);
+  const layerDescs = diffIds.map((d, i) => ({
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(`blob:${spec.layers[i]}`), size: 1000 + i,
+  }));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+    layers: layerDescs,
+  }));
+  const manifestDigest = digestOf(manifest);
+  writeSized(store.paths.fsmeta(manifestDigest), 8192, `fsmeta:${manifestDigest}`);
+  writeSized(store.paths.vmdk(manifestDigest), 300, '# Disk DescriptorFile\n');
+  const canonical = spec.refs.map((r) => parseReference(r).canonical);
+  await publishImage(backend, {
+    references: canonical,
+    manifest: { digest: manifestDigest, mediaType: 'application/vnd.oci.image.manifest.v1+json', raw: manifest, source: 'registry' },
+    platform: { os, architecture, variant: spec.variant ?? null },
+    config: { digest: configDigest, raw: config },
+    layers: diffIds.map((d, i) => ({ diffId: d, blobDigest: layerDescs[i]!.digest, mediaType: layerDescs[i]!.mediaType, compressedSizeBytes: layerDescs[i]!.size })),
+    ...(spec.now !== undefined ? { now: spec.now } : {}),
+  });
+  return { manifestDigest, configDigest, diffIds, canonical };
+}
+
+/** st_blocks*512 of a file (0 if missing). */
+export function allocOf(path: string): number {
+  try { return lstatSync(path).blocks * 512; } catch { return 0; }
+}
