@@ -27,6 +27,7 @@ import {
   AbortedError, DigestMismatchError, LayerInvalidError, MsbError, toIoError,
 } from '../errors.js';
 import { digestAlgorithm, newHash, type DigestAlgorithm } from '../util/digest.js';
+import type { Limits } from '../limits.js';
 import type { PullEmitter } from './events.js';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
@@ -53,21 +54,22 @@ export interface ConverterDeps {
     onProgress: (p: { tarBytes: number; entries: number }) => void;
     onWarning: (w: { code: string; message: string }) => void;
     diffIdAlgorithm: DigestAlgorithm;
+    limits?: Partial<Limits>;
   }): Promise<ConvertedLayer>;
 }
 
 /**
- * One answer of the blob endpoint. `status` 206 only for a Range request whose Content-Range
- * starts at the requested offset (the client checks that), 200 for the whole blob, 416 when the
- * range starts at/after the end.
+ * The blob as a stream of events (the registry client's `readBlob`): `open{rangeStart}` first and
+ * again after every transparent resume (rangeStart = bytes already delivered) or restart
+ * (rangeStart 0: everything delivered so far must be discarded); `data{chunk}` in order; at most
+ * size + 1 bytes in all.
  */
-export interface BlobResponse {
-  status: 200 | 206 | 416;
-  body: AsyncIterable<Uint8Array> | null;
-}
+export type BlobEvent =
+  | { type: 'open'; rangeStart: number; endpointIndex: number; isMirror: boolean; source: string }
+  | { type: 'data'; chunk: Buffer };
 
-/** Fetches the blob from byte `from` (0 = whole blob). The registry client does its own retries. */
-export type FetchBlob = (from: number, signal: AbortSignal) => Promise<BlobResponse>;
+/** Opens the blob from byte `offset` (Range when > 0), trying endpoints from `startEndpoint`. */
+export type BlobSource = (offset: number, opts: { signal: AbortSignal; startEndpoint: number }) => AsyncIterable<BlobEvent>;
 
 export interface BlobDescriptor { digest: string; size: number; mediaType: string }
 
@@ -77,13 +79,15 @@ export interface PipelineOptions {
   diffId: string;
   partPath: string;
   candidatePath: string;
-  fetch: FetchBlob;
+  source: BlobSource;
   deps: ConverterDeps;
   emitter: PullEmitter;
   signal: AbortSignal;
-  /** `pull.retries`: bound on restarts from zero (200 to a Range request). */
+  /** `pull.retries`: bound on restarts from zero (a 200 answer to a Range request). */
   retries?: number;
-  /** Called for warnings (MEDIA_TYPE_MISMATCH, the writer's XATTR_DROPPED…). */
+  /** Tar limits for the writer (api.md §6). */
+  limits?: Partial<Limits>;
+  /** Called for warnings (MEDIA_TYPE_MISMATCH, MIRROR_FALLBACK, the writer's XATTR_DROPPED…). */
   onWarning?: (code: string, message: string) => void;
 }
 
@@ -101,9 +105,14 @@ export function mediaTypeCompression(mediaType: string): Compression {
   return 'none';
 }
 
-/** Thrown inside a pass when the server answered a Range request with 200: start over from 0. */
+/**
+ * Thrown inside a pass when the source restarted from byte 0 (a 200 answer to a Range request):
+ * the pass is torn down and the next one continues on the same, already re-opened, iterator.
+ */
 class RestartFromZero extends Error {
-  constructor(readonly reason: string) { super(reason); }
+  constructor(readonly reason: string, readonly it: AsyncIterator<BlobEvent>, readonly open: Extract<BlobEvent, { type: 'open' }>) {
+    super(reason);
+  }
 }
 
 const MEDIA_WARN = 'MEDIA_TYPE_MISMATCH';
@@ -134,21 +143,31 @@ function asDecodeError(err: unknown, diffId: string, kind: Compression | null): 
   return new LayerInvalidError(`${kind ?? 'layer'} stream is corrupt: ${msg}`, { diffId, cause: err });
 }
 
+interface PassStart {
+  /** Forget the .part (restart, digest retry). */
+  fromZero: boolean;
+  /** Endpoint to start from (a mirror that served a bad blob is abandoned, pull.md §12). */
+  startEndpoint: number;
+  /** An iterator already re-opened at byte 0 by the source (carried over from a restart). */
+  carried: { it: AsyncIterator<BlobEvent>; open: Extract<BlobEvent, { type: 'open' }> } | null;
+}
+
 /**
  * Downloads (or resumes) one blob and converts it in the same pass. Retries a blob digest
- * mismatch once from zero (pull.md §4), restarts from zero on a 200 answer to a Range request,
- * and deletes the `.part` on success and on verification failures; keeps it on abort and on
- * transport errors.
+ * mismatch once from zero (pull.md §4; a mirror that served it is abandoned first, §12), restarts
+ * from zero when the source does, and deletes the `.part` on success and on verification
+ * failures; keeps it on abort and on transport errors.
  */
 export async function downloadAndConvert(o: PipelineOptions): Promise<PipelineResult> {
   let digestRetried = false;
   let restarts = 0;
   const maxRestarts = Math.max(1, o.retries ?? 5);
   let attempt = 1;
-  let fromZero = false;
+  let start: PassStart = { fromZero: false, startEndpoint: 0, carried: null };
+  const lastEndpoint = { index: 0, isMirror: false, source: '' };
   for (;;) {
     try {
-      const r = await onePass(o, fromZero);
+      const r = await onePass(o, start, lastEndpoint);
       await unlinkQuiet(o.partPath);
       return r;
     } catch (err) {
@@ -159,7 +178,16 @@ export async function downloadAndConvert(o: PipelineOptions): Promise<PipelineRe
         attempt++;
         o.emitter.emit({ type: 'retry', layerIndex: o.layerIndex, attempt, delayMs: 0, reason: err.reason });
         await unlinkQuiet(o.partPath);
-        fromZero = true;
+        start = { fromZero: true, startEndpoint: err.open.endpointIndex, carried: { it: err.it, open: err.open } };
+        continue;
+      }
+      if (err instanceof DigestMismatchError && err.what === 'blob' && lastEndpoint.isMirror) {
+        // §12: a mirror that serves a bad blob is abandoned for the next endpoint.
+        attempt++;
+        o.onWarning?.('MIRROR_FALLBACK', `blob ${o.blob.digest} from ${lastEndpoint.source} failed verification; trying the next endpoint`);
+        o.emitter.emit({ type: 'retry', layerIndex: o.layerIndex, attempt, delayMs: 0, reason: err.message });
+        await unlinkQuiet(o.partPath);
+        start = { fromZero: true, startEndpoint: lastEndpoint.index + 1, carried: null };
         continue;
       }
       if (err instanceof DigestMismatchError && err.what === 'blob' && !digestRetried) {
@@ -167,42 +195,46 @@ export async function downloadAndConvert(o: PipelineOptions): Promise<PipelineRe
         attempt++;
         o.emitter.emit({ type: 'retry', layerIndex: o.layerIndex, attempt, delayMs: 0, reason: err.message });
         await unlinkQuiet(o.partPath);
-        fromZero = true;
+        start = { fromZero: true, startEndpoint: lastEndpoint.index, carried: null };
         continue;
       }
+      if (err instanceof RestartFromZero) await err.it.return?.().catch(() => {});
       // Verification failures leave nothing behind (§7); transport errors keep the .part (§4).
       if (err instanceof DigestMismatchError || err instanceof LayerInvalidError || err instanceof RestartFromZero) {
         await unlinkQuiet(o.partPath);
       }
-      if (err instanceof RestartFromZero) throw new LayerInvalidError(err.reason, { diffId: o.diffId });
+      if (err instanceof RestartFromZero) throw new LayerInvalidError(`blob ${o.blob.digest}: ${err.reason} (too many restarts)`, { diffId: o.diffId });
       throw err;
     }
   }
 }
 
-async function onePass(o: PipelineOptions, forceZero: boolean): Promise<PipelineResult> {
+async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { index: number; isMirror: boolean; source: string }): Promise<PipelineResult> {
   const { blob, signal, emitter, layerIndex } = o;
   if (signal.aborted) throw abortError(signal);
   const alg = digestAlgorithm(blob.digest);
 
-  // 1. What is already on disk.
-  let n = forceZero ? 0 : (await fileSize(o.partPath)) ?? 0;
+  // 1. What is already on disk (a .part longer than the blob is discarded).
+  let n = start.fromZero ? 0 : (await fileSize(o.partPath)) ?? 0;
   if (n > blob.size) { await unlinkQuiet(o.partPath); n = 0; }
 
-  // 2. Ask for the rest (nothing when the .part is already complete).
-  let res: BlobResponse | null = null;
-  if (n > 0 && n === blob.size) {
-    res = null;
-  } else if (n > 0) {
-    res = await o.fetch(n, signal);
-    if (res.status === 200) n = 0; // the server ignored Range: start over, nothing was fed yet
-    else if (res.status === 416) { await drainQuiet(res.body); n = 0; res = await o.fetch(0, signal); }
-  } else {
-    res = await o.fetch(0, signal);
-  }
-  if (res && res.status !== 200 && !(n > 0 && res.status === 206)) {
-    await drainQuiet(res.body);
-    throw new RestartFromZero(`unexpected HTTP ${res.status} for blob ${blob.digest}`);
+  // 2. Ask for the rest; a complete .part needs no request (the "416 at n = size" case).
+  let it: AsyncIterator<BlobEvent> | null = null;
+  if (start.carried) {
+    it = start.carried.it;
+    n = 0;
+    Object.assign(lastEndpoint, { index: start.carried.open.endpointIndex, isMirror: start.carried.open.isMirror, source: start.carried.open.source });
+  } else if (!(n > 0 && n === blob.size)) {
+    it = o.source(n, { signal, startEndpoint: start.startEndpoint })[Symbol.asyncIterator]();
+    const first = await it.next();
+    if (first.done || first.value.type !== 'open') {
+      await it.return?.().catch(() => {});
+      throw new LayerInvalidError(`blob ${blob.digest}: the source yielded no response`, { diffId: o.diffId });
+    }
+    const op = first.value;
+    Object.assign(lastEndpoint, { index: op.endpointIndex, isMirror: op.isMirror, source: op.source });
+    if (op.rangeStart !== n) n = 0; // the server ignored Range: start over, nothing was fed yet
+    if (n > 0 && op.rangeStart === blob.size) { await it.return?.().catch(() => {}); it = null; }
   }
 
   emitter.resetProgress(layerIndex, 'download');
@@ -214,9 +246,9 @@ async function onePass(o: PipelineOptions, forceZero: boolean): Promise<Pipeline
   let part: FileHandle | null = null;
   const prefix = n;
   try {
-    part = res ? await open(o.partPath, prefix > 0 ? 'a' : 'w', 0o644) : null;
+    part = it ? await open(o.partPath, prefix > 0 ? 'a' : 'w', 0o644) : null;
   } catch (err) {
-    await drainQuiet(res?.body ?? null);
+    await it?.return?.().catch(() => {});
     throw toIoError(err, o.partPath);
   }
 
@@ -230,6 +262,7 @@ async function onePass(o: PipelineOptions, forceZero: boolean): Promise<Pipeline
 
   const onAbort = () => dec.destroy(abortError(signal));
   signal.addEventListener('abort', onAbort, { once: true });
+  let itDone = false;
   try {
     const feedChunk = async (chunk: Buffer, fromNetwork: boolean) => {
       let c = chunk;
@@ -260,18 +293,25 @@ async function onePass(o: PipelineOptions, forceZero: boolean): Promise<Pipeline
         rs.destroy();
       }
     }
-    if (res?.body) {
-      const it = res.body[Symbol.asyncIterator]();
+    if (it) {
       try {
         for (;;) {
           if (signal.aborted) throw abortError(signal);
           const r = await it.next();
-          if (r.done) break;
-          await feedChunk(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength), true);
+          if (r.done) { itDone = true; break; }
+          const ev = r.value;
+          if (ev.type === 'open') {
+            Object.assign(lastEndpoint, { index: ev.endpointIndex, isMirror: ev.isMirror, source: ev.source });
+            if (ev.rangeStart === count) continue; // a transparent resume after a cut-off body
+            const carriedIt = it;
+            it = null; // handed over to the next pass
+            throw new RestartFromZero(`the server restarted blob ${blob.digest} from byte ${ev.rangeStart}`, carriedIt, ev);
+          }
+          await feedChunk(ev.chunk, true);
           if (tooLong) break; // reading stops at size + 1 (§7)
         }
       } finally {
-        if (tooLong || signal.aborted) await it.return?.().catch(() => {});
+        if (it && !itDone) await it.return?.().catch(() => {});
       }
     }
     if (signal.aborted) throw abortError(signal);
@@ -320,14 +360,6 @@ async function writeAll(fh: FileHandle, buf: Buffer, path: string): Promise<void
   } catch (err) {
     throw toIoError(err, path);
   }
-}
-
-async function drainQuiet(body: AsyncIterable<Uint8Array> | null): Promise<void> {
-  if (!body) return;
-  try {
-    const it = body[Symbol.asyncIterator]();
-    await it.return?.();
-  } catch { /* nothing to do */ }
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -391,6 +423,7 @@ class DecodeSide {
     this.writer = this.o.deps.writeLayer(s as unknown as Readable, this.o.candidatePath, {
       signal: this.ac.signal,
       diffIdAlgorithm: digestAlgorithm(diffId),
+      ...(this.o.limits ? { limits: this.o.limits } : {}),
       onProgress: (p) => emitter.progress({ type: 'layerMaterializeProgress', layerIndex, diffId, tarBytes: p.tarBytes, entries: p.entries }),
       onWarning: (w) => this.o.onWarning?.(w.code, w.message),
     }).then((value): Settled<ConvertedLayer> => ({ ok: true, value }), (error): Settled<ConvertedLayer> => ({ ok: false, error }));

@@ -1,23 +1,556 @@
 /**
- * STUB (written by the index engineer so that Image.pull / Sandbox.create compile and delegate
- * here): the pull engineer replaces both bodies with the pipeline of pull.md §8. Signatures are the
- * contract the API layer calls.
+ * The pull (pull.md §8), behind `Image.pull*` and `Sandbox.create`:
+ *
+ *  1. normalize; 2. ref lock `ref-<s>` (abortable) + lease (items BEFORE anything is checked);
+ *  3. cache check for `if-missing`/`never` (and `always` after a matching HEAD): all valid → a
+ *     cache hit with exactly three events; fsmeta/VMDK invalid → rebuilt offline; a layer missing →
+ *     `never` NotCachedError, `if-missing` repair from the stored manifest (no tag resolution);
+ *  4. resolve: manifest (index → platform), config, lease, `resolved`;
+ *  5. layers (layer.ts): dedup by diff_id, ≤ concurrency, each under its layer lock;
+ *  6. stitch under the image lock: reuse valid fsmeta + VMDK unless `force`;
+ *  7. ONE commit transaction (publishImage); 8. release, `complete`.
+ *
+ * Abort (§11): HTTP, decompressors and lock waits are cancelled, candidates deleted, the `.part`
+ * kept, locks and lease released, AbortedError (cause = signal.reason). Once the commit has begun
+ * an abort is ignored. A throwing `onProgress` aborts the pull, which then rejects with that error.
+ *
+ * Choices where the contract is silent:
+ * - `always` with a digest reference behaves like `if-missing`: content addressed by digest
+ *   cannot change, so there is nothing to re-resolve.
+ * - A digest reference whose manifest is cached under another ref (or whose index digest is
+ *   recorded on a ref with a compatible platform) is a cache hit; the commit only adds the ref.
+ * - An offline rebuild or a repair reports `cached: false` (something was built or fetched) and
+ *   emits `resolved{cached:false}`, one `layerMaterializeComplete` per position, the stitch events.
  */
-import { MsbError } from '../errors.js';
-import type { LocalBackend } from '../api/backend.js';
-import type { PullOperation, PullOptions, PullResult } from '../api/types.js';
-import { makeOperation } from './events.js';
+import { open, lstat, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { AbortedError, CacheCorruptError, InvalidArgumentError, MsbError, NotCachedError } from '../errors.js';
+import type { LocalBackend, Store } from '../api/backend.js';
+import type { ImageArtifacts, PullOperation, PullOptions, PullResult } from '../api/types.js';
+import type { ImageHandle } from '../api/handle.js';
+import {
+  configRaw, findManifest, findManifestById, findRef, manifestLayers, type ManifestLayerRow, type ManifestRow, type RefRow,
+} from '../index/queries.js';
+import { resolveLimits, type Limits } from '../limits.js';
+import { parseReference, type ParsedReference } from '../reference/reference.js';
+import { fsyncDir, atomicPublish } from '../store/atomic.js';
+import { createLease, type Lease } from '../store/lease.js';
+import { acquireFileLock, withStoreLock } from '../store/locks.js';
+import { publishImage, touchRef } from '../store/publish.js';
+import { buildFsmeta, stitchVmdkText } from '../stitch/build.js';
+import { diffIdTag } from '../stitch/fsmeta.js';
+import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
+import { cidOf } from '../stitch/vmdk.js';
+import type { DirNode } from '../erofs/tree.js';
+import { digestUuid } from '../util/digest.js';
+import type { BlobEvent, BlobSource } from './blob-pipeline.js';
+import type { PullDeps, PullHookPoint } from './deps.js';
+import { RegistryCache, RegistryClient } from '../registry/client.js';
+import { resolveImage } from '../registry/resolve.js';
+import { PullEmitter, makeOperation, type PullEvent } from './events.js';
+import { checkLayer, materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
+import {
+  formatPlatform, hostPlatform, isPlatformCompatible, parsePlatform, type Platform,
+} from './platform.js';
 
-/**
- * Pulls `reference` into `backend`'s cache and publishes it (publishImage). `lease`, when given,
- * is the caller's lease (Sandbox.create) to use instead of creating one.
- */
-export async function pullImage(backend: LocalBackend, reference: string, options: PullOptions & { lease?: unknown }): Promise<PullResult> {
-  void backend; void reference; void options;
-  throw new MsbError('UNSUPPORTED', 'pull is not implemented yet');
+type Policy = 'if-missing' | 'always' | 'never';
+
+interface Normalized {
+  policy: Policy;
+  force: boolean;
+  target: Platform;
+  explicitPlatform: boolean;
+  concurrency: number;
+  limits: Limits;
 }
 
-/** The PullOperation form (events as an async iterator, `result`, `abort`). */
-export function startPull(backend: LocalBackend, reference: string, options: PullOptions): PullOperation {
-  return makeOperation(options.signal, (signal) => pullImage(backend, reference, { ...options, signal }));
+/** Everything the later steps need, whether it came from the registry or from the index. */
+interface ImagePlan {
+  manifestDigest: string;
+  manifestMediaType: string;
+  manifestRaw: Buffer;
+  configDigest: string;
+  configRaw: Buffer;
+  indexDigest: string | null;
+  platform: Platform;
+  positions: LayerPosition[];
+}
+
+let depsOverride: PullDeps | null = null;
+/** @internal Test hook: replace the collaborators (e.g. to inject crashes). `null` restores. */
+export function _setPullDeps(d: PullDeps | null): void {
+  depsOverride = d;
+}
+
+async function getDeps(): Promise<PullDeps> {
+  if (depsOverride) return depsOverride;
+  const m = await import('./deps-default.js');
+  return m.defaultPullDeps();
+}
+
+function normalizeOptions(backend: LocalBackend, options: PullOptions, store: Store | null): Normalized {
+  const policy = options.policy ?? 'if-missing';
+  if (policy !== 'if-missing' && policy !== 'always' && policy !== 'never') {
+    throw new InvalidArgumentError('policy', `invalid pull policy ${JSON.stringify(policy)}: expected if-missing, always or never`);
+  }
+  const force = options.force === true;
+  if (force && policy === 'never') throw new InvalidArgumentError('force', "force cannot be combined with policy 'never'");
+  const explicitPlatform = options.platform !== undefined && options.platform !== null;
+  const target = explicitPlatform ? parsePlatform(options.platform) : hostPlatform();
+  const concurrency = options.concurrency ?? store?.pullConcurrency ?? backend.settings.pull.concurrency;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+    throw new InvalidArgumentError('concurrency', `concurrency must be a positive integer, not ${JSON.stringify(options.concurrency)}`);
+  }
+  const limits = resolveLimits(store?.limits, options.limits);
+  return { policy, force, target, explicitPlatform, concurrency, limits };
+}
+
+function artifactsOf(store: Store, manifestDigest: string, positions: { position: number; diffId: string }[]): ImageArtifacts {
+  return {
+    vmdkPath: store.paths.vmdk(manifestDigest),
+    fsmetaPath: store.paths.fsmeta(manifestDigest),
+    layers: positions.map((p) => ({ position: p.position, diffId: p.diffId, path: store.paths.layer(p.diffId) })),
+  };
+}
+
+function platformOfRow(m: ManifestRow): Platform {
+  return { os: m.os ?? 'unknown', architecture: m.architecture ?? 'unknown', variant: m.variant };
+}
+
+interface CachedImage {
+  ref: RefRow | null;
+  manifest: ManifestRow;
+  layers: ManifestLayerRow[];
+  configRaw: Buffer;
+  indexDigest: string | null;
+}
+
+/** Step 3 lookup: the ref, else (digest reference) a manifest with that digest or a ref resolved through that index. */
+async function lookupCached(store: Store, parsed: ParsedReference, n: Normalized): Promise<CachedImage | null> {
+  const index = store.index;
+  return index.read(() => {
+    const ref = findRef(index, parsed.canonical) ?? null;
+    let manifest: ManifestRow | undefined;
+    let indexDigest: string | null = null;
+    if (ref) {
+      manifest = findManifestById(index, ref.manifest_id);
+      indexDigest = ref.index_digest;
+    } else if (parsed.digest) {
+      manifest = findManifest(index, parsed.digest);
+      if (!manifest) {
+        const rows = index.stmt(`SELECT DISTINCT m.id AS id FROM image_ref r JOIN manifest m ON m.id = r.manifest_id
+          WHERE r.index_digest = ? ORDER BY m.id`).all(parsed.digest) as { id: number }[];
+        for (const r of rows) {
+          const m = findManifestById(index, r.id)!;
+          if (isPlatformCompatible(platformOfRow(m), n.target)) { manifest = m; indexDigest = parsed.digest; break; }
+        }
+      }
+    }
+    if (!manifest) return null;
+    const raw = configRaw(index, manifest.config_digest);
+    if (!raw) return null;
+    return { ref, manifest, layers: manifestLayers(index, manifest.id), configRaw: raw, indexDigest };
+  });
+}
+
+function planFromCache(c: CachedImage): ImagePlan {
+  return {
+    manifestDigest: c.manifest.digest,
+    manifestMediaType: c.manifest.media_type,
+    manifestRaw: c.manifest.raw,
+    configDigest: c.manifest.config_digest,
+    configRaw: c.configRaw,
+    indexDigest: c.indexDigest,
+    platform: platformOfRow(c.manifest),
+    positions: c.layers.map((l) => ({
+      position: l.position, diffId: l.diff_id,
+      blob: { digest: l.blob_digest, size: l.compressed_size_bytes ?? 0, mediaType: l.media_type },
+    })),
+  };
+}
+
+interface StitchState { fsmetaValid: boolean; vmdkValid: boolean; fsmetaSize: number | null }
+
+/** fsmeta + VMDK checks of storage.md §5 for a plan whose layer sizes are known. */
+async function checkStitch(store: Store, plan: ImagePlan, sizes: Map<string, number>, recordedFsmeta?: number | null): Promise<StitchState & { fsWhy: string | null; vmWhy: string | null; fsExists: boolean; vmExists: boolean }> {
+  const m = plan.manifestDigest;
+  const fsPath = store.paths.fsmeta(m);
+  const vmPath = store.paths.vmdk(m);
+  const exists = async (p: string) => { try { await lstat(p); return true; } catch { return false; } };
+  const fsExists = await exists(fsPath);
+  const vmExists = await exists(vmPath);
+  const layerInfo = plan.positions.map((p) => ({ sizeBytes: sizes.get(p.diffId)!, tag: diffIdTag(p.diffId) }));
+  const fsWhy = fsExists
+    ? await validateFsmetaFile(fsPath, { uuid: digestUuid(m), layers: layerInfo, ...(recordedFsmeta ? { sizeBytes: recordedFsmeta } : {}) })
+    : 'missing';
+  let fsmetaSize: number | null = null;
+  if (!fsWhy) fsmetaSize = (await lstat(fsPath)).size;
+  let vmWhy: string | null = 'missing';
+  if (vmExists && fsmetaSize !== null) {
+    vmWhy = await validateVmdkFile(vmPath, {
+      paths: [fsPath, ...plan.positions.map((p) => store.paths.layer(p.diffId))],
+      sizes: [fsmetaSize, ...plan.positions.map((p) => sizes.get(p.diffId)!)],
+      cid: cidOf(m),
+    });
+  } else if (vmExists) {
+    vmWhy = 'fsmeta is invalid';
+  }
+  return { fsmetaValid: !fsWhy, vmdkValid: !vmWhy, fsmetaSize, fsWhy, vmWhy, fsExists, vmExists };
+}
+
+/**
+ * Runs one pull. `options.lease` (Sandbox.create) makes the pull add its items to the caller's
+ * lease instead of creating (and releasing) its own.
+ */
+export async function pullImage(backend: LocalBackend, reference: string, options: PullOptions & { lease?: unknown } = {}): Promise<PullResult> {
+  return runPull(backend, reference, options, null);
+}
+
+/** `Image.pullWithProgress`: starts at once; events through the async iterator (api.md §2.6). */
+export function startPull(backend: LocalBackend, reference: string, options: PullOptions = {}): PullOperation {
+  return makeOperation(options.signal, (signal, onEvent) => runPull(backend, reference, { ...options, signal }, onEvent));
+}
+
+async function runPull(backend: LocalBackend, reference: string, options: PullOptions & { lease?: unknown },
+  extraListener: ((e: PullEvent) => void) | null): Promise<PullResult> {
+  const parsed = parseReference(reference);
+  const n0 = normalizeOptions(backend, options, null); // argument errors before any I/O
+  void n0;
+  const emitter = new PullEmitter();
+  if (extraListener) emitter.addListener(extraListener);
+  if (options.onProgress) emitter.addListener(options.onProgress);
+  const ac = new AbortController();
+  const outer = options.signal;
+  const onOuter = () => ac.abort(outer!.reason);
+  if (outer?.aborted) ac.abort(outer.reason);
+  else outer?.addEventListener('abort', onOuter, { once: true });
+  emitter.onListenerError = (e) => ac.abort(e);
+  const state = { committing: false };
+  try {
+    return await backend._run(() => doPull(backend, parsed, options, emitter, ac.signal, state));
+  } catch (err) {
+    if (emitter.listenerError) throw emitter.listenerError.error;
+    if (ac.signal.aborted && !(err instanceof AbortedError)) {
+      // Undici's AbortError, a lock wait, a stream torn down: all are the abort (§11).
+      if (!(err instanceof MsbError) || err.code === 'IO' || err.code === 'NETWORK' || err.code === 'REGISTRY') throw new AbortedError(ac.signal.reason);
+    }
+    throw err;
+  } finally {
+    outer?.removeEventListener('abort', onOuter);
+  }
+}
+
+async function doPull(backend: LocalBackend, parsed: ParsedReference, options: PullOptions & { lease?: unknown },
+  emitter: PullEmitter, signal: AbortSignal, state: { committing: boolean }): Promise<PullResult> {
+  const store = await backend._open('write', signal);
+  const n = normalizeOptions(backend, options, store);
+  const deps = await getDeps();
+  const canonical = parsed.canonical;
+  const hook = async (p: PullHookPoint) => { await deps.hook?.(p); };
+  const warn = (code: string, message: string) => emitter.emit({ type: 'warning', code, message });
+  const retries = store.settings.pull.retries;
+
+  const refLock = await acquireFileLock(store.paths.lock('ref', canonical), { signal });
+  const ownLease = !options.lease;
+  let lease: Lease | null = null;
+  let client: RegistryClient | null = null;
+  const getClient = (): RegistryClient => {
+    if (!client) {
+      client = deps.createClient({
+        home: store.home,
+        settings: store.settings,
+        ...(options.auth !== undefined ? { auth: options.auth } : {}),
+        ...(options.insecure !== undefined ? { insecure: options.insecure } : {}),
+        ...(options.caCerts !== undefined ? { caCerts: options.caCerts } : {}),
+        signal,
+        cache: registryCacheOf(backend),
+        onRetry: (info) => emitter.emit({ type: 'retry', ...info }),
+        onWarning: (w) => warn(w.code, w.message),
+      });
+    }
+    return client;
+  };
+  try {
+    lease = ownLease ? await createLease(backend, 'pull', { signal }) : (options.lease as Lease);
+    emitter.emit({ type: 'resolving', reference: canonical });
+
+    let plan: ImagePlan | null = null;
+    let source: string | null = null;
+    let cachedRef: RefRow | null = null;
+    let recordedFsmeta: number | null | undefined;
+
+    // Step 3: the cache check (also `always` after a HEAD that matched).
+    if (!n.force) {
+      const c = await lookupCached(store, parsed, n);
+      const platformOk = c !== null && (!n.explicitPlatform || isPlatformCompatible(platformOfRow(c.manifest), n.target));
+      let useCache = c !== null && platformOk;
+      if (useCache && n.policy === 'always' && !parsed.digest) {
+        const h = await getClient().headManifest(parsed, parsed.tag!, { signal });
+        source = h.source;
+        const isIndexHit = h.digest !== null && h.digest === c!.indexDigest;
+        useCache = h.digest !== null && (h.digest === c!.manifest.digest
+          || (isIndexHit && isPlatformCompatible(platformOfRow(c!.manifest), n.target)));
+      }
+      if (useCache) {
+        const cached = c!;
+        await lease.addItems([
+          { kind: 'manifest', value: cached.manifest.digest },
+          ...[...new Set(cached.layers.map((l) => l.diff_id))].map((d) => ({ kind: 'layer' as const, value: d })),
+        ]);
+        const hit = await validateCached(store, cached, signal);
+        if (hit.allValid) {
+          let handle: ImageHandle | null = null;
+          if (cached.ref) handle = await touchRef(backend, canonical, { signal });
+          const p = planFromCache(cached);
+          if (!handle) {
+            // Same image, new name (digest reference): only the ref row is new.
+            await hook('before-commit');
+            state.committing = true;
+            const pub = await publishImage(backend, commitRecord(canonical, p));
+            handle = pub.handles[0]!;
+          }
+          emitter.emit({ type: 'resolved', reference: canonical, manifestDigest: p.manifestDigest, indexDigest: p.indexDigest,
+            platform: p.platform, layerCount: p.positions.length, totalDownloadBytes: 0, cached: true });
+          emitter.emit({ type: 'complete', reference: canonical, manifestDigest: p.manifestDigest, cached: true, layerCount: p.positions.length });
+          return result(store, parsed, p, handle, true, source, null);
+        }
+        if (n.policy === 'never' && !hit.layersValid) {
+          throw new NotCachedError(parsed.familiar, `${parsed.familiar} is not fully cached (a layer is missing or invalid) and the policy is 'never'`);
+        }
+        plan = planFromCache(cached);
+        cachedRef = cached.ref;
+        recordedFsmeta = cached.manifest.fsmeta_bytes;
+      } else if (n.policy === 'never') {
+        throw new NotCachedError(parsed.familiar, c && !platformOk
+          ? `${parsed.familiar} is cached for ${formatPlatform(platformOfRow(c.manifest))}, not ${formatPlatform(n.target)}, and the policy is 'never'`
+          : undefined);
+      }
+    }
+    void cachedRef;
+
+    // Step 4: resolve.
+    if (!plan) {
+      const r = await resolveImage(getClient(), parsed, {
+        ...(options.platform !== undefined && options.platform !== null ? { platform: options.platform } : {}),
+        limits: n.limits, signal,
+      });
+      source = r.source;
+      plan = {
+        manifestDigest: r.manifestDigest, manifestMediaType: r.manifest.mediaType, manifestRaw: r.manifestBytes,
+        configDigest: r.configDigest, configRaw: r.configBytes, indexDigest: r.indexDigest, platform: r.platform,
+        positions: r.manifest.layers.map((l, i) => ({
+          position: i, diffId: r.config.diffIds[i]!, blob: { digest: l.digest, size: l.size, mediaType: l.mediaType },
+        })),
+      };
+      await lease.addItems([
+        { kind: 'manifest', value: plan.manifestDigest },
+        ...[...new Set(plan.positions.map((p) => p.diffId))].map((d) => ({ kind: 'layer' as const, value: d })),
+      ]);
+    }
+    const totalDownloadBytes = await downloadEstimate(store, plan, n.force);
+    emitter.emit({ type: 'resolved', reference: canonical, manifestDigest: plan.manifestDigest, indexDigest: plan.indexDigest,
+      platform: plan.platform, layerCount: plan.positions.length, totalDownloadBytes, cached: false });
+    await hook('resolved');
+
+    // Step 5: layers.
+    const outcomes = await materializeLayers({
+      backend, store, lease, emitter, signal, force: n.force, retries, concurrency: n.concurrency,
+      deps: deps.converter,
+      limits: n.limits,
+      sourceFor: (blob, layerIndex): BlobSource => {
+        if (n.policy === 'never') {
+          // §8 step 3: `never` never touches the network, even if a layer vanished since the check.
+          return () => { throw new NotCachedError(parsed.familiar, `layer ${blob.digest} of ${parsed.familiar} is not cached and the policy is 'never'`); };
+        }
+        return (offset, o) => blobEvents(getClient(), parsed, blob, layerIndex, offset, o);
+      },
+      warn,
+      hook,
+    }, plan.positions);
+    await hook('layers-done');
+
+    // Step 6: stitch.
+    emitter.emit({ type: 'stitchStarted', layerCount: plan.positions.length });
+    const st = await stitch(store, lease, plan, outcomes, deps, n.force, signal, warn, hook, recordedFsmeta);
+    emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: st.fsmetaSize, reused: st.reused });
+
+    // Step 7: the commit. From here on an abort is ignored (§11).
+    if (signal.aborted) throw new AbortedError(signal.reason);
+    await hook('before-commit');
+    state.committing = true;
+    const pub = await publishImage(backend, commitRecord(canonical, plan));
+    await hook('committed');
+    const fetched = [...outcomes.values()].some((o) => o.downloaded || o.materialized);
+    emitter.emit({ type: 'complete', reference: canonical, manifestDigest: plan.manifestDigest, cached: false, layerCount: plan.positions.length });
+    void fetched;
+    return result(store, parsed, plan, pub.handles[0]!, false, source, outcomes);
+  } finally {
+    if (ownLease && lease) await lease.release();
+    refLock.release();
+    await (client as RegistryClient | null)?.close().catch(() => {});
+  }
+}
+
+/** Ping and token caches live as long as the backend (pull.md §2.2 "once per host per backend"). */
+const registryCaches = new WeakMap<LocalBackend, RegistryCache>();
+function registryCacheOf(backend: LocalBackend): RegistryCache {
+  let c = registryCaches.get(backend);
+  if (!c) { c = new RegistryCache(); registryCaches.set(backend, c); }
+  return c;
+}
+
+/** The client's `readBlob` as the pipeline's event source. */
+async function* blobEvents(client: RegistryClient, ref: ParsedReference, blob: { digest: string; size: number }, layerIndex: number,
+  offset: number, o: { signal: AbortSignal; startEndpoint: number }): AsyncGenerator<BlobEvent> {
+  for await (const ev of client.readBlob(ref, blob, { offset, signal: o.signal, layerIndex, startEndpoint: o.startEndpoint })) {
+    if (ev.type === 'open') {
+      yield { type: 'open', rangeStart: ev.rangeStart, endpointIndex: ev.endpointIndex, isMirror: ev.endpoint.isMirror, source: ev.endpoint.source };
+    } else {
+      yield ev;
+    }
+  }
+}
+
+function commitRecord(canonical: string, p: ImagePlan): Parameters<typeof publishImage>[1] {
+  return {
+    references: [canonical],
+    indexDigest: p.indexDigest,
+    manifest: { digest: p.manifestDigest, mediaType: p.manifestMediaType, raw: p.manifestRaw, source: 'registry' },
+    platform: { os: p.platform.os, architecture: p.platform.architecture, variant: p.platform.variant },
+    config: { digest: p.configDigest, raw: p.configRaw },
+    layers: p.positions.map((l) => ({ diffId: l.diffId, blobDigest: l.blob.digest, mediaType: l.blob.mediaType, compressedSizeBytes: l.blob.size })),
+  };
+}
+
+function result(store: Store, parsed: ParsedReference, p: ImagePlan, handle: ImageHandle, cached: boolean, source: string | null,
+  outcomes: Map<string, LayerOutcome> | null): PullResult {
+  const seen = new Set<string>();
+  return {
+    reference: parsed.familiar,
+    canonicalReference: parsed.canonical,
+    manifestDigest: p.manifestDigest,
+    indexDigest: p.indexDigest,
+    configDigest: p.configDigest,
+    platform: p.platform,
+    cached,
+    source,
+    layers: p.positions.map((l) => {
+      const o = outcomes?.get(l.diffId);
+      const first = !seen.has(l.diffId);
+      seen.add(l.diffId);
+      return {
+        position: l.position, diffId: l.diffId, blobDigest: l.blob.digest, mediaType: l.blob.mediaType,
+        downloaded: first && !!o?.downloaded, materialized: first && !!o?.materialized,
+      };
+    }),
+    artifacts: artifactsOf(store, p.manifestDigest, p.positions),
+    handle,
+  };
+}
+
+/** Step 3 validation: every distinct layer under its lock, then fsmeta + VMDK under the image lock. */
+async function validateCached(store: Store, c: CachedImage, signal: AbortSignal): Promise<{ allValid: boolean; layersValid: boolean }> {
+  const sizes = new Map<string, number>();
+  let layersValid = true;
+  for (const d of [...new Set(c.layers.map((l) => l.diff_id))]) {
+    const ok = await withStoreLock(store.paths, 'layer', d, async () => {
+      const chk = await checkLayer(store, d);
+      if (chk.valid) sizes.set(d, chk.sizeBytes);
+      return chk.valid;
+    }, { signal });
+    if (ok !== true) { layersValid = false; break; }
+  }
+  if (!layersValid) return { allValid: false, layersValid };
+  if (c.manifest.fsmeta_bytes === null || c.manifest.vmdk_bytes === null) return { allValid: false, layersValid };
+  const plan = planFromCache(c);
+  const s = await withStoreLock(store.paths, 'image', c.manifest.digest, () => checkStitch(store, plan, sizes, c.manifest.fsmeta_bytes), { signal });
+  const st = s as Awaited<ReturnType<typeof checkStitch>>;
+  return { allValid: st.fsmetaValid && st.vmdkValid, layersValid };
+}
+
+/** Sum of descriptor sizes of the distinct layers that look absent (a progress figure, §10). */
+async function downloadEstimate(store: Store, plan: ImagePlan, force: boolean): Promise<number | null> {
+  let total = 0;
+  const seen = new Set<string>();
+  for (const p of plan.positions) {
+    if (seen.has(p.diffId)) continue;
+    seen.add(p.diffId);
+    let present = false;
+    if (!force) {
+      try { present = (await lstat(store.paths.layer(p.diffId))).isFile(); } catch { present = false; }
+    }
+    if (!present) {
+      if (!Number.isSafeInteger(p.blob.size)) return null;
+      total += p.blob.size;
+    }
+  }
+  return total;
+}
+
+/**
+ * Step 6 under the image lock: reuse fsmeta and the VMDK when valid (and no force); otherwise
+ * build fsmeta from the in-memory trees (fresh layers) or by reading cached layers back, publish
+ * it, then write and publish the VMDK.
+ */
+async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map<string, LayerOutcome>, deps: PullDeps,
+  force: boolean, signal: AbortSignal, warn: (code: string, message: string) => void,
+  hook: (p: PullHookPoint) => Promise<void>, recordedFsmeta: number | null | undefined):
+  Promise<{ fsmetaSize: number; reused: boolean }> {
+  const m = plan.manifestDigest;
+  const sizes = new Map<string, number>();
+  for (const [d, o] of outcomes) sizes.set(d, o.sizeBytes);
+  const r = await withStoreLock(store.paths, 'image', m, async () => {
+    const fsPath = store.paths.fsmeta(m);
+    const vmPath = store.paths.vmdk(m);
+    const cur = await checkStitch(store, plan, sizes, recordedFsmeta ?? null);
+    let fsmetaSize = cur.fsmetaSize;
+    let fsReused = !force && cur.fsmetaValid;
+    if (!fsReused) {
+      if (cur.fsExists) warn('ARTIFACT_REBUILT', `fsmeta of ${m} ${force ? 'is rebuilt (force)' : `is invalid (${cur.fsWhy})`}; rebuilding it`);
+      const trees = new Map<string, DirNode>();
+      for (const p of plan.positions) {
+        if (trees.has(p.diffId)) continue;
+        const o = outcomes.get(p.diffId);
+        if (signal.aborted) throw new AbortedError(signal.reason);
+        trees.set(p.diffId, o?.root ?? await deps.readTree(store.paths.layer(p.diffId)));
+      }
+      const cand = store.paths.tmp('fsmeta', m);
+      await lease.addItem('temp', cand.name);
+      try {
+        const built = await buildFsmeta(plan.positions.map((p) => ({ root: trees.get(p.diffId)!, sizeBytes: sizes.get(p.diffId)!, tag: diffIdTag(p.diffId) })),
+          cand.path, { uuid: digestUuid(m), signal });
+        trees.clear();
+        const fh = await open(cand.path, 'r');
+        try { await fh.sync(); } finally { await fh.close(); }
+        const why = await validateFsmetaFile(cand.path, { uuid: digestUuid(m),
+          layers: plan.positions.map((p) => ({ sizeBytes: sizes.get(p.diffId)!, tag: diffIdTag(p.diffId) })) });
+        if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
+        if (signal.aborted) throw new AbortedError(signal.reason);
+        await rename(cand.path, fsPath);
+        await fsyncDir(dirname(fsPath));
+        fsmetaSize = built.sizeBytes;
+        await hook('fsmeta-written');
+      } finally {
+        await unlink(cand.path).catch(() => {});
+      }
+    }
+    let vmReused = !force && fsReused && cur.vmdkValid;
+    if (!vmReused) {
+      if (cur.vmExists && !force && fsReused) warn('ARTIFACT_REBUILT', `VMDK of ${m} is invalid (${cur.vmWhy}); rewriting it`);
+      const layerFiles = plan.positions.map((p) => ({ path: store.paths.layer(p.diffId), sizeBytes: sizes.get(p.diffId)! }));
+      const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize! }, layerFiles);
+      const cand = store.paths.tmp('vmdk', m);
+      await atomicPublish({
+        candidate: cand.path, candidateName: cand.name, lease, finalPath: vmPath, force: true, signal,
+        write: async (h) => { await h.writeFile(text); },
+        validate: async (p) => {
+          const why = await validateVmdkFile(p, { paths: [fsPath, ...layerFiles.map((l) => l.path)], sizes: [fsmetaSize!, ...layerFiles.map((l) => l.sizeBytes)], cid: cidOf(m) });
+          if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
+        },
+      });
+      await hook('vmdk-written');
+    }
+    return { fsmetaSize: fsmetaSize!, reused: fsReused && vmReused };
+  }, { signal });
+  return r as { fsmetaSize: number; reused: boolean };
 }

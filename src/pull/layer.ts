@@ -1,0 +1,252 @@
+/**
+ * Layers of one pull (pull.md §7 Dedup/Concurrency, §8 step 5, storage.md §4–§6):
+ *
+ * - one task per DISTINCT diff_id (a diff_id repeated in the manifest is processed once; later
+ *   positions get `layerMaterializeComplete{reused:true}`), at most `concurrency` at a time;
+ * - each task, under the layer lock of its diff_id (its diff_id is already a lease item): re-check
+ *   the cache (row + file, storage.md §5) → reuse; otherwise lease the blob and the candidate,
+ *   download + convert in one pass (blob-pipeline.ts), publish the candidate (rename; losing to a
+ *   valid existing file counts as success), then upsert its `layer` row in its own transaction;
+ * - one failing task aborts the others; the first error is thrown after every task settled.
+ *
+ * Across processes the lock + re-check make concurrent pullers converge on one copy: the second
+ * one waits for the lock, then finds the published file and its row.
+ */
+import { open, rename, lstat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { AbortedError, CacheCorruptError, MsbError, toIoError } from '../errors.js';
+import type { LocalBackend, Store } from '../api/backend.js';
+import { findLayer, type LayerRow } from '../index/queries.js';
+import type { Lease } from '../store/lease.js';
+import { fsyncDir } from '../store/atomic.js';
+import { withStoreLock } from '../store/locks.js';
+import { upsertLayerRow } from '../store/publish.js';
+import { checkErofsHeader, type SuperblockInfo } from '../erofs/reader.js';
+import { digestUuid } from '../util/digest.js';
+import type { DirNode } from '../erofs/tree.js';
+import type { Limits } from '../limits.js';
+import {
+  downloadAndConvert, unlinkQuiet, type BlobDescriptor, type BlobSource, type ConverterDeps,
+} from './blob-pipeline.js';
+import type { PullHookPoint } from './deps.js';
+import type { PullEmitter } from './events.js';
+
+export interface LayerPosition {
+  position: number;
+  diffId: string;
+  blob: BlobDescriptor;
+}
+
+export interface LayerOutcome {
+  diffId: string;
+  /** Length of the layer file (a multiple of 4096). */
+  sizeBytes: number;
+  /** In-memory tree when this pull converted it (reused layers are read back at stitch time). */
+  root: DirNode | null;
+  downloaded: boolean;
+  materialized: boolean;
+}
+
+export interface LayerContext {
+  backend: LocalBackend;
+  store: Store;
+  lease: Lease;
+  emitter: PullEmitter;
+  signal: AbortSignal;
+  force: boolean;
+  retries: number;
+  concurrency: number;
+  deps: ConverterDeps;
+  limits: Limits;
+  /** The blob source for one descriptor (registry client, mirrors and auth behind it). */
+  sourceFor(blob: BlobDescriptor, layerIndex: number): BlobSource;
+  warn(code: string, message: string): void;
+  /** Test hook: awaited at named points (crash-injection tests). */
+  hook?: (point: PullHookPoint) => void | Promise<void>;
+}
+
+export type LayerCheck =
+  | { valid: true; row: LayerRow; sizeBytes: number }
+  | { valid: false; row: LayerRow | null; reason: string; fileExists: boolean; orphan: SuperblockInfo | null };
+
+/**
+ * storage.md §5 for a layer file: the reader's header checks (regular file, length, magic, CRC,
+ * blkszbits, blocks, meta_blkaddr, root inode, volume_name, uuid = diff_id), plus, when a row
+ * exists, its recorded length. Returns a reason, or the superblock when valid.
+ */
+export async function layerFileProblem(path: string, diffId: string, recordedSize?: number | null): Promise<{ why: string } | { sb: SuperblockInfo }> {
+  let sb: SuperblockInfo;
+  try {
+    sb = await checkErofsHeader(path, { uuid: digestUuid(diffId) });
+  } catch (err) {
+    if (err instanceof MsbError && err.code === 'IO' && (err as MsbError & { errno?: string }).errno === 'ENOENT') return { why: 'missing' };
+    return { why: err instanceof Error ? err.message : String(err) };
+  }
+  if (recordedSize !== undefined && recordedSize !== null && sb.length !== recordedSize) {
+    return { why: `length ${sb.length} differs from the recorded ${recordedSize}` };
+  }
+  return { sb };
+}
+
+/**
+ * Is `layers/<diffId>.erofs` usable? Needs a row whose recorded length matches the file; a valid
+ * file without a row is an orphan that the caller can adopt under the lock (storage.md §9).
+ * Call it while holding the layer lock, after the diff_id is a lease item.
+ */
+export async function checkLayer(store: Store, diffId: string): Promise<LayerCheck> {
+  const row = (await store.index.read(() => findLayer(store.index, diffId))) ?? null;
+  const path = store.paths.layer(diffId);
+  let fileExists = true;
+  try { await lstat(path); } catch { fileExists = false; }
+  if (!fileExists) return { valid: false, row, reason: 'missing', fileExists, orphan: null };
+  if (row && row.erofs_size_bytes !== null) {
+    const r = await layerFileProblem(path, diffId, row.erofs_size_bytes);
+    if ('sb' in r) return { valid: true, row, sizeBytes: r.sb.length };
+    return { valid: false, row, reason: r.why, fileExists, orphan: null };
+  }
+  const r = await layerFileProblem(path, diffId);
+  if ('sb' in r) return { valid: false, row, reason: row ? 'recorded missing' : 'no index row', fileExists, orphan: r.sb };
+  return { valid: false, row, reason: r.why, fileExists, orphan: null };
+}
+
+/** fsync a candidate written by someone else's stream (the writer may not have). */
+async function fsyncFile(path: string): Promise<void> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+    await fh.sync();
+  } catch (err) {
+    throw toIoError(err, path);
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+/**
+ * storage.md §4 steps 3–5 for a layer candidate already written: validate, then rename over the
+ * final name, unless (without force) a valid file is already there, which wins. Returns whether
+ * our candidate was the one published.
+ */
+export async function publishLayerCandidate(candidate: string, finalPath: string, diffId: string, force: boolean): Promise<boolean> {
+  await fsyncFile(candidate);
+  const c = await layerFileProblem(candidate, diffId);
+  if ('why' in c) throw new CacheCorruptError(candidate, `converted layer ${diffId} fails validation: ${c.why}`);
+  if (!force) {
+    let exists = false;
+    try { await lstat(finalPath); exists = true; } catch { /* absent */ }
+    if (exists && 'sb' in (await layerFileProblem(finalPath, diffId))) {
+      await unlinkQuiet(candidate);
+      return false;
+    }
+  }
+  try {
+    await rename(candidate, finalPath);
+  } catch (err) {
+    throw toIoError(err, finalPath);
+  }
+  await fsyncDir(dirname(finalPath));
+  return true;
+}
+
+/** Converts one distinct diff_id (first position `p`) under its layer lock. */
+async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal): Promise<LayerOutcome> {
+  const { store, emitter } = ctx;
+  const finalPath = store.paths.layer(p.diffId);
+  return withStoreLock(store.paths, 'layer', p.diffId, async (): Promise<LayerOutcome> => {
+    if (signal.aborted) throw new AbortedError(signal.reason);
+    const check = await checkLayer(store, p.diffId);
+    if (check.valid && !ctx.force) {
+      emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: check.sizeBytes, reused: true });
+      return { diffId: p.diffId, sizeBytes: check.sizeBytes, root: null, downloaded: false, materialized: false };
+    }
+    if (!check.valid && check.orphan && !ctx.force) {
+      // A file published by a process that died before its row (storage.md §9): adopt it.
+      const sb = check.orphan;
+      await upsertLayerRow(ctx.backend, { diffId: p.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal });
+      emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: sb.length, reused: true });
+      return { diffId: p.diffId, sizeBytes: sb.length, root: null, downloaded: false, materialized: false };
+    }
+    if (!check.valid && (check.fileExists || check.row)) {
+      ctx.warn('ARTIFACT_REBUILT', `layer ${p.diffId} is invalid (${check.reason}); fetching it again`);
+    }
+    await ctx.lease.addItem('blob', p.blob.digest);
+    const cand = store.paths.tmp('layer', p.diffId);
+    await ctx.lease.addItem('temp', cand.name);
+    try {
+      const r = await downloadAndConvert({
+        layerIndex: p.position,
+        blob: p.blob,
+        diffId: p.diffId,
+        partPath: store.paths.part(p.blob.digest),
+        candidatePath: cand.path,
+        source: ctx.sourceFor(p.blob, p.position),
+        deps: ctx.deps,
+        emitter,
+        signal,
+        retries: ctx.retries,
+        limits: ctx.limits,
+        onWarning: (code, message) => ctx.warn(code, message),
+      });
+      await ctx.hook?.('layer-converted');
+      if (signal.aborted) throw new AbortedError(signal.reason);
+      await publishLayerCandidate(cand.path, finalPath, p.diffId, ctx.force);
+      await ctx.hook?.('layer-renamed');
+      await upsertLayerRow(ctx.backend, { diffId: p.diffId, erofsSizeBytes: r.sizeBytes, inodes: r.inodes, blocks: r.blocks });
+      emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: r.sizeBytes, reused: false });
+      return { diffId: p.diffId, sizeBytes: r.sizeBytes, root: (r.root as DirNode | undefined) ?? null, downloaded: r.networkBytes > 0 || r.resumedFrom > 0, materialized: true };
+    } finally {
+      await unlinkQuiet(cand.path);
+    }
+  }, { signal }) as Promise<LayerOutcome>; // never LOCK_BUSY: not tryOnly
+}
+
+/**
+ * Materializes every position: distinct diff_ids run under the concurrency limit, duplicates are
+ * reported as reused once their first position is done. Resolves to one outcome per diff_id.
+ */
+export async function materializeLayers(ctx: LayerContext, positions: LayerPosition[]): Promise<Map<string, LayerOutcome>> {
+  const first = new Map<string, LayerPosition>();
+  const later = new Map<string, LayerPosition[]>();
+  for (const p of positions) {
+    if (!first.has(p.diffId)) first.set(p.diffId, p);
+    else later.set(p.diffId, [...(later.get(p.diffId) ?? []), p]);
+  }
+  const tasks = [...first.values()];
+  const out = new Map<string, LayerOutcome>();
+  const ac = new AbortController();
+  const onOuter = () => ac.abort(ctx.signal.reason);
+  if (ctx.signal.aborted) ac.abort(ctx.signal.reason);
+  else ctx.signal.addEventListener('abort', onOuter, { once: true });
+  let firstError: { error: unknown } | null = null;
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length && !ac.signal.aborted) {
+      const t = tasks[next++]!;
+      try {
+        const o = await runLayer(ctx, t, ac.signal);
+        out.set(t.diffId, o);
+        for (const d of later.get(t.diffId) ?? []) {
+          ctx.emitter.emit({ type: 'layerMaterializeComplete', layerIndex: d.position, diffId: d.diffId, erofsSizeBytes: o.sizeBytes, reused: true });
+        }
+      } catch (error) {
+        // The first real failure wins; the AbortedErrors it causes in siblings are not reported.
+        if (!firstError) {
+          firstError = { error };
+          ac.abort(error);
+        }
+      }
+    }
+  };
+  try {
+    const n = Math.max(1, Math.min(ctx.concurrency, tasks.length));
+    await Promise.all(Array.from({ length: n }, worker));
+  } finally {
+    ctx.signal.removeEventListener('abort', onOuter);
+  }
+  if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
+  if (firstError) {
+    const e = (firstError as { error: unknown }).error;
+    throw e instanceof MsbError || e instanceof Error ? e : new Error(String(e));
+  }
+  return out;
+}
