@@ -1,0 +1,49 @@
+/**
+ * `msb image df [-v] [--format table|json]` (cli.md §5): Image.diskUsage. One row per type, then
+ * TOTAL and RECLAIMABLE (= `msb image prune --dry-run`'s bytes, by construction). The `images`
+ * row counts manifests and sizes the artifacts they use (layer, fsmeta and VMDK files with an
+ * index row, each file once).
+ */
+import { Image } from '../../api/image.js';
+import { UsageError, type CliContext } from '../context.js';
+import { withLocalBackend } from '../backend.js';
+import { formatOption, formatSize, parseFlags, showDigest, table, writeJson } from '../format.js';
+
+export const usage = `Usage: msb image df [-v] [--format table|json]
+
+Show cache disk usage (allocated bytes).
+
+Flags:
+  -v, --verbose      add one row per image (REFERENCES DIGEST SIZE SHARED UNIQUE PINNED)
+      --format F     table (default) or json (the DiskUsageReport)
+`;
+
+export async function run(args: string[], ctx: CliContext): Promise<number> {
+  const { values, positionals } = parseFlags(args, {
+    verbose: { kind: 'bool', names: ['-v', '--verbose'] },
+    format: { kind: 'value', names: ['--format'] },
+  }, usage);
+  if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
+  const format = formatOption(values.format, usage);
+  const r = await withLocalBackend(ctx, 'msb image df', (b) => Image.diskUsageLocal(b));
+  if (format === 'json') { writeJson(ctx, r); return 0; }
+  const rows: string[][] = [
+    ['images', String(r.images.length), formatSize(r.layers.bytes + r.fsmeta.bytes + r.vmdk.bytes)],
+    ['layers', String(r.layers.count), formatSize(r.layers.bytes)],
+    ['fsmeta', String(r.fsmeta.count), formatSize(r.fsmeta.bytes)],
+    ['vmdk', String(r.vmdk.count), formatSize(r.vmdk.bytes)],
+    ['temp', String(r.temp.count), formatSize(r.temp.bytes)],
+    ['orphans', String(r.orphans.count), formatSize(r.orphans.bytes)],
+    ['TOTAL', '', formatSize(r.totalBytes)],
+    ['RECLAIMABLE', '', formatSize(r.reclaimableBytes ?? 0)],
+  ];
+  ctx.stdout.write(table(['TYPE', 'COUNT', 'SIZE'], rows));
+  if (values.verbose) {
+    ctx.stdout.write('\n');
+    ctx.stdout.write(table(['REFERENCES', 'DIGEST', 'SIZE', 'SHARED', 'UNIQUE', 'PINNED'], r.images.map((i) => [
+      i.references.length ? i.references.join(',') : '<none>', showDigest(i.manifestDigest), formatSize(i.sizeBytes),
+      formatSize(i.sharedBytes), formatSize(i.uniqueBytes), i.pinned ? 'yes' : 'no',
+    ])));
+  }
+  return 0;
+}
