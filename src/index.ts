@@ -22,3 +22,4 @@ export {
   LimitExceededError, AbortedError, SettingsError, IoError, DatabaseError, PinNotFoundError,
   type ErrorCode, type PinRef,
 } from './errors.js';
+export { convertLayer } from './layer/convert.js';
