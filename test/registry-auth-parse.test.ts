@@ -41,7 +41,7 @@ test('address classes', () => {
 test('realm validation (pull.md §2.2)', async () => {
   const dns: Record<string, string[]> = { 'registry.example': ['203.0.113.5'], 'auth.example': ['198.51.100.7'], 'internal.example': ['10.0.0.5'], 'meta.example': ['8.8.8.8', '169.254.169.254'], 'lan-registry': ['192.168.0.10'] };
   const resolve = async (h: string) => dns[h] ?? [h];
-  const ctx = { registry: 'registry.example', registryScheme: 'https' as const, registryHostname: 'registry.example', registryInsecure: false, resolve };
+  const ctx = { registry: 'registry.example', registryScheme: 'https' as 'http' | 'https', registryHostname: 'registry.example', registryInsecure: false, resolve };
   assert.equal((await validateRealm('https://auth.example/token', ctx)).hostname, 'auth.example');
   const refuse = async (realm: string, c = ctx, re: RegExp) =>
     assert.rejects(validateRealm(realm, c), (e: unknown) => e instanceof RegistryAuthError && re.test(e.message), realm);
