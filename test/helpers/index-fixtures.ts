@@ -92,3 +92,56 @@ export async function publishFakeImage(backend: LocalBackend, spec: FakeImageSpe
 export function allocOf(path: string): number {
   try { return lstatSync(path).blocks * 512; } catch { return 0; }
 }
+
+/**
+ * Synthesizes `refs` references over `images` manifests straight into the index (one transaction),
+ * with one shared layer and one own layer per image and real fsmeta/VMDK/layer files, for the
+ * list/prune scale tests and the benchmark. Refs are `docker.io/library/img<i>:t<j>`.
+ */
+export async function synthesizeIndex(backend: LocalBackend, refs: number, images: number, opts: { files?: boolean } = {}): Promise<{ manifests: string[] }> {
+  const store = await backend._open('write');
+  const index = store.index;
+  const files = opts.files !== false;
+  const now = Date.now();
+  const shared = diffIdOf('synth-shared');
+  const manifests: string[] = [];
+  const layerDiffIds = [shared, ...Array.from({ length: images }, (_, i) => diffIdOf(`synth-${i}`))];
+  if (files) for (const d of layerDiffIds) writeSized(store.paths.layer(d), 4096, d);
+  const configs: Buffer[] = [];
+  const raws: Buffer[] = [];
+  for (let i = 0; i < images; i++) {
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: [`I=${i}`] }, rootfs: { type: 'layers', diff_ids: [shared, layerDiffIds[i + 1]] } }));
+    const raw = Buffer.from(JSON.stringify({ schemaVersion: 2, config: { digest: digestOf(config) }, n: i }));
+    configs.push(config); raws.push(raw);
+    const m = digestOf(raw);
+    manifests.push(m);
+    if (files) {
+      writeSized(store.paths.fsmeta(m), 4096, m);
+      writeSized(store.paths.vmdk(m), 200, m);
+    }
+  }
+  await index.write(() => {
+    const insL = index.stmt('INSERT OR IGNORE INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at) VALUES (?, 4096, 4096, 1, 1, ?, ?)');
+    for (const d of layerDiffIds) insL.run(d, now, now);
+    const lid = index.stmt('SELECT id FROM layer WHERE diff_id = ?');
+    const insC = index.stmt('INSERT OR IGNORE INTO config (digest, raw, created_at) VALUES (?, ?, ?)');
+    const insM = index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
+      fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at) VALUES (?, 'application/vnd.oci.image.manifest.v1+json', ?, ?, 'linux', 'amd64', NULL, 2, 'registry', 4096, 200, 16384, ?, ?)`);
+    const insML = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
+      VALUES (?, ?, ?, ?, 'application/vnd.oci.image.layer.v1.tar+gzip', 100)`);
+    const insR = index.stmt('INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, NULL, ?, ?)');
+    const ids: number[] = [];
+    for (let i = 0; i < images; i++) {
+      insC.run(digestOf(configs[i]!), configs[i]!, now);
+      const id = Number(insM.run(manifests[i]!, raws[i]!, digestOf(configs[i]!), now, now).lastInsertRowid);
+      ids.push(id);
+      insML.run(id, 0, (lid.get(shared) as { id: number }).id, digestOf('blob-shared'));
+      insML.run(id, 1, (lid.get(layerDiffIds[i + 1]!) as { id: number }).id, digestOf(`blob-${i}`));
+    }
+    for (let j = 0; j < refs; j++) {
+      const i = j % images;
+      insR.run(`docker.io/library/img${i}:t${j}`, ids[i]!, now - j, now - j);
+    }
+  });
+  return { manifests };
+}
