@@ -9,18 +9,9 @@
  */
 import type { PullEvent } from '../pull/events.js';
 
-/** Decimal units, 3 significant digits, trailing zeros trimmed: `1.09MB`, `203MB`, `4.1kB` (cli.md §2). */
-export function formatSize(bytes: number | null | undefined): string {
-  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return '-';
-  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-  let v = Math.max(0, bytes);
-  let u = 0;
-  if (v < 1000) return `${Math.round(v)}B`;
-  while (u < units.length - 1 && v >= 1000) { v /= 1000; u++; }
-  let s = Number(v.toPrecision(3));
-  if (s >= 1000 && u < units.length - 1) { v /= 1000; u++; s = Number(v.toPrecision(3)); }
-  return `${s}${units[u]}`;
-}
+import { formatSize } from './format.js';
+
+export { formatSize };
 
 /** `2.4s`, `850ms`, `1m05s`. */
 export function formatDuration(ms: number): string {

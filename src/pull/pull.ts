@@ -42,7 +42,7 @@ import { diffIdTag } from '../stitch/fsmeta.js';
 import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
 import { cidOf } from '../stitch/vmdk.js';
 import type { DirNode } from '../erofs/tree.js';
-import { digestUuid } from '../util/digest.js';
+import { digestAlgorithm, digestOf, digestUuid } from '../util/digest.js';
 import type { BlobEvent, BlobSource } from './blob-pipeline.js';
 import type { PullDeps, PullHookPoint } from './deps.js';
 import { RegistryCache, RegistryClient } from '../registry/client.js';
@@ -82,11 +82,13 @@ export function _setPullDeps(d: PullDeps | null): void {
   depsOverride = d;
 }
 
-async function getDeps(): Promise<PullDeps> {
+/** @internal The collaborators in force (the override, else the real modules). */
+export async function _pullDeps(): Promise<PullDeps> {
   if (depsOverride) return depsOverride;
   const m = await import('./deps-default.js');
   return m.defaultPullDeps();
 }
+const getDeps = _pullDeps;
 
 function normalizeOptions(backend: LocalBackend, options: PullOptions, store: Store | null): Normalized {
   const policy = options.policy ?? 'if-missing';
@@ -267,6 +269,15 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
         onRetry: (info) => emitter.emit({ type: 'retry', ...info }),
         onWarning: (w) => warn(w.code, w.message),
       });
+      // A config already in the index is content-addressed and re-verified here: it is not fetched
+      // again (acceptance C19: a zstd twin of a cached image costs no blob GET at all).
+      const c = client;
+      const fetchBlobBytes = c.fetchBlobBytes.bind(c);
+      c.fetchBlobBytes = async (ref, desc, maxBytes, o) => {
+        const raw = await store.index.read(() => configRaw(store.index, desc.digest));
+        if (raw && raw.length === desc.size && digestOf(raw, digestAlgorithm(desc.digest)) === desc.digest) return raw;
+        return fetchBlobBytes(ref, desc, maxBytes, o);
+      };
     }
     return client;
   };
@@ -277,7 +288,6 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
     let plan: ImagePlan | null = null;
     let source: string | null = null;
     let cachedRef: RefRow | null = null;
-    let recordedFsmeta: number | null | undefined;
 
     // Step 3: the cache check (also `always` after a HEAD that matched).
     if (!n.force) {
@@ -319,7 +329,6 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
         }
         plan = planFromCache(cached);
         cachedRef = cached.ref;
-        recordedFsmeta = cached.manifest.fsmeta_bytes;
       } else if (n.policy === 'never') {
         throw new NotCachedError(parsed.familiar, c && !platformOk
           ? `${parsed.familiar} is cached for ${formatPlatform(platformOfRow(c.manifest))}, not ${formatPlatform(n.target)}, and the policy is 'never'`
@@ -371,7 +380,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
 
     // Step 6: stitch.
     emitter.emit({ type: 'stitchStarted', layerCount: plan.positions.length });
-    const st = await stitch(store, lease, plan, outcomes, deps, n.force, signal, warn, hook, recordedFsmeta);
+    const st = await stitch(store, lease, plan, outcomes, deps, n.force, signal, warn, hook);
     emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: st.fsmetaSize, reused: st.reused });
 
     // Step 7: the commit. From here on an abort is ignored (§11).
@@ -494,7 +503,7 @@ async function downloadEstimate(store: Store, plan: ImagePlan, force: boolean): 
  */
 async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map<string, LayerOutcome>, deps: PullDeps,
   force: boolean, signal: AbortSignal, warn: (code: string, message: string) => void,
-  hook: (p: PullHookPoint) => Promise<void>, recordedFsmeta: number | null | undefined):
+  hook: (p: PullHookPoint) => Promise<void>):
   Promise<{ fsmetaSize: number; reused: boolean }> {
   const m = plan.manifestDigest;
   const sizes = new Map<string, number>();
@@ -502,11 +511,15 @@ async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map
   const r = await withStoreLock(store.paths, 'image', m, async () => {
     const fsPath = store.paths.fsmeta(m);
     const vmPath = store.paths.vmdk(m);
-    const cur = await checkStitch(store, plan, sizes, recordedFsmeta ?? null);
+    const row = await store.index.read(() => findManifest(store.index, m));
+    const cur = await checkStitch(store, plan, sizes, row?.fsmeta_bytes ?? null);
     let fsmetaSize = cur.fsmetaSize;
-    let fsReused = !force && cur.fsmetaValid;
+    const fsReused = !force && cur.fsmetaValid;
     if (!fsReused) {
-      if (cur.fsExists) warn('ARTIFACT_REBUILT', `fsmeta of ${m} ${force ? 'is rebuilt (force)' : `is invalid (${cur.fsWhy})`}; rebuilding it`);
+      // Missing or invalid where the index (or a file) says it existed: storage.md §5 ARTIFACT_REBUILT.
+      if (!force && (cur.fsExists || (row?.fsmeta_bytes ?? null) !== null)) {
+        warn('ARTIFACT_REBUILT', `fsmeta of ${m} is ${cur.fsExists ? `invalid (${cur.fsWhy})` : 'missing'}; rebuilding it`);
+      }
       const trees = new Map<string, DirNode>();
       for (const p of plan.positions) {
         if (trees.has(p.diffId)) continue;
@@ -534,9 +547,11 @@ async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map
         await unlink(cand.path).catch(() => {});
       }
     }
-    let vmReused = !force && fsReused && cur.vmdkValid;
+    const vmReused = !force && fsReused && cur.vmdkValid;
     if (!vmReused) {
-      if (cur.vmExists && !force && fsReused) warn('ARTIFACT_REBUILT', `VMDK of ${m} is invalid (${cur.vmWhy}); rewriting it`);
+      if (!force && fsReused && (cur.vmExists || (row?.vmdk_bytes ?? null) !== null)) {
+        warn('ARTIFACT_REBUILT', `VMDK of ${m} is ${cur.vmExists ? `invalid (${cur.vmWhy})` : 'missing'}; rewriting it`);
+      }
       const layerFiles = plan.positions.map((p) => ({ path: store.paths.layer(p.diffId), sizeBytes: sizes.get(p.diffId)! }));
       const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize! }, layerFiles);
       const cand = store.paths.tmp('vmdk', m);
