@@ -28,9 +28,10 @@ import {
 } from '../errors.js';
 import { digestAlgorithm, newHash, type DigestAlgorithm } from '../util/digest.js';
 import type { Limits } from '../limits.js';
+import type { Compression } from './manifest.js';
 import type { PullEmitter } from './events.js';
 
-export type Compression = 'gzip' | 'zstd' | 'none';
+export type { Compression };
 
 /** Result of one converted layer (the subset of writeLayer's result the pull uses). */
 export interface ConvertedLayer {
@@ -48,6 +49,8 @@ export interface ConverterDeps {
   /** Decides the decoder from the first bytes (≥ 512 unless the stream is shorter); null = unknown. */
   detectCompression(head: Buffer): Compression | null;
   createDecompressor(kind: Compression, opts: { signal: AbortSignal }): NodeJS.ReadWriteStream;
+  /** Types a decoder error (default: LayerInvalidError). */
+  mapDecodeError?(kind: Compression, err: unknown): MsbError;
   /** Consumes the WHOLE decompressed stream (draining bytes after the tar end marker). */
   writeLayer(tar: Readable, candidatePath: string, opts: {
     signal: AbortSignal;
@@ -334,7 +337,10 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
         `blob ${blob.digest} has ${tooLong ? 'more than ' : ''}${count} bytes, the descriptor says ${blob.size}`);
     }
     if (actual !== blob.digest) throw new DigestMismatchError('blob', blob.digest, actual);
-    if (!converted.ok) throw asDecodeError(converted.error, o.diffId, dec.kind);
+    if (!converted.ok) {
+      const e = converted.error;
+      throw !(e instanceof MsbError) && o.deps.mapDecodeError && dec.kind ? o.deps.mapDecodeError(dec.kind, e) : asDecodeError(e, o.diffId, dec.kind);
+    }
     const layer = converted.value;
     if (layer.diffId !== o.diffId) throw new DigestMismatchError('diffId', o.diffId, layer.diffId);
     emitter.flushProgress(layerIndex, 'materialize');
