@@ -221,7 +221,7 @@ test('A14: force-removing the last tag of a pinned image keeps manifest and file
   assert.equal(p1.manifestsRemoved, 1);
   assert.equal(p1.layersRemoved, 2);
   for (const p of artifacts) assert.equal(existsSync(p), false);
-  assert.equal(store.index.db.prepare('SELECT COUNT(*) AS n FROM config').get().n, 0);
+  assert.equal((store.index.db.prepare('SELECT COUNT(*) AS n FROM config').get() as { n: number }).n, 0);
 });
 
 test('A16: removing the last tag of a 5-layer image deletes its fsmeta, VMDK and the layers only it used', async (t) => {
@@ -287,7 +287,7 @@ test('A22: lazy() creates nothing before its first call; builder().build() creat
   const built = await LocalBackend.builder().home(h).build();
   assert.ok(existsSync(join(h, 'db', 'msb.db')));
   const s = await built._open('read');
-  assert.equal(s!.index.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get().v, 1);
+  assert.equal((s!.index.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v, 1);
   assert.equal(s!.cacheDir, join(h, 'cache'));
   await built.close();
   await lazy.close();

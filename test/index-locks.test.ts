@@ -159,10 +159,10 @@ test('H7: a process killed while holding a lease: prune reaps the lease and, aft
   child.kill('SIGKILL');
   await exited;
   const store = await b._open('write');
-  assert.equal(store.index.db.prepare('SELECT COUNT(*) AS n FROM lease').get().n, 1);
+  assert.equal((store.index.db.prepare('SELECT COUNT(*) AS n FROM lease').get() as { n: number }).n, 1);
   const blocks = lstatSync(part).blocks * 512;
   const r = await Image.pruneLocal(b);
-  assert.equal(store.index.db.prepare('SELECT COUNT(*) AS n FROM lease').get().n, 0, 'stale lease reaped');
+  assert.equal((store.index.db.prepare('SELECT COUNT(*) AS n FROM lease').get() as { n: number }).n, 0, 'stale lease reaped');
   assert.equal(r.tempRemoved, 1);
   assert.equal(r.bytesReclaimed, blocks);
   assert.equal(existsSync(part), false);
