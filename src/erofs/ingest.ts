@@ -26,19 +26,19 @@ function nameDisplay(comps: string[]): string {
  * ([] = the root).
  */
 export function normalizePath(raw: Buffer, limits: Pick<Limits, 'maxPathBytes' | 'maxPathDepth'>, what = 'path'): string[] {
-  const display = raw.toString('utf8');
-  if (raw.includes(0)) throw new LayerInvalidError(`NUL byte in ${what}`, { entry: display });
+  const display = () => raw.toString('utf8');
+  if (raw.includes(0)) throw new LayerInvalidError(`NUL byte in ${what}`, { entry: display() });
   const comps: string[] = [];
   let bytes = 0;
   for (const c of raw.toString('latin1').split('/')) {
     if (c === '' || c === '.') continue;
-    if (c === '..') throw new LayerInvalidError(`path traversal ('..') in ${what}`, { entry: display });
-    if (c.length > 255) throw new LayerInvalidError(`name component longer than 255 bytes in ${what}`, { entry: display });
+    if (c === '..') throw new LayerInvalidError(`path traversal ('..') in ${what}`, { entry: display() });
+    if (c.length > 255) throw new LayerInvalidError(`name component longer than 255 bytes in ${what}`, { entry: display() });
     comps.push(c);
     bytes += c.length + (comps.length > 1 ? 1 : 0);
   }
-  if (bytes > limits.maxPathBytes) throw new LimitExceededError('maxPathBytes', bytes, limits.maxPathBytes, display.slice(0, 200));
-  if (comps.length > limits.maxPathDepth) throw new LimitExceededError('maxPathDepth', comps.length, limits.maxPathDepth, display.slice(0, 200));
+  if (bytes > limits.maxPathBytes) throw new LimitExceededError('maxPathBytes', bytes, limits.maxPathBytes, display().slice(0, 200));
+  if (comps.length > limits.maxPathDepth) throw new LimitExceededError('maxPathDepth', comps.length, limits.maxPathDepth, display().slice(0, 200));
   return comps;
 }
 
@@ -94,7 +94,8 @@ export class LayerTreeBuilder {
    */
   add(e: TarEntry): Inode | null {
     const comps = normalizePath(e.path, this.limits);
-    const entry = nameDisplay(comps) || '/';
+    // Display names are built only for messages (hot path: one call per tar entry).
+    const entry = () => nameDisplay(comps) || '/';
     const base = comps.length ? comps[comps.length - 1]! : '';
 
     // §6.8: whiteout names, whatever the typeflag; their bodies are never read.
@@ -106,7 +107,7 @@ export class LayerTreeBuilder {
     if (base.startsWith(AUFS)) return null;
     if (base.startsWith(WH)) {
       const target = base.slice(WH.length);
-      if (target === '' || target === '.' || target === '..') throw new LayerInvalidError(`invalid whiteout name ${JSON.stringify(base)}`, { entry });
+      if (target === '' || target === '.' || target === '..') throw new LayerInvalidError(`invalid whiteout name ${JSON.stringify(base)}`, { entry: entry() });
       const parent = this.ensureDir(comps.slice(0, -1), entry);
       const existing = parent.children.get(target);
       if (existing && isDir(existing)) { existing.opaque = true; return null; }
@@ -132,9 +133,9 @@ export class LayerTreeBuilder {
     if (e.kind === 'hardlink') {
       const tcomps = normalizePath(e.linkpath, this.limits, 'hardlink target');
       const target = this.lookup(tcomps);
-      if (!target) throw new LayerInvalidError(`hardlink target ${JSON.stringify(nameDisplay(tcomps))} does not exist in this layer`, { entry });
+      if (!target) throw new LayerInvalidError(`hardlink target ${JSON.stringify(nameDisplay(tcomps))} does not exist in this layer`, { entry: entry() });
       if (isDir(target) || isWhiteout(target)) {
-        throw new LayerInvalidError(`hardlink target ${JSON.stringify(nameDisplay(tcomps))} is a ${isDir(target) ? 'directory' : 'whiteout'}`, { entry });
+        throw new LayerInvalidError(`hardlink target ${JSON.stringify(nameDisplay(tcomps))} is a ${isDir(target) ? 'directory' : 'whiteout'}`, { entry: entry() });
       }
       if (existing === target) return null; // a link to itself (or an alias already there)
       parent.children.set(base, target);
@@ -161,42 +162,43 @@ export class LayerTreeBuilder {
     return node.kind === 'file' && node.size > 0 ? node : null;
   }
 
-  private nonDir(e: TarEntry, entry: string): Inode {
+  private nonDir(e: TarEntry, entry: () => string): Inode {
     const meta = this.metaWithXattrs(e, entry);
     switch (e.kind) {
       case 'file':
         return { kind: 'file', meta, size: e.size };
       case 'symlink': {
         const t = e.linkpath;
-        if (t.length === 0 || t.length > 4095) throw new LayerInvalidError(`symlink target of ${t.length} bytes (1–4095 allowed)`, { entry });
-        if (t.includes(0)) throw new LayerInvalidError('NUL byte in symlink target', { entry });
+        if (t.length === 0 || t.length > 4095) throw new LayerInvalidError(`symlink target of ${t.length} bytes (1–4095 allowed)`, { entry: entry() });
+        if (t.includes(0)) throw new LayerInvalidError('NUL byte in symlink target', { entry: entry() });
         return { kind: 'symlink', meta, size: t.length, target: Buffer.from(t) };
       }
       case 'chr':
       case 'blk': {
         if (e.devmajor > 4095n || e.devminor > 0xfffffn) {
-          throw new LayerInvalidError(`device ${e.devmajor}:${e.devminor} out of range (major ≤ 4095, minor ≤ 1048575)`, { entry });
+          throw new LayerInvalidError(`device ${e.devmajor}:${e.devminor} out of range (major ≤ 4095, minor ≤ 1048575)`, { entry: entry() });
         }
         return { kind: e.kind, meta, size: 0, rdevMajor: Number(e.devmajor), rdevMinor: Number(e.devminor) };
       }
       case 'fifo':
         return { kind: 'fifo', meta, size: 0 };
       default:
-        throw new LayerInvalidError(`unexpected entry kind ${e.kind}`, { entry });
+        throw new LayerInvalidError(`unexpected entry kind ${e.kind}`, { entry: entry() });
     }
   }
 
   /** §6.9 mode/uid/gid/mtime (no xattrs). */
-  private meta(e: TarEntry, entry: string): Meta {
-    if (e.uid > MAX_U32) throw new LayerInvalidError(`uid ${e.uid} out of range`, { entry });
-    if (e.gid > MAX_U32) throw new LayerInvalidError(`gid ${e.gid} out of range`, { entry });
-    if (e.mtime > MAX_I64) throw new LayerInvalidError(`mtime ${e.mtime} out of range`, { entry });
+  private meta(e: TarEntry, entry: () => string): Meta {
+    if (e.uid > MAX_U32) throw new LayerInvalidError(`uid ${e.uid} out of range`, { entry: entry() });
+    if (e.gid > MAX_U32) throw new LayerInvalidError(`gid ${e.gid} out of range`, { entry: entry() });
+    if (e.mtime > MAX_I64) throw new LayerInvalidError(`mtime ${e.mtime} out of range`, { entry: entry() });
     const neg = e.mtime < 0n;
     return newMeta({ mode: e.mode & 0o7777, uid: Number(e.uid), gid: Number(e.gid), mtime: neg ? 0n : e.mtime, mtimeNsec: neg ? 0 : e.mtimeNsec });
   }
 
-  private metaWithXattrs(e: TarEntry, entry: string): Meta {
+  private metaWithXattrs(e: TarEntry, entry: () => string): Meta {
     const m = this.meta(e, entry);
+    if (e.xattrs.size === 0) return m;
     let total = 0;
     for (const [name, value] of e.xattrs) {
       const x = mapXattr(name, value);
@@ -206,7 +208,7 @@ export class LayerTreeBuilder {
     }
     // Kept in on-disk order, so a tree read back from the image is deep-equal to this one.
     m.xattrs.sort(compareXattrs);
-    if (total > this.limits.maxXattrBytes) throw new LimitExceededError('maxXattrBytes', total, this.limits.maxXattrBytes, entry);
+    if (total > this.limits.maxXattrBytes) throw new LimitExceededError('maxXattrBytes', total, this.limits.maxXattrBytes, entry());
     return m;
   }
 
@@ -214,7 +216,7 @@ export class LayerTreeBuilder {
    * §6.6.1: walks/creates the ancestors `comps`; missing → implicit dir; a whiteout → implicit
    * opaque dir; any other non-directory → LAYER_INVALID ("parent is not a directory").
    */
-  private ensureDir(comps: string[], entry: string): DirNode {
+  private ensureDir(comps: string[], entry: () => string): DirNode {
     let d = this.root;
     for (const c of comps) {
       const ch = d.children.get(c);
@@ -230,7 +232,7 @@ export class LayerTreeBuilder {
         d.children.set(c, nd);
         d = nd;
       } else {
-        throw new LayerInvalidError('parent is not a directory', { entry });
+        throw new LayerInvalidError('parent is not a directory', { entry: entry() });
       }
     }
     return d;

@@ -73,7 +73,14 @@ export function fileTypeOf(e: Entry): number {
 
 /** Xattrs as written: the node's own plus marker xattrs for dir flags, sorted by (index, suffix). */
 export function xattrsForWrite(e: Entry): Xattr[] {
-  const xs = [...e.meta.xattrs];
+  const own = e.meta.xattrs;
+  const markers = isDir(e) && (e.opaque || e.implicit);
+  if (!markers) {
+    let sorted = true;
+    for (let i = 1; i < own.length && sorted; i++) sorted = compareXattrs(own[i - 1]!, own[i]!) < 0;
+    if (sorted) return own; // shared, never mutated: saves an array per inode on big layers
+  }
+  const xs = [...own];
   if (isDir(e)) {
     if (e.opaque) xs.push({ index: XATTR_INDEX_TRUSTED, suffix: MARKER_OPAQUE_SUFFIX, value: MARKER_VALUE });
     if (e.implicit) xs.push({ index: XATTR_INDEX_TRUSTED, suffix: MARKER_IMPLICIT_SUFFIX, value: MARKER_VALUE });
@@ -196,17 +203,19 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
   };
 
   // Explicit stack: pre-order, children in byte order; a hardlink group is planned at its first alias.
+  // The sorted dirent names (with '.' and '..', which no child can be named) drive the walk too.
   const rootPlan = plan(root, undefined);
-  const stack: Array<{ dir: DirNode; plan: PlannedInode; names: string[]; i: number }> = [
-    { dir: root, plan: rootPlan, names: [...root.children.keys()].sort(), i: 0 },
-  ];
+  const stack: Array<{ dir: DirNode; plan: PlannedInode; i: number }> = [{ dir: root, plan: rootPlan, i: 0 }];
   while (stack.length) {
     const top = stack[stack.length - 1]!;
-    if (top.i >= top.names.length) { stack.pop(); continue; }
-    const c = top.dir.children.get(top.names[top.i++]!)!;
+    const names = top.plan.dirNames!;
+    if (top.i >= names.length) { stack.pop(); continue; }
+    const name = names[top.i++]!;
+    if (name === '.' || name === '..') continue;
+    const c = top.dir.children.get(name)!;
     if (byEntry.has(c)) continue;
     const cp = plan(c, top.plan);
-    if (isDir(c)) stack.push({ dir: c, plan: cp, names: [...c.children.keys()].sort(), i: 0 });
+    if (isDir(c)) stack.push({ dir: c, plan: cp, i: 0 });
   }
 
   const metaBlkaddr = nextBlock;

@@ -74,19 +74,7 @@ export function parseNumber(b: Buffer, off: number, len: number, what: string, a
   return digits === 0 ? 0n : BigInt(v);
 }
 
-/** Sum of the header bytes with the checksum field read as spaces: unsigned and signed. */
-function checksums(b: Buffer, off: number): { unsigned: number; signed: number } {
-  let u = 0;
-  let s = 0;
-  for (let i = off; i < off + BLOCK; i++) {
-    const c = i >= off + 148 && i < off + 156 ? 0x20 : b[i]!;
-    u += c;
-    s += c >= 0x80 ? c - 256 : c;
-  }
-  return { unsigned: u, signed: s };
-}
-
-/** True iff the block's checksum field matches (unsigned or signed sum). */
+/** True iff the block's checksum field matches (unsigned or signed sum, field read as spaces). */
 export function checksumOk(b: Buffer, off = 0): boolean {
   let stored: bigint;
   try {
@@ -94,8 +82,14 @@ export function checksumOk(b: Buffer, off = 0): boolean {
   } catch {
     return false;
   }
-  const { unsigned, signed } = checksums(b, off);
-  return stored === BigInt(unsigned) || stored === BigInt(signed);
+  // One pass: the unsigned sum and the count of bytes ≥ 0x80 (each is 256 less when signed).
+  let u = 0;
+  let high = 0;
+  for (let i = off; i < off + 148; i++) { const c = b[i]!; u += c; high += c >>> 7; }
+  for (let i = off + 156; i < off + BLOCK; i++) { const c = b[i]!; u += c; high += c >>> 7; }
+  u += 8 * 0x20;
+  const st = Number(stored);
+  return st === u || st === u - 256 * high;
 }
 
 export function formatOf(b: Buffer, off = 0): TarFormat {

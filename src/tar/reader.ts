@@ -66,6 +66,7 @@ function toNum(v: bigint, what: string, entry?: string): number {
 }
 
 const EMPTY = Buffer.alloc(0);
+const NO_PAX: ReadonlyMap<string, Buffer> = new Map();
 
 const TF = {
   REG: 0x30, AREG: 0, LINK: 0x31, SYM: 0x32, CHR: 0x33, BLK: 0x34, DIR: 0x35, FIFO: 0x36, CONT: 0x37,
@@ -288,7 +289,7 @@ export class TarReader {
     const p = this.pending;
     this.pending = { exts: 0, pax: [] };
     // PAX: last record wins; an empty value means "no override" (xattrs keep empty values).
-    const pax = new Map<string, Buffer>();
+    const pax = p.pax.length ? new Map<string, Buffer>() : NO_PAX;
     const xattrs = new Map<string, Buffer>();
     const sparse00: Array<[string, Buffer]> = [];
     for (const r of p.pax) {
@@ -300,9 +301,9 @@ export class TarReader {
       } else if (r.key === 'GNU.sparse.offset' || r.key === 'GNU.sparse.numbytes') {
         sparse00.push([r.key, r.value]);
       } else if (r.value.length === 0) {
-        pax.delete(r.key);
+        (pax as Map<string, Buffer>).delete(r.key);
       } else {
-        pax.set(r.key, r.value);
+        (pax as Map<string, Buffer>).set(r.key, r.value);
       }
     }
     const tfChar = String.fromCharCode(h.typeflag);
