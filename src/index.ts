@@ -23,3 +23,4 @@ export {
   type ErrorCode, type PinRef,
 } from './errors.js';
 export { convertLayer } from './layer/convert.js';
+export { stitchLayers } from './stitch/index.js';
