@@ -1,7 +1,8 @@
 /**
  * A pull in its own process, for the crash and concurrency tests (acceptance H1, H3, H5):
  * `pull-child.ts HOME REF [POLICY]`. Prints `HOOK <point>` at each pipeline point (so the parent
- * can kill -9 it right there) and `RESULT <json>` on success. `PULL_CHILD_PAUSE=<point>` stops
+ * can kill -9 it right there), `RSS0 <bytes>` before the pull, `RESULT <json>` and `MAXRSS <bytes>`
+ * (peak resident set) on success. `PULL_CHILD_PAUSE=<point>` stops
  * at that point until killed; `PULL_CHILD_DELAY_MS` sleeps at every point.
  */
 import { LocalBackend } from '../../src/api/backend.js';
@@ -21,9 +22,11 @@ _setPullDeps({
   },
 });
 const b = await LocalBackend.builder().home(home!).build();
+process.stdout.write(`RSS0 ${process.memoryUsage().rss}\n`);
 try {
   const r = await Image.pullLocal(b, ref!, policy ? { policy: policy as 'if-missing' } : {});
   process.stdout.write(`RESULT ${JSON.stringify({ manifestDigest: r.manifestDigest, cached: r.cached, layers: r.layers })}\n`);
+  process.stdout.write(`MAXRSS ${process.resourceUsage().maxRSS * 1024}\n`);
 } catch (e) {
   process.stdout.write(`ERROR ${(e as Error).message}\n`);
   process.exitCode = 1;
