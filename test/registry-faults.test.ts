@@ -476,6 +476,89 @@ test('C26: mirrors are tried first with their own credentials; fallback on down/
   assert.ok(origin.requests(new RegExp(configDesc.digest)).length >= 1, 'config fetched from the origin');
 });
 
+test('identity token (docker auths identitytoken): refresh-token POST; a 403 naming invalid_token re-authenticates once', async () => {
+  const f = await server();
+  const posts: URLSearchParams[] = [];
+  let n = 0;
+  let forbidOnce = true;
+  f.handlers.push(async (req, res) => {
+    const challenge = `Bearer realm="${f.url}/oauth2/token",service="fault-svc"`;
+    if (req.url === '/v2/') { sendJson(res, 401, {}, { 'www-authenticate': challenge }); return true; }
+    if (req.url === '/oauth2/token') {
+      let body = '';
+      for await (const c of req) body += c;
+      posts.push(new URLSearchParams(body));
+      n++;
+      const token = `idtok-${n}-${'q'.repeat(16)}`;
+      tokensIssued.push(token);
+      sendJson(res, 200, { access_token: token, expires_in: 600, refresh_token: 'rotated-refresh-secret' });
+      return true;
+    }
+    if (!String(req.headers.authorization ?? '').startsWith('Bearer idtok-')) { sendJson(res, 401, {}, { 'www-authenticate': challenge }); return true; }
+    if ((req.url ?? '').includes('/manifests/') && forbidOnce) {
+      forbidOnce = false;
+      sendJson(res, 403, { errors: [{ code: 'DENIED', message: 'invalid_token: expired' }] });
+      return true;
+    }
+    return false;
+  });
+  const dc = join(tmp.dir, 'dc-identity');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  mkdirSync(dc, { recursive: true });
+  writeFileSync(join(dc, 'config.json'), JSON.stringify({ auths: { [f.host]: { auth: Buffer.from('someone:').toString('base64'), identitytoken: 'the-refresh-token-secret' } } }));
+  const c = client({ env: { PATH: process.env.PATH, DOCKER_CONFIG: dc } });
+  const m = await c.fetchManifest({ domain: f.host, repository: 'peers/busybox' }, 'latest');
+  assert.equal(m.digest, manifestDigest);
+  assert.equal(posts.length, 2, 'one token, then one refresh after the 403 invalid_token');
+  for (const p of posts) {
+    assert.equal(p.get('grant_type'), 'refresh_token');
+    assert.equal(p.get('client_id'), 'msb-image');
+    assert.equal(p.get('refresh_token'), 'the-refresh-token-secret');
+    assert.equal(p.get('service'), 'fault-svc');
+    assert.equal(p.get('scope'), 'repository:peers/busybox:pull');
+  }
+  // A plain 403 is "denied" at once.
+  const g = await server();
+  g.handlers.push((req, res) => { if ((req.url ?? '').includes('/manifests/')) { sendJson(res, 403, { errors: [{ code: 'DENIED' }] }); return true; } return false; });
+  await rejects(client().fetchManifest({ domain: g.host, repository: 'peers/busybox' }, 'latest'), (e) => e instanceof RegistryAuthError && e.status === 403 && /denied/.test(e.message), '403');
+  assert.equal(g.requests(/\/manifests\//).length, 1);
+  tokensIssued.push('the-refresh-token-secret', 'rotated-refresh-secret');
+});
+
+test('HTTPS_PROXY/HTTP_PROXY are honoured (CONNECT tunnels) and NO_PROXY bypasses them; a stuck proxy ends at the deadline', async () => {
+  const { connect } = await import('node:net');
+  const proxy = await server();
+  const tunnels: string[] = [];
+  proxy.server.on('connect', (req: IncomingMessage, sock: import('node:net').Socket, head: Buffer) => {
+    tunnels.push(req.url ?? '');
+    const [h, p] = (req.url ?? '').split(':');
+    const up = connect(Number(p), h!, () => {
+      sock.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      up.write(head);
+      up.pipe(sock);
+      sock.pipe(up);
+    });
+    up.on('error', () => sock.destroy());
+    sock.on('error', () => up.destroy());
+  });
+  const base = { PATH: process.env.PATH, DOCKER_CONFIG: join(tmp.dir, 'none') };
+  const c = client({ env: { ...base, HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url, NO_PROXY: '' } });
+  const m = await c.fetchManifest({ domain: R0.host, repository: 'peers/busybox' }, 'latest');
+  assert.equal(m.digest, manifestDigest);
+  assert.ok(tunnels.length >= 1 && tunnels.every((t) => t === R0.host), JSON.stringify(tunnels));
+  tunnels.length = 0;
+  const c2 = client({ env: { ...base, HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url, NO_PROXY: '127.0.0.1' } });
+  assert.equal((await c2.fetchManifest({ domain: R0.host, repository: 'peers/busybox' }, 'latest')).digest, manifestDigest);
+  assert.equal(tunnels.length, 0, 'NO_PROXY bypasses the proxy');
+
+  // A proxy that drops every CONNECT: undici would retry it forever; the header deadline ends it.
+  const dead = await server();
+  dead.server.on('connect', (_req: IncomingMessage, sock: import('node:net').Socket) => sock.destroy());
+  const c3 = client({ env: { ...base, HTTP_PROXY: dead.url, HTTPS_PROXY: dead.url, NO_PROXY: '' },
+    settings: { pull: { retries: 2, timeouts: { connectMs: 200, headersMs: 200 } } } });
+  await rejects(c3.fetchManifest({ domain: R0.host, repository: 'peers/busybox' }, 'latest'), (e) => e instanceof MsbError && e.code === 'NETWORK' && /ETIMEDOUT/.test(e.message), 'stuck proxy');
+});
+
 test('I3: no password, base64 form or token in any error, cause or JSON', () => {
   assert.ok(seenErrors.length >= 12, `collected ${seenErrors.length}`);
   const secrets = [PASS, Buffer.from(PASS).toString('base64'), Buffer.from(`testuser:${PASS}`).toString('base64'), ...tokensIssued, 'X-Amz-Signature=secret'];

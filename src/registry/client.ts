@@ -313,13 +313,7 @@ export class RegistryClient {
       const h: Record<string, string> = { ...headers, 'user-agent': 'msb-image' };
       if (authorization && cur.origin === origin) h.authorization = authorization;
       const verify = !(ep.insecure && cur.origin === origin);
-      let res: Resp;
-      try {
-        res = await request(cur, { method, headers: h, dispatcher: this.pool.get(ep.caFiles, verify), signal });
-      } catch (e) {
-        if (signal?.aborted) throw new AbortedError(signal.reason);
-        throw e;
-      }
+      const res = await this.requestWithDeadline(cur, { method, headers: h, dispatcher: this.pool.get(ep.caFiles, verify) }, signal);
       if ([301, 302, 303, 307, 308].includes(res.statusCode) && header(res.headers, 'location')) {
         await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
         if (hop + 1 > MAX_REDIRECTS) {
@@ -339,6 +333,36 @@ export class RegistryClient {
         continue;
       }
       return { res, url: cur.toString() };
+    }
+  }
+
+  /**
+   * undici `request` with a deadline on getting the response headers (connect + headers
+   * timeouts). undici's own timeouts start once a socket is assigned; this one also covers a
+   * dispatcher that never gets there (e.g. a proxy that keeps closing CONNECT tunnels, which
+   * undici@7 retries without end). The deadline is cleared once headers arrive, so the body is
+   * governed by the idle timeout only. A deadline hit is a retryable ETIMEDOUT network error.
+   */
+  private async requestWithDeadline(url: URL, o: { method: 'GET' | 'HEAD' | 'POST'; headers: Record<string, string>; dispatcher: Dispatcher; body?: string },
+    signal: AbortSignal | undefined): Promise<Resp> {
+    const t = this.opts.settings.pull?.timeouts ?? {};
+    const ms = (t.connectMs ?? DEFAULT_TIMEOUTS.connectMs) + (t.headersMs ?? DEFAULT_TIMEOUTS.headersMs);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, fail) => {
+      timer = setTimeout(() => {
+        // undici may not end such a request even when aborted: drop its dispatcher altogether.
+        this.pool.evict(o.dispatcher);
+        fail(Object.assign(new Error(`no response headers within ${ms} ms`), { code: 'ETIMEDOUT' }));
+      }, ms);
+    });
+    deadline.catch(() => undefined);
+    try {
+      return await Promise.race([request(url, { ...o, ...(signal ? { signal } : {}) }), deadline]);
+    } catch (e) {
+      if (signal?.aborted) throw new AbortedError(signal.reason);
+      throw e;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -502,11 +526,10 @@ export class RegistryClient {
       const form = new URLSearchParams({ grant_type: 'refresh_token', service, client_id: 'msb-image', refresh_token: cred.identityToken });
       if (scopes.length) form.set('scope', scopes.join(' '));
       res = await this.withRetries(ep, `POST ${shown}`, null, signal, this.retries, async () => {
-        const r = await request(u, {
-          method: 'POST', signal, dispatcher: this.pool.get(realmEp.caFiles, true),
+        return this.requestWithDeadline(u, {
+          method: 'POST', dispatcher: this.pool.get(realmEp.caFiles, true),
           headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': 'msb-image' }, body: form.toString(),
-        }).catch((e) => { if (signal?.aborted) throw new AbortedError(signal.reason); throw e; });
-        return r;
+        }, signal);
       });
     } else {
       const q = new URL(u);
@@ -516,9 +539,7 @@ export class RegistryClient {
       if (cred.kind === 'basic') headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
       res = await this.withRetries(ep, `GET ${shown}`, null, signal, this.retries, async () => {
         // The realm gets the Basic credentials for this request only; no redirects are followed for it.
-        const r = await request(q, { method: 'GET', headers, signal, dispatcher: this.pool.get(realmEp.caFiles, true) })
-          .catch((e) => { if (signal?.aborted) throw new AbortedError(signal.reason); throw e; });
-        return r;
+        return this.requestWithDeadline(q, { method: 'GET', headers, dispatcher: this.pool.get(realmEp.caFiles, true) }, signal);
       });
     }
     const body = await readSmall(res, TOKEN_BODY_MAX).catch(() => Buffer.alloc(0));

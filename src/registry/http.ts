@@ -67,6 +67,15 @@ export class DispatcherPool {
     return d;
   }
 
+  /**
+   * Destroys one dispatcher and forgets it (the next `get` builds a fresh one). Used when a
+   * request is stuck before its headers in a way undici does not end by itself.
+   */
+  evict(d: Dispatcher): void {
+    for (const [k, v] of this.map) if (v === d) this.map.delete(k);
+    d.destroy(new Error('dispatcher evicted after a stuck request')).catch(() => undefined);
+  }
+
   async close(): Promise<void> {
     const all = [...this.map.values()];
     this.map.clear();
