@@ -11,9 +11,8 @@
 import { ImageNotFoundError, InvalidArgumentError, MsbError, UnsupportedError, type ErrorCode } from '../errors.js';
 import { findManifest, findRef, listRefs, newestRefOfManifest } from '../index/queries.js';
 import { makeOperation } from '../pull/events.js';
-import { pullImage, startPull } from '../pull/pull.js';
 import { pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
-import { refRowToHandle } from '../store/publish.js';
+import { listRowToHandle, refRowToHandle } from '../store/publish.js';
 import { removeImage } from '../store/remove.js';
 import { diskUsage, emptyDiskUsage } from '../store/usage.js';
 import { withStoreLock } from '../store/locks.js';
@@ -107,7 +106,7 @@ export class Image {
       if (!store) return [];
       const index = store.index;
       const rows = await index.read(() => listRefs(index));
-      return rows.map(refRowToHandle);
+      return rows.map(listRowToHandle);
     });
   }
 
@@ -154,7 +153,10 @@ export class Image {
 
   static async pullLocal(b: LocalBackend, reference: string, options?: PullOptions): Promise<PullResult> {
     const backend = requireLocal(b, 'Image.pullLocal');
-    return backend._run(() => pullImage(backend, reference, options ?? {}));
+    return backend._run(async () => {
+      const { pullImage } = await import('../pull/pull.js');
+      return pullImage(backend, reference, options ?? {});
+    });
   }
 
   static pullWithProgressLocal(b: LocalBackend, reference: string, options?: PullOptions): PullOperation {
@@ -164,7 +166,17 @@ export class Image {
     } catch (err) {
       return makeOperation(options?.signal, async () => { throw err; });
     }
-    return startPull(backend, reference, options ?? {});
+    // The pull pipeline (registry client, decoders, EROFS writer) loads on first use, so read-only
+    // commands such as `msb images` never pay for it.
+    const op = import('../pull/pull.js').then((m) => m.startPull(backend, reference, options ?? {}));
+    op.catch(() => { /* reported through `result` */ });
+    return makeOperation(options?.signal, async (signal, onEvent) => {
+      const inner = await op;
+      const onAbort = () => inner.abort(signal.reason);
+      if (signal.aborted) onAbort(); else signal.addEventListener('abort', onAbort, { once: true });
+      for await (const ev of inner) onEvent(ev);
+      return inner.result;
+    });
   }
 
   /** Out of scope of this module (archives.md); delegated once the archive engineer lands it. */

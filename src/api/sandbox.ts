@@ -12,7 +12,6 @@ import { lstat } from 'node:fs/promises';
 import { CacheCorruptError, InvalidArgumentError, PinNotFoundError } from '../errors.js';
 import type { IndexDb } from '../index/db.js';
 import { configRaw, findManifest, findPin, manifestLayers, type PinRow } from '../index/queries.js';
-import { pullImage } from '../pull/pull.js';
 import { createLease } from '../store/lease.js';
 import type { CachePaths } from '../store/paths.js';
 import { touchRefSync } from '../store/publish.js';
@@ -96,6 +95,7 @@ export class Sandbox {
     return b._run(async () => {
       const lease = await createLease(b, 'create', { ...(options.signal ? { signal: options.signal } : {}) });
       try {
+        const { pullImage } = await import('../pull/pull.js');
         const result = await pullImage(b, image, { ...pullOptions, lease });
         await lease.addItem('manifest', result.manifestDigest);
         const store = await b._open('write', options.signal);

@@ -55,9 +55,19 @@ export function platformString(p: { os: string | null; architecture: string | nu
 
 /** Columns separated by three spaces, each padded to its widest cell; the last is not padded. */
 export function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ').trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+  const n = headers.length;
+  const widths = headers.map((h) => h.length);
+  for (const r of rows) for (let i = 0; i < n; i++) { const l = (r[i] ?? '').length; if (l > widths[i]!) widths[i] = l; }
+  let out = '';
+  const line = (cells: string[]) => {
+    let s = '';
+    for (let i = 0; i < n - 1; i++) s += (cells[i] ?? '').padEnd(widths[i]!) + '   ';
+    s += cells[n - 1] ?? '';
+    out += s.trimEnd() + '\n';
+  };
+  line(headers);
+  for (const r of rows) line(r);
+  return out;
 }
 
 /** `--format json`: exactly JSON.stringify of the API object, then a newline. */

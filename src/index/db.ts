@@ -56,6 +56,14 @@ export class IndexDb {
     this.indexId = indexId;
   }
 
+  /** A cached prepared statement in raw mode (rows as arrays). */
+  rawStmt(sql: string): BetterSqlite3.Statement {
+    const key = `raw:${sql}`;
+    let s = this.stmts.get(key);
+    if (!s) { s = this.db.prepare(sql).raw(true); this.stmts.set(key, s); }
+    return s;
+  }
+
   /** A cached prepared statement. */
   stmt(sql: string): BetterSqlite3.Statement {
     let s = this.stmts.get(sql);

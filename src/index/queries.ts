@@ -14,11 +14,19 @@ export interface RefRow {
 const REF_COLUMNS = `r.id AS ref_id, r.reference, r.manifest_id, r.index_digest, r.created_at, r.last_used_at,
   m.digest, m.os, m.architecture, m.variant, m.layer_count, m.size_bytes`;
 
-/** storage.md §3.2: `list` is this one query. */
-export const LIST_SQL = `SELECT ${REF_COLUMNS} FROM image_ref r JOIN manifest m ON m.id = r.manifest_id ORDER BY r.created_at DESC, r.reference`;
+/**
+ * storage.md §3.2: `list` is this one query. It selects only what a handle needs and runs in raw
+ * (array) mode: building 10,000 row objects would dominate `list()`'s time.
+ */
+export const LIST_SQL = `SELECT r.reference, r.created_at, r.last_used_at, m.digest, m.os, m.architecture, m.variant,
+  m.layer_count, m.size_bytes FROM image_ref r JOIN manifest m ON m.id = r.manifest_id ORDER BY r.created_at DESC, r.reference`;
 
-export function listRefs(index: IndexDb): RefRow[] {
-  return index.stmt(LIST_SQL).all() as RefRow[];
+/** One `list` row, in LIST_SQL column order. */
+export type ListRow = [reference: string, createdAt: number, lastUsedAt: number, digest: string, os: string | null,
+  architecture: string | null, variant: string | null, layerCount: number, sizeBytes: number | null];
+
+export function listRefs(index: IndexDb): ListRow[] {
+  return index.rawStmt(LIST_SQL).all() as ListRow[];
 }
 
 export function findRef(index: IndexDb, canonical: string): RefRow | undefined {

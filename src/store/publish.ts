@@ -16,7 +16,7 @@ import type { LocalBackend, Store } from '../api/backend.js';
 import { ImageHandle } from '../api/handle.js';
 import { familiarOf } from '../api/refs.js';
 import type { IndexDb } from '../index/db.js';
-import { findLayer, findManifest, findRef, manifestLayers, type RefRow } from '../index/queries.js';
+import { findLayer, findManifest, findRef, manifestLayers, type ListRow, type RefRow } from '../index/queries.js';
 import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
 
 /** st_blocks × 512 and length of a regular file (lstat: a symlink is not followed). */
@@ -29,6 +29,21 @@ export async function measureFile(path: string): Promise<{ size: number; alloc: 
   }
   if (!st.isFile()) throw new CacheCorruptError(path, 'not a regular file');
   return { size: st.size, alloc: st.blocks * 512 };
+}
+
+export function listRowToHandle(r: ListRow): ImageHandle {
+  return new ImageHandle({
+    reference: familiarOf(r[0]),
+    canonicalReference: r[0],
+    manifestDigest: r[3],
+    architecture: r[5],
+    os: r[4],
+    variant: r[6],
+    layerCount: r[7],
+    sizeBytes: r[8],
+    createdAt: new Date(r[1]),
+    lastUsedAt: new Date(r[2]),
+  });
 }
 
 export function refRowToHandle(r: RefRow): ImageHandle {

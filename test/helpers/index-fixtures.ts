@@ -4,11 +4,12 @@
  * 4096-byte-aligned files whose diff_id is the sha256 of a seed string, so two images given the
  * same seed share a layer exactly as two pulled images would.
  */
-import { mkdirSync, writeFileSync, lstatSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, lstatSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { LocalBackend } from '../../src/api/backend.js';
 import { parseReference } from '../../src/reference/reference.js';
 import { withLock } from '../../src/store/locks.js';
+import { lockPath } from '../../src/store/paths.js';
 import { publishImage, upsertLayerRow } from '../../src/store/publish.js';
 import { digestOf } from '../../src/util/digest.js';
 
@@ -107,6 +108,9 @@ export async function synthesizeIndex(backend: LocalBackend, refs: number, image
   const manifests: string[] = [];
   const layerDiffIds = [shared, ...Array.from({ length: images }, (_, i) => diffIdOf(`synth-${i}`))];
   if (files) for (const d of layerDiffIds) writeSized(store.paths.layer(d), 4096, d);
+  // A pull would have created the lock files of every layer and image it published.
+  const touchLock = (p: string) => { if (!existsSync(p)) closeSync(openSync(p, 'a', 0o644)); };
+  if (files) for (const d of layerDiffIds) touchLock(lockPath(store.cacheDir, 'layer', d));
   const configs: Buffer[] = [];
   const raws: Buffer[] = [];
   for (let i = 0; i < images; i++) {
@@ -116,6 +120,7 @@ export async function synthesizeIndex(backend: LocalBackend, refs: number, image
     const m = digestOf(raw);
     manifests.push(m);
     if (files) {
+      touchLock(lockPath(store.cacheDir, 'image', m));
       writeSized(store.paths.fsmeta(m), 4096, m);
       writeSized(store.paths.vmdk(m), 200, m);
     }
