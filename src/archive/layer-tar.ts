@@ -1,0 +1,236 @@
+/**
+ * Deterministic layer regeneration (archives.md §8.2): a layer EROFS, read back through the
+ * reader (erofs/reader.ts), becomes an uncompressed tar whose bytes depend only on the EROFS
+ * content.
+ *
+ * - Order: depth-first pre-order, children in byte-wise name order; `./` only for an explicit
+ *   root; implicit directories are not written (they come back implicitly on load), except that
+ *   an implicit opaque directory's marker takes its place.
+ * - ustar headers (`ustar\0` `00`), mode & 0o7777, empty uname/gname, zero-padded octal fields,
+ *   the `prefix` field never used; PAX records only when needed, in the fixed order path,
+ *   linkpath, size, uid, gid, mtime (9 fraction digits when nsec ≠ 0), SCHILY.xattr.* sorted and
+ *   byte-exact; the PAX header is `PaxHeaders/<basename>` (truncated to fit), mtime 0.
+ * - Whiteouts (char 0/0) → empty `.wh.<name>` files; opaque marker `.wh..wh..opq` (mode 0,
+ *   root-owned, mtime 0) right after its directory; hardlinks: the first alias in walk order
+ *   carries the data; sparse files are written in full. Ends with two zero blocks, no padding.
+ *
+ * Choices where the contract is silent:
+ * - A ustar field whose value moved to a PAX record holds the first 100 bytes (names) or 0
+ *   (numbers): readers use the PAX value.
+ * - PAX headers have mode 0644 and uid/gid 0. Sockets cannot be expressed in tar and are skipped
+ *   (the tar ingest never creates one). A whiteout keeps its mtime nanoseconds (PAX mtime).
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { AbortedError, CacheCorruptError, toIoError } from '../errors.js';
+import { readErofsTree } from '../erofs/reader.js';
+import { isDir, isWhiteout, type DirNode, type Inode, type Meta } from '../erofs/tree.js';
+import { xattrPrefixOf } from '../erofs/format.js';
+
+const BLOCK = 512;
+const ZERO = Buffer.alloc(BLOCK);
+const OCTAL_7 = 0o7777777; // 2097151: the largest value of an 8-byte field
+const OCTAL_11 = 8589934591; // 8 GiB − 1: the largest value of a 12-byte field
+
+export type Sink = (chunk: Buffer) => Promise<void> | void;
+
+/** `v` as (len − 1) zero-padded octal digits plus NUL. */
+function octal(buf: Buffer, off: number, len: number, v: number | bigint): void {
+  const s = v.toString(8).padStart(len - 1, '0');
+  buf.write(s, off, len - 1, 'latin1');
+  buf[off + len - 1] = 0;
+}
+
+export interface HeaderFields {
+  name: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: bigint;
+  typeflag: string;
+  linkname?: Buffer;
+  devmajor?: number;
+  devminor?: number;
+}
+
+/** One ustar header block (fields already reduced to what fits). */
+export function ustarHeader(h: HeaderFields): Buffer {
+  const b = Buffer.alloc(BLOCK);
+  h.name.copy(b, 0, 0, Math.min(100, h.name.length));
+  octal(b, 100, 8, h.mode);
+  octal(b, 108, 8, h.uid);
+  octal(b, 116, 8, h.gid);
+  octal(b, 124, 12, h.size);
+  octal(b, 136, 12, h.mtime);
+  b.write(h.typeflag, 156, 1, 'latin1');
+  if (h.linkname) h.linkname.copy(b, 157, 0, Math.min(100, h.linkname.length));
+  b.write('ustar\0', 257, 6, 'latin1');
+  b.write('00', 263, 2, 'latin1');
+  octal(b, 329, 8, h.devmajor ?? 0);
+  octal(b, 337, 8, h.devminor ?? 0);
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += b[i]!;
+  b.write(sum.toString(8).padStart(6, '0'), 148, 6, 'latin1');
+  b[154] = 0;
+  b[155] = 0x20;
+  return b;
+}
+
+/** One PAX record: `<len> <key>=<value>\n`, len counting itself. */
+export function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, 'latin1'), value, Buffer.from('\n')]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  return Buffer.concat([Buffer.from(String(len), 'latin1'), body]);
+}
+
+export function padding(size: number): Buffer {
+  const r = size % BLOCK;
+  return r === 0 ? Buffer.alloc(0) : Buffer.alloc(BLOCK - r);
+}
+
+/**
+ * Header block(s) of one entry: a PAX extended header first when any value does not fit, then
+ * the ustar header. `xattrs` are full names (latin1 of the raw bytes) → values, any order.
+ */
+export function entryHeaders(h: HeaderFields & { mtimeNsec?: number; xattrs?: [Buffer, Buffer][] }): Buffer {
+  const recs: Buffer[] = [];
+  const f: HeaderFields = { ...h };
+  if (h.name.length > 100) recs.push(paxRecord('path', h.name));
+  if (h.linkname && h.linkname.length > 100) recs.push(paxRecord('linkpath', h.linkname));
+  if (h.size > OCTAL_11) { recs.push(paxRecord('size', Buffer.from(String(h.size)))); f.size = 0; }
+  if (h.uid > OCTAL_7) { recs.push(paxRecord('uid', Buffer.from(String(h.uid)))); f.uid = 0; }
+  if (h.gid > OCTAL_7) { recs.push(paxRecord('gid', Buffer.from(String(h.gid)))); f.gid = 0; }
+  const nsec = h.mtimeNsec ?? 0;
+  if (nsec !== 0 || h.mtime > BigInt(OCTAL_11)) {
+    const v = nsec !== 0 ? `${h.mtime}.${String(nsec).padStart(9, '0')}` : `${h.mtime}`;
+    recs.push(paxRecord('mtime', Buffer.from(v)));
+    if (h.mtime > BigInt(OCTAL_11)) f.mtime = 0n;
+  }
+  const xs = [...(h.xattrs ?? [])].sort((a, b) => Buffer.compare(a[0], b[0]));
+  for (const [name, value] of xs) recs.push(paxRecord(`SCHILY.xattr.${name.toString('latin1')}`, value));
+  const main = ustarHeader(f);
+  if (recs.length === 0) return main;
+  const body = Buffer.concat(recs);
+  const trimmed = h.name.length > 1 && h.name[h.name.length - 1] === 0x2f ? h.name.subarray(0, h.name.length - 1) : h.name;
+  const slash = trimmed.lastIndexOf(0x2f);
+  const base = slash < 0 ? trimmed : trimmed.subarray(slash + 1);
+  const paxName = Buffer.concat([Buffer.from('PaxHeaders/', 'latin1'), base]).subarray(0, 100);
+  const ph = ustarHeader({ name: paxName, mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0n, typeflag: 'x' });
+  return Buffer.concat([ph, body, padding(body.length), main]);
+}
+
+function xattrsOf(meta: Meta): [Buffer, Buffer][] {
+  const out: [Buffer, Buffer][] = [];
+  for (const x of meta.xattrs) {
+    const prefix = xattrPrefixOf(x.index);
+    if (prefix === undefined) continue;
+    const name = Buffer.concat([Buffer.from(prefix, 'latin1'), x.suffix]);
+    const n = name.toString('latin1');
+    if (n === 'trusted.overlay.opaque' || n === 'trusted.msb.implicit') continue; // markers are never emitted
+    out.push([name, x.value]);
+  }
+  return out;
+}
+
+const READ_CHUNK = 1 << 20;
+
+/**
+ * Writes the regenerated tar of the layer EROFS at `layerPath` to `sink`, in order. A layer that
+ * the reader refuses is CacheCorruptError (naming the path).
+ */
+export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  const { root } = await readErofsTree(layerPath);
+  let fh: FileHandle;
+  try { fh = await open(layerPath, 'r'); } catch (err) { throw toIoError(err, layerPath); }
+  const signal = opts.signal;
+  const firstAlias = new Map<Inode, Buffer>();
+  const emit = async (b: Buffer) => { await sink(b); };
+  const marker = async (dirName: Buffer) => {
+    const name = Buffer.concat([dirName, Buffer.from('.wh..wh..opq', 'latin1')]);
+    await emit(entryHeaders({ name, mode: 0, uid: 0, gid: 0, size: 0, mtime: 0n, typeflag: '0' }));
+  };
+  const fileData = async (ino: Inode, name: Buffer) => {
+    if (ino.size === 0) return;
+    if (!ino.data || ino.data.device !== 0) throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} has no data blocks in this layer`);
+    const base = ino.data.startBlock * 4096;
+    let done = 0;
+    while (done < ino.size) {
+      if (signal?.aborted) throw new AbortedError(signal.reason);
+      const n = Math.min(READ_CHUNK, ino.size - done);
+      const buf = Buffer.alloc(n);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await fh.read(buf, got, n - got, base + done + got);
+        if (bytesRead === 0) throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} extends beyond the image`);
+        got += bytesRead;
+      }
+      await emit(buf);
+      done += n;
+    }
+    await emit(padding(ino.size));
+  };
+  const walk = async (dir: DirNode, prefix: Buffer): Promise<void> => {
+    const names = [...dir.children.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const n of names) {
+      if (signal?.aborted) throw new AbortedError(signal.reason);
+      const e = dir.children.get(n)!;
+      const nameBytes = Buffer.concat([prefix, Buffer.from(n, 'latin1')]);
+      if (isDir(e)) {
+        const dn = Buffer.concat([nameBytes, Buffer.from('/')]);
+        if (!e.implicit) {
+          await emit(entryHeaders({ name: dn, mode: e.meta.mode & 0o7777, uid: e.meta.uid, gid: e.meta.gid, size: 0,
+            mtime: e.meta.mtime, mtimeNsec: e.meta.mtimeNsec, typeflag: '5', xattrs: xattrsOf(e.meta) }));
+        }
+        if (e.opaque) await marker(dn);
+        await walk(e, dn);
+        continue;
+      }
+      const meta = e.meta;
+      const common = { mode: meta.mode & 0o7777, uid: meta.uid, gid: meta.gid, mtime: meta.mtime, mtimeNsec: meta.mtimeNsec };
+      if (isWhiteout(e)) {
+        const wh = Buffer.concat([prefix, Buffer.from('.wh.', 'latin1'), Buffer.from(n, 'latin1')]);
+        await emit(entryHeaders({ name: wh, ...common, size: 0, typeflag: '0' }));
+        continue;
+      }
+      if (e.kind === 'sock') continue;
+      const first = firstAlias.get(e);
+      if (first) {
+        await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: '1', linkname: first }));
+        continue;
+      }
+      firstAlias.set(e, nameBytes);
+      const xattrs = xattrsOf(meta);
+      switch (e.kind) {
+        case 'file':
+          await emit(entryHeaders({ name: nameBytes, ...common, size: e.size, typeflag: '0', xattrs }));
+          await fileData(e, nameBytes);
+          break;
+        case 'symlink':
+          await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: '2', linkname: e.target ?? Buffer.alloc(0), xattrs }));
+          break;
+        case 'chr':
+        case 'blk':
+          await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: e.kind === 'chr' ? '3' : '4',
+            devmajor: e.rdevMajor ?? 0, devminor: e.rdevMinor ?? 0, xattrs }));
+          break;
+        case 'fifo':
+          await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: '6', xattrs }));
+          break;
+      }
+    }
+  };
+  try {
+    const rootName = Buffer.from('./', 'latin1');
+    if (!root.implicit) {
+      await emit(entryHeaders({ name: rootName, mode: root.meta.mode & 0o7777, uid: root.meta.uid, gid: root.meta.gid, size: 0,
+        mtime: root.meta.mtime, mtimeNsec: root.meta.mtimeNsec, typeflag: '5', xattrs: xattrsOf(root.meta) }));
+    }
+    if (root.opaque) await marker(Buffer.alloc(0));
+    await walk(root, Buffer.alloc(0));
+    await emit(Buffer.concat([ZERO, ZERO]));
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}

@@ -1,0 +1,433 @@
+/**
+ * `Image.load` (archives.md §2–§7, api.md §2.7): member table → plans (plan.ts) → layers →
+ * stitch → ONE commit for the whole archive.
+ *
+ * Publication is the pull's (pull.md §7–§8, storage.md §4–§6), through its exported pieces:
+ * `checkLayer` / `publishLayerCandidate` (pull/layer.ts), `upsertLayerRow` under the layer lock of
+ * each diff_id, the same converter (`defaultConverterDeps`: detectCompression, decompressors,
+ * writeLayer), so a layer file is byte-identical to a pull's; then fsmeta + VMDK under the image
+ * lock with the stitch modules; then the commit. The pull's own stitch and commit helpers are
+ * private to pull.ts, so the equivalent steps are written here (same checks, same order).
+ *
+ * Every step runs under one lease: the spool directory, each manifest digest and diff_id are
+ * lease items before they are checked or created; candidates before they are created.
+ *
+ * Choices where the contract is silent:
+ * - Events (pull union without download events, §7): per image `resolving` and `resolved`
+ *   (`totalDownloadBytes` 0), the layer and stitch events; the `complete` events of all images
+ *   come after the single commit, in image order.
+ * - Images are processed one after the other, layers of one image one at a time: an archive is
+ *   local, so disk bandwidth, not latency, bounds the work.
+ */
+import { open, rename, unlink, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Readable } from 'node:stream';
+import { AbortedError, CacheCorruptError, DigestMismatchError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
+import type { LocalBackend, Store } from '../api/backend.js';
+import type { ImageHandle } from '../api/handle.js';
+import type { LoadOptions } from '../api/types.js';
+import { readErofsTree } from '../erofs/reader.js';
+import type { DirNode } from '../erofs/tree.js';
+import { findLayer, findManifest, findRef } from '../index/queries.js';
+import type { Compression } from '../layer/compression.js';
+import { resolveLimits, type Limits } from '../limits.js';
+import { mediaTypeCompression, type ConverterDeps } from '../pull/blob-pipeline.js';
+import { defaultConverterDeps } from '../pull/deps-default.js';
+import { PullEmitter, type PullEvent } from '../pull/events.js';
+import { checkLayer, publishLayerCandidate } from '../pull/layer.js';
+import { hostPlatform, parsePlatform } from '../pull/platform.js';
+import { parseReference } from '../reference/reference.js';
+import { atomicPublish, fsyncDir } from '../store/atomic.js';
+import { createLease, type Lease } from '../store/lease.js';
+import { withStoreLock } from '../store/locks.js';
+import { loadSpoolPath } from '../store/paths.js';
+import { measureArtifacts, refRowToHandle, upsertLayerRow } from '../store/publish.js';
+import { buildFsmeta, stitchVmdkText } from '../stitch/build.js';
+import { diffIdTag } from '../stitch/fsmeta.js';
+import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
+import { cidOf } from '../stitch/vmdk.js';
+import { digestAlgorithm, digestOf, digestUuid, newHash } from '../util/digest.js';
+import { ArchiveMembers, type Member } from './members.js';
+import { planArchive, syntheticManifest, type PlannedImage, type PlannedLayer } from './plan.js';
+
+const MEDIA_BY_COMPRESSION: Record<Compression, string> = {
+  none: 'application/vnd.oci.image.layer.v1.tar',
+  gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+};
+
+interface LayerDone { sizeBytes: number; root: DirNode | null }
+
+interface Ctx {
+  backend: LocalBackend;
+  store: Store;
+  lease: Lease;
+  members: ArchiveMembers;
+  emitter: PullEmitter;
+  signal: AbortSignal;
+  limits: Limits;
+  deps: ConverterDeps;
+  warn(code: string, message: string): void;
+  /** Per diff_id, once per load (shared layers are read once). */
+  layers: Map<string, LayerDone>;
+}
+
+/** Loads an archive from a path or a stream; resolves to one handle per loaded name, archive order. */
+export async function loadArchive(backend: LocalBackend, input: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageHandle[]> {
+  // Argument errors before any I/O.
+  const tagsIn = options.tag === undefined || options.tag === null ? [] : Array.isArray(options.tag) ? options.tag : [options.tag];
+  const tags: string[] = [];
+  for (const t of tagsIn) { const c = parseReference(t).canonical; if (!tags.includes(c)) tags.push(c); }
+  const explicitPlatform = options.platform !== undefined && options.platform !== null;
+  const target = explicitPlatform ? parsePlatform(options.platform) : hostPlatform();
+
+  const emitter = new PullEmitter();
+  if (options.onProgress) emitter.addListener(options.onProgress as (e: PullEvent) => void);
+  const ac = new AbortController();
+  const outer = options.signal;
+  const onOuter = () => ac.abort(outer!.reason);
+  if (outer?.aborted) ac.abort(outer.reason);
+  else outer?.addEventListener('abort', onOuter, { once: true });
+  emitter.onListenerError = (e) => ac.abort(e);
+  const signal = ac.signal;
+  try {
+    return await backend._run(async () => {
+      const store = await backend._open('write', signal);
+      const limits = resolveLimits(store.limits);
+      const lease = await createLease(backend, 'load', { signal });
+      let spool: string | null = null;
+      try {
+        const members = await ArchiveMembers.open(input, {
+          limits, signal,
+          spoolDir: async () => {
+            const s = loadSpoolPath(store.paths.root);
+            await lease.addItem('temp', s.name);
+            await mkdir(store.paths.tmpDir, { recursive: true }).catch((err) => { throw toIoError(err, store.paths.tmpDir); });
+            try { await mkdir(s.path, { mode: 0o700 }); } catch (err) { throw toIoError(err, s.path); }
+            spool = s.path;
+            return s.path;
+          },
+        });
+        const warn = (code: string, message: string) => emitter.emit({ type: 'warning', code, message });
+        const images = await planArchive(members, { limits, target, explicitPlatform, tags, warn });
+        const ctx: Ctx = {
+          backend, store, lease, members, emitter, signal, limits, deps: await defaultConverterDeps(), warn, layers: new Map(),
+        };
+        await lease.addItems([
+          ...images.filter((i) => i.manifestDigest).map((i) => ({ kind: 'manifest' as const, value: i.manifestDigest! })),
+          ...[...new Set(images.flatMap((i) => i.layers.map((l) => l.diffId)))].map((d) => ({ kind: 'layer' as const, value: d })),
+        ]);
+        for (const img of images) await materializeImage(ctx, img);
+        if (signal.aborted) throw new AbortedError(signal.reason);
+        const handles = await commitArchive(backend, store, images, signal);
+        for (const img of images) {
+          emitter.emit({ type: 'complete', reference: img.names[0]!, manifestDigest: img.manifestDigest!, cached: false, layerCount: img.layers.length });
+        }
+        return handles;
+      } finally {
+        await ArchiveMembers.removeSpool(spool);
+        await lease.release();
+      }
+    });
+  } catch (err) {
+    if (emitter.listenerError) throw emitter.listenerError.error;
+    if (signal.aborted && !(err instanceof AbortedError) && (!(err instanceof MsbError) || err.code === 'IO')) throw new AbortedError(signal.reason);
+    throw err;
+  } finally {
+    outer?.removeEventListener('abort', onOuter);
+  }
+}
+
+/** Layers, synthetic manifest (Docker path), stitch — everything but the commit. */
+async function materializeImage(ctx: Ctx, img: PlannedImage): Promise<void> {
+  const { emitter } = ctx;
+  emitter.emit({ type: 'resolving', reference: img.names[0]! });
+  if (img.kind === 'docker') {
+    // The synthetic manifest needs every blob digest: hash the layer members first, so that
+    // `resolved` (with the manifest digest) precedes every layer event, as in a pull.
+    for (const l of img.layers) {
+      const same = img.layers.find((x) => x !== l && x.member === l.member && x.blobDigest);
+      if (same) { l.blobDigest = same.blobDigest; l.mediaType = same.mediaType; } else await hashOnly(ctx, l);
+    }
+    const raw = syntheticManifest(img.configDigest, img.configRaw.length,
+      img.layers.map((l) => ({ digest: l.blobDigest!, mediaType: l.mediaType!, size: l.size })));
+    img.manifestRaw = raw;
+    img.manifestDigest = digestOf(raw);
+    await ctx.lease.addItem('manifest', img.manifestDigest);
+  }
+  emitter.emit({ type: 'resolved', reference: img.names[0]!, manifestDigest: img.manifestDigest!, indexDigest: img.indexDigest,
+    platform: img.platform, layerCount: img.layers.length, totalDownloadBytes: 0, cached: false });
+  for (const l of img.layers) {
+    if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
+    await layer(ctx, img, l);
+  }
+  emitter.emit({ type: 'stitchStarted', layerCount: img.layers.length });
+  const st = await stitch(ctx, img);
+  emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: st.fsmetaSize, reused: st.reused });
+}
+
+/**
+ * One position. The first position of a diff_id does the work under its layer lock; later ones
+ * (same image or another) reuse it. A cached layer is not read (OCI fast path, §7); the Docker
+ * path has hashed its members already (materializeImage), and verifies that digest again while
+ * converting.
+ */
+async function layer(ctx: Ctx, img: PlannedImage, l: PlannedLayer): Promise<void> {
+  const { store, emitter } = ctx;
+  const known = ctx.layers.get(l.diffId);
+  if (known) {
+    emitter.emit({ type: 'layerMaterializeComplete', layerIndex: l.position, diffId: l.diffId, erofsSizeBytes: known.sizeBytes, reused: true });
+    return;
+  }
+  const done = await withStoreLock(store.paths, 'layer', l.diffId, async (): Promise<LayerDone & { reused: boolean }> => {
+    if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
+    const check = await checkLayer(store, l.diffId);
+    if (check.valid || check.orphan) {
+      if (check.valid) return { sizeBytes: check.sizeBytes, root: null, reused: true };
+      // A file published by a process that died before its row (storage.md §9): adopt it.
+      const sb = check.orphan!;
+      await upsertLayerRow(ctx.backend, { diffId: l.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal: ctx.signal });
+      return { sizeBytes: sb.length, root: null, reused: true };
+    }
+    if (check.fileExists || check.row) ctx.warn('ARTIFACT_REBUILT', `layer ${l.diffId} is invalid (${check.reason}); converting it again`);
+    const cand = store.paths.tmp('layer', l.diffId);
+    await ctx.lease.addItem('temp', cand.name);
+    try {
+      emitter.resetProgress(l.position, 'materialize');
+      emitter.emit({ type: 'layerMaterializeStarted', layerIndex: l.position, diffId: l.diffId });
+      const r = await convertMember(ctx, l, cand.path);
+      emitter.flushProgress(l.position, 'materialize');
+      if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
+      await publishLayerCandidate(cand.path, store.paths.layer(l.diffId), l.diffId, false);
+      await upsertLayerRow(ctx.backend, { diffId: l.diffId, erofsSizeBytes: r.sizeBytes, inodes: r.inodes, blocks: r.blocks });
+      return { sizeBytes: r.sizeBytes, root: r.root, reused: false };
+    } finally {
+      await unlink(cand.path).catch(() => {});
+    }
+  }, { signal: ctx.signal }) as LayerDone & { reused: boolean };
+  if (!ctx.layers.has(l.diffId) || done.root) ctx.layers.set(l.diffId, { sizeBytes: done.sizeBytes, root: done.root ?? ctx.layers.get(l.diffId)?.root ?? null });
+  emitter.emit({ type: 'layerMaterializeComplete', layerIndex: l.position, diffId: l.diffId, erofsSizeBytes: done.sizeBytes, reused: done.reused });
+}
+
+function setDockerBlob(l: PlannedLayer, digest: string, kind: Compression): void {
+  if (l.pathDigest && l.pathDigest !== digest) {
+    throw new DigestMismatchError('blob', l.pathDigest, digest, `archive member ${l.memberName} does not match its name (${digest})`);
+  }
+  l.blobDigest = digest;
+  l.mediaType = MEDIA_BY_COMPRESSION[kind];
+}
+
+/** Docker path, cached layer: the blob digest and the magic, nothing decompressed. */
+async function hashOnly(ctx: Ctx, l: PlannedLayer): Promise<void> {
+  const h = newHash('sha256');
+  let head = Buffer.alloc(0);
+  for await (const c of ctx.members.stream(l.member) as AsyncIterable<Buffer>) {
+    if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
+    if (head.length < 512) head = Buffer.concat([head, c.subarray(0, 512 - head.length)]);
+    h.update(c);
+  }
+  const kind = ctx.deps.detectCompression(head);
+  if (kind === null) throw new LayerInvalidError(`layer member ${l.memberName} is neither gzip, zstd nor tar`, { diffId: l.diffId });
+  setDockerBlob(l, `sha256:${h.digest('hex')}`, kind);
+}
+
+/**
+ * One pass over a layer member: blob hash, decompressor, writeLayer (diff_id checked by the
+ * writer). Precedence (pull.md §7): the blob digest first, then a decode/tar error, then the
+ * diff_id; the member is read to its end whatever the decoder does.
+ */
+async function convertMember(ctx: Ctx, l: PlannedLayer, candidate: string): Promise<{ sizeBytes: number; inodes: number; blocks: number; root: DirNode }> {
+  const { signal, emitter } = ctx;
+  const alg = l.blobDigest ? digestAlgorithm(l.blobDigest) : 'sha256';
+  const h = newHash(alg);
+  const src = ctx.members.stream(l.member);
+  const it = (src as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const headParts: Buffer[] = [];
+  let headLen = 0;
+  let eof = false;
+  while (headLen < 512) {
+    const r = await it.next();
+    if (r.done) { eof = true; break; }
+    headParts.push(r.value);
+    headLen += r.value.length;
+  }
+  const head = Buffer.concat(headParts);
+  const kind = ctx.deps.detectCompression(head.subarray(0, 512));
+  let failed: unknown = null;
+  let dec: NodeJS.ReadWriteStream | null = null;
+  let writer: Promise<{ ok: true; v: Awaited<ReturnType<ConverterDeps['writeLayer']>> } | { ok: false; e: unknown }> | null = null;
+  const wac = new AbortController();
+  const onAbort = () => wac.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  if (kind !== null) {
+    if (l.mediaType && mediaTypeCompression(l.mediaType) !== kind) {
+      ctx.warn('MEDIA_TYPE_MISMATCH', `layer ${l.position + 1} (${l.blobDigest}): media type ${l.mediaType} does not match its content (${kind}); decoding it as ${kind}`);
+    }
+    dec = ctx.deps.createDecompressor(kind, { signal: wac.signal });
+    dec.on('error', (e: unknown) => { if (failed === null) failed = e; });
+    writer = ctx.deps.writeLayer(dec as unknown as Readable, candidate, {
+      signal: wac.signal, diffIdAlgorithm: digestAlgorithm(l.diffId), limits: ctx.limits,
+      onProgress: (p) => emitter.progress({ type: 'layerMaterializeProgress', layerIndex: l.position, diffId: l.diffId, tarBytes: p.tarBytes, entries: p.entries }),
+      onWarning: (w) => ctx.warn(w.code, w.message),
+    }).then((v) => ({ ok: true as const, v }), (e: unknown) => { if (failed === null) failed = e; (dec as unknown as Readable).destroy?.(); return { ok: false as const, e }; });
+  }
+  const feed = async (c: Buffer) => {
+    h.update(c);
+    if (!dec || failed !== null) return;
+    let ok: boolean;
+    try { ok = (dec as unknown as NodeJS.WritableStream).write(c); } catch (e) { failed = e; return; }
+    if (!ok) {
+      await new Promise<void>((resolve) => {
+        const done = () => { dec!.off('drain', done); dec!.off('close', done); dec!.off('error', done); resolve(); };
+        dec!.on('drain', done); dec!.on('close', done); dec!.on('error', done);
+        void writer!.then(done);
+      });
+    }
+  };
+  try {
+    await feed(head);
+    if (!eof) {
+      for (;;) {
+        if (signal.aborted) throw new AbortedError(signal.reason);
+        const r = await it.next();
+        if (r.done) break;
+        await feed(r.value);
+      }
+    }
+    if (dec && failed === null) (dec as unknown as NodeJS.WritableStream).end();
+    const res = writer ? await writer : null;
+    if (signal.aborted) throw new AbortedError(signal.reason);
+    const blob = `${alg}:${h.digest('hex')}`;
+    if (l.blobDigest) {
+      if (blob !== l.blobDigest) throw new DigestMismatchError('blob', l.blobDigest, blob, `archive member ${l.memberName} does not match its digest (${blob})`);
+    }
+    if (kind === null) throw new LayerInvalidError(`layer member ${l.memberName} is neither gzip, zstd nor tar`, { diffId: l.diffId });
+    if (!l.blobDigest) setDockerBlob(l, blob, kind);
+    if (!res || !res.ok) {
+      const e = res && !res.ok ? res.e : failed;
+      if (e instanceof MsbError) throw e;
+      throw ctx.deps.mapDecodeError ? ctx.deps.mapDecodeError(kind, e) : new LayerInvalidError(String(e), { diffId: l.diffId });
+    }
+    if (failed !== null) throw failed instanceof MsbError ? failed : (ctx.deps.mapDecodeError?.(kind, failed) ?? new LayerInvalidError(String(failed)));
+    const v = res.v;
+    if (v.diffId !== l.diffId) throw new DigestMismatchError('diffId', l.diffId, v.diffId, `layer ${l.memberName}: diff_id ${v.diffId} does not match the config's ${l.diffId}`);
+    return { sizeBytes: v.sizeBytes, inodes: v.inodes, blocks: v.blocks, root: v.root as DirNode };
+  } catch (err) {
+    wac.abort(err);
+    (dec as unknown as Readable | null)?.destroy?.();
+    if (writer) await writer;
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    src.destroy();
+  }
+}
+
+/** fsmeta + VMDK under the image lock: reused when valid, else built and published (storage.md §4–§5). */
+async function stitch(ctx: Ctx, img: PlannedImage): Promise<{ fsmetaSize: number; reused: boolean }> {
+  const { store, lease, signal } = ctx;
+  const m = img.manifestDigest!;
+  const sizes = img.layers.map((l) => ctx.layers.get(l.diffId)!.sizeBytes);
+  const layerPaths = img.layers.map((l) => store.paths.layer(l.diffId));
+  const fsExpected = { uuid: digestUuid(m), layers: img.layers.map((l, i) => ({ sizeBytes: sizes[i]!, tag: diffIdTag(l.diffId) })) };
+  return withStoreLock(store.paths, 'image', m, async () => {
+    const fsPath = store.paths.fsmeta(m);
+    const vmPath = store.paths.vmdk(m);
+    const fsWhy = await validateFsmetaFile(fsPath, fsExpected).catch((e: unknown) => (e as Error).message);
+    let fsmetaSize: number;
+    let fsReused = false;
+    if (!fsWhy) {
+      fsReused = true;
+      fsmetaSize = (await open(fsPath, 'r').then(async (h) => { try { return (await h.stat()).size; } finally { await h.close(); } }));
+    } else {
+      const cand = store.paths.tmp('fsmeta', m);
+      await lease.addItem('temp', cand.name);
+      try {
+        const trees: DirNode[] = [];
+        const byDiff = new Map<string, DirNode>();
+        for (const l of img.layers) {
+          if (signal.aborted) throw new AbortedError(signal.reason);
+          let t = byDiff.get(l.diffId) ?? ctx.layers.get(l.diffId)!.root;
+          if (!t) t = (await readErofsTree(store.paths.layer(l.diffId))).root;
+          byDiff.set(l.diffId, t);
+          trees.push(t);
+        }
+        const built = await buildFsmeta(img.layers.map((l, i) => ({ root: trees[i]!, sizeBytes: sizes[i]!, tag: diffIdTag(l.diffId) })),
+          cand.path, { uuid: digestUuid(m), signal });
+        const fh = await open(cand.path, 'r');
+        try { await fh.sync(); } finally { await fh.close(); }
+        const why = await validateFsmetaFile(cand.path, fsExpected);
+        if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
+        if (signal.aborted) throw new AbortedError(signal.reason);
+        try { await rename(cand.path, fsPath); } catch (err) { throw toIoError(err, fsPath); }
+        await fsyncDir(dirname(fsPath));
+        fsmetaSize = built.sizeBytes;
+      } finally {
+        await unlink(cand.path).catch(() => {});
+      }
+    }
+    const vmExpected = { paths: [fsPath, ...layerPaths], sizes: [fsmetaSize, ...sizes], cid: cidOf(m) };
+    const vmWhy = fsReused ? await validateVmdkFile(vmPath, vmExpected).catch((e: unknown) => (e as Error).message) : 'fsmeta rebuilt';
+    if (vmWhy) {
+      const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize }, layerPaths.map((p, i) => ({ path: p, sizeBytes: sizes[i]! })));
+      const cand = store.paths.tmp('vmdk', m);
+      await atomicPublish({
+        candidate: cand.path, candidateName: cand.name, lease, finalPath: vmPath, force: true, signal,
+        write: async (h) => { await h.writeFile(text); },
+        validate: async (p) => {
+          const why = await validateVmdkFile(p, vmExpected);
+          if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
+        },
+      });
+    }
+    return { fsmetaSize, reused: fsReused && !vmWhy };
+  }, { signal }) as Promise<{ fsmetaSize: number; reused: boolean }>;
+}
+
+/**
+ * §7 Commit: ONE transaction for the whole archive — configs, manifests (`source = 'archive'`),
+ * manifest_layer rows and refs (new refs get createdAt; existing ones are re-pointed and keep
+ * it; lastUsedAt = now). The same rows and values as `publishImage` (store/publish.ts), which
+ * commits one image per transaction and so cannot make a multi-image archive all-or-nothing.
+ */
+async function commitArchive(backend: LocalBackend, store: Store, images: PlannedImage[], signal: AbortSignal): Promise<ImageHandle[]> {
+  const measured = new Map<string, Awaited<ReturnType<typeof measureArtifacts>>>();
+  for (const img of images) measured.set(img.manifestDigest!, await measureArtifacts(store, img.manifestDigest!, img.layers.map((l) => l.diffId)));
+  const index = store.index;
+  void backend;
+  return index.write(() => {
+    const now = Date.now();
+    const handles: ImageHandle[] = [];
+    for (const img of images) {
+      const ms = measured.get(img.manifestDigest!)!;
+      index.stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING').run(img.configDigest, img.configRaw, now);
+      const p = img.platform;
+      index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
+          fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
+          architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
+          vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
+        .run(img.manifestDigest, img.manifestMediaType, img.manifestRaw, img.configDigest, p.os, p.architecture, p.variant, img.layers.length,
+          'archive', ms.fsmetaBytes, ms.vmdkBytes, ms.sizeBytes, now, now);
+      const manifestId = findManifest(index, img.manifestDigest!)!.id;
+      index.stmt('DELETE FROM manifest_layer WHERE manifest_id = ?').run(manifestId);
+      const ins = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
+        VALUES (?, ?, ?, ?, ?, ?)`);
+      for (const l of img.layers) {
+        const row = findLayer(index, l.diffId);
+        if (!row) throw new CacheCorruptError(store.paths.layer(l.diffId), `layer ${l.diffId} has no index row`);
+        ins.run(manifestId, l.position, row.id, l.blobDigest, l.mediaType, l.size);
+        index.stmt('UPDATE layer SET last_used_at = ? WHERE id = ?').run(now, row.id);
+      }
+      const up = index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
+          last_used_at = excluded.last_used_at`);
+      for (const n of img.names) {
+        up.run(n, manifestId, img.indexDigest, now, now);
+        handles.push(refRowToHandle(findRef(index, n)!));
+      }
+    }
+    return handles;
+  }, { signal });
+}
