@@ -179,17 +179,18 @@ export class Image {
     });
   }
 
-  /** Out of scope of this module (archives.md); delegated once the archive engineer lands it. */
+  /** archives.md §2–§7 (src/archive/load.ts). */
   static async loadLocal(b: LocalBackend, input: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageHandle[]> {
-    requireLocal(b, 'Image.loadLocal');
-    void input; void options;
-    throw unsupported('load');
+    const backend = requireLocal(b, 'Image.loadLocal');
+    const { loadArchive } = await import('../archive/load.js');
+    return loadArchive(backend, input, options ?? {});
   }
 
+  /** archives.md §8 (src/archive/save.ts). */
   static async saveLocal(b: LocalBackend, references: string | string[], output: string | NodeJS.WritableStream, options?: SaveOptions): Promise<SaveResult> {
-    requireLocal(b, 'Image.saveLocal');
-    void references; void output; void options;
-    throw unsupported('save');
+    const backend = requireLocal(b, 'Image.saveLocal');
+    const { saveArchive } = await import('../archive/save.js');
+    return saveArchive(backend, references, output, options ?? {});
   }
 
   /** Only lstats; never validates or rebuilds. `reclaimableBytes` = prune({dryRun:true}).bytesReclaimed. */
