@@ -345,13 +345,13 @@ test('A26: every rejection is an MsbError with a documented code', async (t) => 
   const codes = new Set(['IMAGE_NOT_FOUND', 'IMAGE_IN_USE', 'UNSUPPORTED', 'INVALID_REFERENCE', 'INVALID_ARGUMENT', 'NOT_CACHED',
     'PLATFORM_NOT_FOUND', 'DIGEST_MISMATCH', 'MANIFEST_INVALID', 'CONFIG_INVALID', 'LAYER_INVALID', 'REGISTRY_AUTH', 'REGISTRY',
     'NETWORK', 'ARCHIVE_INVALID', 'CACHE_CORRUPT', 'LIMIT_EXCEEDED', 'ABORTED', 'SETTINGS_INVALID', 'IO', 'DATABASE', 'PIN_NOT_FOUND']);
-  const calls: Promise<unknown>[] = [
-    Image.getLocal(b, 'x'), Image.getLocal(b, 'X'), Image.removeLocal(b, 'x'), Image.pruneLocal(b, { unusedFor: 'soon' }),
-    Image.pruneLocal(b, { filter: { reference: [] } }), Image.loadLocal(b, '/nonexistent'), Image.saveLocal(b, 'x', '/tmp/x'),
-    Sandbox.getLocal(b, 'x'), Snapshot.indexLocal(b, { digest: 'x', imageManifestDigest: 'y' }), Image.tagLocal(b, 'a', 'b'),
+  const calls: (() => Promise<unknown>)[] = [
+    () => Image.getLocal(b, 'x'), () => Image.getLocal(b, 'X'), () => Image.removeLocal(b, 'x'), () => Image.pruneLocal(b, { unusedFor: 'soon' }),
+    () => Image.pruneLocal(b, { filter: { reference: [] } }), () => Image.loadLocal(b, '/nonexistent'), () => Image.saveLocal(b, 'x', '/tmp/x'),
+    () => Sandbox.getLocal(b, 'x'), () => Snapshot.indexLocal(b, { digest: 'x', imageManifestDigest: 'y' }), () => Image.tagLocal(b, 'a', 'b'),
   ];
   for (const c of calls) {
-    await assert.rejects(c, (e: unknown) => e instanceof MsbError && codes.has(e.code) && String(e).startsWith(`${e.code}: `));
+    await assert.rejects(c(), (e: unknown) => e instanceof MsbError && codes.has(e.code) && String(e).startsWith(`${e.code}: `));
   }
 });
 

@@ -15,7 +15,7 @@ import { configRaw, findManifest, findPin, manifestLayers, type PinRow } from '.
 import { createLease } from '../store/lease.js';
 import type { CachePaths } from '../store/paths.js';
 import { touchRefSync } from '../store/publish.js';
-import { isDigest } from '../util/digest.js';
+import { digestUuid, isDigest } from '../util/digest.js';
 import type { LocalBackend, Store } from './backend.js';
 import { artifactsOf, configDetail } from './detail.js';
 import { ambientLocal } from './image.js';
@@ -50,8 +50,10 @@ function snapshotHandle(pin: PinRow): SnapshotHandle {
 }
 
 /**
- * Cheap presence check of a pulled image's artifacts before pinning (lengths as recorded). The
- * pull itself validated them structurally (storage.md §5) under their locks.
+ * Validates a pulled image's artifacts before pinning (storage.md §5): every distinct layer
+ * EROFS, fsmeta against its device table, and the VMDK's extents. The pull validated them under
+ * their locks moments ago; this re-check (a few KiB of reads, protected by our lease) makes sure
+ * the handle given to a VMM describes files that are still whole.
  */
 async function checkArtifacts(store: Store, manifestDigest: string): Promise<void> {
   const { index, paths } = store;
@@ -60,16 +62,29 @@ async function checkArtifacts(store: Store, manifestDigest: string): Promise<voi
     return man ? { man, layers: manifestLayers(index, man.id) } : null;
   });
   if (!rec) throw new CacheCorruptError(paths.fsmeta(manifestDigest), `manifest ${manifestDigest} is not in the index after its pull`);
-  const expect: [string, number | null][] = [
-    [paths.fsmeta(manifestDigest), rec.man.fsmeta_bytes],
-    [paths.vmdk(manifestDigest), rec.man.vmdk_bytes],
-    ...rec.layers.map((l) => [paths.layer(l.diff_id), l.erofs_size_bytes] as [string, number | null]),
-  ];
-  for (const [p, len] of expect) {
-    let ok = false;
-    try { const st = await lstat(p); ok = st.isFile() && (len === null || st.size === len); } catch { ok = false; }
-    if (!ok) throw new CacheCorruptError(p, 'artifact missing or changed after the pull');
+  const { validateFsmetaFile, validateLayerFile, validateVmdkFile, diffIdTag, cidOf } = await import('../stitch/index.js');
+  const sizes = new Map<string, number>();
+  for (const l of rec.layers) {
+    if (sizes.has(l.diff_id)) continue;
+    const p = paths.layer(l.diff_id);
+    const why = await validateLayerFile(p, { ...(l.erofs_size_bytes !== null ? { sizeBytes: l.erofs_size_bytes } : {}), uuid: digestUuid(l.diff_id) });
+    if (why) throw new CacheCorruptError(p, why);
+    sizes.set(l.diff_id, (await lstat(p)).size);
   }
+  const fsPath = paths.fsmeta(manifestDigest);
+  const fsWhy = await validateFsmetaFile(fsPath, {
+    uuid: digestUuid(manifestDigest),
+    layers: rec.layers.map((l) => ({ sizeBytes: sizes.get(l.diff_id)!, tag: diffIdTag(l.diff_id) })),
+    ...(rec.man.fsmeta_bytes !== null ? { sizeBytes: rec.man.fsmeta_bytes } : {}),
+  });
+  if (fsWhy) throw new CacheCorruptError(fsPath, fsWhy);
+  const vmPath = paths.vmdk(manifestDigest);
+  const vmWhy = await validateVmdkFile(vmPath, {
+    paths: [fsPath, ...rec.layers.map((l) => paths.layer(l.diff_id))],
+    sizes: [(await lstat(fsPath)).size, ...rec.layers.map((l) => sizes.get(l.diff_id)!)],
+    cid: cidOf(manifestDigest),
+  });
+  if (vmWhy) throw new CacheCorruptError(vmPath, vmWhy);
 }
 
 export class Sandbox {

@@ -151,54 +151,68 @@ function checkRaw(what: string, digest: string, raw: Buffer): void {
  * and the optional pin. Measures the files first (outside the transaction).
  */
 export async function publishImage(backend: LocalBackend, record: PublishImageRecord, opts: { signal?: AbortSignal } = {}): Promise<PublishedImage> {
-  checkRaw('manifest', record.manifest.digest, record.manifest.raw);
-  checkRaw('config', record.config.digest, record.config.raw);
-  for (const l of record.layers) {
-    if (!isDigest(l.diffId)) throw new InvalidArgumentError('layers', `invalid diff_id ${JSON.stringify(l.diffId)}`);
-    if (!isDigest(l.blobDigest)) throw new InvalidArgumentError('layers', `invalid blob digest ${JSON.stringify(l.blobDigest)}`);
+  return (await publishImages(backend, [record], opts))[0]!;
+}
+
+/**
+ * Several images in ONE transaction (all or nothing), e.g. a multi-image archive load: the same
+ * rows and values as `publishImage`, for each record in order.
+ */
+export async function publishImages(backend: LocalBackend, records: PublishImageRecord[], opts: { signal?: AbortSignal } = {}): Promise<PublishedImage[]> {
+  for (const record of records) {
+    checkRaw('manifest', record.manifest.digest, record.manifest.raw);
+    checkRaw('config', record.config.digest, record.config.raw);
+    for (const l of record.layers) {
+      if (!isDigest(l.diffId)) throw new InvalidArgumentError('layers', `invalid diff_id ${JSON.stringify(l.diffId)}`);
+      if (!isDigest(l.blobDigest)) throw new InvalidArgumentError('layers', `invalid blob digest ${JSON.stringify(l.blobDigest)}`);
+    }
   }
   const store = await backend._open('write', opts.signal);
-  const measured = await measureArtifacts(store, record.manifest.digest, record.layers.map((l) => l.diffId));
-  const now = record.now ?? Date.now();
+  const measured: Awaited<ReturnType<typeof measureArtifacts>>[] = [];
+  for (const record of records) measured.push(await measureArtifacts(store, record.manifest.digest, record.layers.map((l) => l.diffId)));
   const index = store.index;
-  return index.write(() => {
-    index.stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING')
-      .run(record.config.digest, record.config.raw, now);
-    const m = record.manifest;
-    const p = record.platform;
-    index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
-        fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
-        architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
-        vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
-      .run(m.digest, m.mediaType, m.raw, record.config.digest, p.os, p.architecture, p.variant, record.layers.length, m.source,
-        measured.fsmetaBytes, measured.vmdkBytes, measured.sizeBytes, now, now);
-    const manifestId = findManifest(index, m.digest)!.id;
-    index.stmt('DELETE FROM manifest_layer WHERE manifest_id = ?').run(manifestId);
-    const insLayer = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
-      VALUES (?, ?, ?, ?, ?, ?)`);
-    const touchLayer = index.stmt('UPDATE layer SET last_used_at = ? WHERE id = ?');
-    record.layers.forEach((l, position) => {
-      const row = findLayer(index, l.diffId);
-      if (!row) throw new CacheCorruptError(store.paths.layer(l.diffId), `layer ${l.diffId} has no index row (publish it with upsertLayerRow first)`);
-      insLayer.run(manifestId, position, row.id, l.blobDigest, l.mediaType, l.compressedSizeBytes);
-      touchLayer.run(now, row.id);
-    });
-    const upRef = index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
-        last_used_at = excluded.last_used_at`);
-    for (const ref of record.references) upRef.run(ref, manifestId, record.indexDigest ?? null, now, now);
-    if (record.pin) {
-      const pin = record.pin;
-      index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest,
-          reference = excluded.reference, created_at = excluded.created_at`)
-        .run(pin.kind, pin.key, pin.name, m.digest, pin.reference, now);
-    }
-    const handles = record.references.map((ref) => refRowToHandle(findRef(index, ref)!));
-    return { manifestId, handles, sizeBytes: measured.sizeBytes };
-  }, { signal: opts.signal });
+  return index.write(() => records.map((record, i) => writeImageRows(store, record, measured[i]!, record.now ?? Date.now())), { signal: opts.signal });
+}
+
+/** The rows of one image; call inside a write transaction. */
+function writeImageRows(store: Store, record: PublishImageRecord, measured: { fsmetaBytes: number; vmdkBytes: number; sizeBytes: number }, now: number): PublishedImage {
+  const index = store.index;
+  index.stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING')
+    .run(record.config.digest, record.config.raw, now);
+  const m = record.manifest;
+  const p = record.platform;
+  index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
+      fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
+      architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
+      vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
+    .run(m.digest, m.mediaType, m.raw, record.config.digest, p.os, p.architecture, p.variant, record.layers.length, m.source,
+      measured.fsmetaBytes, measured.vmdkBytes, measured.sizeBytes, now, now);
+  const manifestId = findManifest(index, m.digest)!.id;
+  index.stmt('DELETE FROM manifest_layer WHERE manifest_id = ?').run(manifestId);
+  const insLayer = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
+    VALUES (?, ?, ?, ?, ?, ?)`);
+  const touchLayer = index.stmt('UPDATE layer SET last_used_at = ? WHERE id = ?');
+  record.layers.forEach((l, position) => {
+    const row = findLayer(index, l.diffId);
+    if (!row) throw new CacheCorruptError(store.paths.layer(l.diffId), `layer ${l.diffId} has no index row (publish it with upsertLayerRow first)`);
+    insLayer.run(manifestId, position, row.id, l.blobDigest, l.mediaType, l.compressedSizeBytes);
+    touchLayer.run(now, row.id);
+  });
+  const upRef = index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
+      last_used_at = excluded.last_used_at`);
+  for (const ref of record.references) upRef.run(ref, manifestId, record.indexDigest ?? null, now, now);
+  if (record.pin) {
+    const pin = record.pin;
+    index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest,
+        reference = excluded.reference, created_at = excluded.created_at`)
+      .run(pin.kind, pin.key, pin.name, m.digest, pin.reference, now);
+  }
+  const handles = record.references.map((ref) => refRowToHandle(findRef(index, ref)!));
+  return { manifestId, handles, sizeBytes: measured.sizeBytes };
 }
 
 /**
