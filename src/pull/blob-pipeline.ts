@@ -318,7 +318,8 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
       }
     }
     if (signal.aborted) throw abortError(signal);
-    await part?.sync().catch(() => {});
+    // No fsync: the .part is a transient resume aid; a torn one fails the blob digest and is
+    // fetched again from zero (pull.md §4), so durability buys nothing here.
     await part?.close();
     part = null;
 
@@ -367,6 +368,9 @@ async function writeAll(fh: FileHandle, buf: Buffer, path: string): Promise<void
     throw toIoError(err, path);
   }
 }
+
+/** Compressed bytes allowed to queue in front of the decoder. */
+const DECODE_BUFFER = 4 << 20;
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
@@ -451,7 +455,10 @@ class DecodeSide {
       this.fail(err);
       return undefined;
     }
-    if (ok) return undefined;
+    // A decoder's writable buffer is small (16 KiB): waiting for 'drain' after every network chunk
+    // would run download and decompression in lock-step. Up to DECODE_BUFFER bytes of compressed
+    // input may queue (memory stays bounded, and the decoder in the thread pool keeps working).
+    if (ok || (s as unknown as Writable).writableLength < DECODE_BUFFER) return undefined;
     return new Promise<void>((resolve) => {
       const done = () => { s.off('drain', done); s.off('close', done); s.off('error', done); resolve(); };
       s.on('drain', done);

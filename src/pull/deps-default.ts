@@ -5,7 +5,7 @@
 import type { Readable } from 'node:stream';
 import { readErofsTree } from '../erofs/reader.js';
 import { writeLayer } from '../erofs/layer-writer.js';
-import { RegistryClient } from '../registry/client.js';
+import { RegistryCache, RegistryClient } from '../registry/client.js';
 import { createDecompressor, detectCompression, mapDecoderError } from '../layer/compression.js';
 import type { ConverterDeps } from './blob-pipeline.js';
 import type { PullDeps } from './deps.js';
@@ -28,6 +28,7 @@ export async function defaultPullDeps(): Promise<PullDeps> {
   return {
     converter: await defaultConverterDeps(),
     createClient: (opts) => new RegistryClient(opts),
+    createRegistryCache: () => new RegistryCache(),
     readTree: async (path) => (await readErofsTree(path)).root,
   };
 }

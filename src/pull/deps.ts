@@ -4,13 +4,15 @@
  * (deps-default.ts) wires the real modules; tests may wrap them to inject crashes at named points.
  */
 import type { DirNode } from '../erofs/tree.js';
-import type { RegistryClient, RegistryClientOptions } from '../registry/client.js';
+import type { RegistryCache, RegistryClient, RegistryClientOptions } from '../registry/client.js';
 import type { ConverterDeps } from './blob-pipeline.js';
 
 export interface PullDeps {
   converter: ConverterDeps;
   /** Created lazily: a pull that is a cache hit never builds one (no network). */
   createClient(opts: RegistryClientOptions): RegistryClient;
+  /** The ping/token cache kept per backend (pull.md §2.2). */
+  createRegistryCache(): RegistryCache;
   /** Reads a cached layer EROFS back into the shared tree shape (erofs.md §5), for stitching. */
   readTree(path: string): Promise<DirNode>;
   /** Crash-injection hook for tests: awaited at named points of the pipeline. */

@@ -37,7 +37,6 @@ import { fsyncDir, atomicPublish } from '../store/atomic.js';
 import { createLease, type Lease } from '../store/lease.js';
 import { acquireFileLock, withStoreLock } from '../store/locks.js';
 import { publishImage, touchRef } from '../store/publish.js';
-import { buildFsmeta, stitchVmdkText } from '../stitch/build.js';
 import { diffIdTag } from '../stitch/fsmeta.js';
 import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
 import { cidOf } from '../stitch/vmdk.js';
@@ -45,7 +44,7 @@ import type { DirNode } from '../erofs/tree.js';
 import { digestAlgorithm, digestOf, digestUuid } from '../util/digest.js';
 import type { BlobEvent, BlobSource } from './blob-pipeline.js';
 import type { PullDeps, PullHookPoint } from './deps.js';
-import { RegistryCache, RegistryClient } from '../registry/client.js';
+import type { RegistryCache, RegistryClient } from '../registry/client.js';
 import { resolveImage } from '../registry/resolve.js';
 import { PullEmitter, makeOperation, type PullEvent } from './events.js';
 import { checkLayer, materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
@@ -246,9 +245,12 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
   emitter: PullEmitter, signal: AbortSignal, state: { committing: boolean }): Promise<PullResult> {
   const store = await backend._open('write', signal);
   const n = normalizeOptions(backend, options, store);
-  const deps = await getDeps();
+  // The collaborators (registry client, converter: undici, zstd…) are loaded only when needed:
+  // a cache hit loads none of them (warm pull ≤ 3× a bare node start, issue 5).
+  let depsP: Promise<PullDeps> | null = null;
+  const loadDeps = () => (depsP ??= getDeps());
   const canonical = parsed.canonical;
-  const hook = async (p: PullHookPoint) => { await deps.hook?.(p); };
+  const hook = async (p: PullHookPoint) => { await depsOverride?.hook?.(p); };
   const warn = (code: string, message: string) => emitter.emit({ type: 'warning', code, message });
   const retries = store.settings.pull.retries;
 
@@ -256,8 +258,9 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
   const ownLease = !options.lease;
   let lease: Lease | null = null;
   let client: RegistryClient | null = null;
-  const getClient = (): RegistryClient => {
+  const getClient = async (): Promise<RegistryClient> => {
     if (!client) {
+      const deps = await loadDeps();
       client = deps.createClient({
         home: store.home,
         settings: store.settings,
@@ -265,7 +268,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
         ...(options.insecure !== undefined ? { insecure: options.insecure } : {}),
         ...(options.caCerts !== undefined ? { caCerts: options.caCerts } : {}),
         signal,
-        cache: registryCacheOf(backend),
+        cache: registryCacheOf(backend, deps),
         onRetry: (info) => emitter.emit({ type: 'retry', ...info }),
         onWarning: (w) => warn(w.code, w.message),
       });
@@ -295,7 +298,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
       const platformOk = c !== null && (!n.explicitPlatform || isPlatformCompatible(platformOfRow(c.manifest), n.target));
       let useCache = c !== null && platformOk;
       if (useCache && n.policy === 'always' && !parsed.digest) {
-        const h = await getClient().headManifest(parsed, parsed.tag!, { signal });
+        const h = await (await getClient()).headManifest(parsed, parsed.tag!, { signal });
         source = h.source;
         const isIndexHit = h.digest !== null && h.digest === c!.indexDigest;
         useCache = h.digest !== null && (h.digest === c!.manifest.digest
@@ -339,7 +342,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
 
     // Step 4: resolve.
     if (!plan) {
-      const r = await resolveImage(getClient(), parsed, {
+      const r = await resolveImage(await getClient(), parsed, {
         ...(options.platform !== undefined && options.platform !== null ? { platform: options.platform } : {}),
         limits: n.limits, signal,
       });
@@ -364,14 +367,14 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
     // Step 5: layers.
     const outcomes = await materializeLayers({
       backend, store, lease, emitter, signal, force: n.force, retries, concurrency: n.concurrency,
-      deps: deps.converter,
+      deps: (await loadDeps()).converter,
       limits: n.limits,
       sourceFor: (blob, layerIndex): BlobSource => {
         if (n.policy === 'never') {
           // §8 step 3: `never` never touches the network, even if a layer vanished since the check.
           return () => { throw new NotCachedError(parsed.familiar, `layer ${blob.digest} of ${parsed.familiar} is not cached and the policy is 'never'`); };
         }
-        return (offset, o) => blobEvents(getClient(), parsed, blob, layerIndex, offset, o);
+        return (offset, o) => blobEvents(getClient, parsed, blob, layerIndex, offset, o);
       },
       warn,
       hook,
@@ -380,7 +383,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
 
     // Step 6: stitch.
     emitter.emit({ type: 'stitchStarted', layerCount: plan.positions.length });
-    const st = await stitch(store, lease, plan, outcomes, deps, n.force, signal, warn, hook);
+    const st = await stitch(store, lease, plan, outcomes, async (path) => (await loadDeps()).readTree(path), n.force, signal, warn, hook);
     emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: st.fsmetaSize, reused: st.reused });
 
     // Step 7: the commit. From here on an abort is ignored (§11).
@@ -402,15 +405,16 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
 
 /** Ping and token caches live as long as the backend (pull.md §2.2 "once per host per backend"). */
 const registryCaches = new WeakMap<LocalBackend, RegistryCache>();
-function registryCacheOf(backend: LocalBackend): RegistryCache {
+function registryCacheOf(backend: LocalBackend, deps: PullDeps): RegistryCache {
   let c = registryCaches.get(backend);
-  if (!c) { c = new RegistryCache(); registryCaches.set(backend, c); }
+  if (!c) { c = deps.createRegistryCache(); registryCaches.set(backend, c); }
   return c;
 }
 
 /** The client's `readBlob` as the pipeline's event source. */
-async function* blobEvents(client: RegistryClient, ref: ParsedReference, blob: { digest: string; size: number }, layerIndex: number,
+async function* blobEvents(getClient: () => Promise<RegistryClient>, ref: ParsedReference, blob: { digest: string; size: number }, layerIndex: number,
   offset: number, o: { signal: AbortSignal; startEndpoint: number }): AsyncGenerator<BlobEvent> {
+  const client = await getClient();
   for await (const ev of client.readBlob(ref, blob, { offset, signal: o.signal, layerIndex, startEndpoint: o.startEndpoint })) {
     if (ev.type === 'open') {
       yield { type: 'open', rangeStart: ev.rangeStart, endpointIndex: ev.endpointIndex, isMirror: ev.endpoint.isMirror, source: ev.endpoint.source };
@@ -501,7 +505,7 @@ async function downloadEstimate(store: Store, plan: ImagePlan, force: boolean): 
  * build fsmeta from the in-memory trees (fresh layers) or by reading cached layers back, publish
  * it, then write and publish the VMDK.
  */
-async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map<string, LayerOutcome>, deps: PullDeps,
+async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map<string, LayerOutcome>, readTree: (path: string) => Promise<DirNode>,
   force: boolean, signal: AbortSignal, warn: (code: string, message: string) => void,
   hook: (p: PullHookPoint) => Promise<void>):
   Promise<{ fsmetaSize: number; reused: boolean }> {
@@ -525,11 +529,13 @@ async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map
         if (trees.has(p.diffId)) continue;
         const o = outcomes.get(p.diffId);
         if (signal.aborted) throw new AbortedError(signal.reason);
-        trees.set(p.diffId, o?.root ?? await deps.readTree(store.paths.layer(p.diffId)));
+        trees.set(p.diffId, o?.root ?? await readTree(store.paths.layer(p.diffId)));
       }
       const cand = store.paths.tmp('fsmeta', m);
       await lease.addItem('temp', cand.name);
       try {
+        // Loaded on demand: the EROFS writer is not needed by a cache hit.
+        const { buildFsmeta } = await import('../stitch/build.js');
         const built = await buildFsmeta(plan.positions.map((p) => ({ root: trees.get(p.diffId)!, sizeBytes: sizes.get(p.diffId)!, tag: diffIdTag(p.diffId) })),
           cand.path, { uuid: digestUuid(m), signal });
         trees.clear();
@@ -553,6 +559,7 @@ async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map
         warn('ARTIFACT_REBUILT', `VMDK of ${m} is ${cur.vmExists ? `invalid (${cur.vmWhy})` : 'missing'}; rewriting it`);
       }
       const layerFiles = plan.positions.map((p) => ({ path: store.paths.layer(p.diffId), sizeBytes: sizes.get(p.diffId)! }));
+      const { stitchVmdkText } = await import('../stitch/build.js');
       const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize! }, layerFiles);
       const cand = store.paths.tmp('vmdk', m);
       await atomicPublish({
