@@ -455,3 +455,25 @@ test('kernel mount == umoci unpack: multilayer (OCI index tag), edge-sparse; edg
   assert.deepEqual(tmpEntries(home).filter((n) => n.endsWith('.tmp')), []);
   rmSync(join(home, 'nothing'), { force: true });
 });
+
+test('Sandbox.create pulls under its own lease (operation "create"), then pins; no lease remains', async (t) => {
+  const { Sandbox } = await import('../src/api/sandbox.js');
+  const { _pullDeps, _setPullDeps } = await import('../src/pull/pull.js');
+  const { backend, home } = await freshHome(t);
+  const base = await _pullDeps();
+  const seen: { operation: string; items: string[] }[] = [];
+  _setPullDeps({ ...base, hook: (p) => {
+    if (p !== 'layers-done') return;
+    const ls = rows<{ id: string; operation: string }>(home, 'SELECT id, operation FROM lease');
+    for (const l of ls) seen.push({ operation: l.operation, items: rows<{ kind: string }>(home, 'SELECT kind FROM lease_item WHERE lease_id = ?', l.id).map((x) => x.kind) });
+  } });
+  t.after(() => _setPullDeps(null));
+  const sb = await Sandbox.createLocal(backend, 'web', { image: `${P.host}/peers/multilayer` });
+  assert.deepEqual(seen.map((s) => s.operation), ['create'], 'the pull adds its items to the caller\'s lease');
+  assert.ok(seen[0]!.items.includes('manifest') && seen[0]!.items.includes('layer'));
+  assert.ok(statSync(sb.rootfs.vmdkPath).isFile());
+  assert.equal(sb.rootfs.layers.length, 5);
+  assert.deepEqual(rows(home, 'SELECT kind, key FROM pin'), [{ kind: 'sandbox', key: 'web' }]);
+  assert.deepEqual(rows(home, 'SELECT * FROM lease'), []);
+  assert.deepEqual(await indexProblems(home), []);
+});
