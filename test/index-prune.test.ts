@@ -411,3 +411,38 @@ test('diskUsage: lstat-only accounting, reclaimable = dry-run bytes, and the inv
   assert.equal(sumUnique + shared + unused + du.temp.bytes + du.orphans.bytes, du.totalBytes);
   for (const i of du.images) assert.equal(i.sharedBytes, i.sizeBytes! - i.uniqueBytes!);
 });
+
+test('abort: a prune rejects with ABORTED (cause = signal.reason), also while waiting for gc.lock; deleted items stay deleted', async (t) => {
+  const { b, paths } = await backend(t);
+  await publishFakeImage(b, { refs: ['ab'], layers: ['ab1'] });
+  const ac = new AbortController();
+  ac.abort('early');
+  await assert.rejects(Image.pruneLocal(b, { signal: ac.signal }), (e: unknown) => (e as { code?: string }).code === 'ABORTED' && (e as Error).cause === 'early');
+  const ac2 = new AbortController();
+  let p!: Promise<unknown>;
+  await withLock(b, 'gc', null, async () => {
+    p = Image.pruneLocal(b, { signal: ac2.signal });
+    await new Promise((r) => setTimeout(r, 30));
+    ac2.abort('late');
+    await assert.rejects(p, (e: unknown) => (e as { code?: string }).code === 'ABORTED' && (e as Error).cause === 'late');
+  });
+  assert.equal((await Image.listLocal(b)).length, 1, 'nothing was pruned');
+  assert.ok(existsSync(paths.locksDir));
+});
+
+test('close() waits for running operations, then closes; a later call reopens', async (t) => {
+  const { b } = await backend(t);
+  await publishFakeImage(b, { refs: ['c1'], layers: ['c'] });
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const running = b._run(async () => { await gate; return Image.listLocal(b); });
+  let closed = false;
+  const closing = b.close().then(() => { closed = true; });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(closed, false, 'close waits for the running operation');
+  release();
+  assert.equal((await running).length, 1);
+  await closing;
+  assert.equal(closed, true);
+  assert.equal((await Image.listLocal(b)).length, 1);
+});
