@@ -477,3 +477,23 @@ test('Sandbox.create pulls under its own lease (operation "create"), then pins; 
   assert.deepEqual(rows(home, 'SELECT * FROM lease'), []);
   assert.deepEqual(await indexProblems(home), []);
 });
+
+test('an explicit platform the cached image does not match is a miss: the ref is re-pointed (one tag, one platform); never → NOT_CACHED', async (t) => {
+  const { backend, home } = await freshHome(t);
+  const ref = `${P.host}/peers/multiarch`;
+  const amd = await pull(backend, ref);
+  assert.equal(amd.r.platform.architecture, 'amd64');
+  await assert.rejects(Image.pullLocal(backend, ref, { platform: 'linux/arm64', policy: 'never' }), isCode('NOT_CACHED'));
+  const arm = await pull(backend, ref, { platform: 'linux/arm64' });
+  assert.equal(arm.r.cached, false);
+  assert.deepEqual(arm.r.platform, { os: 'linux', architecture: 'arm64', variant: 'v8' });
+  assert.notEqual(arm.r.manifestDigest, amd.r.manifestDigest);
+  const refs = rows<{ digest: string }>(home, 'SELECT m.digest FROM image_ref r JOIN manifest m ON m.id = r.manifest_id');
+  assert.deepEqual(refs.map((x) => x.digest), [arm.r.manifestDigest]);
+  const again = await pull(backend, ref, { platform: 'linux/arm64/v8' });
+  assert.equal(again.r.cached, true);
+  // A single-manifest image whose config disagrees with the host only warns (PLATFORM_MISMATCH).
+  const other = await pull(backend, `${P.host}/peers/busybox-arm64`);
+  assert.ok(other.events.some((e) => e.type === 'warning' && e.code === 'PLATFORM_MISMATCH'));
+  await assert.rejects(Image.pullLocal((await freshHome(t)).backend, `${P.host}/peers/busybox-arm64`, { platform: 'linux/amd64' }), isCode('PLATFORM_NOT_FOUND'));
+});

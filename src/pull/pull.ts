@@ -345,6 +345,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
       const r = await resolveImage(await getClient(), parsed, {
         ...(options.platform !== undefined && options.platform !== null ? { platform: options.platform } : {}),
         limits: n.limits, signal,
+        onWarning: (w) => warn(w.code, w.message),
       });
       source = r.source;
       plan = {
