@@ -10,6 +10,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { BLOCK_SIZE } from './format.js';
 
 const WINDOW = 1 << 20;
+const SYNC_EVERY = 32 << 20;
 const ZERO = Buffer.alloc(BLOCK_SIZE);
 
 interface Window { buf: Buffer; start: number; hi: number }
@@ -23,6 +24,8 @@ export class BlockDataWriter {
   private readonly pending = new Set<Promise<void>>();
   /** Bytes actually written (non-hole), for tests and stats. */
   bytesWritten = 0;
+  private sinceSync = 0;
+  private syncing = false;
 
   constructor(private readonly fh: FileHandle, private readonly maxInFlight = 8) {}
 
@@ -41,6 +44,8 @@ export class BlockDataWriter {
       }
       const rel = pos - w.start;
       if (rel < 0) throw new Error('BlockDataWriter: position went backwards');
+      // Staging buffers are reused without clearing: zero only the gaps (file padding, holes).
+      if (rel > w.hi) w.buf.fill(0, w.hi, rel);
       const n = Math.min(data.length, WINDOW - rel);
       data.copy(w.buf, rel, 0, n);
       if (rel + n > w.hi) w.hi = rel + n;
@@ -64,6 +69,7 @@ export class BlockDataWriter {
     const p = (async () => {
       try {
         const nblocks = Math.ceil(w.hi / BLOCK_SIZE);
+        w.buf.fill(0, w.hi, nblocks * BLOCK_SIZE);
         let b = 0;
         while (b < nblocks) {
           while (b < nblocks && isZero(w.buf, b)) b++;
@@ -77,18 +83,32 @@ export class BlockDataWriter {
               off += bytesWritten;
             }
             this.bytesWritten += end - runStart * BLOCK_SIZE;
+            this.sinceSync += end - runStart * BLOCK_SIZE;
           }
         }
+        this.backgroundSync();
       } catch (err) {
         this.error ??= err;
       } finally {
-        w.buf.fill(0, 0, w.hi);
         this.inFlight--;
         this.free.push(w.buf);
         const wake = this.waiters.shift();
         if (wake) wake();
       }
     })();
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  /**
+   * Starts an fdatasync every SYNC_EVERY written bytes, not awaited by the writer: the disk flushes
+   * while the stream is still being decoded, so the final fsync (erofs.md §5) has little left.
+   */
+  private backgroundSync(): void {
+    if (this.syncing || this.sinceSync < SYNC_EVERY) return;
+    this.syncing = true;
+    this.sinceSync = 0;
+    const p = this.fh.datasync().catch((err: unknown) => { this.error ??= err; }).finally(() => { this.syncing = false; });
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
   }

@@ -44,20 +44,29 @@ class SeqWriter {
   get position(): number {
     return this.base + this.used;
   }
-  /** Returns a zeroed region of n bytes at the current position. */
-  async reserve(n: number): Promise<{ buf: Buffer; off: number }> {
-    if (this.used + n > this.buf.length) {
-      await this.flush();
-      if (n > this.buf.length) this.buf = Buffer.alloc(n);
-    }
+  /** Returns a zeroed region of n bytes at the current position (a promise only when it must flush). */
+  reserve(n: number): { buf: Buffer; off: number } | Promise<{ buf: Buffer; off: number }> {
+    if (this.used + n > this.buf.length) return this.reserveSlow(n);
+    const off = this.used;
+    this.used += n;
+    return { buf: this.buf, off };
+  }
+  private async reserveSlow(n: number): Promise<{ buf: Buffer; off: number }> {
+    await this.flush();
+    if (n > this.buf.length) this.buf = Buffer.alloc(n);
     const off = this.used;
     this.used += n;
     return { buf: this.buf, off };
   }
   /** Zero-fills up to file position `pos` (≥ the current position). */
-  async skipTo(pos: number): Promise<void> {
-    let gap = pos - this.position;
+  skipTo(pos: number): void | Promise<void> {
+    const gap = pos - this.position;
     if (gap < 0) throw new Error(`SeqWriter: position ${pos} is behind ${this.position}`);
+    if (gap === 0) return;
+    if (this.used + gap <= this.buf.length) { this.used += gap; return; }
+    return this.skipSlow(gap);
+  }
+  private async skipSlow(gap: number): Promise<void> {
     while (gap > 0) {
       const step = Math.min(gap, this.buf.length);
       await this.reserve(step);
@@ -101,15 +110,18 @@ async function writeDataBlocks(fh: FileHandle, layout: ImageLayout): Promise<voi
   const w = new SeqWriter(fh, layout.firstFreeBlock * BLOCK_SIZE);
   for (const p of layout.nodes) {
     if (p.nblocks === 0) continue;
-    await w.skipTo(p.blkaddr * BLOCK_SIZE);
+    const sk = w.skipTo(p.blkaddr * BLOCK_SIZE);
+    if (sk) await sk;
     const e = p.entry;
     if (e.kind === 'dir') {
       for (let b = 0; b < p.nblocks; b++) {
-        const { buf, off } = await w.reserve(BLOCK_SIZE);
+        const r = w.reserve(BLOCK_SIZE);
+        const { buf, off } = 'then' in r ? await r : r;
         encodeDirBlockOf(p, b, layout, buf, off);
       }
     } else if (e.kind === 'symlink') {
-      const { buf, off } = await w.reserve(p.nblocks * BLOCK_SIZE);
+      const r = w.reserve(p.nblocks * BLOCK_SIZE);
+      const { buf, off } = 'then' in r ? await r : r;
       e.target!.copy(buf, off, 0, Math.min(e.target!.length, p.nblocks * BLOCK_SIZE));
     }
   }
@@ -122,8 +134,10 @@ async function writeMetadata(fh: FileHandle, layout: ImageLayout): Promise<void>
   const base = layout.metaBlkaddr * BLOCK_SIZE;
   const w = new SeqWriter(fh, base);
   for (const p of layout.nodes) {
-    await w.skipTo(base + p.offset);
-    const { buf, off } = await w.reserve(p.slot);
+    const sk = w.skipTo(base + p.offset);
+    if (sk) await sk;
+    const r = w.reserve(p.slot);
+    const { buf, off } = 'then' in r ? await r : r;
     const e = p.entry;
     encodeInodeExtended(buf, off, {
       format: 1 | (p.layout << 1), xattrIcount: xattrIcount(p.ibody), mode: p.mode, size: p.size, iu: p.iu,

@@ -59,11 +59,23 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
   const partial = `${out}.${randomBytes(6).toString('hex')}.partial`;
   const inputPath = typeof input === 'string' ? input : '<stdin>';
   let src: NodeJS.ReadableStream;
+  let it: AsyncIterator<Buffer | string> | undefined;
+  let kind: Compression | null = null;
+  let fileHead: Buffer | undefined;
   if (typeof input === 'string') {
-    // Opened up front so that a missing input is an IoError naming it.
+    // A file: peek at the head with a positional read, then stream it from byte 0 straight into the
+    // decoder (no re-injection layer on the hot path).
     try {
       const fh = await open(input, 'r');
-      src = fh.createReadStream({ highWaterMark: READ_CHUNK, autoClose: true });
+      try {
+        const head = Buffer.alloc(DETECT_BYTES);
+        const { bytesRead } = await fh.read(head, 0, DETECT_BYTES, 0);
+        fileHead = head.subarray(0, bytesRead);
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+      src = fh.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true });
     } catch (err) {
       throw toIoError(err, input);
     }
@@ -72,20 +84,24 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
   }
   const destroySrc = () => (src as Readable).destroy?.();
   signal?.addEventListener('abort', destroySrc, { once: true });
-  const it = (src as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
-  let kind: Compression | null = null;
   try {
     let head: Buffer;
-    try {
-      ({ head } = await readHead(it, DETECT_BYTES));
-    } catch (err) {
-      throw mapDecoderError('none', err, inputPath);
+    if (fileHead) {
+      head = fileHead;
+    } else {
+      it = (src as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+      try {
+        ({ head } = await readHead(it, DETECT_BYTES));
+      } catch (err) {
+        throw mapDecoderError('none', err, inputPath);
+      }
     }
-    kind = detectCompression(head);
+    kind = detectCompression(head.subarray(0, DETECT_BYTES));
+    const streamIt = it;
     const rest = async function* (): AsyncGenerator<Buffer> {
       if (head.length) yield head;
       for (;;) {
-        const r = await it.next();
+        const r = await streamIt!.next();
         if (r.done) return;
         yield typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
       }
@@ -96,12 +112,13 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
       throw new LayerInvalidError('layer content is neither gzip, zstd nor tar');
     }
     const effective: Compression = kind ?? 'none';
+    const raw: NodeJS.ReadableStream | AsyncIterable<Buffer> = fileHead ? src : Readable.from(rest(), { objectMode: false, highWaterMark: READ_CHUNK });
     let tar: AsyncIterable<Buffer>;
     if (effective === 'none') {
-      tar = rest();
+      tar = raw as AsyncIterable<Buffer>;
     } else {
       const dec = createDecompressor(effective);
-      tar = pipeline(Readable.from(rest(), { objectMode: false, highWaterMark: READ_CHUNK }), dec, () => undefined) as unknown as AsyncIterable<Buffer>;
+      tar = pipeline(raw as NodeJS.ReadableStream, dec, () => undefined) as unknown as AsyncIterable<Buffer>;
     }
     let res;
     try {
@@ -133,7 +150,7 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
     throw err instanceof MsbError ? err : toIoError(err, basename(out));
   } finally {
     signal?.removeEventListener('abort', destroySrc);
-    await it.return?.().catch(() => undefined);
+    await it?.return?.().catch(() => undefined);
     if (typeof input === 'string') destroySrc();
   }
 }
