@@ -8,7 +8,7 @@
  * (as a pull does). The previous manifest of a moved tag stays until prune, like a moved pull tag.
  * A target with a digest component must carry the source's manifest digest.
  */
-import { ImageNotFoundError, InvalidArgumentError, MsbError, UnsupportedError, type ErrorCode } from '../errors.js';
+import { ImageNotFoundError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { findManifest, findRef, listRefs, newestRefOfManifest } from '../index/queries.js';
 import { makeOperation } from '../pull/events.js';
 import { pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
@@ -40,10 +40,6 @@ function requireLocal(b: unknown, operation: string): LocalBackend {
 
 function notFound(sel: ImageSelector): ImageNotFoundError {
   return sel.kind === 'digest' ? new ImageNotFoundError(sel.digest) : new ImageNotFoundError(sel.familiar);
-}
-
-function unsupported(what: string): MsbError {
-  return new MsbError('UNSUPPORTED' as ErrorCode, `${what} is not implemented yet`, { operation: what });
 }
 
 function removeOptions(o: RemoveOptions | boolean | undefined): RemoveOptions {
@@ -182,15 +178,19 @@ export class Image {
   /** archives.md §2–§7 (src/archive/load.ts). */
   static async loadLocal(b: LocalBackend, input: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageHandle[]> {
     const backend = requireLocal(b, 'Image.loadLocal');
-    const { loadArchive } = await import('../archive/load.js');
-    return loadArchive(backend, input, options ?? {});
+    return backend._run(async () => {
+      const { loadArchive } = await import('../archive/load.js');
+      return loadArchive(backend, input, options ?? {});
+    });
   }
 
   /** archives.md §8 (src/archive/save.ts). */
   static async saveLocal(b: LocalBackend, references: string | string[], output: string | NodeJS.WritableStream, options?: SaveOptions): Promise<SaveResult> {
     const backend = requireLocal(b, 'Image.saveLocal');
-    const { saveArchive } = await import('../archive/save.js');
-    return saveArchive(backend, references, output, options ?? {});
+    return backend._run(async () => {
+      const { saveArchive } = await import('../archive/save.js');
+      return saveArchive(backend, references, output, options ?? {});
+    });
   }
 
   /** Only lstats; never validates or rebuilds. `reclaimableBytes` = prune({dryRun:true}).bytesReclaimed. */
