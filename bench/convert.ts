@@ -21,7 +21,8 @@ const PROJECT_ROOT = (() => {
 const TOOLS = process.env.MSB_TOOLS ?? '/opt/msb-tools';
 const FIXTURE_ROOT = process.env.MSB_TEST_FIXTURES ?? '/tmp/msb-test-fixtures';
 
-function debianLayer(log: (s: string) => void): string {
+/** Path of the Debian minbase layer blob (.tar.gz); builds the fixture once when missing. */
+export function debianLayer(log: (s: string) => void = () => undefined): string {
   if (process.env.MSB_BENCH_LAYER) return process.env.MSB_BENCH_LAYER;
   const dir = join(FIXTURE_ROOT, 'bench-images');
   const oci = join(dir, 'oci');
