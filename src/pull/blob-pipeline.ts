@@ -22,7 +22,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { open, lstat, unlink, type FileHandle } from 'node:fs/promises';
-import type { Readable, Writable } from 'node:stream';
+import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
 import {
   AbortedError, DigestMismatchError, LayerInvalidError, MsbError, toIoError,
 } from '../errors.js';
@@ -371,6 +371,8 @@ async function writeAll(fh: FileHandle, buf: Buffer, path: string): Promise<void
 
 /** Compressed bytes allowed to queue in front of the decoder. */
 const DECODE_BUFFER = 4 << 20;
+/** Decompressed bytes allowed to queue between the decoder and the layer writer. */
+const DECODED_BUFFER = 8 << 20;
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
@@ -429,8 +431,12 @@ class DecodeSide {
     }
     this.stream = s;
     s.on('error', (err: unknown) => this.fail(err));
+    // The decoder's readable buffer is small: without room to work ahead it would stop while the
+    // writer hashes and writes each chunk. DECODED_BUFFER bytes of output may queue (bounded).
+    const out = new PassThrough({ highWaterMark: DECODED_BUFFER });
+    pipeline(s as unknown as Readable, out, () => { /* errors reach the writer through `out` */ });
     const { layerIndex, diffId, emitter } = this.o;
-    this.writer = this.o.deps.writeLayer(s as unknown as Readable, this.o.candidatePath, {
+    this.writer = this.o.deps.writeLayer(out, this.o.candidatePath, {
       signal: this.ac.signal,
       diffIdAlgorithm: digestAlgorithm(diffId),
       ...(this.o.limits ? { limits: this.o.limits } : {}),
