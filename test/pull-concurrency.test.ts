@@ -240,6 +240,7 @@ test('H13: pulling a 512 MiB layer keeps RSS growth under 128 MiB', async (t) =>
   const rss0 = Number(/RSS0 (\d+)/.exec(out)![1]);
   const max = Number(/MAXRSS (\d+)/.exec(out)![1]);
   const growth = max - rss0;
+  t.diagnostic(`RSS before the pull ${(rss0 / 1048576).toFixed(1)} MiB, peak ${(max / 1048576).toFixed(1)} MiB, growth ${(growth / 1048576).toFixed(1)} MiB`);
   assert.ok(growth < 128 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MiB`);
   const b = await LocalBackend.builder().home(home).build();
   t.after(() => b.close());
