@@ -2,14 +2,22 @@
  * Measured deletion (storage.md §8 "Measure"): `st_blocks × 512` from an `lstat` taken just before
  * the unlink; it counts only if the unlink succeeded and `st_nlink == 1` (a file with other hard
  * links frees nothing). `predict*` are the dry-run twins: same lstat, no unlink.
+ *
+ * lstat and unlink are issued synchronously: they are metadata-only syscalls on the cache's local
+ * filesystem (storage.md §1 rules out network filesystems), a few microseconds each, while the
+ * promise API costs two thread-pool round trips per file — the bulk of a 1,000-image prune.
  */
-import { promises as fsp, type Stats } from 'node:fs';
+import { lstatSync, promises as fsp, unlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { toIoError } from '../errors.js';
 
 export async function lstatOrNull(path: string): Promise<Stats | null> {
+  return lstatOrNullSync(path);
+}
+
+export function lstatOrNullSync(path: string): Stats | null {
   try {
-    return await fsp.lstat(path);
+    return lstatSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -34,10 +42,10 @@ export class Measures {
  * throws IoError naming the path.
  */
 export async function unlinkMeasured(path: string): Promise<{ deleted: boolean; bytes: number }> {
-  const st = await lstatOrNull(path);
+  const st = lstatOrNullSync(path);
   if (!st) return { deleted: false, bytes: 0 };
   try {
-    await fsp.unlink(path);
+    unlinkSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { deleted: false, bytes: 0 };
     throw toIoError(err, path);
