@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import {
@@ -208,4 +208,17 @@ test('builder cacheDir: artifacts live there, inspect reports its real path; err
   assert.ok(existsSync(d.artifacts.fsmetaPath));
   assert.ok(!existsSync(join(dir, 'h', 'cache')));
   await assert.rejects(Image.getLocal(b, 'nope'), MsbError);
+});
+
+test('artifact paths use the real path of the cache directory, resolved once at open', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  mkdirSync(join(dir, 'real-cache'));
+  symlinkSync(join(dir, 'real-cache'), join(dir, 'link-cache'));
+  const b = LocalBackend.lazy({ home: join(dir, 'h'), cacheDir: join(dir, 'link-cache') });
+  t.after(() => b.close());
+  await publishFakeImage(b, { refs: ['real'], layers: ['r'] });
+  const d = await Image.inspectLocal(b, 'real');
+  assert.ok(d.artifacts.fsmetaPath.startsWith(join(dir, 'real-cache') + '/'), d.artifacts.fsmetaPath);
+  assert.ok(d.artifacts.layers.every((l) => l.path.startsWith(join(dir, 'real-cache') + '/')));
 });
