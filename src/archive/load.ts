@@ -6,8 +6,8 @@
  * `checkLayer` / `publishLayerCandidate` (pull/layer.ts), `upsertLayerRow` under the layer lock of
  * each diff_id, the same converter (`defaultConverterDeps`: detectCompression, decompressors,
  * writeLayer), so a layer file is byte-identical to a pull's; then fsmeta + VMDK under the image
- * lock with the stitch modules; then the commit. The pull's own stitch and commit helpers are
- * private to pull.ts, so the equivalent steps are written here (same checks, same order).
+ * lock with the stitch modules; then the commit, `publishImages` (store/publish.ts). The pull's
+ * stitch helper is private to pull.ts, so the equivalent step is written here (same checks, same order).
  *
  * Every step runs under one lease: the spool directory, each manifest digest and diff_id are
  * lease items before they are checked or created; candidates before they are created.
@@ -28,7 +28,6 @@ import type { ImageHandle } from '../api/handle.js';
 import type { LoadOptions } from '../api/types.js';
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
-import { findLayer, findManifest, findRef } from '../index/queries.js';
 import type { Compression } from '../layer/compression.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { mediaTypeCompression, type ConverterDeps } from '../pull/blob-pipeline.js';
@@ -41,7 +40,7 @@ import { atomicPublish, fsyncDir } from '../store/atomic.js';
 import { createLease, type Lease } from '../store/lease.js';
 import { withStoreLock } from '../store/locks.js';
 import { loadSpoolPath } from '../store/paths.js';
-import { measureArtifacts, refRowToHandle, upsertLayerRow } from '../store/publish.js';
+import { publishImages, upsertLayerRow, type PublishImageRecord } from '../store/publish.js';
 import { buildFsmeta, stitchVmdkText } from '../stitch/build.js';
 import { diffIdTag } from '../stitch/fsmeta.js';
 import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
@@ -119,7 +118,7 @@ export async function loadArchive(backend: LocalBackend, input: string | NodeJS.
         ]);
         for (const img of images) await materializeImage(ctx, img);
         if (signal.aborted) throw new AbortedError(signal.reason);
-        const handles = await commitArchive(backend, store, images, signal);
+        const handles = await commitArchive(backend, images, signal);
         for (const img of images) {
           emitter.emit({ type: 'complete', reference: img.names[0]!, manifestDigest: img.manifestDigest!, cached: false, layerCount: img.layers.length });
         }
@@ -385,49 +384,19 @@ async function stitch(ctx: Ctx, img: PlannedImage): Promise<{ fsmetaSize: number
 }
 
 /**
- * §7 Commit: ONE transaction for the whole archive — configs, manifests (`source = 'archive'`),
- * manifest_layer rows and refs (new refs get createdAt; existing ones are re-pointed and keep
- * it; lastUsedAt = now). The same rows and values as `publishImage` (store/publish.ts), which
- * commits one image per transaction and so cannot make a multi-image archive all-or-nothing.
+ * §7 Commit: ONE `publishImages` transaction for the whole archive (`source = 'archive'`), so a
+ * multi-image archive is all-or-nothing; one `now` for every image, as one commit.
  */
-async function commitArchive(backend: LocalBackend, store: Store, images: PlannedImage[], signal: AbortSignal): Promise<ImageHandle[]> {
-  const measured = new Map<string, Awaited<ReturnType<typeof measureArtifacts>>>();
-  for (const img of images) measured.set(img.manifestDigest!, await measureArtifacts(store, img.manifestDigest!, img.layers.map((l) => l.diffId)));
-  const index = store.index;
-  void backend;
-  return index.write(() => {
-    const now = Date.now();
-    const handles: ImageHandle[] = [];
-    for (const img of images) {
-      const ms = measured.get(img.manifestDigest!)!;
-      index.stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING').run(img.configDigest, img.configRaw, now);
-      const p = img.platform;
-      index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
-          fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
-          architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
-          vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
-        .run(img.manifestDigest, img.manifestMediaType, img.manifestRaw, img.configDigest, p.os, p.architecture, p.variant, img.layers.length,
-          'archive', ms.fsmetaBytes, ms.vmdkBytes, ms.sizeBytes, now, now);
-      const manifestId = findManifest(index, img.manifestDigest!)!.id;
-      index.stmt('DELETE FROM manifest_layer WHERE manifest_id = ?').run(manifestId);
-      const ins = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
-        VALUES (?, ?, ?, ?, ?, ?)`);
-      for (const l of img.layers) {
-        const row = findLayer(index, l.diffId);
-        if (!row) throw new CacheCorruptError(store.paths.layer(l.diffId), `layer ${l.diffId} has no index row`);
-        ins.run(manifestId, l.position, row.id, l.blobDigest, l.mediaType, l.size);
-        index.stmt('UPDATE layer SET last_used_at = ? WHERE id = ?').run(now, row.id);
-      }
-      const up = index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
-          last_used_at = excluded.last_used_at`);
-      for (const n of img.names) {
-        up.run(n, manifestId, img.indexDigest, now, now);
-        handles.push(refRowToHandle(findRef(index, n)!));
-      }
-    }
-    return handles;
-  }, { signal });
+async function commitArchive(backend: LocalBackend, images: PlannedImage[], signal: AbortSignal): Promise<ImageHandle[]> {
+  const now = Date.now();
+  const published = await publishImages(backend, images.map((img): PublishImageRecord => ({
+    references: img.names,
+    indexDigest: img.indexDigest,
+    manifest: { digest: img.manifestDigest!, mediaType: img.manifestMediaType, raw: img.manifestRaw!, source: 'archive' },
+    platform: { os: img.platform.os, architecture: img.platform.architecture, variant: img.platform.variant },
+    config: { digest: img.configDigest, raw: img.configRaw },
+    layers: img.layers.map((l) => ({ diffId: l.diffId, blobDigest: l.blobDigest!, mediaType: l.mediaType!, compressedSizeBytes: l.size })),
+    now,
+  })), { signal });
+  return published.flatMap((p) => p.handles);
 }
