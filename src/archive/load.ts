@@ -5,9 +5,8 @@
  * Publication is the pull's (pull.md §7–§8, storage.md §4–§6), through its exported pieces:
  * `checkLayer` / `publishLayerCandidate` (pull/layer.ts), `upsertLayerRow` under the layer lock of
  * each diff_id, the same converter (`defaultConverterDeps`: detectCompression, decompressors,
- * writeLayer), so a layer file is byte-identical to a pull's; then fsmeta + VMDK under the image
- * lock with the stitch modules; then the commit, `publishImages` (store/publish.ts). The pull's
- * stitch helper is private to pull.ts, so the equivalent step is written here (same checks, same order).
+ * writeLayer), so a layer file is byte-identical to a pull's; then the pull's stitch step
+ * (`stitchStep`, pull/stitch-step.ts); then the commit, `publishImages` (store/publish.ts).
  *
  * Every step runs under one lease: the spool directory, each manifest digest and diff_id are
  * lease items before they are checked or created; candidates before they are created.
@@ -19,10 +18,9 @@
  * - Images are processed one after the other, layers of one image one at a time: an archive is
  *   local, so disk bandwidth, not latency, bounds the work.
  */
-import { open, rename, unlink, mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { unlink, mkdir } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { AbortedError, CacheCorruptError, DigestMismatchError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
+import { AbortedError, DigestMismatchError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
 import type { LocalBackend, Store } from '../api/backend.js';
 import type { ImageHandle } from '../api/handle.js';
 import type { LoadOptions } from '../api/types.js';
@@ -34,19 +32,15 @@ import { mediaTypeCompression, type ConverterDeps } from '../pull/blob-pipeline.
 import { defaultConverterDeps } from '../pull/deps-default.js';
 import { PullEmitter, type PullEvent } from '../pull/events.js';
 import { checkLayer, publishLayerCandidate } from '../pull/layer.js';
+import { stitchStep } from '../pull/stitch-step.js';
 import { hostPlatform, parsePlatform } from '../pull/platform.js';
 import { parseReference } from '../reference/reference.js';
-import { atomicPublish, fsyncDir } from '../store/atomic.js';
 import { createLease, type Lease } from '../store/lease.js';
 import { withStoreLock } from '../store/locks.js';
 import { loadSpoolPath } from '../store/paths.js';
 import { publishImages, upsertLayerRow, type PublishImageRecord } from '../store/publish.js';
-import { buildFsmeta, stitchVmdkText } from '../stitch/build.js';
-import { diffIdTag } from '../stitch/fsmeta.js';
-import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
-import { cidOf } from '../stitch/vmdk.js';
-import { digestAlgorithm, digestOf, digestUuid, newHash } from '../util/digest.js';
-import { ArchiveMembers, type Member } from './members.js';
+import { digestAlgorithm, digestOf, newHash } from '../util/digest.js';
+import { ArchiveMembers } from './members.js';
 import { planArchive, syntheticManifest, type PlannedImage, type PlannedLayer } from './plan.js';
 
 const MEDIA_BY_COMPRESSION: Record<Compression, string> = {
@@ -160,9 +154,10 @@ async function materializeImage(ctx: Ctx, img: PlannedImage): Promise<void> {
     if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
     await layer(ctx, img, l);
   }
-  emitter.emit({ type: 'stitchStarted', layerCount: img.layers.length });
-  const st = await stitch(ctx, img);
-  emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: st.fsmetaSize, reused: st.reused });
+  await stitchStep({
+    store: ctx.store, lease: ctx.lease, emitter, signal: ctx.signal, manifestDigest: img.manifestDigest!,
+    diffIds: img.layers.map((l) => l.diffId), layers: ctx.layers, readTree: async (p) => (await readErofsTree(p)).root,
+  });
 }
 
 /**
@@ -320,67 +315,6 @@ async function convertMember(ctx: Ctx, l: PlannedLayer, candidate: string): Prom
     signal.removeEventListener('abort', onAbort);
     src.destroy();
   }
-}
-
-/** fsmeta + VMDK under the image lock: reused when valid, else built and published (storage.md §4–§5). */
-async function stitch(ctx: Ctx, img: PlannedImage): Promise<{ fsmetaSize: number; reused: boolean }> {
-  const { store, lease, signal } = ctx;
-  const m = img.manifestDigest!;
-  const sizes = img.layers.map((l) => ctx.layers.get(l.diffId)!.sizeBytes);
-  const layerPaths = img.layers.map((l) => store.paths.layer(l.diffId));
-  const fsExpected = { uuid: digestUuid(m), layers: img.layers.map((l, i) => ({ sizeBytes: sizes[i]!, tag: diffIdTag(l.diffId) })) };
-  return withStoreLock(store.paths, 'image', m, async () => {
-    const fsPath = store.paths.fsmeta(m);
-    const vmPath = store.paths.vmdk(m);
-    const fsWhy = await validateFsmetaFile(fsPath, fsExpected).catch((e: unknown) => (e as Error).message);
-    let fsmetaSize: number;
-    let fsReused = false;
-    if (!fsWhy) {
-      fsReused = true;
-      fsmetaSize = (await open(fsPath, 'r').then(async (h) => { try { return (await h.stat()).size; } finally { await h.close(); } }));
-    } else {
-      const cand = store.paths.tmp('fsmeta', m);
-      await lease.addItem('temp', cand.name);
-      try {
-        const trees: DirNode[] = [];
-        const byDiff = new Map<string, DirNode>();
-        for (const l of img.layers) {
-          if (signal.aborted) throw new AbortedError(signal.reason);
-          let t = byDiff.get(l.diffId) ?? ctx.layers.get(l.diffId)!.root;
-          if (!t) t = (await readErofsTree(store.paths.layer(l.diffId))).root;
-          byDiff.set(l.diffId, t);
-          trees.push(t);
-        }
-        const built = await buildFsmeta(img.layers.map((l, i) => ({ root: trees[i]!, sizeBytes: sizes[i]!, tag: diffIdTag(l.diffId) })),
-          cand.path, { uuid: digestUuid(m), signal });
-        const fh = await open(cand.path, 'r');
-        try { await fh.sync(); } finally { await fh.close(); }
-        const why = await validateFsmetaFile(cand.path, fsExpected);
-        if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
-        if (signal.aborted) throw new AbortedError(signal.reason);
-        try { await rename(cand.path, fsPath); } catch (err) { throw toIoError(err, fsPath); }
-        await fsyncDir(dirname(fsPath));
-        fsmetaSize = built.sizeBytes;
-      } finally {
-        await unlink(cand.path).catch(() => {});
-      }
-    }
-    const vmExpected = { paths: [fsPath, ...layerPaths], sizes: [fsmetaSize, ...sizes], cid: cidOf(m) };
-    const vmWhy = fsReused ? await validateVmdkFile(vmPath, vmExpected).catch((e: unknown) => (e as Error).message) : 'fsmeta rebuilt';
-    if (vmWhy) {
-      const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize }, layerPaths.map((p, i) => ({ path: p, sizeBytes: sizes[i]! })));
-      const cand = store.paths.tmp('vmdk', m);
-      await atomicPublish({
-        candidate: cand.path, candidateName: cand.name, lease, finalPath: vmPath, force: true, signal,
-        write: async (h) => { await h.writeFile(text); },
-        validate: async (p) => {
-          const why = await validateVmdkFile(p, vmExpected);
-          if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
-        },
-      });
-    }
-    return { fsmetaSize, reused: fsReused && !vmWhy };
-  }, { signal }) as Promise<{ fsmetaSize: number; reused: boolean }>;
 }
 
 /**

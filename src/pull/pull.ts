@@ -22,9 +22,8 @@
  * - An offline rebuild or a repair reports `cached: false` (something was built or fetched) and
  *   emits `resolved{cached:false}`, one `layerMaterializeComplete` per position, the stitch events.
  */
-import { open, lstat, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { AbortedError, CacheCorruptError, InvalidArgumentError, MsbError, NotCachedError } from '../errors.js';
+import { lstat } from 'node:fs/promises';
+import { AbortedError, InvalidArgumentError, MsbError, NotCachedError } from '../errors.js';
 import type { LocalBackend, Store } from '../api/backend.js';
 import type { ImageArtifacts, PullOperation, PullOptions, PullResult } from '../api/types.js';
 import type { ImageHandle } from '../api/handle.js';
@@ -33,21 +32,17 @@ import {
 } from '../index/queries.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { parseReference, type ParsedReference } from '../reference/reference.js';
-import { fsyncDir, atomicPublish } from '../store/atomic.js';
 import { createLease, type Lease } from '../store/lease.js';
 import { acquireFileLock, withStoreLock } from '../store/locks.js';
 import { publishImage, touchRef } from '../store/publish.js';
-import { diffIdTag } from '../stitch/fsmeta.js';
-import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
-import { cidOf } from '../stitch/vmdk.js';
-import type { DirNode } from '../erofs/tree.js';
-import { digestAlgorithm, digestOf, digestUuid } from '../util/digest.js';
+import { digestAlgorithm, digestOf } from '../util/digest.js';
 import type { BlobEvent, BlobSource } from './blob-pipeline.js';
 import type { PullDeps, PullHookPoint } from './deps.js';
 import type { RegistryCache, RegistryClient } from '../registry/client.js';
 import { resolveImage } from '../registry/resolve.js';
 import { PullEmitter, makeOperation, type PullEvent } from './events.js';
 import { checkLayer, materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
+import { checkStitch, stitchStep, type StitchCheck } from './stitch-step.js';
 import {
   formatPlatform, hostPlatform, isPlatformCompatible, parsePlatform, type Platform,
 } from './platform.js';
@@ -168,35 +163,6 @@ function planFromCache(c: CachedImage): ImagePlan {
       blob: { digest: l.blob_digest, size: l.compressed_size_bytes ?? 0, mediaType: l.media_type },
     })),
   };
-}
-
-interface StitchState { fsmetaValid: boolean; vmdkValid: boolean; fsmetaSize: number | null }
-
-/** fsmeta + VMDK checks of storage.md §5 for a plan whose layer sizes are known. */
-async function checkStitch(store: Store, plan: ImagePlan, sizes: Map<string, number>, recordedFsmeta?: number | null): Promise<StitchState & { fsWhy: string | null; vmWhy: string | null; fsExists: boolean; vmExists: boolean }> {
-  const m = plan.manifestDigest;
-  const fsPath = store.paths.fsmeta(m);
-  const vmPath = store.paths.vmdk(m);
-  const exists = async (p: string) => { try { await lstat(p); return true; } catch { return false; } };
-  const fsExists = await exists(fsPath);
-  const vmExists = await exists(vmPath);
-  const layerInfo = plan.positions.map((p) => ({ sizeBytes: sizes.get(p.diffId)!, tag: diffIdTag(p.diffId) }));
-  const fsWhy = fsExists
-    ? await validateFsmetaFile(fsPath, { uuid: digestUuid(m), layers: layerInfo, ...(recordedFsmeta ? { sizeBytes: recordedFsmeta } : {}) })
-    : 'missing';
-  let fsmetaSize: number | null = null;
-  if (!fsWhy) fsmetaSize = (await lstat(fsPath)).size;
-  let vmWhy: string | null = 'missing';
-  if (vmExists && fsmetaSize !== null) {
-    vmWhy = await validateVmdkFile(vmPath, {
-      paths: [fsPath, ...plan.positions.map((p) => store.paths.layer(p.diffId))],
-      sizes: [fsmetaSize, ...plan.positions.map((p) => sizes.get(p.diffId)!)],
-      cid: cidOf(m),
-    });
-  } else if (vmExists) {
-    vmWhy = 'fsmeta is invalid';
-  }
-  return { fsmetaValid: !fsWhy, vmdkValid: !vmWhy, fsmetaSize, fsWhy, vmWhy, fsExists, vmExists };
 }
 
 /**
@@ -383,9 +349,10 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
     await hook('layers-done');
 
     // Step 6: stitch.
-    emitter.emit({ type: 'stitchStarted', layerCount: plan.positions.length });
-    const st = await stitch(store, lease, plan, outcomes, async (path) => (await loadDeps()).readTree(path), n.force, signal, warn, hook);
-    emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: st.fsmetaSize, reused: st.reused });
+    await stitchStep({
+      store, lease, emitter, signal, manifestDigest: plan.manifestDigest, diffIds: plan.positions.map((p) => p.diffId),
+      layers: outcomes, readTree: async (path) => (await loadDeps()).readTree(path), force: n.force, hook,
+    });
 
     // Step 7: the commit. From here on an abort is ignored (§11).
     if (signal.aborted) throw new AbortedError(signal.reason);
@@ -476,9 +443,9 @@ async function validateCached(store: Store, c: CachedImage, signal: AbortSignal)
   }
   if (!layersValid) return { allValid: false, layersValid };
   if (c.manifest.fsmeta_bytes === null || c.manifest.vmdk_bytes === null) return { allValid: false, layersValid };
-  const plan = planFromCache(c);
-  const s = await withStoreLock(store.paths, 'image', c.manifest.digest, () => checkStitch(store, plan, sizes, c.manifest.fsmeta_bytes), { signal });
-  const st = s as Awaited<ReturnType<typeof checkStitch>>;
+  const diffIds = c.layers.map((l) => l.diff_id);
+  const st = await withStoreLock(store.paths, 'image', c.manifest.digest,
+    () => checkStitch(store, c.manifest.digest, diffIds, sizes, c.manifest.fsmeta_bytes), { signal }) as StitchCheck;
   return { allValid: st.fsmetaValid && st.vmdkValid, layersValid };
 }
 
@@ -499,81 +466,4 @@ async function downloadEstimate(store: Store, plan: ImagePlan, force: boolean): 
     }
   }
   return total;
-}
-
-/**
- * Step 6 under the image lock: reuse fsmeta and the VMDK when valid (and no force); otherwise
- * build fsmeta from the in-memory trees (fresh layers) or by reading cached layers back, publish
- * it, then write and publish the VMDK.
- */
-async function stitch(store: Store, lease: Lease, plan: ImagePlan, outcomes: Map<string, LayerOutcome>, readTree: (path: string) => Promise<DirNode>,
-  force: boolean, signal: AbortSignal, warn: (code: string, message: string) => void,
-  hook: (p: PullHookPoint) => Promise<void>):
-  Promise<{ fsmetaSize: number; reused: boolean }> {
-  const m = plan.manifestDigest;
-  const sizes = new Map<string, number>();
-  for (const [d, o] of outcomes) sizes.set(d, o.sizeBytes);
-  const r = await withStoreLock(store.paths, 'image', m, async () => {
-    const fsPath = store.paths.fsmeta(m);
-    const vmPath = store.paths.vmdk(m);
-    const row = await store.index.read(() => findManifest(store.index, m));
-    const cur = await checkStitch(store, plan, sizes, row?.fsmeta_bytes ?? null);
-    let fsmetaSize = cur.fsmetaSize;
-    const fsReused = !force && cur.fsmetaValid;
-    if (!fsReused) {
-      // Missing or invalid where the index (or a file) says it existed: storage.md §5 ARTIFACT_REBUILT.
-      if (!force && (cur.fsExists || (row?.fsmeta_bytes ?? null) !== null)) {
-        warn('ARTIFACT_REBUILT', `fsmeta of ${m} is ${cur.fsExists ? `invalid (${cur.fsWhy})` : 'missing'}; rebuilding it`);
-      }
-      const trees = new Map<string, DirNode>();
-      for (const p of plan.positions) {
-        if (trees.has(p.diffId)) continue;
-        const o = outcomes.get(p.diffId);
-        if (signal.aborted) throw new AbortedError(signal.reason);
-        trees.set(p.diffId, o?.root ?? await readTree(store.paths.layer(p.diffId)));
-      }
-      const cand = store.paths.tmp('fsmeta', m);
-      await lease.addItem('temp', cand.name);
-      try {
-        // Loaded on demand: the EROFS writer is not needed by a cache hit.
-        const { buildFsmeta } = await import('../stitch/build.js');
-        const built = await buildFsmeta(plan.positions.map((p) => ({ root: trees.get(p.diffId)!, sizeBytes: sizes.get(p.diffId)!, tag: diffIdTag(p.diffId) })),
-          cand.path, { uuid: digestUuid(m), signal });
-        trees.clear();
-        const fh = await open(cand.path, 'r');
-        try { await fh.sync(); } finally { await fh.close(); }
-        const why = await validateFsmetaFile(cand.path, { uuid: digestUuid(m),
-          layers: plan.positions.map((p) => ({ sizeBytes: sizes.get(p.diffId)!, tag: diffIdTag(p.diffId) })) });
-        if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
-        if (signal.aborted) throw new AbortedError(signal.reason);
-        await rename(cand.path, fsPath);
-        await fsyncDir(dirname(fsPath));
-        fsmetaSize = built.sizeBytes;
-        await hook('fsmeta-written');
-      } finally {
-        await unlink(cand.path).catch(() => {});
-      }
-    }
-    const vmReused = !force && fsReused && cur.vmdkValid;
-    if (!vmReused) {
-      if (!force && fsReused && (cur.vmExists || (row?.vmdk_bytes ?? null) !== null)) {
-        warn('ARTIFACT_REBUILT', `VMDK of ${m} is ${cur.vmExists ? `invalid (${cur.vmWhy})` : 'missing'}; rewriting it`);
-      }
-      const layerFiles = plan.positions.map((p) => ({ path: store.paths.layer(p.diffId), sizeBytes: sizes.get(p.diffId)! }));
-      const { stitchVmdkText } = await import('../stitch/build.js');
-      const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize! }, layerFiles);
-      const cand = store.paths.tmp('vmdk', m);
-      await atomicPublish({
-        candidate: cand.path, candidateName: cand.name, lease, finalPath: vmPath, force: true, signal,
-        write: async (h) => { await h.writeFile(text); },
-        validate: async (p) => {
-          const why = await validateVmdkFile(p, { paths: [fsPath, ...layerFiles.map((l) => l.path)], sizes: [fsmetaSize!, ...layerFiles.map((l) => l.sizeBytes)], cid: cidOf(m) });
-          if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
-        },
-      });
-      await hook('vmdk-written');
-    }
-    return { fsmetaSize: fsmetaSize!, reused: fsReused && vmReused };
-  }, { signal });
-  return r as { fsmetaSize: number; reused: boolean };
 }

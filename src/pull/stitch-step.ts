@@ -1,0 +1,153 @@
+/**
+ * The stitch step (pull.md §8 step 6, storage.md §4–§5), shared by the pull and `Image.load`:
+ * under the image lock, reuse a valid fsmeta + VMDK unless `force`; otherwise build fsmeta from
+ * the in-memory layer trees (layers this operation converted) or by reading cached layers back,
+ * publish it, then write and publish the VMDK. An artifact that existed (file or recorded size)
+ * but is invalid is rebuilt with an `ARTIFACT_REBUILT` warning.
+ */
+import { lstat, open, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { AbortedError, CacheCorruptError, toIoError } from '../errors.js';
+import type { Store } from '../api/backend.js';
+import type { DirNode } from '../erofs/tree.js';
+import { findManifest } from '../index/queries.js';
+import { atomicPublish, fsyncDir } from '../store/atomic.js';
+import type { Lease } from '../store/lease.js';
+import { withStoreLock } from '../store/locks.js';
+import { diffIdTag } from '../stitch/fsmeta.js';
+import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
+import { cidOf } from '../stitch/vmdk.js';
+import { digestUuid } from '../util/digest.js';
+import type { PullHookPoint } from './deps.js';
+import type { PullEmitter } from './events.js';
+
+export interface StitchCheck {
+  fsmetaValid: boolean;
+  vmdkValid: boolean;
+  /** fsmeta's length when it is valid. */
+  fsmetaSize: number | null;
+  fsWhy: string | null;
+  vmWhy: string | null;
+  fsExists: boolean;
+  vmExists: boolean;
+}
+
+/**
+ * storage.md §5 for fsmeta + VMDK of `manifestDigest` whose positions are `diffIds` and whose
+ * layer files have the lengths in `sizes`. Call it under the image lock.
+ */
+export async function checkStitch(store: Store, manifestDigest: string, diffIds: readonly string[], sizes: ReadonlyMap<string, number>,
+  recordedFsmeta?: number | null): Promise<StitchCheck> {
+  const m = manifestDigest;
+  const fsPath = store.paths.fsmeta(m);
+  const vmPath = store.paths.vmdk(m);
+  const exists = async (p: string) => { try { await lstat(p); return true; } catch { return false; } };
+  const fsExists = await exists(fsPath);
+  const vmExists = await exists(vmPath);
+  const layerInfo = diffIds.map((d) => ({ sizeBytes: sizes.get(d)!, tag: diffIdTag(d) }));
+  const fsWhy = fsExists
+    ? await validateFsmetaFile(fsPath, { uuid: digestUuid(m), layers: layerInfo, ...(recordedFsmeta ? { sizeBytes: recordedFsmeta } : {}) })
+    : 'missing';
+  let fsmetaSize: number | null = null;
+  if (!fsWhy) fsmetaSize = (await lstat(fsPath)).size;
+  let vmWhy: string | null = 'missing';
+  if (vmExists && fsmetaSize !== null) {
+    vmWhy = await validateVmdkFile(vmPath, {
+      paths: [fsPath, ...diffIds.map((d) => store.paths.layer(d))],
+      sizes: [fsmetaSize, ...diffIds.map((d) => sizes.get(d)!)],
+      cid: cidOf(m),
+    });
+  } else if (vmExists) {
+    vmWhy = 'fsmeta is invalid';
+  }
+  return { fsmetaValid: !fsWhy, vmdkValid: !vmWhy, fsmetaSize, fsWhy, vmWhy, fsExists, vmExists };
+}
+
+export interface StitchStepInput {
+  store: Store;
+  lease: Lease;
+  emitter: PullEmitter;
+  signal: AbortSignal;
+  manifestDigest: string;
+  /** diff_id per manifest position, bottom first. */
+  diffIds: readonly string[];
+  /** Per distinct diff_id: its layer file's length and, when this operation converted it, its tree. */
+  layers: ReadonlyMap<string, { sizeBytes: number; root: DirNode | null }>;
+  /** Reads a cached layer's tree back (layers this operation did not convert). */
+  readTree(path: string): Promise<DirNode>;
+  force?: boolean;
+  /** Test hook (crash injection): 'fsmeta-written', 'vmdk-written'. */
+  hook?: (p: PullHookPoint) => void | Promise<void>;
+}
+
+/** Emits `stitchStarted`, stitches (see the module comment), emits `stitchComplete`. */
+export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: number; reused: boolean }> {
+  const { store, lease, emitter, signal, diffIds, force = false } = input;
+  const m = input.manifestDigest;
+  const warn = (message: string) => emitter.emit({ type: 'warning', code: 'ARTIFACT_REBUILT', message });
+  const sizes = new Map<string, number>();
+  for (const d of diffIds) sizes.set(d, input.layers.get(d)!.sizeBytes);
+  emitter.emit({ type: 'stitchStarted', layerCount: diffIds.length });
+  const r = await withStoreLock(store.paths, 'image', m, async () => {
+    const fsPath = store.paths.fsmeta(m);
+    const vmPath = store.paths.vmdk(m);
+    const row = await store.index.read(() => findManifest(store.index, m));
+    const cur = await checkStitch(store, m, diffIds, sizes, row?.fsmeta_bytes ?? null);
+    let fsmetaSize = cur.fsmetaSize;
+    const fsReused = !force && cur.fsmetaValid;
+    if (!fsReused) {
+      // Missing or invalid where the index (or a file) says it existed: storage.md §5 ARTIFACT_REBUILT.
+      if (!force && (cur.fsExists || (row?.fsmeta_bytes ?? null) !== null)) {
+        warn(`fsmeta of ${m} is ${cur.fsExists ? `invalid (${cur.fsWhy})` : 'missing'}; rebuilding it`);
+      }
+      const trees = new Map<string, DirNode>();
+      for (const d of diffIds) {
+        if (trees.has(d)) continue;
+        if (signal.aborted) throw new AbortedError(signal.reason);
+        trees.set(d, input.layers.get(d)!.root ?? await input.readTree(store.paths.layer(d)));
+      }
+      const fsLayers = diffIds.map((d) => ({ sizeBytes: sizes.get(d)!, tag: diffIdTag(d) }));
+      const cand = store.paths.tmp('fsmeta', m);
+      await lease.addItem('temp', cand.name);
+      try {
+        // Loaded on demand: the EROFS writer is not needed by a cache hit.
+        const { buildFsmeta } = await import('../stitch/build.js');
+        const built = await buildFsmeta(diffIds.map((d, i) => ({ root: trees.get(d)!, ...fsLayers[i]! })), cand.path, { uuid: digestUuid(m), signal });
+        trees.clear();
+        const fh = await open(cand.path, 'r');
+        try { await fh.sync(); } finally { await fh.close(); }
+        const why = await validateFsmetaFile(cand.path, { uuid: digestUuid(m), layers: fsLayers });
+        if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
+        if (signal.aborted) throw new AbortedError(signal.reason);
+        try { await rename(cand.path, fsPath); } catch (err) { throw toIoError(err, fsPath); }
+        await fsyncDir(dirname(fsPath));
+        fsmetaSize = built.sizeBytes;
+        await input.hook?.('fsmeta-written');
+      } finally {
+        await unlink(cand.path).catch(() => {});
+      }
+    }
+    const vmReused = !force && fsReused && cur.vmdkValid;
+    if (!vmReused) {
+      if (!force && fsReused && (cur.vmExists || (row?.vmdk_bytes ?? null) !== null)) {
+        warn(`VMDK of ${m} is ${cur.vmExists ? `invalid (${cur.vmWhy})` : 'missing'}; rewriting it`);
+      }
+      const layerFiles = diffIds.map((d) => ({ path: store.paths.layer(d), sizeBytes: sizes.get(d)! }));
+      const { stitchVmdkText } = await import('../stitch/build.js');
+      const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize! }, layerFiles);
+      const cand = store.paths.tmp('vmdk', m);
+      await atomicPublish({
+        candidate: cand.path, candidateName: cand.name, lease, finalPath: vmPath, force: true, signal,
+        write: async (h) => { await h.writeFile(text); },
+        validate: async (p) => {
+          const why = await validateVmdkFile(p, { paths: [fsPath, ...layerFiles.map((l) => l.path)], sizes: [fsmetaSize!, ...layerFiles.map((l) => l.sizeBytes)], cid: cidOf(m) });
+          if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
+        },
+      });
+      await input.hook?.('vmdk-written');
+    }
+    return { fsmetaSize: fsmetaSize!, reused: fsReused && vmReused };
+  }, { signal }) as { fsmetaSize: number; reused: boolean };
+  emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: r.fsmetaSize, reused: r.reused });
+  return r;
+}
