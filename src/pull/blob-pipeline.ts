@@ -415,6 +415,13 @@ async function writevAll(fh: FileHandle, bufs: Buffer[], path: string): Promise<
 const DECODE_BUFFER = 4 << 20;
 /** Decompressed bytes allowed to queue between the decoder and the layer writer. */
 const DECODED_BUFFER = 8 << 20;
+/**
+ * Compressed bytes gathered before one decoder write. A zlib stream runs one thread-pool job per
+ * written chunk, one at a time: fed the ~64 KiB network chunks directly, a 95 MB layer costs
+ * ~1,400 round trips through the main thread and inflating runs ~60% slower than with 1 MiB
+ * inputs.
+ */
+const DECODE_CHUNK = 1 << 20;
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
@@ -426,6 +433,9 @@ class DecodeSide {
   kind: Compression | null = null;
   private head: Buffer[] = [];
   private headLen = 0;
+  /** Compressed input not yet handed to the decoder (< DECODE_CHUNK bytes). */
+  private gather: Buffer[] = [];
+  private gatherLen = 0;
   private stream: NodeJS.ReadWriteStream | null = null;
   private writer: Promise<Settled<ConvertedLayer>> | null = null;
   private settled: Settled<ConvertedLayer> | null = null;
@@ -493,9 +503,15 @@ class DecodeSide {
     this.push(head);
   }
 
-  private push(buf: Buffer): Promise<void> | undefined {
+  /** Gathers `buf`; hands DECODE_CHUNK bytes (or, with `flush`, whatever is gathered) to the decoder. */
+  private push(buf: Buffer | null, flush = false): Promise<void> | undefined {
     const s = this.stream;
-    if (!s || this.failed !== null || this.settled) return undefined;
+    if (!s || this.failed !== null || this.settled) { this.gather = []; this.gatherLen = 0; return undefined; }
+    if (buf && buf.length > 0) { this.gather.push(buf); this.gatherLen += buf.length; }
+    if (this.gatherLen === 0 || (!flush && this.gatherLen < DECODE_CHUNK)) return undefined;
+    buf = this.gather.length === 1 ? this.gather[0]! : Buffer.concat(this.gather, this.gatherLen);
+    this.gather = [];
+    this.gatherLen = 0;
     let ok: boolean;
     try {
       ok = (s as unknown as Writable).write(buf);
@@ -532,7 +548,10 @@ class DecodeSide {
   /** Ends the input and waits for the writer. */
   async finish(): Promise<Settled<ConvertedLayer>> {
     if (!this.stream && this.failed === null) this.start(); // a stream shorter than 512 bytes
-    if (this.stream && this.failed === null) (this.stream as unknown as Writable).end();
+    if (this.stream && this.failed === null) {
+      this.push(null, true);
+      (this.stream as unknown as Writable).end();
+    }
     if (this.writer) {
       const r = await this.writer;
       if (!r.ok) return r;
