@@ -8,7 +8,7 @@
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { AbortedError, DigestMismatchError, LimitExceededError, MsbError, toIoError } from '../errors.js';
 import { resolveLimits, type Limits } from '../limits.js';
-import { digestUuid, newHash } from '../util/digest.js';
+import { digestAlgorithm, digestUuid, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
 import { TarReader, type BodySink } from '../tar/reader.js';
 import { BlockDataWriter } from './data-writer.js';
 import { BLOCK_SIZE } from './format.js';
@@ -27,6 +27,11 @@ export interface WriteLayerOptions {
    * stream is hashed to its end either way; pull.md §7).
    */
   expectDiffId?: string;
+  /**
+   * The diff_id's hash algorithm (pull.md §7: sha256, sha384 or sha512, as the config's diff_id
+   * names it). Default: the algorithm of `expectDiffId` when given, else sha256.
+   */
+  diffIdAlgorithm?: DigestAlgorithm;
 }
 
 export interface WriteLayerResult {
@@ -55,7 +60,8 @@ function isContentError(e: unknown): boolean {
 
 /**
  * Converts a decompressed layer tar into a layer EROFS at `candidatePath` (created O_EXCL, mode
- * 0644). diffId = sha256 over every byte of the stream, trailing bytes included. On a tar error
+ * 0644). diffId = the digest (sha256 unless `diffIdAlgorithm`/`expectDiffId` say otherwise) over
+ * every byte of the stream, trailing bytes included. On a tar error
  * the rest of the stream is still read and hashed (so callers can apply the digest precedence of
  * pull.md §7) before the error is thrown; `maxLayerBytes` still bounds that drain.
  */
@@ -77,7 +83,9 @@ export async function writeLayer(tar: Source, candidatePath: string, opts: Write
   const data = new BlockDataWriter(fh);
   let ok = false;
   try {
-    const hash = newHash('sha256');
+    const alg: DigestAlgorithm = opts.diffIdAlgorithm
+      ?? (opts.expectDiffId !== undefined && isDigest(opts.expectDiffId) ? digestAlgorithm(opts.expectDiffId) : 'sha256');
+    const hash = newHash(alg);
     const builder = new LayerTreeBuilder(limits);
     let cursor = 1; // block 0 holds the superblock (erofs.md §2)
     let fileBase = 0;
@@ -136,7 +144,7 @@ export async function writeLayer(tar: Source, candidatePath: string, opts: Write
         parseError = err;
       }
     }
-    const diffId = `sha256:${hash.digest('hex')}`;
+    const diffId = `${alg}:${hash.digest('hex')}`;
     if (opts.expectDiffId !== undefined && opts.expectDiffId !== diffId) {
       throw new DigestMismatchError('diffId', opts.expectDiffId, diffId);
     }

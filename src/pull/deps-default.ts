@@ -18,6 +18,7 @@ export async function defaultConverterDeps(): Promise<ConverterDeps> {
     writeLayer: (tar: Readable, candidatePath, o) => writeLayer(tar, candidatePath, {
       ...(o.limits ? { limits: o.limits } : {}),
       signal: o.signal,
+      diffIdAlgorithm: o.diffIdAlgorithm,
       onProgress: o.onProgress,
       onWarning: (code, message) => o.onWarning({ code, message }),
     }),
