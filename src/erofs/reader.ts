@@ -5,20 +5,21 @@
  * and depth checks, and rejection of shared xattrs, compression and unknown layouts
  * (CacheCorruptError). Accepts what our writer produces plus compact inodes.
  *
- * `checkErofsHeader` is the cheap validation of storage.md §5 (a few KiB of reads).
+ * `checkErofsHeader` is the cheap validation of storage.md §5 (erofs/header.ts's checks).
  */
 import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { CacheCorruptError, MsbError, toIoError } from '../errors.js';
 import { DEFAULT_LIMITS } from '../limits.js';
 import {
-  BLOCK_SIZE, BLKSZBITS, CHUNK_FORMAT_BLKBITS_MASK, CHUNK_FORMAT_INDEXES, DEVICE_SLOT_SIZE, DIRENT_SIZE, EROFS_MAGIC,
-  FEATURE_COMPAT_SB_CHKSUM, INODE_COMPACT_SIZE, INODE_EXTENDED_SIZE, INODE_SLOT, LAYOUT_CHUNK_BASED,
+  BLOCK_SIZE, CHUNK_FORMAT_BLKBITS_MASK, CHUNK_FORMAT_INDEXES, DEVICE_SLOT_SIZE, DIRENT_SIZE,
+  INODE_COMPACT_SIZE, INODE_EXTENDED_SIZE, INODE_SLOT, LAYOUT_CHUNK_BASED,
   LAYOUT_COMPRESSED_COMPACT, LAYOUT_COMPRESSED_FULL, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN, MARKER_IMPLICIT_SUFFIX,
   MARKER_OPAQUE_SUFFIX, NULL_ADDR, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, SB_OFFSET,
-  VOLUME_NAME, XATTR_IBODY_HEADER, XATTR_INDEX_TRUSTED, decodeDev, superblockChecksum,
+  XATTR_IBODY_HEADER, XATTR_INDEX_TRUSTED, decodeDev,
 } from './format.js';
 import { newDir, newMeta, type DirNode, type Entry, type Inode, type Meta, type Xattr } from './tree.js';
 import type { DeviceSlot } from './image-writer.js';
+import { erofsHeaderProblem, rootInodeOffset, superblockProblem, type ErofsHeaderExpected } from './header.js';
 
 export interface SuperblockInfo {
   checksum: number;
@@ -43,28 +44,20 @@ export interface SuperblockInfo {
   length: number;
 }
 
-const KNOWN_VOLUME_NAMES = new Set([VOLUME_NAME]);
-
 function corrupt(path: string, reason: string): CacheCorruptError {
   return new CacheCorruptError(path, reason);
 }
 
-/** Parses and checks the superblock of block 0 (magic, CRC when flagged, block size, blocks vs length). */
+/** Parses block 0's superblock after `superblockProblem` (the checksum only when flagged: any EROFS image reads). */
 function parseSuperblock(block0: Buffer, length: number, path: string): SuperblockInfo {
-  if (block0.length < BLOCK_SIZE) throw corrupt(path, 'shorter than one block');
+  const why = superblockProblem(block0, length, { requireChecksum: false });
+  if (why) throw corrupt(path, why);
   const sb = block0.subarray(SB_OFFSET, SB_OFFSET + 128);
-  if (sb.readUInt32LE(0) !== EROFS_MAGIC) throw corrupt(path, 'bad EROFS magic');
   const featureCompat = sb.readUInt32LE(0x08);
   const checksum = sb.readUInt32LE(0x04);
-  if (featureCompat & FEATURE_COMPAT_SB_CHKSUM) {
-    if (superblockChecksum(block0) !== checksum) throw corrupt(path, 'superblock checksum mismatch');
-  }
   const blkszbits = sb[0x0c]!;
-  if (blkszbits !== BLKSZBITS) throw corrupt(path, `block size bits ${blkszbits} (expected 12)`);
   const blocks = sb.readUInt32LE(0x24);
   const metaBlkaddr = sb.readUInt32LE(0x28);
-  if (blocks * BLOCK_SIZE !== length) throw corrupt(path, `superblock blocks × 4096 = ${blocks * BLOCK_SIZE} but the file is ${length} bytes`);
-  if (metaBlkaddr >= blocks) throw corrupt(path, `meta_blkaddr ${metaBlkaddr} beyond ${blocks} blocks`);
   const vn = sb.subarray(0x40, 0x50);
   const nul = vn.indexOf(0);
   const extraDevices = sb.readUInt16LE(0x56);
@@ -383,22 +376,23 @@ async function readHeader(f: ImageFile, path: string): Promise<SuperblockInfo> {
 }
 
 /**
- * storage.md §5 layer-EROFS checks that need no index row: regular file (lstat), length > 0 and a
- * multiple of 4096, magic, CRC, blkszbits 12, blocks × 4096 = length, meta_blkaddr < blocks, the
- * root inode parses as a directory, a known volume_name, and (optionally) the expected uuid.
- * Throws CacheCorruptError with the reason.
+ * storage.md §5 EROFS checks (`erofsHeaderProblem`, erofs/header.ts): regular file (lstat),
+ * length, recorded length, magic, CRC, blkszbits 12, blocks × 4096 = length, meta_blkaddr < blocks,
+ * a known volume_name, uuid, no device table for `kind: 'layer'`, and a root inode that parses as
+ * a directory. Throws CacheCorruptError with the reason.
  */
-export async function checkErofsHeader(path: string, expect: { uuid?: Buffer } = {}): Promise<SuperblockInfo> {
+export async function checkErofsHeader(path: string, expect: ErofsHeaderExpected = {}): Promise<SuperblockInfo> {
   const { fh, length } = await openImage(path);
   try {
     const f = new ImageFile(fh, length, path);
+    const block0 = await f.read(0, BLOCK_SIZE);
+    const rootAt = rootInodeOffset(block0);
+    const root = rootAt + INODE_SLOT <= length ? await f.read(rootAt, INODE_SLOT) : null;
+    const why = erofsHeaderProblem(block0, root, length, expect);
+    if (why) throw corrupt(path, why);
     const sb = await readHeader(f, path);
-    if (!(sb.featureCompat & FEATURE_COMPAT_SB_CHKSUM)) throw corrupt(path, 'superblock has no checksum');
-    if (!KNOWN_VOLUME_NAMES.has(sb.volumeName)) throw corrupt(path, `unknown format version ${JSON.stringify(sb.volumeName)}`);
-    if (expect.uuid && !expect.uuid.equals(sb.uuid)) throw corrupt(path, `uuid ${sb.uuid.toString('hex')} does not match ${expect.uuid.toString('hex')}`);
-    const tr = new TreeReader(f, sb, DEFAULT_LIMITS.maxPathDepth);
-    const root = await tr.inode(sb.rootNid);
-    if ((root.mode & S_IFMT) !== S_IFDIR) throw corrupt(path, 'the root inode is not a directory');
+    // The full parse of the root inode (xattrs, timestamps) beyond the pure checks.
+    await new TreeReader(f, sb, DEFAULT_LIMITS.maxPathDepth).inode(sb.rootNid);
     return sb;
   } catch (err) {
     throw err instanceof MsbError ? err : toIoError(err, path);

@@ -70,22 +70,21 @@ export type LayerCheck =
   | { valid: false; row: LayerRow | null; reason: string; fileExists: boolean; orphan: SuperblockInfo | null };
 
 /**
- * storage.md §5 for a layer file: the reader's header checks (regular file, length, magic, CRC,
- * blkszbits, blocks, meta_blkaddr, root inode, volume_name, uuid = diff_id), plus, when a row
- * exists, its recorded length. Returns a reason, or the superblock when valid.
+ * storage.md §5 for a layer file: the reader's header checks (erofs/header.ts: regular file,
+ * length, magic, CRC, blkszbits, blocks, meta_blkaddr, root inode, volume_name, no device table,
+ * uuid = diff_id) and, when a row exists, its recorded length. Returns a reason, or the superblock.
  */
 export async function layerFileProblem(path: string, diffId: string, recordedSize?: number | null): Promise<{ why: string } | { sb: SuperblockInfo }> {
-  let sb: SuperblockInfo;
   try {
-    sb = await checkErofsHeader(path, { uuid: digestUuid(diffId) });
+    return {
+      sb: await checkErofsHeader(path, {
+        kind: 'layer', uuid: digestUuid(diffId), ...(recordedSize !== undefined && recordedSize !== null ? { sizeBytes: recordedSize } : {}),
+      }),
+    };
   } catch (err) {
     if (err instanceof MsbError && err.code === 'IO' && (err as MsbError & { errno?: string }).errno === 'ENOENT') return { why: 'missing' };
     return { why: err instanceof Error ? err.message : String(err) };
   }
-  if (recordedSize !== undefined && recordedSize !== null && sb.length !== recordedSize) {
-    return { why: `length ${sb.length} differs from the recorded ${recordedSize}` };
-  }
-  return { sb };
 }
 
 /**

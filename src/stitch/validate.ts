@@ -4,12 +4,14 @@
  * header blocks, the descriptor), never a content hash. Every function returns a reason string,
  * or null when the artifact is valid; the pull pipeline treats invalid as missing and rebuilds.
  *
- * The header checks are done here on raw bytes (block 0 and the root inode), not through the
- * tree reader: validation must stay a few KiB of reads whatever the image holds.
+ * The header checks are erofs/header.ts's (shared with the reader's `checkErofsHeader`), on
+ * raw bytes read here (block 0 and the root inode), not through the tree reader: validation must
+ * stay a few KiB of reads whatever the image holds.
  */
 import { constants as fsConstants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
-import { EROFS_MAGIC, S_IFDIR, S_IFMT, VOLUME_NAME, superblockChecksum } from '../erofs/format.js';
+import { EROFS_MAGIC } from '../erofs/format.js';
+import { erofsHeaderProblem, rootInodeOffset, type ErofsHeaderExpected } from '../erofs/header.js';
 import {
   BLOCK, DEVICE_SLOT_BYTES, DEVICE_TABLE_OFFSET, DEVICE_TAG_BYTES, decodeDeviceSlot, headerBlocks,
 } from './fsmeta.js';
@@ -64,47 +66,8 @@ export function fsmetaHeaderProblem(head: Buffer, expected: FsmetaExpected): str
   return null;
 }
 
-export interface ErofsExpected {
-  /** `layer`: no device table (feature_incompat 0, extra_devices 0); `fsmeta`: checked by `fsmetaHeaderProblem`. */
-  kind: 'layer' | 'fsmeta';
-  /** The recorded length (`layer.erofs_size_bytes`, `manifest.fsmeta_bytes`) when a row has one. */
-  sizeBytes?: number;
-  /** First 16 bytes of the file's digest (layer: diff_id; fsmeta: manifest or stand-in digest). */
-  uuid?: Buffer;
-}
-
-const VOLUME = (() => { const b = Buffer.alloc(16); b.write(VOLUME_NAME, 'latin1'); return b; })();
-
-/**
- * The layer-EROFS header checks of storage.md §5 on block 0 and the root inode's first bytes.
- * Pure. (`length` is the file's length from lstat.)
- */
-export function erofsHeaderProblem(block0: Buffer, rootInode: Buffer | null, length: number, expected: ErofsExpected): string | null {
-  if (length <= 0 || length % BLOCK !== 0) return `length ${length} is not a positive multiple of 4096`;
-  if (expected.sizeBytes !== undefined && length !== expected.sizeBytes) return `length ${length} differs from the recorded ${expected.sizeBytes}`;
-  if (block0.length < BLOCK) return 'shorter than one block';
-  const sb = block0.subarray(SB, SB + 128);
-  if (sb.readUInt32LE(0) !== EROFS_MAGIC) return 'no EROFS magic at 1024';
-  if ((sb.readUInt32LE(0x08) & 0x1) === 0) return 'superblock checksum feature is off';
-  if (sb.readUInt32LE(0x04) !== superblockChecksum(block0)) return 'superblock CRC32C mismatch';
-  if (sb[0x0c] !== 12) return `blkszbits is ${sb[0x0c]}, expected 12`;
-  const blocks = sb.readUInt32LE(0x24);
-  if (blocks * BLOCK !== length) return `superblock says ${blocks} blocks, the file has ${length / BLOCK}`;
-  const meta = sb.readUInt32LE(0x28);
-  if (meta >= blocks) return `meta_blkaddr ${meta} is not below blocks ${blocks}`;
-  if (!sb.subarray(0x40, 0x50).equals(VOLUME)) return 'volume_name is not a known format version (msb-erofs/1)';
-  if (expected.uuid !== undefined && !sb.subarray(0x30, 0x40).equals(expected.uuid)) return 'uuid does not match the digest';
-  if (expected.kind === 'layer' && (sb.readUInt32LE(0x50) !== 0 || sb.readUInt16LE(0x56) !== 0)) return 'has a device table: not a layer image';
-  if (rootInode === null || rootInode.length < 32) return 'root inode is outside the file';
-  const format = rootInode.readUInt16LE(0);
-  const layout = (format >> 1) & 0x7;
-  if (layout !== 0 && layout !== 2) return `root inode has data layout ${layout}`;
-  if ((rootInode.readUInt16LE(4) & S_IFMT) !== S_IFDIR) return 'root inode is not a directory';
-  return null;
-}
-
 /** Reads what `erofsHeaderProblem` needs (block 0, the root inode) without following symlinks. */
-async function checkHeader(path: string, expected: ErofsExpected): Promise<string | null> {
+async function checkHeader(path: string, expected: ErofsHeaderExpected): Promise<string | null> {
   try {
     const st = await lstat(path);
     if (st.isSymbolicLink()) return 'is a symbolic link';
@@ -115,7 +78,7 @@ async function checkHeader(path: string, expected: ErofsExpected): Promise<strin
       const block0 = await readAt(fh, 0, BLOCK);
       let root: Buffer | null = null;
       if (block0.length === BLOCK && block0.readUInt32LE(SB) === EROFS_MAGIC) {
-        const off = block0.readUInt32LE(SB + 0x28) * BLOCK + block0.readUInt16LE(SB + 0x0e) * 32;
+        const off = rootInodeOffset(block0);
         if (off + 32 <= length) root = await readAt(fh, off, 32);
       }
       return erofsHeaderProblem(block0, root, length, expected);
