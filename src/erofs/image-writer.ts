@@ -165,11 +165,14 @@ async function writeMetadata(fh: FileHandle, layout: ImageLayout): Promise<void>
  * Writes dir/symlink blocks, the metadata area, the device table (when given) and the superblock
  * LAST (CRC over [1024,4096)), then ftruncates to totalBlocks × 4096, fsyncs and asserts the length
  * (erofs.md §5 Finish, §7.2). Regular files with `data.device === 0` are FLAT_PLAIN at
- * data.startBlock; `data.device > 0` are CHUNK_BASED with one chunk index. With `devices`:
- * feature_incompat 0xC, extra_devices = devices.length, devt_slotoff 9.
+ * data.startBlock; `data.device > 0` are CHUNK_BASED with one chunk index. With `devices` (fsmeta,
+ * possibly none): feature_incompat 0xC, extra_devices = devices.length, devt_slotoff 9.
  */
 export async function writeImageMetadata(fh: FileHandle, layout: ImageLayout,
   opts: { uuid: Buffer; devices?: DeviceSlot[] }): Promise<void> {
+  // `devices` given (even empty: a zero-layer image) means fsmeta, which always carries the
+  // device-table header fields (erofs.md §3) so that storage.md §5 checks one shape.
+  const fsmeta = opts.devices !== undefined;
   const devices = opts.devices ?? [];
   const headerBytes = 1152 + DEVICE_SLOT_SIZE * devices.length;
   if (devices.length > 0 && Math.ceil(headerBytes / BLOCK_SIZE) > layout.firstFreeBlock) {
@@ -184,8 +187,8 @@ export async function writeImageMetadata(fh: FileHandle, layout: ImageLayout,
   encodeSuperblock(header, {
     featureCompat: FEATURE_COMPAT_SB_CHKSUM, rootNid: layout.nodes[0]!.nid, inos: BigInt(layout.inodes),
     blocks: layout.totalBlocks, metaBlkaddr: layout.metaBlkaddr, uuid: opts.uuid,
-    featureIncompat: devices.length ? FEATURE_INCOMPAT_CHUNKED_FILE | FEATURE_INCOMPAT_DEVICE_TABLE : 0,
-    extraDevices: devices.length, devtSlotoff: devices.length ? DEVT_SLOTOFF : 0,
+    featureIncompat: fsmeta ? FEATURE_INCOMPAT_CHUNKED_FILE | FEATURE_INCOMPAT_DEVICE_TABLE : 0,
+    extraDevices: devices.length, devtSlotoff: fsmeta ? DEVT_SLOTOFF : 0,
   });
   await writeFully(fh, header.subarray(0, BLOCK_SIZE), 0);
   const len = layout.totalBlocks * BLOCK_SIZE;

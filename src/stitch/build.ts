@@ -7,7 +7,7 @@
  * outside the cache with the stand-ins of erofs.md §7.2.
  */
 import { open, unlink } from 'node:fs/promises';
-import { InvalidArgumentError, LimitExceededError, MsbError, throwIfAborted, toIoError } from '../errors.js';
+import { LimitExceededError, MsbError, throwIfAborted, toIoError } from '../errors.js';
 import { layoutImage, writeImageMetadata, type ImageLayout } from '../erofs/image-writer.js';
 import type { DirNode } from '../erofs/tree.js';
 import { DEFAULT_LIMITS } from '../limits.js';
@@ -33,8 +33,8 @@ export interface FsmetaPlan { root: DirNode; layout: ImageLayout; devices: Devic
  * its block count, and with it every `mapped_blkaddr`, is known before a byte is written (§7.2).
  */
 export function planFsmeta(layers: readonly FsmetaLayer[]): FsmetaPlan {
-  if (layers.length === 0) throw new InvalidArgumentError('layers', 'an image needs at least one layer');
-  // device_id and extra_devices are u16; maxLayers (1000) keeps us far below.
+  // Zero layers is a valid image (pull.md §6): fsmeta alone, with an empty root and an empty
+  // device table. device_id and extra_devices are u16; maxLayers (1000) keeps us far below.
   if (layers.length > DEFAULT_LIMITS.maxLayers) throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
   for (const l of layers) {
     if (!Number.isSafeInteger(l.sizeBytes) || l.sizeBytes <= 0 || l.sizeBytes % BLOCK !== 0) {
