@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import Database from 'better-sqlite3';
 import { LocalBackend } from '../src/api/backend.js';
 import { Image } from '../src/api/image.js';
 import type { PullEvent, PullResult } from '../src/api/types.js';
@@ -123,12 +124,18 @@ test('C3/C8 step 3: if-missing repairs a missing layer from the stored manifest:
   const { r } = await pull(backend, ref);
   const victim = r.layers[2]!;
   unlinkSync(r.artifacts.layers[2]!.path);
+  // The descriptor sizes of a repair come from the stored raw manifest, not this (nullable) column.
+  const db = new Database(join(home, 'db', 'msb.db'));
+  try { db.pragma('busy_timeout = 5000'); db.prepare('UPDATE manifest_layer SET compressed_size_bytes = NULL').run(); } finally { db.close(); }
+  const victimSize = (JSON.parse(rows<{ raw: Buffer }>(home, 'SELECT raw FROM manifest WHERE digest = ?', r.manifestDigest)[0]!.raw.toString()) as
+    { layers: { size: number }[] }).layers[2]!.size;
   const n0 = reg.blobGets().length;
   const m0 = reg.manifestRequests().length;
   const rep = await pull(backend, ref);
   assert.equal(rep.r.manifestDigest, r.manifestDigest);
   assert.deepEqual(reg.blobGets().slice(n0).map((l) => /blobs\/(\S+)/.exec(l)![1]), [victim.blobDigest]);
   assert.equal(reg.manifestRequests().length, m0, 'no tag resolution during a repair');
+  assert.ok(rep.events.some((e) => e.type === 'resolved' && e.totalDownloadBytes === victimSize), 'sizes from the raw manifest');
   assert.ok(rep.events.some((e) => e.type === 'warning' && e.code === 'ARTIFACT_REBUILT'));
   assert.deepEqual(rep.r.layers.map((l) => l.downloaded), [false, false, true, false, false]);
   assert.deepEqual(await indexProblems(home), []);

@@ -23,7 +23,7 @@
  *   emits `resolved{cached:false}`, one `layerMaterializeComplete` per position, the stitch events.
  */
 import { lstat } from 'node:fs/promises';
-import { AbortedError, InvalidArgumentError, MsbError, NotCachedError } from '../errors.js';
+import { AbortedError, InvalidArgumentError, ManifestInvalidError, MsbError, NotCachedError } from '../errors.js';
 import type { LocalBackend, Store } from '../api/backend.js';
 import type { ImageArtifacts, PullOperation, PullOptions, PullResult } from '../api/types.js';
 import type { ImageHandle } from '../api/handle.js';
@@ -41,6 +41,7 @@ import type { PullDeps, PullHookPoint } from './deps.js';
 import type { RegistryCache, RegistryClient } from '../registry/client.js';
 import { resolveImage } from '../registry/resolve.js';
 import { PullEmitter, makeOperation, type PullEvent } from './events.js';
+import { parseManifest } from './manifest.js';
 import { checkLayer, materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
 import { checkStitch, stitchStep, type StitchCheck } from './stitch-step.js';
 import {
@@ -149,7 +150,14 @@ async function lookupCached(store: Store, parsed: ParsedReference, n: Normalized
   });
 }
 
+/**
+ * The plan of a cached image. Blob descriptors (digest, size, media type) come from the stored raw
+ * manifest, the verified source of truth: `compressed_size_bytes` may be NULL, and a repair must
+ * not fetch with size 0.
+ */
 function planFromCache(c: CachedImage): ImagePlan {
+  const parsed = parseManifest(c.manifest.raw, { contentType: c.manifest.media_type, digest: c.manifest.digest });
+  const descriptors = parsed.kind === 'manifest' ? parsed.layers : [];
   return {
     manifestDigest: c.manifest.digest,
     manifestMediaType: c.manifest.media_type,
@@ -158,10 +166,13 @@ function planFromCache(c: CachedImage): ImagePlan {
     configRaw: c.configRaw,
     indexDigest: c.indexDigest,
     platform: platformOfRow(c.manifest),
-    positions: c.layers.map((l) => ({
-      position: l.position, diffId: l.diff_id,
-      blob: { digest: l.blob_digest, size: l.compressed_size_bytes ?? 0, mediaType: l.media_type },
-    })),
+    positions: c.layers.map((l) => {
+      const d = descriptors[l.position];
+      if (!d || d.digest !== l.blob_digest) {
+        throw new ManifestInvalidError(`stored manifest has no layer ${l.blob_digest} at position ${l.position}`, c.manifest.digest);
+      }
+      return { position: l.position, diffId: l.diff_id, blob: { digest: d.digest, size: d.size, mediaType: d.mediaType } };
+    }),
   };
 }
 
