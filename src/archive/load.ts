@@ -30,7 +30,7 @@ import type { Compression } from '../layer/compression.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { mediaTypeCompression, type ConverterDeps } from '../pull/blob-pipeline.js';
 import { defaultConverterDeps } from '../pull/deps-default.js';
-import { PullEmitter, type PullEvent } from '../pull/events.js';
+import { PullEmitter, linkedAbort, type PullEvent } from '../pull/events.js';
 import { checkLayer, publishLayerCandidate } from '../pull/layer.js';
 import { stitchStep } from '../pull/stitch-step.js';
 import { hostPlatform, parsePlatform } from '../pull/platform.js';
@@ -76,12 +76,7 @@ export async function loadArchive(backend: LocalBackend, input: string | NodeJS.
 
   const emitter = new PullEmitter();
   if (options.onProgress) emitter.addListener(options.onProgress as (e: PullEvent) => void);
-  const ac = new AbortController();
-  const outer = options.signal;
-  const onOuter = () => ac.abort(outer!.reason);
-  if (outer?.aborted) ac.abort(outer.reason);
-  else outer?.addEventListener('abort', onOuter, { once: true });
-  emitter.onListenerError = (e) => ac.abort(e);
+  const ac = linkedAbort(options.signal, emitter);
   const signal = ac.signal;
   try {
     return await backend._run(async () => {
@@ -127,7 +122,7 @@ export async function loadArchive(backend: LocalBackend, input: string | NodeJS.
     if (signal.aborted && !(err instanceof AbortedError) && (!(err instanceof MsbError) || err.code === 'IO')) throw new AbortedError(signal.reason);
     throw err;
   } finally {
-    outer?.removeEventListener('abort', onOuter);
+    ac.dispose();
   }
 }
 

@@ -97,6 +97,25 @@ export function reportError(err: unknown, ctx: CliContext): number {
   return status;
 }
 
+/**
+ * Runs `fn` for every argument of a multi-argument command (rmi, sandbox rm, snapshot rm): a
+ * failed argument is reported and the others still run; the first failure's exit status is
+ * returned (0 when all succeeded). A signal or internal error (≥ 128) stops at once.
+ */
+export async function forEachArgument(ctx: CliContext, args: readonly string[], fn: (arg: string) => Promise<void>): Promise<number> {
+  let status = 0;
+  for (const a of args) {
+    try {
+      await fn(a);
+    } catch (err) {
+      if (exitCodeFor(err, ctx.signal) >= 128) throw err;
+      const s = reportError(err, ctx);
+      if (status === 0) status = s;
+    }
+  }
+  return status;
+}
+
 export async function main(argv: string[], io: Partial<CliContext> = {}): Promise<number> {
   const ac = new AbortController();
   const ctx: CliContext = {

@@ -9,7 +9,7 @@
  * given to `write`/`read` are synchronous and must do no file or network I/O.
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DatabaseError, MsbError, throwIfAborted, toIoError } from '../errors.js';
@@ -76,17 +76,7 @@ export class IndexDb {
    * the whole transaction; after 10 s → DatabaseError. An exception from `fn` rolls back.
    */
   async write<T>(fn: (db: Db) => T, opts: TxOptions = {}): Promise<T> {
-    return this.retrying('write transaction', opts.signal, () => {
-      this.db.exec('BEGIN IMMEDIATE');
-      try {
-        const r = fn(this.db);
-        this.db.exec('COMMIT');
-        return r;
-      } catch (err) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
-        throw err;
-      }
-    });
+    return this.retrying('write transaction', opts.signal, () => this.transaction('BEGIN IMMEDIATE', fn));
   }
 
   /**
@@ -94,17 +84,20 @@ export class IndexDb {
    * single `list()` one query and no extra work; only a busy database falls back to retries.
    */
   async read<T>(fn: (db: Db) => T, opts: TxOptions = {}): Promise<T> {
-    return this.retrying('read', opts.signal, () => {
-      this.db.exec('BEGIN');
-      try {
-        const r = fn(this.db);
-        this.db.exec('COMMIT');
-        return r;
-      } catch (err) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
-        throw err;
-      }
-    });
+    return this.retrying('read', opts.signal, () => this.transaction('BEGIN', fn));
+  }
+
+  /** One attempt: `begin`, `fn`, COMMIT; anything thrown rolls back. */
+  private transaction<T>(begin: 'BEGIN' | 'BEGIN IMMEDIATE', fn: (db: Db) => T): T {
+    this.db.exec(begin);
+    try {
+      const r = fn(this.db);
+      this.db.exec('COMMIT');
+      return r;
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
   }
 
   private async retrying<T>(what: string, signal: AbortSignal | undefined, attempt: () => T): Promise<T> {
@@ -204,8 +197,8 @@ export function indexPath(home: string): string {
  * or a newer schema is refused with DatabaseError before any pragma or statement that writes.
  */
 export async function openIndex(home: string, opts: OpenIndexOptions): Promise<IndexDb | null> {
-  const dbDir = join(home, 'db');
-  const path = join(dbDir, 'msb.db');
+  const path = indexPath(home);
+  const dbDir = dirname(path);
   if (!opts.create) {
     try {
       if (!statSync(path).isFile()) throw new DatabaseError(`${path} is not an msb-image index; set MSB_HOME to use another home`);

@@ -3,7 +3,6 @@
  * that stamps `elapsedMs` and delivers synchronously to `onProgress`, and the `PullOperation`
  * queue whose async iterator coalesces only *pending* `…Progress` events of one layer and kind.
  */
-import { MsbError } from '../errors.js';
 
 export interface PlatformInfo { os: string; architecture: string; variant: string | null }
 
@@ -233,6 +232,20 @@ export interface PullOperationLike<R> extends AsyncIterable<PullEvent> {
 }
 
 /**
+ * An operation's own abort controller, linked to the caller's `outer` signal and, when given, to
+ * a throwing listener of `emitter` (the operation then rejects with that error). `dispose()`
+ * unhooks it from `outer` once the operation settled.
+ */
+export function linkedAbort(outer: AbortSignal | undefined, emitter?: PullEmitter): { signal: AbortSignal; abort(reason?: unknown): void; dispose(): void } {
+  const ac = new AbortController();
+  const onOuter = () => ac.abort(outer!.reason);
+  if (outer?.aborted) ac.abort(outer.reason);
+  else outer?.addEventListener('abort', onOuter, { once: true });
+  if (emitter) emitter.onListenerError = (e) => ac.abort(e);
+  return { signal: ac.signal, abort: (reason) => ac.abort(reason), dispose: () => outer?.removeEventListener('abort', onOuter) };
+}
+
+/**
  * Builds a PullOperation around `run(signal, emitterListener)`: events flow into an unbounded
  * queue; the iterator ends normally when the run settles (successfully or not); `result` has an
  * internal no-op rejection handler so a failed pull never raises `unhandledRejection`.
@@ -241,19 +254,14 @@ export function makeOperation<R>(
   outerSignal: AbortSignal | undefined,
   run: (signal: AbortSignal, onEvent: (e: PullEvent) => void) => Promise<R>,
 ): PullOperationLike<R> {
-  const ac = new AbortController();
+  const ac = linkedAbort(outerSignal);
   const queue = new EventQueue();
-  const onOuterAbort = () => ac.abort(outerSignal!.reason);
-  if (outerSignal) {
-    if (outerSignal.aborted) ac.abort(outerSignal.reason);
-    else outerSignal.addEventListener('abort', onOuterAbort, { once: true });
-  }
   const result = (async () => {
     // Start on the next tick so the caller can attach its iterator first; nothing is lost anyway.
     await Promise.resolve();
     return run(ac.signal, (e) => queue.push(e));
   })().finally(() => {
-    outerSignal?.removeEventListener('abort', onOuterAbort);
+    ac.dispose();
     queue.close();
   });
   result.catch(() => {});
@@ -264,9 +272,4 @@ export function makeOperation<R>(
     },
     [Symbol.asyncIterator]: () => queue[Symbol.asyncIterator](),
   };
-}
-
-/** True when `e` is already a typed error (kept as-is when reporting). */
-export function isMsbError(e: unknown): e is MsbError {
-  return e instanceof MsbError;
 }

@@ -40,7 +40,7 @@ import type { BlobEvent, BlobSource } from './blob-pipeline.js';
 import type { PullDeps, PullHookPoint } from './deps.js';
 import type { RegistryCache, RegistryClient } from '../registry/client.js';
 import { resolveImage } from '../registry/resolve.js';
-import { PullEmitter, makeOperation, type PullEvent } from './events.js';
+import { PullEmitter, linkedAbort, makeOperation, type PullEvent } from './events.js';
 import { parseManifest } from './manifest.js';
 import { checkLayer, materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
 import { checkStitch, stitchStep, type StitchCheck } from './stitch-step.js';
@@ -192,17 +192,11 @@ export function startPull(backend: LocalBackend, reference: string, options: Pul
 async function runPull(backend: LocalBackend, reference: string, options: PullOptions & { lease?: unknown },
   extraListener: ((e: PullEvent) => void) | null): Promise<PullResult> {
   const parsed = parseReference(reference);
-  const n0 = normalizeOptions(backend, options, null); // argument errors before any I/O
-  void n0;
+  normalizeOptions(backend, options, null); // argument errors before any I/O
   const emitter = new PullEmitter();
   if (extraListener) emitter.addListener(extraListener);
   if (options.onProgress) emitter.addListener(options.onProgress);
-  const ac = new AbortController();
-  const outer = options.signal;
-  const onOuter = () => ac.abort(outer!.reason);
-  if (outer?.aborted) ac.abort(outer.reason);
-  else outer?.addEventListener('abort', onOuter, { once: true });
-  emitter.onListenerError = (e) => ac.abort(e);
+  const ac = linkedAbort(options.signal, emitter);
   const state = { committing: false };
   try {
     return await backend._run(() => doPull(backend, parsed, options, emitter, ac.signal, state));
@@ -214,7 +208,7 @@ async function runPull(backend: LocalBackend, reference: string, options: PullOp
     }
     throw err;
   } finally {
-    outer?.removeEventListener('abort', onOuter);
+    ac.dispose();
   }
 }
 
@@ -267,7 +261,6 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
 
     let plan: ImagePlan | null = null;
     let source: string | null = null;
-    let cachedRef: RefRow | null = null;
 
     // Step 3: the cache check (also `always` after a HEAD that matched).
     if (!n.force) {
@@ -308,14 +301,12 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
           throw new NotCachedError(parsed.familiar, `${parsed.familiar} is not fully cached (a layer is missing or invalid) and the policy is 'never'`);
         }
         plan = planFromCache(cached);
-        cachedRef = cached.ref;
       } else if (n.policy === 'never') {
         throw new NotCachedError(parsed.familiar, c && !platformOk
           ? `${parsed.familiar} is cached for ${formatPlatform(platformOfRow(c.manifest))}, not ${formatPlatform(n.target)}, and the policy is 'never'`
           : undefined);
       }
     }
-    void cachedRef;
 
     // Step 4: resolve.
     if (!plan) {
@@ -371,9 +362,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
     state.committing = true;
     const pub = await publishImage(backend, commitRecord(canonical, plan));
     await hook('committed');
-    const fetched = [...outcomes.values()].some((o) => o.downloaded || o.materialized);
     emitter.emit({ type: 'complete', reference: canonical, manifestDigest: plan.manifestDigest, cached: false, layerCount: plan.positions.length });
-    void fetched;
     return result(store, parsed, plan, pub.handles[0]!, false, source, outcomes);
   } finally {
     if (ownLease && lease) await lease.release();

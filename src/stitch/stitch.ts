@@ -9,6 +9,7 @@ import { CacheCorruptError, InvalidArgumentError, LimitExceededError, MsbError, 
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
 import { DEFAULT_LIMITS } from '../limits.js';
+import { fsyncDir } from '../store/atomic.js';
 import { digestUuid } from '../util/digest.js';
 import { planFsmeta, stitchVmdkText, writeFsmetaPlan, type FsmetaLayer } from './build.js';
 import { BLOCK, checkDiskBlocks, standInDigest, uuidTag } from './fsmeta.js';
@@ -149,15 +150,6 @@ async function writeNewFile(path: string, text: string): Promise<void> {
   const fh = await open(path, 'wx', 0o644);
   try {
     await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
     await fh.sync();
   } finally {
     await fh.close();
