@@ -315,7 +315,3 @@ export function _resetDefaultBackend(): void {
   explicitDefault = null;
   resolvedDefault = null;
 }
-
-export function isLocalBackend(b: unknown): b is LocalBackend {
-  return b instanceof LocalBackend;
-}

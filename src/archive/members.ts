@@ -19,7 +19,7 @@
  * duplicates that matter, since nothing is ever read from a directory.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AbortedError, ArchiveInvalidError, LimitExceededError, MsbError, toIoError } from '../errors.js';
@@ -311,8 +311,4 @@ function decompressed(src: NodeJS.ReadableStream, kind: Compression): NodeJS.Rea
   src.on('error', (e) => d.destroy(e as Error));
   src.pipe(d);
   return d;
-}
-
-export async function makeDir(p: string): Promise<void> {
-  try { await mkdir(p, { recursive: false, mode: 0o700 }); } catch (err) { throw toIoError(err, p); }
 }

@@ -76,7 +76,6 @@ const BAR_WIDTH = 20;
 export class ProgressRenderer {
   private readonly layers = new Map<number, LayerLine>();
   private layerCount = 0;
-  private reference = '';
   private liveLines = 0;
   private dirty = false;
   private timer: NodeJS.Timeout | null = null;
@@ -135,7 +134,6 @@ export class ProgressRenderer {
   handle(e: PullEvent): void {
     switch (e.type) {
       case 'resolving':
-        this.reference = e.reference;
         if (!this.opts.tty) this.out.write(`resolving ${e.reference}\n`);
         break;
       case 'resolved': {

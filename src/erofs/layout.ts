@@ -67,10 +67,6 @@ const FT_OF: Record<Entry['kind'], number> = {
   file: FT_REG, dir: FT_DIR, symlink: FT_SYMLINK, chr: FT_CHR, blk: FT_BLK, fifo: FT_FIFO, sock: FT_SOCK,
 };
 
-export function fileTypeOf(e: Entry): number {
-  return FT_OF[e.kind];
-}
-
 /** Xattrs as written: the node's own plus marker xattrs for dir flags, sorted by (index, suffix). */
 export function xattrsForWrite(e: Entry): Xattr[] {
   const own = e.meta.xattrs;

@@ -92,7 +92,3 @@ export function newDir(implicit = false, meta: Meta = newMeta()): DirNode {
 export function nameToDisplay(name: string): string {
   return Buffer.from(name, 'latin1').toString('utf8');
 }
-
-export function nameFromBytes(b: Buffer): string {
-  return b.toString('latin1');
-}

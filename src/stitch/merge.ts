@@ -12,7 +12,7 @@
  * The result holds no whiteouts (char 0/0), no opaque flags, no implicit flags and no marker
  * xattrs.
  */
-import { isDir, isWhiteout, newDir, newMeta, type DirNode, type Entry, type Inode, type Meta, type Xattr } from '../erofs/tree.js';
+import { isDir, isWhiteout, newDir, newMeta, type DirNode, type Inode, type Meta, type Xattr } from '../erofs/tree.js';
 
 /** EROFS xattr prefix index of `trusted.` (erofs.md §4.2). */
 const TRUSTED = 4;
@@ -105,9 +105,4 @@ function mergedInode(c: Inode, k: number, identities: Map<Inode, Inode>): Inode 
   if (c.rdevMinor !== undefined) out.rdevMinor = c.rdevMinor;
   identities.set(c, out);
   return out;
-}
-
-/** `d`'s children in byte order (canonical order for listings and tests). */
-export function sortedChildren(d: DirNode): [string, Entry][] {
-  return [...d.children.entries()].sort((a, b) => byteOrder(a[0], b[0]));
 }

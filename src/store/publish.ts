@@ -16,7 +16,7 @@ import type { LocalBackend, Store } from '../api/backend.js';
 import { ImageHandle } from '../api/handle.js';
 import { familiarOf } from '../api/refs.js';
 import type { IndexDb } from '../index/db.js';
-import { findLayer, findManifest, findRef, manifestLayers, type ListRow, type RefRow } from '../index/queries.js';
+import { findLayer, findManifest, findRef, type ListRow, type RefRow } from '../index/queries.js';
 import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
 
 /** st_blocks × 512 and length of a regular file (lstat: a symlink is not followed). */
@@ -233,21 +233,4 @@ export function touchRefSync(index: IndexDb, canonical: string, now: number): Im
   index.stmt('UPDATE image_ref SET last_used_at = ? WHERE id = ?').run(now, r.ref_id);
   index.stmt('UPDATE layer SET last_used_at = ? WHERE id IN (SELECT layer_id FROM manifest_layer WHERE manifest_id = ?)').run(now, r.manifest_id);
   return refRowToHandle(findRef(index, canonical)!);
-}
-
-/**
- * After fsmeta/VMDK were rebuilt (or a layer replaced) for an existing manifest: re-measures the
- * files and records fsmeta_bytes, vmdk_bytes, size_bytes and materialized_at.
- */
-export async function updateManifestArtifacts(backend: LocalBackend, manifestDigest: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
-  const store = await backend._open('write', opts.signal);
-  const index = store.index;
-  const row = await index.read(() => findManifest(index, manifestDigest));
-  if (!row) return;
-  const diffIds = await index.read(() => manifestLayers(index, row.id).map((l) => l.diff_id));
-  const measured = await measureArtifacts(store, manifestDigest, diffIds);
-  await index.write(() => {
-    index.stmt('UPDATE manifest SET fsmeta_bytes = ?, vmdk_bytes = ?, size_bytes = ?, materialized_at = ? WHERE digest = ?')
-      .run(measured.fsmetaBytes, measured.vmdkBytes, measured.sizeBytes, Date.now(), manifestDigest);
-  }, { signal: opts.signal });
 }
