@@ -13,16 +13,11 @@ import { Readable, pipeline } from 'node:stream';
 import { AbortedError, InvalidArgumentError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
 import type { Limits } from '../limits.js';
 import { isDigest } from '../util/digest.js';
-import { writeLayer } from '../erofs/layer-writer.js';
+import { writeLayer, type WriteLayerResult } from '../erofs/layer-writer.js';
+import { fsyncDir } from '../store/atomic.js';
 import { DETECT_BYTES, createDecompressor, detectCompression, mapDecoderError, type Compression } from './compression.js';
 
-export interface ConvertLayerResult {
-  diffId: string;
-  sizeBytes: number;
-  inodes: number;
-  blocks: number;
-  entries: number;
-  xattrsDropped: number;
+export interface ConvertLayerResult extends Omit<WriteLayerResult, 'root'> {
   compression: Compression;
 }
 
@@ -155,11 +150,3 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}

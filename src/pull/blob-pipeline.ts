@@ -31,16 +31,12 @@ import type { Limits } from '../limits.js';
 import type { Compression } from './manifest.js';
 import type { PullEmitter } from './events.js';
 
+import type { WriteLayerResult } from '../erofs/layer-writer.js';
+
 export type { Compression };
 
 /** Result of one converted layer (the subset of writeLayer's result the pull uses). */
-export interface ConvertedLayer {
-  diffId: string;
-  sizeBytes: number;
-  inodes: number;
-  blocks: number;
-  entries: number;
-  xattrsDropped: number;
+export interface ConvertedLayer extends Omit<WriteLayerResult, 'root'> {
   /** The layer's in-memory tree, kept for stitching (`buildFsmeta`). */
   root?: unknown;
 }
