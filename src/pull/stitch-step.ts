@@ -5,7 +5,7 @@
  * publish it, then write and publish the VMDK. An artifact that existed (file or recorded size)
  * but is invalid is rebuilt with an `ARTIFACT_REBUILT` warning.
  */
-import { lstat, open, rename, unlink } from 'node:fs/promises';
+import { lstat, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AbortedError, CacheCorruptError, toIoError } from '../errors.js';
 import type { Store } from '../api/backend.js';
@@ -114,8 +114,7 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
         const { buildFsmeta } = await import('../stitch/build.js');
         const built = await buildFsmeta(diffIds.map((d, i) => ({ root: trees.get(d)!, ...fsLayers[i]! })), cand.path, { uuid: digestUuid(m), signal });
         trees.clear();
-        const fh = await open(cand.path, 'r');
-        try { await fh.sync(); } finally { await fh.close(); }
+        // buildFsmeta already fsynced the candidate through its own handle (image-writer.ts).
         const why = await validateFsmetaFile(cand.path, { uuid: digestUuid(m), layers: fsLayers });
         if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
         if (signal.aborted) throw new AbortedError(signal.reason);
