@@ -35,7 +35,8 @@
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from './undici.js';
 import {
   AbortedError, DigestMismatchError, LimitExceededError, MsbError, NetworkError, RegistryAuthError, RegistryError,
   redactUrl,

@@ -5,7 +5,8 @@
  */
 import { rootCertificates } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, envHttpProxyAgent } from './undici.js';
 import { SettingsError } from '../errors.js';
 
 export interface Timeouts { connectMs: number; headersMs: number; idleMs: number }
@@ -53,6 +54,7 @@ export class DispatcherPool {
       // Redirects are followed by hand (pull.md §3); undici@7 Agents do not follow any by default.
     };
     if (proxyConfigured(this.env)) {
+      const EnvHttpProxyAgent = envHttpProxyAgent();
       d = new EnvHttpProxyAgent({
         ...common,
         requestTls: tls,
