@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Image, LocalBackend, type ImagePruneReport } from '../src/index.js';
 import { createLease } from '../src/store/lease.js';
 import { withLock } from '../src/store/locks.js';
-import { allocOf, diffIdOf, publishFakeImage, synthesizeIndex } from './helpers/index-fixtures.js';
+import { allocOf, diffIdOf, publishFakeImage, synthesizeIndex, fileAlloc } from './helpers/index-fixtures.js';
 import { cli } from './helpers/msb-cli.js';
 import { tempDir } from './helpers/env.js';
 
@@ -24,19 +24,6 @@ async function backend(t: { after(fn: () => unknown): void }) {
   return { dir, b, store, paths: store.paths, db: store.index.db };
 }
 
-/** Every file under dir (relative path → st_blocks*512), directories excluded. */
-function tree(dir: string): Map<string, number> {
-  const out = new Map<string, number>();
-  const walk = (d: string) => {
-    for (const n of readdirSync(d)) {
-      const p = join(d, n);
-      const st = lstatSync(p);
-      if (st.isDirectory()) walk(p); else out.set(p.slice(dir.length), st.blocks * 512);
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 function dbDump(db: { prepare(s: string): { all(): unknown[] } }): string {
   return JSON.stringify(['image_ref', 'manifest', 'config', 'layer', 'manifest_layer', 'pin', 'lease', 'lease_item']
@@ -64,13 +51,13 @@ async function scene(b: LocalBackend, db: { prepare(s: string): { run(...a: unkn
 test('B4/B6: prune keeps pinned images, removes the rest, and the report matches the files that disappeared byte for byte; dry run = real run', async (t) => {
   const { dir, b, db, paths } = await backend(t);
   const { A, B, C, D, E } = await scene(b, db);
-  const before = tree(dir);
+  const before = fileAlloc(dir);
   const dbBefore = dbDump(db);
   const dry = await Image.pruneLocal(b, { dryRun: true });
-  assert.deepEqual(tree(dir), before, 'a dry run changes no file');
+  assert.deepEqual(fileAlloc(dir), before, 'a dry run changes no file');
   assert.equal(dbDump(db), dbBefore, 'a dry run changes no row');
   const real = await Image.pruneLocal(b);
-  const after = tree(dir);
+  const after = fileAlloc(dir);
   let gone = 0;
   for (const [p, bytes] of before) if (!after.has(p)) gone += bytes;
   assert.equal(real.bytesReclaimed, gone);
@@ -369,13 +356,13 @@ test('B16: list() over 10,000 refs is one query in order, with no filesystem cal
 test('H12: prune of 10,000 unpinned synthesized refs completes and reports 10,000', async (t) => {
   const { dir, b } = await backend(t);
   const { manifests } = await synthesizeIndex(b, 10_000, 1000);
-  const before = tree(dir);
+  const before = fileAlloc(dir);
   const r = await Image.pruneLocal(b);
   assert.equal(r.imageRefsRemoved, 10_000);
   assert.equal(r.manifestsRemoved, manifests.length);
   assert.equal(r.layersRemoved, 1001);
   let gone = 0;
-  const after = tree(dir);
+  const after = fileAlloc(dir);
   for (const [p, bytes] of before) if (!after.has(p)) gone += bytes;
   assert.equal(r.bytesReclaimed, gone);
   assert.deepEqual(await Image.listLocal(b), []);

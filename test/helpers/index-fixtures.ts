@@ -4,8 +4,8 @@
  * 4096-byte-aligned files whose diff_id is the sha256 of a seed string, so two images given the
  * same seed share a layer exactly as two pulled images would.
  */
-import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, lstatSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, lstatSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { LocalBackend } from '../../src/api/backend.js';
 import { parseReference } from '../../src/reference/reference.js';
 import { withLock } from '../../src/store/locks.js';
@@ -149,4 +149,22 @@ export async function synthesizeIndex(backend: LocalBackend, refs: number, image
     }
   });
   return { manifests };
+}
+
+/**
+ * Every file under `dir` (path relative to dir → st_blocks*512), directories excluded. With
+ * `reclaimable`, a file with other hard links counts 0: what deleting it would free (storage.md §8).
+ */
+export function fileAlloc(dir: string, opts: { reclaimable?: boolean } = {}): Map<string, number> {
+  const out = new Map<string, number>();
+  const walk = (d: string) => {
+    for (const n of readdirSync(d)) {
+      const p = join(d, n);
+      const st = lstatSync(p);
+      if (st.isDirectory()) walk(p);
+      else out.set(p.slice(dir.length), opts.reclaimable && st.nlink !== 1 ? 0 : st.blocks * 512);
+    }
+  };
+  walk(dir);
+  return out;
 }
