@@ -15,13 +15,13 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { readErofsTree } from '../src/erofs/reader.js';
 import { newDir, newMeta, type DirNode, type Inode } from '../src/erofs/tree.js';
-import { convertLayer } from '../src/layer/convert.js';
+import { convertLayer } from '../src/erofs/convert.js';
 import { planFsmeta, stitchVmdkText, writeFsmetaPlan } from '../src/stitch/build.js';
 import { uuidTag } from '../src/stitch/fsmeta.js';
 import { stitchLayers } from '../src/stitch/stitch.js';
 import { cidOf } from '../src/stitch/vmdk.js';
 import { ensureImages } from '../test/helpers/env.js';
-import { ociLayers } from '../test/stitch-fixtures.js';
+import { ociLayers } from '../test/helpers/stitch-fixtures.js';
 
 export interface BenchResult { name: string; entries: number; layers: number; ms: number; fsmetaBytes: number }
 

@@ -2,13 +2,13 @@
  * msb-image: the ONE public entry (api.md). ESM only, Node ≥ 20.
  */
 export { Image } from './api/image.js';
-export { ImageHandle } from './api/handle.js';
+export { ImageHandle } from './store/handle.js';
 export { Sandbox, Snapshot } from './api/sandbox.js';
 export {
   LocalBackend, LocalBackendBuilder, CloudBackend, setDefaultBackend, defaultBackend,
   type LocalBackendOptions,
 } from './api/backend.js';
-export type { Settings, HostSettings, HostAuthSettings } from './api/settings.js';
+export type { Settings, HostSettings, HostAuthSettings } from './settings/settings.js';
 export type {
   Platform, ImageConfigDetail, ImageLayerDetail, ImageArtifacts, ImageDetail, PinInfo, RemoveOptions,
   ImageRemoveReport, PruneOptions, PruneItemError, ImagePruneReport, DiskUsageReport, PullPolicy, RegistryAuth,
@@ -22,5 +22,5 @@ export {
   LimitExceededError, AbortedError, SettingsError, IoError, DatabaseError, PinNotFoundError,
   type ErrorCode, type PinRef,
 } from './errors.js';
-export { convertLayer } from './layer/convert.js';
+export { convertLayer } from './erofs/convert.js';
 export { stitchLayers } from './stitch/index.js';

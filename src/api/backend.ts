@@ -17,13 +17,13 @@ import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { inspect as utilInspect } from 'node:util';
 import { SettingsError, toIoError } from '../errors.js';
-import { IndexDb, openIndex } from '../index/db.js';
+import { IndexDb, openIndex } from '../catalog/db.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { CachePaths } from '../store/paths.js';
 import { checkMarker, ensureMarker } from '../store/marker.js';
 import { deleteStaleLeases } from '../store/lease.js';
-import { tryParseDuration } from './duration.js';
-import { DEFAULT_TEMP_GRACE, overlaySettings, readSettings, type Settings } from './settings.js';
+import { tryParseDuration } from '../util/duration.js';
+import { DEFAULT_TEMP_GRACE, overlaySettings, readSettings, type Settings } from '../settings/settings.js';
 
 export interface LocalBackendOptions {
   /** Default: MSB_HOME, else ~/.msb-image. */

@@ -1,6 +1,6 @@
 /** Builders for ImageDetail / ImageConfigDetail / ImageArtifacts from index rows (no file access). */
-import type { IndexDb } from '../index/db.js';
-import { configRaw, findManifest, manifestLayers, pinsOfManifest, type RefRow } from '../index/queries.js';
+import type { IndexDb } from '../catalog/db.js';
+import { configRaw, findManifest, manifestLayers, pinsOfManifest, type RefRow } from '../catalog/queries.js';
 import { pinInfo } from '../store/remove.js';
 import { refRowToHandle } from '../store/publish.js';
 import type { CachePaths } from '../store/paths.js';

@@ -9,7 +9,7 @@
  * A target with a digest component must carry the source's manifest digest.
  */
 import { ImageNotFoundError, InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { findManifest, findRef, listRefs, newestRefOfManifest } from '../index/queries.js';
+import { findManifest, findRef, listRefs, newestRefOfManifest } from '../catalog/queries.js';
 import { makeOperation } from '../pull/events.js';
 import { pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
 import { listRowToHandle, refRowToHandle } from '../store/publish.js';
@@ -18,7 +18,7 @@ import { diskUsage, emptyDiskUsage } from '../store/usage.js';
 import { withStoreLock } from '../store/locks.js';
 import { CloudBackend, defaultBackend, LocalBackend } from './backend.js';
 import { buildDetail } from './detail.js';
-import type { ImageHandle } from './handle.js';
+import type { ImageHandle } from '../store/handle.js';
 import { parseImageSelector, parseReference, type ImageSelector } from './refs.js';
 import type {
   DiskUsageReport, ImageDetail, ImagePruneReport, ImageRemoveReport, LoadOptions, PruneOptions, PullOperation,

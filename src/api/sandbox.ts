@@ -10,8 +10,8 @@
  */
 import { lstat } from 'node:fs/promises';
 import { CacheCorruptError, InvalidArgumentError, PinNotFoundError } from '../errors.js';
-import type { IndexDb } from '../index/db.js';
-import { configRaw, findManifest, findPin, manifestLayers, type PinRow } from '../index/queries.js';
+import type { IndexDb } from '../catalog/db.js';
+import { configRaw, findManifest, findPin, manifestLayers, type PinRow } from '../catalog/queries.js';
 import { createLease } from '../store/lease.js';
 import type { CachePaths } from '../store/paths.js';
 import { touchRefSync } from '../store/publish.js';

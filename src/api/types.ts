@@ -5,7 +5,7 @@
 import type { ErrorCode } from '../errors.js';
 import type { Limits } from '../limits.js';
 import type { PullEvent } from '../pull/events.js';
-import type { ImageHandle } from './handle.js';
+import type { ImageHandle } from '../store/handle.js';
 
 export type { PullEvent } from '../pull/events.js';
 export type { Limits } from '../limits.js';

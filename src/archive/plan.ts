@@ -15,8 +15,8 @@ import { ArchiveInvalidError, DigestMismatchError, InvalidArgumentError, LimitEx
 import { FIXED_LIMITS, type Limits } from '../limits.js';
 import {
   isIndexMediaType, isManifestMediaType, parseImageConfig, parseManifest, type ImageIndex, type ImageManifest, type IndexEntry,
-} from '../pull/manifest.js';
-import { configPlatform, entryPlatform, recordedPlatform, selectPlatform, type Platform } from '../pull/platform.js';
+} from '../oci/manifest.js';
+import { configPlatform, entryPlatform, recordedPlatform, selectPlatform, type Platform } from '../oci/platform.js';
 import { parseReference } from '../reference/reference.js';
 import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
 import type { ArchiveMembers, Member } from './members.js';

@@ -21,7 +21,7 @@ import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { AbortedError, CacheCorruptError, ImageNotFoundError, InvalidArgumentError, toIoError } from '../errors.js';
 import type { LocalBackend, Store } from '../api/backend.js';
 import type { SaveOptions, SaveResult } from '../api/types.js';
-import { configRaw, findManifest, findRef, manifestLayers, type ManifestRow } from '../index/queries.js';
+import { configRaw, findManifest, findRef, manifestLayers, type ManifestRow } from '../catalog/queries.js';
 import { checkLayer } from '../pull/layer.js';
 import { parseImageSelector, type ImageSelector } from '../reference/reference.js';
 import { createLease } from '../store/lease.js';

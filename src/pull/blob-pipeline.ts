@@ -28,7 +28,7 @@ import {
 } from '../errors.js';
 import { digestAlgorithm, newHash, type DigestAlgorithm } from '../util/digest.js';
 import type { Limits } from '../limits.js';
-import type { Compression } from './manifest.js';
+import type { Compression } from '../oci/manifest.js';
 import type { PullEmitter } from './events.js';
 
 import type { WriteLayerResult } from '../erofs/layer-writer.js';

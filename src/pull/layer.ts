@@ -16,7 +16,7 @@ import { open, rename, lstat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AbortedError, CacheCorruptError, MsbError, toIoError } from '../errors.js';
 import type { LocalBackend, Store } from '../api/backend.js';
-import { findLayer, type LayerRow } from '../index/queries.js';
+import { findLayer, type LayerRow } from '../catalog/queries.js';
 import type { Lease } from '../store/lease.js';
 import { fsyncDir } from '../store/atomic.js';
 import { withStoreLock } from '../store/locks.js';

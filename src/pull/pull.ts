@@ -26,10 +26,10 @@ import { lstat } from 'node:fs/promises';
 import { AbortedError, InvalidArgumentError, ManifestInvalidError, MsbError, NotCachedError } from '../errors.js';
 import type { LocalBackend, Store } from '../api/backend.js';
 import type { ImageArtifacts, PullOperation, PullOptions, PullResult } from '../api/types.js';
-import type { ImageHandle } from '../api/handle.js';
+import type { ImageHandle } from '../store/handle.js';
 import {
   configRaw, findManifest, findManifestById, findRef, manifestLayers, type ManifestLayerRow, type ManifestRow, type RefRow,
-} from '../index/queries.js';
+} from '../catalog/queries.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { parseReference, type ParsedReference } from '../reference/reference.js';
 import { createLease, type Lease } from '../store/lease.js';
@@ -41,12 +41,12 @@ import type { PullDeps, PullHookPoint } from './deps.js';
 import type { RegistryCache, RegistryClient } from '../registry/client.js';
 import { resolveImage } from '../registry/resolve.js';
 import { PullEmitter, linkedAbort, makeOperation, type PullEvent } from './events.js';
-import { parseManifest } from './manifest.js';
+import { parseManifest } from '../oci/manifest.js';
 import { checkLayer, materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
 import { checkStitch, stitchStep, type StitchCheck } from './stitch-step.js';
 import {
   formatPlatform, hostPlatform, isPlatformCompatible, parsePlatform, type Platform,
-} from './platform.js';
+} from '../oci/platform.js';
 
 type Policy = 'if-missing' | 'always' | 'never';
 

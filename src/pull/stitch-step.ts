@@ -10,7 +10,7 @@ import { dirname } from 'node:path';
 import { AbortedError, CacheCorruptError, toIoError } from '../errors.js';
 import type { Store } from '../api/backend.js';
 import type { DirNode } from '../erofs/tree.js';
-import { findManifest } from '../index/queries.js';
+import { findManifest } from '../catalog/queries.js';
 import { atomicPublish, fsyncDir } from '../store/atomic.js';
 import type { Lease } from '../store/lease.js';
 import { withStoreLock } from '../store/locks.js';

@@ -42,8 +42,8 @@ import {
   redactUrl,
 } from '../errors.js';
 import { DEFAULT_LIMITS } from '../limits.js';
-import type { Descriptor } from '../pull/manifest.js';
-import { MANIFEST_ACCEPT } from '../pull/manifest.js';
+import type { Descriptor } from '../oci/manifest.js';
+import { MANIFEST_ACCEPT } from '../oci/manifest.js';
 import { DOCKER_HUB_DOMAIN, registryEndpointHost } from '../reference/reference.js';
 import { digestAlgorithm, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
 import { parseWwwAuthenticate, pickChallenge, type Challenge } from './challenge.js';

@@ -6,8 +6,8 @@
  */
 import { ManifestInvalidError } from '../errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../limits.js';
-import { parseImageConfig, parseManifest, type ImageConfig, type ImageIndex, type ImageManifest, type IndexEntry } from '../pull/manifest.js';
-import { hostPlatform, parsePlatform, recordedPlatform, selectPlatform, type Platform } from '../pull/platform.js';
+import { parseImageConfig, parseManifest, type ImageConfig, type ImageIndex, type ImageManifest, type IndexEntry } from '../oci/manifest.js';
+import { hostPlatform, parsePlatform, recordedPlatform, selectPlatform, type Platform } from '../oci/platform.js';
 import type { ParsedReference } from '../reference/reference.js';
 import type { RegistryClient } from './client.js';
 import type { WarningInfo } from './types.js';

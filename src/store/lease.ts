@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { IndexDb } from '../index/db.js';
+import type { IndexDb } from '../catalog/db.js';
 import type { LocalBackend } from '../api/backend.js';
 
 export type LeaseOperation = 'pull' | 'load' | 'save' | 'create';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { MsbError, throwIfAborted, toIoError, type ErrorCode } from '../errors.js';
 import type { Store } from '../api/backend.js';
 import { familiarOf } from '../api/refs.js';
-import { parseDuration } from '../api/duration.js';
+import { parseDuration } from '../util/duration.js';
 import type { ImagePruneReport, PruneItemError, PruneOptions } from '../api/types.js';
 import { InvalidArgumentError } from '../errors.js';
 import { digestFromPathForm } from '../util/digest.js';
@@ -19,7 +19,7 @@ import { deleteStaleLeases, findStaleLeases, isLeased, liveLeaseItems } from './
 import { readMarker } from './marker.js';
 import { lstatOrNull, Measures, predictUnlink, removeTreeMeasured, unlinkMeasured } from './measure.js';
 import { cmp, globToRegExp, planPrune, refIsCandidate, type GcState, type RefFilter } from './gc.js';
-import type { IndexDb } from '../index/db.js';
+import type { IndexDb } from '../catalog/db.js';
 
 export interface ResolvedPrune {
   dryRun: boolean;

@@ -13,10 +13,10 @@
 import { promises as fsp } from 'node:fs';
 import { CacheCorruptError, DigestMismatchError, InvalidArgumentError, toIoError } from '../errors.js';
 import type { LocalBackend, Store } from '../api/backend.js';
-import { ImageHandle } from '../api/handle.js';
+import { ImageHandle } from './handle.js';
 import { familiarOf } from '../api/refs.js';
-import type { IndexDb } from '../index/db.js';
-import { findLayer, findManifest, findRef, type ListRow, type RefRow } from '../index/queries.js';
+import type { IndexDb } from '../catalog/db.js';
+import { findLayer, findManifest, findRef, type ListRow, type RefRow } from '../catalog/queries.js';
 import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
 
 /** st_blocks × 512 and length of a regular file (lstat: a symlink is not followed). */

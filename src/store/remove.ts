@@ -8,8 +8,8 @@ import { ImageInUseError, ImageNotFoundError, throwIfAborted } from '../errors.j
 import type { Store } from '../api/backend.js';
 import { familiarOf, parseImageSelector } from '../api/refs.js';
 import type { ImageRemoveReport, PinInfo } from '../api/types.js';
-import type { IndexDb } from '../index/db.js';
-import { findManifest, findRef, pinsOfManifest, refsOfManifest, type PinRow } from '../index/queries.js';
+import type { IndexDb } from '../catalog/db.js';
+import { findManifest, findRef, pinsOfManifest, refsOfManifest, type PinRow } from '../catalog/queries.js';
 import { findStaleLeases, isLeased } from './lease.js';
 import { withStoreLock } from './locks.js';
 import { Measures, unlinkMeasured } from './measure.js';

@@ -50,7 +50,7 @@ async function convert(args: string[], ctx: CliContext): Promise<number> {
   if (out === undefined || out === '') throw new UsageError('msb layer convert needs -o OUT.erofs', usage);
   if (inputs.length !== 1) throw new UsageError('msb layer convert needs exactly one input (FILE or -)', usage);
   if (expect !== undefined && !isDigest(expect)) throw new InvalidArgumentError('expect-diff-id', `--expect-diff-id ${JSON.stringify(expect)} is not a digest`);
-  const { convertLayer } = await import('../../layer/convert.js');
+  const { convertLayer } = await import('../../erofs/convert.js');
   const input = inputs[0] === '-' ? ctx.stdin : inputs[0]!;
   const res = await convertLayer(input, out, { signal: ctx.signal, ...(expect !== undefined ? { expectDiffId: expect } : {}) });
   ctx.stdout.write(JSON.stringify({ diffId: res.diffId, sizeBytes: res.sizeBytes, inodes: res.inodes, blocks: res.blocks }) + '\n');

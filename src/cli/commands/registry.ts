@@ -23,7 +23,7 @@ import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, SettingsError, toIoError } from '../../errors.js';
-import { parseSettings, readSettings } from '../../api/settings.js';
+import { parseSettings, readSettings } from '../../settings/settings.js';
 import { acquireFileLock } from '../../store/locks.js';
 import { parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../registry/client.js';

@@ -1,0 +1,152 @@
+/**
+ * `convertLayer` (api.md §5; cli.md §9): one layer tar — plain, gzip or zstd, detected from the
+ * magic bytes — to a layer EROFS exactly as the cache builds it (erofs.md §5–§6). It needs no
+ * backend. The image is written to `<out>.<rand>.partial` next to the output and renamed into
+ * place; any failure leaves no output. With `expectDiffId`, a mismatch rejects with
+ * DigestMismatchError and writes nothing; the decoded stream is hashed to its end even after a tar
+ * error, so the diff_id check takes precedence (pull.md §7).
+ */
+import { open, rename, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, resolve } from 'node:path';
+import { Readable, pipeline } from 'node:stream';
+import { AbortedError, InvalidArgumentError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
+import type { Limits } from '../limits.js';
+import { isDigest } from '../util/digest.js';
+import { writeLayer, type WriteLayerResult } from './layer-writer.js';
+import { fsyncDir } from '../store/atomic.js';
+import { DETECT_BYTES, createDecompressor, detectCompression, mapDecoderError, type Compression } from '../layer/compression.js';
+
+export interface ConvertLayerResult extends Omit<WriteLayerResult, 'root'> {
+  compression: Compression;
+}
+
+export interface ConvertLayerOptions {
+  expectDiffId?: string;
+  limits?: Partial<Limits>;
+  signal?: AbortSignal;
+}
+
+const READ_CHUNK = 1 << 20;
+
+/** Reads at least `n` bytes (or to EOF) from an iterator; returns them and the iterator. */
+async function readHead(it: AsyncIterator<Buffer | string>, n: number): Promise<{ head: Buffer; eof: boolean }> {
+  const parts: Buffer[] = [];
+  let got = 0;
+  while (got < n) {
+    const r = await it.next();
+    if (r.done) return { head: Buffer.concat(parts), eof: true };
+    const b = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+    parts.push(b);
+    got += b.length;
+  }
+  return { head: parts.length === 1 ? parts[0]! : Buffer.concat(parts), eof: false };
+}
+
+export async function convertLayer(input: string | NodeJS.ReadableStream, outputPath: string,
+  options: ConvertLayerOptions = {}): Promise<ConvertLayerResult> {
+  const { signal } = options;
+  if (options.expectDiffId !== undefined && !isDigest(options.expectDiffId)) {
+    throw new InvalidArgumentError('expectDiffId', `expectDiffId ${JSON.stringify(options.expectDiffId)} is not a digest`);
+  }
+  if (signal?.aborted) throw new AbortedError(signal.reason);
+  const out = resolve(outputPath);
+  const partial = `${out}.${randomBytes(6).toString('hex')}.partial`;
+  const inputPath = typeof input === 'string' ? input : '<stdin>';
+  let src: NodeJS.ReadableStream;
+  let it: AsyncIterator<Buffer | string> | undefined;
+  let kind: Compression | null = null;
+  let fileHead: Buffer | undefined;
+  if (typeof input === 'string') {
+    // A file: peek at the head with a positional read, then stream it from byte 0 straight into the
+    // decoder (no re-injection layer on the hot path).
+    try {
+      const fh = await open(input, 'r');
+      try {
+        const head = Buffer.alloc(DETECT_BYTES);
+        const { bytesRead } = await fh.read(head, 0, DETECT_BYTES, 0);
+        fileHead = head.subarray(0, bytesRead);
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+      src = fh.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true });
+    } catch (err) {
+      throw toIoError(err, input);
+    }
+  } else {
+    src = input;
+  }
+  const destroySrc = () => (src as Readable).destroy?.();
+  signal?.addEventListener('abort', destroySrc, { once: true });
+  try {
+    let head: Buffer;
+    if (fileHead) {
+      head = fileHead;
+    } else {
+      it = (src as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+      try {
+        ({ head } = await readHead(it, DETECT_BYTES));
+      } catch (err) {
+        throw mapDecoderError('none', err, inputPath);
+      }
+    }
+    kind = detectCompression(head.subarray(0, DETECT_BYTES));
+    const streamIt = it;
+    const rest = async function* (): AsyncGenerator<Buffer> {
+      if (head.length) yield head;
+      for (;;) {
+        const r = await streamIt!.next();
+        if (r.done) return;
+        yield typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+      }
+    };
+    // Content that is neither gzip, zstd nor tar: hashed as-is when a diff_id is expected, so a
+    // mismatch is still reported as such (the uncompressed rule of pull.md §7).
+    if (kind === null && options.expectDiffId === undefined) {
+      throw new LayerInvalidError('layer content is neither gzip, zstd nor tar');
+    }
+    const effective: Compression = kind ?? 'none';
+    const raw: NodeJS.ReadableStream | AsyncIterable<Buffer> = fileHead ? src : Readable.from(rest(), { objectMode: false, highWaterMark: READ_CHUNK });
+    let tar: AsyncIterable<Buffer>;
+    if (effective === 'none') {
+      tar = raw as AsyncIterable<Buffer>;
+    } else {
+      const dec = createDecompressor(effective);
+      tar = pipeline(raw as NodeJS.ReadableStream, dec, () => undefined) as unknown as AsyncIterable<Buffer>;
+    }
+    let res;
+    try {
+      res = await writeLayer(tar, partial, {
+        ...(options.limits ? { limits: options.limits } : {}),
+        ...(signal ? { signal } : {}),
+        ...(options.expectDiffId !== undefined ? { expectDiffId: options.expectDiffId } : {}),
+      });
+    } catch (err) {
+      if (signal?.aborted) throw new AbortedError(signal.reason);
+      throw mapDecoderError(effective, err, inputPath);
+    }
+    if (kind === null) throw new LayerInvalidError('layer content is neither gzip, zstd nor tar');
+    try {
+      await rename(partial, out);
+      await fsyncDir(dirname(out));
+    } catch (err) {
+      await unlink(partial).catch(() => undefined);
+      throw toIoError(err, out);
+    }
+    return {
+      diffId: res.diffId, sizeBytes: res.sizeBytes, inodes: res.inodes, blocks: res.blocks,
+      entries: res.entries, xattrsDropped: res.xattrsDropped, compression: kind,
+    };
+  } catch (err) {
+    // writeLayer already removed its candidate; this covers the not-a-tar path above.
+    await unlink(partial).catch(() => undefined);
+    if (signal?.aborted && !(err instanceof AbortedError)) throw new AbortedError(signal.reason);
+    throw err instanceof MsbError ? err : toIoError(err, basename(out));
+  } finally {
+    signal?.removeEventListener('abort', destroySrc);
+    await it?.return?.().catch(() => undefined);
+    if (typeof input === 'string') destroySrc();
+  }
+}
+

@@ -1,0 +1,175 @@
+/**
+ * `<home>/config.json` (cli.md §8, api.md §7), parsed into camelCase `Settings`. A missing file
+ * means the defaults; malformed JSON or a value of the wrong type is a SettingsError naming the key
+ * path (e.g. `pull.timeouts.idle_ms`); unknown keys are ignored; there is never a silent fallback.
+ *
+ * Choices where the contract is silent:
+ * - a relative `paths.cache` is resolved against the home directory;
+ * - a secret file's mode is checked where it is read (registry credentials), not here, so a
+ *   settings read never touches `secrets/`.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { SettingsError } from '../errors.js';
+import { tryParseDuration } from '../util/duration.js';
+
+export interface HostAuthSettings { username: string; secret?: string; passwordEnv?: string }
+export interface HostSettings {
+  insecure: boolean;
+  auth: HostAuthSettings | null;
+  mirrors: string[];
+  caCerts: string[];
+}
+export interface Settings {
+  paths: { cache: string | null };
+  registries: { caCerts: string[]; credHelperTimeoutMs: number; hosts: Record<string, HostSettings> };
+  pull: { concurrency: number; retries: number; maxLayers: number;
+          timeouts: { connectMs: number; headersMs: number; idleMs: number } };
+  prune: { tempGrace: string | number };
+}
+
+export const DEFAULT_TEMP_GRACE = '1h';
+
+export function defaultSettings(): Settings {
+  return {
+    paths: { cache: null },
+    registries: { caCerts: [], credHelperTimeoutMs: 30_000, hosts: {} },
+    pull: { concurrency: 4, retries: 5, maxLayers: 1000, timeouts: { connectMs: 30_000, headersMs: 30_000, idleMs: 60_000 } },
+    prune: { tempGrace: DEFAULT_TEMP_GRACE },
+  };
+}
+
+type Json = unknown;
+
+class Parser {
+  constructor(readonly file: string) {}
+  fail(key: string, expected: string): never {
+    throw new SettingsError(this.file, `${this.file}: ${key}: expected ${expected}`);
+  }
+  obj(v: Json, key: string): Record<string, Json> | undefined {
+    if (v === undefined) return undefined;
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(key, 'an object');
+    return v as Record<string, Json>;
+  }
+  str(v: Json, key: string): string | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') this.fail(key, 'a string');
+    return v;
+  }
+  bool(v: Json, key: string): boolean | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'boolean') this.fail(key, 'true or false');
+    return v;
+  }
+  posInt(v: Json, key: string, min = 1): number | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) this.fail(key, `an integer ≥ ${min}`);
+    return v;
+  }
+  strArray(v: Json, key: string): string[] | undefined {
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v)) this.fail(key, 'an array of strings');
+    return v.map((x, i) => { if (typeof x !== 'string') this.fail(`${key}[${i}]`, 'a string'); return x; });
+  }
+}
+
+/** Parses the JSON text of a config file. `file` names it in errors. */
+export function parseSettings(text: string, file: string, home: string): Settings {
+  let root: Json;
+  try {
+    root = JSON.parse(text);
+  } catch (err) {
+    throw new SettingsError(file, `${file}: malformed JSON: ${(err as Error).message}`);
+  }
+  const p: Parser = new Parser(file);
+  const top = p.obj(root, '(top level)') ?? {};
+  const s = defaultSettings();
+
+  const paths = p.obj(top.paths, 'paths');
+  if (paths) {
+    const cache = p.str(paths.cache, 'paths.cache');
+    if (cache !== undefined) {
+      if (cache === '') p.fail('paths.cache', 'a non-empty path');
+      s.paths.cache = isAbsolute(cache) ? cache : resolve(home, cache);
+    }
+  }
+
+  const reg = p.obj(top.registries, 'registries');
+  if (reg) {
+    s.registries.caCerts = p.strArray(reg.ca_certs, 'registries.ca_certs') ?? [];
+    s.registries.credHelperTimeoutMs = p.posInt(reg.cred_helper_timeout_ms, 'registries.cred_helper_timeout_ms') ?? s.registries.credHelperTimeoutMs;
+    const hosts = p.obj(reg.hosts, 'registries.hosts') ?? {};
+    for (const [host, raw] of Object.entries(hosts)) {
+      const k = `registries.hosts.${host}`;
+      const h = p.obj(raw, k) ?? {};
+      const hs: HostSettings = {
+        insecure: p.bool(h.insecure, `${k}.insecure`) ?? false,
+        auth: null,
+        mirrors: p.strArray(h.mirrors, `${k}.mirrors`) ?? [],
+        caCerts: p.strArray(h.ca_certs, `${k}.ca_certs`) ?? [],
+      };
+      hs.mirrors.forEach((m, i) => {
+        if (!/^https?:\/\/[^/?#]+\/?$/.test(m)) p.fail(`${k}.mirrors[${i}]`, 'a scheme://host[:port] URL');
+      });
+      const auth = p.obj(h.auth, `${k}.auth`);
+      if (auth) {
+        const username = p.str(auth.username, `${k}.auth.username`) ?? p.fail(`${k}.auth.username`, 'a string');
+        const secret = p.str(auth.secret, `${k}.auth.secret`);
+        const passwordEnv = p.str(auth.password_env, `${k}.auth.password_env`);
+        if ((secret === undefined) === (passwordEnv === undefined)) p.fail(`${k}.auth`, 'exactly one of "secret" or "password_env"');
+        hs.auth = { username, ...(secret !== undefined ? { secret } : {}), ...(passwordEnv !== undefined ? { passwordEnv } : {}) };
+      }
+      s.registries.hosts[host] = hs;
+    }
+  }
+
+  const pull = p.obj(top.pull, 'pull');
+  if (pull) {
+    s.pull.concurrency = p.posInt(pull.concurrency, 'pull.concurrency') ?? s.pull.concurrency;
+    s.pull.retries = p.posInt(pull.retries, 'pull.retries') ?? s.pull.retries;
+    s.pull.maxLayers = p.posInt(pull.max_layers, 'pull.max_layers') ?? s.pull.maxLayers;
+    const t = p.obj(pull.timeouts, 'pull.timeouts');
+    if (t) {
+      s.pull.timeouts.connectMs = p.posInt(t.connect_ms, 'pull.timeouts.connect_ms') ?? s.pull.timeouts.connectMs;
+      s.pull.timeouts.headersMs = p.posInt(t.headers_ms, 'pull.timeouts.headers_ms') ?? s.pull.timeouts.headersMs;
+      s.pull.timeouts.idleMs = p.posInt(t.idle_ms, 'pull.timeouts.idle_ms') ?? s.pull.timeouts.idleMs;
+    }
+  }
+
+  const prune = p.obj(top.prune, 'prune');
+  if (prune && prune.temp_grace !== undefined) {
+    if (tryParseDuration(prune.temp_grace) === null) p.fail('prune.temp_grace', 'a duration like "1h" or milliseconds');
+    s.prune.tempGrace = prune.temp_grace as string | number;
+  }
+  return s;
+}
+
+/** Reads `<home>/config.json`; a missing file means the defaults. */
+export function readSettings(home: string): Settings {
+  const file = join(home, 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return defaultSettings();
+    throw new SettingsError(file, `${file}: cannot read: ${code ?? (err as Error).message}`);
+  }
+  return parseSettings(text, file, home);
+}
+
+/** Deep overlay of a partial Settings (builder / options) on parsed settings. */
+export function overlaySettings(base: Settings, over: Partial<Settings> | undefined): Settings {
+  if (!over) return base;
+  const out = structuredClone(base);
+  const merge = (dst: Record<string, unknown>, src: Record<string, unknown>) => {
+    for (const [k, v] of Object.entries(src)) {
+      if (v === undefined) continue;
+      const d = dst[k];
+      if (v && typeof v === 'object' && !Array.isArray(v) && d && typeof d === 'object' && !Array.isArray(d)) merge(d as Record<string, unknown>, v as Record<string, unknown>);
+      else dst[k] = v;
+    }
+  };
+  merge(out as unknown as Record<string, unknown>, over as unknown as Record<string, unknown>);
+  return out;
+}
