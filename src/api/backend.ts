@@ -12,16 +12,12 @@
  *   later call on the same object reopens it (like a lazy backend).
  * - The cloud default URL is `https://api.microsandbox.dev`.
  */
-import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { inspect as utilInspect } from 'node:util';
-import { SettingsError, toIoError } from '../errors.js';
-import { IndexDb, openIndex } from '../catalog/db.js';
+import { SettingsError } from '../errors.js';
 import { resolveLimits, type Limits } from '../limits.js';
-import { CachePaths } from '../store/paths.js';
-import { checkMarker, ensureMarker } from '../store/marker.js';
-import { deleteStaleLeases } from '../store/lease.js';
+import { openStore, type Store, type StoreConfig, type StoreOpener } from '../store/store.js';
 import { tryParseDuration } from '../util/duration.js';
 import { DEFAULT_TEMP_GRACE, overlaySettings, readSettings, type Settings } from '../settings/settings.js';
 
@@ -37,46 +33,14 @@ export interface LocalBackendOptions {
   tempGraceMs?: number;
 }
 
-/**
- * Everything an operation needs once the backend is open. `paths.root` is the REAL path of the
- * cache directory, resolved once at open (it is what VMDK extents and `inspect` report).
- */
-export interface Store {
-  readonly backend: LocalBackend;
-  readonly home: string;
-  readonly cacheDir: string;
-  readonly paths: CachePaths;
-  readonly index: IndexDb;
-  readonly settings: Settings;
-  readonly limits: Limits;
-  /** builder tempGraceMs, else config prune.temp_grace, else 1h (cli.md §8). */
-  readonly tempGraceMs: number;
-  readonly pullConcurrency: number;
-  /** True once directories, lock dir and marker exist (the first write-mode open did that). */
-  writeReady: boolean;
-}
+export type { Store, StoreOpener } from '../store/store.js';
 
 export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
   const h = env.MSB_HOME?.trim();
   return h ? resolve(h) : join(homedir(), '.msb-image');
 }
 
-/** realpath of `p`, or of its nearest existing ancestor joined with the rest. */
-function realPathLoose(p: string): string {
-  try {
-    return realpathSync(p);
-  } catch {
-    const parent = dirname(p);
-    if (parent === p) return p;
-    return join(realPathLoose(parent), basename(p));
-  }
-}
-
-function existsDir(p: string): boolean {
-  try { return lstatSync(p).isDirectory(); } catch { return false; }
-}
-
-export class LocalBackend {
+export class LocalBackend implements StoreOpener {
   readonly kind = 'local' as const;
   readonly home: string;
   private readonly options: LocalBackendOptions;
@@ -139,58 +103,16 @@ export class LocalBackend {
 
   private async doOpen(mode: 'read' | 'write', signal?: AbortSignal): Promise<Store | null> {
     const settings = this.settings;
-    const cacheDir = this.cacheDir;
-    let store = this.store && !this.store.index.isClosed ? this.store : null;
-    if (!store) {
-      const dbExists = (() => { try { lstatSync(join(this.home, 'db', 'msb.db')); return true; } catch { return false; } })();
-      // A cache that already carries a marker (or layers/) cannot be ours when we have no index.
-      if (!dbExists) checkMarker(cacheDir, null);
-      if (mode === 'write') {
-        try { mkdirSync(this.home, { recursive: true, mode: 0o700 }); } catch (err) { throw toIoError(err, this.home); }
-      }
-      const index = await openIndex(this.home, { create: mode === 'write', signal });
-      if (!index) return null;
-      try {
-        checkMarker(cacheDir, index.indexId);
-      } catch (err) {
-        index.close();
-        throw err;
-      }
-      const graceOpt = this.options.tempGraceMs;
-      const tempGraceMs = graceOpt ?? tryParseDuration(settings.prune.tempGrace) ?? tryParseDuration(DEFAULT_TEMP_GRACE)!;
-      store = {
-        backend: this,
-        home: this.home,
-        cacheDir: realPathLoose(cacheDir),
-        paths: null as unknown as CachePaths,
-        index,
-        settings,
-        limits: resolveLimits({ maxLayers: settings.pull.maxLayers }, this.options.limits),
-        tempGraceMs,
-        pullConcurrency: this.options.pullConcurrency ?? settings.pull.concurrency,
-        writeReady: false,
-      };
-      (store as { paths: CachePaths }).paths = new CachePaths(store.cacheDir);
-      this.store = store;
-    }
-    if (mode === 'write' && !store.writeReady) {
-      const existed = existsDir(cacheDir);
-      // The marker first: `layers/` without a marker would read as another home's cache.
-      try { mkdirSync(cacheDir, { recursive: true }); } catch (err) { throw toIoError(err, cacheDir); }
-      ensureMarker(cacheDir, store.index.indexId);
-      for (const d of ['layers', 'fsmeta', 'vmdk', 'tmp', 'locks']) {
-        const p = join(cacheDir, d);
-        try { mkdirSync(p, { recursive: true }); } catch (err) { throw toIoError(err, p); }
-      }
-      if (!existed) {
-        // The directory did not exist when the real path was first computed.
-        (store as { cacheDir: string }).cacheDir = realpathSync(cacheDir);
-        (store as { paths: CachePaths }).paths = new CachePaths(store.cacheDir);
-      }
-      store.writeReady = true;
-      // Opportunistic: stale leases of this host (storage.md §6.2). Never fatal.
-      try { await deleteStaleLeases(store.index, { onlyThisHost: true, signal }); } catch { /* retried by prune */ }
-    }
+    const config: StoreConfig = {
+      home: this.home,
+      cacheDir: this.cacheDir,
+      settings,
+      limits: resolveLimits({ maxLayers: settings.pull.maxLayers }, this.options.limits),
+      tempGraceMs: this.options.tempGraceMs ?? tryParseDuration(settings.prune.tempGrace) ?? tryParseDuration(DEFAULT_TEMP_GRACE)!,
+      pullConcurrency: this.options.pullConcurrency ?? settings.pull.concurrency,
+    };
+    const store = await openStore(config, mode, this.store, signal);
+    if (store) this.store = store;
     return store;
   }
 

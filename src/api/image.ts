@@ -15,11 +15,11 @@ import { pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
 import { listRowToHandle, refRowToHandle } from '../store/publish.js';
 import { removeImage } from '../store/remove.js';
 import { diskUsage, emptyDiskUsage } from '../store/usage.js';
-import { withStoreLock } from '../store/locks.js';
+import { withLock } from '../store/locks.js';
 import { CloudBackend, defaultBackend, LocalBackend } from './backend.js';
 import { buildDetail } from './detail.js';
 import type { ImageHandle } from '../store/handle.js';
-import { parseImageSelector, parseReference, type ImageSelector } from './refs.js';
+import { parseImageSelector, parseReference, type ImageSelector } from '../reference/reference.js';
 import type {
   DiskUsageReport, ImageDetail, ImagePruneReport, ImageRemoveReport, LoadOptions, PruneOptions, PullOperation,
   PullOptions, PullResult, RemoveOptions, SaveOptions, SaveResult,
@@ -212,7 +212,7 @@ export class Image {
       if (!(await backend._open('read'))) throw notFound(sel);
       const store = await backend._open('write');
       const index = store.index;
-      const out = await withStoreLock(store.paths, 'ref', dst.canonical, () => index.write(() => {
+      const out = await withLock(store, 'ref', dst.canonical, () => index.write(() => {
         const src = sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical);
         let manifestId: number;
         let digest: string;

@@ -19,7 +19,8 @@ import { digestUuid, isDigest } from '../util/digest.js';
 import type { LocalBackend, Store } from './backend.js';
 import { artifactsOf, configDetail } from './detail.js';
 import { ambientLocal } from './image.js';
-import { checkPinName, familiarOf, parseReference } from './refs.js';
+import { familiarOf, parseReference } from '../reference/reference.js';
+import { checkPinName } from './pins.js';
 import type { ImageConfigDetail, SandboxCreateOptions, SandboxHandle, SnapshotHandle, SnapshotRecord } from './types.js';
 
 function sandboxHandle(index: IndexDb, paths: CachePaths, pin: PinRow): SandboxHandle {
@@ -108,7 +109,7 @@ export class Sandbox {
     const { image, ...pullOptions } = options;
     const ref = parseReference(image);
     return b._run(async () => {
-      const lease = await createLease(b, 'create', { ...(options.signal ? { signal: options.signal } : {}) });
+      const lease = await createLease(await b._open('write', options.signal), 'create', { ...(options.signal ? { signal: options.signal } : {}) });
       try {
         const { pullImage } = await import('../pull/pull.js');
         const result = await pullImage(b, image, { ...pullOptions, lease });

@@ -21,9 +21,9 @@
 import { unlink, mkdir } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { AbortedError, DigestMismatchError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
-import type { LocalBackend, Store } from '../api/backend.js';
+import type { Store, StoreOpener } from '../store/store.js';
 import type { ImageHandle } from '../store/handle.js';
-import type { LoadOptions } from '../api/types.js';
+import type { LoadOptions } from './types.js';
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
 import type { Compression } from '../layer/compression.js';
@@ -36,7 +36,7 @@ import { stitchStep } from '../pull/stitch-step.js';
 import { hostPlatform, parsePlatform } from '../oci/platform.js';
 import { parseReference } from '../reference/reference.js';
 import { createLease, type Lease } from '../store/lease.js';
-import { withStoreLock } from '../store/locks.js';
+import { withLock } from '../store/locks.js';
 import { loadSpoolPath } from '../store/paths.js';
 import { publishImages, upsertLayerRow, type PublishImageRecord } from '../store/publish.js';
 import { digestAlgorithm, digestOf, newHash } from '../util/digest.js';
@@ -52,7 +52,7 @@ const MEDIA_BY_COMPRESSION: Record<Compression, string> = {
 interface LayerDone { sizeBytes: number; root: DirNode | null }
 
 interface Ctx {
-  backend: LocalBackend;
+  backend: StoreOpener;
   store: Store;
   lease: Lease;
   members: ArchiveMembers;
@@ -66,7 +66,7 @@ interface Ctx {
 }
 
 /** Loads an archive from a path or a stream; resolves to one handle per loaded name, archive order. */
-export async function loadArchive(backend: LocalBackend, input: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageHandle[]> {
+export async function loadArchive(backend: StoreOpener, input: string | NodeJS.ReadableStream, options: LoadOptions = {}): Promise<ImageHandle[]> {
   // Argument errors before any I/O.
   const tagsIn = options.tag === undefined || options.tag === null ? [] : Array.isArray(options.tag) ? options.tag : [options.tag];
   const tags: string[] = [];
@@ -82,7 +82,7 @@ export async function loadArchive(backend: LocalBackend, input: string | NodeJS.
     return await backend._run(async () => {
       const store = await backend._open('write', signal);
       const limits = resolveLimits(store.limits);
-      const lease = await createLease(backend, 'load', { signal });
+      const lease = await createLease(store, 'load', { signal });
       let spool: string | null = null;
       try {
         const members = await ArchiveMembers.open(input, {
@@ -107,7 +107,7 @@ export async function loadArchive(backend: LocalBackend, input: string | NodeJS.
         ]);
         for (const img of images) await materializeImage(ctx, img);
         if (signal.aborted) throw new AbortedError(signal.reason);
-        const handles = await commitArchive(backend, images, signal);
+        const handles = await commitArchive(store, images, signal);
         for (const img of images) {
           emitter.emit({ type: 'complete', reference: img.names[0]!, manifestDigest: img.manifestDigest!, cached: false, layerCount: img.layers.length });
         }
@@ -168,14 +168,14 @@ async function layer(ctx: Ctx, img: PlannedImage, l: PlannedLayer): Promise<void
     emitter.emit({ type: 'layerMaterializeComplete', layerIndex: l.position, diffId: l.diffId, erofsSizeBytes: known.sizeBytes, reused: true });
     return;
   }
-  const done = await withStoreLock(store.paths, 'layer', l.diffId, async (): Promise<LayerDone & { reused: boolean }> => {
+  const done = await withLock(store, 'layer', l.diffId, async (): Promise<LayerDone & { reused: boolean }> => {
     if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
     const check = await checkLayer(store, l.diffId);
     if (check.valid || check.orphan) {
       if (check.valid) return { sizeBytes: check.sizeBytes, root: null, reused: true };
       // A file published by a process that died before its row (storage.md §9): adopt it.
       const sb = check.orphan!;
-      await upsertLayerRow(ctx.backend, { diffId: l.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal: ctx.signal });
+      await upsertLayerRow(ctx.store, { diffId: l.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal: ctx.signal });
       return { sizeBytes: sb.length, root: null, reused: true };
     }
     if (check.fileExists || check.row) ctx.warn('ARTIFACT_REBUILT', `layer ${l.diffId} is invalid (${check.reason}); converting it again`);
@@ -188,7 +188,7 @@ async function layer(ctx: Ctx, img: PlannedImage, l: PlannedLayer): Promise<void
       emitter.flushProgress(l.position, 'materialize');
       if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
       await publishLayerCandidate(cand.path, store.paths.layer(l.diffId), l.diffId, false);
-      await upsertLayerRow(ctx.backend, { diffId: l.diffId, erofsSizeBytes: r.sizeBytes, inodes: r.inodes, blocks: r.blocks });
+      await upsertLayerRow(ctx.store, { diffId: l.diffId, erofsSizeBytes: r.sizeBytes, inodes: r.inodes, blocks: r.blocks });
       return { sizeBytes: r.sizeBytes, root: r.root, reused: false };
     } finally {
       await unlink(cand.path).catch(() => {});
@@ -316,9 +316,9 @@ async function convertMember(ctx: Ctx, l: PlannedLayer, candidate: string): Prom
  * §7 Commit: ONE `publishImages` transaction for the whole archive (`source = 'archive'`), so a
  * multi-image archive is all-or-nothing; one `now` for every image, as one commit.
  */
-async function commitArchive(backend: LocalBackend, images: PlannedImage[], signal: AbortSignal): Promise<ImageHandle[]> {
+async function commitArchive(store: Store, images: PlannedImage[], signal: AbortSignal): Promise<ImageHandle[]> {
   const now = Date.now();
-  const published = await publishImages(backend, images.map((img): PublishImageRecord => ({
+  const published = await publishImages(store, images.map((img): PublishImageRecord => ({
     references: img.names,
     indexDigest: img.indexDigest,
     manifest: { digest: img.manifestDigest!, mediaType: img.manifestMediaType, raw: img.manifestRaw!, source: 'archive' },

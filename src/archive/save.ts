@@ -19,15 +19,16 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { AbortedError, CacheCorruptError, ImageNotFoundError, InvalidArgumentError, toIoError } from '../errors.js';
-import type { LocalBackend, Store } from '../api/backend.js';
-import type { SaveOptions, SaveResult } from '../api/types.js';
+import type { Store, StoreOpener } from '../store/store.js';
+import type { SaveOptions, SaveResult } from './types.js';
 import { configRaw, findManifest, findRef, manifestLayers, type ManifestRow } from '../catalog/queries.js';
 import { checkLayer } from '../pull/layer.js';
 import { parseImageSelector, type ImageSelector } from '../reference/reference.js';
 import { createLease } from '../store/lease.js';
-import { withStoreLock } from '../store/locks.js';
+import { withLock } from '../store/locks.js';
 import { saveSpoolPath } from '../store/paths.js';
 import { digestOf, newHash } from '../util/digest.js';
+import { renameDurable } from '../util/fs.js';
 import { replaceDiffIds } from './json-edit.js';
 import { entryHeaders, padding, writeLayerTar } from './layer-tar.js';
 
@@ -92,7 +93,7 @@ function dirHeader(name: string): Buffer {
 }
 
 /** Saves `references` to `output` (a path or a writable stream). */
-export async function saveArchive(backend: LocalBackend, references: string | string[], output: string | NodeJS.WritableStream,
+export async function saveArchive(backend: StoreOpener, references: string | string[], output: string | NodeJS.WritableStream,
   options: SaveOptions = {}): Promise<SaveResult> {
   const list = Array.isArray(references) ? references : [references];
   if (list.length === 0) throw new InvalidArgumentError('references', 'save needs at least one image reference');
@@ -133,7 +134,7 @@ export async function saveArchive(backend: LocalBackend, references: string | st
         images.set(m.digest, { manifest: m, config: cfg, layers: manifestLayers(index, m.id).map((l) => ({ position: l.position, diffId: l.diff_id })) });
       }
     });
-    const lease = await createLease(backend, 'save', { signal });
+    const lease = await createLease(store, 'save', { signal });
     let partial: string | null = null;
     let fh: FileHandle | null = null;
     try {
@@ -143,7 +144,7 @@ export async function saveArchive(backend: LocalBackend, references: string | st
         ...diffIds.map((d) => ({ kind: 'layer' as const, value: d })),
       ]);
       for (const d of diffIds) {
-        const c = await withStoreLock(store.paths, 'layer', d, () => checkLayer(store, d), { signal });
+        const c = await withLock(store, 'layer', d, () => checkLayer(store, d), { signal });
         if (typeof c !== 'object' || !c.valid) {
           throw new CacheCorruptError(store.paths.layer(d), `layer ${d} is ${typeof c === 'object' ? c.reason : 'busy'}`);
         }
@@ -164,7 +165,7 @@ export async function saveArchive(backend: LocalBackend, references: string | st
         await fh.close();
         fh = null;
         if (signal?.aborted) throw new AbortedError(signal.reason);
-        try { await rename(partial!, output as string); } catch (err) { throw toIoError(err, output as string); }
+        await renameDurable(partial!, output as string);
         partial = null;
       }
       return {

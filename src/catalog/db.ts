@@ -13,7 +13,8 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DatabaseError, MsbError, throwIfAborted, toIoError } from '../errors.js';
-import { acquireFileLock, sleep } from '../store/locks.js';
+import { sleep } from '../util/abort.js';
+import { acquireFileLock } from '../util/flock.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, MIGRATION_1_NAME } from './migrations.js';
 
 export type Db = BetterSqlite3.Database;

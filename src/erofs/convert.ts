@@ -14,7 +14,7 @@ import { AbortedError, InvalidArgumentError, LayerInvalidError, MsbError, toIoEr
 import type { Limits } from '../limits.js';
 import { isDigest } from '../util/digest.js';
 import { writeLayer, type WriteLayerResult } from './layer-writer.js';
-import { fsyncDir } from '../store/atomic.js';
+import { renameDurable } from '../util/fs.js';
 import { DETECT_BYTES, createDecompressor, detectCompression, mapDecoderError, type Compression } from '../layer/compression.js';
 
 export interface ConvertLayerResult extends Omit<WriteLayerResult, 'root'> {
@@ -127,13 +127,7 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
       throw mapDecoderError(effective, err, inputPath);
     }
     if (kind === null) throw new LayerInvalidError('layer content is neither gzip, zstd nor tar');
-    try {
-      await rename(partial, out);
-      await fsyncDir(dirname(out));
-    } catch (err) {
-      await unlink(partial).catch(() => undefined);
-      throw toIoError(err, out);
-    }
+    await renameDurable(partial, out);
     return {
       diffId: res.diffId, sizeBytes: res.sizeBytes, inodes: res.inodes, blocks: res.blocks,
       entries: res.entries, xattrsDropped: res.xattrsDropped, compression: kind,

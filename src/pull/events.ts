@@ -4,12 +4,12 @@
  * queue whose async iterator coalesces only *pending* `…Progress` events of one layer and kind.
  */
 
-export interface PlatformInfo { os: string; architecture: string; variant: string | null }
+import type { Platform } from '../oci/platform.js';
 
 /** Event payloads without `elapsedMs`; the emitter stamps it. */
 export type PullEventBody =
   | { type: 'resolving'; reference: string }
-  | { type: 'resolved'; reference: string; manifestDigest: string; indexDigest: string | null; platform: PlatformInfo;
+  | { type: 'resolved'; reference: string; manifestDigest: string; indexDigest: string | null; platform: Platform;
       layerCount: number; totalDownloadBytes: number | null; cached: boolean }
   | { type: 'layerDownloadStarted'; layerIndex: number; digest: string; totalBytes: number | null; resumeFrom: number }
   | { type: 'layerDownloadProgress'; layerIndex: number; digest: string; downloadedBytes: number; totalBytes: number | null }

@@ -15,11 +15,11 @@
 import { open, rename, lstat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AbortedError, CacheCorruptError, MsbError, toIoError } from '../errors.js';
-import type { LocalBackend, Store } from '../api/backend.js';
+import type { Store, StoreOpener } from '../store/store.js';
 import { findLayer, type LayerRow } from '../catalog/queries.js';
 import type { Lease } from '../store/lease.js';
-import { fsyncDir } from '../store/atomic.js';
-import { withStoreLock } from '../store/locks.js';
+import { renameDurable } from '../util/fs.js';
+import { withLock } from '../store/locks.js';
 import { upsertLayerRow } from '../store/publish.js';
 import { checkErofsHeader, type SuperblockInfo } from '../erofs/reader.js';
 import { digestUuid } from '../util/digest.js';
@@ -48,7 +48,7 @@ export interface LayerOutcome {
 }
 
 export interface LayerContext {
-  backend: LocalBackend;
+  backend: StoreOpener;
   store: Store;
   lease: Lease;
   emitter: PullEmitter;
@@ -138,12 +138,7 @@ export async function publishLayerCandidate(candidate: string, finalPath: string
       return false;
     }
   }
-  try {
-    await rename(candidate, finalPath);
-  } catch (err) {
-    throw toIoError(err, finalPath);
-  }
-  await fsyncDir(dirname(finalPath));
+  await renameDurable(candidate, finalPath);
   return true;
 }
 
@@ -151,7 +146,7 @@ export async function publishLayerCandidate(candidate: string, finalPath: string
 async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal): Promise<LayerOutcome> {
   const { store, emitter } = ctx;
   const finalPath = store.paths.layer(p.diffId);
-  return withStoreLock(store.paths, 'layer', p.diffId, async (): Promise<LayerOutcome> => {
+  return withLock(store, 'layer', p.diffId, async (): Promise<LayerOutcome> => {
     if (signal.aborted) throw new AbortedError(signal.reason);
     const check = await checkLayer(store, p.diffId);
     if (check.valid && !ctx.force) {
@@ -161,7 +156,7 @@ async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal
     if (!check.valid && check.orphan && !ctx.force) {
       // A file published by a process that died before its row (storage.md §9): adopt it.
       const sb = check.orphan;
-      await upsertLayerRow(ctx.backend, { diffId: p.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal });
+      await upsertLayerRow(ctx.store, { diffId: p.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal });
       emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: sb.length, reused: true });
       return { diffId: p.diffId, sizeBytes: sb.length, root: null, downloaded: false, materialized: false };
     }
@@ -190,7 +185,7 @@ async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal
       if (signal.aborted) throw new AbortedError(signal.reason);
       await publishLayerCandidate(cand.path, finalPath, p.diffId, ctx.force);
       await ctx.hook?.('layer-renamed');
-      await upsertLayerRow(ctx.backend, { diffId: p.diffId, erofsSizeBytes: r.sizeBytes, inodes: r.inodes, blocks: r.blocks });
+      await upsertLayerRow(ctx.store, { diffId: p.diffId, erofsSizeBytes: r.sizeBytes, inodes: r.inodes, blocks: r.blocks });
       emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: r.sizeBytes, reused: false });
       return { diffId: p.diffId, sizeBytes: r.sizeBytes, root: (r.root as DirNode | undefined) ?? null, downloaded: r.networkBytes > 0 || r.resumedFrom > 0, materialized: true };
     } finally {

@@ -24,8 +24,9 @@
  */
 import { lstat } from 'node:fs/promises';
 import { AbortedError, InvalidArgumentError, ManifestInvalidError, MsbError, NotCachedError } from '../errors.js';
-import type { LocalBackend, Store } from '../api/backend.js';
-import type { ImageArtifacts, PullOperation, PullOptions, PullResult } from '../api/types.js';
+import type { Store, StoreOpener } from '../store/store.js';
+import type { ImageArtifacts } from '../store/types.js';
+import type { PullOperation, PullOptions, PullResult } from './types.js';
 import type { ImageHandle } from '../store/handle.js';
 import {
   configRaw, findManifest, findManifestById, findRef, manifestLayers, type ManifestLayerRow, type ManifestRow, type RefRow,
@@ -33,7 +34,8 @@ import {
 import { resolveLimits, type Limits } from '../limits.js';
 import { parseReference, type ParsedReference } from '../reference/reference.js';
 import { createLease, type Lease } from '../store/lease.js';
-import { acquireFileLock, withStoreLock } from '../store/locks.js';
+import { acquireFileLock } from '../util/flock.js';
+import { withLock } from '../store/locks.js';
 import { publishImage, touchRef } from '../store/publish.js';
 import { digestAlgorithm, digestOf } from '../util/digest.js';
 import type { BlobEvent, BlobSource } from './blob-pipeline.js';
@@ -85,7 +87,7 @@ export async function _pullDeps(): Promise<PullDeps> {
 }
 const getDeps = _pullDeps;
 
-function normalizeOptions(backend: LocalBackend, options: PullOptions, store: Store | null): Normalized {
+function normalizeOptions(backend: StoreOpener, options: PullOptions, store: Store | null): Normalized {
   const policy = options.policy ?? 'if-missing';
   if (policy !== 'if-missing' && policy !== 'always' && policy !== 'never') {
     throw new InvalidArgumentError('policy', `invalid pull policy ${JSON.stringify(policy)}: expected if-missing, always or never`);
@@ -180,16 +182,16 @@ function planFromCache(c: CachedImage): ImagePlan {
  * Runs one pull. `options.lease` (Sandbox.create) makes the pull add its items to the caller's
  * lease instead of creating (and releasing) its own.
  */
-export async function pullImage(backend: LocalBackend, reference: string, options: PullOptions & { lease?: unknown } = {}): Promise<PullResult> {
+export async function pullImage(backend: StoreOpener, reference: string, options: PullOptions & { lease?: unknown } = {}): Promise<PullResult> {
   return runPull(backend, reference, options, null);
 }
 
 /** `Image.pullWithProgress`: starts at once; events through the async iterator (api.md §2.6). */
-export function startPull(backend: LocalBackend, reference: string, options: PullOptions = {}): PullOperation {
+export function startPull(backend: StoreOpener, reference: string, options: PullOptions = {}): PullOperation {
   return makeOperation(options.signal, (signal, onEvent) => runPull(backend, reference, { ...options, signal }, onEvent));
 }
 
-async function runPull(backend: LocalBackend, reference: string, options: PullOptions & { lease?: unknown },
+async function runPull(backend: StoreOpener, reference: string, options: PullOptions & { lease?: unknown },
   extraListener: ((e: PullEvent) => void) | null): Promise<PullResult> {
   const parsed = parseReference(reference);
   normalizeOptions(backend, options, null); // argument errors before any I/O
@@ -212,7 +214,7 @@ async function runPull(backend: LocalBackend, reference: string, options: PullOp
   }
 }
 
-async function doPull(backend: LocalBackend, parsed: ParsedReference, options: PullOptions & { lease?: unknown },
+async function doPull(backend: StoreOpener, parsed: ParsedReference, options: PullOptions & { lease?: unknown },
   emitter: PullEmitter, signal: AbortSignal, state: { committing: boolean }): Promise<PullResult> {
   const store = await backend._open('write', signal);
   const n = normalizeOptions(backend, options, store);
@@ -256,7 +258,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
     return client;
   };
   try {
-    lease = ownLease ? await createLease(backend, 'pull', { signal }) : (options.lease as Lease);
+    lease = ownLease ? await createLease(store, 'pull', { signal }) : (options.lease as Lease);
     emitter.emit({ type: 'resolving', reference: canonical });
 
     let plan: ImagePlan | null = null;
@@ -283,13 +285,13 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
         const hit = await validateCached(store, cached, signal);
         if (hit.allValid) {
           let handle: ImageHandle | null = null;
-          if (cached.ref) handle = await touchRef(backend, canonical, { signal });
+          if (cached.ref) handle = await touchRef(store, canonical, { signal });
           const p = planFromCache(cached);
           if (!handle) {
             // Same image, new name (digest reference): only the ref row is new.
             await hook('before-commit');
             state.committing = true;
-            const pub = await publishImage(backend, commitRecord(canonical, p));
+            const pub = await publishImage(store, commitRecord(canonical, p));
             handle = pub.handles[0]!;
           }
           emitter.emit({ type: 'resolved', reference: canonical, manifestDigest: p.manifestDigest, indexDigest: p.indexDigest,
@@ -360,7 +362,7 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
     if (signal.aborted) throw new AbortedError(signal.reason);
     await hook('before-commit');
     state.committing = true;
-    const pub = await publishImage(backend, commitRecord(canonical, plan));
+    const pub = await publishImage(store, commitRecord(canonical, plan));
     await hook('committed');
     emitter.emit({ type: 'complete', reference: canonical, manifestDigest: plan.manifestDigest, cached: false, layerCount: plan.positions.length });
     return result(store, parsed, plan, pub.handles[0]!, false, source, outcomes);
@@ -372,8 +374,8 @@ async function doPull(backend: LocalBackend, parsed: ParsedReference, options: P
 }
 
 /** Ping and token caches live as long as the backend (pull.md §2.2 "once per host per backend"). */
-const registryCaches = new WeakMap<LocalBackend, RegistryCache>();
-function registryCacheOf(backend: LocalBackend, deps: PullDeps): RegistryCache {
+const registryCaches = new WeakMap<StoreOpener, RegistryCache>();
+function registryCacheOf(backend: StoreOpener, deps: PullDeps): RegistryCache {
   let c = registryCaches.get(backend);
   if (!c) { c = deps.createRegistryCache(); registryCaches.set(backend, c); }
   return c;
@@ -434,7 +436,7 @@ async function validateCached(store: Store, c: CachedImage, signal: AbortSignal)
   const sizes = new Map<string, number>();
   let layersValid = true;
   for (const d of [...new Set(c.layers.map((l) => l.diff_id))]) {
-    const ok = await withStoreLock(store.paths, 'layer', d, async () => {
+    const ok = await withLock(store, 'layer', d, async () => {
       const chk = await checkLayer(store, d);
       if (chk.valid) sizes.set(d, chk.sizeBytes);
       return chk.valid;
@@ -444,7 +446,7 @@ async function validateCached(store: Store, c: CachedImage, signal: AbortSignal)
   if (!layersValid) return { allValid: false, layersValid };
   if (c.manifest.fsmeta_bytes === null || c.manifest.vmdk_bytes === null) return { allValid: false, layersValid };
   const diffIds = c.layers.map((l) => l.diff_id);
-  const st = await withStoreLock(store.paths, 'image', c.manifest.digest,
+  const st = await withLock(store, 'image', c.manifest.digest,
     () => checkStitch(store, c.manifest.digest, diffIds, sizes, c.manifest.fsmeta_bytes), { signal }) as StitchCheck;
   return { allValid: st.fsmetaValid && st.vmdkValid, layersValid };
 }

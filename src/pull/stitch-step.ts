@@ -8,12 +8,13 @@
 import { lstat, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AbortedError, CacheCorruptError, toIoError } from '../errors.js';
-import type { Store } from '../api/backend.js';
+import type { Store } from '../store/store.js';
 import type { DirNode } from '../erofs/tree.js';
 import { findManifest } from '../catalog/queries.js';
-import { atomicPublish, fsyncDir } from '../store/atomic.js';
+import { atomicPublish } from '../store/atomic.js';
+import { renameDurable } from '../util/fs.js';
 import type { Lease } from '../store/lease.js';
-import { withStoreLock } from '../store/locks.js';
+import { withLock } from '../store/locks.js';
 import { diffIdTag } from '../stitch/fsmeta.js';
 import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
 import { cidOf } from '../stitch/vmdk.js';
@@ -88,7 +89,7 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
   const sizes = new Map<string, number>();
   for (const d of diffIds) sizes.set(d, input.layers.get(d)!.sizeBytes);
   emitter.emit({ type: 'stitchStarted', layerCount: diffIds.length });
-  const r = await withStoreLock(store.paths, 'image', m, async () => {
+  const r = await withLock(store, 'image', m, async () => {
     const fsPath = store.paths.fsmeta(m);
     const vmPath = store.paths.vmdk(m);
     const row = await store.index.read(() => findManifest(store.index, m));
@@ -118,8 +119,7 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
         const why = await validateFsmetaFile(cand.path, { uuid: digestUuid(m), layers: fsLayers });
         if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
         if (signal.aborted) throw new AbortedError(signal.reason);
-        try { await rename(cand.path, fsPath); } catch (err) { throw toIoError(err, fsPath); }
-        await fsyncDir(dirname(fsPath));
+        await renameDurable(cand.path, fsPath);
         fsmetaSize = built.sizeBytes;
         await input.hook?.('fsmeta-written');
       } finally {

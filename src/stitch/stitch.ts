@@ -9,7 +9,7 @@ import { CacheCorruptError, InvalidArgumentError, LimitExceededError, MsbError, 
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
 import { DEFAULT_LIMITS } from '../limits.js';
-import { fsyncDir } from '../store/atomic.js';
+import { fsyncDir, writeNewFile } from '../util/fs.js';
 import { digestUuid } from '../util/digest.js';
 import { planFsmeta, stitchVmdkText, writeFsmetaPlan, type FsmetaLayer } from './build.js';
 import { BLOCK, checkDiskBlocks, standInDigest, uuidTag } from './fsmeta.js';
@@ -143,15 +143,4 @@ export async function stitchLayers(layers: string[], outDir: string, options: { 
     throw err;
   }
   return { fsmetaPath, vmdkPath, layers: layers.length, fsmetaSizeBytes, diskSizeBytes: diskBlocks * BLOCK };
-}
-
-/** Creates `path` (O_EXCL, 0644) with `text`, fsynced. */
-async function writeNewFile(path: string, text: string): Promise<void> {
-  const fh = await open(path, 'wx', 0o644);
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }

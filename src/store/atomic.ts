@@ -5,8 +5,8 @@
  * caller only after this resolves.
  */
 import { constants as C, promises as fsp } from 'node:fs';
-import { dirname } from 'node:path';
 import { throwIfAborted, toIoError } from '../errors.js';
+import { renameDurable } from '../util/fs.js';
 import type { Lease } from './lease.js';
 
 export interface AtomicPublishOptions {
@@ -27,19 +27,6 @@ export interface AtomicPublishOptions {
   existingIsValid?(path: string): Promise<boolean>;
   force?: boolean;
   signal?: AbortSignal;
-}
-
-/** fsync a directory (makes a rename in it durable). */
-export async function fsyncDir(dir: string): Promise<void> {
-  let h: fsp.FileHandle | null = null;
-  try {
-    h = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
-    await h.sync();
-  } catch (err) {
-    throw toIoError(err, dir);
-  } finally {
-    await h?.close().catch(() => {});
-  }
 }
 
 /** Returns `published: false` when an existing valid file was kept instead. */
@@ -69,13 +56,8 @@ export async function atomicPublish(o: AtomicPublishOptions): Promise<{ publishe
       try { await fsp.lstat(o.finalPath); exists = true; } catch { /* absent */ }
       if (exists && (await o.existingIsValid(o.finalPath))) return { published: false, path: o.finalPath };
     }
-    try {
-      await fsp.rename(o.candidate, o.finalPath);
-    } catch (err) {
-      throw toIoError(err, o.finalPath);
-    }
+    await renameDurable(o.candidate, o.finalPath);
     created = false;
-    await fsyncDir(dirname(o.finalPath));
     return { published: true, path: o.finalPath };
   } finally {
     if (created) await fsp.unlink(o.candidate).catch(() => {});

@@ -2,7 +2,7 @@
  * Pure garbage-collection logic (storage.md §7–§8), separate from locks, transactions and files so
  * that the real prune, its dry run and `diskUsage().reclaimableBytes` share one set of predicates.
  */
-import { familiarOf } from '../api/refs.js';
+import { familiarOf } from '../reference/reference.js';
 
 /** `*` = any run of characters except `/`, `?` = one such character; anchored (api.md §2.5). */
 export function globToRegExp(glob: string): RegExp {

@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { IndexDb } from '../catalog/db.js';
-import type { LocalBackend } from '../api/backend.js';
 
 export type LeaseOperation = 'pull' | 'load' | 'save' | 'create';
 export type LeaseItemKind = 'manifest' | 'layer' | 'blob' | 'temp';
@@ -129,11 +128,10 @@ export function isLeased(index: IndexDb, kind: LeaseItemKind, value: string, now
 }
 
 /**
- * Starts a lease for `operation` on `backend` (opened for writing). The renewal timer is unref'd:
- * it never keeps the process alive.
+ * Starts a lease for `operation` in the index of a store opened for writing. The renewal timer is
+ * unref'd: it never keeps the process alive.
  */
-export async function createLease(backend: LocalBackend, operation: LeaseOperation, opts: { signal?: AbortSignal } = {}): Promise<Lease> {
-  const store = await backend._open('write', opts.signal);
+export async function createLease(store: { readonly index: IndexDb }, operation: LeaseOperation, opts: { signal?: AbortSignal } = {}): Promise<Lease> {
   const index = store.index;
   const id = randomBytes(16).toString('hex');
   const host = thisHost();

@@ -8,13 +8,14 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { MsbError, throwIfAborted, toIoError, type ErrorCode } from '../errors.js';
-import type { Store } from '../api/backend.js';
-import { familiarOf } from '../api/refs.js';
+import type { Store } from './store.js';
+import { familiarOf } from '../reference/reference.js';
 import { parseDuration } from '../util/duration.js';
-import type { ImagePruneReport, PruneItemError, PruneOptions } from '../api/types.js';
+import type { ImagePruneReport, PruneItemError, PruneOptions } from './types.js';
 import { InvalidArgumentError } from '../errors.js';
 import { digestFromPathForm } from '../util/digest.js';
-import { acquireFileLock, LOCK_BUSY, withStoreLock } from './locks.js';
+import { acquireFileLock } from '../util/flock.js';
+import { LOCK_BUSY, withLock } from './locks.js';
 import { deleteStaleLeases, findStaleLeases, isLeased, liveLeaseItems } from './lease.js';
 import { readMarker } from './marker.js';
 import { lstatOrNull, Measures, predictUnlink, removeTreeMeasured, unlinkMeasured } from './measure.js';
@@ -267,7 +268,7 @@ export async function pruneReal(store: Store, o: ResolvedPrune): Promise<ImagePr
     for (const man of manifests) {
       throwIfAborted(signal);
       try {
-        const res = await withStoreLock(paths, 'image', man.digest, async () => {
+        const res = await withLock(store, 'image', man.digest, async () => {
           const gone = await index.write(() => {
             const now = Date.now();
             const row = index.stmt('SELECT id, config_digest FROM manifest WHERE digest = ?').get(man.digest) as { id: number; config_digest: string } | undefined;
@@ -324,7 +325,7 @@ export async function pruneReal(store: Store, o: ResolvedPrune): Promise<ImagePr
       throwIfAborted(signal);
       const path = paths.layer(l.diff_id);
       try {
-        const res = await withStoreLock(paths, 'layer', l.diff_id, async () => {
+        const res = await withLock(store, 'layer', l.diff_id, async () => {
           const ok = await index.write(() => {
             const now = Date.now();
             const row = index.stmt('SELECT id FROM layer WHERE diff_id = ?').get(l.diff_id) as { id: number } | undefined;
@@ -384,7 +385,7 @@ export async function pruneReal(store: Store, o: ResolvedPrune): Promise<ImagePr
             try {
               const free = await index.read(() => !hasRow(index, d.table, f.digest) && !isLeased(index, d.leaseKind, f.digest, Date.now(), stale), { signal });
               if (!free) continue;
-              const res = await withStoreLock(paths, d.lock, f.digest, async () => {
+              const res = await withLock(store, d.lock, f.digest, async () => {
                 const still = await index.read(() => !hasRow(index, d.table, f.digest) && !isLeased(index, d.leaseKind, f.digest, Date.now(), stale), { signal });
                 if (!still) return;
                 const r = await unlinkMeasured(f.path);

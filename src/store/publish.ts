@@ -12,9 +12,9 @@
  */
 import { promises as fsp } from 'node:fs';
 import { CacheCorruptError, DigestMismatchError, InvalidArgumentError, toIoError } from '../errors.js';
-import type { LocalBackend, Store } from '../api/backend.js';
+import type { Store } from './store.js';
 import { ImageHandle } from './handle.js';
-import { familiarOf } from '../api/refs.js';
+import { familiarOf } from '../reference/reference.js';
 import type { IndexDb } from '../catalog/db.js';
 import { findLayer, findManifest, findRef, type ListRow, type RefRow } from '../catalog/queries.js';
 import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
@@ -78,10 +78,9 @@ export interface LayerRowInput {
  * gets `fsmeta_bytes = vmdk_bytes = size_bytes = NULL` in the same transaction, so its next use
  * rebuilds them (storage.md §4 "Replacing a layer").
  */
-export async function upsertLayerRow(backend: LocalBackend, input: LayerRowInput, opts: { signal?: AbortSignal; now?: number } = {}):
+export async function upsertLayerRow(store: Store, input: LayerRowInput, opts: { signal?: AbortSignal; now?: number } = {}):
   Promise<{ inserted: boolean; invalidatedManifests: string[] }> {
   if (!isDigest(input.diffId)) throw new InvalidArgumentError('diffId', `invalid diff_id ${JSON.stringify(input.diffId)}`);
-  const store = await backend._open('write', opts.signal);
   const alloc = input.erofsAllocBytes ?? (await measureFile(store.paths.layer(input.diffId))).alloc;
   const now = opts.now ?? Date.now();
   const index = store.index;
@@ -150,15 +149,15 @@ function checkRaw(what: string, digest: string, raw: Buffer): void {
  * manifest_layer rows, image_ref rows (`created_at` kept for an existing ref, `last_used_at` = now),
  * and the optional pin. Measures the files first (outside the transaction).
  */
-export async function publishImage(backend: LocalBackend, record: PublishImageRecord, opts: { signal?: AbortSignal } = {}): Promise<PublishedImage> {
-  return (await publishImages(backend, [record], opts))[0]!;
+export async function publishImage(store: Store, record: PublishImageRecord, opts: { signal?: AbortSignal } = {}): Promise<PublishedImage> {
+  return (await publishImages(store, [record], opts))[0]!;
 }
 
 /**
  * Several images in ONE transaction (all or nothing), e.g. a multi-image archive load: the same
  * rows and values as `publishImage`, for each record in order.
  */
-export async function publishImages(backend: LocalBackend, records: PublishImageRecord[], opts: { signal?: AbortSignal } = {}): Promise<PublishedImage[]> {
+export async function publishImages(store: Store, records: PublishImageRecord[], opts: { signal?: AbortSignal } = {}): Promise<PublishedImage[]> {
   for (const record of records) {
     checkRaw('manifest', record.manifest.digest, record.manifest.raw);
     checkRaw('config', record.config.digest, record.config.raw);
@@ -167,7 +166,6 @@ export async function publishImages(backend: LocalBackend, records: PublishImage
       if (!isDigest(l.blobDigest)) throw new InvalidArgumentError('layers', `invalid blob digest ${JSON.stringify(l.blobDigest)}`);
     }
   }
-  const store = await backend._open('write', opts.signal);
   const measured: Awaited<ReturnType<typeof measureArtifacts>>[] = [];
   for (const record of records) measured.push(await measureArtifacts(store, record.manifest.digest, record.layers.map((l) => l.diffId)));
   const index = store.index;
@@ -219,8 +217,7 @@ function writeImageRows(store: Store, record: PublishImageRecord, measured: { fs
  * Cache hit: `last_used_at = now` on the ref and on its manifest's layers. Returns the refreshed
  * handle, or null if the ref does not exist (any more).
  */
-export async function touchRef(backend: LocalBackend, canonical: string, opts: { signal?: AbortSignal; now?: number } = {}): Promise<ImageHandle | null> {
-  const store = await backend._open('write', opts.signal);
+export async function touchRef(store: Store, canonical: string, opts: { signal?: AbortSignal; now?: number } = {}): Promise<ImageHandle | null> {
   const index = store.index;
   const now = opts.now ?? Date.now();
   return index.write(() => touchRefSync(index, canonical, now), { signal: opts.signal });

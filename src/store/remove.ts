@@ -5,13 +5,13 @@
  * re-checked inside its own transaction, so a concurrent pull that leased the artifact keeps it.
  */
 import { ImageInUseError, ImageNotFoundError, throwIfAborted } from '../errors.js';
-import type { Store } from '../api/backend.js';
-import { familiarOf, parseImageSelector } from '../api/refs.js';
-import type { ImageRemoveReport, PinInfo } from '../api/types.js';
+import type { Store } from './store.js';
+import { familiarOf, parseImageSelector } from '../reference/reference.js';
+import type { ImageRemoveReport, PinInfo } from './types.js';
 import type { IndexDb } from '../catalog/db.js';
 import { findManifest, findRef, pinsOfManifest, refsOfManifest, type PinRow } from '../catalog/queries.js';
 import { findStaleLeases, isLeased } from './lease.js';
-import { withStoreLock } from './locks.js';
+import { withLock } from './locks.js';
 import { Measures, unlinkMeasured } from './measure.js';
 import { cmp, removeNeedsForce } from './gc.js';
 
@@ -80,7 +80,7 @@ export async function removeImage(store: Store, input: string, opts: { force?: b
 
   // Step 3: the manifest, under its image lock.
   const digest = decided.digest;
-  const deleted = await withStoreLock(paths, 'image', digest, async () => {
+  const deleted = await withLock(store, 'image', digest, async () => {
     const ok = await index.write(() => {
       const man = findManifest(index, digest);
       if (!man || !manifestFree(index, man.id, digest, Date.now(), stale)) return false;
@@ -101,7 +101,7 @@ export async function removeImage(store: Store, input: string, opts: { force?: b
     for (const d of decided.diffIds) {
       throwIfAborted(signal);
       // A busy layer lock: left for prune (LOCK_BUSY result ignored).
-      await withStoreLock(paths, 'layer', d, async () => {
+      await withLock(store, 'layer', d, async () => {
         const ok = await index.write(() => {
           const row = index.stmt('SELECT id FROM layer WHERE diff_id = ?').get(d) as { id: number } | undefined;
           if (!row) return false;

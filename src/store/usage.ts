@@ -9,9 +9,9 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import type { Store } from '../api/backend.js';
-import { familiarOf } from '../api/refs.js';
-import type { DiskUsageReport } from '../api/types.js';
+import type { Store } from './store.js';
+import { familiarOf } from '../reference/reference.js';
+import type { DiskUsageReport } from './types.js';
 import { digestFromPathForm } from '../util/digest.js';
 import { lstatOrNull, treeUsage } from './measure.js';
 import { cmp } from './gc.js';

@@ -49,12 +49,12 @@ export async function publishFakeImage(backend: LocalBackend, spec: FakeImageSpe
     const d = diffIds[i]!;
     const path = store.paths.layer(d);
     const blocks = spec.layerBlocks?.[i] ?? 1 + (spec.layers[i]!.length % 3);
-    await withLock(backend, 'layer', d, async () => {
+    await withLock(await backend._open('write'), 'layer', d, async () => {
       let exists = false;
       try { lstatSync(path); exists = true; } catch { /* new */ }
       if (!exists) writeSized(path, blocks * 4096, spec.layers[i]!);
       const size = lstatSync(path).size;
-      await upsertLayerRow(backend, { diffId: d, erofsSizeBytes: size, inodes: 3, blocks: size / 4096 });
+      await upsertLayerRow(await backend._open('write'), { diffId: d, erofsSizeBytes: size, inodes: 3, blocks: size / 4096 });
     });
   }
   const architecture = spec.architecture ?? 'amd64';
@@ -78,7 +78,7 @@ export async function publishFakeImage(backend: LocalBackend, spec: FakeImageSpe
   writeSized(store.paths.fsmeta(manifestDigest), 8192, `fsmeta:${manifestDigest}`);
   writeSized(store.paths.vmdk(manifestDigest), 300, '# Disk DescriptorFile\n');
   const canonical = spec.refs.map((r) => parseReference(r).canonical);
-  await publishImage(backend, {
+  await publishImage(await backend._open('write'), {
     references: canonical,
     manifest: { digest: manifestDigest, mediaType: 'application/vnd.oci.image.manifest.v1+json', raw: manifest, source: 'registry' },
     platform: { os, architecture, variant: spec.variant ?? null },

@@ -11,7 +11,7 @@ import {
   InvalidArgumentError, PinNotFoundError,
 } from '../../src/index.js';
 import { publishImage } from '../../src/store/publish.js';
-import { familiarOf } from '../../src/api/refs.js';
+import { familiarOf } from '../../src/reference/reference.js';
 import { parseReference } from '../../src/reference/reference.js';
 import { allocOf, publishFakeImage } from '../helpers/index-fixtures.js';
 import { tempDir } from '../helpers/env.js';
@@ -146,7 +146,7 @@ test('A11: artifact paths are absolute real paths in manifest order that exist; 
   // Sandbox.create's commit: pin written in the publish transaction (pull is elsewhere).
   const raw = store.index.db.prepare('SELECT raw FROM manifest WHERE digest = ?').get(img.manifestDigest) as { raw: Buffer };
   const cfg = store.index.db.prepare('SELECT raw FROM config WHERE digest = ?').get(img.configDigest) as { raw: Buffer };
-  await publishImage(b, {
+  await publishImage(await b._open('write'), {
     references: [parseReference('art').canonical], manifest: { digest: img.manifestDigest, mediaType: 'application/vnd.oci.image.manifest.v1+json', raw: raw.raw, source: 'registry' },
     platform: { os: 'linux', architecture: 'amd64', variant: null }, config: { digest: img.configDigest, raw: cfg.raw },
     layers: img.diffIds.map((d, i) => ({ diffId: d, blobDigest: 'sha256:' + String(i).repeat(64), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', compressedSizeBytes: 1 })),

@@ -42,7 +42,7 @@ test('property: dry run = real run, byte-exact reclaim, roots keep their files, 
     const b = await LocalBackend.builder().home(dir).build();
     try {
       const store = await b._open('write');
-      const lease = await createLease(b, 'pull');
+      const lease = await createLease(await b._open('write'), 'pull');
       const protectedFiles: string[] = [];
       let salt = 0;
       for (const img of scene.images) {
@@ -64,7 +64,7 @@ test('property: dry run = real run, byte-exact reclaim, roots keep their files, 
       for (let i = 0; i < scene.dangling.length; i++) {
         const d = 'sha256:' + String(i + 1).repeat(64).slice(0, 63) + 'd';
         writeFileSync(store.paths.layer(d), Buffer.alloc(8192, 4));
-        await upsertLayerRow(b, { diffId: d, erofsSizeBytes: 8192, inodes: 1, blocks: 2 });
+        await upsertLayerRow(await b._open('write'), { diffId: d, erofsSizeBytes: 8192, inodes: 1, blocks: 2 });
         if (scene.dangling[i]) { await lease.addItem('layer', d); protectedFiles.push(store.paths.layer(d)); }
       }
       for (let i = 0; i < scene.orphans; i++) writeFileSync(store.paths.layer('sha256:' + String(i + 5).repeat(64)), Buffer.alloc(4096 * (i + 1), 2));

@@ -10,7 +10,8 @@ import { existsSync, lstatSync, mkdirSync, symlinkSync, utimesSync, writeFileSyn
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { AbortedError, Image, IoError, LocalBackend } from '../../src/index.js';
-import { acquireFileLock, LOCK_BUSY, withLock } from '../../src/store/locks.js';
+import { acquireFileLock, LOCK_BUSY } from '../../src/util/flock.js';
+import { withLock } from '../../src/store/locks.js';
 import { lockPath, partPath } from '../../src/store/paths.js';
 import { createLease, deleteStaleLeases, isLeaseStale, processStartTime, thisHost, type LeaseRow } from '../../src/store/lease.js';
 import { diffIdOf, publishFakeImage } from '../helpers/index-fixtures.js';
@@ -37,16 +38,16 @@ test('in one process, waiters on one stripe run one after another; tryOnly sees 
   const order: string[] = [];
   let release!: () => void;
   const gate = new Promise<void>((r) => { release = r; });
-  const first = withLock(b, 'layer', d1, async () => { order.push('1 start'); await gate; order.push('1 end'); });
+  const first = withLock(await b._open('write'), 'layer', d1, async () => { order.push('1 start'); await gate; order.push('1 end'); });
   await new Promise((r) => setImmediate(r));
-  const busy = await withLock(b, 'layer', d2, () => 'ran', { tryOnly: true });
+  const busy = await withLock(await b._open('write'), 'layer', d2, () => 'ran', { tryOnly: true });
   assert.equal(busy, LOCK_BUSY);
-  const second = withLock(b, 'layer', d2, async () => { order.push('2'); });
+  const second = withLock(await b._open('write'), 'layer', d2, async () => { order.push('2'); });
   await new Promise((r) => setTimeout(r, 30));
   release();
   await Promise.all([first, second]);
   assert.deepEqual(order, ['1 start', '1 end', '2']);
-  assert.equal(await withLock(b, 'layer', d2, () => 'free', { tryOnly: true }), 'free');
+  assert.equal(await withLock(await b._open('write'), 'layer', d2, () => 'free', { tryOnly: true }), 'free');
 });
 
 function holdFlock(path: string, seconds: number) {
@@ -104,7 +105,7 @@ test('a lease names what it protects: prune keeps a leased manifest and layer, t
   const b = await LocalBackend.builder().home(dir).build();
   t.after(() => b.close());
   const img = await publishFakeImage(b, { refs: ['leased:1'], layers: ['la', 'lb'] });
-  const lease = await createLease(b, 'pull');
+  const lease = await createLease(await b._open('write'), 'pull');
   await lease.addItems([{ kind: 'manifest', value: img.manifestDigest }, { kind: 'layer', value: img.diffIds[0]! }]);
   const r1 = await Image.pruneLocal(b);
   assert.equal(r1.imageRefsRemoved, 0, 'a ref of a leased manifest is not a candidate');
@@ -143,7 +144,7 @@ test('H7: a process killed while holding a lease: prune reaps the lease and, aft
     const { LocalBackend } = await import(${JSON.stringify(backendMod)});
     const { createLease } = await import(${JSON.stringify(leaseMod)});
     const b = LocalBackend.lazy({ home: ${JSON.stringify(dir)} });
-    const lease = await createLease(b, 'pull');
+    const lease = await createLease(await b._open('write'), 'pull');
     await lease.addItem('blob', ${JSON.stringify(blob)});
     (await import('node:fs')).writeFileSync(${JSON.stringify(part)}, Buffer.alloc(10000, 1));
     process.stdout.write('ready\\n');
@@ -176,7 +177,7 @@ test('backend open reaps stale leases of this host; live ones stay', async (t) =
   const host = thisHost();
   store.index.db.prepare('INSERT INTO lease VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run('dead', 'pull', host.hostname, host.bootId, 2 ** 22 + 12345, 'x', 0, Date.now() + 600_000);
   store.index.db.prepare('INSERT INTO lease VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run('remote', 'pull', 'elsewhere', 'boot', 1, 'x', 0, Date.now() + 600_000);
-  const live = await createLease(b, 'load');
+  const live = await createLease(await b._open('write'), 'load');
   await b.close();
   const b2 = await LocalBackend.builder().home(dir).build();
   t.after(() => b2.close());

@@ -187,7 +187,7 @@ test('B9: temp files: aged 2 h unleased goes, 10 min stays, leased stays; tempGr
   const spool = join(paths.tmpDir, 'load-1-dead');
   const old = new Date(Date.now() - 3 * 3600_000);
   utimesSync(spool, old, old);
-  const lease = await createLease(b, 'pull');
+  const lease = await createLease(await b._open('write'), 'pull');
   await lease.addItem('blob', leasedBlob);
   await lease.addItem('temp', 'layer-sha256_' + 'd'.repeat(64) + '-1-abc.tmp');
   const expected = allocOf(aged) + allocOf(join(spool, 'm.json'));
@@ -270,8 +270,8 @@ test('B12: remove and prune never touch lock files (same inodes)', async (t) => 
   await publishFakeImage(b, { refs: ['l1', 'l2'], layers: ['a', 'b'] });
   await publishFakeImage(b, { refs: ['l3'], layers: ['b', 'c'] });
   await Image.pruneLocal(b, { dryRun: true });
-  await withLock(b, 'ref', 'docker.io/library/l1:latest', () => undefined);
-  await withLock(b, 'gc', null, () => undefined);
+  await withLock(await b._open('write'), 'ref', 'docker.io/library/l1:latest', () => undefined);
+  await withLock(await b._open('write'), 'gc', null, () => undefined);
   const inodes = new Map(readdirSync(paths.locksDir).map((n) => [n, statSync(join(paths.locksDir, n)).ino]));
   assert.ok(inodes.size >= 4);
   await Image.removeLocal(b, 'l1');
@@ -286,13 +286,13 @@ test('skippedInUse: a manifest or layer whose lock is held (an in-flight pull) i
   await Image.removeLocal(b, 'busy'); // the layer goes with it … re-create a refless manifest instead
   const y = await publishFakeImage(b, { refs: ['busy2'], layers: ['busy-layer2'] });
   let report: ImagePruneReport | undefined;
-  await withLock(b, 'image', y.manifestDigest, async () => {
+  await withLock(await b._open('write'), 'image', y.manifestDigest, async () => {
     report = await Image.pruneLocal(b);
   });
   assert.equal(report!.skippedInUse, 1);
   assert.equal(report!.manifestsRemoved, 0);
   assert.ok(existsSync(paths.fsmeta(y.manifestDigest)));
-  await withLock(b, 'layer', y.diffIds[0]!, async () => {
+  await withLock(await b._open('write'), 'layer', y.diffIds[0]!, async () => {
     report = await Image.pruneLocal(b);
   });
   assert.equal(report!.manifestsRemoved, 1);
@@ -307,7 +307,7 @@ test('remove leaves a layer whose lock is busy for prune', async (t) => {
   const { b, paths } = await backend(t);
   const x = await publishFakeImage(b, { refs: ['rm'], layers: ['r1', 'r2'] });
   let rep;
-  await withLock(b, 'layer', x.diffIds[0]!, async () => { rep = await Image.removeLocal(b, 'rm'); });
+  await withLock(await b._open('write'), 'layer', x.diffIds[0]!, async () => { rep = await Image.removeLocal(b, 'rm'); });
   assert.deepEqual(rep!.deletedLayers, [x.diffIds[1]!]);
   assert.ok(existsSync(paths.layer(x.diffIds[0]!)));
   const p = await Image.pruneLocal(b);
@@ -407,7 +407,7 @@ test('abort: a prune rejects with ABORTED (cause = signal.reason), also while wa
   await assert.rejects(Image.pruneLocal(b, { signal: ac.signal }), (e: unknown) => (e as { code?: string }).code === 'ABORTED' && (e as Error).cause === 'early');
   const ac2 = new AbortController();
   let p!: Promise<unknown>;
-  await withLock(b, 'gc', null, async () => {
+  await withLock(await b._open('write'), 'gc', null, async () => {
     p = Image.pruneLocal(b, { signal: ac2.signal });
     await new Promise((r) => setTimeout(r, 30));
     ac2.abort('late');

@@ -24,7 +24,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, SettingsError, toIoError } from '../../errors.js';
 import { parseSettings, readSettings } from '../../settings/settings.js';
-import { acquireFileLock } from '../../store/locks.js';
+import { acquireFileLock } from '../../util/flock.js';
+import { writeFileAtomicSync } from '../../util/fs.js';
 import { parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../registry/client.js';
 import { readDockerConfig } from '../../registry/credentials.js';
@@ -134,29 +135,6 @@ function ensurePrivateDir(dir: string): void {
   chmodSync(dir, 0o700);
 }
 
-/** Writes `data` to `path` atomically: a 0600 temp file (O_EXCL|O_NOFOLLOW), fsync, rename, fsync dir. */
-function writeFileAtomic(path: string, data: string | Buffer): void {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${randomBytes(6).toString('hex')}.tmp`);
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL | FS.O_NOFOLLOW, 0o600);
-    const b = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < b.length) off += writeSync(fd, b, off, b.length - off);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, path);
-    const dfd = openSync(dir, FS.O_RDONLY | FS.O_DIRECTORY);
-    try { fsyncSync(dfd); } finally { closeSync(dfd); }
-  } catch (e) {
-    if (fd !== null) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw toIoError(e, path);
-  }
-}
-
 type JsonObject = Record<string, unknown>;
 
 function readConfigRaw(home: string): JsonObject {
@@ -177,7 +155,7 @@ function writeConfigRaw(home: string, obj: JsonObject): void {
   const text = JSON.stringify(obj, null, 2) + '\n';
   const file = join(home, 'config.json');
   parseSettings(text, file, home); // never write a file we would refuse to read
-  writeFileAtomic(file, text);
+  writeFileAtomicSync(file, text);
 }
 
 function childObject(parent: JsonObject, key: string): JsonObject {
@@ -239,7 +217,7 @@ async function login(args: string[], ctx: CliContext): Promise<number> {
     const secretsDir = join(home, 'secrets');
     ensurePrivateDir(secretsDir);
     ensurePrivateDir(join(secretsDir, 'registries'));
-    writeFileAtomic(join(secretsDir, rel), password + '\n');
+    writeFileAtomicSync(join(secretsDir, rel), password + '\n');
     const cfg = readConfigRaw(home);
     const hosts = childObject(childObject(cfg, 'registries'), 'hosts');
     const h = childObject(hosts, host);

@@ -1,0 +1,124 @@
+/**
+ * The open cache (docs/storage.md §1): one home's SQLite index plus its cache directory, resolved
+ * once. Every operation below the API receives a `Store`; the API's `LocalBackend` only decides
+ * when to open one (lazily) and tracks running operations (`StoreOpener`).
+ *
+ * Opening for reading creates nothing: a home without an index answers `null`. Opening for
+ * writing creates the directories, the database and the cache marker, in that order (the marker
+ * before `layers/`, which would otherwise read as another home's cache).
+ */
+import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { toIoError } from '../errors.js';
+import { openIndex, indexPath, type IndexDb } from '../catalog/db.js';
+import type { Limits } from '../limits.js';
+import type { Settings } from '../settings/settings.js';
+import { deleteStaleLeases } from './lease.js';
+import { checkMarker, ensureMarker } from './marker.js';
+import { CachePaths } from './paths.js';
+
+/**
+ * Everything an operation needs once the cache is open. `paths.root` is the REAL path of the cache
+ * directory, resolved once at open (it is what VMDK extents and `inspect` report).
+ */
+export interface Store {
+  readonly home: string;
+  readonly cacheDir: string;
+  readonly paths: CachePaths;
+  readonly index: IndexDb;
+  readonly settings: Settings;
+  readonly limits: Limits;
+  /** How old an unleased temp entry must be before prune removes it. */
+  readonly tempGraceMs: number;
+  readonly pullConcurrency: number;
+  /** True once directories, lock dir and marker exist (the first write-mode open did that). */
+  writeReady: boolean;
+}
+
+/**
+ * What operations that open the cache themselves (pull, load, save, Sandbox.create) need from
+ * their caller. `LocalBackend` implements it; lower layers never see the API class.
+ */
+export interface StoreOpener {
+  readonly home: string;
+  /** config.json overlaid with the caller's settings (read once). */
+  readonly settings: Settings;
+  /** Opens for reading: `null` means "no index yet" (nothing was created). */
+  _open(mode: 'read'): Promise<Store | null>;
+  /** Opens for writing: creates directories, database and marker as needed. */
+  _open(mode: 'write', signal?: AbortSignal): Promise<Store>;
+  /** Runs `fn` as a tracked operation (closing waits for it). */
+  _run<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+export interface StoreConfig {
+  home: string;
+  /** The configured cache directory (absolute, not yet resolved through symlinks). */
+  cacheDir: string;
+  settings: Settings;
+  limits: Limits;
+  tempGraceMs: number;
+  pullConcurrency: number;
+}
+
+/** realpath of `p`, or of its nearest existing ancestor joined with the rest. */
+function realPathLoose(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    const parent = dirname(p);
+    if (parent === p) return p;
+    return join(realPathLoose(parent), basename(p));
+  }
+}
+
+function existsDir(p: string): boolean {
+  try { return lstatSync(p).isDirectory(); } catch { return false; }
+}
+
+function mkdirOrThrow(p: string, mode?: number): void {
+  try { mkdirSync(p, { recursive: true, ...(mode !== undefined ? { mode } : {}) }); } catch (err) { throw toIoError(err, p); }
+}
+
+/**
+ * Opens the index of `cfg.home` and binds it to the cache directory. `current` (an open store of
+ * the same config) is upgraded to write-ready instead of being reopened.
+ */
+export async function openStore(cfg: StoreConfig, mode: 'read' | 'write', current: Store | null, signal?: AbortSignal): Promise<Store | null> {
+  let store = current && !current.index.isClosed ? current : null;
+  if (!store) {
+    const dbExists = (() => { try { lstatSync(indexPath(cfg.home)); return true; } catch { return false; } })();
+    // A cache that already carries a marker (or layers/) cannot be ours when we have no index.
+    if (!dbExists) checkMarker(cfg.cacheDir, null);
+    if (mode === 'write') mkdirOrThrow(cfg.home, 0o700);
+    const index = await openIndex(cfg.home, { create: mode === 'write', ...(signal ? { signal } : {}) });
+    if (!index) return null;
+    try {
+      checkMarker(cfg.cacheDir, index.indexId);
+    } catch (err) {
+      index.close();
+      throw err;
+    }
+    const root = realPathLoose(cfg.cacheDir);
+    store = {
+      home: cfg.home, cacheDir: root, paths: new CachePaths(root), index, settings: cfg.settings, limits: cfg.limits,
+      tempGraceMs: cfg.tempGraceMs, pullConcurrency: cfg.pullConcurrency, writeReady: false,
+    };
+  }
+  if (mode === 'write' && !store.writeReady) store = await makeWriteReady(store, cfg.cacheDir, signal);
+  return store;
+}
+
+async function makeWriteReady(store: Store, cacheDir: string, signal?: AbortSignal): Promise<Store> {
+  const existed = existsDir(cacheDir);
+  // The marker first: `layers/` without a marker would read as another home's cache.
+  mkdirOrThrow(cacheDir);
+  ensureMarker(cacheDir, store.index.indexId);
+  for (const d of ['layers', 'fsmeta', 'vmdk', 'tmp', 'locks']) mkdirOrThrow(join(cacheDir, d));
+  // The directory did not exist when its real path was first computed.
+  const root = existed ? store.cacheDir : realpathSync(cacheDir);
+  const ready: Store = { ...store, cacheDir: root, paths: root === store.cacheDir ? store.paths : new CachePaths(root), writeReady: true };
+  // Opportunistic: stale leases of this host (docs/storage.md §6.2). Never fatal.
+  try { await deleteStaleLeases(ready.index, { onlyThisHost: true, ...(signal ? { signal } : {}) }); } catch { /* retried by prune */ }
+  return ready;
+}

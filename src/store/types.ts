@@ -1,0 +1,70 @@
+/** Result and option types of the store's operations (remove, prune, disk usage), re-exported by the API. */
+import type { ErrorCode } from '../errors.js';
+
+export interface ImageArtifacts {
+  vmdkPath: string; fsmetaPath: string;
+  /** manifest order */
+  layers: { position: number; diffId: string; path: string }[];
+}
+
+export interface PinInfo { kind: 'sandbox' | 'snapshot'; name: string }
+
+export interface RemoveOptions { force?: boolean; signal?: AbortSignal }
+
+export interface ImageRemoveReport {
+  /** familiar forms */
+  untagged: string[];
+  deletedManifests: string[];
+  /** diff_ids */
+  deletedLayers: string[];
+  bytesReclaimed: number | null;
+}
+
+export interface PruneOptions {
+  /** compute the report, delete nothing */
+  dryRun?: boolean;
+  /** only refs with lastUsedAt older than this (ms, or "36h", "7d") */
+  unusedFor?: number | string;
+  /** glob(s) tested against familiar and canonical forms */
+  filter?: { reference?: string | string[] };
+  /** minimum age of temp files it deletes; default: builder tempGraceMs, else config prune.temp_grace, else "1h" */
+  tempGrace?: number | string;
+  signal?: AbortSignal;
+}
+
+export interface PruneItemError {
+  kind: 'ref' | 'manifest' | 'fsmeta' | 'vmdk' | 'layer' | 'temp' | 'orphan' | 'lease';
+  item: string; path?: string; code: ErrorCode; message: string;
+}
+
+export interface ImagePruneReport {
+  imageRefsRemoved: number;
+  manifestsRemoved: number;
+  layersRemoved: number;
+  fsmetaRemoved: number;
+  vmdkRemoved: number;
+  /** Σ st_blocks*512 of files deleted; null iff no file was deleted */
+  bytesReclaimed: number | null;
+  tempRemoved: number;
+  orphansRemoved: number;
+  skippedInUse: number;
+  errors: PruneItemError[];
+  dryRun: boolean;
+  removed: { references: string[]; manifests: string[]; layers: string[] };
+}
+
+export interface DiskUsageReport {
+  images: { manifestDigest: string; references: string[]; pinned: boolean;
+            sizeBytes: number | null; uniqueBytes: number | null; sharedBytes: number | null }[];
+  layers: { count: number; bytes: number };
+  fsmeta: { count: number; bytes: number };
+  vmdk: { count: number; bytes: number };
+  temp: { count: number; bytes: number };
+  /** artifact files with no index row */
+  orphans: { count: number; bytes: number };
+  /** distinct files, each counted once */
+  totalBytes: number;
+  /** equals prune({dryRun: true}).bytesReclaimed */
+  reclaimableBytes: number | null;
+}
+
