@@ -1,6 +1,7 @@
 /** Builders for ImageDetail / ImageConfigDetail / ImageArtifacts from index rows (no file access). */
 import type { IndexDb } from '../catalog/db.js';
-import { configRaw, findManifest, manifestLayers, pinsOfManifest, type RefRow } from '../catalog/queries.js';
+import { configRaw, findManifest, manifestLayers, type RefRow } from '../catalog/queries.js';
+import { pinsOfManifest } from '../catalog/pins.js';
 import { pinInfo } from '../store/remove.js';
 import { refRowToHandle } from '../store/publish.js';
 import type { CachePaths } from '../store/paths.js';

@@ -9,7 +9,7 @@
  * A target with a digest component must carry the source's manifest digest.
  */
 import { ImageNotFoundError, InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { findManifest, findRef, listRefs, newestRefOfManifest } from '../catalog/queries.js';
+import { findManifest, findRef, listRefs, newestRefOfManifest, upsertImageRef } from '../catalog/queries.js';
 import { makeOperation } from '../pull/events.js';
 import { pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
 import { listRowToHandle, refRowToHandle } from '../store/publish.js';
@@ -229,10 +229,7 @@ export class Image {
         if (dst.digest !== null && dst.digest !== digest) {
           throw new InvalidArgumentError('target', `${dst.familiar} names digest ${dst.digest}, but ${source} is ${digest}`);
         }
-        const now = Date.now();
-        index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
-          ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
-            last_used_at = excluded.last_used_at`).run(dst.canonical, manifestId, indexDigest, now, now);
+        upsertImageRef(index, dst.canonical, manifestId, indexDigest, Date.now());
         return refRowToHandle(findRef(index, dst.canonical)!);
       }));
       return out as ImageHandle;

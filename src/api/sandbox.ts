@@ -11,7 +11,8 @@
 import { lstat } from 'node:fs/promises';
 import { CacheCorruptError, InvalidArgumentError, PinNotFoundError } from '../errors.js';
 import type { IndexDb } from '../catalog/db.js';
-import { configRaw, findManifest, findPin, manifestLayers, type PinRow } from '../catalog/queries.js';
+import { configRaw, findManifest, manifestLayers } from '../catalog/queries.js';
+import { deletePin, deleteSnapshotByName, findPin, listPins, snapshotNamedOtherThan, upsertPin, type PinRow } from '../catalog/pins.js';
 import { createLease } from '../store/lease.js';
 import type { CachePaths } from '../store/paths.js';
 import { touchRefSync } from '../store/publish.js';
@@ -120,10 +121,7 @@ export class Sandbox {
         return await index.write(() => {
           const now = Date.now();
           touchRefSync(index, result.canonicalReference ?? ref.canonical, now);
-          index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES ('sandbox', ?, ?, ?, ?, ?)
-            ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest,
-              reference = excluded.reference, created_at = excluded.created_at`)
-            .run(name, name, result.manifestDigest, result.canonicalReference ?? ref.canonical, now);
+          upsertPin(index, { kind: 'sandbox', key: name, name, manifestDigest: result.manifestDigest, reference: result.canonicalReference ?? ref.canonical }, now);
           return sandboxHandle(index, paths, findPin(index, 'sandbox', name)!);
         }, { ...(options.signal ? { signal: options.signal } : {}) });
       } finally {
@@ -149,8 +147,7 @@ export class Sandbox {
     return b._run(async () => {
       const store = await b._open('read');
       if (!store) return [];
-      return store.index.read(() => (store.index.stmt("SELECT * FROM pin WHERE kind = 'sandbox' ORDER BY created_at DESC, key").all() as PinRow[])
-        .map((p) => sandboxHandle(store.index, store.paths, p)));
+      return store.index.read(() => listPins(store.index, 'sandbox').map((p) => sandboxHandle(store.index, store.paths, p)));
     });
   }
 
@@ -159,8 +156,8 @@ export class Sandbox {
     return b._run(async () => {
       const store = await b._open('read');
       if (!store || typeof name !== 'string') throw new PinNotFoundError('sandbox', String(name));
-      const n = await store.index.write(() => store.index.stmt("DELETE FROM pin WHERE kind = 'sandbox' AND key = ?").run(name).changes);
-      if (n === 0) throw new PinNotFoundError('sandbox', name);
+      const gone = await store.index.write(() => deletePin(store.index, 'sandbox', name));
+      if (!gone) throw new PinNotFoundError('sandbox', name);
     });
   }
 }
@@ -185,12 +182,11 @@ export class Snapshot {
       const index = store.index;
       return index.write(() => {
         if (name !== null) {
-          const other = index.stmt("SELECT key FROM pin WHERE kind = 'snapshot' AND name = ? AND key != ?").get(name, record.digest) as { key: string } | undefined;
-          if (other) throw new InvalidArgumentError('name', `snapshot name '${name}' is already used by ${other.key}`);
+          const other = snapshotNamedOtherThan(index, name, record.digest);
+          if (other) throw new InvalidArgumentError('name', `snapshot name '${name}' is already used by ${other}`);
         }
-        index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES ('snapshot', ?, ?, ?, ?, ?)
-          ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest, reference = excluded.reference`)
-          .run(record.digest, name, record.imageManifestDigest, canonical, Date.now());
+        upsertPin(index, { kind: 'snapshot', key: record.digest, name, manifestDigest: record.imageManifestDigest, reference: canonical },
+          Date.now(), { keepCreatedAt: true });
         return snapshotHandle(findPin(index, 'snapshot', record.digest)!);
       });
     });
@@ -200,7 +196,7 @@ export class Snapshot {
     return b._run(async () => {
       const store = await b._open('read');
       if (!store) return [];
-      return store.index.read(() => (store.index.stmt("SELECT * FROM pin WHERE kind = 'snapshot' ORDER BY created_at DESC, key").all() as PinRow[]).map(snapshotHandle));
+      return store.index.read(() => listPins(store.index, 'snapshot').map(snapshotHandle));
     });
   }
 
@@ -210,10 +206,8 @@ export class Snapshot {
       const store = await b._open('read');
       if (!store || typeof nameOrDigest !== 'string') throw new PinNotFoundError('snapshot', String(nameOrDigest));
       const byDigest = isDigest(nameOrDigest);
-      const n = await store.index.write(() => (byDigest
-        ? store.index.stmt("DELETE FROM pin WHERE kind = 'snapshot' AND key = ?")
-        : store.index.stmt("DELETE FROM pin WHERE kind = 'snapshot' AND name = ?")).run(nameOrDigest).changes);
-      if (n === 0) throw new PinNotFoundError('snapshot', nameOrDigest);
+      const gone = await store.index.write(() => (byDigest ? deletePin(store.index, 'snapshot', nameOrDigest) : deleteSnapshotByName(store.index, nameOrDigest)));
+      if (!gone) throw new PinNotFoundError('snapshot', nameOrDigest);
     });
   }
 }

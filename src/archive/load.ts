@@ -26,9 +26,10 @@ import type { ImageHandle } from '../store/handle.js';
 import type { LoadOptions } from './types.js';
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
-import type { Compression } from '../layer/compression.js';
+import { DETECT_BYTES, takeHead } from '../layer/compression.js';
+import { compressionOfMediaType, ociLayerMediaType, type Compression } from '../oci/media-types.js';
 import { resolveLimits, type Limits } from '../limits.js';
-import { mediaTypeCompression, type ConverterDeps } from '../pull/blob-pipeline.js';
+import type { ConverterDeps } from '../pull/blob-pipeline.js';
 import { defaultConverterDeps } from '../pull/deps-default.js';
 import { PullEmitter, linkedAbort, type PullEvent } from '../pull/events.js';
 import { checkLayer, publishLayerCandidate } from '../pull/layer.js';
@@ -42,12 +43,6 @@ import { publishImages, upsertLayerRow, type PublishImageRecord } from '../store
 import { digestAlgorithm, digestOf, newHash } from '../util/digest.js';
 import { ArchiveMembers } from './members.js';
 import { planArchive, syntheticManifest, type PlannedImage, type PlannedLayer } from './plan.js';
-
-const MEDIA_BY_COMPRESSION: Record<Compression, string> = {
-  none: 'application/vnd.oci.image.layer.v1.tar',
-  gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-};
 
 interface LayerDone { sizeBytes: number; root: DirNode | null }
 
@@ -203,7 +198,7 @@ function setDockerBlob(l: PlannedLayer, digest: string, kind: Compression): void
     throw new DigestMismatchError('blob', l.pathDigest, digest, `archive member ${l.memberName} does not match its name (${digest})`);
   }
   l.blobDigest = digest;
-  l.mediaType = MEDIA_BY_COMPRESSION[kind];
+  l.mediaType = ociLayerMediaType(kind);
 }
 
 /** Docker path, cached layer: the blob digest and the magic, nothing decompressed. */
@@ -212,7 +207,7 @@ async function hashOnly(ctx: Ctx, l: PlannedLayer): Promise<void> {
   let head = Buffer.alloc(0);
   for await (const c of ctx.members.stream(l.member) as AsyncIterable<Buffer>) {
     if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
-    if (head.length < 512) head = Buffer.concat([head, c.subarray(0, 512 - head.length)]);
+    if (head.length < DETECT_BYTES) head = Buffer.concat([head, c.subarray(0, DETECT_BYTES - head.length)]);
     h.update(c);
   }
   const kind = ctx.deps.detectCompression(head);
@@ -231,17 +226,8 @@ async function convertMember(ctx: Ctx, l: PlannedLayer, candidate: string): Prom
   const h = newHash(alg);
   const src = ctx.members.stream(l.member);
   const it = (src as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  const headParts: Buffer[] = [];
-  let headLen = 0;
-  let eof = false;
-  while (headLen < 512) {
-    const r = await it.next();
-    if (r.done) { eof = true; break; }
-    headParts.push(r.value);
-    headLen += r.value.length;
-  }
-  const head = Buffer.concat(headParts);
-  const kind = ctx.deps.detectCompression(head.subarray(0, 512));
+  const { head, chunks: headParts, ended: eof } = await takeHead(it);
+  const kind = ctx.deps.detectCompression(head);
   let failed: unknown = null;
   let dec: NodeJS.ReadWriteStream | null = null;
   let writer: Promise<{ ok: true; v: Awaited<ReturnType<ConverterDeps['writeLayer']>> } | { ok: false; e: unknown }> | null = null;
@@ -249,7 +235,8 @@ async function convertMember(ctx: Ctx, l: PlannedLayer, candidate: string): Prom
   const onAbort = () => wac.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
   if (kind !== null) {
-    if (l.mediaType && mediaTypeCompression(l.mediaType) !== kind) {
+    const announced = l.mediaType ? compressionOfMediaType(l.mediaType) : null;
+    if (announced !== null && announced !== kind) {
       ctx.warn('MEDIA_TYPE_MISMATCH', `layer ${l.position + 1} (${l.blobDigest}): media type ${l.mediaType} does not match its content (${kind}); decoding it as ${kind}`);
     }
     dec = ctx.deps.createDecompressor(kind, { signal: wac.signal });
@@ -274,7 +261,7 @@ async function convertMember(ctx: Ctx, l: PlannedLayer, candidate: string): Prom
     }
   };
   try {
-    await feed(head);
+    for (const c of headParts) await feed(c);
     if (!eof) {
       for (;;) {
         if (signal.aborted) throw new AbortedError(signal.reason);

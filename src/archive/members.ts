@@ -23,7 +23,7 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AbortedError, ArchiveInvalidError, LimitExceededError, MsbError, toIoError } from '../errors.js';
-import { createDecompressor, detectCompression, type Compression } from '../layer/compression.js';
+import { createDecompressor, detectCompression, sniffFile, takeHead, type Compression } from '../layer/compression.js';
 import type { Limits } from '../limits.js';
 import { TarReader, type TarEntry } from '../tar/reader.js';
 import { newHash } from '../util/digest.js';
@@ -109,16 +109,8 @@ export class ArchiveMembers {
   static async open(input: string | NodeJS.ReadableStream, o: OpenArchiveOptions): Promise<ArchiveMembers> {
     const t = new ArchiveMembers();
     if (typeof input === 'string') {
-      let fh: FileHandle;
-      try { fh = await open(input, 'r'); } catch (err) { throw toIoError(err, input); }
       let head: Buffer;
-      try {
-        const b = Buffer.alloc(512);
-        const { bytesRead } = await fh.read(b, 0, 512, 0);
-        head = b.subarray(0, bytesRead);
-      } finally {
-        await fh.close().catch(() => {});
-      }
+      try { head = await sniffFile(input); } catch (err) { throw toIoError(err, input); }
       const kind = detectArchive(head);
       t.compression = kind;
       const src = createReadStream(input, { highWaterMark: CHUNK });
@@ -131,21 +123,11 @@ export class ArchiveMembers {
     }
     // A stream: sniff the first bytes, then decompress (if needed) and spool everything.
     const it = (input as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
-    const first: Buffer[] = [];
-    let have = 0;
-    let ended = false;
-    while (have < 512) {
-      const r = await it.next();
-      if (r.done) { ended = true; break; }
-      const c = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
-      first.push(c);
-      have += c.length;
-    }
-    const head = Buffer.concat(first);
-    const kind = detectArchive(head.subarray(0, 512));
+    const { head, chunks: first, ended } = await takeHead(it);
+    const kind = detectArchive(head);
     t.compression = kind;
     async function* rest(): AsyncGenerator<Buffer> {
-      yield head;
+      yield* first;
       if (ended) return;
       for (;;) {
         const r = await it.next();

@@ -1,6 +1,10 @@
 /**
- * Read queries over the index, shared by the API and the pull/load pipelines. All functions are
- * synchronous and meant to run inside `IndexDb.read`/`write` callbacks.
+ * The image tables (docs/storage.md §3.2): refs, manifests, their layers, layers and configs. Every
+ * statement on them lives here, behind a named function. All functions are synchronous and run
+ * inside `IndexDb.read`/`write` callbacks (the caller chooses the transaction).
+ *
+ * Row types mirror their columns (snake_case, `*Row`); the raw `ListRow` tuple is the one exception,
+ * for the speed of `list()`.
  */
 import type { IndexDb } from './db.js';
 
@@ -85,15 +89,123 @@ export function configRaw(index: IndexDb, digest: string): Buffer | undefined {
   return r?.raw;
 }
 
-export interface PinRow {
-  kind: 'sandbox' | 'snapshot'; key: string; name: string | null; manifest_digest: string;
-  reference: string | null; created_at: number;
+/** Manifest ids whose refs were resolved through the index `indexDigest`, oldest first. */
+export function manifestIdsByIndexDigest(index: IndexDb, indexDigest: string): number[] {
+  return (index.stmt(`SELECT DISTINCT m.id AS id FROM image_ref r JOIN manifest m ON m.id = r.manifest_id
+    WHERE r.index_digest = ? ORDER BY m.id`).all(indexDigest) as { id: number }[]).map((r) => r.id);
 }
 
-export function pinsOfManifest(index: IndexDb, digest: string): PinRow[] {
-  return index.stmt('SELECT * FROM pin WHERE manifest_digest = ? ORDER BY kind, key').all(digest) as PinRow[];
+export function countRefsOfManifest(index: IndexDb, manifestId: number): number {
+  return (index.stmt('SELECT COUNT(*) AS n FROM image_ref WHERE manifest_id = ?').get(manifestId) as { n: number }).n;
 }
 
-export function findPin(index: IndexDb, kind: 'sandbox' | 'snapshot', key: string): PinRow | undefined {
-  return index.stmt('SELECT * FROM pin WHERE kind = ? AND key = ?').get(kind, key) as PinRow | undefined;
+/**
+ * Points `reference` at a manifest: a new ref gets `created_at = last_used_at = now`; an existing
+ * one is re-pointed and keeps its `created_at`.
+ */
+export function upsertImageRef(index: IndexDb, reference: string, manifestId: number, indexDigest: string | null, now: number): void {
+  index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
+      last_used_at = excluded.last_used_at`).run(reference, manifestId, indexDigest, now, now);
+}
+
+export function deleteImageRef(index: IndexDb, refId: number): void {
+  index.stmt('DELETE FROM image_ref WHERE id = ?').run(refId);
+}
+
+/** `last_used_at = now` on a ref and on every layer of its manifest. */
+export function touchRefAndLayers(index: IndexDb, refId: number, manifestId: number, now: number): void {
+  index.stmt('UPDATE image_ref SET last_used_at = ? WHERE id = ?').run(now, refId);
+  index.stmt('UPDATE layer SET last_used_at = ? WHERE id IN (SELECT layer_id FROM manifest_layer WHERE manifest_id = ?)').run(now, manifestId);
+}
+
+export function insertConfigIfAbsent(index: IndexDb, digest: string, raw: Buffer, now: number): void {
+  index.stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING').run(digest, raw, now);
+}
+
+export interface ManifestInput {
+  digest: string; mediaType: string; raw: Buffer; configDigest: string;
+  os: string | null; architecture: string | null; variant: string | null; layerCount: number; source: 'registry' | 'archive';
+  fsmetaBytes: number; vmdkBytes: number; sizeBytes: number;
+}
+
+/** Inserts a manifest, or updates platform, sizes and `materialized_at` of an existing one. Returns its id. */
+export function upsertManifest(index: IndexDb, m: ManifestInput, now: number): number {
+  index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
+      fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
+      architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
+      vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
+    .run(m.digest, m.mediaType, m.raw, m.configDigest, m.os, m.architecture, m.variant, m.layerCount, m.source,
+      m.fsmetaBytes, m.vmdkBytes, m.sizeBytes, now, now);
+  return findManifest(index, m.digest)!.id;
+}
+
+/** Replaces the manifest_layer rows of a manifest (bottom first) and bumps each layer's `last_used_at`. */
+export function replaceManifestLayers(index: IndexDb, manifestId: number,
+  layers: { layerId: number; blobDigest: string; mediaType: string; compressedSizeBytes: number | null }[], now: number): void {
+  index.stmt('DELETE FROM manifest_layer WHERE manifest_id = ?').run(manifestId);
+  const ins = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
+    VALUES (?, ?, ?, ?, ?, ?)`);
+  const touch = index.stmt('UPDATE layer SET last_used_at = ? WHERE id = ?');
+  layers.forEach((l, position) => {
+    ins.run(manifestId, position, l.layerId, l.blobDigest, l.mediaType, l.compressedSizeBytes);
+    touch.run(now, l.layerId);
+  });
+}
+
+/** Deletes a manifest (its manifest_layer rows cascade) and its config when no other manifest uses it. */
+export function deleteManifest(index: IndexDb, manifestId: number, configDigest: string): void {
+  index.stmt('DELETE FROM manifest WHERE id = ?').run(manifestId);
+  if (index.stmt('SELECT 1 FROM manifest WHERE config_digest = ? LIMIT 1').get(configDigest) === undefined) {
+    index.stmt('DELETE FROM config WHERE digest = ?').run(configDigest);
+  }
+}
+
+/** Distinct diff_ids of a manifest, in diff_id order. */
+export function manifestDiffIds(index: IndexDb, manifestId: number): string[] {
+  return (index.stmt('SELECT DISTINCT l.diff_id FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id WHERE ml.manifest_id = ? ORDER BY l.diff_id')
+    .all(manifestId) as { diff_id: string }[]).map((x) => x.diff_id);
+}
+
+export interface LayerInput { diffId: string; erofsSizeBytes: number; erofsAllocBytes: number; inodes: number; blocks: number }
+
+export function insertLayer(index: IndexDb, l: LayerInput, now: number): void {
+  index.stmt(`INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)`).run(l.diffId, l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, now);
+}
+
+export function updateLayer(index: IndexDb, layerId: number, l: LayerInput, now: number): void {
+  index.stmt('UPDATE layer SET erofs_size_bytes = ?, erofs_alloc_bytes = ?, inodes = ?, blocks = ?, last_used_at = ? WHERE id = ?')
+    .run(l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, layerId);
+}
+
+/**
+ * Every manifest using a layer forgets its fsmeta/VMDK/total sizes, so its next use rebuilds them
+ * (a replaced layer changed length). Returns their digests.
+ */
+export function invalidateManifestsOfLayer(index: IndexDb, layerId: number): string[] {
+  const digests = (index.stmt(`SELECT DISTINCT m.digest FROM manifest m JOIN manifest_layer ml ON ml.manifest_id = m.id
+    WHERE ml.layer_id = ? ORDER BY m.digest`).all(layerId) as { digest: string }[]).map((r) => r.digest);
+  index.stmt(`UPDATE manifest SET fsmeta_bytes = NULL, vmdk_bytes = NULL, size_bytes = NULL
+    WHERE id IN (SELECT manifest_id FROM manifest_layer WHERE layer_id = ?)`).run(layerId);
+  return digests;
+}
+
+export function deleteLayer(index: IndexDb, layerId: number): void {
+  index.stmt('DELETE FROM layer WHERE id = ?').run(layerId);
+}
+
+/** How many manifest_layer rows use a layer (0 = no manifest uses it). */
+export function layerUseCount(index: IndexDb, layerId: number): number {
+  return (index.stmt('SELECT COUNT(*) AS n FROM manifest_layer WHERE layer_id = ?').get(layerId) as { n: number }).n;
+}
+
+export function manifestExists(index: IndexDb, digest: string): boolean {
+  return index.stmt('SELECT 1 FROM manifest WHERE digest = ?').get(digest) !== undefined;
+}
+
+export function layerExists(index: IndexDb, diffId: string): boolean {
+  return index.stmt('SELECT 1 FROM layer WHERE diff_id = ?').get(diffId) !== undefined;
 }

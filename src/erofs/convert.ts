@@ -15,7 +15,7 @@ import type { Limits } from '../limits.js';
 import { isDigest } from '../util/digest.js';
 import { writeLayer, type WriteLayerResult } from './layer-writer.js';
 import { renameDurable } from '../util/fs.js';
-import { DETECT_BYTES, createDecompressor, detectCompression, mapDecoderError, type Compression } from '../layer/compression.js';
+import { DETECT_BYTES, createDecompressor, detectCompression, mapDecoderError, takeHead, type Compression } from '../layer/compression.js';
 
 export interface ConvertLayerResult extends Omit<WriteLayerResult, 'root'> {
   compression: Compression;
@@ -28,20 +28,6 @@ export interface ConvertLayerOptions {
 }
 
 const READ_CHUNK = 1 << 20;
-
-/** Reads at least `n` bytes (or to EOF) from an iterator; returns them and the iterator. */
-async function readHead(it: AsyncIterator<Buffer | string>, n: number): Promise<{ head: Buffer; eof: boolean }> {
-  const parts: Buffer[] = [];
-  let got = 0;
-  while (got < n) {
-    const r = await it.next();
-    if (r.done) return { head: Buffer.concat(parts), eof: true };
-    const b = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
-    parts.push(b);
-    got += b.length;
-  }
-  return { head: parts.length === 1 ? parts[0]! : Buffer.concat(parts), eof: false };
-}
 
 export async function convertLayer(input: string | NodeJS.ReadableStream, outputPath: string,
   options: ConvertLayerOptions = {}): Promise<ConvertLayerResult> {
@@ -81,20 +67,21 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
   signal?.addEventListener('abort', destroySrc, { once: true });
   try {
     let head: Buffer;
+    let headChunks: Buffer[] = [];
     if (fileHead) {
       head = fileHead;
     } else {
       it = (src as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
       try {
-        ({ head } = await readHead(it, DETECT_BYTES));
+        ({ head, chunks: headChunks } = await takeHead(it));
       } catch (err) {
         throw mapDecoderError('none', err, inputPath);
       }
     }
-    kind = detectCompression(head.subarray(0, DETECT_BYTES));
+    kind = detectCompression(head);
     const streamIt = it;
     const rest = async function* (): AsyncGenerator<Buffer> {
-      if (head.length) yield head;
+      for (const c of headChunks) yield c;
       for (;;) {
         const r = await streamIt!.next();
         if (r.done) return;

@@ -5,14 +5,16 @@
  * scanner refusing any frame whose window exceeds 128 MiB (LimitExceededError `zstdWindowBytes`)
  * before the decoder allocates it.
  */
+import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip, type ZlibOptions } from 'node:zlib';
 import { IoError, LayerInvalidError, LimitExceededError, MsbError } from '../errors.js';
 import { FIXED_LIMITS } from '../limits.js';
 import { checksumOk, isZeroBlock } from '../tar/header.js';
+import { unreachable, type Compression } from '../oci/media-types.js';
 
-export type Compression = 'gzip' | 'zstd' | 'none';
+export type { Compression };
 
 /** Bytes of head that detection wants (fewer only when the stream is shorter). */
 export const DETECT_BYTES = 512;
@@ -33,6 +35,36 @@ export function detectCompression(head: Buffer): Compression | null {
   return null;
 }
 
+/** The first DETECT_BYTES of a file, by a positional read (the file is then streamed from byte 0). */
+export async function sniffFile(path: string): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(DETECT_BYTES);
+    const { bytesRead } = await fh.read(b, 0, DETECT_BYTES, 0);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+/**
+ * Pulls chunks from `it` until at least DETECT_BYTES arrived or the source ended. `chunks` are
+ * everything read (to be replayed before the rest of `it`); `head` is their first DETECT_BYTES.
+ */
+export async function takeHead(it: AsyncIterator<Buffer | string>): Promise<{ head: Buffer; chunks: Buffer[]; ended: boolean }> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  while (got < DETECT_BYTES) {
+    const r = await it.next();
+    if (r.done) return { head: Buffer.concat(chunks), chunks, ended: true };
+    const b = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+    chunks.push(b);
+    got += b.length;
+  }
+  const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  return { head: all.subarray(0, DETECT_BYTES), chunks, ended: false };
+}
+
 /** A streaming decompressor for `kind` ('none' = pass-through). Errors are typed MsbErrors. */
 export function createDecompressor(kind: Compression): Transform {
   switch (kind) {
@@ -43,8 +75,10 @@ export function createDecompressor(kind: Compression): Transform {
     }
     case 'zstd':
       return new ZstdDecompress();
-    default:
+    case 'none':
       return new PassThrough({ highWaterMark: 1 << 20 });
+    default:
+      return unreachable(kind);
   }
 }
 

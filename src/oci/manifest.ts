@@ -12,49 +12,12 @@
  */
 import { ConfigInvalidError, LimitExceededError, ManifestInvalidError } from '../errors.js';
 import { isDigest } from '../util/digest.js';
-
-export const MEDIA_TYPES = {
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  dockerSchema1: 'application/vnd.docker.distribution.manifest.v1+json',
-  dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  dockerConfig: 'application/vnd.docker.container.image.v1+json',
-} as const;
-
-/** The `Accept` list of every manifest request (pull.md §5.1): all four types. */
-export const MANIFEST_ACCEPT: readonly string[] = [
-  MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList,
-];
+import { MEDIA_TYPES, layerCompression, type Compression } from './media-types.js';
 
 const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList]);
 const MANIFEST_TYPES = new Set<string>([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
 const SCHEMA1_TYPES = new Set<string>([MEDIA_TYPES.dockerSchema1, MEDIA_TYPES.dockerSchema1Signed]);
 export const SCHEMA1_MESSAGE = 'Docker schema 1 manifests are not supported; re-push the image with a current tool';
-
-export type Compression = 'none' | 'gzip' | 'zstd';
-
-/** pull.md §7 table. Anything else (encrypted, artifacts) is refused before any download. */
-export const LAYER_MEDIA_TYPES: Readonly<Record<string, Compression>> = Object.freeze({
-  'application/vnd.oci.image.layer.v1.tar': 'none',
-  'application/vnd.oci.image.layer.v1.tar+gzip': 'gzip',
-  'application/vnd.oci.image.layer.v1.tar+zstd': 'zstd',
-  'application/vnd.docker.image.rootfs.diff.tar.gzip': 'gzip',
-  'application/vnd.docker.image.rootfs.diff.tar': 'none',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar': 'none',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip': 'gzip',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd': 'zstd',
-  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip': 'gzip',
-});
-
-/** Compression of a layer media type, or ManifestInvalidError for an unsupported one. */
-export function layerCompression(mediaType: string, manifestDigest?: string): Compression {
-  const c = Object.prototype.hasOwnProperty.call(LAYER_MEDIA_TYPES, mediaType) ? LAYER_MEDIA_TYPES[mediaType] : undefined;
-  if (c === undefined) throw new ManifestInvalidError(`unsupported layer media type ${JSON.stringify(mediaType)}`, manifestDigest);
-  return c;
-}
 
 export interface Descriptor {
   mediaType: string;

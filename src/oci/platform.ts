@@ -12,7 +12,8 @@
  */
 import { InvalidArgumentError, LimitExceededError, PlatformNotFoundError } from '../errors.js';
 import { FIXED_LIMITS } from '../limits.js';
-import { MEDIA_TYPES, type Descriptor, type ImageIndex, type IndexEntry } from './manifest.js';
+import { type Descriptor, type ImageIndex, type IndexEntry } from './manifest.js';
+import { MEDIA_TYPES } from './media-types.js';
 
 /** api.md §2.6 `Platform`: os, architecture, variant (null when absent). */
 export interface Platform { os: string; architecture: string; variant: string | null }

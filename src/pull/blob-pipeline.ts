@@ -28,12 +28,12 @@ import {
 } from '../errors.js';
 import { digestAlgorithm, newHash, type DigestAlgorithm } from '../util/digest.js';
 import type { Limits } from '../limits.js';
-import type { Compression } from '../oci/manifest.js';
+import { compressionOfMediaType, type Compression } from '../oci/media-types.js';
+import { DETECT_BYTES } from '../layer/compression.js';
 import type { PullEmitter } from './events.js';
 
 import type { WriteLayerResult } from '../erofs/layer-writer.js';
 
-export type { Compression };
 
 /** Result of one converted layer (the subset of writeLayer's result the pull uses). */
 export interface ConvertedLayer extends Omit<WriteLayerResult, 'root'> {
@@ -42,7 +42,7 @@ export interface ConvertedLayer extends Omit<WriteLayerResult, 'root'> {
 }
 
 export interface ConverterDeps {
-  /** Decides the decoder from the first bytes (≥ 512 unless the stream is shorter); null = unknown. */
+  /** Decides the decoder from the first bytes (≥ DETECT_BYTES unless the stream is shorter); null = unknown. */
   detectCompression(head: Buffer): Compression | null;
   createDecompressor(kind: Compression, opts: { signal: AbortSignal }): NodeJS.ReadWriteStream;
   /** Types a decoder error (default: LayerInvalidError). */
@@ -95,13 +95,6 @@ export interface PipelineResult extends ConvertedLayer {
   /** Compressed bytes taken from the network in this call (0 when the `.part` was complete). */
   networkBytes: number;
   resumedFrom: number;
-}
-
-/** The compression a layer media type announces (pull.md §7 table). */
-export function mediaTypeCompression(mediaType: string): Compression {
-  if (mediaType.endsWith('+gzip') || mediaType.endsWith('.tar.gzip')) return 'gzip';
-  if (mediaType.endsWith('+zstd')) return 'zstd';
-  return 'none';
 }
 
 /**
@@ -257,7 +250,7 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
   let networkBytes = 0;
   let tooLong = false;
 
-  // Decoder side: sniffed on the first ≥ 512 bytes, then streamed with backpressure.
+  // Decoder side: sniffed on the first ≥ DETECT_BYTES, then streamed with backpressure.
   const dec = new DecodeSide(o);
 
   const onAbort = () => dec.destroy(abortError(signal));
@@ -463,8 +456,8 @@ class DecodeSide {
       return;
     }
     this.kind = kind;
-    const announced = mediaTypeCompression(this.o.blob.mediaType);
-    if (announced !== kind && !this.warned) {
+    const announced = compressionOfMediaType(this.o.blob.mediaType);
+    if (announced !== null && announced !== kind && !this.warned) {
       this.warned = true;
       const name = (k: Compression) => (k === 'none' ? 'an uncompressed tar' : k);
       this.o.onWarning?.(MEDIA_WARN,
@@ -534,7 +527,7 @@ class DecodeSide {
     if (!this.stream) {
       this.head.push(chunk);
       this.headLen += chunk.length;
-      if (this.headLen < 512) return undefined;
+      if (this.headLen < DETECT_BYTES) return undefined;
       this.start();
       return undefined;
     }
@@ -543,7 +536,7 @@ class DecodeSide {
 
   /** Ends the input and waits for the writer. */
   async finish(): Promise<Settled<ConvertedLayer>> {
-    if (!this.stream && this.failed === null) this.start(); // a stream shorter than 512 bytes
+    if (!this.stream && this.failed === null) this.start(); // a stream shorter than DETECT_BYTES
     if (this.stream && this.failed === null) {
       this.push(null, true);
       (this.stream as unknown as Writable).end();

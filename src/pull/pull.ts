@@ -29,7 +29,8 @@ import type { ImageArtifacts } from '../store/types.js';
 import type { PullOperation, PullOptions, PullResult } from './types.js';
 import type { ImageHandle } from '../store/handle.js';
 import {
-  configRaw, findManifest, findManifestById, findRef, manifestLayers, type ManifestLayerRow, type ManifestRow, type RefRow,
+  configRaw, findManifest, findManifestById, findRef, manifestIdsByIndexDigest, manifestLayers, type ManifestLayerRow, type ManifestRow,
+  type RefRow,
 } from '../catalog/queries.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { parseReference, type ParsedReference } from '../reference/reference.js';
@@ -137,10 +138,8 @@ async function lookupCached(store: Store, parsed: ParsedReference, n: Normalized
     } else if (parsed.digest) {
       manifest = findManifest(index, parsed.digest);
       if (!manifest) {
-        const rows = index.stmt(`SELECT DISTINCT m.id AS id FROM image_ref r JOIN manifest m ON m.id = r.manifest_id
-          WHERE r.index_digest = ? ORDER BY m.id`).all(parsed.digest) as { id: number }[];
-        for (const r of rows) {
-          const m = findManifestById(index, r.id)!;
+        for (const id of manifestIdsByIndexDigest(index, parsed.digest)) {
+          const m = findManifestById(index, id)!;
           if (isPlatformCompatible(platformOfRow(m), n.target)) { manifest = m; indexDigest = parsed.digest; break; }
         }
       }

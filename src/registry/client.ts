@@ -43,7 +43,7 @@ import {
 } from '../errors.js';
 import { DEFAULT_LIMITS } from '../limits.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { MANIFEST_ACCEPT } from '../oci/manifest.js';
+import { MANIFEST_ACCEPT } from '../oci/media-types.js';
 import { DOCKER_HUB_DOMAIN, registryEndpointHost } from '../reference/reference.js';
 import { digestAlgorithm, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
 import { parseWwwAuthenticate, pickChallenge, type Challenge } from './challenge.js';

@@ -1,10 +1,14 @@
 /**
- * Pure garbage-collection logic (storage.md §7–§8), separate from locks, transactions and files so
- * that the real prune, its dry run and `diskUsage().reclaimableBytes` share one set of predicates.
+ * Pure garbage-collection rules (docs/storage.md §7–§8), apart from locks, transactions and files.
+ * The real prune, its dry run, `remove` and `diskUsage().reclaimableBytes` all decide with these
+ * functions, so the rule "what may be deleted" is written once.
  */
 import { familiarOf } from '../reference/reference.js';
+import type { GcLayer, GcManifest, GcManifestLayer, GcRef } from '../catalog/gc.js';
 
-/** `*` = any run of characters except `/`, `?` = one such character; anchored (api.md §2.5). */
+export type { GcLayer, GcManifest, GcManifestLayer, GcRef };
+
+/** `*` = any run of characters except `/`, `?` = one such character; anchored (docs/api.md §2.5). */
 export function globToRegExp(glob: string): RegExp {
   let re = '^';
   for (const ch of glob) {
@@ -31,23 +35,41 @@ export function refMatchesFilter(canonical: string, lastUsedAt: number, f: RefFi
   return true;
 }
 
-export interface GcRef { id: number; reference: string; manifestId: number; lastUsedAt: number }
-export interface GcManifest { id: number; digest: string; configDigest: string }
+/** What keeps a manifest: its refs, a pin, a live lease. */
+export interface ManifestFacts { refCount: number; pinned: boolean; leased: boolean }
+/** What keeps a layer: the manifests that use it, a live lease. */
+export interface LayerFacts { userCount: number; leased: boolean }
+
+/** THE manifest rule: deletable when no ref, no pin and no live lease hold it. */
+export function manifestIsFree(f: ManifestFacts): boolean {
+  return f.refCount === 0 && !f.pinned && !f.leased;
+}
+
+/** THE layer rule: deletable when no manifest uses it and no live lease names it. */
+export function layerIsFree(f: LayerFacts): boolean {
+  return f.userCount === 0 && !f.leased;
+}
+
+/** Prune step 4: a ref is removed when its manifest is neither pinned nor leased and it matches the filter. */
+export function refIsCandidate(ref: GcRef, manifest: { pinned: boolean; leased: boolean }, f: RefFilter): boolean {
+  return !manifest.pinned && !manifest.leased && refMatchesFilter(ref.reference, ref.lastUsedAt, f);
+}
+
+/** docs/storage.md §7 step 2.2: removing refs of a pinned manifest without force must leave a ref. */
+export function removeNeedsForce(pinCount: number, refsTotal: number, refsRemoved: number, force: boolean): boolean {
+  return pinCount > 0 && !force && refsTotal - refsRemoved === 0;
+}
+
 export interface GcState {
   refs: GcRef[];
   manifests: GcManifest[];
   /** manifest_layer rows (duplicates allowed). */
-  manifestLayers: { manifestId: number; layerId: number }[];
-  layers: { id: number; diffId: string }[];
+  manifestLayers: GcManifestLayer[];
+  layers: GcLayer[];
   /** pin.manifest_digest values */
   pinned: Set<string>;
   leasedManifests: Set<string>;
   leasedLayers: Set<string>;
-}
-
-/** Step 4 candidate rule: not pinned, not leased, and matching the filter. */
-export function refIsCandidate(ref: GcRef, manifestDigest: string, s: Pick<GcState, 'pinned' | 'leasedManifests'>, f: RefFilter): boolean {
-  return !s.pinned.has(manifestDigest) && !s.leasedManifests.has(manifestDigest) && refMatchesFilter(ref.reference, ref.lastUsedAt, f);
 }
 
 export interface PrunePlan {
@@ -55,7 +77,7 @@ export interface PrunePlan {
   /** in digest order */
   manifests: GcManifest[];
   /** in diff_id order */
-  layers: { id: number; diffId: string }[];
+  layers: GcLayer[];
   /** configs that lose their last manifest */
   configs: string[];
 }
@@ -67,7 +89,8 @@ export interface PrunePlan {
  */
 export function planPrune(s: GcState, f: RefFilter, restricted: boolean): PrunePlan {
   const byId = new Map(s.manifests.map((m) => [m.id, m]));
-  const refs = s.refs.filter((r) => refIsCandidate(r, byId.get(r.manifestId)!.digest, s, f));
+  const held = (digest: string) => ({ pinned: s.pinned.has(digest), leased: s.leasedManifests.has(digest) });
+  const refs = s.refs.filter((r) => refIsCandidate(r, held(byId.get(r.manifestId)!.digest), f));
   const removedRefIds = new Set(refs.map((r) => r.id));
   const refCount = new Map<number, number>();
   for (const r of s.refs) if (!removedRefIds.has(r.id)) refCount.set(r.manifestId, (refCount.get(r.manifestId) ?? 0) + 1);
@@ -75,7 +98,7 @@ export function planPrune(s: GcState, f: RefFilter, restricted: boolean): PruneP
   for (const r of refs) if (!refCount.has(r.manifestId)) lostLast.add(r.manifestId);
 
   const manifests = s.manifests
-    .filter((m) => !refCount.has(m.id) && !s.pinned.has(m.digest) && !s.leasedManifests.has(m.digest) && (!restricted || lostLast.has(m.id)))
+    .filter((m) => manifestIsFree({ refCount: refCount.get(m.id) ?? 0, ...held(m.digest) }) && (!restricted || lostLast.has(m.id)))
     .sort((a, b) => cmp(a.digest, b.digest));
   const removedM = new Set(manifests.map((m) => m.id));
 
@@ -86,12 +109,10 @@ export function planPrune(s: GcState, f: RefFilter, restricted: boolean): PruneP
     u.add(ml.manifestId);
   }
   const layers = s.layers.filter((l) => {
-    if (s.leasedLayers.has(l.diffId)) return false;
-    const users = usedBy.get(l.id);
-    const remaining = users ? [...users].filter((m) => !removedM.has(m)) : [];
-    if (remaining.length > 0) return false;
-    if (restricted) return users !== undefined && [...users].some((m) => removedM.has(m));
-    return true;
+    const users = [...(usedBy.get(l.id) ?? [])];
+    const remaining = users.filter((m) => !removedM.has(m)).length;
+    if (!layerIsFree({ userCount: remaining, leased: s.leasedLayers.has(l.diffId) })) return false;
+    return !restricted || users.some((m) => removedM.has(m));
   }).sort((a, b) => cmp(a.diffId, b.diffId));
 
   const configUsers = new Map<string, number>();
@@ -103,9 +124,4 @@ export function planPrune(s: GcState, f: RefFilter, restricted: boolean): PruneP
 /** Byte-wise string order (SQLite's default BINARY collation). */
 export function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** storage.md §7 step 2.2: removing `refs` of a pinned manifest without force must leave a ref. */
-export function removeNeedsForce(pinCount: number, refsTotal: number, refsRemoved: number, force: boolean): boolean {
-  return pinCount > 0 && !force && refsTotal - refsRemoved === 0;
 }

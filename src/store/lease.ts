@@ -9,9 +9,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { IndexDb } from '../catalog/db.js';
+import {
+  addLeaseItems, allLeaseItems, allLeases, deleteLease, insertLease, leasesNaming, renewLease, type LeaseItemKind, type LeaseRow,
+} from '../catalog/leases.js';
+
+export type { LeaseItemKind, LeaseRow };
 
 export type LeaseOperation = 'pull' | 'load' | 'save' | 'create';
-export type LeaseItemKind = 'manifest' | 'layer' | 'blob' | 'temp';
 
 export const LEASE_TTL_MS = 10 * 60_000;
 export const LEASE_RENEW_MS = 60_000;
@@ -59,11 +63,6 @@ export function pidRunning(pid: number): boolean {
   }
 }
 
-export interface LeaseRow {
-  id: string; operation: string; hostname: string; boot_id: string | null; pid: number;
-  pid_start: string | null; created_at: number; expires_at: number;
-}
-
 /**
  * Pure staleness rule given the owner's liveness: expired, or on this host and boot with a dead
  * pid or a reused pid (start time differs).
@@ -85,7 +84,7 @@ export function isLeaseStale(row: LeaseRow, now: number, host: HostIdentity,
  * transaction by id (a lease created after this scan is never in the set, so it counts as live).
  */
 export async function findStaleLeases(index: IndexDb, opts: { onlyThisHost?: boolean; now?: number; signal?: AbortSignal } = {}): Promise<Set<string>> {
-  const rows = await index.read((db) => db.prepare('SELECT * FROM lease').all() as LeaseRow[], { signal: opts.signal });
+  const rows = await index.read(() => allLeases(index), { signal: opts.signal });
   const now = opts.now ?? Date.now();
   const host = thisHost();
   const stale = new Set<string>();
@@ -101,9 +100,8 @@ export async function deleteStaleLeases(index: IndexDb, opts: { onlyThisHost?: b
   const stale = await findStaleLeases(index, opts);
   if (stale.size === 0) return 0;
   return index.write(() => {
-    const del = index.stmt('DELETE FROM lease WHERE id = ?');
     let n = 0;
-    for (const id of stale) n += del.run(id).changes;
+    for (const id of stale) if (deleteLease(index, id)) n++;
     return n;
   }, { signal: opts.signal });
 }
@@ -113,8 +111,7 @@ export async function deleteStaleLeases(index: IndexDb, opts: { onlyThisHost?: b
  * not in it are live unless expired at `now`. Call inside a transaction for a consistent view.
  */
 export function liveLeaseItems(index: IndexDb, now: number, stale: Set<string>): Record<LeaseItemKind, Set<string>> {
-  const rows = index.stmt('SELECT l.id AS id, l.expires_at AS expires_at, i.kind AS kind, i.value AS value FROM lease_item i JOIN lease l ON l.id = i.lease_id')
-    .all() as { id: string; expires_at: number; kind: LeaseItemKind; value: string }[];
+  const rows = allLeaseItems(index);
   const out: Record<LeaseItemKind, Set<string>> = { manifest: new Set(), layer: new Set(), blob: new Set(), temp: new Set() };
   for (const r of rows) if (r.expires_at >= now && !stale.has(r.id)) out[r.kind].add(r.value);
   return out;
@@ -122,9 +119,7 @@ export function liveLeaseItems(index: IndexDb, now: number, stale: Set<string>):
 
 /** True if a live lease names (kind, value). Call inside a transaction. */
 export function isLeased(index: IndexDb, kind: LeaseItemKind, value: string, now: number, stale: Set<string>): boolean {
-  const rows = index.stmt('SELECT l.id AS id, l.expires_at AS expires_at FROM lease_item i JOIN lease l ON l.id = i.lease_id WHERE i.kind = ? AND i.value = ?')
-    .all(kind, value) as { id: string; expires_at: number }[];
-  return rows.some((r) => r.expires_at >= now && !stale.has(r.id));
+  return leasesNaming(index, kind, value).some((r) => r.expires_at >= now && !stale.has(r.id));
 }
 
 /**
@@ -137,22 +132,23 @@ export async function createLease(store: { readonly index: IndexDb }, operation:
   const host = thisHost();
   const now = Date.now();
   await index.write(() => {
-    index.stmt('INSERT INTO lease (id, operation, hostname, boot_id, pid, pid_start, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(id, operation, host.hostname, host.bootId, process.pid, processStartTime(process.pid), now, now + LEASE_TTL_MS);
+    insertLease(index, {
+      id, operation, hostname: host.hostname, boot_id: host.bootId, pid: process.pid, pid_start: processStartTime(process.pid),
+      created_at: now, expires_at: now + LEASE_TTL_MS,
+    });
   }, { signal: opts.signal });
   let released = false;
   const timer = setInterval(() => {
     if (released || index.isClosed) return;
     index.write(() => {
-      index.stmt('UPDATE lease SET expires_at = ? WHERE id = ?').run(Date.now() + LEASE_TTL_MS, id);
+      renewLease(index, id, Date.now() + LEASE_TTL_MS);
     }).catch(() => { /* the next renewal retries; expiry is 10 min away */ });
   }, LEASE_RENEW_MS);
   timer.unref();
   const addItems = async (items: { kind: LeaseItemKind; value: string }[]) => {
     if (released) throw new Error(`lease ${id} already released`);
     await index.write(() => {
-      const ins = index.stmt('INSERT OR IGNORE INTO lease_item (lease_id, kind, value) VALUES (?, ?, ?)');
-      for (const it of items) ins.run(id, it.kind, it.value);
+      addLeaseItems(index, id, items);
     });
   };
   return {
@@ -165,7 +161,7 @@ export async function createLease(store: { readonly index: IndexDb }, operation:
       clearInterval(timer);
       if (index.isClosed) return;
       try {
-        await index.write(() => { index.stmt('DELETE FROM lease WHERE id = ?').run(id); });
+        await index.write(() => { deleteLease(index, id); });
       } catch { /* left for prune: the owner-dead / expiry rules reap it */ }
     },
   };

@@ -7,20 +7,23 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { MsbError, throwIfAborted, toIoError, type ErrorCode } from '../errors.js';
-import type { Store } from './store.js';
+import { InvalidArgumentError, MsbError, throwIfAborted, toIoError, type ErrorCode } from '../errors.js';
+import type { IndexDb } from '../catalog/db.js';
+import { gcTables, layersWithoutUsers, manifestsWithoutRefs, refsWithDigest } from '../catalog/gc.js';
+import { pinnedDigests } from '../catalog/pins.js';
+import { countRefsOfManifest, deleteImageRef, layerExists, manifestExists } from '../catalog/queries.js';
 import { familiarOf } from '../reference/reference.js';
-import { parseDuration } from '../util/duration.js';
-import type { ImagePruneReport, PruneItemError, PruneOptions } from './types.js';
-import { InvalidArgumentError } from '../errors.js';
 import { digestFromPathForm } from '../util/digest.js';
+import { parseDuration } from '../util/duration.js';
 import { acquireFileLock } from '../util/flock.js';
-import { LOCK_BUSY, withLock } from './locks.js';
+import { cmp, globToRegExp, layerIsFree, manifestIsFree, planPrune, refIsCandidate, type GcState, type RefFilter } from './gc.js';
 import { deleteStaleLeases, findStaleLeases, isLeased, liveLeaseItems } from './lease.js';
+import { LOCK_BUSY, withLock } from './locks.js';
 import { readMarker } from './marker.js';
 import { lstatOrNull, Measures, predictUnlink, removeTreeMeasured, unlinkMeasured } from './measure.js';
-import { cmp, globToRegExp, planPrune, refIsCandidate, type GcState, type RefFilter } from './gc.js';
-import type { IndexDb } from '../catalog/db.js';
+import { deleteLayerRowIfFree, deleteManifestRowIfFree } from './reclaim.js';
+import type { Store } from './store.js';
+import type { ImagePruneReport, PruneItemError, PruneOptions } from './types.js';
 
 export interface ResolvedPrune {
   dryRun: boolean;
@@ -70,18 +73,11 @@ function itemError(kind: PruneItemError['kind'], item: string, err: unknown, pat
   return { kind, item, ...(typeof p === 'string' ? { path: p } : {}), code, message: (err as Error)?.message ?? String(err) };
 }
 
-function pinnedDigests(index: IndexDb): Set<string> {
-  return new Set((index.stmt('SELECT DISTINCT manifest_digest FROM pin').all() as { manifest_digest: string }[]).map((r) => r.manifest_digest));
-}
-
 /** One consistent read of everything the GC predicates need. */
 function snapshot(index: IndexDb, now: number, stale: Set<string>): GcState & { leasedBlobs: Set<string>; leasedTemps: Set<string> } {
   const leased = liveLeaseItems(index, now, stale);
   return {
-    refs: (index.stmt('SELECT id, reference, manifest_id AS manifestId, last_used_at AS lastUsedAt FROM image_ref ORDER BY reference').all() as GcState['refs']),
-    manifests: index.stmt('SELECT id, digest, config_digest AS configDigest FROM manifest ORDER BY digest').all() as GcState['manifests'],
-    manifestLayers: index.stmt('SELECT manifest_id AS manifestId, layer_id AS layerId FROM manifest_layer').all() as GcState['manifestLayers'],
-    layers: index.stmt('SELECT id, diff_id AS diffId FROM layer ORDER BY diff_id').all() as GcState['layers'],
+    ...gcTables(index),
     pinned: pinnedDigests(index),
     leasedManifests: leased.manifest,
     leasedLayers: leased.layer,
@@ -127,9 +123,7 @@ const ORPHAN_DIRS = [
 ] as const;
 
 function hasRow(index: IndexDb, table: 'layer' | 'manifest', digest: string): boolean {
-  return table === 'layer'
-    ? index.stmt('SELECT 1 FROM layer WHERE diff_id = ?').get(digest) !== undefined
-    : index.stmt('SELECT 1 FROM manifest WHERE digest = ?').get(digest) !== undefined;
+  return table === 'layer' ? layerExists(index, digest) : manifestExists(index, digest);
 }
 
 /** Files (not directories) in an artifact directory whose names parse as digests. */
@@ -187,13 +181,11 @@ export async function pruneDryRun(store: Store | null, o: ResolvedPrune): Promis
       report.tempRemoved++;
     }
     if (readMarker(store.cacheDir, index.indexId).kind === 'ours') {
-      const layerIds = new Set(s.layers.map((l) => l.diffId));
-      const manifestIds = new Set(s.manifests.map((x) => x.digest));
+      const rows = { layer: new Set(s.layers.map((l) => l.diffId)), manifest: new Set(s.manifests.map((x) => x.digest)) };
+      const leased = { layer: s.leasedLayers, manifest: s.leasedManifests };
       for (const d of ORPHAN_DIRS) {
         for (const f of await artifactFiles(join(store.cacheDir, d.dir), d.ext)) {
-          const rowExists = d.table === 'layer' ? layerIds.has(f.digest) : manifestIds.has(f.digest);
-          const leased = d.leaseKind === 'layer' ? s.leasedLayers.has(f.digest) : s.leasedManifests.has(f.digest);
-          if (rowExists || leased) continue;
+          if (rows[d.table].has(f.digest) || leased[d.leaseKind].has(f.digest)) continue;
           const r = await predictUnlink(f.path);
           if (r.deleted) { report.orphansRemoved++; m.add(r.bytes); }
         }
@@ -204,205 +196,203 @@ export async function pruneDryRun(store: Store | null, o: ResolvedPrune): Promis
   return report;
 }
 
-/** The real prune (storage.md §8 steps 1–9). */
+/** State shared by the steps of one real prune. */
+interface PruneRun {
+  store: Store;
+  o: ResolvedPrune;
+  report: ImagePruneReport;
+  m: Measures;
+  /** Stale lease ids found once at the start (a lease created later is never in it: it counts as live). */
+  stale: Set<string>;
+}
+
+/** An abort stops the prune; any other failure of one item is recorded and the prune goes on. */
+function record(run: PruneRun, kind: PruneItemError['kind'], item: string, err: unknown, path?: string): void {
+  if (err instanceof MsbError && err.code === 'ABORTED') throw err;
+  run.report.errors.push(itemError(kind, item, err, path));
+}
+
+/** The real prune (docs/storage.md §8 steps 1–9). */
 export async function pruneReal(store: Store, o: ResolvedPrune): Promise<ImagePruneReport> {
-  const report = emptyPruneReport(false);
-  const { index, paths } = store;
-  const m = new Measures();
-  const signal = o.signal;
-  // Step 1
-  const gc = await acquireFileLock(paths.lock('gc'), { signal });
+  const run: PruneRun = { store, o, report: emptyPruneReport(false), m: new Measures(), stale: new Set() };
+  const gc = await acquireFileLock(store.paths.lock('gc'), { signal: o.signal }); // step 1
   try {
-    // Step 2
-    try { await deleteStaleLeases(index, { signal }); } catch (err) {
-      if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-      report.errors.push(itemError('lease', 'stale leases', err));
-    }
-    let stale = new Set<string>();
-    try { stale = await findStaleLeases(index, { signal }); } catch (err) {
-      if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-    }
-
-    // Steps 3–4: one write transaction over the refs.
-    let lostLast = new Set<number>();
-    try {
-      const r = await index.write(() => {
-        const now = Date.now();
-        const leased = liveLeaseItems(index, now, stale);
-        const pinned = pinnedDigests(index);
-        const rows = index.stmt(`SELECT r.id, r.reference, r.manifest_id AS manifestId, r.last_used_at AS lastUsedAt, m.digest
-          FROM image_ref r JOIN manifest m ON m.id = r.manifest_id ORDER BY r.reference`).all() as
-          { id: number; reference: string; manifestId: number; lastUsedAt: number; digest: string }[];
-        const cands = rows.filter((x) => refIsCandidate(x, x.digest, { pinned, leasedManifests: leased.manifest }, o.filter));
-        const del = index.stmt('DELETE FROM image_ref WHERE id = ?');
-        for (const c of cands) del.run(c.id);
-        const left = index.stmt('SELECT 1 FROM image_ref WHERE manifest_id = ? LIMIT 1');
-        const lost = new Set<number>();
-        for (const c of cands) if (left.get(c.manifestId) === undefined) lost.add(c.manifestId);
-        return { cands, lost };
-      }, { signal });
-      report.imageRefsRemoved = r.cands.length;
-      report.removed.references = r.cands.map((c) => familiarOf(c.reference));
-      lostLast = r.lost;
-    } catch (err) {
-      if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-      report.errors.push(itemError('ref', '*', err));
-    }
-
-    // Step 5: manifests with no ref, no pin, no live lease.
-    const released = new Set<string>();
-    let manifests: { id: number; digest: string }[] = [];
-    try {
-      manifests = await index.read(() => {
-        const now = Date.now();
-        const leased = liveLeaseItems(index, now, stale);
-        const pinned = pinnedDigests(index);
-        return (index.stmt(`SELECT m.id, m.digest FROM manifest m WHERE NOT EXISTS (SELECT 1 FROM image_ref r WHERE r.manifest_id = m.id)
-          ORDER BY m.digest`).all() as { id: number; digest: string }[])
-          .filter((x) => !pinned.has(x.digest) && !leased.manifest.has(x.digest) && (!o.restricted || lostLast.has(x.id)));
-      }, { signal });
-    } catch (err) {
-      if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-      report.errors.push(itemError('manifest', '*', err));
-    }
-    for (const man of manifests) {
-      throwIfAborted(signal);
-      try {
-        const res = await withLock(store, 'image', man.digest, async () => {
-          const gone = await index.write(() => {
-            const now = Date.now();
-            const row = index.stmt('SELECT id, config_digest FROM manifest WHERE digest = ?').get(man.digest) as { id: number; config_digest: string } | undefined;
-            if (!row) return null;
-            if (index.stmt('SELECT 1 FROM image_ref WHERE manifest_id = ? LIMIT 1').get(row.id) !== undefined) return null;
-            if (index.stmt('SELECT 1 FROM pin WHERE manifest_digest = ? LIMIT 1').get(man.digest) !== undefined) return null;
-            if (isLeased(index, 'manifest', man.digest, now, stale)) return null;
-            const diffIds = (index.stmt('SELECT DISTINCT l.diff_id FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id WHERE ml.manifest_id = ?')
-              .all(row.id) as { diff_id: string }[]).map((x) => x.diff_id);
-            index.stmt('DELETE FROM manifest WHERE id = ?').run(row.id);
-            if (index.stmt('SELECT 1 FROM manifest WHERE config_digest = ? LIMIT 1').get(row.config_digest) === undefined) {
-              index.stmt('DELETE FROM config WHERE digest = ?').run(row.config_digest);
-            }
-            return diffIds;
-          }, { signal });
-          if (!gone) return null;
-          report.manifestsRemoved++;
-          report.removed.manifests.push(man.digest);
-          for (const [kind, path] of [['fsmeta', paths.fsmeta(man.digest)], ['vmdk', paths.vmdk(man.digest)]] as const) {
-            try {
-              const r = await unlinkMeasured(path);
-              if (r.deleted) {
-                m.add(r.bytes);
-                if (kind === 'fsmeta') report.fsmetaRemoved++; else report.vmdkRemoved++;
-              }
-            } catch (err) {
-              report.errors.push(itemError(kind, man.digest, err, path));
-            }
-          }
-          return gone;
-        }, { signal, tryOnly: true });
-        if (res === LOCK_BUSY) report.skippedInUse++;
-        else if (res) for (const d of res) released.add(d);
-      } catch (err) {
-        if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-        report.errors.push(itemError('manifest', man.digest, err));
-      }
-    }
-
-    // Step 6: layers no manifest uses.
-    let layers: { id: number; diff_id: string }[] = [];
-    try {
-      layers = await index.read(() => {
-        const leased = liveLeaseItems(index, Date.now(), stale);
-        return (index.stmt(`SELECT l.id, l.diff_id FROM layer l WHERE NOT EXISTS (SELECT 1 FROM manifest_layer ml WHERE ml.layer_id = l.id)
-          ORDER BY l.diff_id`).all() as { id: number; diff_id: string }[])
-          .filter((x) => !leased.layer.has(x.diff_id) && (!o.restricted || released.has(x.diff_id)));
-      }, { signal });
-    } catch (err) {
-      if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-      report.errors.push(itemError('layer', '*', err));
-    }
-    for (const l of layers) {
-      throwIfAborted(signal);
-      const path = paths.layer(l.diff_id);
-      try {
-        const res = await withLock(store, 'layer', l.diff_id, async () => {
-          const ok = await index.write(() => {
-            const now = Date.now();
-            const row = index.stmt('SELECT id FROM layer WHERE diff_id = ?').get(l.diff_id) as { id: number } | undefined;
-            if (!row) return false;
-            if (index.stmt('SELECT 1 FROM manifest_layer WHERE layer_id = ? LIMIT 1').get(row.id) !== undefined) return false;
-            if (isLeased(index, 'layer', l.diff_id, now, stale)) return false;
-            index.stmt('DELETE FROM layer WHERE id = ?').run(row.id);
-            return true;
-          }, { signal });
-          if (!ok) return;
-          report.layersRemoved++;
-          report.removed.layers.push(l.diff_id);
-          try {
-            const r = await unlinkMeasured(path);
-            if (r.deleted) m.add(r.bytes);
-          } catch (err) {
-            report.errors.push(itemError('layer', l.diff_id, err, path));
-          }
-        }, { signal, tryOnly: true });
-        if (res === LOCK_BUSY) report.skippedInUse++;
-      } catch (err) {
-        if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-        report.errors.push(itemError('layer', l.diff_id, err, path));
-      }
-    }
-
+    await reapStaleLeases(run);
+    const lostLast = await untagRefs(run);
+    const released = await deleteManifests(run, lostLast);
+    await deleteLayers(run, released);
     if (!o.restricted) {
-      // Step 7: temp entries older than the grace period and not leased.
-      try {
-        const leased = await index.read(() => liveLeaseItems(index, Date.now(), stale), { signal });
-        for (const t of await tempCandidates(store, Date.now(), o.tempGraceMs, leased.blob, leased.temp)) {
-          throwIfAborted(signal);
-          try {
-            await removeTreeMeasured(t.path, m, false);
-            report.tempRemoved++;
-          } catch (err) {
-            if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-            report.errors.push(itemError('temp', t.name, err, t.path));
-          }
-        }
-      } catch (err) {
-        if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-        report.errors.push(itemError('temp', paths.tmpDir, err, paths.tmpDir));
-      }
-
-      // Step 8: orphans, only when the marker (read again now) says this cache is ours.
-      if (readMarker(store.cacheDir, index.indexId).kind === 'ours') {
-        for (const d of ORPHAN_DIRS) {
-          const dirPath = join(store.cacheDir, d.dir);
-          let files: { name: string; path: string; digest: string }[] = [];
-          try { files = await artifactFiles(dirPath, d.ext); } catch (err) {
-            report.errors.push(itemError('orphan', dirPath, err, dirPath));
-            continue;
-          }
-          for (const f of files) {
-            throwIfAborted(signal);
-            try {
-              const free = await index.read(() => !hasRow(index, d.table, f.digest) && !isLeased(index, d.leaseKind, f.digest, Date.now(), stale), { signal });
-              if (!free) continue;
-              const res = await withLock(store, d.lock, f.digest, async () => {
-                const still = await index.read(() => !hasRow(index, d.table, f.digest) && !isLeased(index, d.leaseKind, f.digest, Date.now(), stale), { signal });
-                if (!still) return;
-                const r = await unlinkMeasured(f.path);
-                if (r.deleted) { report.orphansRemoved++; m.add(r.bytes); }
-              }, { signal, tryOnly: true });
-              if (res === LOCK_BUSY) report.skippedInUse++;
-            } catch (err) {
-              if (err instanceof MsbError && err.code === 'ABORTED') throw err;
-              report.errors.push(itemError('orphan', f.name, err, f.path));
-            }
-          }
-        }
-      }
+      await deleteTemp(run);
+      await deleteOrphans(run);
     }
   } finally {
     gc.release();
   }
-  report.bytesReclaimed = m.bytes;
-  return report;
+  run.report.bytesReclaimed = run.m.bytes;
+  return run.report;
+}
+
+/** Step 2: stale leases go; their ids are remembered for the re-checks below. */
+async function reapStaleLeases(run: PruneRun): Promise<void> {
+  const { index } = run.store;
+  const signal = run.o.signal;
+  try { await deleteStaleLeases(index, { signal }); } catch (err) { record(run, 'lease', 'stale leases', err); }
+  try { run.stale = await findStaleLeases(index, { signal }); } catch (err) {
+    if (err instanceof MsbError && err.code === 'ABORTED') throw err;
+  }
+}
+
+/** Steps 3–4: one write transaction over the refs. Returns the manifests that lost their last ref. */
+async function untagRefs(run: PruneRun): Promise<Set<number>> {
+  const { index } = run.store;
+  try {
+    const r = await index.write(() => {
+      const leased = liveLeaseItems(index, Date.now(), run.stale);
+      const pinned = pinnedDigests(index);
+      const cands = refsWithDigest(index)
+        .filter((x) => refIsCandidate(x, { pinned: pinned.has(x.digest), leased: leased.manifest.has(x.digest) }, run.o.filter));
+      for (const c of cands) deleteImageRef(index, c.id);
+      const lost = new Set<number>();
+      for (const c of cands) if (countRefsOfManifest(index, c.manifestId) === 0) lost.add(c.manifestId);
+      return { cands, lost };
+    }, { signal: run.o.signal });
+    run.report.imageRefsRemoved = r.cands.length;
+    run.report.removed.references = r.cands.map((c) => familiarOf(c.reference));
+    return r.lost;
+  } catch (err) {
+    record(run, 'ref', '*', err);
+    return new Set();
+  }
+}
+
+/** Step 5: manifests the rule frees, each under a try-lock. Returns the diff_ids they released. */
+async function deleteManifests(run: PruneRun, lostLast: Set<number>): Promise<Set<string>> {
+  const { store, o, report } = run;
+  const index = store.index;
+  const released = new Set<string>();
+  let manifests: { id: number; digest: string }[] = [];
+  try {
+    manifests = await index.read(() => {
+      const leased = liveLeaseItems(index, Date.now(), run.stale);
+      const pinned = pinnedDigests(index);
+      return manifestsWithoutRefs(index)
+        .filter((x) => manifestIsFree({ refCount: 0, pinned: pinned.has(x.digest), leased: leased.manifest.has(x.digest) }) && (!o.restricted || lostLast.has(x.id)));
+    }, { signal: o.signal });
+  } catch (err) {
+    record(run, 'manifest', '*', err);
+  }
+  for (const man of manifests) {
+    throwIfAborted(o.signal);
+    try {
+      const res = await withLock(store, 'image', man.digest, async () => {
+        const diffIds = await deleteManifestRowIfFree(store, man.digest, run.stale, o.signal);
+        if (!diffIds) return null;
+        report.manifestsRemoved++;
+        report.removed.manifests.push(man.digest);
+        for (const [kind, path] of [['fsmeta', store.paths.fsmeta(man.digest)], ['vmdk', store.paths.vmdk(man.digest)]] as const) {
+          try {
+            const r = await unlinkMeasured(path);
+            if (!r.deleted) continue;
+            run.m.add(r.bytes);
+            if (kind === 'fsmeta') report.fsmetaRemoved++; else report.vmdkRemoved++;
+          } catch (err) {
+            report.errors.push(itemError(kind, man.digest, err, path));
+          }
+        }
+        return diffIds;
+      }, { signal: o.signal, tryOnly: true });
+      if (res === LOCK_BUSY) report.skippedInUse++;
+      else if (res) for (const d of res) released.add(d);
+    } catch (err) {
+      record(run, 'manifest', man.digest, err);
+    }
+  }
+  return released;
+}
+
+/** Step 6: layers no manifest uses (restricted: only those step 5 released), each under a try-lock. */
+async function deleteLayers(run: PruneRun, released: Set<string>): Promise<void> {
+  const { store, o, report } = run;
+  const index = store.index;
+  let layers: { diffId: string }[] = [];
+  try {
+    layers = await index.read(() => {
+      const leased = liveLeaseItems(index, Date.now(), run.stale);
+      return layersWithoutUsers(index)
+        .filter((x) => layerIsFree({ userCount: 0, leased: leased.layer.has(x.diffId) }) && (!o.restricted || released.has(x.diffId)));
+    }, { signal: o.signal });
+  } catch (err) {
+    record(run, 'layer', '*', err);
+  }
+  for (const l of layers) {
+    throwIfAborted(o.signal);
+    const path = store.paths.layer(l.diffId);
+    try {
+      const res = await withLock(store, 'layer', l.diffId, async () => {
+        if (!(await deleteLayerRowIfFree(store, l.diffId, run.stale, o.signal))) return;
+        report.layersRemoved++;
+        report.removed.layers.push(l.diffId);
+        try {
+          const r = await unlinkMeasured(path);
+          if (r.deleted) run.m.add(r.bytes);
+        } catch (err) {
+          report.errors.push(itemError('layer', l.diffId, err, path));
+        }
+      }, { signal: o.signal, tryOnly: true });
+      if (res === LOCK_BUSY) report.skippedInUse++;
+    } catch (err) {
+      record(run, 'layer', l.diffId, err, path);
+    }
+  }
+}
+
+/** Step 7: temp entries older than the grace period and not leased. */
+async function deleteTemp(run: PruneRun): Promise<void> {
+  const { store, o, report } = run;
+  const tmpDir = store.paths.tmpDir;
+  try {
+    const leased = await store.index.read(() => liveLeaseItems(store.index, Date.now(), run.stale), { signal: o.signal });
+    for (const t of await tempCandidates(store, Date.now(), o.tempGraceMs, leased.blob, leased.temp)) {
+      throwIfAborted(o.signal);
+      try {
+        await removeTreeMeasured(t.path, run.m, false);
+        report.tempRemoved++;
+      } catch (err) {
+        record(run, 'temp', t.name, err, t.path);
+      }
+    }
+  } catch (err) {
+    record(run, 'temp', tmpDir, err, tmpDir);
+  }
+}
+
+/** Step 8: artifact files no row names, only when the marker (read again now) says this cache is ours. */
+async function deleteOrphans(run: PruneRun): Promise<void> {
+  const { store, o, report } = run;
+  const index = store.index;
+  if (readMarker(store.cacheDir, index.indexId).kind !== 'ours') return;
+  const isOrphan = (d: (typeof ORPHAN_DIRS)[number], digest: string) =>
+    index.read(() => !hasRow(index, d.table, digest) && !isLeased(index, d.leaseKind, digest, Date.now(), run.stale), { signal: o.signal });
+  for (const d of ORPHAN_DIRS) {
+    const dirPath = join(store.cacheDir, d.dir);
+    let files: { name: string; path: string; digest: string }[] = [];
+    try { files = await artifactFiles(dirPath, d.ext); } catch (err) {
+      report.errors.push(itemError('orphan', dirPath, err, dirPath));
+      continue;
+    }
+    for (const f of files) {
+      throwIfAborted(o.signal);
+      try {
+        if (!(await isOrphan(d, f.digest))) continue;
+        const res = await withLock(store, d.lock, f.digest, async () => {
+          if (!(await isOrphan(d, f.digest))) return;
+          const r = await unlinkMeasured(f.path);
+          if (r.deleted) { report.orphansRemoved++; run.m.add(r.bytes); }
+        }, { signal: o.signal, tryOnly: true });
+        if (res === LOCK_BUSY) report.skippedInUse++;
+      } catch (err) {
+        record(run, 'orphan', f.name, err, f.path);
+      }
+    }
+  }
 }

@@ -16,7 +16,11 @@ import type { Store } from './store.js';
 import { ImageHandle } from './handle.js';
 import { familiarOf } from '../reference/reference.js';
 import type { IndexDb } from '../catalog/db.js';
-import { findLayer, findManifest, findRef, type ListRow, type RefRow } from '../catalog/queries.js';
+import {
+  findLayer, findRef, insertConfigIfAbsent, insertLayer, invalidateManifestsOfLayer, replaceManifestLayers, touchRefAndLayers,
+  updateLayer, upsertImageRef, upsertManifest, type ListRow, type RefRow,
+} from '../catalog/queries.js';
+import { upsertPin } from '../catalog/pins.js';
 import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
 
 /** st_blocks × 512 and length of a regular file (lstat: a symlink is not followed). */
@@ -84,22 +88,15 @@ export async function upsertLayerRow(store: Store, input: LayerRowInput, opts: {
   const alloc = input.erofsAllocBytes ?? (await measureFile(store.paths.layer(input.diffId))).alloc;
   const now = opts.now ?? Date.now();
   const index = store.index;
+  const row = { diffId: input.diffId, erofsSizeBytes: input.erofsSizeBytes, erofsAllocBytes: alloc, inodes: input.inodes, blocks: input.blocks };
   return index.write(() => {
     const cur = findLayer(index, input.diffId);
     if (!cur) {
-      index.stmt(`INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?)`).run(input.diffId, input.erofsSizeBytes, alloc, input.inodes, input.blocks, now, now);
+      insertLayer(index, row, now);
       return { inserted: true, invalidatedManifests: [] };
     }
-    let invalidated: string[] = [];
-    if (cur.erofs_size_bytes !== input.erofsSizeBytes) {
-      invalidated = (index.stmt(`SELECT DISTINCT m.digest FROM manifest m JOIN manifest_layer ml ON ml.manifest_id = m.id
-        WHERE ml.layer_id = ? ORDER BY m.digest`).all(cur.id) as { digest: string }[]).map((r) => r.digest);
-      index.stmt(`UPDATE manifest SET fsmeta_bytes = NULL, vmdk_bytes = NULL, size_bytes = NULL
-        WHERE id IN (SELECT manifest_id FROM manifest_layer WHERE layer_id = ?)`).run(cur.id);
-    }
-    index.stmt('UPDATE layer SET erofs_size_bytes = ?, erofs_alloc_bytes = ?, inodes = ?, blocks = ?, last_used_at = ? WHERE id = ?')
-      .run(input.erofsSizeBytes, alloc, input.inodes, input.blocks, now, cur.id);
+    const invalidated = cur.erofs_size_bytes !== input.erofsSizeBytes ? invalidateManifestsOfLayer(index, cur.id) : [];
+    updateLayer(index, cur.id, row, now);
     return { inserted: false, invalidatedManifests: invalidated };
   }, { signal: opts.signal });
 }
@@ -175,40 +172,20 @@ export async function publishImages(store: Store, records: PublishImageRecord[],
 /** The rows of one image; call inside a write transaction. */
 function writeImageRows(store: Store, record: PublishImageRecord, measured: { fsmetaBytes: number; vmdkBytes: number; sizeBytes: number }, now: number): PublishedImage {
   const index = store.index;
-  index.stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING')
-    .run(record.config.digest, record.config.raw, now);
+  insertConfigIfAbsent(index, record.config.digest, record.config.raw, now);
   const m = record.manifest;
   const p = record.platform;
-  index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
-      fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
-      architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
-      vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
-    .run(m.digest, m.mediaType, m.raw, record.config.digest, p.os, p.architecture, p.variant, record.layers.length, m.source,
-      measured.fsmetaBytes, measured.vmdkBytes, measured.sizeBytes, now, now);
-  const manifestId = findManifest(index, m.digest)!.id;
-  index.stmt('DELETE FROM manifest_layer WHERE manifest_id = ?').run(manifestId);
-  const insLayer = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
-    VALUES (?, ?, ?, ?, ?, ?)`);
-  const touchLayer = index.stmt('UPDATE layer SET last_used_at = ? WHERE id = ?');
-  record.layers.forEach((l, position) => {
+  const manifestId = upsertManifest(index, {
+    digest: m.digest, mediaType: m.mediaType, raw: m.raw, configDigest: record.config.digest,
+    os: p.os, architecture: p.architecture, variant: p.variant, layerCount: record.layers.length, source: m.source, ...measured,
+  }, now);
+  replaceManifestLayers(index, manifestId, record.layers.map((l) => {
     const row = findLayer(index, l.diffId);
     if (!row) throw new CacheCorruptError(store.paths.layer(l.diffId), `layer ${l.diffId} has no index row (publish it with upsertLayerRow first)`);
-    insLayer.run(manifestId, position, row.id, l.blobDigest, l.mediaType, l.compressedSizeBytes);
-    touchLayer.run(now, row.id);
-  });
-  const upRef = index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
-      last_used_at = excluded.last_used_at`);
-  for (const ref of record.references) upRef.run(ref, manifestId, record.indexDigest ?? null, now, now);
-  if (record.pin) {
-    const pin = record.pin;
-    index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES (?, ?, ?, ?, ?, ?)
-      ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest,
-        reference = excluded.reference, created_at = excluded.created_at`)
-      .run(pin.kind, pin.key, pin.name, m.digest, pin.reference, now);
-  }
+    return { layerId: row.id, blobDigest: l.blobDigest, mediaType: l.mediaType, compressedSizeBytes: l.compressedSizeBytes };
+  }), now);
+  for (const ref of record.references) upsertImageRef(index, ref, manifestId, record.indexDigest ?? null, now);
+  if (record.pin) upsertPin(index, { ...record.pin, manifestDigest: m.digest }, now);
   const handles = record.references.map((ref) => refRowToHandle(findRef(index, ref)!));
   return { manifestId, handles, sizeBytes: measured.sizeBytes };
 }
@@ -227,7 +204,6 @@ export async function touchRef(store: Store, canonical: string, opts: { signal?:
 export function touchRefSync(index: IndexDb, canonical: string, now: number): ImageHandle | null {
   const r = findRef(index, canonical);
   if (!r) return null;
-  index.stmt('UPDATE image_ref SET last_used_at = ? WHERE id = ?').run(now, r.ref_id);
-  index.stmt('UPDATE layer SET last_used_at = ? WHERE id IN (SELECT layer_id FROM manifest_layer WHERE manifest_id = ?)').run(now, r.manifest_id);
+  touchRefAndLayers(index, r.ref_id, r.manifest_id, now);
   return refRowToHandle(findRef(index, canonical)!);
 }

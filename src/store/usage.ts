@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import type { Store } from './store.js';
 import { familiarOf } from '../reference/reference.js';
 import type { DiskUsageReport } from './types.js';
+import { usageTables } from '../catalog/gc.js';
+import { pinnedDigests } from '../catalog/pins.js';
 import { digestFromPathForm } from '../util/digest.js';
 import { lstatOrNull, treeUsage } from './measure.js';
 import { cmp } from './gc.js';
@@ -30,13 +32,7 @@ export async function diskUsage(store: Store | null, prune: ResolvedPrune): Prom
   const out = emptyDiskUsage();
   if (!store) return out;
   const { index, paths } = store;
-  const snap = await index.read(() => ({
-    manifests: index.stmt('SELECT id, digest FROM manifest ORDER BY digest').all() as { id: number; digest: string }[],
-    refs: index.stmt('SELECT manifest_id, reference FROM image_ref ORDER BY created_at DESC, reference').all() as { manifest_id: number; reference: string }[],
-    ml: index.stmt('SELECT DISTINCT ml.manifest_id, l.diff_id FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id').all() as { manifest_id: number; diff_id: string }[],
-    layers: index.stmt('SELECT diff_id FROM layer').all() as { diff_id: string }[],
-    pinned: new Set((index.stmt('SELECT DISTINCT manifest_digest FROM pin').all() as { manifest_digest: string }[]).map((r) => r.manifest_digest)),
-  }));
+  const snap = await index.read(() => ({ ...usageTables(index), pinned: pinnedDigests(index) }));
   const seen = new Set<string>();
   let total = 0;
   /** allocated bytes of a file, counted once in totalBytes; null if absent */
@@ -54,14 +50,14 @@ export async function diskUsage(store: Store | null, prune: ResolvedPrune): Prom
     return v;
   };
 
-  const layerRows = new Set(snap.layers.map((l) => l.diff_id));
+  const layerRows = new Set(snap.layers);
   const manifestRows = new Set(snap.manifests.map((m) => m.digest));
   const users = new Map<string, number>();
-  for (const r of snap.ml) users.set(r.diff_id, (users.get(r.diff_id) ?? 0) + 1);
+  for (const r of snap.manifestDiffIds) users.set(r.diffId, (users.get(r.diffId) ?? 0) + 1);
   const layersOf = new Map<number, string[]>();
-  for (const r of snap.ml) { let a = layersOf.get(r.manifest_id); if (!a) layersOf.set(r.manifest_id, (a = [])); a.push(r.diff_id); }
+  for (const r of snap.manifestDiffIds) { let a = layersOf.get(r.manifestId); if (!a) layersOf.set(r.manifestId, (a = [])); a.push(r.diffId); }
   const refsOf = new Map<number, string[]>();
-  for (const r of snap.refs) { let a = refsOf.get(r.manifest_id); if (!a) refsOf.set(r.manifest_id, (a = [])); a.push(familiarOf(r.reference)); }
+  for (const r of snap.refs) { let a = refsOf.get(r.manifestId); if (!a) refsOf.set(r.manifestId, (a = [])); a.push(familiarOf(r.reference)); }
 
   for (const l of [...layerRows].sort(cmp)) {
     const b = await measure(paths.layer(l));

@@ -14,7 +14,7 @@ import { FaultServer } from '../helpers/fault-server.js';
 import { RegistryClient, RegistryCache, type RegistryClientOptions } from '../../src/registry/client.js';
 import { resolveImage, type ResolvedImage } from '../../src/registry/resolve.js';
 import { parseReference } from '../../src/reference/reference.js';
-import { MEDIA_TYPES } from '../../src/oci/manifest.js';
+import { MEDIA_TYPES } from '../../src/oci/media-types.js';
 import { MsbError, PlatformNotFoundError, RegistryAuthError, SettingsError } from '../../src/errors.js';
 import type { RegistrySettings } from '../../src/registry/types.js';
 

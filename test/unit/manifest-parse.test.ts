@@ -1,7 +1,8 @@
 /** pull.md §5.1, §6, §7: manifest/index/config parsing and validation. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseManifest, parseImageConfig, layerCompression, MEDIA_TYPES, MANIFEST_ACCEPT, LAYER_MEDIA_TYPES } from '../../src/oci/manifest.js';
+import { parseManifest, parseImageConfig } from '../../src/oci/manifest.js';
+import { layerCompression, MEDIA_TYPES, MANIFEST_ACCEPT, LAYER_MEDIA_TYPES } from '../../src/oci/media-types.js';
 import { ConfigInvalidError, LimitExceededError, ManifestInvalidError } from '../../src/errors.js';
 
 const dig = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;

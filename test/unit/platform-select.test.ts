@@ -5,7 +5,8 @@ import {
   hostPlatform, parsePlatform, normalizePlatform, isPlatformCompatible, selectPlatform, recordedPlatform, formatPlatform,
   type Platform,
 } from '../../src/oci/platform.js';
-import { MEDIA_TYPES, type ImageIndex, type IndexEntry } from '../../src/oci/manifest.js';
+import { type ImageIndex, type IndexEntry } from '../../src/oci/manifest.js';
+import { MEDIA_TYPES } from '../../src/oci/media-types.js';
 import { InvalidArgumentError, LimitExceededError, PlatformNotFoundError } from '../../src/errors.js';
 
 const dig = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
