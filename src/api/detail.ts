@@ -39,12 +39,9 @@ export function configDetail(raw: Buffer | undefined, digest: string): ImageConf
   };
 }
 
-export function artifactsOf(paths: CachePaths, manifestDigest: string, layers: { position: number; diff_id: string }[]): ImageArtifacts {
-  return {
-    vmdkPath: paths.vmdk(manifestDigest),
-    fsmetaPath: paths.fsmeta(manifestDigest),
-    layers: layers.map((l) => ({ position: l.position, diffId: l.diff_id, path: paths.layer(l.diff_id) })),
-  };
+/** Layer rows as the positions `CachePaths.artifacts` wants. */
+export function layerPositions(rows: readonly { position: number; diff_id: string }[]): { position: number; diffId: string }[] {
+  return rows.map((l) => ({ position: l.position, diffId: l.diff_id }));
 }
 
 /** Call inside a read transaction. */
@@ -62,7 +59,7 @@ export function buildDetail(index: IndexDb, paths: CachePaths, row: RefRow): Ima
       compressedSizeBytes: l.compressed_size_bytes,
       erofsSizeBytes: l.erofs_size_bytes,
     })),
-    artifacts: artifactsOf(paths, man.digest, layers),
+    artifacts: paths.artifacts(man.digest, layerPositions(layers)),
     pins: pinsOfManifest(index, man.digest).map(pinInfo),
   };
 }

@@ -8,17 +8,17 @@
  * - Re-creating a sandbox name replaces its pin and resets its `createdAt` (it is a new sandbox);
  *   re-indexing a snapshot digest keeps its `createdAt`.
  */
-import { lstat } from 'node:fs/promises';
 import { CacheCorruptError, InvalidArgumentError, PinNotFoundError } from '../errors.js';
 import type { IndexDb } from '../catalog/db.js';
 import { configRaw, findManifest, manifestLayers } from '../catalog/queries.js';
 import { deletePin, deleteSnapshotByName, findPin, listPins, snapshotNamedOtherThan, upsertPin, type PinRow } from '../catalog/pins.js';
+import { checkLayer, checkStitch } from '../store/artifacts.js';
 import { createLease } from '../store/lease.js';
 import type { CachePaths } from '../store/paths.js';
 import { touchRefSync } from '../store/publish.js';
-import { digestUuid, isDigest } from '../util/digest.js';
+import { isDigest } from '../util/digest.js';
 import type { LocalBackend, Store } from './backend.js';
-import { artifactsOf, configDetail } from './detail.js';
+import { configDetail, layerPositions } from './detail.js';
 import { ambientLocal } from './image.js';
 import { familiarOf, parseReference } from '../reference/reference.js';
 import { checkPinName } from './pins.js';
@@ -36,7 +36,7 @@ function sandboxHandle(index: IndexDb, paths: CachePaths, pin: PinRow): SandboxH
     manifestDigest: pin.manifest_digest,
     platform: { os: man?.os ?? '', architecture: man?.architecture ?? '', variant: man?.variant ?? null },
     createdAt: new Date(pin.created_at),
-    rootfs: artifactsOf(paths, pin.manifest_digest, layers),
+    rootfs: paths.artifacts(pin.manifest_digest, layerPositions(layers)),
     config: cfg,
   });
 }
@@ -61,32 +61,18 @@ async function checkArtifacts(store: Store, manifestDigest: string): Promise<voi
   const { index, paths } = store;
   const rec = await index.read(() => {
     const man = findManifest(index, manifestDigest);
-    return man ? { man, layers: manifestLayers(index, man.id) } : null;
+    return man ? { man, diffIds: manifestLayers(index, man.id).map((l) => l.diff_id) } : null;
   });
   if (!rec) throw new CacheCorruptError(paths.fsmeta(manifestDigest), `manifest ${manifestDigest} is not in the index after its pull`);
-  const { validateFsmetaFile, validateLayerFile, validateVmdkFile, diffIdTag, cidOf } = await import('../stitch/index.js');
   const sizes = new Map<string, number>();
-  for (const l of rec.layers) {
-    if (sizes.has(l.diff_id)) continue;
-    const p = paths.layer(l.diff_id);
-    const why = await validateLayerFile(p, { ...(l.erofs_size_bytes !== null ? { sizeBytes: l.erofs_size_bytes } : {}), uuid: digestUuid(l.diff_id) });
-    if (why) throw new CacheCorruptError(p, why);
-    sizes.set(l.diff_id, (await lstat(p)).size);
+  for (const d of new Set(rec.diffIds)) {
+    const c = await checkLayer(store, d);
+    if (!c.valid) throw new CacheCorruptError(paths.layer(d), c.reason);
+    sizes.set(d, c.sizeBytes);
   }
-  const fsPath = paths.fsmeta(manifestDigest);
-  const fsWhy = await validateFsmetaFile(fsPath, {
-    uuid: digestUuid(manifestDigest),
-    layers: rec.layers.map((l) => ({ sizeBytes: sizes.get(l.diff_id)!, tag: diffIdTag(l.diff_id) })),
-    ...(rec.man.fsmeta_bytes !== null ? { sizeBytes: rec.man.fsmeta_bytes } : {}),
-  });
-  if (fsWhy) throw new CacheCorruptError(fsPath, fsWhy);
-  const vmPath = paths.vmdk(manifestDigest);
-  const vmWhy = await validateVmdkFile(vmPath, {
-    paths: [fsPath, ...rec.layers.map((l) => paths.layer(l.diff_id))],
-    sizes: [(await lstat(fsPath)).size, ...rec.layers.map((l) => sizes.get(l.diff_id)!)],
-    cid: cidOf(manifestDigest),
-  });
-  if (vmWhy) throw new CacheCorruptError(vmPath, vmWhy);
+  const st = await checkStitch(store, manifestDigest, rec.diffIds, sizes, rec.man.fsmeta_bytes);
+  if (!st.fsmetaValid) throw new CacheCorruptError(paths.fsmeta(manifestDigest), st.fsWhy ?? 'invalid');
+  if (!st.vmdkValid) throw new CacheCorruptError(paths.vmdk(manifestDigest), st.vmWhy ?? 'invalid');
 }
 
 export class Sandbox {

@@ -32,7 +32,7 @@ import { resolveLimits, type Limits } from '../limits.js';
 import type { ConverterDeps } from '../pull/blob-pipeline.js';
 import { defaultConverterDeps } from '../pull/deps-default.js';
 import { PullEmitter, linkedAbort, type PullEvent } from '../pull/events.js';
-import { checkLayer, publishLayerCandidate } from '../pull/layer.js';
+import { checkLayer, publishLayerCandidate } from '../store/artifacts.js';
 import { stitchStep } from '../pull/stitch-step.js';
 import { hostPlatform, parsePlatform } from '../oci/platform.js';
 import { parseReference } from '../reference/reference.js';

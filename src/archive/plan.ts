@@ -17,8 +17,9 @@ import {
   isIndexMediaType, isManifestMediaType, parseImageConfig, parseManifest, type ImageIndex, type ImageManifest, type IndexEntry,
 } from '../oci/manifest.js';
 import { configPlatform, entryPlatform, recordedPlatform, selectPlatform, type Platform } from '../oci/platform.js';
+import { MEDIA_TYPES } from '../oci/media-types.js';
 import { parseReference } from '../reference/reference.js';
-import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
+import { digestAlgorithm, digestOf, isDigest, shortDigest } from '../util/digest.js';
 import type { ArchiveMembers, Member } from './members.js';
 
 export interface PlannedLayer {
@@ -62,11 +63,7 @@ export interface PlanOptions {
 }
 
 export const MANIFEST_JSON_MAX = FIXED_LIMITS.manifestJsonBytes;
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-function shortDigest(d: string): string {
-  return d.slice(d.indexOf(':') + 1, d.indexOf(':') + 13);
-}
 
 function parseJson(buf: Buffer, member: string): unknown {
   try {
@@ -175,7 +172,7 @@ async function planOci(t: ArchiveMembers, o: PlanOptions): Promise<PlannedImage[
   }
   let top: ImageIndex;
   try {
-    const p = parseManifest(indexRaw, { contentType: 'application/vnd.oci.image.index.v1+json' });
+    const p = parseManifest(indexRaw, { contentType: MEDIA_TYPES.ociIndex });
     if (p.kind !== 'index') throw new ManifestInvalidError('not an index');
     top = p;
   } catch (err) {
@@ -339,7 +336,7 @@ async function planDocker(t: ArchiveMembers, o: PlanOptions): Promise<PlannedIma
     let img = byKey.get(key);
     if (!img) {
       img = {
-        kind: 'docker', names: [], manifestDigest: null, manifestRaw: null, manifestMediaType: OCI_MANIFEST,
+        kind: 'docker', names: [], manifestDigest: null, manifestRaw: null, manifestMediaType: MEDIA_TYPES.ociManifest,
         configDigest, configRaw, platform: configPlatform(config.raw) ?? { os: 'unknown', architecture: 'unknown', variant: null },
         indexDigest: null, layers, key,
       };
@@ -362,9 +359,9 @@ async function planDocker(t: ArchiveMembers, o: PlanOptions): Promise<PlannedIma
  */
 export function syntheticManifest(configDigest: string, configSize: number, layers: { digest: string; mediaType: string; size: number }[]): Buffer {
   const o = {
-    config: { digest: configDigest, mediaType: 'application/vnd.oci.image.config.v1+json', size: configSize },
+    config: { digest: configDigest, mediaType: MEDIA_TYPES.ociConfig, size: configSize },
     layers: layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })),
-    mediaType: OCI_MANIFEST,
+    mediaType: MEDIA_TYPES.ociManifest,
     schemaVersion: 2,
   };
   return Buffer.from(JSON.stringify(o), 'utf8');

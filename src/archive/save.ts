@@ -22,19 +22,17 @@ import { AbortedError, CacheCorruptError, ImageNotFoundError, InvalidArgumentErr
 import type { Store, StoreOpener } from '../store/store.js';
 import type { SaveOptions, SaveResult } from './types.js';
 import { configRaw, findManifest, findRef, manifestLayers, type ManifestRow } from '../catalog/queries.js';
-import { checkLayer } from '../pull/layer.js';
+import { checkLayer } from '../store/artifacts.js';
 import { parseImageSelector, type ImageSelector } from '../reference/reference.js';
 import { createLease } from '../store/lease.js';
 import { withLock } from '../store/locks.js';
 import { saveSpoolPath } from '../store/paths.js';
 import { digestOf, newHash } from '../util/digest.js';
+import { MEDIA_TYPES, ociLayerMediaType } from '../oci/media-types.js';
 import { renameDurable } from '../util/fs.js';
 import { replaceDiffIds } from './json-edit.js';
 import { entryHeaders, padding, writeLayerTar } from './layer-tar.js';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
-const OCI_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar';
 
 interface Requested { sel: ImageSelector; input: string }
 
@@ -215,9 +213,9 @@ async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof creat
     await blob(configDigest, config);
     const manifestRaw = Buffer.from(JSON.stringify({
       schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
-      layers: img.layers.map((_, i) => ({ mediaType: OCI_LAYER_TAR, digest: layerDigests[i]!, size: regenerated.get(img.layers[i]!.diffId)!.size })),
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: { mediaType: MEDIA_TYPES.ociConfig, digest: configDigest, size: config.length },
+      layers: img.layers.map((_, i) => ({ mediaType: ociLayerMediaType('none'), digest: layerDigests[i]!, size: regenerated.get(img.layers[i]!.diffId)!.size })),
     }), 'utf8');
     const manifestDigest = digestOf(manifestRaw);
     await blob(manifestDigest, manifestRaw);
@@ -229,7 +227,7 @@ async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof creat
     const m = img.manifest;
     const platform: Record<string, string> = { architecture: m.architecture ?? 'unknown', os: m.os ?? 'unknown' };
     if (m.variant) platform.variant = m.variant;
-    const d: Record<string, unknown> = { mediaType: OCI_MANIFEST, digest: img.saved!.manifestDigest, size: img.saved!.manifestRaw.length };
+    const d: Record<string, unknown> = { mediaType: MEDIA_TYPES.ociManifest, digest: img.saved!.manifestDigest, size: img.saved!.manifestRaw.length };
     if (r.sel.kind === 'reference') {
       const ann: Record<string, string> = { 'io.containerd.image.name': r.sel.canonical };
       if (r.sel.tag !== null) ann['org.opencontainers.image.ref.name'] = r.sel.tag;
@@ -238,7 +236,7 @@ async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof creat
     d.platform = platform;
     return d;
   });
-  const indexJson = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: descriptors }), 'utf8');
+  const indexJson = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: descriptors }), 'utf8');
   await out.write(fileHeader('index.json', indexJson.length));
   await out.write(indexJson);
   await out.write(padding(indexJson.length));

@@ -5,6 +5,7 @@
  * `JSON.stringify` of the API object plus a newline. Also the small flag parser the image commands
  * share (unknown flags and missing values are UsageErrors → exit 2).
  */
+import { shortDigest } from '../util/digest.js';
 import { UsageError, type CliContext } from './context.js';
 
 /** Decimal units, 3 significant digits, trailing zeros trimmed. */
@@ -43,9 +44,7 @@ export function relativeTime(date: Date, now: number = Date.now()): string {
 
 /** 12 hex characters of a digest, or the full `alg:hex` with `noTrunc`. */
 export function showDigest(d: string, noTrunc = false): string {
-  if (noTrunc) return d;
-  const i = d.indexOf(':');
-  return (i >= 0 ? d.slice(i + 1) : d).slice(0, 12);
+  return noTrunc ? d : shortDigest(d);
 }
 
 export function platformString(p: { os: string | null; architecture: string | null; variant: string | null }): string {

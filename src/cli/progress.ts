@@ -7,6 +7,7 @@
  * - Not a TTY: plain lines, one per state change, plus at most one progress line every 5 s per
  *   layer; no control characters at all.
  */
+import { shortDigest } from '../util/digest.js';
 import type { PullEvent } from '../pull/events.js';
 
 import { formatSize } from './format.js';
@@ -22,11 +23,6 @@ export function formatDuration(ms: number): string {
   return `${m}m${String(s).padStart(2, '0')}s`;
 }
 
-/** The 12 hex characters shown for a digest (cli.md §2). */
-export function shortDigest(d: string): string {
-  const i = d.indexOf(':');
-  return (i >= 0 ? d.slice(i + 1) : d).slice(0, 12);
-}
 
 type LayerState = 'Waiting' | 'Downloading' | 'Converting' | 'Done' | 'Done (cached)' | 'Retrying' | 'Failed';
 

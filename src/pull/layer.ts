@@ -28,6 +28,7 @@ import type { Limits } from '../limits.js';
 import {
   downloadAndConvert, unlinkQuiet, type BlobDescriptor, type BlobSource, type ConverterDeps,
 } from './blob-pipeline.js';
+import { checkLayer, publishLayerCandidate } from '../store/artifacts.js';
 import type { PullHookPoint } from './deps.js';
 import type { PullEmitter } from './events.js';
 
@@ -63,83 +64,6 @@ export interface LayerContext {
   warn(code: string, message: string): void;
   /** Test hook: awaited at named points (crash-injection tests). */
   hook?: (point: PullHookPoint) => void | Promise<void>;
-}
-
-export type LayerCheck =
-  | { valid: true; row: LayerRow; sizeBytes: number }
-  | { valid: false; row: LayerRow | null; reason: string; fileExists: boolean; orphan: SuperblockInfo | null };
-
-/**
- * storage.md §5 for a layer file: the reader's header checks (erofs/header.ts: regular file,
- * length, magic, CRC, blkszbits, blocks, meta_blkaddr, root inode, volume_name, no device table,
- * uuid = diff_id) and, when a row exists, its recorded length. Returns a reason, or the superblock.
- */
-export async function layerFileProblem(path: string, diffId: string, recordedSize?: number | null): Promise<{ why: string } | { sb: SuperblockInfo }> {
-  try {
-    return {
-      sb: await checkErofsHeader(path, {
-        kind: 'layer', uuid: digestUuid(diffId), ...(recordedSize !== undefined && recordedSize !== null ? { sizeBytes: recordedSize } : {}),
-      }),
-    };
-  } catch (err) {
-    if (err instanceof MsbError && err.code === 'IO' && (err as MsbError & { errno?: string }).errno === 'ENOENT') return { why: 'missing' };
-    return { why: err instanceof Error ? err.message : String(err) };
-  }
-}
-
-/**
- * Is `layers/<diffId>.erofs` usable? Needs a row whose recorded length matches the file; a valid
- * file without a row is an orphan that the caller can adopt under the lock (storage.md §9).
- * Call it while holding the layer lock, after the diff_id is a lease item.
- */
-export async function checkLayer(store: Store, diffId: string): Promise<LayerCheck> {
-  const row = (await store.index.read(() => findLayer(store.index, diffId))) ?? null;
-  const path = store.paths.layer(diffId);
-  let fileExists = true;
-  try { await lstat(path); } catch { fileExists = false; }
-  if (!fileExists) return { valid: false, row, reason: 'missing', fileExists, orphan: null };
-  if (row && row.erofs_size_bytes !== null) {
-    const r = await layerFileProblem(path, diffId, row.erofs_size_bytes);
-    if ('sb' in r) return { valid: true, row, sizeBytes: r.sb.length };
-    return { valid: false, row, reason: r.why, fileExists, orphan: null };
-  }
-  const r = await layerFileProblem(path, diffId);
-  if ('sb' in r) return { valid: false, row, reason: row ? 'recorded missing' : 'no index row', fileExists, orphan: r.sb };
-  return { valid: false, row, reason: r.why, fileExists, orphan: null };
-}
-
-/** fsync a candidate written by someone else's stream (the writer may not have). */
-async function fsyncFile(path: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-    await fh.sync();
-  } catch (err) {
-    throw toIoError(err, path);
-  } finally {
-    await fh?.close().catch(() => {});
-  }
-}
-
-/**
- * storage.md §4 steps 3–5 for a layer candidate already written: validate, then rename over the
- * final name, unless (without force) a valid file is already there, which wins. Returns whether
- * our candidate was the one published.
- */
-export async function publishLayerCandidate(candidate: string, finalPath: string, diffId: string, force: boolean): Promise<boolean> {
-  await fsyncFile(candidate);
-  const c = await layerFileProblem(candidate, diffId);
-  if ('why' in c) throw new CacheCorruptError(candidate, `converted layer ${diffId} fails validation: ${c.why}`);
-  if (!force) {
-    let exists = false;
-    try { await lstat(finalPath); exists = true; } catch { /* absent */ }
-    if (exists && 'sb' in (await layerFileProblem(finalPath, diffId))) {
-      await unlinkQuiet(candidate);
-      return false;
-    }
-  }
-  await renameDurable(candidate, finalPath);
-  return true;
 }
 
 /** Converts one distinct diff_id (first position `p`) under its layer lock. */

@@ -45,8 +45,9 @@ import type { RegistryCache, RegistryClient } from '../registry/client.js';
 import { resolveImage } from '../registry/resolve.js';
 import { PullEmitter, linkedAbort, makeOperation, type PullEvent } from './events.js';
 import { parseManifest } from '../oci/manifest.js';
-import { checkLayer, materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
-import { checkStitch, stitchStep, type StitchCheck } from './stitch-step.js';
+import { materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
+import { checkLayer, checkStitch, type StitchCheck } from '../store/artifacts.js';
+import { stitchStep } from './stitch-step.js';
 import {
   formatPlatform, hostPlatform, isPlatformCompatible, parsePlatform, type Platform,
 } from '../oci/platform.js';
@@ -103,14 +104,6 @@ function normalizeOptions(backend: StoreOpener, options: PullOptions, store: Sto
   }
   const limits = resolveLimits(store?.limits, options.limits);
   return { policy, force, target, explicitPlatform, concurrency, limits };
-}
-
-function artifactsOf(store: Store, manifestDigest: string, positions: { position: number; diffId: string }[]): ImageArtifacts {
-  return {
-    vmdkPath: store.paths.vmdk(manifestDigest),
-    fsmetaPath: store.paths.fsmeta(manifestDigest),
-    layers: positions.map((p) => ({ position: p.position, diffId: p.diffId, path: store.paths.layer(p.diffId) })),
-  };
 }
 
 function platformOfRow(m: ManifestRow): Platform {
@@ -243,16 +236,10 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
         cache: registryCacheOf(backend, deps),
         onRetry: (info) => emitter.emit({ type: 'retry', ...info }),
         onWarning: (w) => warn(w.code, w.message),
+        // A config already in the index is not fetched again (acceptance C19: a zstd twin of a
+        // cached image costs no blob GET at all); the client re-verifies it.
+        localBlob: (digest) => store.index.read(() => configRaw(store.index, digest)),
       });
-      // A config already in the index is content-addressed and re-verified here: it is not fetched
-      // again (acceptance C19: a zstd twin of a cached image costs no blob GET at all).
-      const c = client;
-      const fetchBlobBytes = c.fetchBlobBytes.bind(c);
-      c.fetchBlobBytes = async (ref, desc, maxBytes, o) => {
-        const raw = await store.index.read(() => configRaw(store.index, desc.digest));
-        if (raw && raw.length === desc.size && digestOf(raw, digestAlgorithm(desc.digest)) === desc.digest) return raw;
-        return fetchBlobBytes(ref, desc, maxBytes, o);
-      };
     }
     return client;
   };
@@ -425,7 +412,7 @@ function result(store: Store, parsed: ParsedReference, p: ImagePlan, handle: Ima
         downloaded: first && !!o?.downloaded, materialized: first && !!o?.materialized,
       };
     }),
-    artifacts: artifactsOf(store, p.manifestDigest, p.positions),
+    artifacts: store.paths.artifacts(p.manifestDigest, p.positions),
     handle,
   };
 }

@@ -19,50 +19,9 @@ import { diffIdTag } from '../stitch/fsmeta.js';
 import { validateFsmetaFile, validateVmdkFile } from '../stitch/validate.js';
 import { cidOf } from '../stitch/vmdk.js';
 import { digestUuid } from '../util/digest.js';
+import { checkStitch } from '../store/artifacts.js';
 import type { PullHookPoint } from './deps.js';
 import type { PullEmitter } from './events.js';
-
-export interface StitchCheck {
-  fsmetaValid: boolean;
-  vmdkValid: boolean;
-  /** fsmeta's length when it is valid. */
-  fsmetaSize: number | null;
-  fsWhy: string | null;
-  vmWhy: string | null;
-  fsExists: boolean;
-  vmExists: boolean;
-}
-
-/**
- * storage.md §5 for fsmeta + VMDK of `manifestDigest` whose positions are `diffIds` and whose
- * layer files have the lengths in `sizes`. Call it under the image lock.
- */
-export async function checkStitch(store: Store, manifestDigest: string, diffIds: readonly string[], sizes: ReadonlyMap<string, number>,
-  recordedFsmeta?: number | null): Promise<StitchCheck> {
-  const m = manifestDigest;
-  const fsPath = store.paths.fsmeta(m);
-  const vmPath = store.paths.vmdk(m);
-  const exists = async (p: string) => { try { await lstat(p); return true; } catch { return false; } };
-  const fsExists = await exists(fsPath);
-  const vmExists = await exists(vmPath);
-  const layerInfo = diffIds.map((d) => ({ sizeBytes: sizes.get(d)!, tag: diffIdTag(d) }));
-  const fsWhy = fsExists
-    ? await validateFsmetaFile(fsPath, { uuid: digestUuid(m), layers: layerInfo, ...(recordedFsmeta ? { sizeBytes: recordedFsmeta } : {}) })
-    : 'missing';
-  let fsmetaSize: number | null = null;
-  if (!fsWhy) fsmetaSize = (await lstat(fsPath)).size;
-  let vmWhy: string | null = 'missing';
-  if (vmExists && fsmetaSize !== null) {
-    vmWhy = await validateVmdkFile(vmPath, {
-      paths: [fsPath, ...diffIds.map((d) => store.paths.layer(d))],
-      sizes: [fsmetaSize, ...diffIds.map((d) => sizes.get(d)!)],
-      cid: cidOf(m),
-    });
-  } else if (vmExists) {
-    vmWhy = 'fsmeta is invalid';
-  }
-  return { fsmetaValid: !fsWhy, vmdkValid: !vmWhy, fsmetaSize, fsWhy, vmWhy, fsExists, vmExists };
-}
 
 export interface StitchStepInput {
   store: Store;

@@ -45,7 +45,7 @@ import { DEFAULT_LIMITS } from '../limits.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { MANIFEST_ACCEPT } from '../oci/media-types.js';
 import { DOCKER_HUB_DOMAIN, registryEndpointHost } from '../reference/reference.js';
-import { digestAlgorithm, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
+import { digestAlgorithm, digestOf, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
 import { parseWwwAuthenticate, pickChallenge, type Challenge } from './challenge.js';
 import { resolveCredential, type CredentialContext } from './credentials.js';
 import { DEFAULT_TIMEOUTS, DispatcherPool, describeNetworkError, errorCode, isRetryableNetworkError, isTlsError } from './http.js';
@@ -110,6 +110,11 @@ export interface RegistryClientOptions {
   resolve?: Resolver;
   /** Dispatchers, shared per backend if given; otherwise owned (and closed) by this client. */
   dispatchers?: DispatcherPool;
+  /**
+   * Small blobs already held locally (a config in the index), consulted by `fetchBlobBytes` before
+   * the network. Whatever it returns is re-verified against the descriptor's size and digest.
+   */
+  localBlob?: (digest: string) => Promise<Buffer | undefined>;
 }
 
 export interface ManifestResponse {
@@ -795,6 +800,8 @@ export class RegistryClient {
     opts: { signal?: AbortSignal; what?: string } = {}): Promise<Buffer> {
     const what = opts.what ?? 'config';
     if (desc.size > maxBytes) throw new LimitExceededError('maxManifestBytes', desc.size, maxBytes, `${what} ${desc.digest}`);
+    const local = await this.opts.localBlob?.(desc.digest);
+    if (local && local.length === desc.size && digestOf(local, digestAlgorithm(desc.digest)) === desc.digest) return local;
     const signal = this.signalFor(opts.signal);
     const label = `${what} ${ref.domain}/${ref.repository}@${desc.digest}`;
     return this.withFallback(ref.domain, label, 0, async (ep, index) => {

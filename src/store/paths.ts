@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { digestHex, digestPathForm, isDigest } from '../util/digest.js';
+import type { ImageArtifacts } from './types.js';
 
 export type LockKind = 'ref' | 'layer' | 'image' | 'gc';
 export type CandidateKind = 'layer' | 'fsmeta' | 'vmdk';
@@ -85,4 +86,12 @@ export class CachePaths {
   tmp(kind: CandidateKind, digest: string): { name: string; path: string } { return tmpPath(this.root, kind, digest); }
   part(blobDigest: string): string { return partPath(this.root, blobDigest); }
   lock(kind: LockKind, key?: string): string { return lockPath(this.root, kind, key); }
+  /** What a VMM attaches for an image: VMDK, fsmeta, and the layer files in manifest order. */
+  artifacts(manifestDigest: string, layers: readonly { position: number; diffId: string }[]): ImageArtifacts {
+    return {
+      vmdkPath: this.vmdk(manifestDigest),
+      fsmetaPath: this.fsmeta(manifestDigest),
+      layers: layers.map((l) => ({ position: l.position, diffId: l.diffId, path: this.layer(l.diffId) })),
+    };
+  }
 }

@@ -22,6 +22,11 @@ export function digestHex(d: string): string {
   return d.slice(d.indexOf(':') + 1);
 }
 
+/** The 12 hex characters shown for a digest, docker's short ID (docs/cli.md §2). */
+export function shortDigest(d: string): string {
+  return digestHex(d).slice(0, 12);
+}
+
 /** `sha256:abc…` → `sha256_abc…`. Throws on an invalid digest: paths are never built from one. */
 export function digestPathForm(d: string): string {
   if (!isDigest(d)) throw new Error(`invalid digest ${JSON.stringify(d)}`);
