@@ -8,7 +8,7 @@ export type ErrorCode =
   | 'IMAGE_NOT_FOUND' | 'IMAGE_IN_USE' | 'UNSUPPORTED' | 'INVALID_REFERENCE' | 'INVALID_ARGUMENT'
   | 'NOT_CACHED' | 'PLATFORM_NOT_FOUND' | 'DIGEST_MISMATCH' | 'MANIFEST_INVALID' | 'CONFIG_INVALID'
   | 'LAYER_INVALID' | 'REGISTRY_AUTH' | 'REGISTRY' | 'NETWORK' | 'ARCHIVE_INVALID' | 'CACHE_CORRUPT'
-  | 'LIMIT_EXCEEDED' | 'ABORTED' | 'SETTINGS_INVALID' | 'IO' | 'DATABASE' | 'PIN_NOT_FOUND';
+  | 'LIMIT_EXCEEDED' | 'ABORTED' | 'SETTINGS_INVALID' | 'IO' | 'DATABASE' | 'PIN_NOT_FOUND' | 'INTERNAL';
 
 export class MsbError extends Error {
   readonly code: ErrorCode;
@@ -239,6 +239,16 @@ export class PinNotFoundError extends MsbError {
     super('PIN_NOT_FOUND', `${kind} '${name}' not found`, { kind, name });
     this.kind = kind;
     this.name = name;
+  }
+}
+
+/**
+ * A broken invariant of msb-image itself (our own output failed our own validation): a bug, never
+ * a property of the input. Carries the original error as `cause` when there is one.
+ */
+export class InternalError extends MsbError {
+  constructor(message: string, cause?: unknown) {
+    super('INTERNAL', `internal error (a bug in msb-image, please report it): ${message}`, {}, { cause });
   }
 }
 

@@ -5,7 +5,7 @@ import { pinsOfManifest } from '../catalog/pins.js';
 import { pinInfo } from '../store/remove.js';
 import { refRowToHandle } from '../store/publish.js';
 import type { CachePaths } from '../store/paths.js';
-import type { ImageArtifacts, ImageConfigDetail, ImageDetail } from './types.js';
+import type {  ImageConfigDetail, ImageDetail } from './types.js';
 
 function strArray(v: unknown): string[] | null {
   return Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : null;

@@ -140,7 +140,7 @@ const READ_CHUNK = 1 << 20;
  * Writes the regenerated tar of the layer EROFS at `layerPath` to `sink`, in order. A layer that
  * the reader refuses is CacheCorruptError (naming the path).
  */
-export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signal?: AbortSignal } = {}): Promise<void> {
+export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signal?: AbortSignal | undefined } = {}): Promise<void> {
   const { root } = await readErofsTree(layerPath);
   let fh: FileHandle;
   try { fh = await open(layerPath, 'r'); } catch (err) { throw toIoError(err, layerPath); }

@@ -142,7 +142,7 @@ async function materializeImage(ctx: Ctx, img: PlannedImage): Promise<void> {
     platform: img.platform, layerCount: img.layers.length, totalDownloadBytes: 0, cached: false });
   for (const l of img.layers) {
     if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
-    await layer(ctx, img, l);
+    await layer(ctx, l);
   }
   await stitchStep({
     store: ctx.store, lease: ctx.lease, emitter, signal: ctx.signal, manifestDigest: img.manifestDigest!,
@@ -156,7 +156,7 @@ async function materializeImage(ctx: Ctx, img: PlannedImage): Promise<void> {
  * path has hashed its members already (materializeImage), and verifies that digest again while
  * converting.
  */
-async function layer(ctx: Ctx, img: PlannedImage, l: PlannedLayer): Promise<void> {
+async function layer(ctx: Ctx, l: PlannedLayer): Promise<void> {
   const { store, emitter } = ctx;
   const known = ctx.layers.get(l.diffId);
   if (known) {

@@ -79,7 +79,7 @@ export function resolveLinkTarget(base: string, target: string): string | null {
 
 export interface OpenArchiveOptions {
   limits: Pick<Limits, 'maxArchiveMembers' | 'maxPaxHeaderBytes'>;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /**
    * Creates the spool directory (after leasing it) and returns its path; called only when the
    * input must be spooled (a stream, or a compressed file).

@@ -17,7 +17,7 @@
  * - Save emits no progress events (they describe pulls and loads); `onProgress` is accepted.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { AbortedError, CacheCorruptError, ImageNotFoundError, InvalidArgumentError, toIoError } from '../errors.js';
 import type { Store, StoreOpener } from '../store/store.js';
 import type { SaveOptions, SaveResult } from './types.js';

@@ -4,9 +4,9 @@ import type { PullEvent } from '../pull/events.js';
 
 export interface LoadOptions {
   tag?: string | string[]; platform?: string | Platform;
-  onProgress?: (e: PullEvent) => void; signal?: AbortSignal;
+  onProgress?: (e: PullEvent) => void; signal?: AbortSignal | undefined;
 }
-export interface SaveOptions { format?: 'docker' | 'oci'; onProgress?: (e: PullEvent) => void; signal?: AbortSignal }
+export interface SaveOptions { format?: 'docker' | 'oci'; onProgress?: (e: PullEvent) => void; signal?: AbortSignal | undefined }
 export interface SaveResult {
   format: 'docker' | 'oci'; bytesWritten: number;
   images: { reference: string; manifestDigest: string; diffIds: string[] }[];

@@ -41,7 +41,7 @@ export function toDatabaseError(err: unknown, what: string): unknown {
   return err;
 }
 
-export interface TxOptions { signal?: AbortSignal }
+export interface TxOptions { signal?: AbortSignal | undefined }
 
 /** One connection per LocalBackend. */
 export class IndexDb {
@@ -185,7 +185,7 @@ export interface OpenIndexOptions {
    * false: a home with no database (or an empty one) answers `null`; nothing is created.
    */
   create: boolean;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** `<home>/db/msb.db` */

@@ -6,9 +6,9 @@
  * DigestMismatchError and writes nothing; the decoded stream is hashed to its end even after a tar
  * error, so the diff_id check takes precedence (pull.md §7).
  */
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { AbortedError, InvalidArgumentError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
 import type { Limits } from '../limits.js';
@@ -24,7 +24,7 @@ export interface ConvertLayerResult extends Omit<WriteLayerResult, 'root'> {
 export interface ConvertLayerOptions {
   expectDiffId?: string;
   limits?: Partial<Limits>;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 const READ_CHUNK = 1 << 20;

@@ -6,7 +6,6 @@
 export const BLOCK_SIZE = 4096;
 export const BLKSZBITS = 12;
 export const SB_OFFSET = 1024;
-export const SB_SIZE = 128;
 export const EROFS_MAGIC = 0xe0f5e1e2;
 export const NULL_ADDR = 0xffffffff;
 export const INODE_SLOT = 32;
@@ -45,8 +44,7 @@ export const S_IFIFO = 0o010000;
 export const S_IFSOCK = 0o140000;
 export const S_IFLNK = 0o120000;
 
-/** dirent file_type values (erofs.md §4.1). */
-export const FT_UNKNOWN = 0;
+/** dirent file_type values (erofs.md §4.1; 0 = unknown is never written). */
 export const FT_REG = 1;
 export const FT_DIR = 2;
 export const FT_CHR = 3;
@@ -79,10 +77,6 @@ export function xattrPrefixOf(index: number): string | undefined {
 export const MARKER_OPAQUE_SUFFIX = Buffer.from('overlay.opaque', 'latin1');
 export const MARKER_IMPLICIT_SUFFIX = Buffer.from('msb.implicit', 'latin1');
 export const MARKER_VALUE = Buffer.from('y', 'latin1');
-
-export function alignUp(n: number, a: number): number {
-  return Math.ceil(n / a) * a;
-}
 
 // CRC32C (Castagnoli), reflected polynomial 0x82F63B78; slicing-by-1 table is plenty for 3 KiB.
 const CRC32C_TABLE = (() => {

@@ -46,10 +46,6 @@ const OPQ = '.wh..wh..opq';
 const AUFS = '.wh..wh.';
 const WH = '.wh.';
 
-export interface IngestStats {
-  xattrsDropped: number;
-}
-
 /**
  * Maps one tar xattr name to its EROFS prefix index (§4.2, §6.9); null = dropped (other prefixes,
  * trusted.overlay.* / trusted.msb.*, empty suffix except the ACL names, suffix > 255 bytes,

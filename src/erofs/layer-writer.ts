@@ -18,7 +18,7 @@ import type { DirNode } from './tree.js';
 
 export interface WriteLayerOptions {
   limits?: Partial<Limits>;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   onProgress?: (p: { tarBytes: number; entries: number }) => void;
   onWarning?: (code: string, message: string) => void;
   /**

@@ -22,7 +22,6 @@ export const MANIFEST_ACCEPT: readonly string[] = [
 
 /** How a layer blob is compressed. Adding a kind makes every exhaustive `switch` fail to compile. */
 export type Compression = 'none' | 'gzip' | 'zstd';
-export const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
 
 /** docs/pull.md §7 table. Anything else (encrypted, artifacts) is refused before any download. */
 export const LAYER_MEDIA_TYPES: Readonly<Record<string, Compression>> = Object.freeze({

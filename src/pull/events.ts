@@ -26,7 +26,6 @@ export type PullEventBody =
 type WithElapsed<T> = T extends unknown ? T & { elapsedMs: number } : never;
 /** Every event carries `type` and `elapsedMs` (ms since the operation started). */
 export type PullEvent = WithElapsed<PullEventBody>;
-export type PullEventType = PullEvent['type'];
 
 export type ProgressKind = 'download' | 'materialize';
 

@@ -12,17 +12,11 @@
  * Across processes the lock + re-check make concurrent pullers converge on one copy: the second
  * one waits for the lock, then finds the published file and its row.
  */
-import { open, rename, lstat } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { AbortedError, CacheCorruptError, MsbError, toIoError } from '../errors.js';
+import { AbortedError, MsbError } from '../errors.js';
 import type { Store, StoreOpener } from '../store/store.js';
-import { findLayer, type LayerRow } from '../catalog/queries.js';
 import type { Lease } from '../store/lease.js';
-import { renameDurable } from '../util/fs.js';
 import { withLock } from '../store/locks.js';
 import { upsertLayerRow } from '../store/publish.js';
-import { checkErofsHeader, type SuperblockInfo } from '../erofs/reader.js';
-import { digestUuid } from '../util/digest.js';
 import type { DirNode } from '../erofs/tree.js';
 import type { Limits } from '../limits.js';
 import {

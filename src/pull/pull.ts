@@ -25,7 +25,6 @@
 import { lstat } from 'node:fs/promises';
 import { AbortedError, InvalidArgumentError, ManifestInvalidError, MsbError, NotCachedError } from '../errors.js';
 import type { Store, StoreOpener } from '../store/store.js';
-import type { ImageArtifacts } from '../store/types.js';
 import type { PullOperation, PullOptions, PullResult } from './types.js';
 import type { ImageHandle } from '../store/handle.js';
 import {
@@ -38,7 +37,6 @@ import { createLease, type Lease } from '../store/lease.js';
 import { acquireFileLock } from '../util/flock.js';
 import { withLock } from '../store/locks.js';
 import { publishImage, touchRef } from '../store/publish.js';
-import { digestAlgorithm, digestOf } from '../util/digest.js';
 import type { BlobEvent, BlobSource } from './blob-pipeline.js';
 import type { PullDeps, PullHookPoint } from './deps.js';
 import type { RegistryCache, RegistryClient } from '../registry/client.js';

@@ -5,9 +5,8 @@
  * publish it, then write and publish the VMDK. An artifact that existed (file or recorded size)
  * but is invalid is rebuilt with an `ARTIFACT_REBUILT` warning.
  */
-import { lstat, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { AbortedError, CacheCorruptError, toIoError } from '../errors.js';
+import {  unlink } from 'node:fs/promises';
+import { AbortedError, CacheCorruptError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { DirNode } from '../erofs/tree.js';
 import { findManifest } from '../catalog/queries.js';

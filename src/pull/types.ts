@@ -25,7 +25,7 @@ export interface PullOptions {
   concurrency?: number;
   limits?: Partial<Limits>;
   onProgress?: (event: PullEvent) => void;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 export interface PullResult {

@@ -101,7 +101,7 @@ export interface RegistryClientOptions {
   caCerts?: string[];
   onRetry?: (r: RetryInfo) => void;
   onWarning?: (w: WarningInfo) => void;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   cache?: RegistryCache;
   env?: NodeJS.ProcessEnv;
   /** Overrides the backoff delay (tests); default full jitter over min(10 s, 200 ms × 2^attempt). */
@@ -156,7 +156,7 @@ export type BlobEvent =
 export interface ReadBlobOptions {
   /** Bytes the consumer already holds (a `.part` prefix it has re-hashed). */
   offset?: number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** For `retry` events. */
   layerIndex?: number | null;
   /** Skip the first N endpoints (after a digest mismatch from one of them, pull.md §12). */
@@ -639,7 +639,7 @@ export class RegistryClient {
    * limit with early abort, digest computed over the exact bytes and checked against the
    * requested digest and Docker-Content-Digest. Parsing is the caller's (src/pull/manifest.ts).
    */
-  async fetchManifest(ref: RepoRef, tagOrDigest: string, opts: { signal?: AbortSignal; maxBytes?: number; startEndpoint?: number } = {}): Promise<ManifestResponse> {
+  async fetchManifest(ref: RepoRef, tagOrDigest: string, opts: { signal?: AbortSignal | undefined; maxBytes?: number; startEndpoint?: number } = {}): Promise<ManifestResponse> {
     const maxBytes = opts.maxBytes ?? DEFAULT_LIMITS.maxManifestBytes;
     const signal = this.signalFor(opts.signal);
     const expected = isDigest(tagOrDigest) ? tagOrDigest : null;
@@ -664,7 +664,7 @@ export class RegistryClient {
   }
 
   /** HEAD a manifest (policy `always`, pull.md §5.1): its Docker-Content-Digest, type and size. */
-  async headManifest(ref: RepoRef, tagOrDigest: string, opts: { signal?: AbortSignal } = {}): Promise<ManifestHead> {
+  async headManifest(ref: RepoRef, tagOrDigest: string, opts: { signal?: AbortSignal | undefined } = {}): Promise<ManifestHead> {
     const signal = this.signalFor(opts.signal);
     const what = `manifest ${ref.domain}/${ref.repository}:${tagOrDigest} (HEAD)`;
     return this.withFallback(ref.domain, what, 0, async (ep) => {
@@ -687,7 +687,7 @@ export class RegistryClient {
    * offset > 0. Tries endpoints from `startEndpoint` (pull.md §12). The stream is undici's body:
    * it applies backpressure and is cancelled by the signal or by `destroy()`.
    */
-  async openBlob(ref: RepoRef, digest: string, opts: { offset?: number; signal?: AbortSignal; layerIndex?: number | null; startEndpoint?: number } = {}): Promise<BlobResponse> {
+  async openBlob(ref: RepoRef, digest: string, opts: { offset?: number; signal?: AbortSignal | undefined; layerIndex?: number | null; startEndpoint?: number } = {}): Promise<BlobResponse> {
     if (!isDigest(digest)) throw new RegistryError(ref.domain, 0, `invalid blob digest ${JSON.stringify(digest)}`);
     const signal = this.signalFor(opts.signal);
     const offset = opts.offset ?? 0;
@@ -797,7 +797,7 @@ export class RegistryClient {
    * digest verified (DigestMismatchError {what}). A mismatch from a mirror falls back (§12).
    */
   async fetchBlobBytes(ref: RepoRef, desc: Pick<Descriptor, 'digest' | 'size'>, maxBytes: number = DEFAULT_LIMITS.maxManifestBytes,
-    opts: { signal?: AbortSignal; what?: string } = {}): Promise<Buffer> {
+    opts: { signal?: AbortSignal | undefined; what?: string } = {}): Promise<Buffer> {
     const what = opts.what ?? 'config';
     if (desc.size > maxBytes) throw new LimitExceededError('maxManifestBytes', desc.size, maxBytes, `${what} ${desc.digest}`);
     const local = await this.opts.localBlob?.(desc.digest);

@@ -38,7 +38,7 @@ export interface CredentialContext {
   home: string;
   settings: RegistrySettings;
   env: NodeJS.ProcessEnv;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** Converts the api.md `RegistryAuth` option into a Credential. */
@@ -196,7 +196,7 @@ function toCredential(username: string, secret: string): Credential {
  * and only the three pipes are given to the child.
  */
 export async function runCredentialHelper(name: string, serverKey: string,
-  opts: { timeoutMs: number; env: NodeJS.ProcessEnv; registry: string; configPath?: string; signal?: AbortSignal }): Promise<Credential | null> {
+  opts: { timeoutMs: number; env: NodeJS.ProcessEnv; registry: string; configPath?: string; signal?: AbortSignal | undefined }): Promise<Credential | null> {
   if (!HELPER_NAME_RE.test(name)) {
     throw new SettingsError(opts.configPath ?? 'docker config', `credential helper name ${JSON.stringify(name)} is invalid (allowed: [A-Za-z0-9_.-]+)`);
   }

@@ -58,8 +58,8 @@ export class DispatcherPool {
       d = new EnvHttpProxyAgent({
         ...common,
         requestTls: tls,
-        httpProxy: this.env.HTTP_PROXY ?? this.env.http_proxy,
-        httpsProxy: this.env.HTTPS_PROXY ?? this.env.https_proxy ?? this.env.HTTP_PROXY ?? this.env.http_proxy,
+        ...optional('httpProxy', this.env.HTTP_PROXY ?? this.env.http_proxy),
+        ...optional('httpsProxy', this.env.HTTPS_PROXY ?? this.env.https_proxy ?? this.env.HTTP_PROXY ?? this.env.http_proxy),
         noProxy: this.env.NO_PROXY ?? this.env.no_proxy ?? '',
       });
     } else {
@@ -122,4 +122,9 @@ export function describeNetworkError(e: unknown): string {
   const code = errorCode(e);
   const msg = String((e as Error)?.message ?? e).split('\n')[0]!.slice(0, 200);
   return code && !msg.includes(code) ? `${code}: ${msg}` : msg;
+}
+
+/** `{ [key]: value }`, or `{}` when value is undefined (an absent option, not an undefined one). */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }

@@ -35,7 +35,7 @@ export interface ResolveOptions {
   /** The `platform` option; absent → the host platform (not explicit). */
   platform?: string | Platform;
   limits?: Partial<Limits>;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   onWarning?: (w: WarningInfo) => void;
 }
 

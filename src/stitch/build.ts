@@ -55,7 +55,7 @@ export function planFsmeta(layers: readonly FsmetaLayer[]): FsmetaPlan {
  * sizes, tags and uuid give the same bytes (erofs.md §7.3.4).
  */
 export async function buildFsmeta(layers: readonly FsmetaLayer[], candidatePath: string,
-  opts: { uuid: Buffer; signal?: AbortSignal }): Promise<{ sizeBytes: number; blocks: number }> {
+  opts: { uuid: Buffer; signal?: AbortSignal | undefined }): Promise<{ sizeBytes: number; blocks: number }> {
   throwIfAborted(opts.signal);
   const plan = planFsmeta(layers);
   await writeFsmetaPlan(plan, candidatePath, opts);
@@ -63,7 +63,7 @@ export async function buildFsmeta(layers: readonly FsmetaLayer[], candidatePath:
 }
 
 /** Writes a planned fsmeta to a new file (see `buildFsmeta`). */
-export async function writeFsmetaPlan(plan: FsmetaPlan, candidatePath: string, opts: { uuid: Buffer; signal?: AbortSignal }): Promise<void> {
+export async function writeFsmetaPlan(plan: FsmetaPlan, candidatePath: string, opts: { uuid: Buffer; signal?: AbortSignal | undefined }): Promise<void> {
   let fh;
   try {
     fh = await open(candidatePath, 'wx', 0o644);

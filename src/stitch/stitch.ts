@@ -3,9 +3,9 @@
  * outside the cache, with the stand-in identities of erofs.md §7.2.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, realpath, rename, unlink } from 'node:fs/promises';
+import { lstat, mkdir, realpath, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { CacheCorruptError, InvalidArgumentError, LimitExceededError, MsbError, throwIfAborted, toIoError } from '../errors.js';
+import { CacheCorruptError, InternalError, InvalidArgumentError, LimitExceededError, MsbError, throwIfAborted, toIoError } from '../errors.js';
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
 import { DEFAULT_LIMITS } from '../limits.js';
@@ -63,7 +63,7 @@ async function readInputLayer(given: string): Promise<ReadLayer> {
  * names in `outDir`, validated (storage.md §5) and renamed; a failure leaves neither. The same
  * file may appear at several positions (each gets its own device slot).
  */
-export async function stitchLayers(layers: string[], outDir: string, options: { signal?: AbortSignal } = {}): Promise<StitchResult> {
+export async function stitchLayers(layers: string[], outDir: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StitchResult> {
   const { signal } = options;
   throwIfAborted(signal);
   if (!Array.isArray(layers) || layers.length === 0 || layers.some((l) => typeof l !== 'string' || l === '')) {
@@ -122,9 +122,9 @@ export async function stitchLayers(layers: string[], outDir: string, options: { 
     // Check what we wrote, as every later read will (storage.md §5): catches an encoder slip here.
     const expect = { uuid, layers: fsLayers.map((l, i) => ({ path: read[i]!.path, sizeBytes: l.sizeBytes, tag: l.tag })) };
     const fsWhy = await validateFsmetaFile(fsmetaTmp, expect);
-    if (fsWhy) throw new Error(`stitched fsmeta fails validation: ${fsWhy}`);
+    if (fsWhy) throw new InternalError(`stitched fsmeta fails validation: ${fsWhy}`);
     const vWhy = await validateVmdkFile(vmdkTmp, { paths: [fsmetaPath, ...layerFiles.map((f) => f.path)], sizes: [fsmetaSizeBytes, ...layerFiles.map((f) => f.sizeBytes)], cid });
-    if (vWhy) throw new Error(`stitched VMDK fails validation: ${vWhy}`);
+    if (vWhy) throw new InternalError(`stitched VMDK fails validation: ${vWhy}`);
     throwIfAborted(signal);
     await rename(fsmetaTmp, fsmetaPath).catch((e) => { throw toIoError(e, fsmetaPath); });
     published = 1;
@@ -138,9 +138,9 @@ export async function stitchLayers(layers: string[], outDir: string, options: { 
     if (published >= 1) await unlink(fsmetaPath).catch(() => undefined);
     if (published >= 2) await unlink(vmdkPath).catch(() => undefined);
     if (err instanceof MsbError) throw err;
-    // An errno-carrying failure is I/O; anything else is our own invariant breaking: kept as is.
+    // An errno-carrying failure is I/O; anything else is our own invariant breaking.
     if ((err as NodeJS.ErrnoException)?.code) throw toIoError(err, dir);
-    throw err;
+    throw new InternalError((err as Error)?.message ?? String(err), err);
   }
   return { fsmetaPath, vmdkPath, layers: layers.length, fsmetaSizeBytes, diskSizeBytes: diskBlocks * BLOCK };
 }

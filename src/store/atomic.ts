@@ -26,7 +26,7 @@ export interface AtomicPublishOptions {
    */
   existingIsValid?(path: string): Promise<boolean>;
   force?: boolean;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** Returns `published: false` when an existing valid file was kept instead. */

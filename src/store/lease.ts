@@ -83,7 +83,7 @@ export function isLeaseStale(row: LeaseRow, now: number, host: HostIdentity,
  * Ids of stale leases. Reads /proc outside any transaction; callers re-check rows inside their
  * transaction by id (a lease created after this scan is never in the set, so it counts as live).
  */
-export async function findStaleLeases(index: IndexDb, opts: { onlyThisHost?: boolean; now?: number; signal?: AbortSignal } = {}): Promise<Set<string>> {
+export async function findStaleLeases(index: IndexDb, opts: { onlyThisHost?: boolean; now?: number; signal?: AbortSignal | undefined } = {}): Promise<Set<string>> {
   const rows = await index.read(() => allLeases(index), { signal: opts.signal });
   const now = opts.now ?? Date.now();
   const host = thisHost();
@@ -96,7 +96,7 @@ export async function findStaleLeases(index: IndexDb, opts: { onlyThisHost?: boo
 }
 
 /** Deletes stale leases in one transaction; returns how many went. */
-export async function deleteStaleLeases(index: IndexDb, opts: { onlyThisHost?: boolean; signal?: AbortSignal } = {}): Promise<number> {
+export async function deleteStaleLeases(index: IndexDb, opts: { onlyThisHost?: boolean; signal?: AbortSignal | undefined } = {}): Promise<number> {
   const stale = await findStaleLeases(index, opts);
   if (stale.size === 0) return 0;
   return index.write(() => {
@@ -126,7 +126,7 @@ export function isLeased(index: IndexDb, kind: LeaseItemKind, value: string, now
  * Starts a lease for `operation` in the index of a store opened for writing. The renewal timer is
  * unref'd: it never keeps the process alive.
  */
-export async function createLease(store: { readonly index: IndexDb }, operation: LeaseOperation, opts: { signal?: AbortSignal } = {}): Promise<Lease> {
+export async function createLease(store: { readonly index: IndexDb }, operation: LeaseOperation, opts: { signal?: AbortSignal | undefined } = {}): Promise<Lease> {
   const index = store.index;
   const id = randomBytes(16).toString('hex');
   const host = thisHost();

@@ -14,11 +14,11 @@ import type { CachePaths, LockKind } from './paths.js';
  * With `tryOnly`, a busy lock resolves to `LOCK_BUSY` without running `fn`.
  */
 export async function withLock<T>(store: { readonly paths: CachePaths }, kind: LockKind, key: string | null, fn: () => Promise<T> | T,
-  opts: { signal?: AbortSignal; tryOnly: true }): Promise<T | LockBusy>;
+  opts: { signal?: AbortSignal | undefined; tryOnly: true }): Promise<T | LockBusy>;
 export async function withLock<T>(store: { readonly paths: CachePaths }, kind: LockKind, key: string | null, fn: () => Promise<T> | T,
-  opts?: { signal?: AbortSignal; tryOnly?: false }): Promise<T>;
+  opts?: { signal?: AbortSignal | undefined; tryOnly?: false }): Promise<T>;
 export async function withLock<T>(store: { readonly paths: CachePaths }, kind: LockKind, key: string | null, fn: () => Promise<T> | T,
-  opts: { signal?: AbortSignal; tryOnly?: boolean } = {}): Promise<T | LockBusy> {
+  opts: { signal?: AbortSignal | undefined; tryOnly?: boolean } = {}): Promise<T | LockBusy> {
   const path = store.paths.lock(kind, key ?? undefined);
   const lock = opts.tryOnly
     ? await acquireFileLock(path, { signal: opts.signal, tryOnly: true })

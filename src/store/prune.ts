@@ -31,7 +31,7 @@ export interface ResolvedPrune {
   /** filter or unusedFor given (storage.md §8 "Restricted prune") */
   restricted: boolean;
   tempGraceMs: number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** Validates PruneOptions (InvalidArgumentError) and fills the temp grace from the store. */

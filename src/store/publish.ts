@@ -82,7 +82,7 @@ export interface LayerRowInput {
  * gets `fsmeta_bytes = vmdk_bytes = size_bytes = NULL` in the same transaction, so its next use
  * rebuilds them (storage.md §4 "Replacing a layer").
  */
-export async function upsertLayerRow(store: Store, input: LayerRowInput, opts: { signal?: AbortSignal; now?: number } = {}):
+export async function upsertLayerRow(store: Store, input: LayerRowInput, opts: { signal?: AbortSignal | undefined; now?: number } = {}):
   Promise<{ inserted: boolean; invalidatedManifests: string[] }> {
   if (!isDigest(input.diffId)) throw new InvalidArgumentError('diffId', `invalid diff_id ${JSON.stringify(input.diffId)}`);
   const alloc = input.erofsAllocBytes ?? (await measureFile(store.paths.layer(input.diffId))).alloc;
@@ -146,7 +146,7 @@ function checkRaw(what: string, digest: string, raw: Buffer): void {
  * manifest_layer rows, image_ref rows (`created_at` kept for an existing ref, `last_used_at` = now),
  * and the optional pin. Measures the files first (outside the transaction).
  */
-export async function publishImage(store: Store, record: PublishImageRecord, opts: { signal?: AbortSignal } = {}): Promise<PublishedImage> {
+export async function publishImage(store: Store, record: PublishImageRecord, opts: { signal?: AbortSignal | undefined } = {}): Promise<PublishedImage> {
   return (await publishImages(store, [record], opts))[0]!;
 }
 
@@ -154,7 +154,7 @@ export async function publishImage(store: Store, record: PublishImageRecord, opt
  * Several images in ONE transaction (all or nothing), e.g. a multi-image archive load: the same
  * rows and values as `publishImage`, for each record in order.
  */
-export async function publishImages(store: Store, records: PublishImageRecord[], opts: { signal?: AbortSignal } = {}): Promise<PublishedImage[]> {
+export async function publishImages(store: Store, records: PublishImageRecord[], opts: { signal?: AbortSignal | undefined } = {}): Promise<PublishedImage[]> {
   for (const record of records) {
     checkRaw('manifest', record.manifest.digest, record.manifest.raw);
     checkRaw('config', record.config.digest, record.config.raw);
@@ -194,7 +194,7 @@ function writeImageRows(store: Store, record: PublishImageRecord, measured: { fs
  * Cache hit: `last_used_at = now` on the ref and on its manifest's layers. Returns the refreshed
  * handle, or null if the ref does not exist (any more).
  */
-export async function touchRef(store: Store, canonical: string, opts: { signal?: AbortSignal; now?: number } = {}): Promise<ImageHandle | null> {
+export async function touchRef(store: Store, canonical: string, opts: { signal?: AbortSignal | undefined; now?: number } = {}): Promise<ImageHandle | null> {
   const index = store.index;
   const now = opts.now ?? Date.now();
   return index.write(() => touchRefSync(index, canonical, now), { signal: opts.signal });

@@ -21,7 +21,7 @@ export function pinInfo(p: PinRow): PinInfo {
   return { kind: p.kind, name: p.name ?? p.key };
 }
 
-export async function removeImage(store: Store, input: string, opts: { force?: boolean; signal?: AbortSignal }): Promise<ImageRemoveReport> {
+export async function removeImage(store: Store, input: string, opts: { force?: boolean; signal?: AbortSignal | undefined }): Promise<ImageRemoveReport> {
   const sel = parseImageSelector(input); // InvalidReferenceError first, before anything else
   const force = opts.force === true;
   const signal = opts.signal;

@@ -9,7 +9,7 @@ export interface ImageArtifacts {
 
 export interface PinInfo { kind: 'sandbox' | 'snapshot'; name: string }
 
-export interface RemoveOptions { force?: boolean; signal?: AbortSignal }
+export interface RemoveOptions { force?: boolean; signal?: AbortSignal | undefined }
 
 export interface ImageRemoveReport {
   /** familiar forms */
@@ -29,7 +29,7 @@ export interface PruneOptions {
   filter?: { reference?: string | string[] };
   /** minimum age of temp files it deletes; default: builder tempGraceMs, else config prune.temp_grace, else "1h" */
   tempGrace?: number | string;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 export interface PruneItemError {

@@ -5,7 +5,6 @@
 import { createHash, type Hash } from 'node:crypto';
 
 export type DigestAlgorithm = 'sha256' | 'sha384' | 'sha512';
-export const HEX_LENGTH: Record<DigestAlgorithm, number> = { sha256: 64, sha384: 96, sha512: 128 };
 
 const DIGEST_RE = /^(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128})$/;
 

@@ -97,9 +97,9 @@ function tryFlock(fd: number, path: string): boolean {
  * Takes the exclusive lock on `path`. Waits (abortably) unless `tryOnly`, in which case a lock
  * held by this or another process yields `LOCK_BUSY` at once.
  */
-export async function acquireFileLock(path: string, opts: { signal?: AbortSignal; tryOnly: true }): Promise<HeldLock | LockBusy>;
-export async function acquireFileLock(path: string, opts?: { signal?: AbortSignal; tryOnly?: false }): Promise<HeldLock>;
-export async function acquireFileLock(path: string, opts: { signal?: AbortSignal; tryOnly?: boolean } = {}): Promise<HeldLock | LockBusy> {
+export async function acquireFileLock(path: string, opts: { signal?: AbortSignal | undefined; tryOnly: true }): Promise<HeldLock | LockBusy>;
+export async function acquireFileLock(path: string, opts?: { signal?: AbortSignal | undefined; tryOnly?: false }): Promise<HeldLock>;
+export async function acquireFileLock(path: string, opts: { signal?: AbortSignal | undefined; tryOnly?: boolean } = {}): Promise<HeldLock | LockBusy> {
   const { signal, tryOnly = false } = opts;
   throwIfAborted(signal);
   if (!(await enterQueue(path, tryOnly, signal))) return LOCK_BUSY;
@@ -130,7 +130,7 @@ export async function acquireFileLock(path: string, opts: { signal?: AbortSignal
 }
 
 /** Runs `fn` while holding the lock on `path`; always releases, even when `fn` throws. */
-export async function withFileLock<T>(path: string, fn: () => Promise<T> | T, opts: { signal?: AbortSignal } = {}): Promise<T> {
+export async function withFileLock<T>(path: string, fn: () => Promise<T> | T, opts: { signal?: AbortSignal | undefined } = {}): Promise<T> {
   const lock = await acquireFileLock(path, { signal: opts.signal });
   try {
     return await fn();

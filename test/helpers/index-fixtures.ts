@@ -66,7 +66,7 @@ export async function publishFakeImage(backend: LocalBackend, spec: FakeImageSpe
     ...(spec.salt ? { comment: spec.salt } : {}),
   }));
   const configDigest = digestOf(config);
-  const layerDescs = diffIds.map((d, i) => ({
+  const layerDescs = diffIds.map((_d, i) => ({
     mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(`blob:${spec.layers[i]}`), size: 1000 + i,
   }));
   const manifest = Buffer.from(JSON.stringify({

@@ -18,6 +18,7 @@ import { ensureImages, ensureRegistry, PROJECT_ROOT, run, tempDir } from '../hel
 import { freshHome, indexProblems, privateRegistry, rows, tmpEntries, type PrivateRegistry } from '../helpers/pull-env.js';
 import { dir, file, symlink, tar } from '../helpers/tar-writer.js';
 import { cli } from '../helpers/msb-cli.js';
+import { flipByte } from '../helpers/bytes.js';
 
 ensureRegistry('noauth');
 const fx = ensureImages();
@@ -246,7 +247,7 @@ test('F7: a changed blob → DIGEST_MISMATCH naming the member; a changed legacy
   const man = JSON.parse(blobs.get(amd.digest)!.toString()) as { layers: { digest: string }[] };
   const layerDigest = man.layers[0]!.digest;
   const bad = Buffer.from(blobs.get(layerDigest)!);
-  bad[bad.length >> 1] ^= 0xff;
+  flipByte(bad, bad.length >> 1, 0xff);
   blobs.set(layerDigest, bad);
   const p = put('changed-blob.tar', ociArchive(blobs, { schemaVersion: 2, manifests: [{ ...amd, annotations: { 'io.containerd.image.name': 'x/changed:1' } }] }));
   const A = await freshHome(t);
@@ -260,7 +261,7 @@ test('F7: a changed blob → DIGEST_MISMATCH naming the member; a changed legacy
   const layerName = /([0-9a-f]{64}\.tar)$/m.exec(list)![1]!;
   const at = raw.indexOf(Buffer.from(layerName + '\0'));
   assert.ok(at >= 0 && at % 512 === 0);
-  raw[at + 512 + 300000] ^= 0x01; // inside file data of the busybox binary
+  flipByte(raw, at + 512 + 300000, 0x01); // inside file data of the busybox binary
   const p2 = put('changed-legacy.tar', raw);
   const e2 = await rejectsCode(Image.loadLocal(A.backend, p2), 'DIGEST_MISMATCH');
   assert.equal((e2.details as { what: string }).what, 'diffId');

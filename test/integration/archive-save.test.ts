@@ -16,6 +16,7 @@ import { MsbError } from '../../src/errors.js';
 import { main } from '../../src/cli/main.js';
 import { ensureImages, mountErofs, run, tempDir, treeManifest, umociUnpack } from '../helpers/env.js';
 import { freshHome, rows, tmpEntries } from '../helpers/pull-env.js';
+import { flipByte } from '../helpers/bytes.js';
 
 const fx = ensureImages();
 const OUT = join(fx.dir, 'out');
@@ -202,7 +203,7 @@ test('F16: an uncached ref → IMAGE_NOT_FOUND, a corrupt layer file → CACHE_C
   const detail = await Image.inspectLocal(H.backend, 'peers/multilayer:latest');
   const victim = detail.artifacts.layers[2]!.path;
   const buf = readFileSync(victim);
-  buf[1024 + 8] ^= 0xff; // superblock field → checksum mismatch
+  flipByte(buf, 1024 + 8, 0xff); // superblock field → checksum mismatch
   writeFileSync(victim, buf);
   const e = await rejectsCode(Image.saveLocal(H.backend, ['peers/multilayer:latest'], dst), 'CACHE_CORRUPT');
   assert.equal((e.details as { path: string }).path, victim);
@@ -210,7 +211,7 @@ test('F16: an uncached ref → IMAGE_NOT_FOUND, a corrupt layer file → CACHE_C
   assert.deepEqual(tmpEntries(H.home), []);
   // Control: once the layer file is repaired, the same save succeeds.
   const good = Buffer.from(buf);
-  good[1024 + 8] ^= 0xff;
+  flipByte(good, 1024 + 8, 0xff);
   writeFileSync(victim, good);
   await Image.saveLocal(H.backend, ['peers/multilayer:latest'], dst);
   assert.ok(existsSync(dst));

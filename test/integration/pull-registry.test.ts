@@ -20,6 +20,7 @@ import { MsbError } from '../../src/errors.js';
 import { ensureImages, ensureRegistry, tempDir, treeManifest, umociUnpack } from '../helpers/env.js';
 import { FaultServer } from '../helpers/fault-server.js';
 import { freshHome, indexProblems, mountVmdk, privateRegistry, rows, tmpEntries, type PrivateRegistry } from '../helpers/pull-env.js';
+import { flipByte } from '../helpers/bytes.js';
 
 ensureRegistry('noauth');
 const fx = ensureImages();
@@ -287,7 +288,7 @@ test('C14: a flipped layer byte → one retry from zero (2 GETs), then DIGEST_MI
   const layer = bb.layers[0].digest as string;
   f.handlers.push(async (req, res) => {
     if (!req.url!.endsWith(layer)) return false;
-    await f.proxy(req, res, { mutate: (b) => { const c = Buffer.from(b); c[c.length >> 1] ^= 0x40; return c; } });
+    await f.proxy(req, res, { mutate: (b) => { const c = Buffer.from(b); flipByte(c, c.length >> 1, 0x40); return c; } });
     return true;
   });
   const { backend, home } = await freshHome(t);

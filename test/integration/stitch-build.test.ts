@@ -17,6 +17,7 @@ import { validateFsmetaFile, validateLayerFile } from '../../src/stitch/validate
 import { superblockChecksum } from '../../src/erofs/format.js';
 import { MsbError } from '../../src/errors.js';
 import { erofsUtils, mountErofs, run, runStatus, tempDir } from '../helpers/env.js';
+import { flipByte } from '../helpers/bytes.js';
 
 const X = (index: number, suffix: string, value: string | Buffer) => ({ index, suffix: Buffer.from(suffix, 'latin1'), value: Buffer.isBuffer(value) ? value : Buffer.from(value, 'latin1') });
 const meta = (p: Partial<Meta> = {}): Meta => newMeta(p);
@@ -256,8 +257,8 @@ test('validation (storage.md §5): layer and fsmeta headers, each corruption det
     return p;
   };
   const cases: [string, (b: Buffer) => Buffer | void, RegExp][] = [
-    ['magic', (b) => { b[1024] ^= 0xff; }, /magic/],
-    ['crc (a device-table byte)', (b) => { b[1152 + 0x40] ^= 1; }, /CRC/],
+    ['magic', (b) => { flipByte(b, 1024, 0xff); }, /magic/],
+    ['crc (a device-table byte)', (b) => { flipByte(b, 1152 + 0x40, 1); }, /CRC/],
     ['crc (a byte in the unused tail of block 0)', (b) => { b[4000] = 1; }, /CRC/],
     ['one block longer', (b) => Buffer.concat([b, Buffer.alloc(4096)]), /blocks/],
     ['not a block multiple', (b) => b.subarray(0, b.length - 100), /multiple/],

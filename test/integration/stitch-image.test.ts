@@ -23,6 +23,7 @@ import { cidOf } from '../../src/stitch/vmdk.js';
 import { digestUuid } from '../../src/util/digest.js';
 import { ociLayers } from '../helpers/stitch-fixtures.js';
 import { ensureImages, erofsUtils, mountErofs, run, runStatus, tempDir, treeManifest, umociUnpack } from '../helpers/env.js';
+import { flipByte } from '../helpers/bytes.js';
 
 const ctx: {
   tmp: string; cleanup: () => void; layerPaths: string[]; diffIds: string[]; out: string;
@@ -363,7 +364,7 @@ test('stitchLayers: invalid inputs are CACHE_CORRUPT naming the path and leave n
   run('truncate', ['-s', String(lstatSync(truncated).size - 4096), truncated]);
   const flipped = join(ctx.tmp, 'flipped.erofs');
   const fbuf = readFileSync(ctx.layerPaths[1]!);
-  fbuf[1024 + 0x28] ^= 1; // meta_blkaddr: the CRC no longer matches
+  flipByte(fbuf, 1024 + 0x28, 1); // meta_blkaddr: the CRC no longer matches
   writeFileSync(flipped, fbuf);
   for (const p of [bad, truncated, flipped, ctx.res.fsmetaPath, join(ctx.tmp, 'missing.erofs')]) {
     await assert.rejects(stitchLayers([ctx.layerPaths[0]!, p], out),

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { writeLayer } from '../../src/erofs/layer-writer.js';
 import { LayerInvalidError, LimitExceededError } from '../../src/errors.js';
 import { ensureImages, run, tempDir } from '../helpers/env.js';
-import { convertBuffer, fsckOk, rejectsTyped, withMount } from '../helpers/layer.js';
+import { convertBuffer, rejectsTyped, withMount } from '../helpers/layer.js';
 import * as T from '../helpers/tar-writer.js';
 
 function setup(t: { after: (fn: () => void) => void }) {

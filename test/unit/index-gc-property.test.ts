@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { linkSync, lstatSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { linkSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Image, LocalBackend, type ImagePruneReport } from '../../src/index.js';
 import { createLease } from '../../src/store/lease.js';

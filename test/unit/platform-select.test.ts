@@ -115,7 +115,8 @@ test('candidates: no platform, attestations, unknown media types are skipped and
   const attUnknown = entry({ os: 'unknown', architecture: 'unknown' });
   const attAnn = entry({ os: 'linux', architecture: 'amd64' }, { annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } });
   const artifact = entry({ os: 'linux', architecture: 'amd64' }, { mediaType: 'application/vnd.example.artifact+json' });
-  const noType = entry({ os: 'linux', architecture: 'amd64' }, { mediaType: undefined });
+  const noType = entry({ os: 'linux', architecture: 'amd64' });
+  delete (noType as { mediaType?: string }).mediaType;
   await assert.rejects(selectPlatform(idx(noPlat, attUnknown, attAnn, artifact, noType), P('linux/amd64'), noNested), (e: unknown) => {
     assert.ok(e instanceof PlatformNotFoundError);
     assert.deepEqual(e.available, []);

@@ -17,6 +17,7 @@ import type { Compression } from '../../src/oci/media-types.js';
 import { PullEmitter, type PullEvent } from '../../src/pull/events.js';
 import { DigestMismatchError, LayerInvalidError, MsbError } from '../../src/errors.js';
 import { tempDir } from '../helpers/env.js';
+import { flipByte } from '../helpers/bytes.js';
 
 const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 
@@ -170,7 +171,7 @@ test('a complete .part needs no request; a .part longer than the blob is discard
 test('a corrupt .part prefix fails the blob digest and is retried once from zero', async (t) => {
   const s = setup(t);
   const bad = Buffer.from(gz.subarray(0, 5000));
-  bad[4000] ^= 0xff;
+  flipByte(bad, 4000, 0xff);
   writeFileSync(s.part, bad);
   const src = source(gz);
   const r = await downloadAndConvert({ layerIndex: 0, blob: desc, diffId: sha(tar), partPath: s.part, candidatePath: s.cand,
@@ -186,7 +187,7 @@ test('a corrupt .part prefix fails the blob digest and is retried once from zero
 test('a flipped byte every time: 2 GETs, DigestMismatch{blob}, no .part, no candidate', async (t) => {
   const s = setup(t);
   const flipped = Buffer.from(gz);
-  flipped[flipped.length >> 1] ^= 1;
+  flipByte(flipped, flipped.length >> 1, 1);
   const src = source(gz, () => ({ status: 200, bytes: flipped }));
   await assert.rejects(downloadAndConvert({ layerIndex: 0, blob: desc, diffId: sha(tar), partPath: s.part, candidatePath: s.cand,
     source: src.source, deps: deps(), emitter: s.emitter, signal: new AbortController().signal }),
@@ -326,7 +327,7 @@ test('a body restarted from 0 by the client (200 to its Range) restarts the pipe
 test('a mirror serving a bad blob is abandoned for the next endpoint (MIRROR_FALLBACK), then success', async (t) => {
   const s = setup(t);
   const flipped = Buffer.from(gz);
-  flipped[100] ^= 1;
+  flipByte(flipped, 100, 1);
   const src = source(gz, (_from, _n, ep) => (ep === 0 ? { status: 200, bytes: flipped, isMirror: true } : { status: 200, bytes: gz }));
   const warnings: string[] = [];
   const r = await downloadAndConvert({ layerIndex: 0, blob: desc, diffId: sha(tar), partPath: s.part, candidatePath: s.cand,

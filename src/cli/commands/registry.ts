@@ -18,10 +18,9 @@
  * - Without `-u`, the username is prompted for on a TTY (exit 2 without one).
  * - logout drops a host entry that is left empty.
  */
-import { closeSync, constants as FS, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync, chmodSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import {  join, relative, resolve } from 'node:path';
 import { InvalidArgumentError, SettingsError, toIoError } from '../../errors.js';
 import { parseSettings, readSettings } from '../../settings/settings.js';
 import { acquireFileLock } from '../../util/flock.js';
