@@ -38,7 +38,9 @@ function folderOf(src, file) {
 
 export function check(src) {
   const rank = new Map();
-  LAYERS.forEach((names, i) => names.forEach((n) => rank.set(n, i)));
+  LAYERS.forEach((names, i) => {
+    for (const n of names) rank.set(n, i);
+  });
   const files = walk(src);
   const problems = [];
   const graph = new Map();

@@ -1,5 +1,5 @@
 /**
- * Typed errors (api.md §9). Every rejection of the public API is an `MsbError` with a stable
+ * Typed errors (docs/api.md §9). Every rejection of the public API is an `MsbError` with a stable
  * `code`; subclasses expose their details as typed fields. Messages never carry credentials,
  * tokens or signed URL queries: callers pass already-redacted strings (see `redactUrl`).
  */
@@ -233,7 +233,7 @@ export class DatabaseError extends MsbError {
 
 export class PinNotFoundError extends MsbError {
   readonly kind: 'sandbox' | 'snapshot';
-  /** The pin's name (api.md §9 typed field); it shadows Error.name on purpose. */
+  /** The pin's name (docs/api.md §9 typed field); it shadows Error.name on purpose. */
   override readonly name: string;
   constructor(kind: 'sandbox' | 'snapshot', name: string) {
     super('PIN_NOT_FOUND', `${kind} '${name}' not found`, { kind, name });
@@ -265,7 +265,7 @@ export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new AbortedError(signal.reason);
 }
 
-/** Removes userinfo and replaces the query string with `?…` (pull.md §3). */
+/** Removes userinfo and replaces the query string with `?…` (docs/pull.md §3). */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);

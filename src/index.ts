@@ -1,5 +1,5 @@
 /**
- * msb-image: the ONE public entry (api.md). ESM only, Node ≥ 20.
+ * msb-image: the ONE public entry (docs/api.md). ESM only, Node ≥ 20.
  */
 export { Image } from './api/image.js';
 export { ImageHandle } from './store/handle.js';

@@ -1,5 +1,5 @@
 /**
- * Resource limits (api.md §6). Going over one rejects with LimitExceededError {limit, value, max};
+ * Resource limits (docs/api.md §6). Going over one rejects with LimitExceededError {limit, value, max};
  * nothing is published.
  */
 export interface Limits {
@@ -42,7 +42,7 @@ export const FIXED_LIMITS = Object.freeze({
   indexDepth: 8,
   indexEntries: 1024,
   archiveImages: 1000,
-  /** Extension headers allowed before one tar entry (erofs.md §6.2). */
+  /** Extension headers allowed before one tar entry (docs/erofs.md §6.2). */
   extensionHeaders: 8,
 });
 

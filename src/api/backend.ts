@@ -1,8 +1,8 @@
 /**
- * Backends (api.md §8). A `LocalBackend` owns one SQLite connection on `<home>/db/msb.db` and one
+ * Backends (docs/api.md §8). A `LocalBackend` owns one SQLite connection on `<home>/db/msb.db` and one
  * cache directory. It opens lazily: read-only calls (`get`, `list`, `inspect`, `diskUsage`) on a
  * home without an index create nothing and answer as for an empty index; the first call that
- * writes creates the directories, the database and the cache marker (storage.md §1).
+ * writes creates the directories, the database and the cache marker (docs/storage.md §1).
  *
  * `CloudBackend` only carries connection settings: it has no image-cache surface, and its apiKey
  * is held in a private field that never appears in JSON, `util.inspect` or error messages.
@@ -180,7 +180,7 @@ export class CloudBackend {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Ambient default backend (api.md §8)
+// Ambient default backend (docs/api.md §8)
 
 type DefaultSpec = 'local' | LocalBackend | CloudBackend | { kind: 'cloud'; apiKey: string; url?: string };
 
@@ -201,7 +201,7 @@ export function setDefaultBackend(b: DefaultSpec): void {
 }
 
 /**
- * Resolves a backend from environment variables (rules 2–3 of api.md §8). `home` (the CLI's
+ * Resolves a backend from environment variables (rules 2–3 of docs/api.md §8). `home` (the CLI's
  * `--home`) forces a local backend on that home.
  */
 export function backendFromEnv(env: NodeJS.ProcessEnv, home?: string): LocalBackend | CloudBackend {

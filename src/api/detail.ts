@@ -12,7 +12,7 @@ function strArray(v: unknown): string[] | null {
 }
 
 /**
- * OCI config → ImageConfigDetail (api.md §2.3): Env→env ([] when absent), Cmd/Entrypoint (null
+ * OCI config → ImageConfigDetail (docs/api.md §2.3): Env→env ([] when absent), Cmd/Entrypoint (null
  * when absent, [] kept), WorkingDir/User ("" or absent → null), Labels (null when absent or
  * empty), StopSignal. Null if the bytes do not parse as a JSON object.
  */

@@ -1,5 +1,5 @@
 /**
- * `Image` (api.md §2): ambient methods use the default backend (§8) and reject with
+ * `Image` (docs/api.md §2): ambient methods use the default backend (§8) and reject with
  * UnsupportedError on a cloud backend; the `*Local` twins use the LocalBackend they are given and
  * never look at the ambient default.
  *
@@ -175,7 +175,7 @@ export class Image {
     });
   }
 
-  /** archives.md §2–§7 (src/archive/load.ts). */
+  /** docs/archives.md §2–§7 (src/archive/load.ts). */
   static async loadLocal(b: LocalBackend, input: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageHandle[]> {
     const backend = requireLocal(b, 'Image.loadLocal');
     return backend._run(async () => {
@@ -184,7 +184,7 @@ export class Image {
     });
   }
 
-  /** archives.md §8 (src/archive/save.ts). */
+  /** docs/archives.md §8 (src/archive/save.ts). */
   static async saveLocal(b: LocalBackend, references: string | string[], output: string | NodeJS.WritableStream, options?: SaveOptions): Promise<SaveResult> {
     const backend = requireLocal(b, 'Image.saveLocal');
     return backend._run(async () => {

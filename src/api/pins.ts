@@ -1,4 +1,4 @@
-/** Sandbox and snapshot names (api.md §4). */
+/** Sandbox and snapshot names (docs/api.md §4). */
 import { InvalidArgumentError } from '../errors.js';
 
 /** `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}` */

@@ -1,5 +1,5 @@
 /**
- * Sandbox and Snapshot pins (api.md §4). A pin holds a MANIFEST digest (never a ref string), so
+ * Sandbox and Snapshot pins (docs/api.md §4). A pin holds a MANIFEST digest (never a ref string), so
  * retagging, untagging or a forced remove never unprotects a sandbox or snapshot. `get`/`list`/
  * `remove` read or write the index only; removing a pin never deletes the image (prune does later).
  *
@@ -52,7 +52,7 @@ function snapshotHandle(pin: PinRow): SnapshotHandle {
 }
 
 /**
- * Validates a pulled image's artifacts before pinning (storage.md §5): every distinct layer
+ * Validates a pulled image's artifacts before pinning (docs/storage.md §5): every distinct layer
  * EROFS, fsmeta against its device table, and the VMDK's extents. The pull validated them under
  * their locks moments ago; this re-check (a few KiB of reads, protected by our lease) makes sure
  * the handle given to a VMM describes files that are still whole.

@@ -1,5 +1,5 @@
 /**
- * Byte-level edit of an image config (archives.md §8.3): the value of `rootfs.diff_ids` is
+ * Byte-level edit of an image config (docs/archives.md §8.3): the value of `rootfs.diff_ids` is
  * replaced by a compact array, and every other byte is kept (JSON.parse + stringify would reorder
  * integer-like keys, lose integers above 2^53 and respell escapes and numbers).
  *

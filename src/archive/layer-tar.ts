@@ -1,5 +1,5 @@
 /**
- * Deterministic layer regeneration (archives.md §8.2): a layer EROFS, read back through the
+ * Deterministic layer regeneration (docs/archives.md §8.2): a layer EROFS, read back through the
  * reader (erofs/reader.ts), becomes an uncompressed tar whose bytes depend only on the EROFS
  * content.
  *
@@ -153,7 +153,7 @@ export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signa
   };
   const fileData = async (ino: Inode, name: Buffer) => {
     if (ino.size === 0) return;
-    if (!ino.data || ino.data.device !== 0) throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} has no data blocks in this layer`);
+    if (ino.data?.device !== 0) throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} has no data blocks in this layer`);
     const base = ino.data.startBlock * 4096;
     let done = 0;
     while (done < ino.size) {

@@ -1,8 +1,8 @@
 /**
- * `Image.load` (archives.md §2–§7, api.md §2.7): member table → plans (plan.ts) → layers →
+ * `Image.load` (docs/archives.md §2–§7, docs/api.md §2.7): member table → plans (plan.ts) → layers →
  * stitch → ONE commit for the whole archive.
  *
- * Publication is the pull's (pull.md §7–§8, storage.md §4–§6), through its exported pieces:
+ * Publication is the pull's (docs/pull.md §7–§8, docs/storage.md §4–§6), through its exported pieces:
  * `checkLayer` / `publishLayerCandidate` (pull/layer.ts), `upsertLayerRow` under the layer lock of
  * each diff_id, the same converter (`defaultConverterDeps`: detectCompression, decompressors,
  * writeLayer), so a layer file is byte-identical to a pull's; then the pull's stitch step
@@ -168,7 +168,7 @@ async function layer(ctx: Ctx, l: PlannedLayer): Promise<void> {
     const check = await checkLayer(store, l.diffId);
     if (check.valid || check.orphan) {
       if (check.valid) return { sizeBytes: check.sizeBytes, root: null, reused: true };
-      // A file published by a process that died before its row (storage.md §9): adopt it.
+      // A file published by a process that died before its row (docs/storage.md §9): adopt it.
       const sb = check.orphan!;
       await upsertLayerRow(ctx.store, { diffId: l.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal: ctx.signal });
       return { sizeBytes: sb.length, root: null, reused: true };
@@ -217,7 +217,7 @@ async function hashOnly(ctx: Ctx, l: PlannedLayer): Promise<void> {
 
 /**
  * One pass over a layer member: blob hash, decompressor, writeLayer (diff_id checked by the
- * writer). Precedence (pull.md §7): the blob digest first, then a decode/tar error, then the
+ * writer). Precedence (docs/pull.md §7): the blob digest first, then a decode/tar error, then the
  * diff_id; the member is read to its end whatever the decoder does.
  */
 async function convertMember(ctx: Ctx, l: PlannedLayer, candidate: string): Promise<{ sizeBytes: number; inodes: number; blocks: number; root: DirNode }> {
@@ -279,7 +279,7 @@ async function convertMember(ctx: Ctx, l: PlannedLayer, candidate: string): Prom
     }
     if (kind === null) throw new LayerInvalidError(`layer member ${l.memberName} is neither gzip, zstd nor tar`, { diffId: l.diffId });
     if (!l.blobDigest) setDockerBlob(l, blob, kind);
-    if (!res || !res.ok) {
+    if (!res?.ok) {
       const e = res && !res.ok ? res.e : failed;
       if (e instanceof MsbError) throw e;
       throw ctx.deps.mapDecodeError ? ctx.deps.mapDecodeError(kind, e) : new LayerInvalidError(String(e), { diffId: l.diffId });

@@ -1,5 +1,5 @@
 /**
- * The member table of a load archive (archives.md §2).
+ * The member table of a load archive (docs/archives.md §2).
  *
  * - Path input, plain tar: one pass over the archive builds `name → (offset, size, type, link)`;
  *   members are then read from the archive file by offset, so nothing is copied.
@@ -8,7 +8,7 @@
  *   item of the caller), hashed with sha256 as it is written. The same table logic then reads the
  *   spool by offset. One file rather than one per member: an archive of a million empty members
  *   must not create a million files before the member limit stops it.
- * - Names: tar rules of erofs.md §6.1–§6.2 (the shared TarReader), then a leading `./` and `/`
+ * - Names: tar rules of docs/erofs.md §6.1–§6.2 (the shared TarReader), then a leading `./` and `/`
  *   stripped and `.` components dropped; `..` anywhere is ARCHIVE_INVALID. A metadata member
  *   (`manifest.json`, `index.json`, `oci-layout`, `blobs/…`) present twice is ARCHIVE_INVALID;
  *   any other duplicate: the later one wins, as with `tar x`.
@@ -45,7 +45,7 @@ export interface Member {
 
 export const MAX_LINK_HOPS = 8;
 
-/** True for the members whose duplicates are refused (archives.md §2). */
+/** True for the members whose duplicates are refused (docs/archives.md §2). */
 export function isMetadataName(name: string): boolean {
   return name === 'manifest.json' || name === 'index.json' || name === 'oci-layout' || name.startsWith('blobs/');
 }

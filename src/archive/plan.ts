@@ -1,5 +1,5 @@
 /**
- * What a load archive holds (archives.md §3–§6): format detection, the OCI path (index.json,
+ * What a load archive holds (docs/archives.md §3–§6): format detection, the OCI path (index.json,
  * nested indexes, platform selection, naming by annotations or manifest.json), the Docker path
  * (manifest.json, configs, layer members), `--tag` and duplicate-name rules. Reads only JSON
  * members and member headers; layers are read later (load.ts).
@@ -11,7 +11,7 @@
  *   digest of that top-level index (what a pull of the same tag would record).
  * - Platform selection of an index entry reports PLATFORM_NOT_FOUND for the whole load.
  */
-import { ArchiveInvalidError, DigestMismatchError, InvalidArgumentError, LimitExceededError, ManifestInvalidError, MsbError } from '../errors.js';
+import { ArchiveInvalidError, DigestMismatchError, InvalidArgumentError, LimitExceededError, ManifestInvalidError, type MsbError } from '../errors.js';
 import { FIXED_LIMITS, type Limits } from '../limits.js';
 import {
   isIndexMediaType, isManifestMediaType, parseImageConfig, parseManifest, type ImageIndex, type ImageManifest, type IndexEntry,

@@ -1,5 +1,5 @@
 /**
- * `Image.save` (archives.md §8, api.md §2.7): every reference is resolved in the index and every
+ * `Image.save` (docs/archives.md §8, docs/api.md §2.7): every reference is resolved in the index and every
  * layer file validated BEFORE anything is written; then layers are regenerated as tar from their
  * EROFS (layer-tar.ts), each spooled once to `cache/tmp/save-<pid>-<rand>.tar` (a lease item)
  * while it is hashed, so its member header (size, digest name) can precede it; configs are kept

@@ -1,5 +1,5 @@
 /**
- * The SQLite index connection (storage.md §3): open checks that never write to a foreign or newer
+ * The SQLite index connection (docs/storage.md §3): open checks that never write to a foreign or newer
  * database, forward-only migrations under `db/migrate.lock`, and transactions that never block
  * the event loop for longer than the 50 ms busy timeout.
  *
@@ -134,7 +134,7 @@ export class IndexDb {
 
 interface Inspection { tables: string[]; versions: { version: number; name: string }[]; userVersion: number }
 
-/** Step 1 of storage.md §3.3: reads only. Busy → retried like a read. */
+/** Step 1 of docs/storage.md §3.3: reads only. Busy → retried like a read. */
 async function inspect(db: Db, path: string, signal?: AbortSignal): Promise<Inspection> {
   const deadline = Date.now() + RETRY_TOTAL_MS;
   let delay = RETRY_MIN_MS;
@@ -194,7 +194,7 @@ export function indexPath(home: string): string {
 }
 
 /**
- * Opens (and migrates) the index of `home` following storage.md §3.3 exactly. A foreign database
+ * Opens (and migrates) the index of `home` following docs/storage.md §3.3 exactly. A foreign database
  * or a newer schema is refused with DatabaseError before any pragma or statement that writes.
  */
 export async function openIndex(home: string, opts: OpenIndexOptions): Promise<IndexDb | null> {

@@ -1,7 +1,7 @@
 /**
- * The index schema as an ordered list of forward-only migrations (storage.md §3.3). A released
+ * The index schema as an ordered list of forward-only migrations (docs/storage.md §3.3). A released
  * migration is never edited: add a new one instead. Migration 1 also writes the `index_info` row
- * whose `index_id` ties the cache marker (storage.md §1) to this index.
+ * whose `index_id` ties the cache marker (docs/storage.md §1) to this index.
  */
 import { randomBytes } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -20,6 +20,7 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
   {
     version: 1,
     name: MIGRATION_1_NAME,
+    // long: the schema is one DDL script, read as a whole (docs/storage.md §3.2)
     up(db: BetterSqlite3.Database, now: number): void {
       db.exec(`
 CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,

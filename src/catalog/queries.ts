@@ -19,7 +19,7 @@ const REF_COLUMNS = `r.id AS ref_id, r.reference, r.manifest_id, r.index_digest,
   m.digest, m.os, m.architecture, m.variant, m.layer_count, m.size_bytes`;
 
 /**
- * storage.md §3.2: `list` is this one query. It selects only what a handle needs and runs in raw
+ * docs/storage.md §3.2: `list` is this one query. It selects only what a handle needs and runs in raw
  * (array) mode: building 10,000 row objects would dominate `list()`'s time.
  */
 export const LIST_SQL = `SELECT r.reference, r.created_at, r.last_used_at, m.digest, m.os, m.architecture, m.variant,

@@ -1,6 +1,6 @@
 /**
- * Backend resolution for commands (cli.md intro): `--home DIR` forces a local backend on that
- * home; otherwise the ambient rules of api.md §8 applied to the command's environment. A cloud
+ * Backend resolution for commands (docs/cli.md intro): `--home DIR` forces a local backend on that
+ * home; otherwise the ambient rules of docs/api.md §8 applied to the command's environment. A cloud
  * backend makes image, sandbox and snapshot commands exit 6 (UNSUPPORTED) with the documented line.
  */
 import { UnsupportedError } from '../errors.js';

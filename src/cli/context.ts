@@ -2,7 +2,7 @@
  * What every `msb` command module receives. A command module exports
  * `run(args: string[], ctx: CliContext): Promise<number>` (the exit status) and `usage: string`.
  * Errors thrown from `run` are printed by main as `msb: <code>: <message>` with the exit status of
- * cli.md §3, so commands only catch what they must report per argument.
+ * docs/cli.md §3, so commands only catch what they must report per argument.
  */
 export interface CliContext {
   /** `--home DIR` when given: forces a local backend on that home. */

@@ -1,5 +1,5 @@
 /**
- * Output helpers for `msb` (cli.md §2): aligned tables with capitalised headers, decimal sizes with
+ * Output helpers for `msb` (docs/cli.md §2): aligned tables with capitalised headers, decimal sizes with
  * 3 significant digits (`1.09MB`, `203MB`, `4.1kB`, `-` for null), docker-style relative times
  * ("3 hours ago"), 12-hex digests unless `--no-trunc`, and `--format json` = exactly
  * `JSON.stringify` of the API object plus a newline. Also the small flag parser the image commands

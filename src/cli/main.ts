@@ -1,5 +1,5 @@
 /**
- * `msb` entry point: global flags, command dispatch, error printing and exit codes (cli.md §1–§3).
+ * `msb` entry point: global flags, command dispatch, error printing and exit codes (docs/cli.md §1–§3).
  * Each command lives in its own module under ./commands and is imported lazily, so `msb layer
  * convert` never loads SQLite and `msb --help` loads nothing.
  */

@@ -1,5 +1,5 @@
 /**
- * `msb sandbox` and `msb snapshot` (cli.md §5) are the same command over two kinds of pin: `ls`
+ * `msb sandbox` and `msb snapshot` (docs/cli.md §5) are the same command over two kinds of pin: `ls`
  * (a table or JSON) and `rm ARG…` (every argument processed, the first failure's exit status).
  * Only the columns, the API calls and the wording differ.
  */

@@ -1,5 +1,5 @@
 /**
- * Pull progress rendering for the CLI (cli.md §4). Built only from `PullEvent`s, so it works the
+ * Pull progress rendering for the CLI (docs/cli.md §4). Built only from `PullEvent`s, so it works the
  * same for `msb pull`, `msb load` and anything else that emits the union.
  *
  * - TTY: one live line per layer, redrawn in place at most 10×/s; warnings and permanent lines are
@@ -53,9 +53,9 @@ export interface ProgressRendererOptions {
   /** Terminal width, for clipping live lines. */
   columns?: number;
   now?: () => number;
-  /** Non-TTY progress line interval per layer (cli.md §4: 5 s). */
+  /** Non-TTY progress line interval per layer (docs/cli.md §4: 5 s). */
   plainIntervalMs?: number;
-  /** TTY redraw interval (cli.md §4: ≤ 10/s). */
+  /** TTY redraw interval (docs/cli.md §4: ≤ 10/s). */
   redrawIntervalMs?: number;
   /** How the image is named in lines (the familiar form); default: the event's canonical reference. */
   displayName?: string;

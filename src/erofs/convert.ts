@@ -1,10 +1,10 @@
 /**
- * `convertLayer` (api.md §5; cli.md §9): one layer tar — plain, gzip or zstd, detected from the
- * magic bytes — to a layer EROFS exactly as the cache builds it (erofs.md §5–§6). It needs no
+ * `convertLayer` (docs/api.md §5; docs/cli.md §9): one layer tar — plain, gzip or zstd, detected from the
+ * magic bytes — to a layer EROFS exactly as the cache builds it (docs/erofs.md §5–§6). It needs no
  * backend. The image is written to `<out>.<rand>.partial` next to the output and renamed into
  * place; any failure leaves no output. With `expectDiffId`, a mismatch rejects with
  * DigestMismatchError and writes nothing; the decoded stream is hashed to its end even after a tar
- * error, so the diff_id check takes precedence (pull.md §7).
+ * error, so the diff_id check takes precedence (docs/pull.md §7).
  */
 import { open, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -89,7 +89,7 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
       }
     };
     // Content that is neither gzip, zstd nor tar: hashed as-is when a diff_id is expected, so a
-    // mismatch is still reported as such (the uncompressed rule of pull.md §7).
+    // mismatch is still reported as such (the uncompressed rule of docs/pull.md §7).
     if (kind === null && options.expectDiffId === undefined) {
       throw new LayerInvalidError('layer content is neither gzip, zstd nor tar');
     }
@@ -102,7 +102,7 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
       const dec = createDecompressor(effective);
       tar = pipeline(raw as NodeJS.ReadableStream, dec, () => undefined) as unknown as AsyncIterable<Buffer>;
     }
-    let res;
+    let res: WriteLayerResult;
     try {
       res = await writeLayer(tar, partial, {
         ...(options.limits ? { limits: options.limits } : {}),

@@ -1,5 +1,5 @@
 /**
- * Streams regular-file data into blocks 1…F of a layer image (erofs.md §5). Positions only ever
+ * Streams regular-file data into blocks 1…F of a layer image (docs/erofs.md §5). Positions only ever
  * grow (files are laid out in arrival order, sparse segments ascend), so data is copied into
  * block-aligned 1 MiB staging windows; a full window is written with positional writes of its
  * non-zero block runs — all-zero blocks are never written and stay holes. At most `maxInFlight`
@@ -19,7 +19,6 @@ export class BlockDataWriter {
   private readonly free: Buffer[] = [];
   private waiters: Array<() => void> = [];
   private cur: Window | null = null;
-  private inFlight = 0;
   private error: unknown = null;
   private readonly pending = new Set<Promise<void>>();
   /** Bytes actually written (non-hole), for tests and stats. */
@@ -65,7 +64,6 @@ export class BlockDataWriter {
   /** Writes the non-zero block runs of a window, then recycles its buffer. */
   private submit(w: Window): void {
     this.cur = null;
-    this.inFlight++;
     const p = (async () => {
       try {
         const nblocks = Math.ceil(w.hi / BLOCK_SIZE);
@@ -90,7 +88,6 @@ export class BlockDataWriter {
       } catch (err) {
         this.error ??= err;
       } finally {
-        this.inFlight--;
         this.free.push(w.buf);
         const wake = this.waiters.shift();
         if (wake) wake();
@@ -102,7 +99,7 @@ export class BlockDataWriter {
 
   /**
    * Starts an fdatasync every SYNC_EVERY written bytes, not awaited by the writer: the disk flushes
-   * while the stream is still being decoded, so the final fsync (erofs.md §5) has little left.
+   * while the stream is still being decoded, so the final fsync (docs/erofs.md §5) has little left.
    */
   private backgroundSync(): void {
     if (this.syncing || this.sinceSync < SYNC_EVERY) return;

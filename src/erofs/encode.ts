@@ -1,5 +1,5 @@
 /**
- * Pure byte encoders for the EROFS structures we write (erofs.md §3, §4.1, §4.2, §4.5, §7.2).
+ * Pure byte encoders for the EROFS structures we write (docs/erofs.md §3, §4.1, §4.2, §4.5, §7.2).
  * They fill caller-provided buffers so that the writers can batch many records into one write.
  */
 import type { Xattr } from './tree.js';
@@ -22,7 +22,7 @@ export interface SuperblockFields {
 
 /**
  * Writes the 128-byte superblock into `block0` (≥ 4096 bytes, the rest of block 0 already final:
- * device slots included) and then its CRC32C over [1024, 4096) (erofs.md §3).
+ * device slots included) and then its CRC32C over [1024, 4096) (docs/erofs.md §3).
  */
 export function encodeSuperblock(block0: Buffer, f: SuperblockFields): void {
   const sb = block0.subarray(SB_OFFSET, SB_OFFSET + 128);
@@ -33,7 +33,7 @@ export function encodeSuperblock(block0: Buffer, f: SuperblockFields): void {
   sb.writeUInt8(0, 0x0d);
   sb.writeUInt16LE(f.rootNid, 0x0e);
   sb.writeBigUInt64LE(f.inos, 0x10);
-  // build_time / build_time_nsec stay 0: determinism (erofs.md §3).
+  // build_time / build_time_nsec stay 0: determinism (docs/erofs.md §3).
   sb.writeUInt32LE(f.blocks >>> 0, 0x24);
   sb.writeUInt32LE(f.metaBlkaddr >>> 0, 0x28);
   sb.writeUInt32LE(0, 0x2c);
@@ -47,7 +47,7 @@ export function encodeSuperblock(block0: Buffer, f: SuperblockFields): void {
   sb.writeUInt32LE(superblockChecksum(block0.subarray(0, BLOCK_SIZE)), 0x04);
 }
 
-/** One 128-byte device slot (erofs.md §7.2): tag[64], blocks u32 @0x40, mapped_blkaddr u32 @0x44. */
+/** One 128-byte device slot (docs/erofs.md §7.2): tag[64], blocks u32 @0x40, mapped_blkaddr u32 @0x44. */
 export function encodeDeviceSlot(out: Buffer, off: number, tag: Buffer, blocks: number, mapped: number): void {
   out.fill(0, off, off + DEVICE_SLOT_SIZE);
   if (tag.length > 64) throw new Error('device tag longer than 64 bytes');
@@ -70,7 +70,7 @@ export interface InodeFields {
   nlink: number;
 }
 
-/** The 64-byte extended inode (erofs.md §4.1). */
+/** The 64-byte extended inode (docs/erofs.md §4.1). */
 export function encodeInodeExtended(out: Buffer, off: number, f: InodeFields): void {
   out.fill(0, off, off + INODE_EXTENDED_SIZE);
   out.writeUInt16LE(f.format, off + 0);
@@ -125,7 +125,7 @@ export function encodeXattrIbody(out: Buffer, off: number, xattrs: readonly Xatt
 }
 
 /**
- * Greedy dirent block packing (erofs.md §4.5) over names already sorted by bytes (`.` and `..`
+ * Greedy dirent block packing (docs/erofs.md §4.5) over names already sorted by bytes (`.` and `..`
  * included). Returns the index of the first name of each block and the used bytes of the last.
  */
 export function packDirBlocks(nameLens: readonly number[]): { blockStarts: number[]; lastUsed: number } {
@@ -143,7 +143,7 @@ export function packDirBlocks(nameLens: readonly number[]): { blockStarts: numbe
 }
 
 /**
- * Encodes one directory block: dirents then names, no NULs (erofs.md §4.5). `names` are latin1
+ * Encodes one directory block: dirents then names, no NULs (docs/erofs.md §4.5). `names` are latin1
  * strings (raw bytes). Returns the bytes used.
  */
 export function encodeDirBlock(out: Buffer, off: number, names: readonly string[], nids: readonly number[],

@@ -1,5 +1,5 @@
 /**
- * EROFS on-disk constants and CRC32C (erofs.md §1, §3, §4). Pure: no I/O.
+ * EROFS on-disk constants and CRC32C (docs/erofs.md §1, §3, §4). Pure: no I/O.
  * We write a fixed subset: 4 KiB blocks, extended inodes, inline xattrs, no compression.
  */
 
@@ -16,7 +16,7 @@ export const XATTR_ENTRY_HEADER = 4;
 export const XATTR_IBODY_HEADER = 12;
 export const DEVICE_SLOT_SIZE = 128;
 export const CHUNK_INDEX_SIZE = 8;
-/** Byte 1152 = slot 9 × 128: where the device table starts (erofs.md §3 devt_slotoff). */
+/** Byte 1152 = slot 9 × 128: where the device table starts (docs/erofs.md §3 devt_slotoff). */
 export const DEVT_SLOTOFF = 9;
 export const VOLUME_NAME = 'msb-erofs/1';
 
@@ -31,7 +31,7 @@ export const LAYOUT_FLAT_INLINE = 2;
 export const LAYOUT_COMPRESSED_COMPACT = 3;
 export const LAYOUT_CHUNK_BASED = 4;
 
-/** Chunk format bits in i_u for CHUNK_BASED (erofs.md §7.2). */
+/** Chunk format bits in i_u for CHUNK_BASED (docs/erofs.md §7.2). */
 export const CHUNK_FORMAT_INDEXES = 0x20;
 export const CHUNK_FORMAT_BLKBITS_MASK = 0x1f;
 
@@ -44,7 +44,7 @@ export const S_IFIFO = 0o010000;
 export const S_IFSOCK = 0o140000;
 export const S_IFLNK = 0o120000;
 
-/** dirent file_type values (erofs.md §4.1; 0 = unknown is never written). */
+/** dirent file_type values (docs/erofs.md §4.1; 0 = unknown is never written). */
 export const FT_REG = 1;
 export const FT_DIR = 2;
 export const FT_CHR = 3;
@@ -53,7 +53,7 @@ export const FT_FIFO = 5;
 export const FT_SOCK = 6;
 export const FT_SYMLINK = 7;
 
-/** Xattr prefix indexes (erofs.md §4.2). Index 5 (`lustre.`) is never written. */
+/** Xattr prefix indexes (docs/erofs.md §4.2). Index 5 (`lustre.`) is never written. */
 export const XATTR_INDEX_USER = 1;
 export const XATTR_INDEX_POSIX_ACL_ACCESS = 2;
 export const XATTR_INDEX_POSIX_ACL_DEFAULT = 3;
@@ -73,7 +73,7 @@ export function xattrPrefixOf(index: number): string | undefined {
   return XATTR_PREFIXES.find((p) => p.index === index)?.prefix;
 }
 
-/** Marker xattrs (erofs.md §4.2), both under `trusted.` (index 4). */
+/** Marker xattrs (docs/erofs.md §4.2), both under `trusted.` (index 4). */
 export const MARKER_OPAQUE_SUFFIX = Buffer.from('overlay.opaque', 'latin1');
 export const MARKER_IMPLICIT_SUFFIX = Buffer.from('msb.implicit', 'latin1');
 export const MARKER_VALUE = Buffer.from('y', 'latin1');
@@ -90,7 +90,7 @@ const CRC32C_TABLE = (() => {
 })();
 
 /**
- * CRC32C as EROFS uses it for the superblock (erofs.md §3): the caller passes the seed
+ * CRC32C as EROFS uses it for the superblock (docs/erofs.md §3): the caller passes the seed
  * (0xFFFFFFFF) and there is NO final XOR.
  */
 export function crc32c(seed: number, data: Uint8Array, start = 0, end = data.length): number {
@@ -106,7 +106,7 @@ export function superblockChecksum(block0: Buffer): number {
   return crc32c(0xffffffff, tmp);
 }
 
-/** Linux new_encode_dev (erofs.md §4.1): major ≤ 4095, minor ≤ 0xFFFFF. */
+/** Linux new_encode_dev (docs/erofs.md §4.1): major ≤ 4095, minor ≤ 0xFFFFF. */
 export function encodeDev(major: number, minor: number): number {
   return ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0;
 }

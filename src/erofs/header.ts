@@ -1,7 +1,7 @@
 /**
  * The EROFS header checks, pure (no I/O), in ONE place: the reader's superblock parse, the
  * reader's `checkErofsHeader` (throws CacheCorruptError) and the stitch validators (return the
- * reason) all use these, so storage.md §5 cannot drift between the pull and Sandbox.create.
+ * reason) all use these, so docs/storage.md §5 cannot drift between the pull and Sandbox.create.
  */
 import {
   BLKSZBITS, BLOCK_SIZE, EROFS_MAGIC, FEATURE_COMPAT_SB_CHKSUM, INODE_SLOT, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN,
@@ -45,7 +45,7 @@ export interface ErofsHeaderExpected {
 }
 
 /**
- * storage.md §5 for an EROFS file of ours, on block 0 and the first 32 bytes of the root inode
+ * docs/storage.md §5 for an EROFS file of ours, on block 0 and the first 32 bytes of the root inode
  * (`rootInode`, null when outside the file; see `rootInodeOffset`): length, recorded length,
  * `superblockProblem` with the checksum required, a known volume_name, uuid, the layer's "no
  * device table", and a root inode that is a directory with a flat layout. fsmeta's device-table

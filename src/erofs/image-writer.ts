@@ -1,5 +1,5 @@
 /**
- * Serializes a planned image (erofs.md §2–§4, §5 "Finish" steps 2–5, §7.2): directory and plain
+ * Serializes a planned image (docs/erofs.md §2–§4, §5 "Finish" steps 2–5, §7.2): directory and plain
  * symlink blocks from `firstFreeBlock`, the metadata area at `meta_blkaddr`, the device table
  * (fsmeta), and the superblock LAST with its CRC; then ftruncate to B × 4096, fsync and a length
  * assertion. Used by the layer writer (after streaming file data) and by the fsmeta writer.
@@ -17,13 +17,13 @@ import { LimitExceededError } from '../errors.js';
 export type { ImageLayout, PlannedInode } from './layout.js';
 
 export interface DeviceSlot {
-  /** 64 bytes (erofs.md §7.2). */
+  /** 64 bytes (docs/erofs.md §7.2). */
   tag: Buffer;
   blocks: number;
   mappedBlkaddr: number;
 }
 
-/** Plans nids/layouts for `root`; directory/symlink blocks start at firstFreeBlock (erofs.md §2). */
+/** Plans nids/layouts for `root`; directory/symlink blocks start at firstFreeBlock (docs/erofs.md §2). */
 export function layoutImage(root: DirNode, opts: { firstFreeBlock: number }): ImageLayout {
   const layout = planImage(root, opts);
   if (layout.totalBlocks >= 2 ** 32) throw new LimitExceededError('diskBlocks', layout.totalBlocks, 2 ** 32 - 1, 'EROFS image');
@@ -85,7 +85,7 @@ class SeqWriter {
   }
 }
 
-/** Encodes directory block `b` of `p` into out[off…]; returns bytes used (erofs.md §4.5). */
+/** Encodes directory block `b` of `p` into out[off…]; returns bytes used (docs/erofs.md §4.5). */
 function encodeDirBlockOf(p: PlannedInode, b: number, layout: ImageLayout, out: Buffer, off: number): number {
   const names = p.dirNames!;
   const starts = p.dirBlockStarts!;
@@ -149,7 +149,7 @@ async function writeMetadata(fh: FileHandle, layout: ImageLayout): Promise<void>
       if (e.kind === 'dir') encodeDirBlockOf(p, p.dirBlockStarts!.length - 1, layout, buf, o);
       else if (e.kind === 'symlink') e.target!.copy(buf, o, p.nblocks * BLOCK_SIZE);
     } else if (e.kind === 'file' && e.data && e.data.device > 0) {
-      // One chunk index covers the whole file: {startblk_hi 0, device_id, startblk_lo} (erofs.md §7.2).
+      // One chunk index covers the whole file: {startblk_hi 0, device_id, startblk_lo} (docs/erofs.md §7.2).
       o += p.chunkPad;
       buf.writeUInt16LE(0, o);
       buf.writeUInt16LE(e.data.device, o + 2);
@@ -164,14 +164,14 @@ async function writeMetadata(fh: FileHandle, layout: ImageLayout): Promise<void>
 /**
  * Writes dir/symlink blocks, the metadata area, the device table (when given) and the superblock
  * LAST (CRC over [1024,4096)), then ftruncates to totalBlocks × 4096, fsyncs and asserts the length
- * (erofs.md §5 Finish, §7.2). Regular files with `data.device === 0` are FLAT_PLAIN at
+ * (docs/erofs.md §5 Finish, §7.2). Regular files with `data.device === 0` are FLAT_PLAIN at
  * data.startBlock; `data.device > 0` are CHUNK_BASED with one chunk index. With `devices` (fsmeta,
  * possibly none): feature_incompat 0xC, extra_devices = devices.length, devt_slotoff 9.
  */
 export async function writeImageMetadata(fh: FileHandle, layout: ImageLayout,
   opts: { uuid: Buffer; devices?: DeviceSlot[] }): Promise<void> {
   // `devices` given (even empty: a zero-layer image) means fsmeta, which always carries the
-  // device-table header fields (erofs.md §3) so that storage.md §5 checks one shape.
+  // device-table header fields (docs/erofs.md §3) so that docs/storage.md §5 checks one shape.
   const fsmeta = opts.devices !== undefined;
   const devices = opts.devices ?? [];
   const headerBytes = 1152 + DEVICE_SLOT_SIZE * devices.length;
@@ -182,7 +182,9 @@ export async function writeImageMetadata(fh: FileHandle, layout: ImageLayout,
   await writeMetadata(fh, layout);
   // Header blocks 0 … H-1: device slots first, the superblock (CRC over [1024,4096)) last (§3).
   const header = Buffer.alloc(Math.max(BLOCK_SIZE, Math.ceil(headerBytes / BLOCK_SIZE) * BLOCK_SIZE));
-  devices.forEach((d, i) => encodeDeviceSlot(header, 1152 + i * DEVICE_SLOT_SIZE, d.tag, d.blocks, d.mappedBlkaddr));
+  devices.forEach((d, i) => {
+    encodeDeviceSlot(header, 1152 + i * DEVICE_SLOT_SIZE, d.tag, d.blocks, d.mappedBlkaddr);
+  });
   if (header.length > BLOCK_SIZE) await writeFully(fh, header.subarray(BLOCK_SIZE), BLOCK_SIZE);
   encodeSuperblock(header, {
     featureCompat: FEATURE_COMPAT_SB_CHKSUM, rootNid: layout.nodes[0]!.nid, inos: BigInt(layout.inodes),

@@ -1,5 +1,5 @@
 /**
- * Tar ingest into the layer tree (erofs.md §6.5–§6.9): path normalization, implicit parents,
+ * Tar ingest into the layer tree (docs/erofs.md §6.5–§6.9): path normalization, implicit parents,
  * later-wins duplicates, dir/file replacement, hardlinks sharing one Inode, whiteouts (char 0/0),
  * opaque markers, metadata rules and xattr prefix mapping with the dropping rules. Pure: it builds
  * the in-memory tree; the layer writer streams file bodies.

@@ -1,5 +1,5 @@
 /**
- * The streaming layer writer (erofs.md §5): one pass from a DECOMPRESSED tar stream to a layer
+ * The streaming layer writer (docs/erofs.md §5): one pass from a DECOMPRESSED tar stream to a layer
  * EROFS candidate. File data goes to blocks 1…F as it arrives (holes for zero blocks, bounded
  * write queue with backpressure); after the end of the archive and the diff_id check, the
  * directories, symlinks, metadata area and the superblock are written, the file is truncated to
@@ -24,11 +24,11 @@ export interface WriteLayerOptions {
   /**
    * When given, the diff_id is checked before the image is finished: a mismatch rejects with
    * DigestMismatchError {what: 'diffId'}, and it takes precedence over a tar parse error (the
-   * stream is hashed to its end either way; pull.md §7).
+   * stream is hashed to its end either way; docs/pull.md §7).
    */
   expectDiffId?: string;
   /**
-   * The diff_id's hash algorithm (pull.md §7: sha256, sha384 or sha512, as the config's diff_id
+   * The diff_id's hash algorithm (docs/pull.md §7: sha256, sha384 or sha512, as the config's diff_id
    * names it). Default: the algorithm of `expectDiffId` when given, else sha256.
    */
   diffIdAlgorithm?: DigestAlgorithm;
@@ -63,7 +63,7 @@ function isContentError(e: unknown): boolean {
  * 0644). diffId = the digest (sha256 unless `diffIdAlgorithm`/`expectDiffId` say otherwise) over
  * every byte of the stream, trailing bytes included. On a tar error
  * the rest of the stream is still read and hashed (so callers can apply the digest precedence of
- * pull.md §7) before the error is thrown; `maxLayerBytes` still bounds that drain.
+ * docs/pull.md §7) before the error is thrown; `maxLayerBytes` still bounds that drain.
  */
 export async function writeLayer(tar: Source, candidatePath: string, opts: WriteLayerOptions = {}): Promise<WriteLayerResult> {
   const limits = resolveLimits(opts.limits);
@@ -87,7 +87,7 @@ export async function writeLayer(tar: Source, candidatePath: string, opts: Write
       ?? (opts.expectDiffId !== undefined && isDigest(opts.expectDiffId) ? digestAlgorithm(opts.expectDiffId) : 'sha256');
     const hash = newHash(alg);
     const builder = new LayerTreeBuilder(limits);
-    let cursor = 1; // block 0 holds the superblock (erofs.md §2)
+    let cursor = 1; // block 0 holds the superblock (docs/erofs.md §2)
     let fileBase = 0;
     const sink: BodySink = { write: (buf, offset) => data.write(fileBase + offset, buf) };
     const reader = new TarReader({

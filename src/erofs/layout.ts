@@ -1,5 +1,5 @@
 /**
- * Planning (erofs.md §2, §4.3–§4.5): nids, data layouts, directory packing, link counts and block
+ * Planning (docs/erofs.md §2, §4.3–§4.5): nids, data layouts, directory packing, link counts and block
  * allocation for a tree. Pure: no I/O; the image writer serializes the result.
  */
 import { isDir, type DirNode, type Entry, type Inode, type Xattr } from './tree.js';
@@ -85,7 +85,7 @@ export function xattrsForWrite(e: Entry): Xattr[] {
   return xs;
 }
 
-/** chunkbits = 12 + ceil(log2(nblocks)) (erofs.md §7.2). */
+/** chunkbits = 12 + ceil(log2(nblocks)) (docs/erofs.md §7.2). */
 export function chunkBitsFor(size: number): number {
   const nblocks = Math.ceil(size / BLOCK_SIZE);
   let b = 0;
@@ -93,7 +93,7 @@ export function chunkBitsFor(size: number): number {
   return 12 + b;
 }
 
-/** Counts the aliases (paths) of every non-directory identity: nlink (erofs.md §4.4). */
+/** Counts the aliases (paths) of every non-directory identity: nlink (docs/erofs.md §4.4). */
 function countAliases(root: DirNode): Map<Inode, number> {
   const counts = new Map<Inode, number>();
   const stack: DirNode[] = [root];
@@ -115,7 +115,7 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
   const aliases = countAliases(root);
   const nodes: PlannedInode[] = [];
   const byEntry = new Map<Entry, PlannedInode>();
-  let cursor = INODE_SLOT; // nid 0 reserved (erofs.md §2)
+  let cursor = INODE_SLOT; // nid 0 reserved (docs/erofs.md §2)
   let nextBlock = opts.firstFreeBlock;
 
   const plan = (e: Entry, parent: PlannedInode | undefined): PlannedInode => {
@@ -131,7 +131,7 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
     };
     let extra = 0;
     const dataLayout = (size: number) => {
-      // Directories and symlinks (erofs.md §4.3).
+      // Directories and symlinks (docs/erofs.md §4.3).
       p.size = size;
       const tail = size % BLOCK_SIZE;
       const full = Math.floor(size / BLOCK_SIZE);
@@ -188,7 +188,7 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
           p.iu = encodeDev(e.rdevMajor ?? 0, e.rdevMinor ?? 0);
           break;
         default:
-          p.iu = 0; // fifo, socket (erofs.md §4.1)
+          p.iu = 0; // fifo, socket (docs/erofs.md §4.1)
       }
     }
     p.slot = Math.ceil((fixed + extra) / INODE_SLOT) * INODE_SLOT;

@@ -1,12 +1,13 @@
 /**
- * EROFS reader (erofs.md §5 "Reader", storage.md §5): rebuilds the tree a layer (or fsmeta)
+ * EROFS reader (docs/erofs.md §5 "Reader", docs/storage.md §5): rebuilds the tree a layer (or fsmeta)
  * image was written from — identities keyed by nid, implicit/opaque flags from the marker xattrs,
  * the data map from i_u / i_size or the chunk index — with bounds checks on every address, cycle
  * and depth checks, and rejection of shared xattrs, compression and unknown layouts
  * (CacheCorruptError). Accepts what our writer produces plus compact inodes.
  *
- * `checkErofsHeader` is the cheap validation of storage.md §5 (erofs/header.ts's checks).
+ * `checkErofsHeader` is the cheap validation of docs/storage.md §5 (erofs/header.ts's checks).
  */
+import type { Stats } from 'node:fs';
 import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { CacheCorruptError, MsbError, toIoError } from '../errors.js';
 import { DEFAULT_LIMITS } from '../limits.js';
@@ -346,7 +347,7 @@ class TreeReader {
 }
 
 async function openImage(path: string): Promise<{ fh: FileHandle; length: number }> {
-  let st;
+  let st: Stats;
   try {
     st = await lstat(path);
   } catch (err) {
@@ -376,7 +377,7 @@ async function readHeader(f: ImageFile, path: string): Promise<SuperblockInfo> {
 }
 
 /**
- * storage.md §5 EROFS checks (`erofsHeaderProblem`, erofs/header.ts): regular file (lstat),
+ * docs/storage.md §5 EROFS checks (`erofsHeaderProblem`, erofs/header.ts): regular file (lstat),
  * length, recorded length, magic, CRC, blkszbits 12, blocks × 4096 = length, meta_blkaddr < blocks,
  * a known volume_name, uuid, no device table for `kind: 'layer'`, and a root inode that parses as
  * a directory. Throws CacheCorruptError with the reason.
@@ -401,7 +402,7 @@ export async function checkErofsHeader(path: string, expect: ErofsHeaderExpected
   }
 }
 
-/** Reads the whole tree of an image (erofs.md §5 Reader). */
+/** Reads the whole tree of an image (docs/erofs.md §5 Reader). */
 export async function readErofsTree(path: string, opts: { maxPathDepth?: number } = {}): Promise<{
   root: DirNode; blocks: number; uuid: Buffer; superblock: SuperblockInfo;
 }> {

@@ -1,8 +1,8 @@
 /**
  * The in-memory filesystem tree shared by the tar ingest / layer writer, the EROFS reader, the
- * fsmeta merge and the fsmeta writer (erofs.md §5, §7). One shape everywhere, so that fsmeta
+ * fsmeta merge and the fsmeta writer (docs/erofs.md §5, §7). One shape everywhere, so that fsmeta
  * rebuilt from cached layer files (through the reader) is byte-identical to fsmeta built from
- * freshly ingested trees (erofs.md §7.3.4).
+ * freshly ingested trees (docs/erofs.md §7.3.4).
  *
  * Names are raw bytes held as `latin1` strings (one char per byte), so they can be Map keys and
  * JS string comparison (`<`) is exactly memcmp byte order. Convert for display with
@@ -14,7 +14,7 @@
 
 export type InodeKind = 'file' | 'dir' | 'symlink' | 'chr' | 'blk' | 'fifo' | 'sock';
 
-/** One inline xattr, already mapped to its EROFS prefix index (erofs.md §4.2). */
+/** One inline xattr, already mapped to its EROFS prefix index (docs/erofs.md §4.2). */
 export interface Xattr {
   /** 1 user. | 2 system.posix_acl_access | 3 system.posix_acl_default | 4 trusted. | 6 security. */
   index: number;
@@ -76,7 +76,7 @@ export function isDir(e: Entry): e is DirNode {
   return e.kind === 'dir';
 }
 
-/** A character device 0/0 is a whiteout in a layer image (erofs.md §6.8, §7.1). */
+/** A character device 0/0 is a whiteout in a layer image (docs/erofs.md §6.8, §7.1). */
 export function isWhiteout(e: Entry): boolean {
   return e.kind === 'chr' && (e.rdevMajor ?? 0) === 0 && (e.rdevMinor ?? 0) === 0;
 }

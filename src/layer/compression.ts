@@ -1,5 +1,5 @@
 /**
- * Layer compression (pull.md §7): detection from the leading bytes, as docker and containerd do,
+ * Layer compression (docs/pull.md §7): detection from the leading bytes, as docker and containerd do,
  * and streaming decompressors. gzip uses node:zlib with 1 MiB output chunks (about 3× faster
  * than the 16 KiB default); zstd uses zstd-napi's native streaming context, with our own frame
  * scanner refusing any frame whose window exceeds 128 MiB (LimitExceededError `zstdWindowBytes`)

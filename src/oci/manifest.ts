@@ -1,9 +1,9 @@
 /**
- * Manifest, index and image-config parsing and validation (pull.md §5.1, §6, §7). Pure: bytes
+ * Manifest, index and image-config parsing and validation (docs/pull.md §5.1, §6, §7). Pure: bytes
  * in, typed objects out. Every digest is validated (§1.1) before anything can use it, so a
  * digest from a manifest can safely become a path or URL component.
  *
- * Choices where pull.md is silent:
+ * Choices where docs/pull.md is silent:
  * - A `Content-Type` that is not one of the four manifest types (e.g. `application/json`, a
  *   registry's generic default) is ignored and the type comes from the shape.
  * - The config descriptor's media type is not checked here: a non-image config fails later,
@@ -59,7 +59,7 @@ export interface ParseManifestOptions {
   contentType?: string | null;
   /** The manifest's digest, named in errors. */
   digest?: string;
-  /** `maxLayers` (api.md §6); exceeding it is LimitExceededError before any config fetch. */
+  /** `maxLayers` (docs/api.md §6); exceeding it is LimitExceededError before any config fetch. */
   maxLayers?: number;
 }
 
@@ -114,7 +114,7 @@ function contentTypeMediaType(ct: string | null | undefined): string | null {
 }
 
 /**
- * Parses manifest or index bytes (pull.md §5.1 Type): the type comes from the body's
+ * Parses manifest or index bytes (docs/pull.md §5.1 Type): the type comes from the body's
  * `mediaType`, else `Content-Type`, else the shape. Schema 1 and shape conflicts are
  * ManifestInvalidError; too many layers is LimitExceededError('maxLayers').
  */
@@ -187,7 +187,7 @@ function parseIndexBody(obj: Record<string, unknown>, type: string, d: string | 
   return out;
 }
 
-/** The parts of an image config (pull.md §6) the pipeline needs; `raw` is the whole parsed JSON. */
+/** The parts of an image config (docs/pull.md §6) the pipeline needs; `raw` is the whole parsed JSON. */
 export interface ImageConfig {
   diffIds: string[];
   os: string | null;

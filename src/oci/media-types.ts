@@ -38,7 +38,7 @@ export const LAYER_MEDIA_TYPES: Readonly<Record<string, Compression>> = Object.f
 
 /** The compression a layer media type announces, or null for a type we do not accept. */
 export function compressionOfMediaType(mediaType: string): Compression | null {
-  return Object.prototype.hasOwnProperty.call(LAYER_MEDIA_TYPES, mediaType) ? LAYER_MEDIA_TYPES[mediaType]! : null;
+  return  Object.hasOwn(LAYER_MEDIA_TYPES, mediaType) ? LAYER_MEDIA_TYPES[mediaType]! : null;
 }
 
 /** Compression of a layer media type, or ManifestInvalidError for an unsupported one. */

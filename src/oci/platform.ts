@@ -1,8 +1,8 @@
 /**
- * Platform selection (pull.md §5.2). Pure: the only "I/O" is the `loadIndex` callback that the
+ * Platform selection (docs/pull.md §5.2). Pure: the only "I/O" is the `loadIndex` callback that the
  * caller passes to follow nested indexes.
  *
- * Choices where pull.md is silent:
+ * Choices where docs/pull.md is silent:
  * - A bare-number variant (`8`, `7`) is read as `v8`, `v7`, as containerd does.
  * - arm64 variants are ordered numerically (`v8` < `v8.1` < … < `v9`), like arm and amd64; a
  *   variant that is not of the form `v<n>[.<m>]` on an ordered architecture, or any variant of an
@@ -12,10 +12,10 @@
  */
 import { InvalidArgumentError, LimitExceededError, PlatformNotFoundError } from '../errors.js';
 import { FIXED_LIMITS } from '../limits.js';
-import { type Descriptor, type ImageIndex, type IndexEntry } from './manifest.js';
+import type { Descriptor, ImageIndex, IndexEntry } from './manifest.js';
 import { MEDIA_TYPES } from './media-types.js';
 
-/** api.md §2.6 `Platform`: os, architecture, variant (null when absent). */
+/** docs/api.md §2.6 `Platform`: os, architecture, variant (null when absent). */
 export interface Platform { os: string; architecture: string; variant: string | null }
 
 /** The platform as compared: lowercased, aliases folded, implied variants filled in. */
@@ -39,7 +39,7 @@ export function formatPlatform(p: Platform): string {
 }
 
 /**
- * The host platform `linux/<arch>[/<variant>]` from `process.arch` (pull.md §5.2 Target):
+ * The host platform `linux/<arch>[/<variant>]` from `process.arch` (docs/pull.md §5.2 Target):
  * x64→amd64, arm64→arm64/v8, arm→arm/v6|v7 (from Node's arm_version, default v7), ia32→386,
  * ppc64 (little-endian)→ppc64le; other values are used as they are.
  */
@@ -87,7 +87,7 @@ function safeJson(v: unknown): string {
   try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
 }
 
-/** Normalization on both sides (pull.md §5.2): aliases, lowercase, implied variants. */
+/** Normalization on both sides (docs/pull.md §5.2): aliases, lowercase, implied variants. */
 export function normalizePlatform(p: Platform): NormalizedPlatform {
   const os = p.os.toLowerCase();
   let architecture = p.architecture.toLowerCase();
@@ -131,7 +131,7 @@ export function matchPlatform(candidate: Platform, target: Platform): number | n
   return cr * 1000 + explicitBonus;
 }
 
-/** True when `candidate` may serve `target` (pull.md §5.2 Match; also the cache check of §8). */
+/** True when `candidate` may serve `target` (docs/pull.md §5.2 Match; also the cache check of §8). */
 export function isPlatformCompatible(candidate: Platform, target: Platform): boolean {
   return matchPlatform(candidate, target) !== null;
 }
@@ -161,7 +161,7 @@ export interface PlatformSelection {
 }
 
 /**
- * Chooses one manifest from an index (pull.md §5.2). Nested indexes are loaded through
+ * Chooses one manifest from an index (docs/pull.md §5.2). Nested indexes are loaded through
  * `loadIndex` (already parsed and validated) when their own platform matches the target or is
  * absent; depth ≤ 8 (the top index is depth 1) and ≤ 1024 entries examined in total.
  * Throws PlatformNotFoundError listing the written platforms of all non-attestation candidates.
@@ -217,7 +217,7 @@ export function configPlatform(config: { os?: unknown; architecture?: unknown; v
 export interface RecordedPlatform { platform: Platform; warning: { code: 'PLATFORM_MISMATCH'; message: string } | null }
 
 /**
- * The platform to record (pull.md §5.2 Recorded platform).
+ * The platform to record (docs/pull.md §5.2 Recorded platform).
  * - Through an index: the entry's platform; a config that disagrees only gives a warning.
  * - A single manifest: the config's platform; if it does not match the target, an explicit
  *   `platform` option gives PlatformNotFoundError and the host default gives a warning.

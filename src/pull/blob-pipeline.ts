@@ -1,5 +1,5 @@
 /**
- * The single-pass layer pipeline of pull.md §7 and the Range resume of §4, independent of where
+ * The single-pass layer pipeline of docs/pull.md §7 and the Range resume of §4, independent of where
  * the bytes come from (registry blob API) and of the converter (injected), so that its stream
  * plumbing is testable on its own.
  *
@@ -84,7 +84,7 @@ export interface PipelineOptions {
   signal: AbortSignal;
   /** `pull.retries`: bound on restarts from zero (a 200 answer to a Range request). */
   retries?: number;
-  /** Tar limits for the writer (api.md §6). */
+  /** Tar limits for the writer (docs/api.md §6). */
   limits?: Partial<Limits>;
   /** Called for warnings (MEDIA_TYPE_MISMATCH, MIRROR_FALLBACK, the writer's XATTR_DROPPED…). */
   onWarning?: (code: string, message: string) => void;
@@ -138,7 +138,7 @@ function asDecodeError(err: unknown, diffId: string, kind: Compression | null): 
 interface PassStart {
   /** Forget the .part (restart, digest retry). */
   fromZero: boolean;
-  /** Endpoint to start from (a mirror that served a bad blob is abandoned, pull.md §12). */
+  /** Endpoint to start from (a mirror that served a bad blob is abandoned, docs/pull.md §12). */
   startEndpoint: number;
   /** An iterator already re-opened at byte 0 by the source (carried over from a restart). */
   carried: { it: AsyncIterator<BlobEvent>; open: Extract<BlobEvent, { type: 'open' }> } | null;
@@ -146,7 +146,7 @@ interface PassStart {
 
 /**
  * Downloads (or resumes) one blob and converts it in the same pass. Retries a blob digest
- * mismatch once from zero (pull.md §4; a mirror that served it is abandoned first, §12), restarts
+ * mismatch once from zero (docs/pull.md §4; a mirror that served it is abandoned first, §12), restarts
  * from zero when the source does, and deletes the `.part` on success and on verification
  * failures; keeps it on abort and on transport errors.
  */
@@ -310,7 +310,7 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
     if (signal.aborted) throw abortError(signal);
     await partWriter?.end();
     // No fsync: the .part is a transient resume aid; a torn one fails the blob digest and is
-    // fetched again from zero (pull.md §4), so durability buys nothing here.
+    // fetched again from zero (docs/pull.md §4), so durability buys nothing here.
     await part?.close();
     part = null;
 

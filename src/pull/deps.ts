@@ -11,9 +11,9 @@ export interface PullDeps {
   converter: ConverterDeps;
   /** Created lazily: a pull that is a cache hit never builds one (no network). */
   createClient(opts: RegistryClientOptions): RegistryClient;
-  /** The ping/token cache kept per backend (pull.md §2.2). */
+  /** The ping/token cache kept per backend (docs/pull.md §2.2). */
   createRegistryCache(): RegistryCache;
-  /** Reads a cached layer EROFS back into the shared tree shape (erofs.md §5), for stitching. */
+  /** Reads a cached layer EROFS back into the shared tree shape (docs/erofs.md §5), for stitching. */
   readTree(path: string): Promise<DirNode>;
   /** Crash-injection hook for tests: awaited at named points of the pipeline. */
   hook?: (point: PullHookPoint) => void | Promise<void>;

@@ -1,5 +1,5 @@
 /**
- * Pull progress events (api.md §2.6, pull.md §10): the `PullEvent` union, the throttled emitter
+ * Pull progress events (docs/api.md §2.6, docs/pull.md §10): the `PullEvent` union, the throttled emitter
  * that stamps `elapsedMs` and delivers synchronously to `onProgress`, and the `PullOperation`
  * queue whose async iterator coalesces only *pending* `…Progress` events of one layer and kind.
  */
@@ -29,7 +29,7 @@ export type PullEvent = WithElapsed<PullEventBody>;
 
 export type ProgressKind = 'download' | 'materialize';
 
-/** pull.md §10 rate: at most every 100 ms AND only after ≥ 256 KiB more progress. */
+/** docs/pull.md §10 rate: at most every 100 ms AND only after ≥ 256 KiB more progress. */
 export const PROGRESS_MIN_INTERVAL_MS = 100;
 export const PROGRESS_MIN_BYTES = 256 * 1024;
 
@@ -128,7 +128,7 @@ export class PullEmitter {
     const last = final ?? st?.pending ?? null;
     if (last) {
       const value = last.type === 'layerDownloadProgress' ? last.downloadedBytes : last.type === 'layerMaterializeProgress' ? last.tarBytes : 0;
-      if (!st || !st.emittedAny || value !== st.lastEmitValue) this.emit(last);
+      if (!st?.emittedAny || value !== st.lastEmitValue) this.emit(last);
     }
     this.throttle.delete(key);
   }
@@ -142,7 +142,7 @@ export class PullEmitter {
 interface QueueItem { ev: PullEvent; key: string | null }
 
 /**
- * Unbounded FIFO feeding `PullOperation`'s async iterator (pull.md §10 "never silently dropped").
+ * Unbounded FIFO feeding `PullOperation`'s async iterator (docs/pull.md §10 "never silently dropped").
  * A `…Progress` event replaces, in place, a still-pending progress event of the same layer and
  * kind, unless any other event of that layer was queued after it (then the new one is appended:
  * coalescing never reorders a progress event across a state change of its layer).
@@ -224,7 +224,7 @@ export class EventQueue implements AsyncIterable<PullEvent> {
   }
 }
 
-/** What `pullWithProgress` returns (api.md §2.6). */
+/** What `pullWithProgress` returns (docs/api.md §2.6). */
 export interface PullOperationLike<R> extends AsyncIterable<PullEvent> {
   readonly result: Promise<R>;
   abort(reason?: unknown): void;

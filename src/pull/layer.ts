@@ -1,10 +1,10 @@
 /**
- * Layers of one pull (pull.md §7 Dedup/Concurrency, §8 step 5, storage.md §4–§6):
+ * Layers of one pull (docs/pull.md §7 Dedup/Concurrency, §8 step 5, docs/storage.md §4–§6):
  *
  * - one task per DISTINCT diff_id (a diff_id repeated in the manifest is processed once; later
  *   positions get `layerMaterializeComplete{reused:true}`), at most `concurrency` at a time;
  * - each task, under the layer lock of its diff_id (its diff_id is already a lease item): re-check
- *   the cache (row + file, storage.md §5) → reuse; otherwise lease the blob and the candidate,
+ *   the cache (row + file, docs/storage.md §5) → reuse; otherwise lease the blob and the candidate,
  *   download + convert in one pass (blob-pipeline.ts), publish the candidate (rename; losing to a
  *   valid existing file counts as success), then upsert its `layer` row in its own transaction;
  * - one failing task aborts the others; the first error is thrown after every task settled.
@@ -72,7 +72,7 @@ async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal
       return { diffId: p.diffId, sizeBytes: check.sizeBytes, root: null, downloaded: false, materialized: false };
     }
     if (!check.valid && check.orphan && !ctx.force) {
-      // A file published by a process that died before its row (storage.md §9): adopt it.
+      // A file published by a process that died before its row (docs/storage.md §9): adopt it.
       const sb = check.orphan;
       await upsertLayerRow(ctx.store, { diffId: p.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal });
       emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: sb.length, reused: true });

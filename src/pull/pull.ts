@@ -1,5 +1,5 @@
 /**
- * The pull (pull.md §8), behind `Image.pull*` and `Sandbox.create`:
+ * The pull (docs/pull.md §8), behind `Image.pull*` and `Sandbox.create`:
  *
  *  1. normalize; 2. ref lock `ref-<s>` (abortable) + lease (items BEFORE anything is checked);
  *  3. cache check for `if-missing`/`never` (and `always` after a matching HEAD): all valid → a
@@ -176,7 +176,7 @@ export async function pullImage(backend: StoreOpener, reference: string, options
   return runPull(backend, reference, options, null);
 }
 
-/** `Image.pullWithProgress`: starts at once; events through the async iterator (api.md §2.6). */
+/** `Image.pullWithProgress`: starts at once; events through the async iterator (docs/api.md §2.6). */
 export function startPull(backend: StoreOpener, reference: string, options: PullOptions = {}): PullOperation {
   return makeOperation(options.signal, (signal, onEvent) => runPull(backend, reference, { ...options, signal }, onEvent));
 }
@@ -357,7 +357,7 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
   }
 }
 
-/** Ping and token caches live as long as the backend (pull.md §2.2 "once per host per backend"). */
+/** Ping and token caches live as long as the backend (docs/pull.md §2.2 "once per host per backend"). */
 const registryCaches = new WeakMap<StoreOpener, RegistryCache>();
 function registryCacheOf(backend: StoreOpener, deps: PullDeps): RegistryCache {
   let c = registryCaches.get(backend);

@@ -1,5 +1,5 @@
 /**
- * The stitch step (pull.md §8 step 6, storage.md §4–§5), shared by the pull and `Image.load`:
+ * The stitch step (docs/pull.md §8 step 6, docs/storage.md §4–§5), shared by the pull and `Image.load`:
  * under the image lock, reuse a valid fsmeta + VMDK unless `force`; otherwise build fsmeta from
  * the in-memory layer trees (layers this operation converted) or by reading cached layers back,
  * publish it, then write and publish the VMDK. An artifact that existed (file or recorded size)
@@ -55,7 +55,7 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
     let fsmetaSize = cur.fsmetaSize;
     const fsReused = !force && cur.fsmetaValid;
     if (!fsReused) {
-      // Missing or invalid where the index (or a file) says it existed: storage.md §5 ARTIFACT_REBUILT.
+      // Missing or invalid where the index (or a file) says it existed: docs/storage.md §5 ARTIFACT_REBUILT.
       if (!force && (cur.fsExists || (row?.fsmeta_bytes ?? null) !== null)) {
         warn(`fsmeta of ${m} is ${cur.fsExists ? `invalid (${cur.fsWhy})` : 'missing'}; rebuilding it`);
       }

@@ -1,8 +1,8 @@
 /**
- * Image references (pull.md §1): the Docker distribution grammar, normalization to the canonical
+ * Image references (docs/pull.md §1): the Docker distribution grammar, normalization to the canonical
  * form, the familiar form, and digest selectors. Pure: no I/O.
  *
- * Choices where pull.md is silent (docker-compatible unless noted):
+ * Choices where docs/pull.md is silent (docker-compatible unless noted):
  * - The 255-character limit applies to the normalized name `domain/repository` (docker checks the
  *   name after `docker.io/library/` has been added, in ParseNormalizedNamed → Parse).
  * - A port must be 1–5 digits and ≤ 65535 (docker accepts any digit string; a larger port could
@@ -55,7 +55,7 @@ function fail(input: string, reason: string): never {
 }
 
 /**
- * Parses and normalizes a reference (pull.md §1.2). Throws InvalidReferenceError with a reason.
+ * Parses and normalizes a reference (docs/pull.md §1.2). Throws InvalidReferenceError with a reason.
  * `sha256:<64hex>` given here is the reference `docker.io/library/sha256:<64hex>`; callers that
  * accept digest selectors use `parseImageSelector`.
  */
@@ -158,7 +158,7 @@ export function familiarOf(canonical: string): string {
 }
 
 /**
- * For get/inspect/remove/save (pull.md §1.2 step 9): an input that is exactly `alg:hex` (after
+ * For get/inspect/remove/save (docs/pull.md §1.2 step 9): an input that is exactly `alg:hex` (after
  * trimming) is a manifest digest selector; anything else is parsed as a reference.
  */
 export function parseImageSelector(input: string): ImageSelector {
@@ -167,7 +167,7 @@ export function parseImageSelector(input: string): ImageSelector {
   return { kind: 'reference', ...parseReference(input) };
 }
 
-/** pull.md §1.3: the host[:port] to contact for a domain (`docker.io` → `registry-1.docker.io`). */
+/** docs/pull.md §1.3: the host[:port] to contact for a domain (`docker.io` → `registry-1.docker.io`). */
 export function registryEndpointHost(domain: string): string {
   return domain === DOCKER_HUB_DOMAIN ? DOCKER_HUB_ENDPOINT : domain;
 }

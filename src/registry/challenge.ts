@@ -1,5 +1,5 @@
 /**
- * `WWW-Authenticate` parsing (pull.md §2.2, RFC 9110 §11.6.1). Pure.
+ * `WWW-Authenticate` parsing (docs/pull.md §2.2, RFC 9110 §11.6.1). Pure.
  *
  * A header may hold several challenges separated by commas, and a response may carry several
  * headers; auth-param values are tokens or quoted strings with `\` escapes. A token68 after the
@@ -89,7 +89,7 @@ function parseOne(s: string, out: Challenge[]): void {
   }
 }
 
-/** Bearer is preferred over Basic (pull.md §2.2); other schemes are not supported. */
+/** Bearer is preferred over Basic (docs/pull.md §2.2); other schemes are not supported. */
 export function pickChallenge(challenges: Challenge[]): Challenge | null {
   return challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic') ?? null;
 }

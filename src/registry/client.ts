@@ -1,5 +1,5 @@
 /**
- * The registry client (pull.md §1.3–§5.1, §12): ping, authentication, manual redirects, retries,
+ * The registry client (docs/pull.md §1.3–§5.1, §12): ping, authentication, manual redirects, retries,
  * manifests, and streaming blobs with Range resume, across mirrors and the origin.
  *
  * How the pull pipeline drives it (see also src/registry/resolve.ts for the whole §8 step 4):
@@ -22,7 +22,7 @@
  * URLs and never a credential or token: each secret this client learns is registered and scrubbed
  * from every message it builds, and causes are fresh secret-free errors.
  *
- * Choices where pull.md is silent:
+ * Choices where docs/pull.md is silent:
  * - `source` (PullResult) is the origin's domain (`docker.io`, `127.0.0.1:5000`) or the mirror
  *   URL as configured (`http://127.0.0.1:5000`).
  * - With Basic auth a 401 is retried once like a Bearer 401 (the challenge may have changed),
@@ -55,7 +55,7 @@ import type { Credential, RegistryAuth, RegistrySettings, RetryInfo, WarningInfo
 /** Anything with a registry domain and a repository (a ParsedReference fits). */
 export interface RepoRef { domain: string; repository: string }
 
-/** In-memory state shared by every client of one backend (pull.md §2.2 "once per host per backend", §2.3). */
+/** In-memory state shared by every client of one backend (docs/pull.md §2.2 "once per host per backend", §2.3). */
 export class RegistryCache {
   readonly pings = new Map<string, Promise<PingResult>>();
   readonly tokens = new Map<string, { token: string; expiresAt: number }>();
@@ -159,7 +159,7 @@ export interface ReadBlobOptions {
   signal?: AbortSignal | undefined;
   /** For `retry` events. */
   layerIndex?: number | null;
-  /** Skip the first N endpoints (after a digest mismatch from one of them, pull.md §12). */
+  /** Skip the first N endpoints (after a digest mismatch from one of them, docs/pull.md §12). */
   startEndpoint?: number;
 }
 
@@ -196,7 +196,7 @@ export function parseRetryAfter(v: string | null, now = Date.now()): number | nu
   return Math.max(0, d - now);
 }
 
-/** Full jitter over min(10 s, 200 ms × 2^attempt) (pull.md §4). */
+/** Full jitter over min(10 s, 200 ms × 2^attempt) (docs/pull.md §4). */
 export function fullJitterBackoff(attempt: number): number {
   return Math.floor(Math.random() * Math.min(10_000, 200 * 2 ** attempt));
 }
@@ -235,7 +235,7 @@ export class RegistryClient {
 
   // ───────────────────────────── endpoints ─────────────────────────────
 
-  /** Mirrors (in configured order) then the origin, for a registry domain (pull.md §12). */
+  /** Mirrors (in configured order) then the origin, for a registry domain (docs/pull.md §12). */
   endpoints(domain: string): Endpoint[] {
     const hosts = this.opts.settings.registries?.hosts ?? {};
     const globalCa = this.opts.settings.registries?.caCerts ?? [];
@@ -308,7 +308,7 @@ export class RegistryClient {
   // ───────────────────────────── raw HTTP with manual redirects ─────────────────────────────
 
   /**
-   * One request, following redirects by hand (pull.md §3): ≤ 5 hops, Authorization only to the
+   * One request, following redirects by hand (docs/pull.md §3): ≤ 5 hops, Authorization only to the
    * endpoint's origin, https→http refused unless insecure, Range/Accept carried.
    */
   private async rawRequest(ep: Endpoint, base: string, method: 'GET' | 'HEAD', url: string, headers: Record<string, string>,
@@ -374,7 +374,7 @@ export class RegistryClient {
 
   // ───────────────────────────── ping ─────────────────────────────
 
-  /** GET /v2/ once per endpoint per cache (pull.md §2.2), choosing the scheme (§1.3). */
+  /** GET /v2/ once per endpoint per cache (docs/pull.md §2.2), choosing the scheme (§1.3). */
   async ping(ep: Endpoint, signal?: AbortSignal): Promise<PingResult> {
     const key = `${ep.key}|${ep.host}|${ep.schemes.join(',')}|${ep.insecure}`;
     let p = this.cache.pings.get(key);
@@ -417,7 +417,7 @@ export class RegistryClient {
   // ───────────────────────────── retries ─────────────────────────────
 
   /**
-   * Runs `fn` (one request) with the retry rules of pull.md §4: network errors and
+   * Runs `fn` (one request) with the retry rules of docs/pull.md §4: network errors and
    * 408/429/500/502/503/504 are retried up to `attempts` in all; Retry-After ≤ 60 s is honoured,
    * a longer one fails at once. Returns the first other response. TLS errors are not retried.
    */
@@ -518,7 +518,7 @@ export class RegistryClient {
     for (const k of [...this.cache.tokens.keys()]) if (k.startsWith(`${ep.host}|`)) this.cache.tokens.delete(k);
   }
 
-  /** Token request (pull.md §2.2, §2.3): GET with Basic or nothing; POST for a refresh token. */
+  /** Token request (docs/pull.md §2.2, §2.3): GET with Basic or nothing; POST for a refresh token. */
   private async fetchToken(ep: Endpoint, ping: PingResult, realm: string, service: string, scopes: string[], cred: Credential,
     signal: AbortSignal | undefined): Promise<{ token: string; expiresAt: number }> {
     const u = await validateRealm(realm, {
@@ -569,7 +569,7 @@ export class RegistryClient {
 
   /**
    * An authenticated request to an endpoint, with retries, redirects and the single re-auth of
-   * pull.md §2.3. Returns a 2xx/206/416 response (body unread); anything else is thrown.
+   * docs/pull.md §2.3. Returns a 2xx/206/416 response (body unread); anything else is thrown.
    */
   private async send(ep: Endpoint, repo: string, method: 'GET' | 'HEAD', path: string, headers: Record<string, string>,
     what: string, layerIndex: number | null, signal: AbortSignal | undefined): Promise<{ res: Resp; url: string }> {
@@ -610,7 +610,7 @@ export class RegistryClient {
 
   /**
    * Runs `op` against each endpoint in order from `start`, abandoning one for the next on the
-   * reasons of pull.md §12 (connection error, 404, 401/403 after its own auth, 5xx after retries,
+   * reasons of docs/pull.md §12 (connection error, 404, 401/403 after its own auth, 5xx after retries,
    * digest mismatch), with a MIRROR_FALLBACK warning. The origin's error is the one thrown.
    */
   private async withFallback<T>(domain: string, what: string, start: number,
@@ -635,7 +635,7 @@ export class RegistryClient {
   // ───────────────────────────── manifests ─────────────────────────────
 
   /**
-   * GET a manifest or index by tag or digest (pull.md §5.1): all four types in Accept, size
+   * GET a manifest or index by tag or digest (docs/pull.md §5.1): all four types in Accept, size
    * limit with early abort, digest computed over the exact bytes and checked against the
    * requested digest and Docker-Content-Digest. Parsing is the caller's (src/pull/manifest.ts).
    */
@@ -663,7 +663,7 @@ export class RegistryClient {
     });
   }
 
-  /** HEAD a manifest (policy `always`, pull.md §5.1): its Docker-Content-Digest, type and size. */
+  /** HEAD a manifest (policy `always`, docs/pull.md §5.1): its Docker-Content-Digest, type and size. */
   async headManifest(ref: RepoRef, tagOrDigest: string, opts: { signal?: AbortSignal | undefined } = {}): Promise<ManifestHead> {
     const signal = this.signalFor(opts.signal);
     const what = `manifest ${ref.domain}/${ref.repository}:${tagOrDigest} (HEAD)`;
@@ -684,7 +684,7 @@ export class RegistryClient {
 
   /**
    * Opens a blob body: `GET /v2/<repo>/blobs/<digest>`, with `Range: bytes=<offset>-` when
-   * offset > 0. Tries endpoints from `startEndpoint` (pull.md §12). The stream is undici's body:
+   * offset > 0. Tries endpoints from `startEndpoint` (docs/pull.md §12). The stream is undici's body:
    * it applies backpressure and is cancelled by the signal or by `destroy()`.
    */
   async openBlob(ref: RepoRef, digest: string, opts: { offset?: number; signal?: AbortSignal | undefined; layerIndex?: number | null; startEndpoint?: number } = {}): Promise<BlobResponse> {
@@ -724,7 +724,7 @@ export class RegistryClient {
   }
 
   /**
-   * Streams a blob as events, resuming with Range after a body cut off mid-way (pull.md §4):
+   * Streams a blob as events, resuming with Range after a body cut off mid-way (docs/pull.md §4):
    * - `open{rangeStart}` first, and again after every resume: the consumer must then hold exactly
    *   `rangeStart` bytes (0 means a restart: discard the `.part` and reset the hashes; the
    *   pipeline emits `retry` + `layerDownloadStarted{resumeFrom: 0}`);
@@ -792,7 +792,7 @@ export class RegistryClient {
   }
 
   /**
-   * Reads a whole small blob (the config, pull.md §6): size ≤ `maxBytes` (LimitExceededError
+   * Reads a whole small blob (the config, docs/pull.md §6): size ≤ `maxBytes` (LimitExceededError
    * maxManifestBytes, refused unread when the descriptor or Content-Length says so), exact size,
    * digest verified (DigestMismatchError {what}). A mismatch from a mirror falls back (§12).
    */
@@ -833,7 +833,7 @@ export class RegistryClient {
   }
 
   /**
-   * Checks that credentials work against a registry (msb registry login, cli.md §7 step 3): ping,
+   * Checks that credentials work against a registry (msb registry login, docs/cli.md §7 step 3): ping,
    * then a 2xx with Basic, or a token fetched with them for a Bearer challenge.
    */
   async checkLogin(domain: string, signal?: AbortSignal): Promise<void> {

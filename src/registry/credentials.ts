@@ -1,5 +1,5 @@
 /**
- * Credential sources (pull.md §2.1), first match wins, per registry host:
+ * Credential sources (docs/pull.md §2.1), first match wins, per registry host:
  *   1. the explicit `auth` option (origin only: mirrors use their own host's credentials);
  *   2. `<home>/config.json` → `registries.hosts.<host>.auth` (`secret` file or `password_env`);
  *   3. the docker config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
@@ -7,7 +7,7 @@
  *      `auths[<key>]`;
  *   4. anonymous.
  *
- * Choices where pull.md is silent:
+ * Choices where docs/pull.md is silent:
  * - A malformed docker config is a SettingsError naming it (docker itself refuses to start).
  * - A helper that fails other than "credentials not found", times out or prints more than
  *   64 KiB is RegistryAuthError (its stderr is discarded, its stdout never shown).
@@ -26,7 +26,7 @@ export const HELPER_NAME_RE = /^[A-Za-z0-9_.-]+$/;
 export const HELPER_STDOUT_MAX = 64 * 1024;
 const DOCKER_HUB_KEYS = ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'];
 
-/** Keys tried in the docker config for a host (pull.md §2.1). */
+/** Keys tried in the docker config for a host (docs/pull.md §2.1). */
 export function dockerConfigKeys(host: string): string[] {
   if (host === 'docker.io' || host === 'index.docker.io' || host === 'registry-1.docker.io') return DOCKER_HUB_KEYS;
   return [host, `https://${host}`, `http://${host}`];
@@ -41,7 +41,7 @@ export interface CredentialContext {
   signal?: AbortSignal | undefined;
 }
 
-/** Converts the api.md `RegistryAuth` option into a Credential. */
+/** Converts the docs/api.md `RegistryAuth` option into a Credential. */
 export function explicitCredential(auth: RegistryAuth): Credential {
   if ('anonymous' in auth && auth.anonymous) return { kind: 'anonymous' };
   if ('registryToken' in auth) return { kind: 'token', token: auth.registryToken };
@@ -183,7 +183,7 @@ function decodeAuth(b64: string, path: string, key: string): { username: string;
   return { username: s.slice(0, i), password: s.slice(i + 1) };
 }
 
-/** Username `<token>` marks an OAuth2 refresh token (pull.md §2.1). */
+/** Username `<token>` marks an OAuth2 refresh token (docs/pull.md §2.1). */
 function toCredential(username: string, secret: string): Credential {
   if (username === '<token>') return { kind: 'identity', username: '', identityToken: secret };
   return { kind: 'basic', username, password: secret };
@@ -202,7 +202,7 @@ export async function runCredentialHelper(name: string, serverKey: string,
   }
   const bin = `docker-credential-${name}`;
   const result = await new Promise<{ code: number | null; stdout: Buffer; error?: string }>((done) => {
-    let child;
+    let child: ReturnType<typeof spawn>;
     try {
       child = spawn(bin, ['get'], { stdio: ['pipe', 'pipe', 'ignore'], env: opts.env, shell: false, windowsHide: true });
     } catch (e) {

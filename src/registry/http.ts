@@ -1,5 +1,5 @@
 /**
- * HTTP plumbing for registry traffic (pull.md §1.3): undici@7 dispatchers with automatic
+ * HTTP plumbing for registry traffic (docs/pull.md §1.3): undici@7 dispatchers with automatic
  * redirects off, per-trust-set TLS options, HTTPS_PROXY/HTTP_PROXY/NO_PROXY through
  * `EnvHttpProxyAgent`, the three timeouts, and the error classification the retry loop uses.
  */
@@ -19,7 +19,7 @@ export function proxyConfigured(env: NodeJS.ProcessEnv): boolean {
 
 /**
  * Reads PEM CA files. An unreadable file, or one with no certificate in it, is SettingsError
- * (pull.md §1.3).
+ * (docs/pull.md §1.3).
  */
 export function loadCaFiles(files: string[]): string[] {
   return files.map((f) => {
@@ -51,7 +51,7 @@ export class DispatcherPool {
       headersTimeout: this.timeouts.headersMs,
       bodyTimeout: this.timeouts.idleMs,
       connect: { timeout: this.timeouts.connectMs, ...tls },
-      // Redirects are followed by hand (pull.md §3); undici@7 Agents do not follow any by default.
+      // Redirects are followed by hand (docs/pull.md §3); undici@7 Agents do not follow any by default.
     };
     if (proxyConfigured(this.env)) {
       const EnvHttpProxyAgent = envHttpProxyAgent();
@@ -102,7 +102,7 @@ export function errorCode(e: unknown): string {
   return '';
 }
 
-/** Network errors worth a retry (pull.md §4): resets, timeouts, EAI_AGAIN, TLS handshake resets. */
+/** Network errors worth a retry (docs/pull.md §4): resets, timeouts, EAI_AGAIN, TLS handshake resets. */
 export function isRetryableNetworkError(e: unknown): boolean {
   const code = errorCode(e);
   if (RETRYABLE_CODES.has(code)) return true;
@@ -110,7 +110,7 @@ export function isRetryableNetworkError(e: unknown): boolean {
   return /socket hang up|other side closed|Client network socket disconnected before secure TLS connection/i.test(msg);
 }
 
-/** TLS-level failures (handshake, certificate): the loopback http fallback of pull.md §1.3 keys on these. */
+/** TLS-level failures (handshake, certificate): the loopback http fallback of docs/pull.md §1.3 keys on these. */
 export function isTlsError(e: unknown): boolean {
   const code = errorCode(e);
   return /^ERR_SSL_|^ERR_TLS_|^EPROTO$|CERT|^DEPTH_ZERO_SELF_SIGNED_CERT$|^UNABLE_TO_VERIFY|^SELF_SIGNED/.test(code)

@@ -1,5 +1,5 @@
 /**
- * Token realm validation (pull.md §2.2): a registry's challenge must not be able to point our
+ * Token realm validation (docs/pull.md §2.2): a registry's challenge must not be able to point our
  * credentials (or even an anonymous request) at cloud metadata services or internal hosts.
  *
  * - the realm must be `https`, unless the registry itself is spoken to over plain HTTP;

@@ -1,5 +1,5 @@
 /**
- * Resolution, pull.md §8 step 4 minus events and leases: fetch the manifest (§5.1), follow an
+ * Resolution, docs/pull.md §8 step 4 minus events and leases: fetch the manifest (§5.1), follow an
  * index to one platform manifest (§5.2), fetch and validate the config (§6). Everything is
  * verified and validated before it is returned, and nothing touches the disk, so the caller can
  * lease `manifestDigest` + `config.diffIds` and start on the layers.

@@ -1,12 +1,12 @@
 /**
  * Shapes shared by the registry client modules. `RegistrySettings` is the subset of the parsed
- * `Settings` (api.md §7, cli.md §8; camelCase) that registry traffic reads. It is declared
+ * `Settings` (docs/api.md §7, docs/cli.md §8; camelCase) that registry traffic reads. It is declared
  * structurally here so that the full `Settings` object of src/api/settings.ts can be passed as is.
  */
 export interface RegistryHostSettings {
   insecure?: boolean;
   auth?: { username: string; secret?: string; passwordEnv?: string } | null;
-  /** `scheme://host[:port]` base URLs, tried in order before the origin (pull.md §12). */
+  /** `scheme://host[:port]` base URLs, tried in order before the origin (docs/pull.md §12). */
   mirrors?: string[];
   caCerts?: string[];
 }
@@ -23,10 +23,10 @@ export interface RegistrySettings {
   };
 }
 
-/** api.md §2.6 `RegistryAuth`: overrides every other credential source for the origin. */
+/** docs/api.md §2.6 `RegistryAuth`: overrides every other credential source for the origin. */
 export type RegistryAuth = { username: string; password: string } | { anonymous: true } | { registryToken: string };
 
-/** A resolved credential. `identity` is an OAuth2 refresh token (pull.md §2.1, §2.3). */
+/** A resolved credential. `identity` is an OAuth2 refresh token (docs/pull.md §2.1, §2.3). */
 export type Credential =
   | { kind: 'anonymous' }
   | { kind: 'basic'; username: string; password: string }
@@ -35,7 +35,7 @@ export type Credential =
 
 export type CredentialSource = 'explicit' | 'config' | 'docker-helper' | 'docker-auths' | 'anonymous';
 
-/** The `retry` progress event of api.md §2.6 (without `type`/`elapsedMs`, which the pipeline adds). */
+/** The `retry` progress event of docs/api.md §2.6 (without `type`/`elapsedMs`, which the pipeline adds). */
 export interface RetryInfo { layerIndex: number | null; attempt: number; delayMs: number; reason: string }
 /** The `warning` progress event (e.g. MIRROR_FALLBACK). */
 export interface WarningInfo { code: string; message: string }

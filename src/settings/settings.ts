@@ -1,5 +1,5 @@
 /**
- * `<home>/config.json` (cli.md §8, api.md §7), parsed into camelCase `Settings`. A missing file
+ * `<home>/config.json` (docs/cli.md §8, docs/api.md §7), parsed into camelCase `Settings`. A missing file
  * means the defaults; malformed JSON or a value of the wrong type is a SettingsError naming the key
  * path (e.g. `pull.timeouts.idle_ms`); unknown keys are ignored; there is never a silent fallback.
  *

@@ -1,12 +1,12 @@
 /**
- * Building a layered root (erofs.md §7–§8): fsmeta from layer trees and the VMDK descriptor.
+ * Building a layered root (docs/erofs.md §7–§8): fsmeta from layer trees and the VMDK descriptor.
  *
  * The pull pipeline calls `buildFsmeta` / `stitchVmdkText` with in-cache identities (diff_id
  * tags via `diffIdTag`, uuid = `digestUuid(manifestDigest)`, CID = `cidOf(manifestDigest)`) and
- * publishes the candidates itself (storage.md §4); `stitchLayers` (./stitch.ts) does the same
- * outside the cache with the stand-ins of erofs.md §7.2.
+ * publishes the candidates itself (docs/storage.md §4); `stitchLayers` (./stitch.ts) does the same
+ * outside the cache with the stand-ins of docs/erofs.md §7.2.
  */
-import { open, unlink } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { LimitExceededError, MsbError, throwIfAborted, toIoError } from '../errors.js';
 import { layoutImage, writeImageMetadata, type ImageLayout } from '../erofs/image-writer.js';
 import type { DirNode } from '../erofs/tree.js';
@@ -29,11 +29,11 @@ export interface FsmetaLayer {
 export interface FsmetaPlan { root: DirNode; layout: ImageLayout; devices: DeviceSlot[]; blocks: number }
 
 /**
- * Merges the layers (erofs.md §7.1) and lays fsmeta out after its H header blocks (§2), so that
+ * Merges the layers (docs/erofs.md §7.1) and lays fsmeta out after its H header blocks (§2), so that
  * its block count, and with it every `mapped_blkaddr`, is known before a byte is written (§7.2).
  */
 export function planFsmeta(layers: readonly FsmetaLayer[]): FsmetaPlan {
-  // Zero layers is a valid image (pull.md §6): fsmeta alone, with an empty root and an empty
+  // Zero layers is a valid image (docs/pull.md §6): fsmeta alone, with an empty root and an empty
   // device table. device_id and extra_devices are u16; maxLayers (1000) keeps us far below.
   if (layers.length > DEFAULT_LIMITS.maxLayers) throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
   for (const l of layers) {
@@ -49,10 +49,10 @@ export function planFsmeta(layers: readonly FsmetaLayer[]): FsmetaPlan {
 
 /**
  * Writes fsmeta for `layers` (manifest order, bottom first) to `candidatePath`, which must not
- * exist: it is created with O_EXCL, mode 0644 (storage.md §4 step 1), written, fsynced, and its
+ * exist: it is created with O_EXCL, mode 0644 (docs/storage.md §4 step 1), written, fsynced, and its
  * length checked. The superblock uuid is `opts.uuid` (first 16 bytes of the manifest digest, or of
  * the stand-in digest). On any failure the candidate is removed. Deterministic: the same trees,
- * sizes, tags and uuid give the same bytes (erofs.md §7.3.4).
+ * sizes, tags and uuid give the same bytes (docs/erofs.md §7.3.4).
  */
 export async function buildFsmeta(layers: readonly FsmetaLayer[], candidatePath: string,
   opts: { uuid: Buffer; signal?: AbortSignal | undefined }): Promise<{ sizeBytes: number; blocks: number }> {
@@ -64,7 +64,7 @@ export async function buildFsmeta(layers: readonly FsmetaLayer[], candidatePath:
 
 /** Writes a planned fsmeta to a new file (see `buildFsmeta`). */
 export async function writeFsmetaPlan(plan: FsmetaPlan, candidatePath: string, opts: { uuid: Buffer; signal?: AbortSignal | undefined }): Promise<void> {
-  let fh;
+  let fh: FileHandle;
   try {
     fh = await open(candidatePath, 'wx', 0o644);
   } catch (err) {
@@ -85,7 +85,7 @@ export async function writeFsmetaPlan(plan: FsmetaPlan, candidatePath: string, o
 }
 
 /**
- * The VMDK text for a disk of fsmeta then each position's layer file (erofs.md §8). `cid` is the
+ * The VMDK text for a disk of fsmeta then each position's layer file (docs/erofs.md §8). `cid` is the
  * first 8 hex of the manifest digest (`cidOf`). Paths must be absolute real paths; one that
  * cannot be written is a `SettingsError` (the cache directory's location is a setting).
  */

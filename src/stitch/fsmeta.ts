@@ -1,5 +1,5 @@
 /**
- * fsmeta device-table arithmetic (erofs.md §2, §7.2, §7.3). Pure: no I/O. The EROFS encoding
+ * fsmeta device-table arithmetic (docs/erofs.md §2, §7.2, §7.3). Pure: no I/O. The EROFS encoding
  * itself is the shared image writer's (src/erofs/image-writer.ts); this module decides what goes
  * into the device table, the uuid and the header size.
  */
@@ -8,14 +8,14 @@ import { LimitExceededError } from '../errors.js';
 import { digestHex } from '../util/digest.js';
 
 export const BLOCK = 4096;
-/** Byte offset of the first device slot: `devt_slotoff` 9 × 128 (erofs.md §3). */
+/** Byte offset of the first device slot: `devt_slotoff` 9 × 128 (docs/erofs.md §3). */
 export const DEVICE_TABLE_OFFSET = 1152;
 export const DEVICE_SLOT_BYTES = 128;
 export const DEVICE_TAG_BYTES = 64;
 /** Disk block addresses are u32: the whole disk must stay below 2^32 blocks (16 TiB). */
 export const MAX_DISK_BLOCKS = 2 ** 32;
 
-/** One device-table slot (the shape `writeImageMetadata` takes; erofs.md §7.2). */
+/** One device-table slot (the shape `writeImageMetadata` takes; docs/erofs.md §7.2). */
 export interface DeviceSlot {
   /** 64 bytes, written verbatim. */
   tag: Buffer;
@@ -80,7 +80,7 @@ export function checkDiskBlocks(total: number): void {
   }
 }
 
-/** Encodes a device slot (erofs.md §7.2): tag, blocks @0x40, mapped_blkaddr @0x44, zeros. */
+/** Encodes a device slot (docs/erofs.md §7.2): tag, blocks @0x40, mapped_blkaddr @0x44, zeros. */
 export function encodeDeviceSlot(s: DeviceSlot): Buffer {
   const b = Buffer.alloc(DEVICE_SLOT_BYTES);
   s.tag.copy(b, 0, 0, DEVICE_TAG_BYTES);

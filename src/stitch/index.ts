@@ -1,6 +1,6 @@
 /**
- * The layered root (erofs.md §7–§8): merge, fsmeta, VMDK, validation, and the public
- * `stitchLayers` utility (api.md §5).
+ * The layered root (docs/erofs.md §7–§8): merge, fsmeta, VMDK, validation, and the public
+ * `stitchLayers` utility (docs/api.md §5).
  */
 export { stitchLayers, FSMETA_NAME, VMDK_NAME, type StitchResult } from './stitch.js';
 export { buildFsmeta, planFsmeta, writeFsmetaPlan, stitchVmdkText, type FsmetaLayer, type FsmetaPlan } from './build.js';

@@ -1,11 +1,11 @@
 /**
- * The fsmeta merge with provenance (erofs.md §7.1). Pure: layer trees in, one merged tree out;
+ * The fsmeta merge with provenance (docs/erofs.md §7.1). Pure: layer trees in, one merged tree out;
  * the inputs are never modified.
  *
  * Layers are applied bottom → top (position k = 0 … n−1) to a merged root that starts as 0755,
  * 0:0, mtime 0. Every non-directory that survives is a NEW `Inode` object, one per
  * (layer k, layer `Inode` object): hardlink aliases of one layer identity share it, so nlink in
- * the result (which the writer counts from object sharing, erofs.md §4.4) is the number of
+ * the result (which the writer counts from object sharing, docs/erofs.md §4.4) is the number of
  * surviving aliases. A regular file with data carries `data = {device: k+1, startBlock}`: the
  * fsmeta writer turns that into a one-index CHUNK_BASED inode on device k+1.
  *
@@ -14,13 +14,13 @@
  */
 import { isDir, isWhiteout, newDir, newMeta, type DirNode, type Inode, type Meta, type Xattr } from '../erofs/tree.js';
 
-/** EROFS xattr prefix index of `trusted.` (erofs.md §4.2). */
+/** EROFS xattr prefix index of `trusted.` (docs/erofs.md §4.2). */
 const TRUSTED = 4;
 const OVERLAY_PREFIX = Buffer.from('overlay.', 'latin1');
 const MSB_PREFIX = Buffer.from('msb.', 'latin1');
 
 /**
- * Marker xattrs (erofs.md §4.2) are `trusted.overlay.opaque` and `trusted.msb.implicit`. The
+ * Marker xattrs (docs/erofs.md §4.2) are `trusted.overlay.opaque` and `trusted.msb.implicit`. The
  * layer writer drops every other `trusted.overlay.*` / `trusted.msb.*` from tar content (§6.9),
  * so in a valid layer the two namespaces hold only markers; dropping the namespaces whole also
  * keeps a reader that leaves the markers in `meta.xattrs` from leaking them into fsmeta.
@@ -47,7 +47,7 @@ function byteOrder(a: string, b: string): number {
 }
 
 /**
- * Merges layer roots, bottom first, into one tree (erofs.md §7.1).
+ * Merges layer roots, bottom first, into one tree (docs/erofs.md §7.1).
  * `layers[k]` is the root of the layer at manifest position k; its regular files must carry
  * `data.device === 0` (their own blocks), as both the layer writer and the reader produce.
  */
@@ -61,7 +61,7 @@ export function mergeLayers(layers: readonly DirNode[]): DirNode {
   return root;
 }
 
-/** `apply(m, l, k)` of erofs.md §7.1. */
+/** `apply(m, l, k)` of docs/erofs.md §7.1. */
 function apply(m: DirNode, l: DirNode, k: number, identities: Map<Inode, Inode>): void {
   // 1. An explicit layer directory replaces the metadata; an implicit one never changes it.
   if (!l.implicit) m.meta = copyMeta(l.meta);

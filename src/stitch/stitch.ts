@@ -1,6 +1,6 @@
 /**
- * The public `stitchLayers` utility (api.md §5, cli.md §10): layer EROFS files → fsmeta + VMDK
- * outside the cache, with the stand-in identities of erofs.md §7.2.
+ * The public `stitchLayers` utility (docs/api.md §5, docs/cli.md §10): layer EROFS files → fsmeta + VMDK
+ * outside the cache, with the stand-in identities of docs/erofs.md §7.2.
  */
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, realpath, rename, unlink } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { CacheCorruptError, InternalError, InvalidArgumentError, LimitExceededEr
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
 import { DEFAULT_LIMITS } from '../limits.js';
+import { getOrCreate } from '../util/collections.js';
 import { fsyncDir, writeNewFile } from '../util/fs.js';
 import { digestUuid } from '../util/digest.js';
 import { planFsmeta, stitchVmdkText, writeFsmetaPlan, type FsmetaLayer } from './build.js';
@@ -24,7 +25,7 @@ export interface StitchResult {
   diskSizeBytes: number;
 }
 
-/** Output names inside `outDir` (api.md §5). */
+/** Output names inside `outDir` (docs/api.md §5). */
 export const FSMETA_NAME = 'fsmeta.erofs';
 export const VMDK_NAME = 'rootfs.vmdk';
 
@@ -32,7 +33,7 @@ interface ReadLayer { path: string; sizeBytes: number; root: DirNode; uuid: Buff
 
 /**
  * Checks and reads one input layer file. Symlinks are resolved first (the VMDK names real
- * paths, erofs.md §8), then the storage.md §5 layer checks that need no index row and no
+ * paths, docs/erofs.md §8), then the docs/storage.md §5 layer checks that need no index row and no
  * digest-named file run on the real file. Any failure is `CacheCorruptError` naming the path as
  * the caller gave it.
  */
@@ -57,10 +58,28 @@ async function readInputLayer(given: string): Promise<ReadLayer> {
 }
 
 /**
- * `stitchLayers` (api.md §5): layer EROFS files, bottom first → `<outDir>/fsmeta.erofs` and
- * `<outDir>/rootfs.vmdk`. Tags, fsmeta's uuid and the VMDK CID use the stand-ins of erofs.md
+ * Reads each distinct file once; a repeated file is the same tree at several positions, and the
+ * merge gives each position its own identities and device.
+ */
+async function readInputLayers(layers: string[], signal: AbortSignal | undefined): Promise<ReadLayer[]> {
+  const byGiven = new Map<string, Promise<ReadLayer>>();
+  const read: ReadLayer[] = [];
+  for (const given of layers) {
+    throwIfAborted(signal);
+    const r = await getOrCreate(byGiven, given, () => readInputLayer(given));
+    const why = vmdkPathProblem(r.path);
+    if (why) throw new InvalidArgumentError('layers', `${JSON.stringify(r.path)} cannot be named in a VMDK: ${why}`);
+    read.push(r);
+  }
+  throwIfAborted(signal);
+  return read;
+}
+
+/**
+ * `stitchLayers` (docs/api.md §5): layer EROFS files, bottom first → `<outDir>/fsmeta.erofs` and
+ * `<outDir>/rootfs.vmdk`. Tags, fsmeta's uuid and the VMDK CID use the stand-ins of docs/erofs.md
  * §7.2. `outDir` is created when missing (as `mkdir -p`). Both files are written to temporary
- * names in `outDir`, validated (storage.md §5) and renamed; a failure leaves neither. The same
+ * names in `outDir`, validated (docs/storage.md §5) and renamed; a failure leaves neither. The same
  * file may appear at several positions (each gets its own device slot).
  */
 export async function stitchLayers(layers: string[], outDir: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StitchResult> {
@@ -72,20 +91,7 @@ export async function stitchLayers(layers: string[], outDir: string, options: { 
   if (typeof outDir !== 'string' || outDir === '') throw new InvalidArgumentError('outDir', 'stitchLayers needs an output directory');
   if (layers.length > DEFAULT_LIMITS.maxLayers) throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
 
-  // Read each distinct file once; a repeated file is the same tree at several positions, and the
-  // merge gives each position its own identities and device.
-  const byGiven = new Map<string, Promise<ReadLayer>>();
-  const read: ReadLayer[] = [];
-  for (const given of layers) {
-    throwIfAborted(signal);
-    let p = byGiven.get(given);
-    if (!p) { p = readInputLayer(given); byGiven.set(given, p); }
-    const r = await p;
-    const why = vmdkPathProblem(r.path);
-    if (why) throw new InvalidArgumentError('layers', `${JSON.stringify(r.path)} cannot be named in a VMDK: ${why}`);
-    read.push(r);
-  }
-  throwIfAborted(signal);
+  const read = await readInputLayers(layers, signal);
 
   let dir: string;
   try {
@@ -119,7 +125,7 @@ export async function stitchLayers(layers: string[], outDir: string, options: { 
   try {
     await writeFsmetaPlan(plan, fsmetaTmp, { uuid, signal });
     await writeNewFile(vmdkTmp, text);
-    // Check what we wrote, as every later read will (storage.md §5): catches an encoder slip here.
+    // Check what we wrote, as every later read will (docs/storage.md §5): catches an encoder slip here.
     const expect = { uuid, layers: fsLayers.map((l, i) => ({ path: read[i]!.path, sizeBytes: l.sizeBytes, tag: l.tag })) };
     const fsWhy = await validateFsmetaFile(fsmetaTmp, expect);
     if (fsWhy) throw new InternalError(`stitched fsmeta fails validation: ${fsWhy}`);

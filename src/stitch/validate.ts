@@ -1,5 +1,5 @@
 /**
- * Validation of stitched artifacts on read (storage.md §5): fsmeta and the VMDK descriptor, and
+ * Validation of stitched artifacts on read (docs/storage.md §5): fsmeta and the VMDK descriptor, and
  * the layer-file check the stitch inputs need. Cheap by design: a few KiB of reads (fsmeta's
  * header blocks, the descriptor), never a content hash. Every function returns a reason string,
  * or null when the artifact is valid; the pull pipeline treats invalid as missing and rebuilds.
@@ -34,7 +34,7 @@ export interface FsmetaExpected {
 }
 
 /**
- * The fsmeta-only checks of storage.md §5 on fsmeta's first H blocks (`head`): feature_incompat
+ * The fsmeta-only checks of docs/storage.md §5 on fsmeta's first H blocks (`head`): feature_incompat
  * is CHUNKED_FILE|DEVICE_TABLE; `extra_devices` = the layer count; `devt_slotoff` 9; each slot's
  * `blocks` = its layer's length / 4096, its `mapped_blkaddr` = fsmeta's blocks + the earlier
  * layers' blocks, its tag the expected tag, and its other bytes zero. Pure.
@@ -91,7 +91,7 @@ async function checkHeader(path: string, expected: ErofsHeaderExpected): Promise
 }
 
 /**
- * A layer EROFS file (storage.md §5): regular file (not a symlink), length, magic, CRC,
+ * A layer EROFS file (docs/storage.md §5): regular file (not a symlink), length, magic, CRC,
  * blkszbits, blocks, meta_blkaddr, root inode, volume_name, no device table, and — when given —
  * the recorded length and the uuid of its diff_id.
  */
@@ -100,7 +100,7 @@ export async function validateLayerFile(path: string, expected: { sizeBytes?: nu
 }
 
 /**
- * fsmeta (storage.md §5): every layer-EROFS check (with fsmeta's uuid) plus `fsmetaHeaderProblem`.
+ * fsmeta (docs/storage.md §5): every layer-EROFS check (with fsmeta's uuid) plus `fsmetaHeaderProblem`.
  * Reads block 0, the root inode and the device table: H + 1 small reads.
  */
 export async function validateFsmetaFile(path: string, expected: FsmetaExpected): Promise<string | null> {
@@ -123,13 +123,13 @@ export async function validateFsmetaFile(path: string, expected: FsmetaExpected)
 }
 
 /**
- * The VMDK (storage.md §5, erofs.md §8): a regular file (not a symlink) of sane size, UTF-8, that
+ * The VMDK (docs/storage.md §5, docs/erofs.md §8): a regular file (not a symlink) of sane size, UTF-8, that
  * `validateVmdk` accepts against the expected paths and file lengths (and CID when given).
  */
 export async function validateVmdkFile(path: string, expected: { paths: readonly string[]; sizes: readonly number[]; cid?: string }): Promise<string | null> {
   let text: string;
   try {
-    // O_NOFOLLOW: a symlink is not our artifact (storage.md §5 uses lstat).
+    // O_NOFOLLOW: a symlink is not our artifact (docs/storage.md §5 uses lstat).
     const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
     try {
       const st = await fh.stat();

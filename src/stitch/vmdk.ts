@@ -1,6 +1,6 @@
 /**
  * The VMDK descriptor that joins fsmeta and the layer EROFS files into one virtual disk
- * (erofs.md §8), its parser, and the validator of storage.md §5. Pure text, no I/O.
+ * (docs/erofs.md §8), its parser, and the validator of docs/storage.md §5. Pure text, no I/O.
  *
  * Units: extent sizes and offsets are 512-byte SECTORS (bytes / 512 = blocks × 8). Writing a
  * second piece's offset in bytes instead of sectors corrupts every file past 2 GiB, and qemu
@@ -54,8 +54,8 @@ export function extentLines(f: VmdkFile): string[] {
 }
 
 /**
- * The descriptor text of erofs.md §8. A path that cannot be written (see `vmdkPathProblem`) is a
- * `SettingsError`: it comes from where the cache lives (storage.md §1), and the backend refuses
+ * The descriptor text of docs/erofs.md §8. A path that cannot be written (see `vmdkPathProblem`) is a
+ * `SettingsError`: it comes from where the cache lives (docs/storage.md §1), and the backend refuses
  * to open on it. `source` names that setting in the error.
  */
 export function vmdkText(cid: string, files: readonly VmdkFile[], source = 'cacheDir'): string {
@@ -135,7 +135,7 @@ export function parseVmdk(text: string): ParsedVmdk | string {
 }
 
 /**
- * storage.md §5 / erofs.md §8: the descriptor parses; it is twoGbMaxExtentFlat with only
+ * docs/storage.md §5 / docs/erofs.md §8: the descriptor parses; it is twoGbMaxExtentFlat with only
  * `RW … FLAT` extents; the extent paths are the expected absolute paths in order (fsmeta, then the
  * layers by position); for each file the sectors add up to its length / 512 and the offsets run
  * 0, 4194304, … (each piece full-size except the last). `cid`, when given, must match too.

@@ -3,7 +3,7 @@
  * against its header and recorded length, fsmeta against its device table, a VMDK against its
  * extents. Also the publication of a converted layer candidate (§4 steps 3–5).
  */
-import { lstat, open, unlink } from 'node:fs/promises';
+import { lstat, open, unlink, type FileHandle } from 'node:fs/promises';
 import { CacheCorruptError, MsbError, toIoError } from '../errors.js';
 import { findLayer, type LayerRow } from '../catalog/queries.js';
 import { checkErofsHeader, type SuperblockInfo } from '../erofs/reader.js';
@@ -19,7 +19,7 @@ export type LayerCheck =
   | { valid: false; row: LayerRow | null; reason: string; fileExists: boolean; orphan: SuperblockInfo | null };
 
 /**
- * storage.md §5 for a layer file: the reader's header checks (erofs/header.ts: regular file,
+ * docs/storage.md §5 for a layer file: the reader's header checks (erofs/header.ts: regular file,
  * length, magic, CRC, blkszbits, blocks, meta_blkaddr, root inode, volume_name, no device table,
  * uuid = diff_id) and, when a row exists, its recorded length. Returns a reason, or the superblock.
  */
@@ -38,7 +38,7 @@ export async function layerFileProblem(path: string, diffId: string, recordedSiz
 
 /**
  * Is `layers/<diffId>.erofs` usable? Needs a row whose recorded length matches the file; a valid
- * file without a row is an orphan that the caller can adopt under the lock (storage.md §9).
+ * file without a row is an orphan that the caller can adopt under the lock (docs/storage.md §9).
  * Call it while holding the layer lock, after the diff_id is a lease item.
  */
 export async function checkLayer(store: Store, diffId: string): Promise<LayerCheck> {
@@ -59,7 +59,7 @@ export async function checkLayer(store: Store, diffId: string): Promise<LayerChe
 
 /** fsync a candidate written by someone else's stream (the writer may not have). */
 async function fsyncFile(path: string): Promise<void> {
-  let fh;
+  let fh: FileHandle | undefined;
   try {
     fh = await open(path, 'r');
     await fh.sync();
@@ -71,7 +71,7 @@ async function fsyncFile(path: string): Promise<void> {
 }
 
 /**
- * storage.md §4 steps 3–5 for a layer candidate already written: validate, then rename over the
+ * docs/storage.md §4 steps 3–5 for a layer candidate already written: validate, then rename over the
  * final name, unless (without force) a valid file is already there, which wins. Returns whether
  * our candidate was the one published.
  */
@@ -103,7 +103,7 @@ export interface StitchCheck {
 }
 
 /**
- * storage.md §5 for fsmeta + VMDK of `manifestDigest` whose positions are `diffIds` and whose
+ * docs/storage.md §5 for fsmeta + VMDK of `manifestDigest` whose positions are `diffIds` and whose
  * layer files have the lengths in `sizes`. Call it under the image lock.
  */
 export async function checkStitch(store: Store, manifestDigest: string, diffIds: readonly string[], sizes: ReadonlyMap<string, number>,

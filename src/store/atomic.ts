@@ -1,5 +1,5 @@
 /**
- * Atomic publication of one file (storage.md §4): an O_EXCL candidate in `tmp/` (named in the
+ * Atomic publication of one file (docs/storage.md §4): an O_EXCL candidate in `tmp/` (named in the
  * lease first), written, fsynced, validated, renamed over the final name, then the directory is
  * fsynced. The candidate is unlinked in `finally` whatever happens. Index rows are written by the
  * caller only after this resolves.
@@ -18,7 +18,7 @@ export interface AtomicPublishOptions {
   finalPath: string;
   /** Writes the content through the open handle (do not close it). */
   write(handle: fsp.FileHandle, path: string): Promise<void>;
-  /** Structural check of the written candidate (storage.md §5); throw to refuse it. */
+  /** Structural check of the written candidate (docs/storage.md §5); throw to refuse it. */
   validate?(path: string): Promise<void>;
   /**
    * When the final file already exists and this resolves true (it is valid), and `force` is not

@@ -4,6 +4,7 @@
  * functions, so the rule "what may be deleted" is written once.
  */
 import { familiarOf } from '../reference/reference.js';
+import { getOrCreate } from '../util/collections.js';
 import type { GcLayer, GcManifest, GcManifestLayer, GcRef } from '../catalog/gc.js';
 
 export type { GcLayer, GcManifest, GcManifestLayer, GcRef };
@@ -103,11 +104,7 @@ export function planPrune(s: GcState, f: RefFilter, restricted: boolean): PruneP
   const removedM = new Set(manifests.map((m) => m.id));
 
   const usedBy = new Map<number, Set<number>>();
-  for (const ml of s.manifestLayers) {
-    let u = usedBy.get(ml.layerId);
-    if (!u) usedBy.set(ml.layerId, (u = new Set()));
-    u.add(ml.manifestId);
-  }
+  for (const ml of s.manifestLayers) getOrCreate(usedBy, ml.layerId, () => new Set()).add(ml.manifestId);
   const layers = s.layers.filter((l) => {
     const users = [...(usedBy.get(l.id) ?? [])];
     const remaining = users.filter((m) => !removedM.has(m)).length;

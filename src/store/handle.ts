@@ -1,4 +1,4 @@
-/** `ImageHandle` (api.md §3): an immutable snapshot of one `image_ref` row and its manifest. */
+/** `ImageHandle` (docs/api.md §3): an immutable snapshot of one `image_ref` row and its manifest. */
 
 export interface ImageHandleFields {
   reference: string; canonicalReference: string; manifestDigest: string;
@@ -39,7 +39,7 @@ export class ImageHandle {
     // Not frozen: `readonly` is enforced by the types, and freezing 10,000 handles costs `list()` time.
   }
 
-  /** The same fields, dates as ISO strings (api.md §10 key order). */
+  /** The same fields, dates as ISO strings (docs/api.md §10 key order). */
   toJSON(): object {
     return {
       reference: this.reference,

@@ -1,5 +1,5 @@
 /**
- * Leases (storage.md §6.2): a lease makes in-flight work a garbage-collection root. It records
+ * Leases (docs/storage.md §6.2): a lease makes in-flight work a garbage-collection root. It records
  * who owns it (hostname, boot id, pid, process start time) so a lease whose owner died can be
  * recognised as stale at once on the same host, and expires 10 minutes after its last renewal
  * everywhere else. Items (`manifest`, `layer`, `blob`, `temp`) are committed BEFORE the thing

@@ -1,5 +1,5 @@
 /**
- * The cache marker `cache/msb-cache.json` (storage.md §1): `{"format":"msb-image/1","indexId":…}`
+ * The cache marker `cache/msb-cache.json` (docs/storage.md §1): `{"format":"msb-image/1","indexId":…}`
  * ties a cache directory to exactly one index, so two homes never treat each other's files as
  * orphans. It is created once, by `link(2)` from a temporary name, so an existing marker is never
  * replaced.

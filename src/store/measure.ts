@@ -1,10 +1,10 @@
 /**
- * Measured deletion (storage.md §8 "Measure"): `st_blocks × 512` from an `lstat` taken just before
+ * Measured deletion (docs/storage.md §8 "Measure"): `st_blocks × 512` from an `lstat` taken just before
  * the unlink; it counts only if the unlink succeeded and `st_nlink == 1` (a file with other hard
  * links frees nothing). `predict*` are the dry-run twins: same lstat, no unlink.
  *
  * lstat and unlink are issued synchronously: they are metadata-only syscalls on the cache's local
- * filesystem (storage.md §1 rules out network filesystems), a few microseconds each, while the
+ * filesystem (docs/storage.md §1 rules out network filesystems), a few microseconds each, while the
  * promise API costs two thread-pool round trips per file — the bulk of a 1,000-image prune.
  */
 import { lstatSync, promises as fsp, unlinkSync, type Stats } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Cache layout and names (storage.md §1–§2). Every digest is validated (util/digest.ts) before it
+ * Cache layout and names (docs/storage.md §1–§2). Every digest is validated (util/digest.ts) before it
  * becomes part of a path, so no input can name a file outside the cache.
  */
 import { createHash, randomBytes } from 'node:crypto';

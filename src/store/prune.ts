@@ -1,5 +1,5 @@
 /**
- * `prune(options)` exactly as storage.md §8, and its dry run. The real run deletes under the same
+ * `prune(options)` exactly as docs/storage.md §8, and its dry run. The real run deletes under the same
  * locks a pull takes (try-lock only, so an in-flight pull is never waited on: busy items count in
  * `skippedInUse`), re-checks every item inside its own transaction, and records per-item errors
  * instead of stopping. The dry run evaluates the same predicates (gc.ts) on one read snapshot and
@@ -28,7 +28,7 @@ import type { ImagePruneReport, PruneItemError, PruneOptions } from './types.js'
 export interface ResolvedPrune {
   dryRun: boolean;
   filter: RefFilter;
-  /** filter or unusedFor given (storage.md §8 "Restricted prune") */
+  /** filter or unusedFor given (docs/storage.md §8 "Restricted prune") */
   restricted: boolean;
   tempGraceMs: number;
   signal?: AbortSignal | undefined;

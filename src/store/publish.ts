@@ -1,5 +1,5 @@
 /**
- * The ONLY way images enter the index (storage.md §4). Pull, load and Sandbox.create call these
+ * The ONLY way images enter the index (docs/storage.md §4). Pull, load and Sandbox.create call these
  * after their files are published atomically (atomic.ts):
  *
  * 1. for each layer: publish the file, then `upsertLayerRow` (one transaction, under its layer lock,
@@ -10,7 +10,7 @@
  *
  * A cache hit calls `touchRef` instead (last_used_at of the ref and of its layers).
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import { CacheCorruptError, DigestMismatchError, InvalidArgumentError, toIoError } from '../errors.js';
 import type { Store } from './store.js';
 import { ImageHandle } from './handle.js';
@@ -25,7 +25,7 @@ import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
 
 /** st_blocks × 512 and length of a regular file (lstat: a symlink is not followed). */
 export async function measureFile(path: string): Promise<{ size: number; alloc: number }> {
-  let st;
+  let st: Stats;
   try {
     st = await fsp.lstat(path);
   } catch (err) {
@@ -80,7 +80,7 @@ export interface LayerRowInput {
  * while holding the layer lock of `diffId`, after the file is in place. When an existing row's
  * length changes (a forced rebuild produced another block count), every manifest using the layer
  * gets `fsmeta_bytes = vmdk_bytes = size_bytes = NULL` in the same transaction, so its next use
- * rebuilds them (storage.md §4 "Replacing a layer").
+ * rebuilds them (docs/storage.md §4 "Replacing a layer").
  */
 export async function upsertLayerRow(store: Store, input: LayerRowInput, opts: { signal?: AbortSignal | undefined; now?: number } = {}):
   Promise<{ inserted: boolean; invalidatedManifests: string[] }> {

@@ -1,5 +1,5 @@
 /**
- * `diskUsage()` (api.md §2.8): one index snapshot plus `lstat`s; it never validates or rebuilds.
+ * `diskUsage()` (docs/api.md §2.8): one index snapshot plus `lstat`s; it never validates or rebuilds.
  * Every byte count is allocated bytes (st_blocks × 512). Files are deduplicated by inode for
  * `totalBytes`, so a hard-linked file counts once.
  *
@@ -14,6 +14,7 @@ import { familiarOf } from '../reference/reference.js';
 import type { DiskUsageReport } from './types.js';
 import { usageTables } from '../catalog/gc.js';
 import { pinnedDigests } from '../catalog/pins.js';
+import { getOrCreate } from '../util/collections.js';
 import { digestFromPathForm } from '../util/digest.js';
 import { lstatOrNull, treeUsage } from './measure.js';
 import { cmp } from './gc.js';
@@ -55,9 +56,9 @@ export async function diskUsage(store: Store | null, prune: ResolvedPrune): Prom
   const users = new Map<string, number>();
   for (const r of snap.manifestDiffIds) users.set(r.diffId, (users.get(r.diffId) ?? 0) + 1);
   const layersOf = new Map<number, string[]>();
-  for (const r of snap.manifestDiffIds) { let a = layersOf.get(r.manifestId); if (!a) layersOf.set(r.manifestId, (a = [])); a.push(r.diffId); }
+  for (const r of snap.manifestDiffIds) getOrCreate(layersOf, r.manifestId, () => []).push(r.diffId);
   const refsOf = new Map<number, string[]>();
-  for (const r of snap.refs) { let a = refsOf.get(r.manifestId); if (!a) refsOf.set(r.manifestId, (a = [])); a.push(familiarOf(r.reference)); }
+  for (const r of snap.refs) getOrCreate(refsOf, r.manifestId, () => []).push(familiarOf(r.reference));
 
   for (const l of [...layerRows].sort(cmp)) {
     const b = await measure(paths.layer(l));

@@ -1,5 +1,5 @@
 /**
- * Tar header decoding (erofs.md §6.1): ustar / GNU / v7 headers, signed and unsigned checksums,
+ * Tar header decoding (docs/erofs.md §6.1): ustar / GNU / v7 headers, signed and unsigned checksums,
  * octal and GNU base-256 numbers, raw-byte names. Pure functions over one 512-byte block.
  */
 import { LayerInvalidError } from '../errors.js';

@@ -1,5 +1,5 @@
 /**
- * PAX extended header records parsed as RAW BYTES (erofs.md §6.2): `"<len> <key>=<value>\n"`,
+ * PAX extended header records parsed as RAW BYTES (docs/erofs.md §6.2): `"<len> <key>=<value>\n"`,
  * len = decimal length of the whole record. Values are never decoded as text, so binary xattr
  * values (security.capability) survive byte-exact.
  */

@@ -1,11 +1,11 @@
 /**
- * Streaming tar reader (erofs.md §6.1–§6.4). Bytes are pushed in as they arrive; headers are
+ * Streaming tar reader (docs/erofs.md §6.1–§6.4). Bytes are pushed in as they arrive; headers are
  * decoded, extension headers (PAX x/g, GNU L/K, sparse maps) are merged into the next entry, and
  * file bodies are handed to a sink slice by slice, never buffered: a sink that returns a promise
  * pauses the reader (and so the producer) until it resolves — backpressure.
  *
  * The reader never touches host paths; it does not hash (the caller hashes every byte it pushes,
- * trailing bytes included) and does not interpret names (erofs.md §6.5 is ingest's job).
+ * trailing bytes included) and does not interpret names (docs/erofs.md §6.5 is ingest's job).
  */
 import { LayerInvalidError, LimitExceededError } from '../errors.js';
 import { FIXED_LIMITS, type Limits } from '../limits.js';
@@ -235,7 +235,7 @@ export class TarReader {
         return;
       }
       case TF.GLOBAL:
-        // Ignored, as Go-based tools do; it still counts as an extension header (erofs.md §6.2).
+        // Ignored, as Go-based tools do; it still counts as an extension header (docs/erofs.md §6.2).
         this.extension(at);
         this.skip(size);
         return;
@@ -338,7 +338,7 @@ export class TarReader {
         throw new LayerInvalidError(`unsupported tar typeflag ${JSON.stringify(tfChar)}`, { entry: display });
     }
 
-    // PAX sparse formats (erofs.md §6.3): 0.0 offset/numbytes pairs, 0.1 map, 1.0 map in the body.
+    // PAX sparse formats (docs/erofs.md §6.3): 0.0 offset/numbytes pairs, 0.1 map, 1.0 map in the body.
     let paxSparse: 'none' | '0.x' | '1.0' = 'none';
     let realSize = 0;
     let segs: SparseSegment[] | null = sparse ? sparse.segs : null;

@@ -1,5 +1,5 @@
 /**
- * Digests (`alg:hex`). Every digest is validated before it reaches a path (storage.md §2):
+ * Digests (`alg:hex`). Every digest is validated before it reaches a path (docs/storage.md §2):
  * sha256/sha384/sha512, lowercase hex of exactly the right length. Path form is `<alg>_<hex>`.
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -50,7 +50,7 @@ export function digestOf(data: Buffer | string, alg: DigestAlgorithm = 'sha256')
   return `${alg}:${createHash(alg).update(data).digest('hex')}`;
 }
 
-/** First 16 bytes of the binary digest value (hex chars 0–31 decoded): EROFS uuid (erofs.md §3). */
+/** First 16 bytes of the binary digest value (hex chars 0–31 decoded): EROFS uuid (docs/erofs.md §3). */
 export function digestUuid(d: string): Buffer {
   return Buffer.from(digestHex(d).slice(0, 32), 'hex');
 }

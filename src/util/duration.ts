@@ -1,5 +1,5 @@
 /**
- * Durations for `unusedFor`, `tempGrace` and `--unused-for` / `--grace` (cli.md §5):
+ * Durations for `unusedFor`, `tempGrace` and `--unused-for` / `--grace` (docs/cli.md §5):
  * a number of milliseconds, or `<int>(s|m|h|d)`. Anything else is an InvalidArgumentError naming
  * the argument (a settings file reports it as SettingsError instead, see settings.ts).
  */

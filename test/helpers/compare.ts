@@ -1,7 +1,7 @@
 /**
  * Compares a mounted layer EROFS with GNU tar's extraction of the same tar, through the canonical
  * tree listing (test/fixtures/tree-manifest.py), ignoring only the documented differences
- * (erofs.md §6.6, §6.8, §6.11): whiteout files become char 0/0, `.wh..wh..opq` becomes
+ * (docs/erofs.md §6.6, §6.8, §6.11): whiteout files become char 0/0, `.wh..wh..opq` becomes
  * `trusted.overlay.opaque=y` on its parent, other `.wh..wh.*` names vanish, and directories we
  * created implicitly (`trusted.msb.implicit=y`) are compared by type only (GNU tar makes them with
  * its own mode and mtime).

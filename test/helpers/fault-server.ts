@@ -1,5 +1,5 @@
 /**
- * F, the fault server of acceptance.md: a small real HTTP(S) server that proxies a real registry
+ * F, the fault server of docs/acceptance.md: a small real HTTP(S) server that proxies a real registry
  * (R0 by default) and lets a test inject the faults a real registry cannot produce. Every request
  * is logged with its headers. Handlers run in order; the first that returns true has answered;
  * otherwise the request is proxied unchanged.

@@ -153,7 +153,7 @@ export async function synthesizeIndex(backend: LocalBackend, refs: number, image
 
 /**
  * Every file under `dir` (path relative to dir → st_blocks*512), directories excluded. With
- * `reclaimable`, a file with other hard links counts 0: what deleting it would free (storage.md §8).
+ * `reclaimable`, a file with other hard links counts 0: what deleting it would free (docs/storage.md §8).
  */
 export function fileAlloc(dir: string, opts: { reclaimable?: boolean } = {}): Map<string, number> {
   const out = new Map<string, number>();

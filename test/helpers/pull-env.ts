@@ -143,7 +143,7 @@ export function mountVmdk(vmdk: string, workDir: string): { dir: string; raw: st
 }
 
 /**
- * The crash invariant (acceptance H3): every artifact an index row names validates (storage.md
+ * The crash invariant (acceptance H3): every artifact an index row names validates (docs/storage.md
  * §5), and `layers/`, `fsmeta/`, `vmdk/` hold only complete files (`<alg>_<hex>.<ext>`), nothing
  * partial outside tmp/. Returns a list of problems (empty = consistent).
  */

@@ -1,5 +1,5 @@
 /**
- * Sandbox.create end to end against the real registry R0 (api.md §4; acceptance A11, A13, A14,
+ * Sandbox.create end to end against the real registry R0 (docs/api.md §4; acceptance A11, A13, A14,
  * A23, B1, B2 and G4's pin flow): a real pull, a validated rootfs, pin replacement, and the
  * remove/prune life cycle of pinned images with real EROFS/VMDK artifacts.
  */

@@ -1,10 +1,10 @@
 /**
- * Differential against erofs-utils 1.9.4 (acceptance D26, erofs.md §10): busybox, L2 and L3 via
+ * Differential against erofs-utils 1.9.4 (acceptance D26, docs/erofs.md §10): busybox, L2 and L3 via
  * `mkfs.erofs --tar=f --aufs` and via our converter, both mounted by the kernel, give the same
  * canonical tree listing, except the root directory's mode/owner/mtime (1.9.4 makes it 0777) and
  * two whiteout details of 1.9.4's --aufs that overlayfs ignores: it adds an empty
  * `trusted.overlay.origin` to directories holding whiteouts and gives whiteouts mode 0000 (we keep
- * the header's permission bits, erofs.md §6.8).
+ * the header's permission bits, docs/erofs.md §6.8).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * Golden bytes and kernel proof for the EROFS image writer (erofs.md §2–§4, §7.2; acceptance D2,
+ * Golden bytes and kernel proof for the EROFS image writer (docs/erofs.md §2–§4, §7.2; acceptance D2,
  * D3, D6 dirent order, chunk-index alignment with a 20-byte ibody).
  */
 import { test } from 'node:test';
@@ -31,7 +31,7 @@ function fsckOk(img: string, extra: string[] = []) {
   assert.equal(r.status, 0, `fsck.erofs ${img}: ${r.stdout}${r.stderr}`);
 }
 
-test('CRC32C vectors (erofs.md §3)', () => {
+test('CRC32C vectors (docs/erofs.md §3)', () => {
   assert.equal(crc32c(0xffffffff, Buffer.from('123456789')), 0x1cf96d7c);
   assert.equal(crc32c(0xffffffff, Buffer.from([0xe2, 0xe1, 0xf5, 0xe0, 0, 0, 0, 0])), 0x5045b54a);
 });
@@ -87,7 +87,7 @@ test('empty root image: golden superblock and root inode bytes, mounts with . an
   }
 });
 
-test('dirent order: "-x" sorts before "." (erofs.md §4.5); big dirs pack greedily across blocks', async (t) => {
+test('dirent order: "-x" sorts before "." (docs/erofs.md §4.5); big dirs pack greedily across blocks', async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   const root = newDir(false);

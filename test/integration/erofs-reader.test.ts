@@ -1,5 +1,5 @@
 /**
- * The EROFS reader (erofs.md §5 Reader) and the storage.md §5 header check: round trips of real
+ * The EROFS reader (docs/erofs.md §5 Reader) and the docs/storage.md §5 header check: round trips of real
  * layers (the tree read back equals the ingested one, hardlink identities and marker flags
  * included), compact inodes from mkfs.erofs, and CacheCorruptError for each corruption class.
  */
@@ -115,7 +115,7 @@ function corruptCopy(src: string, dst: string, patch: (b: Buffer) => void, resig
   return dst;
 }
 
-test('checkErofsHeader (storage.md §5): each failed condition is CACHE_CORRUPT with a reason', async (t) => {
+test('checkErofsHeader (docs/storage.md §5): each failed condition is CACHE_CORRUPT with a reason', async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   const good = join(dir, 'good.erofs');

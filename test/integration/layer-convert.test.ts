@@ -1,5 +1,5 @@
 /**
- * convertLayer and `msb layer convert` (api.md §5, cli.md §9, pull.md §7): compression detection,
+ * convertLayer and `msb layer convert` (docs/api.md §5, docs/cli.md §9, docs/pull.md §7): compression detection,
  * diff_id checks and their precedence, decoder errors, the zstd window limit, gzip bombs against
  * maxLayerBytes (I8), abort, atomic output, and the CLI's JSON line and error lines.
  */

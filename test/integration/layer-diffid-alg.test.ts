@@ -1,9 +1,9 @@
 /**
- * diff_ids in any of the three algorithms (pull.md §7): the layer writer hashes the decompressed
+ * diff_ids in any of the three algorithms (docs/pull.md §7): the layer writer hashes the decompressed
  * stream with the algorithm of the expected diff_id, so a sha384/sha512 diff_id verifies — through
  * writeLayer, convertLayer (expectDiffId) and the pull's single-pass pipeline with the real
  * converter — and a wrong one of the same algorithm is still a mismatch. The image's uuid is the
- * first 16 bytes of that digest (erofs.md §3).
+ * first 16 bytes of that digest (docs/erofs.md §3).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -3,7 +3,7 @@
  * file can read its access log and stop it), plus F (test/helpers/fault-server.ts) only for what
  * a real registry cannot do: acceptance C1–C6, C13, C14, C16, C19–C21, C27, and for every pulled
  * image: its VMDK, flattened by `qemu-img convert -O raw` and mounted by the kernel, equals
- * `umoci unpack` of the same image (allowed differences: erofs.md §6.11, directory mtimes).
+ * `umoci unpack` of the same image (allowed differences: docs/erofs.md §6.11, directory mtimes).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,7 +44,7 @@ async function pull(b: LocalBackend, ref: string, o: Parameters<typeof Image.pul
   return { r, events };
 }
 
-/** The kernel-mounted flattened VMDK equals umoci's unpack of `ociTag` (dir mtimes aside, erofs.md §6.11). */
+/** The kernel-mounted flattened VMDK equals umoci's unpack of `ociTag` (dir mtimes aside, docs/erofs.md §6.11). */
 const umociCache = new Map<string, string>();
 function assertSameTreeAsUmoci(r: PullResult, ociTag: string): void {
   let ref = umociCache.get(ociTag);
@@ -274,8 +274,10 @@ async function synth(routes: Record<string, { body: Buffer; type?: string }>): P
   return f;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: registry JSON, navigated freely; the assertions check its shape
 async function upstreamJson(path: string): Promise<Record<string, any>> {
   const res = await fetch(`http://${P.host}${path}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  // biome-ignore lint/suspicious/noExplicitAny: as above
   return (await res.json()) as Record<string, any>;
 }
 

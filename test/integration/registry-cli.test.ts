@@ -1,4 +1,4 @@
-/** `msb registry login/logout/ls` (cli.md §7, acceptance G7, I3, I6) against the real RB and RT. */
+/** `msb registry login/logout/ls` (docs/cli.md §7, acceptance G7, I3, I6) against the real RB and RT. */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';

@@ -3,7 +3,7 @@
  * 2 GiB extent boundary. The layer's VMDK lines must be `RW 4194304 … 0` and
  * `RW <rest> … 4194304`; after `qemu-img convert` and a kernel mount, both sentinels and the small
  * file written after the big one read back. The same check on a descriptor whose second offset is
- * written in bytes (the known bug class, erofs.md §8) must fail, which proves the test can.
+ * written in bytes (the known bug class, docs/erofs.md §8) must fail, which proves the test can.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * fsmeta bytes and kernel proof on hand-built layer images (erofs.md §7.2, §7.3; acceptance E5,
+ * fsmeta bytes and kernel proof on hand-built layer images (docs/erofs.md §7.2, §7.3; acceptance E5,
  * E6 structure, E7, E8), independent of the tar ingest: each layer is written with the shared
  * image writer plus file data placed by this test, so the only thing under test is the merge +
  * fsmeta + VMDK path.
@@ -218,7 +218,7 @@ test('buildFsmeta: O_EXCL candidate, removed on failure; diskBlocks limit', asyn
   assert.deepEqual(readdirSync(tmp).sort(), ['exists', 'l0.erofs']);
 });
 
-test('validation (storage.md §5): layer and fsmeta headers, each corruption detected by a cheap read', async (t) => {
+test('validation (docs/storage.md §5): layer and fsmeta headers, each corruption detected by a cheap read', async (t) => {
   const { dir: tmp, cleanup } = tempDir();
   t.after(cleanup);
   const { L0, L1 } = makeLayers();
@@ -249,14 +249,14 @@ test('validation (storage.md §5): layer and fsmeta headers, each corruption det
   assert.match((await validateFsmetaFile(fsmeta, { ...expected, layers: [expected.layers[0]!] }))!, /extra_devices/);
   assert.match((await validateFsmetaFile(fsmeta, { ...expected, uuid: u0 }))!, /uuid/);
 
-  const corrupt = async (src: string, f: (b: Buffer) => Buffer | void): Promise<string> => {
+  const corrupt = async (src: string, f: (b: Buffer) => unknown): Promise<string> => {
     const b = readFileSync(src);
-    const out = f(b) ?? b;
+    const out = (f(b) as Buffer | undefined) ?? b;
     const p = join(tmp, `bad-${Math.random().toString(16).slice(2)}`);
     await writeFile(p, out);
     return p;
   };
-  const cases: [string, (b: Buffer) => Buffer | void, RegExp][] = [
+  const cases: [string, (b: Buffer) => unknown, RegExp][] = [
     ['magic', (b) => { flipByte(b, 1024, 0xff); }, /magic/],
     ['crc (a device-table byte)', (b) => { flipByte(b, 1152 + 0x40, 1); }, /CRC/],
     ['crc (a byte in the unused tail of block 0)', (b) => { b[4000] = 1; }, /CRC/],
@@ -267,7 +267,7 @@ test('validation (storage.md §5): layer and fsmeta headers, each corruption det
   for (const [name, f, re] of cases) {
     assert.match((await validateFsmetaFile(await corrupt(fsmeta, f), expected)) ?? 'valid', re, name);
   }
-  const layerCases: [string, (b: Buffer) => Buffer | void, RegExp][] = [
+  const layerCases: [string, (b: Buffer) => unknown, RegExp][] = [
     ['volume name', (b) => { b.write('msb-erofs/2', 1024 + 0x40, 'latin1'); fixCrc(b); }, /volume_name/],
     ['blkszbits', (b) => { b[1024 + 0x0c] = 9; fixCrc(b); }, /blkszbits/],
     ['meta_blkaddr past the end', (b) => { b.writeUInt32LE(b.length / 4096, 1024 + 0x28); fixCrc(b); }, /meta_blkaddr|root inode/],

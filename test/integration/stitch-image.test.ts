@@ -1,6 +1,6 @@
 /**
  * The layered root of the `multilayer` fixture through the real peers (acceptance E1, E2, E6, E8,
- * E11, E13; erofs.md §9 fallback; cli.md §10): each layer blob is converted with `convertLayer`,
+ * E11, E13; docs/erofs.md §9 fallback; docs/cli.md §10): each layer blob is converted with `convertLayer`,
  * stitched with `stitchLayers`, flattened with `qemu-img convert`, mounted by the kernel and
  * compared with `umoci unpack` of the same image.
  */
@@ -168,8 +168,10 @@ test('E6: fsmeta structure through stitchLayers (stand-ins) and with in-cache id
   assert.equal(fb.length, ctx.res.fsmetaSizeBytes);
   assert.equal(sb.readUInt32LE(0x24) * 4096, fb.length);
   const uuids = await Promise.all(ctx.layerPaths.map(async (p) => (await readErofsTree(p)).uuid));
-  // A layer's uuid is the first 16 bytes of its diff_id (erofs.md §3).
-  uuids.forEach((u, i) => assert.equal(u.toString('hex'), ctx.diffIds[i]!.slice(7, 39)));
+  // A layer's uuid is the first 16 bytes of its diff_id (docs/erofs.md §3).
+  uuids.forEach((u, i) => {
+    assert.equal(u.toString('hex'), ctx.diffIds[i]!.slice(7, 39));
+  });
   const stand = standInDigest(uuids);
   assert.deepEqual(sb.subarray(0x30, 0x40), digestUuid(stand));
   let mapped = fb.length / 4096;
@@ -248,7 +250,7 @@ test('E8: fsck.erofs --device=L1…L5 fsmeta exits 0; its extraction equals the 
   assert.deepEqual(extracted, kernel);
 });
 
-test('erofs.md §9 fallback: overlayfs over per-layer kernel mounts shows the same tree', async () => {
+test('docs/erofs.md §9 fallback: overlayfs over per-layer kernel mounts shows the same tree', async () => {
   const lowers = ctx.layerPaths.map((p) => mount(p).dir);
   const ov = join(ctx.tmp, 'overlay');
   run('mkdir', ['-p', ov]);
@@ -259,7 +261,7 @@ test('erofs.md §9 fallback: overlayfs over per-layer kernel mounts shows the sa
   const stitched = byPath(treeManifest(m.dir, flags));
   const overlay = byPath(treeManifest(ov, flags));
   assert.deepEqual([...overlay.keys()].sort(), [...stitched.keys()].sort());
-  // Known limit of the fallback (erofs.md §9): an implicit directory in an upper layer shadows
+  // Known limit of the fallback (docs/erofs.md §9): an implicit directory in an upper layer shadows
   // the metadata of the lower directory. Only such directories may differ, and only in metadata.
   const topImplicit = (path: string): boolean => {
     for (let k = ctx.trees.length - 1; k >= 0; k--) {
@@ -383,7 +385,7 @@ class Sink extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void) { this.text += chunk.toString(); cb(); }
 }
 
-test('cli.md §10: msb layer stitch prints one JSON line; a bad layer exits 1 with CACHE_CORRUPT', async () => {
+test('docs/cli.md §10: msb layer stitch prints one JSON line; a bad layer exits 1 with CACHE_CORRUPT', async () => {
   const out = join(ctx.tmp, 'cli-out');
   const stdout = new Sink();
   const stderr = new Sink();

@@ -1,5 +1,5 @@
 /**
- * erofs.md §7.3.4: fsmeta rebuilt from the cached layer files (read back with the reader) is
+ * docs/erofs.md §7.3.4: fsmeta rebuilt from the cached layer files (read back with the reader) is
  * byte-identical to fsmeta built from the trees the layer writer handed over at ingest. Shown on
  * `multilayer` (whiteouts, opaque, hardlinks, xattrs, devices, type changes) and on `edge-dup`
  * (one layer at two positions, plus an empty layer).

@@ -1,5 +1,5 @@
 /**
- * VMDK descriptor text and validator (erofs.md §8, storage.md §5; acceptance E11, E12 text, E13).
+ * VMDK descriptor text and validator (docs/erofs.md §8, docs/storage.md §5; acceptance E11, E12 text, E13).
  * qemu-img reads the descriptors in stitch-image.test.ts; here: exact text and every rejection.
  */
 import { test } from 'node:test';

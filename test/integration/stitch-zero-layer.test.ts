@@ -1,5 +1,5 @@
 /**
- * Zero-layer images (pull.md §6: valid; fsmeta has an empty root): fsmeta alone is the disk, the
+ * Zero-layer images (docs/pull.md §6: valid; fsmeta has an empty root): fsmeta alone is the disk, the
  * VMDK names only fsmeta, and the kernel mounts it (qemu-img raw) with an empty root. Through the
  * cache: Image.load commits one, a `never` pull is a cache hit on it, and a corrupt fsmeta is
  * rebuilt offline by the pull's stitch step.

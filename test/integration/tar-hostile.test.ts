@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeLayer } from '../../src/erofs/layer-writer.js';
-import { LayerInvalidError, LimitExceededError } from '../../src/errors.js';
+import { LayerInvalidError, type LimitExceededError } from '../../src/errors.js';
 import { ensureImages, run, tempDir } from '../helpers/env.js';
 import { convertBuffer, rejectsTyped, withMount } from '../helpers/layer.js';
 import * as T from '../helpers/tar-writer.js';

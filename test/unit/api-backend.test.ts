@@ -1,5 +1,5 @@
 /**
- * Backends and settings (api.md §7–§8): the ambient resolution rules (A19, A20), CloudBackend never
+ * Backends and settings (docs/api.md §7–§8): the ambient resolution rules (A19, A20), CloudBackend never
  * exposing its apiKey, config.json parsing with SettingsError naming the key path, cache markers
  * (B17), and the cacheDir override.
  */

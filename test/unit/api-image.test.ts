@@ -1,5 +1,5 @@
 /**
- * The Image API over real SQLite and real files (api.md §2, acceptance A1, A4, A6–A8, A10–A17,
+ * The Image API over real SQLite and real files (docs/api.md §2, acceptance A1, A4, A6–A8, A10–A17,
  * A21, A22, A24, A26), with images published through publishImage by test/helpers/index-fixtures.
  */
 import { test } from 'node:test';

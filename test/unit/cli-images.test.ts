@@ -1,5 +1,5 @@
 /**
- * `msb` image, sandbox and snapshot commands (cli.md §1–§5; acceptance G2, G4, G5, G9): output
+ * `msb` image, sandbox and snapshot commands (docs/cli.md §1–§5; acceptance G2, G4, G5, G9): output
  * formats, exit statuses, confirmation, `--home`, MSB_BACKEND, per-argument error handling.
  */
 import { test } from 'node:test';
@@ -140,7 +140,7 @@ test('G5: image prune refuses without -y off a TTY (exit 2, nothing deleted); --
   assert.match(dfTable.stdout, new RegExp(`RECLAIMABLE\\s+${formatSize(dry.bytesReclaimed).replace('.', '\\.')}\\n`));
   assert.match(dfTable.stdout, /REFERENCES\s+DIGEST\s+SIZE\s+SHARED\s+UNIQUE\s+PINNED/);
   const dryText = await cli(['--home', dir, 'image', 'prune', '--dry-run']);
-  assert.match(dryText.stdout, /^Would remove:\n  reference 127\.0\.0\.1:5000\/peers\/busybox:latest\n[\s\S]*Would reclaim /);
+  assert.match(dryText.stdout, /^Would remove:\n {2}reference 127\.0\.0\.1:5000\/peers\/busybox:latest\n[\s\S]*Would reclaim /);
   // On a TTY: asks; "n" keeps everything, "yes" prunes.
   const no = await cli(['--home', dir, 'image', 'prune'], { tty: true, stdin: 'n\n' });
   assert.match(no.stderr, /This removes every image not used by a sandbox or snapshot \(1 references\)\. Continue\? \[y\/N\]/);

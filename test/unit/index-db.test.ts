@@ -1,5 +1,5 @@
 /**
- * The SQLite index (storage.md §3): schema v1 on a fresh open, idempotent reopen, refusal of
+ * The SQLite index (docs/storage.md §3): schema v1 on a fresh open, idempotent reopen, refusal of
  * newer/foreign/corrupt databases WITHOUT writing to them (B3), and asynchronous waiting on a
  * database another process holds (H9).
  */
@@ -9,7 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { DatabaseError, Image, LocalBackend, MsbError } from '../../src/index.js';
+import { DatabaseError, Image, LocalBackend, type MsbError } from '../../src/index.js';
 import { openIndex } from '../../src/catalog/db.js';
 import { LATEST_SCHEMA_VERSION, MIGRATION_1_NAME } from '../../src/catalog/migrations.js';
 import { publishFakeImage } from '../helpers/index-fixtures.js';

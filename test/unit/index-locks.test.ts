@@ -1,5 +1,5 @@
 /**
- * Striped flock locks (storage.md §6.1) and leases (§6.2): stripes, in-process queueing, try-lock,
+ * Striped flock locks (docs/storage.md §6.1) and leases (§6.2): stripes, in-process queueing, try-lock,
  * cross-process exclusion, release on process death (H4), abortable waits, O_NOFOLLOW, lease
  * items as GC roots and stale-lease reaping (H7).
  */

@@ -1,5 +1,5 @@
 /**
- * remove/prune exactly as storage.md §7–§8 with real files: reports that match the files that
+ * remove/prune exactly as docs/storage.md §7–§8 with real files: reports that match the files that
  * disappeared byte for byte (B4), empty/second prunes (B5), dry run = real run (B6), restricted
  * prunes (B7), allocated-block measures (B8), temp grace and leases (B9), orphans (B10), per-item
  * errors (B11), lock inodes (B12), list with no filesystem calls (B16), 10,000 refs (H12).
@@ -306,7 +306,7 @@ test('skippedInUse: a manifest or layer whose lock is held (an in-flight pull) i
 test('remove leaves a layer whose lock is busy for prune', async (t) => {
   const { b, paths } = await backend(t);
   const x = await publishFakeImage(b, { refs: ['rm'], layers: ['r1', 'r2'] });
-  let rep;
+  let rep: Awaited<ReturnType<typeof Image.removeLocal>> | undefined;
   await withLock(await b._open('write'), 'layer', x.diffIds[0]!, async () => { rep = await Image.removeLocal(b, 'rm'); });
   assert.deepEqual(rep!.deletedLayers, [x.diffIds[1]!]);
   assert.ok(existsSync(paths.layer(x.diffIds[0]!)));
@@ -332,7 +332,7 @@ test('B16: list() over 10,000 refs is one query in order, with no filesystem cal
   spy(fs as unknown as Record<string, unknown>, fsNames, 'fs');
   spy(fs.promises as unknown as Record<string, unknown>, ['stat', 'lstat', 'readdir', 'open', 'readFile', 'access', 'realpath'], 'fs.promises');
   syncBuiltinESMExports();
-  let list;
+  let list: Awaited<ReturnType<typeof Image.listLocal>> | undefined;
   let spyWorks: string[] = [];
   try {
     list = await Image.listLocal(b);

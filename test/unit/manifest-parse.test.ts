@@ -1,4 +1,4 @@
-/** pull.md §5.1, §6, §7: manifest/index/config parsing and validation. */
+/** docs/pull.md §5.1, §6, §7: manifest/index/config parsing and validation. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseManifest, parseImageConfig } from '../../src/oci/manifest.js';

@@ -1,11 +1,11 @@
-/** pull.md §5.2: host platform, parsing, normalization, variant order, candidates, nested indexes. */
+/** docs/pull.md §5.2: host platform, parsing, normalization, variant order, candidates, nested indexes. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   hostPlatform, parsePlatform, normalizePlatform, isPlatformCompatible, selectPlatform, recordedPlatform, formatPlatform,
   type Platform,
 } from '../../src/oci/platform.js';
-import { type ImageIndex, type IndexEntry } from '../../src/oci/manifest.js';
+import type { ImageIndex, IndexEntry } from '../../src/oci/manifest.js';
 import { MEDIA_TYPES } from '../../src/oci/media-types.js';
 import { InvalidArgumentError, LimitExceededError, PlatformNotFoundError } from '../../src/errors.js';
 

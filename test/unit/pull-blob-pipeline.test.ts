@@ -1,5 +1,5 @@
 /**
- * The single-pass tee / .part / resume / error-precedence plumbing of pull.md §4 and §7, driven by
+ * The single-pass tee / .part / resume / error-precedence plumbing of docs/pull.md §4 and §7, driven by
  * an in-process blob source (so every status and byte can be chosen) and real gzip decoding. The
  * converter is a stand-in that hashes what it receives (the real one is covered by the pull tests
  * against the registry).

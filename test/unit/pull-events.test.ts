@@ -1,4 +1,4 @@
-/** Event throttling, coalescing and PullOperation semantics (pull.md §10, api.md §2.6). */
+/** Event throttling, coalescing and PullOperation semantics (docs/pull.md §10, docs/api.md §2.6). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventQueue, PullEmitter, makeOperation, type PullEvent } from '../../src/pull/events.js';
@@ -194,9 +194,9 @@ test('renderer, TTY: one live line per layer with bars, states and a summary', a
   r.close();
   assert.match(out, /^python:3\.12 resolved sha256:7af02acc4131 \(linux\/amd64, 2 layers, 1\.09MB\)\n/);
   assert.match(out, /\x1b\[/);
-  assert.match(out, /e646028a2e6d  Downloading  \[=========>          \]  512kB\/1\.09MB/);
-  assert.match(out, /e646028a2e6d  Retrying \(2\/5 in 2\.0s\)/);
-  assert.match(out, /be48291bcd43  Done {9}/);
+  assert.match(out, /e646028a2e6d {2}Downloading {2}\[=========> {10}\] {2}512kB\/1\.09MB/);
+  assert.match(out, /e646028a2e6d {2}Retrying \(2\/5 in 2\.0s\)/);
+  assert.match(out, /be48291bcd43 {2}Done {9}/);
   assert.match(out, /\(cached\)/);
   assert.match(out, /Stitching fsmeta \+ vmdk … done\n/);
   assert.match(out, /msb: warning: content is zstd/);

@@ -1,4 +1,4 @@
-/** pull.md §1: reference grammar, normalization, familiar form, digest selectors. */
+/** docs/pull.md §1: reference grammar, normalization, familiar form, digest selectors. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseReference, parseImageSelector, registryEndpointHost } from '../../src/reference/reference.js';
@@ -9,7 +9,7 @@ const H96 = '0123456789abcdef'.repeat(6);
 const H128 = '0123456789abcdef'.repeat(8);
 const D = `sha256:${H64}`;
 
-/** [input, canonical, familiar] — the table of pull.md §1.2 plus edge cases. */
+/** [input, canonical, familiar] — the table of docs/pull.md §1.2 plus edge cases. */
 const VALID: [string, string, string][] = [
   ['python', 'docker.io/library/python:latest', 'python:latest'],
   ['python:3.12', 'docker.io/library/python:3.12', 'python:3.12'],
@@ -52,7 +52,7 @@ const VALID: [string, string, string][] = [
   ['0/1', 'docker.io/0/1:latest', '0/1:latest'],
 ];
 
-test('valid references normalize to the canonical and familiar forms of pull.md §1.2', () => {
+test('valid references normalize to the canonical and familiar forms of docs/pull.md §1.2', () => {
   for (const [input, canonical, familiar] of VALID) {
     const r = parseReference(input);
     assert.equal(r.canonical, canonical, `canonical of ${JSON.stringify(input)}`);
@@ -141,7 +141,7 @@ test('name length limit is 255 on the normalized name', () => {
   assert.equal(parseReference(hub).repository, `library/${hub}`);
 });
 
-test('digest selectors (pull.md §1.2 step 9)', () => {
+test('digest selectors (docs/pull.md §1.2 step 9)', () => {
   assert.deepEqual(parseImageSelector(D), { kind: 'digest', digest: D });
   assert.deepEqual(parseImageSelector(` ${D} `), { kind: 'digest', digest: D });
   assert.deepEqual(parseImageSelector(`sha512:${H128}`), { kind: 'digest', digest: `sha512:${H128}` });
@@ -157,7 +157,7 @@ test('digest selectors (pull.md §1.2 step 9)', () => {
   assert.throws(() => parseImageSelector(`sha256:${H64.slice(1)}`.replace('sha256', 'Sha256')), InvalidReferenceError);
 });
 
-test('registry endpoint host (pull.md §1.3)', () => {
+test('registry endpoint host (docs/pull.md §1.3)', () => {
   assert.equal(registryEndpointHost('docker.io'), 'registry-1.docker.io');
   assert.equal(registryEndpointHost('ghcr.io'), 'ghcr.io');
   assert.equal(registryEndpointHost('localhost:5000'), 'localhost:5000');

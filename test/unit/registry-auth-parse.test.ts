@@ -38,7 +38,7 @@ test('address classes', () => {
   for (const p of ['8.8.8.8', '172.32.0.1', '2606:4700::1']) assert.equal(classifyIp(p), 'public', p);
 });
 
-test('realm validation (pull.md §2.2)', async () => {
+test('realm validation (docs/pull.md §2.2)', async () => {
   const dns: Record<string, string[]> = { 'registry.example': ['203.0.113.5'], 'auth.example': ['198.51.100.7'], 'internal.example': ['10.0.0.5'], 'meta.example': ['8.8.8.8', '169.254.169.254'], 'lan-registry': ['192.168.0.10'] };
   const resolve = async (h: string) => dns[h] ?? [h];
   const ctx = { registry: 'registry.example', registryScheme: 'https' as 'http' | 'https', registryHostname: 'registry.example', registryInsecure: false, resolve };

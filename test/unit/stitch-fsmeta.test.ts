@@ -1,5 +1,5 @@
 /**
- * Device-table arithmetic of erofs.md §2 and §7.2: header size, slots per position, tags, the
+ * Device-table arithmetic of docs/erofs.md §2 and §7.2: header size, slots per position, tags, the
  * stand-in digest, the 2^32-block disk limit. (Bytes on disk: stitch-image.test.ts.)
  */
 import { test } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * erofs.md §7.1 merge on hand-built layer trees (acceptance E2–E5 at the tree level; the kernel
+ * docs/erofs.md §7.1 merge on hand-built layer trees (acceptance E2–E5 at the tree level; the kernel
  * level is in stitch-image.test.ts).
  */
 import { test } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * The streaming tar reader on its own (erofs.md §6.1–§6.3): raw-byte PAX records, number formats,
+ * The streaming tar reader on its own (docs/erofs.md §6.1–§6.3): raw-byte PAX records, number formats,
  * backpressure from the body sink to the source, and bounded memory for huge bodies.
  */
 import { test } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * `msb image df [-v] [--format table|json]` (cli.md §5): Image.diskUsage. One row per type, then
+ * `msb image df [-v] [--format table|json]` (docs/cli.md §5): Image.diskUsage. One row per type, then
  * TOTAL and RECLAIMABLE (= `msb image prune --dry-run`'s bytes, by construction). The `images`
  * row counts manifests and sizes the artifacts they use (layer, fsmeta and VMDK files with an
  * index row, each file once).

@@ -1,4 +1,4 @@
-/** `msb images [-q] [--format table|json] [--no-trunc]` (cli.md §5): Image.list, newest first. */
+/** `msb images [-q] [--format table|json] [--no-trunc]` (docs/cli.md §5): Image.list, newest first. */
 import { Image } from '../../api/image.js';
 import { UsageError, type CliContext } from '../context.js';
 import { withLocalBackend } from '../backend.js';

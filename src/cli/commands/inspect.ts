@@ -1,5 +1,5 @@
 /**
- * `msb image inspect [--format json] REF…` (cli.md §5): Image.inspect per REF. Every argument is
+ * `msb image inspect [--format json] REF…` (docs/cli.md §5): Image.inspect per REF. Every argument is
  * processed; failures are reported one per line and the exit status is the first failure's. JSON
  * is an array of the ImageDetail objects that were found (docker prints the found ones too).
  */

@@ -1,5 +1,5 @@
 /**
- * `msb layer convert` (cli.md §9) and `msb layer stitch` (cli.md §10): public utilities that need
+ * `msb layer convert` (docs/cli.md §9) and `msb layer stitch` (docs/cli.md §10): public utilities that need
  * no home or backend. main passes the verb as the first argument.
  */
 import { UsageError, type CliContext } from '../context.js';
@@ -24,7 +24,7 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
 }
 
 /**
- * `msb layer convert <FILE|-> -o OUT.erofs [--expect-diff-id DIGEST]` (cli.md §9): runs
+ * `msb layer convert <FILE|-> -o OUT.erofs [--expect-diff-id DIGEST]` (docs/cli.md §9): runs
  * `convertLayer` (`-` = stdin) and prints `{"diffId","sizeBytes","inodes","blocks"}` as one JSON
  * line. `-o OUT`, `-oOUT`, `--output OUT`, `--output=OUT` and `--expect-diff-id[=]DIGEST` are
  * accepted; `--` ends the flags. Errors are MsbErrors that main prints (hostile tar → LAYER_INVALID,
@@ -58,7 +58,7 @@ async function convert(args: string[], ctx: CliContext): Promise<number> {
 }
 
 /**
- * `msb layer stitch -o DIR LAYER.erofs...` (cli.md §10): runs `stitchLayers` and prints the
+ * `msb layer stitch -o DIR LAYER.erofs...` (docs/cli.md §10): runs `stitchLayers` and prints the
  * result object as one JSON line. `-o DIR`, `-oDIR`, `--output DIR` and `--output=DIR` are
  * accepted; `--` ends the flags. An invalid layer image exits 1 with `CACHE_CORRUPT` (main).
  */

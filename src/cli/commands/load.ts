@@ -1,5 +1,5 @@
 /**
- * `msb load [-i FILE|-] [-t TAG]… [--platform P] [-q]` (cli.md §6): Image.loadLocal from FILE or
+ * `msb load [-i FILE|-] [-t TAG]… [--platform P] [-q]` (docs/cli.md §6): Image.loadLocal from FILE or
  * stdin; prints `Loaded image: <familiar ref>` per loaded name (`-q`: the refs only). Warnings go
  * to stderr. `-t` on a multi-image archive exits 2 (INVALID_ARGUMENT); an unnamed image exits 1
  * (ARCHIVE_INVALID) with the hint `pass --tag`.

@@ -1,6 +1,6 @@
 /**
  * `msb image prune [-y|--yes] [--dry-run] [--format table|json] [--filter reference=GLOB]…
- * [--unused-for DUR] [--grace DUR]` (cli.md §5): Image.prune.
+ * [--unused-for DUR] [--grace DUR]` (docs/cli.md §5): Image.prune.
  *
  * Confirmation: on a TTY (stdin) without `-y` it asks on stderr (the reference count comes from a
  * dry run); only `y`/`yes` continues. Without a TTY and without `-y` it exits 2. `--dry-run`

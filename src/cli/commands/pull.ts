@@ -1,6 +1,6 @@
 /**
  * `msb pull [-q] [--platform P] [--policy if-missing|always|never] [--force] [--insecure]
- * [--ca-certs FILE]… REF` (cli.md §5): Image.pullLocal with progress on stderr (cli.md §4) and the
+ * [--ca-certs FILE]… REF` (docs/cli.md §5): Image.pullLocal with progress on stderr (docs/cli.md §4) and the
  * result line on stdout.
  */
 import { Image } from '../../api/image.js';
@@ -59,7 +59,7 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
       if (r) r.handle(e);
       else if (e.type === 'warning') ctx.stderr.write(`msb: warning: ${e.message}\n`);
     };
-    let result;
+    let result: Awaited<ReturnType<typeof Image.pullLocal>>;
     try {
       result = await Image.pullLocal(backend, positionals[0]!, {
         ...(policy !== undefined ? { policy: policy as PullPolicy } : {}),

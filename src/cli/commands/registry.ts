@@ -1,5 +1,5 @@
 /**
- * `msb registry login | logout | ls` (cli.md §7). main passes the verb as args[0].
+ * `msb registry login | logout | ls` (docs/cli.md §7). main passes the verb as args[0].
  *
  * - login checks the credentials first (ping + Basic 2xx, or a Bearer token fetched with them),
  *   then, under `<home>/config.lock`, writes the password to `<home>/secrets/registries/<host-key>`
@@ -9,7 +9,7 @@
  *   credentials are never touched.
  * - ls lists `registries.hosts` and hosts with docker-config credentials; never a secret.
  *
- * Choices where cli.md is silent:
+ * Choices where docs/cli.md is silent:
  * - HOST may be written with an `http(s)://` prefix and a trailing `/` (as `docker login`
  *   accepts); it must otherwise be a registry domain (`host[:port]` with a `.` or `:`, or
  *   `localhost`); `index.docker.io` and `docker.io` become `docker.io`.
@@ -51,7 +51,7 @@ function homeOf(ctx: CliContext): string {
   return h ? resolve(h) : join(homedir(), '.msb-image');
 }
 
-/** cli.md §7 step 1: validate and normalize HOST. */
+/** docs/cli.md §7 step 1: validate and normalize HOST. */
 export function normalizeRegistryHost(input: string): string {
   let h = input.trim().replace(/^https?:\/\//i, '').replace(/\/+$/, '');
   if (h.toLowerCase() === 'index.docker.io/v1') h = 'docker.io';

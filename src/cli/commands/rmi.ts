@@ -1,5 +1,5 @@
 /**
- * `msb rmi [-f|--force] REF…` (cli.md §5): Image.remove per REF. Prints `Untagged: <ref>` per
+ * `msb rmi [-f|--force] REF…` (docs/cli.md §5): Image.remove per REF. Prints `Untagged: <ref>` per
  * removed tag, then `Deleted: <digest>` per manifest and layer deleted. Every argument is
  * processed; the exit status is the first failure's (IMAGE_IN_USE → 4, not found → 3).
  */

@@ -1,5 +1,5 @@
 /**
- * `msb sandbox ls [--format table|json]` / `msb sandbox rm NAME…` (cli.md §5): thin wrappers over
+ * `msb sandbox ls [--format table|json]` / `msb sandbox rm NAME…` (docs/cli.md §5): thin wrappers over
  * Sandbox.list and Sandbox.remove. `rm` processes every name; an unknown one exits 3 at the end.
  */
 import { Sandbox } from '../../api/sandbox.js';

@@ -1,5 +1,5 @@
 /**
- * `msb save [-o FILE] [--format docker|oci] REF…` (cli.md §6): Image.saveLocal to FILE, or to
+ * `msb save [-o FILE] [--format docker|oci] REF…` (docs/cli.md §6): Image.saveLocal to FILE, or to
  * stdout when `-o` is absent — never to a terminal (exit 2). `--format` defaults to docker (the
  * dual docker + OCI layout). Every reference is checked before anything is written.
  */

@@ -1,5 +1,5 @@
 /**
- * `msb snapshot ls [--format table|json]` / `msb snapshot rm NAME|DIGEST…` (cli.md §5): thin
+ * `msb snapshot ls [--format table|json]` / `msb snapshot rm NAME|DIGEST…` (docs/cli.md §5): thin
  * wrappers over Snapshot.list and Snapshot.remove. An argument that parses as `alg:hex` is a
  * digest, anything else a name. Unknown snapshots exit 3 after the other arguments are processed.
  */
