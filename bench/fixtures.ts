@@ -75,7 +75,7 @@ export function manyLayerImage(log: (s: string) => void = () => undefined): { oc
   if (!existsSync(marker)) {
     log(`building the many-layer fixture in ${MANY_DIR} (downloads ~57 MB of Debian packages once; a few minutes)…`);
     locked(join(FIXTURE_ROOT, 'bench-many.lock'), ['bash', '-c',
-      `[ -e '${marker}' ] || { bash '${join(SCRIPTS, 'build-bench-images.sh')}' '${MANY_DIR}' >&2 && touch '${marker}'; }`],
+      `[ -e '${marker}' ] || { rm -f '${FIXTURE_ROOT}'/bench-many.*.done && bash '${join(SCRIPTS, 'build-bench-images.sh')}' '${MANY_DIR}' >&2 && touch '${marker}'; }`],
     { ...process.env, DEBIAN_ROOTFS: deb.rootfs });
   }
   return { oci: join(MANY_DIR, 'oci'), big1g: join(MANY_DIR, 'big-1g.tar.gz') };
