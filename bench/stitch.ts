@@ -1,18 +1,19 @@
 /**
- * Stitch benchmark: fsmeta + VMDK build time (goal ≤ 100 ms each case once layers exist).
+ * Stitch micro-benchmark, IN-PROCESS (no peer builds fsmeta + VMDK; the whole-process cost of a
+ * stitch is inside the cold pulls): fsmeta + VMDK build time, median/min/max over the rounds
+ * (goal ≤ 100 ms each case once layers exist).
  *
  * - `synthetic-7k`: a ~7,000-entry layer tree shaped like a Debian minbase root (dirs, files,
  *   symlinks, hardlinks, xattrs), merged with a small upper layer; planFsmeta + write + VMDK text.
  * - `multilayer`: the 5-layer fixture image, converted once (not timed), then `stitchLayers`
  *   (read every layer with the reader, merge, write fsmeta and the VMDK, validate, rename).
  *
- * Run: `node --import tsx bench/stitch.ts` (or through bench/run via `benchStitch()`).
+ * Run: `npm run bench -- stitch`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { readErofsTree } from '../src/erofs/reader.js';
 import { newDir, newMeta, type DirNode, type Inode } from '../src/erofs/tree.js';
 import { convertLayer } from '../src/erofs/convert.js';
@@ -21,6 +22,7 @@ import { uuidTag } from '../src/stitch/fsmeta.js';
 import { stitchLayers } from '../src/stitch/stitch.js';
 import { cidOf } from '../src/stitch/vmdk.js';
 import { ensureImages } from '../test/helpers/env.js';
+import { fmtMs, median, type BenchOptions } from './harness.js';
 import { ociLayers } from '../test/helpers/stitch-fixtures.js';
 
 export interface BenchResult { name: string; entries: number; layers: number; ms: number; fsmetaBytes: number }
@@ -72,12 +74,12 @@ async function timeFsmetaAndVmdk(dir: string, name: string, layers: { root: DirN
   return { name, entries, layers: layers.length, ms, fsmetaBytes: plan.blocks * 4096 };
 }
 
-/** Runs the stitch benchmarks and returns one result per case (best of 5 runs). */
-export async function benchStitch(opts: { runs?: number; log?: (s: string) => void } = {}): Promise<BenchResult[]> {
-  const runs = opts.runs ?? 5;
-  const log = opts.log ?? ((s: string) => console.log(s));
+const mmm = (xs: number[]) => `median ${fmtMs(median(xs))} (min ${fmtMs(Math.min(...xs))}, max ${fmtMs(Math.max(...xs))})`;
+
+/** Runs the stitch micro-benchmarks, `o.rounds` runs of each case. */
+export async function benchStitch(o: BenchOptions): Promise<void> {
+  const runs = Math.max(1, o.rounds);
   const dir = mkdtempSync(join(tmpdir(), 'msb-bench-stitch-'));
-  const results: BenchResult[] = [];
   try {
     const big = syntheticTree(7000);
     const upper = syntheticTree(300);
@@ -85,13 +87,9 @@ export async function benchStitch(opts: { runs?: number; log?: (s: string) => vo
       { root: big.root, sizeBytes: big.blocks * 4096, uuid: Buffer.alloc(16, 1) },
       { root: upper.root, sizeBytes: upper.blocks * 4096, uuid: Buffer.alloc(16, 2) },
     ];
-    let best: BenchResult | undefined;
-    for (let i = 0; i < runs; i++) {
-      const r = await timeFsmetaAndVmdk(dir, 'synthetic-7k', layers, big.entries + upper.entries);
-      if (!best || r.ms < best.ms) best = r;
-    }
-    results.push(best!);
-    log(`stitch synthetic-7k: ${best!.entries} entries, ${best!.layers} layers, fsmeta ${best!.fsmetaBytes} B: ${best!.ms.toFixed(1)} ms`);
+    const synth: BenchResult[] = [];
+    for (let i = 0; i < runs; i++) synth.push(await timeFsmetaAndVmdk(dir, 'synthetic-7k', layers, big.entries + upper.entries));
+    o.log(`in-process, ${runs} runs: fsmeta + VMDK of a synthetic ${synth[0]!.entries}-entry, 2-layer tree (fsmeta ${synth[0]!.fsmetaBytes} B): ${mmm(synth.map((r) => r.ms))}`);
 
     // multilayer: convert once (not timed), then fsmeta+VMDK from the trees, and the whole stitchLayers.
     const { layers: oci } = ociLayers(ensureImages().oci, 'multilayer');
@@ -104,23 +102,19 @@ export async function benchStitch(opts: { runs?: number; log?: (s: string) => vo
     const read = await Promise.all(paths.map((p) => readErofsTree(p)));
     const entries = read.reduce((n, r) => n + countEntries(r.root), 0);
     const ml = read.map((r) => ({ root: r.root, sizeBytes: r.blocks * 4096, uuid: r.uuid }));
-    let bestTrees: BenchResult | undefined;
-    let bestStitch: BenchResult | undefined;
+    const trees: number[] = [];
+    const whole: number[] = [];
     for (let i = 0; i < runs; i++) {
-      const r = await timeFsmetaAndVmdk(dir, 'multilayer-trees', ml, entries);
-      if (!bestTrees || r.ms < bestTrees.ms) bestTrees = r;
+      trees.push((await timeFsmetaAndVmdk(dir, 'multilayer-trees', ml, entries)).ms);
       const t0 = performance.now();
-      const res = await stitchLayers(paths, join(dir, `out-${i}`));
-      const ms = performance.now() - t0;
-      if (!bestStitch || ms < bestStitch.ms) bestStitch = { name: 'multilayer-stitchLayers', entries, layers: paths.length, ms, fsmetaBytes: res.fsmetaSizeBytes };
+      await stitchLayers(paths, join(dir, `out-${i}`));
+      whole.push(performance.now() - t0);
     }
-    results.push(bestTrees!, bestStitch!);
-    log(`stitch multilayer (fsmeta+VMDK from trees): ${entries} layer entries, 5 layers, fsmeta ${bestTrees!.fsmetaBytes} B: ${bestTrees!.ms.toFixed(1)} ms`);
-    log(`stitch multilayer (stitchLayers: read 5 layers, merge, write, validate, rename): ${bestStitch!.ms.toFixed(1)} ms`);
+    o.log(`in-process, ${runs} runs: fsmeta + VMDK from the trees of the 5-layer fixture (${entries} entries): ${mmm(trees)}`);
+    o.log(`in-process, ${runs} runs: stitchLayers of the 5-layer fixture (read, merge, write, validate, rename): ${mmm(whole)}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  return results;
 }
 
 function countEntries(d: DirNode): number {
@@ -129,6 +123,3 @@ function countEntries(d: DirNode): number {
   return n;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  await benchStitch();
-}

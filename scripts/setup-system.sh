@@ -15,7 +15,8 @@ debian_mirror() {
 }
 
 need=(docker-registry skopeo umoci erofs-utils qemu-utils zstd jq curl apache2-utils openssl busybox-static
-      attr libcap2-bin acl xxd python3 ca-certificates debootstrap sqlite3 util-linux e2fsprogs)
+      attr libcap2-bin acl xxd python3 ca-certificates debootstrap sqlite3 util-linux e2fsprogs
+      time)  # time: GNU /usr/bin/time, the benchmarks' peak-RSS probe
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
