@@ -22,8 +22,8 @@ export interface Cmd {
   cwd?: string;
   /** untimed, before each run (empty a cache, remove an output) */
   before?: () => void;
-  /** untimed, after each run: validate stdout, optionally return an inner figure (ms) */
-  check?: (stdout: string) => number | void;
+  /** untimed, after each run: validate stdout (throw), optionally return an inner figure (a number of ms) */
+  check?: (stdout: string) => unknown;
 }
 
 export interface Side { label: string; cmd: Cmd }
