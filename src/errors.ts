@@ -273,5 +273,6 @@ export function redactUrl(text: string): string {
     }
   };
   if (/^[a-z][a-z0-9+.-]*:\/\/\S*$/i.test(text)) return one(text);
-  return text.replace(/\bhttps?:\/\/[^\s"'<>]+/gi, one);
+  // A URL in a message ends before whitespace, quotes and trailing punctuation.
+  return text.replace(/\bhttps?:\/\/[^\s"'<>]*[^\s"'<>.,:;)\]]/gi, one);
 }
