@@ -24,7 +24,9 @@
  *
  * Choices where pull.md is silent:
  * - `source` (PullResult) is the origin's domain (`docker.io`, `127.0.0.1:5000`) or the mirror
- *   URL as configured (`http://127.0.0.1:5000`).
+ *   URL as configured without its userinfo (`http://127.0.0.1:5000`).
+ * - Which mirrors exist, what each may be asked for (tags or digests) and with which TLS settings
+ *   and credentials is src/registry/mirrors.ts's business.
  * - With Basic auth a 401 is retried once like a Bearer 401 (the challenge may have changed),
  *   then RegistryAuthError.
  * - A `206` whose Content-Range does not start at the requested offset is dropped and the blob is

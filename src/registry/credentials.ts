@@ -6,6 +6,8 @@
  *      `credHelpers[<key>]`, else `credsStore`, run as `docker-credential-<name> get`; else
  *      `auths[<key>]`;
  *   4. anonymous.
+ * A mirror with credentials of its own (an `auth` object or URL userinfo) uses them instead of
+ * sources 2–4 (src/registry/mirrors.ts).
  *
  * Choices where pull.md is silent:
  * - A malformed docker config is a SettingsError naming it (docker itself refuses to start).
