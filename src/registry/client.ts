@@ -76,7 +76,6 @@ export interface PingResult {
   challenges: Challenge[];
 }
 
-
 export interface RegistryClientOptions {
   /** MSB home: `<home>/secrets/` holds the secrets named by config.json. */
   home: string;
