@@ -265,16 +265,24 @@ export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new AbortedError(signal.reason);
 }
 
-/** Removes userinfo and replaces the query string with `?…` (docs/pull.md §3). */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    const q = u.search ? '?…' : '';
-    u.search = '';
-    return u.toString() + q;
-  } catch {
-    return url.replace(/\?.*$/, '?…');
-  }
+/**
+ * The one redaction of URLs for anything printed or returned: userinfo is removed and a query
+ * string becomes `?…` (a signed URL's query is a credential; docs/pull.md §3). `text` may be a URL or a message
+ * with URLs in it (`GET https://user:pw@host/v2/… failed`): each URL in it is redacted.
+ */
+export function redactUrl(text: string): string {
+  const one = (url: string): string => {
+    try {
+      const u = new URL(url);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http');
+      // A bare origin keeps its form (URL would add a `/`).
+      const bare = /^[a-z]+:\/\/[^/]*$/i.test(url.replace(/[?#].*$/, ''));
+      return `${u.origin}${bare ? '' : u.pathname}${u.search ? '?…' : ''}`;
+    } catch {
+      return url.replace(/\/\/[^/@\s]*@/, '//').replace(/\?.*$/, '?…');
+    }
+  };
+  if (/^[a-z][a-z0-9+.-]*:\/\/\S*$/i.test(text)) return one(text);
+  // A URL in a message ends before whitespace, quotes and trailing punctuation.
+  return text.replace(/\bhttps?:\/\/[^\s"'<>]*[^\s"'<>.,:;)\]]/gi, one);
 }

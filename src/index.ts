@@ -8,7 +8,8 @@ export {
   LocalBackend, LocalBackendBuilder, CloudBackend, setDefaultBackend, defaultBackend,
   type LocalBackendOptions,
 } from './api/backend.js';
-export type { Settings, HostSettings, HostAuthSettings } from './settings/settings.js';
+export type { Settings, HostSettings, HostAuthSettings, MirrorSettings, MirrorEntry, MirrorCapability } from './settings/settings.js';
+export type { RemoteOptions, RemotePlatformOptions, ResolvedRemoteImage, RemoteManifest, RemoteTagList } from './api/remote.js';
 export type {
   Platform, ImageConfigDetail, ImageLayerDetail, ImageArtifacts, ImageDetail, PinInfo, RemoveOptions,
   ImageRemoveReport, PruneOptions, PruneItemError, ImagePruneReport, DiskUsageReport, PullPolicy, RegistryAuth,

@@ -18,6 +18,10 @@ import { diskUsage, emptyDiskUsage } from '../store/usage.js';
 import { withLock } from '../store/locks.js';
 import { CloudBackend, defaultBackend, LocalBackend } from './backend.js';
 import { buildDetail } from './detail.js';
+import {
+  listRemoteTags, remoteManifest, resolveRemote, type RemoteManifest, type RemoteOptions, type RemotePlatformOptions,
+  type RemoteTagList, type ResolvedRemoteImage,
+} from './remote.js';
 import type { ImageHandle } from '../store/handle.js';
 import { parseImageSelector, parseReference, type ImageSelector } from '../reference/reference.js';
 import type {
@@ -78,6 +82,18 @@ export class Image {
   }
   static async diskUsage(): Promise<DiskUsageReport> { return Image.diskUsageLocal(ambientLocal('Image.diskUsage')); }
   static async tag(source: string, target: string): Promise<ImageHandle> { return Image.tagLocal(ambientLocal('Image.tag'), source, target); }
+  /** What a pull of `reference` would resolve to, without pulling (src/api/remote.ts). */
+  static async resolve(reference: string, options?: RemotePlatformOptions): Promise<ResolvedRemoteImage> {
+    return Image.resolveLocal(ambientLocal('Image.resolve'), reference, options);
+  }
+  /** The index or manifest a reference names, as the registry serves it. */
+  static async remoteManifest(reference: string, options?: RemotePlatformOptions): Promise<RemoteManifest> {
+    return Image.remoteManifestLocal(ambientLocal('Image.remoteManifest'), reference, options);
+  }
+  /** Every tag of a remote repository. */
+  static async listTags(repository: string, options?: RemoteOptions & { pageSize?: number }): Promise<RemoteTagList> {
+    return Image.listTagsLocal(ambientLocal('Image.listTags'), repository, options);
+  }
 
   // ---- explicit --------------------------------------------------------------------------------
   /** Index only: never touches files or the network. */
@@ -234,5 +250,19 @@ export class Image {
       }));
       return out as ImageHandle;
     });
+  }
+
+  // ---- remote (no cache access: the backend lends its home and settings) ------------------------
+  static async resolveLocal(b: LocalBackend, reference: string, options?: RemotePlatformOptions): Promise<ResolvedRemoteImage> {
+    const backend = requireLocal(b, 'Image.resolveLocal');
+    return backend._run(() => resolveRemote(backend, reference, options));
+  }
+  static async remoteManifestLocal(b: LocalBackend, reference: string, options?: RemotePlatformOptions): Promise<RemoteManifest> {
+    const backend = requireLocal(b, 'Image.remoteManifestLocal');
+    return backend._run(() => remoteManifest(backend, reference, options));
+  }
+  static async listTagsLocal(b: LocalBackend, repository: string, options?: RemoteOptions & { pageSize?: number }): Promise<RemoteTagList> {
+    const backend = requireLocal(b, 'Image.listTagsLocal');
+    return backend._run(() => listRemoteTags(backend, repository, options));
   }
 }

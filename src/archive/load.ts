@@ -139,7 +139,7 @@ async function materializeImage(ctx: Ctx, img: PlannedImage): Promise<void> {
     await ctx.lease.addItem('manifest', img.manifestDigest);
   }
   emitter.emit({ type: 'resolved', reference: img.names[0]!, manifestDigest: img.manifestDigest!, indexDigest: img.indexDigest,
-    platform: img.platform, layerCount: img.layers.length, totalDownloadBytes: 0, cached: false });
+    platform: img.platform, layerCount: img.layers.length, totalDownloadBytes: 0, cached: false, source: null });
   for (const l of img.layers) {
     if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
     await layer(ctx, l);

@@ -137,7 +137,7 @@ export class ProgressRenderer {
         const p = e.platform;
         const plat = `${p.os}/${p.architecture}${p.variant ? '/' + p.variant : ''}`;
         const size = e.totalDownloadBytes === null ? '' : `, ${formatSize(e.totalDownloadBytes)}`;
-        const text = `${this.opts.displayName ?? e.reference} resolved ${e.manifestDigest.slice(0, e.manifestDigest.indexOf(':') + 13)} (${plat}, ${e.layerCount} layer${e.layerCount === 1 ? '' : 's'}${size})${e.cached ? ' cached' : ''}`;
+        const text = `${this.opts.displayName ?? e.reference} resolved ${e.manifestDigest.slice(0, e.manifestDigest.indexOf(':') + 13)} (${plat}, ${e.layerCount} layer${e.layerCount === 1 ? '' : 's'}${size})${e.source ? ` from ${e.source}` : ''}${e.cached ? ' cached' : ''}`;
         if (!e.cached) for (let i = 0; i < e.layerCount; i++) this.layer(i);
         this.line(text);
         break;

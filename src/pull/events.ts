@@ -10,7 +10,9 @@ import type { Platform } from '../oci/platform.js';
 export type PullEventBody =
   | { type: 'resolving'; reference: string }
   | { type: 'resolved'; reference: string; manifestDigest: string; indexDigest: string | null; platform: Platform;
-      layerCount: number; totalDownloadBytes: number | null; cached: boolean }
+      layerCount: number; totalDownloadBytes: number | null; cached: boolean;
+      /** The endpoint that answered the manifest request (a mirror URL without userinfo, or the registry domain); null when nothing was asked. */
+      source: string | null }
   | { type: 'layerDownloadStarted'; layerIndex: number; digest: string; totalBytes: number | null; resumeFrom: number }
   | { type: 'layerDownloadProgress'; layerIndex: number; digest: string; downloadedBytes: number; totalBytes: number | null }
   | { type: 'layerDownloadComplete'; layerIndex: number; digest: string; downloadedBytes: number }

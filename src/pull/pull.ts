@@ -279,7 +279,7 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
             handle = pub.handles[0]!;
           }
           emitter.emit({ type: 'resolved', reference: canonical, manifestDigest: p.manifestDigest, indexDigest: p.indexDigest,
-            platform: p.platform, layerCount: p.positions.length, totalDownloadBytes: 0, cached: true });
+            platform: p.platform, layerCount: p.positions.length, totalDownloadBytes: 0, cached: true, source });
           emitter.emit({ type: 'complete', reference: canonical, manifestDigest: p.manifestDigest, cached: true, layerCount: p.positions.length });
           return result(store, parsed, p, handle, true, source, null);
         }
@@ -316,7 +316,7 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
     }
     const totalDownloadBytes = await downloadEstimate(store, plan, n.force);
     emitter.emit({ type: 'resolved', reference: canonical, manifestDigest: plan.manifestDigest, indexDigest: plan.indexDigest,
-      platform: plan.platform, layerCount: plan.positions.length, totalDownloadBytes, cached: false });
+      platform: plan.platform, layerCount: plan.positions.length, totalDownloadBytes, cached: false, source });
     await hook('resolved');
 
     // Step 5: layers.

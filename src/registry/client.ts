@@ -24,7 +24,9 @@
  *
  * Choices where docs/pull.md is silent:
  * - `source` (PullResult) is the origin's domain (`docker.io`, `127.0.0.1:5000`) or the mirror
- *   URL as configured (`http://127.0.0.1:5000`).
+ *   URL as configured without its userinfo (`http://127.0.0.1:5000`).
+ * - Which mirrors exist, what each may be asked for (tags or digests) and with which TLS settings
+ *   and credentials is src/registry/mirrors.ts's business.
  * - With Basic auth a 401 is retried once like a Bearer 401 (the challenge may have changed),
  *   then RegistryAuthError.
  * - A `206` whose Content-Range does not start at the requested offset is dropped and the blob is
@@ -44,13 +46,16 @@ import {
 import { DEFAULT_LIMITS } from '../limits.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { MANIFEST_ACCEPT } from '../oci/media-types.js';
-import { DOCKER_HUB_DOMAIN, registryEndpointHost } from '../reference/reference.js';
+import { DOCKER_HUB_DOMAIN } from '../reference/reference.js';
 import { digestAlgorithm, digestOf, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
 import { parseWwwAuthenticate, pickChallenge, type Challenge } from './challenge.js';
-import { resolveCredential, type CredentialContext } from './credentials.js';
+import type { CredentialContext } from './credentials.js';
 import { DEFAULT_TIMEOUTS, DispatcherPool, describeNetworkError, errorCode, isRetryableNetworkError, isTlsError } from './http.js';
 import { validateRealm, type Resolver } from './realm.js';
-import type { Credential, RegistryAuth, RegistrySettings, RetryInfo, WarningInfo } from './types.js';
+import { credentialKey, endpointCredential, mirrorUrlSecrets, registryEndpoints } from './mirrors.js';
+import type { Capability, Credential, Endpoint, RegistryAuth, RegistrySettings, RetryInfo, WarningInfo } from './types.js';
+
+export type { Endpoint };
 
 /** Anything with a registry domain and a repository (a ParsedReference fits). */
 export interface RepoRef { domain: string; repository: string }
@@ -69,24 +74,6 @@ export interface PingResult {
   base: string;
   scheme: 'http' | 'https';
   challenges: Challenge[];
-}
-
-/** One place a repository can be fetched from: a mirror or the origin. */
-export interface Endpoint {
-  /** Settings/credential key: `host[:port]` (`docker.io` for Docker Hub's origin). */
-  key: string;
-  /** `host[:port]` put in URLs (`registry-1.docker.io` for Docker Hub). */
-  host: string;
-  /** Hostname without port and brackets (for realm checks and loopback detection). */
-  hostname: string;
-  isMirror: boolean;
-  /** PullResult.source: the domain for the origin, the configured URL for a mirror. */
-  source: string;
-  /** Schemes to try in order. */
-  schemes: ('https' | 'http')[];
-  /** TLS without verification and https→http redirects allowed. */
-  insecure: boolean;
-  caFiles: string[];
 }
 
 export interface RegistryClientOptions {
@@ -169,17 +156,6 @@ const TOKEN_BODY_MAX = 1024 * 1024;
 const RETRY_AFTER_MAX_MS = 60_000;
 const TOKEN_EARLY_MS = 10_000;
 
-function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
-
-function splitHost(host: string): { hostname: string } {
-  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(host);
-  if (m) return { hostname: m[1]! };
-  return { hostname: host.replace(/:\d+$/, '') };
-}
-
 function header(h: Record<string, string | string[] | undefined>, name: string): string | null {
   const v = h[name];
   if (v === undefined) return null;
@@ -235,31 +211,17 @@ export class RegistryClient {
 
   // ───────────────────────────── endpoints ─────────────────────────────
 
-  /** Mirrors (in configured order) then the origin, for a registry domain (docs/pull.md §12). */
-  endpoints(domain: string): Endpoint[] {
-    const hosts = this.opts.settings.registries?.hosts ?? {};
-    const globalCa = this.opts.settings.registries?.caCerts ?? [];
-    const callCa = this.opts.caCerts ?? [];
-    const out: Endpoint[] = [];
-    for (const m of hosts[domain]?.mirrors ?? []) {
-      let u: URL;
-      try { u = new URL(m); } catch { continue; }
-      const scheme = u.protocol === 'http:' ? 'http' : 'https';
-      const hs = hosts[u.host];
-      out.push({
-        key: u.host, host: u.host, hostname: splitHost(u.host).hostname, isMirror: true, source: m.replace(/\/+$/, ''),
-        schemes: [scheme], insecure: !!hs?.insecure || scheme === 'http', caFiles: [...globalCa, ...(hs?.caCerts ?? [])],
-      });
-    }
-    const host = registryEndpointHost(domain);
-    const hostname = splitHost(host).hostname;
-    const insecure = !!hosts[domain]?.insecure || !!this.opts.insecure;
-    out.push({
-      key: domain, host, hostname, isMirror: false, source: domain,
-      schemes: insecure || isLoopbackHost(hostname) ? ['https', 'http'] : ['https'],
-      insecure, caFiles: [...globalCa, ...(hosts[domain]?.caCerts ?? []), ...callCa],
+  /**
+   * The mirrors able to do `need`, in configured order, then the origin (src/registry/mirrors.ts):
+   * `resolve` for tags, `pull` for digests and blobs.
+   */
+  endpoints(domain: string, need: Capability = 'pull'): Endpoint[] {
+    const eps = registryEndpoints(domain, this.opts.settings, need, {
+      env: this.env, ...(this.opts.insecure !== undefined ? { insecure: this.opts.insecure } : {}),
+      ...(this.opts.caCerts ? { caCerts: this.opts.caCerts } : {}),
     });
-    return out;
+    for (const ep of eps) this.addSecret(...mirrorUrlSecrets(ep));
+    return eps;
   }
 
   // ───────────────────────────── secrets ─────────────────────────────
@@ -461,12 +423,11 @@ export class RegistryClient {
   // ───────────────────────────── authentication ─────────────────────────────
 
   private credentialFor(ep: Endpoint, signal?: AbortSignal): Promise<Credential> {
-    const cacheKey = `${ep.isMirror ? 'm' : 'o'}|${ep.key}`;
+    const cacheKey = credentialKey(ep);
     let p = this.creds.get(cacheKey);
     if (!p) {
       const ctx: CredentialContext = { home: this.opts.home, settings: this.opts.settings, env: this.env, signal: this.signalFor(signal) };
-      p = resolveCredential(ep.key, ctx, ep.isMirror ? undefined : this.opts.auth).then((r) => {
-        const c = r.credential;
+      p = endpointCredential(ep, ctx, this.opts.auth).then((c) => {
         if (c.kind === 'basic') this.addSecret(c.password, `${c.username}:${c.password}`);
         if (c.kind === 'token') this.addSecret(c.token);
         if (c.kind === 'identity') this.addSecret(c.identityToken);
@@ -613,9 +574,9 @@ export class RegistryClient {
    * reasons of docs/pull.md §12 (connection error, 404, 401/403 after its own auth, 5xx after retries,
    * digest mismatch), with a MIRROR_FALLBACK warning. The origin's error is the one thrown.
    */
-  private async withFallback<T>(domain: string, what: string, start: number,
+  private async withFallback<T>(domain: string, need: Capability, what: string, start: number,
     op: (ep: Endpoint, index: number) => Promise<T>): Promise<T> {
-    const eps = this.endpoints(domain);
+    const eps = this.endpoints(domain, need);
     let lastErr: unknown = new RegistryError(domain, 0, `${what}: no endpoint left to try`);
     for (let i = Math.min(start, eps.length - 1); i < eps.length; i++) {
       const ep = eps[i]!;
@@ -644,7 +605,7 @@ export class RegistryClient {
     const signal = this.signalFor(opts.signal);
     const expected = isDigest(tagOrDigest) ? tagOrDigest : null;
     const what = `manifest ${ref.domain}/${ref.repository}${expected ? '@' : ':'}${tagOrDigest}`;
-    return this.withFallback(ref.domain, what, opts.startEndpoint ?? 0, async (ep) => {
+    return this.withFallback(ref.domain, expected ? 'pull' : 'resolve', what, opts.startEndpoint ?? 0, async (ep) => {
       const { res } = await this.send(ep, ref.repository, 'GET', `/v2/${ref.repository}/manifests/${tagOrDigest}`,
         { accept: MANIFEST_ACCEPT.join(', ') }, what, null, signal);
       if (res.statusCode === 416) { await res.body.dump().catch(() => undefined); throw new RegistryError(ep.key, 416, `${what}: unexpected HTTP 416`); }
@@ -663,11 +624,29 @@ export class RegistryClient {
     });
   }
 
+  /**
+   * GET a small resource of a repository (`tags/list[?query]`) through the tag-resolving endpoints
+   * with the usual auth, retries and fallback, from endpoint `start` on (the next pages of a list
+   * are asked of the endpoint that served the first). Returns the body and the `Link` header.
+   */
+  async getRepoResource(ref: RepoRef, resource: string, opts: { signal?: AbortSignal | undefined; maxBytes?: number; start?: number } = {}):
+    Promise<{ bytes: Buffer; link: string | null; source: string; endpointIndex: number }> {
+    const maxBytes = opts.maxBytes ?? DEFAULT_LIMITS.maxManifestBytes;
+    const signal = this.signalFor(opts.signal);
+    const what = `${resource.replace(/\?.*$/, '')} of ${ref.domain}/${ref.repository}`;
+    return this.withFallback(ref.domain, 'resolve', what, opts.start ?? 0, async (ep, index) => {
+      const { res } = await this.send(ep, ref.repository, 'GET', `/v2/${ref.repository}/${resource}`, { accept: 'application/json' }, what, null, signal);
+      if (res.statusCode === 416) { await res.body.dump().catch(() => undefined); throw new RegistryError(ep.key, 416, `${what}: unexpected HTTP 416`); }
+      const bytes = await readLimited(res, maxBytes, 'maxManifestBytes', what, signal);
+      return { bytes, link: header(res.headers, 'link'), source: ep.source, endpointIndex: index };
+    });
+  }
+
   /** HEAD a manifest (policy `always`, docs/pull.md §5.1): its Docker-Content-Digest, type and size. */
   async headManifest(ref: RepoRef, tagOrDigest: string, opts: { signal?: AbortSignal | undefined } = {}): Promise<ManifestHead> {
     const signal = this.signalFor(opts.signal);
     const what = `manifest ${ref.domain}/${ref.repository}:${tagOrDigest} (HEAD)`;
-    return this.withFallback(ref.domain, what, 0, async (ep) => {
+    return this.withFallback(ref.domain, isDigest(tagOrDigest) ? 'pull' : 'resolve', what, 0, async (ep) => {
       const { res } = await this.send(ep, ref.repository, 'HEAD', `/v2/${ref.repository}/manifests/${tagOrDigest}`,
         { accept: MANIFEST_ACCEPT.join(', ') }, what, null, signal);
       await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
@@ -692,7 +671,7 @@ export class RegistryClient {
     const signal = this.signalFor(opts.signal);
     const offset = opts.offset ?? 0;
     const what = `blob ${ref.domain}/${ref.repository}@${digest}`;
-    return this.withFallback(ref.domain, what, opts.startEndpoint ?? 0, (ep, index) => this.openBlobAt(ep, index, ref, digest, offset, what, opts.layerIndex ?? null, signal));
+    return this.withFallback(ref.domain, 'pull', what, opts.startEndpoint ?? 0, (ep, index) => this.openBlobAt(ep, index, ref, digest, offset, what, opts.layerIndex ?? null, signal));
   }
 
   private async openBlobAt(ep: Endpoint, index: number, ref: RepoRef, digest: string, offset: number, what: string,
@@ -804,7 +783,7 @@ export class RegistryClient {
     if (local && local.length === desc.size && digestOf(local, digestAlgorithm(desc.digest)) === desc.digest) return local;
     const signal = this.signalFor(opts.signal);
     const label = `${what} ${ref.domain}/${ref.repository}@${desc.digest}`;
-    return this.withFallback(ref.domain, label, 0, async (ep, index) => {
+    return this.withFallback(ref.domain, 'pull', label, 0, async (ep, index) => {
       const r = await this.openBlobAt(ep, index, ref, desc.digest, 0, label, null, signal);
       if (r.contentLength !== null && r.contentLength > maxBytes) {
         r.stream.destroy();

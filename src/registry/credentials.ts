@@ -6,6 +6,8 @@
  *      `credHelpers[<key>]`, else `credsStore`, run as `docker-credential-<name> get`; else
  *      `auths[<key>]`;
  *   4. anonymous.
+ * A mirror with credentials of its own (an `auth` object or URL userinfo) uses them instead of
+ * sources 2–4 (src/registry/mirrors.ts).
  *
  * Choices where docs/pull.md is silent:
  * - A malformed docker config is a SettingsError naming it (docker itself refuses to start).
@@ -20,7 +22,7 @@ import { closeSync, constants as FS, fstatSync, openSync, readFileSync } from 'n
 import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { RegistryAuthError, SettingsError } from '../errors.js';
-import type { Credential, CredentialSource, RegistryAuth, RegistrySettings } from './types.js';
+import type { ConfigAuth, Credential, CredentialSource, RegistryAuth, RegistrySettings } from './types.js';
 
 export const HELPER_NAME_RE = /^[A-Za-z0-9_.-]+$/;
 export const HELPER_STDOUT_MAX = 64 * 1024;
@@ -63,7 +65,11 @@ export async function resolveCredential(host: string, ctx: CredentialContext, ex
 export function homeConfigCredential(host: string, ctx: CredentialContext): Credential | null {
   const auth = ctx.settings.registries?.hosts?.[host]?.auth;
   if (!auth) return null;
-  const key = `registries.hosts.${host}.auth`;
+  return configAuthCredential(auth, `registries.hosts.${host}.auth`, ctx);
+}
+
+/** An `auth` object of config.json (a host's or a mirror's, named `key` in errors) as a Basic credential. */
+export function configAuthCredential(auth: ConfigAuth, key: string, ctx: CredentialContext): Credential {
   const hasSecret = auth.secret !== undefined;
   const hasEnv = auth.passwordEnv !== undefined;
   if (hasSecret === hasEnv) throw new SettingsError(key, `${key}: needs exactly one of "secret" or "password_env"`);

@@ -18,6 +18,7 @@ export interface ResolvedImage {
   /** Set when the reference named an index (PullResult.indexDigest, image_ref.index_digest). */
   indexDigest: string | null;
   indexBytes: Buffer | null;
+  indexMediaType: string | null;
   /** The platform manifest (always a manifest, never an index). */
   manifestDigest: string;
   manifestBytes: Buffer;
@@ -52,6 +53,7 @@ export async function resolveImage(client: RegistryClient, ref: ParsedReference,
   const parsed = parseManifest(top.bytes, { contentType: top.contentType, digest: top.digest, maxLayers });
   let indexDigest: string | null = null;
   let indexBytes: Buffer | null = null;
+  let indexMediaType: string | null = null;
   let manifestDigest = top.digest;
   let manifestBytes = top.bytes;
   let manifest: ImageManifest;
@@ -60,6 +62,7 @@ export async function resolveImage(client: RegistryClient, ref: ParsedReference,
   if (parsed.kind === 'index') {
     indexDigest = top.digest;
     indexBytes = top.bytes;
+    indexMediaType = parsed.mediaType;
     const loadIndex = async (e: IndexEntry): Promise<ImageIndex> => {
       const r = await client.fetchManifest(ref, e.digest, { maxBytes, ...sig });
       const p = parseManifest(r.bytes, { contentType: r.contentType, digest: r.digest, maxLayers });
@@ -86,7 +89,7 @@ export async function resolveImage(client: RegistryClient, ref: ParsedReference,
   const rec = recordedPlatform({ indexEntry: entryPlatform, config: config.raw, target, explicit });
   if (rec.warning) warn(rec.warning);
   return {
-    source: top.source, indexDigest, indexBytes, manifestDigest, manifestBytes, manifest,
+    source: top.source, indexDigest, indexBytes, indexMediaType, manifestDigest, manifestBytes, manifest,
     configDigest: manifest.config.digest, configBytes, config, platform: rec.platform, warnings,
   };
 }

@@ -14,10 +14,30 @@ import { SettingsError } from '../errors.js';
 import { tryParseDuration } from '../util/duration.js';
 
 export interface HostAuthSettings { username: string; secret?: string; passwordEnv?: string }
+/**
+ * One mirror of `registries.hosts.<host>.mirrors`: a plain `scheme://host[:port]` string (its TLS
+ * settings and credentials are then those of the mirror host's own `hosts` entry), or an object
+ * with its own. Names follow containerd's hosts.toml where this file has no word of its own:
+ * `capabilities` as in hosts.toml (`pull`: blobs and manifests by digest; `resolve`: tags), while
+ * `insecure`, `ca_certs` and `auth` have the same meaning as on a host entry.
+ */
+export interface MirrorSettings {
+  url: string;
+  /** Plain HTTP / unverified TLS for this mirror. Absent: the mirror host's entry decides. */
+  insecure?: boolean;
+  /** PEM files trusted for this mirror, besides `registries.ca_certs` and its host entry's. */
+  caCerts?: string[];
+  /** Credentials for this mirror only (else the mirror host's entry, docker config, anonymous). */
+  auth?: HostAuthSettings | null;
+  /** Default `["pull", "resolve"]`. */
+  capabilities?: MirrorCapability[];
+}
+export type MirrorCapability = 'pull' | 'resolve';
+export type MirrorEntry = string | MirrorSettings;
 export interface HostSettings {
   insecure: boolean;
   auth: HostAuthSettings | null;
-  mirrors: string[];
+  mirrors: MirrorEntry[];
   caCerts: string[];
 }
 export interface Settings {
@@ -73,6 +93,49 @@ class Parser {
   }
 }
 
+function parseAuth(p: Parser, v: Json, key: string): HostAuthSettings | null {
+  const auth = p.obj(v, key);
+  if (!auth) return null;
+  const username = p.str(auth.username, `${key}.username`) ?? p.fail(`${key}.username`, 'a string');
+  const secret = p.str(auth.secret, `${key}.secret`);
+  const passwordEnv = p.str(auth.password_env, `${key}.password_env`);
+  if ((secret === undefined) === (passwordEnv === undefined)) p.fail(key, 'exactly one of "secret" or "password_env"');
+  return { username, ...(secret !== undefined ? { secret } : {}), ...(passwordEnv !== undefined ? { passwordEnv } : {}) };
+}
+
+/** `scheme://[user[:password]@]host[:port][/]`: the one rule for a mirror URL (config and MSB_REGISTRY_MIRRORS). */
+export const MIRROR_URL_RE = /^https?:\/\/[^/?#]+\/?$/;
+
+/** A mirror list: plain URL strings stay strings (backwards compatible), objects are validated. */
+function parseMirrors(p: Parser, v: Json, key: string): MirrorEntry[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) p.fail(key, 'an array of mirror URLs or {"url": …} objects');
+  return v.map((m, i): MirrorEntry => {
+    const k = `${key}[${i}]`;
+    if (typeof m === 'string') {
+      if (!MIRROR_URL_RE.test(m)) p.fail(k, 'a scheme://host[:port] URL');
+      return m;
+    }
+    const o = p.obj(m, k) ?? p.fail(k, 'a URL string or an object');
+    const url = p.str(o.url, `${k}.url`) ?? p.fail(`${k}.url`, 'a scheme://host[:port] URL');
+    if (!MIRROR_URL_RE.test(url)) p.fail(`${k}.url`, 'a scheme://host[:port] URL');
+    const out: MirrorSettings = { url };
+    const insecure = p.bool(o.insecure, `${k}.insecure`);
+    if (insecure !== undefined) out.insecure = insecure;
+    const ca = p.strArray(o.ca_certs, `${k}.ca_certs`);
+    if (ca !== undefined) out.caCerts = ca;
+    const auth = parseAuth(p, o.auth, `${k}.auth`);
+    if (auth) out.auth = auth;
+    const caps = p.strArray(o.capabilities, `${k}.capabilities`);
+    if (caps !== undefined) {
+      caps.forEach((c, j) => { if (c !== 'pull' && c !== 'resolve') p.fail(`${k}.capabilities[${j}]`, '"pull" or "resolve"'); });
+      if (caps.length === 0) p.fail(`${k}.capabilities`, 'at least one of "pull", "resolve"');
+      out.capabilities = [...new Set(caps)] as MirrorCapability[];
+    }
+    return out;
+  });
+}
+
 /** Parses the JSON text of a config file. `file` names it in errors. */
 export function parseSettings(text: string, file: string, home: string): Settings {
   let root: Json;
@@ -104,21 +167,10 @@ export function parseSettings(text: string, file: string, home: string): Setting
       const h = p.obj(raw, k) ?? {};
       const hs: HostSettings = {
         insecure: p.bool(h.insecure, `${k}.insecure`) ?? false,
-        auth: null,
-        mirrors: p.strArray(h.mirrors, `${k}.mirrors`) ?? [],
+        auth: parseAuth(p, h.auth, `${k}.auth`),
+        mirrors: parseMirrors(p, h.mirrors, `${k}.mirrors`),
         caCerts: p.strArray(h.ca_certs, `${k}.ca_certs`) ?? [],
       };
-      hs.mirrors.forEach((m, i) => {
-        if (!/^https?:\/\/[^/?#]+\/?$/.test(m)) p.fail(`${k}.mirrors[${i}]`, 'a scheme://host[:port] URL');
-      });
-      const auth = p.obj(h.auth, `${k}.auth`);
-      if (auth) {
-        const username = p.str(auth.username, `${k}.auth.username`) ?? p.fail(`${k}.auth.username`, 'a string');
-        const secret = p.str(auth.secret, `${k}.auth.secret`);
-        const passwordEnv = p.str(auth.password_env, `${k}.auth.password_env`);
-        if ((secret === undefined) === (passwordEnv === undefined)) p.fail(`${k}.auth`, 'exactly one of "secret" or "password_env"');
-        hs.auth = { username, ...(secret !== undefined ? { secret } : {}), ...(passwordEnv !== undefined ? { passwordEnv } : {}) };
-      }
       s.registries.hosts[host] = hs;
     }
   }

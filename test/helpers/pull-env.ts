@@ -43,28 +43,40 @@ export interface PrivateRegistry {
   logPath: string;
   /** `GET /v2/<repo>/blobs/<digest>` lines of the access log (each blob GET the registry answered). */
   blobGets(): string[];
+  /** Every blob request (GET and HEAD) of the access log. */
+  blobRequests(): string[];
   manifestRequests(method?: 'GET' | 'HEAD'): string[];
   stop(): Promise<void>;
+  /** Starts it again after stop(), on the same port, storage and log. */
+  start(): Promise<void>;
+}
+
+export interface PrivateRegistryOptions {
+  /**
+   * A pull-through cache: distribution's `proxy.remoteurl` is this URL, and the registry stores
+   * what it fetched in its own directory (never in the shared fixture storage).
+   */
+  proxyOf?: string;
 }
 
 /**
  * A second CNCF distribution registry process serving R0's storage (pushed once by
- * ensureRegistry('noauth')) on its own port with its own access log. Reads only.
+ * ensureRegistry('noauth')) on its own port with its own access log. Reads only. With `proxyOf`,
+ * a pull-through cache of that registry instead, over its own empty storage.
  */
-export async function privateRegistry(t?: { after(fn: () => unknown): void }): Promise<PrivateRegistry> {
+export async function privateRegistry(t?: { after(fn: () => unknown): void }, opts: PrivateRegistryOptions = {}): Promise<PrivateRegistry> {
   ensureRegistry('noauth');
   const port = await freePort();
   const dir = join(FIXTURE_ROOT, `private-registry-${process.pid}-${port}`);
   mkdirSync(dir, { recursive: true });
   const config = join(dir, 'config.yml');
-  writeFileSync(config, `version: 0.1
-log:
-  level: info
-  formatter: text
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
+  const storage = opts.proxyOf ? `
+    rootdirectory: ${join(dir, 'storage')}
+  cache:
+    blobdescriptor: inmemory
+  maintenance:
+    uploadpurging:
+      enabled: false` : `
     rootdirectory: ${join(FIXTURE_ROOT, 'registry-5000', 'storage')}
   cache:
     blobdescriptor: inmemory
@@ -72,35 +84,54 @@ storage:
     uploadpurging:
       enabled: false
     readonly:
-      enabled: true
+      enabled: true`;
+  writeFileSync(config, `version: 0.1
+log:
+  level: info
+  formatter: text
+  accesslog:
+    disabled: false
+storage:
+  filesystem:${storage}
 http:
   addr: 127.0.0.1:${port}
   secret: peers-private-test-secret
-`);
+${opts.proxyOf ? `proxy:
+  remoteurl: ${opts.proxyOf}
+` : ''}`);
   const logPath = join(dir, 'registry.log');
   const { openSync, closeSync } = await import('node:fs');
-  const fd = openSync(logPath, 'w');
-  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  let up = false;
-  for (let i = 0; i < 100 && !up; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    up = runStatus('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${port}/v2/`]).stdout === '200';
-  }
-  if (!up) { child.kill('SIGKILL'); throw new Error(`private registry did not start: ${readFileSync(logPath, 'utf8')}`); }
+  let child: ChildProcess | null = null;
+  const start = async (append: boolean) => {
+    const fd = openSync(logPath, append ? 'a' : 'w');
+    const c = spawn('docker-registry', ['serve', config], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    let up = false;
+    for (let i = 0; i < 100 && !up; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      up = runStatus('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${port}/v2/`]).stdout === '200';
+    }
+    if (!up) { c.kill('SIGKILL'); throw new Error(`private registry did not start: ${readFileSync(logPath, 'utf8')}`); }
+    child = c;
+  };
+  await start(false);
   const lines = () => readFileSync(logPath, 'utf8').split('\n').filter((l) => /^\S+ - - \[/.test(l));
-  let stopped = false;
   const reg: PrivateRegistry = {
     host: `127.0.0.1:${port}`, port, logPath,
     blobGets: () => lines().filter((l) => /"GET \/v2\/\S+\/blobs\/sha\d+:[0-9a-f]+ HTTP/.test(l)),
+    blobRequests: () => lines().filter((l) => /"(GET|HEAD) \/v2\/\S+\/blobs\/sha\d+:[0-9a-f]+ HTTP/.test(l)),
     manifestRequests: (method) => lines().filter((l) => new RegExp(`"${method ?? '(GET|HEAD)'} /v2/\\S+/manifests/`).test(l)),
     async stop() {
-      if (stopped) return;
-      stopped = true;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
+      const c = child;
+      if (!c) return;
+      child = null;
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (c.exitCode === null && c.signalCode === null) { c.kill('SIGKILL'); await exited; }
+    },
+    async start() {
+      if (!child) await start(true);
     },
   };
   t?.after(async () => { await reg.stop(); rmSync(dir, { recursive: true, force: true }); });

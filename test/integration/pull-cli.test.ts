@@ -28,7 +28,7 @@ test('G1: not a TTY: plain progress lines without control characters, `Pulled â€
   const ref = `${R0.host}/peers/busybox`;
   const r = await msb(['--home', h, 'pull', ref]);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, new RegExp(`^Pulled ${ref.replace(/\./g, '\\.')}:latest \\(sha256:[0-9a-f]{64}\\)\\n$`));
+  assert.match(r.stdout, new RegExp(`^Pulled ${ref.replace(/\./g, '\\.')}:latest \\(sha256:[0-9a-f]{64}\\) from ${R0.host.replace(/\./g, '\\.')}\\n$`));
   assert.doesNotMatch(r.stderr, /[\x1b\r]/);
   assert.match(r.stderr, /resolved sha256:[0-9a-f]{12} \(linux\/amd64, 1 layer, /);
   assert.match(r.stderr, /^layer 1\/1 sha256:[0-9a-f]{12} downloading/m);

@@ -141,7 +141,7 @@ const pullEvents = (): PullEvent[] => {
   return [
     { type: 'resolving', reference: 'docker.io/library/python:3.12', elapsedMs: 0 },
     { type: 'resolved', reference: 'docker.io/library/python:3.12', manifestDigest: 'sha256:7af02acc4131' + '0'.repeat(52), indexDigest: null,
-      platform: { os: 'linux', architecture: 'amd64', variant: null }, layerCount: 2, totalDownloadBytes: 1088494, cached: false, elapsedMs: 1 },
+      platform: { os: 'linux', architecture: 'amd64', variant: null }, layerCount: 2, totalDownloadBytes: 1088494, cached: false, source: 'docker.io', elapsedMs: 1 },
     { type: 'layerMaterializeComplete', layerIndex: 1, diffId: f, erofsSizeBytes: 8192, reused: true, elapsedMs: 2 },
     { type: 'layerDownloadStarted', layerIndex: 0, digest: d, totalBytes: 1088494, resumeFrom: 0, elapsedMs: 2 },
     { type: 'layerMaterializeStarted', layerIndex: 0, diffId: f, elapsedMs: 2 },
@@ -163,7 +163,7 @@ test('renderer, not a TTY: plain lines per state change, no control characters',
   let t = 0;
   const out = collect(false, pullEvents(), () => (t += 10));
   assert.doesNotMatch(out, /[\x1b\r]/);
-  assert.match(out, /python:3\.12 resolved sha256:7af02acc4131 \(linux\/amd64, 2 layers, 1\.09MB\)/);
+  assert.match(out, /python:3\.12 resolved sha256:7af02acc4131 \(linux\/amd64, 2 layers, 1\.09MB\) from docker\.io/);
   assert.match(out, /layer 1\/2 sha256:e646028a2e6d downloading 1\.09MB\n/);
   assert.match(out, /layer 1\/2 sha256:e646028a2e6d retrying \(2\/5 in 2\.0s\): HTTP 503/);
   assert.match(out, /msb: warning: content is zstd\n/);
@@ -192,7 +192,7 @@ test('renderer, TTY: one live line per layer with bars, states and a summary', a
   const r = new ProgressRenderer(sink, { tty: true, now: () => (t += 10), redrawIntervalMs: 0, displayName: 'python:3.12' });
   for (const e of pullEvents()) { r.handle(e); await new Promise((res) => setTimeout(res, 2)); }
   r.close();
-  assert.match(out, /^python:3\.12 resolved sha256:7af02acc4131 \(linux\/amd64, 2 layers, 1\.09MB\)\n/);
+  assert.match(out, /^python:3\.12 resolved sha256:7af02acc4131 \(linux\/amd64, 2 layers, 1\.09MB\) from docker\.io\n/);
   assert.match(out, /\x1b\[/);
   assert.match(out, /e646028a2e6d {2}Downloading {2}\[=========> {10}\] {2}512kB\/1\.09MB/);
   assert.match(out, /e646028a2e6d {2}Retrying \(2\/5 in 2\.0s\)/);

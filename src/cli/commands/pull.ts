@@ -78,7 +78,7 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
     }
     if (quiet) ctx.stdout.write(`${result.reference}\n`);
     else if (result.cached) ctx.stdout.write(`${result.reference} is up to date (cached)\n`);
-    else ctx.stdout.write(`Pulled ${result.reference} (${result.manifestDigest})\n`);
+    else ctx.stdout.write(`Pulled ${result.reference} (${result.manifestDigest})${result.source ? ` from ${result.source}` : ''}\n`);
     return 0;
   } finally {
     await backend.close();

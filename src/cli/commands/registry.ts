@@ -28,6 +28,7 @@ import { writeFileAtomicSync } from '../../util/fs.js';
 import { parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../registry/client.js';
 import { readDockerConfig } from '../../registry/credentials.js';
+import { configuredMirrors, mirrorDisplayUrl, MIRRORS_ENV, parseMirrorsEnv } from '../../registry/mirrors.js';
 import { UsageError, type CliContext } from '../context.js';
 import { formatOption, parseFlags, table, writeJson } from '../format.js';
 
@@ -262,6 +263,7 @@ export interface RegistryListEntry {
   /** `secret`, `env:<VAR>`, `docker-config` or `-`. */
   auth: string;
   insecure: boolean;
+  /** The mirror URLs in force (MSB_REGISTRY_MIRRORS included), without userinfo. */
   mirrors: string[];
   caCerts: string[];
 }
@@ -286,8 +288,14 @@ async function ls(args: string[], ctx: CliContext): Promise<number> {
     entries.set(host, {
       host, username: h.auth?.username ?? null,
       auth: h.auth ? (h.auth.secret !== undefined ? 'secret' : `env:${h.auth.passwordEnv}`) : '-',
-      insecure: h.insecure, mirrors: h.mirrors, caCerts: h.caCerts,
+      insecure: h.insecure, mirrors: [], caCerts: h.caCerts,
     });
+  }
+  // The mirrors in force (MSB_REGISTRY_MIRRORS included), shown without userinfo.
+  for (const host of new Set([...entries.keys(), ...(parseMirrorsEnv(ctx.env[MIRRORS_ENV])?.keys() ?? [])])) {
+    const e = entries.get(host) ?? { host, username: null, auth: '-', insecure: false, mirrors: [], caCerts: [] };
+    e.mirrors = configuredMirrors(host, settings, ctx.env).map(mirrorDisplayUrl);
+    entries.set(host, e);
   }
   const dc = readDockerConfig(ctx.env);
   if (dc) {
