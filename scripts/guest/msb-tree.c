@@ -8,8 +8,9 @@
  *       [link=<smallest path of the hardlink group>] [target=<symlink target>] [rdev=<maj>,<min>]
  *       mtime=<sec>.<9 digits> [xattr.<name>=<hex value>]...
  *
- * <type> is dir|file|symlink|chr|blk|fifo|sock|unknown. Paths and targets are ASCII: every byte
- * outside 0x20..0x7e, and the backslash, is written as \xHH, so a line survives a serial console.
+ * <type> is dir|file|symlink|chr|blk|fifo|sock|unknown. Paths, targets and xattr names are ASCII
+ * without spaces: every byte outside 0x21..0x7e, and the backslash, is written as \xHH, so a line
+ * splits on spaces and survives any console.
  * link= appears on every regular file with nlink > 1 (a group is keyed by st_dev and st_ino).
  * Xattrs are sorted by name. Usage: msb-tree ROOT. Exit 1 on any error, with a message on stderr.
  */
@@ -112,11 +113,11 @@ static void putf(str *s, const char *fmt, unsigned long long a, unsigned long lo
   put(s, tmp, (size_t)n);
 }
 
-/* Bytes outside printable ASCII, and the backslash, as \xHH. */
+/* Spaces, bytes outside printable ASCII, and the backslash, as \xHH. */
 static void put_escaped(str *s, const char *p, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)p[i];
-    if (ch < 0x20 || ch > 0x7e || ch == '\\') {
+    if (ch <= 0x20 || ch > 0x7e || ch == '\\') {
       char e[5];
       snprintf(e, sizeof e, "\\x%02x", ch);
       put(s, e, 4);

@@ -8,7 +8,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
@@ -82,7 +82,8 @@ export async function bootGuest(h: GuestHarness, disk: string, workDir: string, 
     c.on('close', (status) => ok({ code: status, out: Buffer.concat(chunks).toString('latin1') }));
   });
   const wallMs = performance.now() - t0;
-  return parseReport(readFileSync(reportPath).toString('latin1'), out.replace(/\r/g, ''), code, wallMs);
+  const raw = existsSync(reportPath) ? readFileSync(reportPath).toString('latin1') : '';
+  return parseReport(raw, out.replace(/\r/g, ''), code, wallMs);
 }
 
 /** Parses the `MSB-…` lines of scripts/guest/init (the report console turns "\n" into "\r\n"). */
@@ -140,7 +141,7 @@ export async function umociReference(h: GuestHarness, layout: string, tag: strin
 
 interface Entry { path: string; type: string; fields: Map<string, string> }
 
-/** One msb-tree line: `<path> <type> key=value…` (paths are escaped, so they have no " <type> mode=" inside). */
+/** One msb-tree line: `<path> <type> key=value…` (msb-tree escapes spaces; tree-manifest.py does not). */
 function parseLine(line: string): Entry {
   const m = /^(.*?) (dir|file|symlink|chr|blk|fifo|sock|unknown) (mode=.*)$/.exec(line);
   if (!m) throw new Error(`not an msb-tree line: ${line}`);
@@ -182,7 +183,7 @@ export function assertSameListing(guest: string, ref: Reference, label: string):
     { onlyGuest: [], onlyUmoci: [], counts: [0, 0] }, `${label}: the guest's listing of /dev/vda differs from umoci unpack's`);
 }
 
-/** msb-tree's escaping (\xHH for bytes outside printable ASCII and the backslash) undone. */
+/** msb-tree's escaping (\xHH for spaces, bytes outside printable ASCII and the backslash) undone. */
 export function unescapePath(s: string): string {
   return Buffer.from(s.replace(/\\x([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
 }
@@ -196,7 +197,8 @@ export function asTreeManifest(listing: string, isMsbTree: boolean): string[] {
   const lines = listing.split('\n').filter(Boolean).map((l) => {
     const e = parseLine(l);
     const path = isMsbTree ? unescapePath(e.path) : e.path;
-    const fields = [...e.fields].filter(([k]) => k !== 'nlink').map(([k, v]) => [k, isMsbTree && k === 'target' ? unescapePath(v) : v] as const);
+    const fields = [...e.fields].filter(([k]) => k !== 'nlink')
+      .map(([k, v]) => [isMsbTree && k.startsWith('xattr.') ? unescapePath(k) : k, isMsbTree && k === 'target' ? unescapePath(v) : v] as const);
     return { path, type: e.type, fields };
   });
   const groups = new Map<string, string>();
