@@ -2,7 +2,8 @@
 # Installs everything msb-image's tests and benchmarks need on Debian 12, as root:
 # the real peers (CNCF distribution registry, skopeo, umoci, qemu-img, erofs-utils, zstd, …) from
 # Debian's archive, and erofs-utils 1.9.4 built from Debian's source package into a private prefix
-# ($MSB_TOOLS, default /opt/msb-tools) for fsck/extract checks and the mkfs.erofs benchmark peer.
+# ($MSB_TOOLS, default /opt/msb-tools) for fsck/extract checks and the mkfs.erofs benchmark peer,
+# and the guest tests' Debian trixie 6.12 kernel into $MSB_TOOLS/guest (scripts/guest/).
 # Idempotent: each step is skipped when already done.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -16,7 +17,8 @@ debian_mirror() {
 
 need=(docker-registry skopeo umoci erofs-utils qemu-utils zstd jq curl apache2-utils openssl busybox-static
       attr libcap2-bin acl xxd python3 ca-certificates debootstrap sqlite3 util-linux e2fsprogs
-      time)  # time: GNU /usr/bin/time, the benchmarks' peak-RSS probe
+      time qemu-system-x86 cpio kmod xz-utils gcc libc6-dev)
+# time: GNU /usr/bin/time, the benchmarks' peak-RSS probe; qemu, cpio, kmod (modinfo), gcc: the guest harness
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -39,6 +41,7 @@ if [ ! -x "$TOOLS/erofs-utils-1.9.4/bin/mkfs.erofs" ]; then
   make -j"$(nproc)" >/dev/null && make install >/dev/null
 fi
 "$TOOLS/erofs-utils-1.9.4/bin/mkfs.erofs" --version | head -1
+bash "$(dirname "$0")/guest/fetch-kernel.sh" "$TOOLS/guest" "$(debian_mirror)"
 modprobe erofs 2>/dev/null || true
 grep -qw erofs /proc/filesystems || { echo "the kernel has no erofs support" >&2; exit 1; }
 echo "system ready"

@@ -89,7 +89,7 @@ function mirrorEndpoint(domain: string, m: MirrorConfig, index: number, settings
     key: u.host, host: u.host, hostname: hostnameOf(u.host), isMirror: true, source: mirrorDisplayUrl(o.url),
     schemes: [scheme], insecure: scheme === 'http' || (o.insecure ?? !!own?.insecure),
     caFiles: [...(settings.registries?.caCerts ?? []), ...(own?.caCerts ?? []), ...(o.caCerts ?? [])],
-    capabilities: o.capabilities && o.capabilities.length ? [...o.capabilities] : [...ALL],
+    capabilities: o.capabilities?.length ? [...o.capabilities] : [...ALL],
     id: `${domain}#${index}`,
   };
   if (o.auth) ep.auth = { config: o.auth, key: `${key}.auth` };
