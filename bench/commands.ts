@@ -30,6 +30,7 @@ export const NODE_BARE: Side = { label: 'node -e 0', cmd: { argv: [NODE, '-e', '
 /** Throws unless `npm run build` has produced what the bench runs. */
 export function requireBuilt(): void {
   for (const f of [join('dist', 'src', 'cli', 'main.js'), join('dist', 'bench', 'floor.js')]) {
-    if (!existsSync(join(PROJECT_ROOT, f))) throw new Error(`${f} missing: run \`npm run build\` first (the bench runs the compiled CLI)`);
+    if (!existsSync(join(PROJECT_ROOT, f)))
+      throw new Error(`${f} missing: run \`npm run build\` first (the bench runs the compiled CLI)`);
   }
 }

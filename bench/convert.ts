@@ -17,20 +17,31 @@ export { debianLayer }; // test/erofs-debian.test.ts takes its layer from here
 function convertPair(title: string, layer: string, diffId: string | null, o: BenchOptions, work: string): Comparison {
   const ours = join(work, 'ours.erofs');
   const peer = join(work, 'peer.erofs');
-  return compare(title, [
-    {
-      label: 'msb layer convert',
-      cmd: {
-        argv: msb('layer', 'convert', layer, '-o', ours),
-        before: () => rmSync(ours, { force: true }),
-        check: (stdout) => {
-          const got = (JSON.parse(stdout) as { diffId: string }).diffId;
-          if (diffId && got !== diffId) throw new Error(`msb layer convert: diff_id ${got}, expected ${diffId}`);
+  return compare(
+    title,
+    [
+      {
+        label: 'msb layer convert',
+        cmd: {
+          argv: msb('layer', 'convert', layer, '-o', ours),
+          before: () => rmSync(ours, { force: true }),
+          check: (stdout) => {
+            const got = (JSON.parse(stdout) as { diffId: string }).diffId;
+            if (diffId && got !== diffId) throw new Error(`msb layer convert: diff_id ${got}, expected ${diffId}`);
+          },
         },
       },
-    },
-    { label: 'mkfs.erofs --tar=f --ungzip', cmd: { argv: [MKFS, '--quiet', '--tar=f', '--ungzip', peer, layer], before: () => rmSync(peer, { force: true }) } },
-  ], o, [{ vs: 1, ratio: 0.9 }, { rssMiB: 200 }]);
+      {
+        label: 'mkfs.erofs --tar=f --ungzip',
+        cmd: {
+          argv: [MKFS, '--quiet', '--tar=f', '--ungzip', peer, layer],
+          before: () => rmSync(peer, { force: true }),
+        },
+      },
+    ],
+    o,
+    [{ vs: 1, ratio: 0.9 }, { rssMiB: 200 }],
+  );
 }
 
 export async function benchConvert(o: BenchOptions): Promise<void> {
@@ -43,8 +54,10 @@ export async function benchConvert(o: BenchOptions): Promise<void> {
     const mb = (p: string) => (statSync(p).size / 1e6).toFixed(0);
     const small = convertPair(`layer convert, debian-minbase layer (${mb(layer)} MB gzip)`, layer, diffId, o, work);
     const big = convertPair(`layer convert, 1 GiB layer (${mb(big1g)} MB gzip)`, big1g, null, o, work);
-    o.log(`peak RSS, small → 1 GiB layer: ours ${small.sides[0]!.rssMiB.toFixed(0)} → ${big.sides[0]!.rssMiB.toFixed(0)} MiB, ` +
-      `mkfs.erofs ${small.sides[1]!.rssMiB.toFixed(0)} → ${big.sides[1]!.rssMiB.toFixed(0)} MiB (goal: flat, ≤ 200 MiB)`);
+    o.log(
+      `peak RSS, small → 1 GiB layer: ours ${small.sides[0]!.rssMiB.toFixed(0)} → ${big.sides[0]!.rssMiB.toFixed(0)} MiB, ` +
+        `mkfs.erofs ${small.sides[1]!.rssMiB.toFixed(0)} → ${big.sides[1]!.rssMiB.toFixed(0)} MiB (goal: flat, ≤ 200 MiB)`,
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

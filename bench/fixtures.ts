@@ -21,10 +21,19 @@ export const BENCH_PORT = 5055;
 const REG_BASE = join(FIXTURE_ROOT, `registry-${BENCH_PORT}`);
 export const BENCH_REGISTRY = `127.0.0.1:${BENCH_PORT}`;
 
-export interface LayerBlob { digest: string; size: number; mediaType: string; diffId: string; path: string }
+export interface LayerBlob {
+  digest: string;
+  size: number;
+  mediaType: string;
+  diffId: string;
+  path: string;
+}
 
 function scriptHash(name: string): string {
-  return createHash('sha256').update(readFileSync(join(SCRIPTS, name))).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(readFileSync(join(SCRIPTS, name)))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** Runs `cmd` under flock(1) on `lock`; -o keeps a daemon started by cmd from holding the lock. */
@@ -37,10 +46,15 @@ function locked(lock: string, cmd: string[], env: NodeJS.ProcessEnv = process.en
 export function ociImage(oci: string, tag: string): { manifest: string; layers: LayerBlob[] } | null {
   if (!existsSync(join(oci, 'index.json'))) return null;
   const blob = (d: string) => join(oci, 'blobs', 'sha256', d.slice(7));
-  const index = JSON.parse(readFileSync(join(oci, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+  const index = JSON.parse(readFileSync(join(oci, 'index.json'), 'utf8')) as {
+    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
+  };
   const m = index.manifests.find((x) => x.annotations?.['org.opencontainers.image.ref.name'] === tag);
   if (!m) return null;
-  const man = JSON.parse(readFileSync(blob(m.digest), 'utf8')) as { config: { digest: string }; layers: Array<{ digest: string; size: number; mediaType: string }> };
+  const man = JSON.parse(readFileSync(blob(m.digest), 'utf8')) as {
+    config: { digest: string };
+    layers: Array<{ digest: string; size: number; mediaType: string }>;
+  };
   const cfg = JSON.parse(readFileSync(blob(man.config.digest), 'utf8')) as { rootfs: { diff_ids: string[] } };
   return {
     manifest: m.digest,
@@ -49,14 +63,24 @@ export function ociImage(oci: string, tag: string): { manifest: string; layers: 
 }
 
 /** The Debian minbase image (one ~95 MB gzip layer); debootstraps it once when missing. */
-export function debianImage(log: (s: string) => void = () => undefined): { oci: string; rootfs: string; layers: LayerBlob[] } {
+export function debianImage(log: (s: string) => void = () => undefined): {
+  oci: string;
+  rootfs: string;
+  layers: LayerBlob[];
+} {
   const oci = join(DEBIAN_DIR, 'oci');
   let img = ociImage(oci, 'debian-minbase');
   if (!img) {
     log(`building the Debian minbase fixture in ${DEBIAN_DIR} (debootstrap, a few minutes once)…`);
-    locked(join(FIXTURE_ROOT, 'bench-images.lock'), ['bash', '-c',
-      `[ -n "$(umoci ls --layout '${oci}' 2>/dev/null | grep -x debian-minbase)" ] || bash '${join(SCRIPTS, 'build-test-images.sh')}' '${DEBIAN_DIR}'`],
-    { ...process.env, WITH_DEBIAN: '1' });
+    locked(
+      join(FIXTURE_ROOT, 'bench-images.lock'),
+      [
+        'bash',
+        '-c',
+        `[ -n "$(umoci ls --layout '${oci}' 2>/dev/null | grep -x debian-minbase)" ] || bash '${join(SCRIPTS, 'build-test-images.sh')}' '${DEBIAN_DIR}'`,
+      ],
+      { ...process.env, WITH_DEBIAN: '1' },
+    );
     img = ociImage(oci, 'debian-minbase');
     if (!img) throw new Error('debian-minbase fixture was not built');
   }
@@ -74,9 +98,15 @@ export function manyLayerImage(log: (s: string) => void = () => undefined): { oc
   const marker = join(FIXTURE_ROOT, `bench-many.${scriptHash('build-bench-images.sh')}.done`);
   if (!existsSync(marker)) {
     log(`building the many-layer fixture in ${MANY_DIR} (downloads ~57 MB of Debian packages once; a few minutes)…`);
-    locked(join(FIXTURE_ROOT, 'bench-many.lock'), ['bash', '-c',
-      `[ -e '${marker}' ] || { rm -f '${FIXTURE_ROOT}'/bench-many.*.done && bash '${join(SCRIPTS, 'build-bench-images.sh')}' '${MANY_DIR}' >&2 && touch '${marker}'; }`],
-    { ...process.env, DEBIAN_ROOTFS: deb.rootfs });
+    locked(
+      join(FIXTURE_ROOT, 'bench-many.lock'),
+      [
+        'bash',
+        '-c',
+        `[ -e '${marker}' ] || { rm -f '${FIXTURE_ROOT}'/bench-many.*.done && bash '${join(SCRIPTS, 'build-bench-images.sh')}' '${MANY_DIR}' >&2 && touch '${marker}'; }`,
+      ],
+      { ...process.env, DEBIAN_ROOTFS: deb.rootfs },
+    );
   }
   return { oci: join(MANY_DIR, 'oci'), big1g: join(MANY_DIR, 'big-1g.tar.gz') };
 }
@@ -87,15 +117,24 @@ export function manyLayerImage(log: (s: string) => void = () => undefined): { oc
  */
 export function benchRegistry(log: (s: string) => void = () => undefined, what: { many?: boolean } = {}): string {
   const deb = debianImage(log);
-  locked(join(FIXTURE_ROOT, `registry-${BENCH_PORT}.lock`), ['bash', join(SCRIPTS, 'start-registry.sh'), String(BENCH_PORT), REG_BASE, 'noauth']);
+  locked(join(FIXTURE_ROOT, `registry-${BENCH_PORT}.lock`), [
+    'bash',
+    join(SCRIPTS, 'start-registry.sh'),
+    String(BENCH_PORT),
+    REG_BASE,
+    'noauth',
+  ]);
   const push = (oci: string, tag: string, repo: string) => {
     const img = ociImage(oci, tag);
     if (!img) throw new Error(`${oci} has no tag ${tag}`);
     const marker = join(REG_BASE, `pushed.${repo.replace(/[/:]/g, '_')}.${img.manifest.slice(7, 23)}`);
     if (existsSync(marker)) return;
     log(`pushing ${tag} to the bench registry as ${repo} (once)…`);
-    locked(join(REG_BASE, 'push.lock'), ['bash', '-c',
-      `[ -e '${marker}' ] || { skopeo copy -q --dest-tls-verify=false --preserve-digests 'oci:${oci}:${tag}' 'docker://${BENCH_REGISTRY}/${repo}' && touch '${marker}'; }`]);
+    locked(join(REG_BASE, 'push.lock'), [
+      'bash',
+      '-c',
+      `[ -e '${marker}' ] || { skopeo copy -q --dest-tls-verify=false --preserve-digests 'oci:${oci}:${tag}' 'docker://${BENCH_REGISTRY}/${repo}' && touch '${marker}'; }`,
+    ]);
   };
   push(deb.oci, 'debian-minbase', 'peers/debian-minbase:latest');
   if (what.many) {

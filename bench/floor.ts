@@ -20,8 +20,18 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGunzip, type ZlibOptions } from 'node:zlib';
 
-export interface FloorBlob { url?: string; path?: string; digest: string; diffId: string; kind: 'gzip' | 'zstd' }
-export interface FloorJob { mode: 'net' | 'file' | 'full'; blobs: FloorBlob[]; concurrency?: number }
+export interface FloorBlob {
+  url?: string;
+  path?: string;
+  digest: string;
+  diffId: string;
+  kind: 'gzip' | 'zstd';
+}
+export interface FloorJob {
+  mode: 'net' | 'file' | 'full';
+  blobs: FloorBlob[];
+  concurrency?: number;
+}
 
 const agent = new Agent({ keepAlive: true });
 
@@ -29,7 +39,11 @@ function open(b: FloorBlob, mode: FloorJob['mode']): Promise<Readable> {
   if (mode === 'file') return Promise.resolve(createReadStream(b.path!, { highWaterMark: 1 << 20 }));
   return new Promise((resolve, reject) => {
     const req = get(b.url!, { agent }, (res) => {
-      if (res.statusCode !== 200) { res.resume(); reject(new Error(`GET ${b.url}: HTTP ${res.statusCode}`)); return; }
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`GET ${b.url}: HTTP ${res.statusCode}`));
+        return;
+      }
       resolve(res);
     });
     req.on('error', reject);
@@ -46,7 +60,11 @@ function decompressor(kind: FloorBlob['kind']): Transform {
 function tap(): Transform & { hash: ReturnType<typeof createHash>; bytes: number } {
   const hash = createHash('sha256');
   const t = new Transform({
-    transform(chunk: Buffer, _enc, cb) { hash.update(chunk); (t as unknown as { bytes: number }).bytes += chunk.length; cb(null, chunk); },
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      (t as unknown as { bytes: number }).bytes += chunk.length;
+      cb(null, chunk);
+    },
   }) as Transform & { hash: typeof hash; bytes: number };
   t.hash = hash;
   t.bytes = 0;
@@ -57,7 +75,11 @@ function sink(): Writable & { hash: ReturnType<typeof createHash>; bytes: number
   const hash = createHash('sha256');
   const w = new Writable({
     highWaterMark: 4 << 20,
-    write(chunk: Buffer, _enc, cb) { hash.update(chunk); (w as unknown as { bytes: number }).bytes += chunk.length; cb(); },
+    write(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      (w as unknown as { bytes: number }).bytes += chunk.length;
+      cb();
+    },
   }) as Writable & { hash: typeof hash; bytes: number };
   w.hash = hash;
   w.bytes = 0;
@@ -101,7 +123,14 @@ export async function runFloor(job: FloorJob): Promise<{ ms: number; bytesIn: nu
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   runFloor(JSON.parse(process.argv[2] ?? '{}') as FloorJob).then(
-    (r) => { process.stdout.write(`${JSON.stringify(r)}\n`); agent.destroy(); },
-    (err: unknown) => { process.stderr.write(`floor: ${(err as Error)?.message ?? String(err)}\n`); process.exitCode = 1; agent.destroy(); },
+    (r) => {
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      agent.destroy();
+    },
+    (err: unknown) => {
+      process.stderr.write(`floor: ${(err as Error)?.message ?? String(err)}\n`);
+      process.exitCode = 1;
+      agent.destroy();
+    },
   );
 }

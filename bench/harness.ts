@@ -26,13 +26,44 @@ export interface Cmd {
   check?: (stdout: string) => unknown;
 }
 
-export interface Side { label: string; cmd: Cmd }
-export interface Sample { ms: number; rssKiB: number; inner?: number }
-export interface Stats { label: string; median: number; min: number; max: number; rssMiB: number; innerMedian?: number; samples: Sample[] }
-export interface Goal { /** ours / side[vs] median ≤ max */ vs?: number; ratio?: number; /** ours median ≤ ms */ ms?: number; /** ours peak ≤ MiB */ rssMiB?: number }
-export interface Comparison { title: string; sides: Stats[]; ratios: number[]; goals: Goal[]; load: [number, number]; figures?: boolean }
+export interface Side {
+  label: string;
+  cmd: Cmd;
+}
+export interface Sample {
+  ms: number;
+  rssKiB: number;
+  inner?: number;
+}
+export interface Stats {
+  label: string;
+  median: number;
+  min: number;
+  max: number;
+  rssMiB: number;
+  innerMedian?: number;
+  samples: Sample[];
+}
+export interface Goal {
+  /** ours / side[vs] median ≤ max */ vs?: number;
+  ratio?: number /** ours median ≤ ms */;
+  ms?: number /** ours peak ≤ MiB */;
+  rssMiB?: number;
+}
+export interface Comparison {
+  title: string;
+  sides: Stats[];
+  ratios: number[];
+  goals: Goal[];
+  load: [number, number];
+  figures?: boolean;
+}
 
-export interface BenchOptions { rounds: number; warmup: number; log: (s: string) => void }
+export interface BenchOptions {
+  rounds: number;
+  warmup: number;
+  log: (s: string) => void;
+}
 
 /** Every comparison made in this process, for the closing summary table. */
 export const RESULTS: Comparison[] = [];
@@ -54,7 +85,11 @@ export function runOnce(cmd: Cmd): Sample & { stdout: string } {
   try {
     const t0 = performance.now();
     const r = spawnSync(TIME, ['-o', out, '-f', '%M', ...cmd.argv], {
-      encoding: 'utf8', maxBuffer: 256 << 20, env: cmd.env ?? process.env, cwd: cmd.cwd, stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+      maxBuffer: 256 << 20,
+      env: cmd.env ?? process.env,
+      cwd: cmd.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     const ms = performance.now() - t0;
     if (r.error) throw r.error;
@@ -73,7 +108,11 @@ function stats(label: string, samples: Sample[]): Stats {
   const ms = samples.map((s) => s.ms);
   const inner = samples.flatMap((s) => (s.inner === undefined ? [] : [s.inner]));
   return {
-    label, samples, median: median(ms), min: Math.min(...ms), max: Math.max(...ms),
+    label,
+    samples,
+    median: median(ms),
+    min: Math.min(...ms),
+    max: Math.max(...ms),
     rssMiB: Math.max(...samples.map((s) => s.rssKiB)) / 1024,
     ...(inner.length ? { innerMedian: median(inner) } : {}),
   };
@@ -104,13 +143,21 @@ function measure(title: string, sides: Side[], opts: BenchOptions, goals: Goal[]
     }
   }
   const st = sides.map((s, i) => stats(s.label, samples[i]!));
-  const c: Comparison = { title, sides: st, ratios: st.map((s) => st[0]!.median / s.median), goals, load: [load0, loadavg()[0]!], figures: figuresOnly };
+  const c: Comparison = {
+    title,
+    sides: st,
+    ratios: st.map((s) => st[0]!.median / s.median),
+    goals,
+    load: [load0, loadavg()[0]!],
+    figures: figuresOnly,
+  };
   RESULTS.push(c);
   printComparison(c, opts);
   return c;
 }
 
-export const fmtMs = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`);
+export const fmtMs = (ms: number): string =>
+  ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
 
 /** "ok" / "OVER" for each goal of a comparison. */
 export function goalText(c: Comparison): string[] {
@@ -121,19 +168,24 @@ export function goalText(c: Comparison): string[] {
       return `ours/${c.sides[g.vs]!.label} ${r.toFixed(2)} ≤ ${g.ratio} ${r <= g.ratio ? 'ok' : 'OVER'}`;
     }
     if (g.ms !== undefined) return `median ${fmtMs(ours.median)} ≤ ${g.ms} ms ${ours.median <= g.ms ? 'ok' : 'OVER'}`;
-    if (g.rssMiB !== undefined) return `peak RSS ${ours.rssMiB.toFixed(0)} ≤ ${g.rssMiB} MiB ${ours.rssMiB <= g.rssMiB ? 'ok' : 'OVER'}`;
+    if (g.rssMiB !== undefined)
+      return `peak RSS ${ours.rssMiB.toFixed(0)} ≤ ${g.rssMiB} MiB ${ours.rssMiB <= g.rssMiB ? 'ok' : 'OVER'}`;
     return '';
   });
 }
 
 function printComparison(c: Comparison, opts: BenchOptions): void {
   const w = Math.max(...c.sides.map((s) => s.label.length));
-  opts.log(`${c.title}  (${opts.rounds} rounds, alternating; load avg ${c.load[0].toFixed(2)} → ${c.load[1].toFixed(2)})`);
+  opts.log(
+    `${c.title}  (${opts.rounds} rounds, alternating; load avg ${c.load[0].toFixed(2)} → ${c.load[1].toFixed(2)})`,
+  );
   c.sides.forEach((s, i) => {
     const inner = s.innerMedian === undefined ? '' : `  [in-process ${fmtMs(s.innerMedian)}]`;
     const ratio = i === 0 || c.figures ? '' : `  ours/this ${c.ratios[i]!.toFixed(2)}`;
     const role = c.figures ? '    ' : i === 0 ? 'ours' : 'peer';
-    opts.log(`  ${role} ${s.label.padEnd(w)}  median ${fmtMs(s.median).padStart(8)}  min ${fmtMs(s.min).padStart(8)}  max ${fmtMs(s.max).padStart(8)}  peak RSS ${s.rssMiB.toFixed(0).padStart(4)} MiB${ratio}${inner}`);
+    opts.log(
+      `  ${role} ${s.label.padEnd(w)}  median ${fmtMs(s.median).padStart(8)}  min ${fmtMs(s.min).padStart(8)}  max ${fmtMs(s.max).padStart(8)}  peak RSS ${s.rssMiB.toFixed(0).padStart(4)} MiB${ratio}${inner}`,
+    );
   });
   for (const g of goalText(c)) opts.log(`  goal: ${g}`);
 }
@@ -141,14 +193,25 @@ function printComparison(c: Comparison, opts: BenchOptions): void {
 /** The closing table (markdown, ready for the README): one row per comparison. */
 export function summaryTable(results: Comparison[]): string[] {
   const mm = (s: Stats) => `${fmtMs(s.median)} (${fmtMs(s.min)}–${fmtMs(s.max)}), ${s.rssMiB.toFixed(0)} MiB`;
-  const rows = ['| work | ours: median (min–max), peak RSS | peer in the same run | ours/peer | goal |', '|---|---|---|---|---|'];
+  const rows = [
+    '| work | ours: median (min–max), peak RSS | peer in the same run | ours/peer | goal |',
+    '|---|---|---|---|---|',
+  ];
   for (const c of results) {
     if (c.figures) {
       for (const s of c.sides) rows.push(`| ${c.title}: ${s.label} | ${mm(s)} | — | — | — |`);
       continue;
     }
-    const peers = c.sides.slice(1).map((s) => `${s.label}: ${mm(s)}`).join('; ') || '—';
-    const ratios = c.ratios.slice(1).map((r) => r.toFixed(2)).join(' / ') || '—';
+    const peers =
+      c.sides
+        .slice(1)
+        .map((s) => `${s.label}: ${mm(s)}`)
+        .join('; ') || '—';
+    const ratios =
+      c.ratios
+        .slice(1)
+        .map((r) => r.toFixed(2))
+        .join(' / ') || '—';
     rows.push(`| ${c.title} | ${mm(c.sides[0]!)} | ${peers} | ${ratios} | ${goalText(c).join('; ') || '—'} |`);
   }
   return rows;

@@ -23,7 +23,8 @@ async function timeN(n: number, fn: (i: number) => Promise<unknown>): Promise<nu
   return xs;
 }
 
-const mmm = (xs: number[]) => `median ${fmtMs(median(xs))}  min ${fmtMs(Math.min(...xs))}  max ${fmtMs(Math.max(...xs))}`;
+const mmm = (xs: number[]) =>
+  `median ${fmtMs(median(xs))}  min ${fmtMs(Math.min(...xs))}  max ${fmtMs(Math.max(...xs))}`;
 
 export async function benchIndex(o: BenchOptions & { refs?: number; images?: number }): Promise<void> {
   requireBuilt();
@@ -35,20 +36,30 @@ export async function benchIndex(o: BenchOptions & { refs?: number; images?: num
     await synthesizeIndex(setup, refs, images);
     await setup.close();
 
-    compare(`msb images, ${refs} refs over ${images} images`, [
-      {
-        label: 'msb images',
-        cmd: {
-          argv: msb('--home', home, 'images'),
-          check: (out) => { if (out.split('\n').length !== refs + 2) throw new Error('msb images printed an unexpected number of lines'); },
+    compare(
+      `msb images, ${refs} refs over ${images} images`,
+      [
+        {
+          label: 'msb images',
+          cmd: {
+            argv: msb('--home', home, 'images'),
+            check: (out) => {
+              if (out.split('\n').length !== refs + 2)
+                throw new Error('msb images printed an unexpected number of lines');
+            },
+          },
         },
-      },
-      NODE_BARE,
-    ], o, [{ ms: 250 }, { rssMiB: 200 }]);
+        NODE_BARE,
+      ],
+      o,
+      [{ ms: 250 }, { rssMiB: 200 }],
+    );
 
     o.log(`in-process API latency (one node process, no peer), ${refs} refs:`);
     const b = LocalBackend.lazy({ home });
-    const first = await timeN(1, async () => { if ((await Image.listLocal(b)).length !== refs) throw new Error('list returned a wrong count'); });
+    const first = await timeN(1, async () => {
+      if ((await Image.listLocal(b)).length !== refs) throw new Error('list returned a wrong count');
+    });
     o.log(`  list, first call (opens the db)  ${fmtMs(first[0]!)}`);
     o.log(`  list                             ${mmm(await timeN(15, () => Image.listLocal(b)))}`);
     const ref = (i: number) => `img${(i * 37) % images}:t${(i * 37) % images}`;
@@ -61,7 +72,9 @@ export async function benchIndex(o: BenchOptions & { refs?: number; images?: num
     const pruneMs = performance.now() - t0;
     await pb.close();
     if (report.imageRefsRemoved !== refs) throw new Error(`prune removed ${report.imageRefsRemoved} refs`);
-    o.log(`  prune of all (one run)           ${fmtMs(pruneMs)}  (${report.manifestsRemoved} manifests, ${report.layersRemoved} layers)`);
+    o.log(
+      `  prune of all (one run)           ${fmtMs(pruneMs)}  (${report.manifestsRemoved} manifests, ${report.layersRemoved} layers)`,
+    );
   } finally {
     rmSync(home, { recursive: true, force: true });
   }

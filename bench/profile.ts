@@ -45,7 +45,9 @@ export class PhaseProfile {
     for (const p of phases) {
       const xs = this.runs.map((r) => r.get(p) ?? 0);
       const m = median(xs);
-      log(`    ${p.padEnd(18)} median ${fmtMs(m).padStart(8)}  min ${fmtMs(Math.min(...xs)).padStart(8)}  max ${fmtMs(Math.max(...xs)).padStart(8)}  ${((m / wallMedianMs) * 100).toFixed(0).padStart(3)}% of wall`);
+      log(
+        `    ${p.padEnd(18)} median ${fmtMs(m).padStart(8)}  min ${fmtMs(Math.min(...xs)).padStart(8)}  max ${fmtMs(Math.max(...xs)).padStart(8)}  ${((m / wallMedianMs) * 100).toFixed(0).padStart(3)}% of wall`,
+      );
     }
   }
 }

@@ -15,7 +15,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FloorBlob, FloorJob } from './floor.js';
 import { benchScript, msb, NODE_BARE, PROJECT_ROOT, requireBuilt } from './commands.js';
-import { BENCH_REGISTRY, benchRegistry, debianImage, manyLayerImage, MKFS, ociImage, type LayerBlob } from './fixtures.js';
+import {
+  BENCH_REGISTRY,
+  benchRegistry,
+  debianImage,
+  manyLayerImage,
+  MKFS,
+  ociImage,
+  type LayerBlob,
+} from './fixtures.js';
 import { compare, figures, runOnce, type BenchOptions, type Side } from './harness.js';
 import { PhaseProfile } from './profile.js';
 
@@ -33,13 +41,24 @@ function floorSide(label: string, job: FloorJob): Side {
 
 function floorBlobs(repo: string, layers: LayerBlob[]): FloorBlob[] {
   return layers.map((l) => ({
-    url: `http://${BENCH_REGISTRY}/v2/${repo}/blobs/${l.digest}`, path: l.path, digest: l.digest, diffId: l.diffId,
+    url: `http://${BENCH_REGISTRY}/v2/${repo}/blobs/${l.digest}`,
+    path: l.path,
+    digest: l.digest,
+    diffId: l.diffId,
     kind: l.mediaType.endsWith('zstd') ? 'zstd' : 'gzip',
   }));
 }
 
 /** Cold pull of `repo:tag`: ours vs the peer pipeline vs the floor, alternating. */
-function coldPull(title: string, repo: string, tag: string, layers: LayerBlob[], o: BenchOptions, work: string, floorConcurrency: number): void {
+function coldPull(
+  title: string,
+  repo: string,
+  tag: string,
+  layers: LayerBlob[],
+  o: BenchOptions,
+  work: string,
+  floorConcurrency: number,
+): void {
   const ref = `${BENCH_REGISTRY}/${repo}:${tag}`;
   const home = join(work, 'home');
   const peerOut = join(work, 'peer');
@@ -49,16 +68,23 @@ function coldPull(title: string, repo: string, tag: string, layers: LayerBlob[],
     cmd: {
       argv: msb('--home', home, 'pull', '-q', ref),
       env: profile.env(),
-      before: () => { rmSync(home, { recursive: true, force: true }); profile.reset(); },
-      check: () => { profile.collect(); },
+      before: () => {
+        rmSync(home, { recursive: true, force: true });
+        profile.reset();
+      },
+      check: () => {
+        profile.collect();
+      },
     },
   };
   const peer: Side = {
     label: `skopeo copy + mkfs.erofs${layers.length > 1 ? ' ×' + layers.length + ' (xargs -P2)' : ''}`,
     cmd: { argv: ['bash', PEER, MKFS, ref, peerOut], before: () => rmSync(peerOut, { recursive: true, force: true }) },
   };
-  const floor = floorSide(`floor: GET+${layers[0]!.mediaType.endsWith('zstd') ? 'unzstd' : 'gunzip'}+2×sha256${floorConcurrency > 1 ? ' (2 at a time)' : ''}`,
-    { mode: 'full', blobs: floorBlobs(repo, layers), concurrency: floorConcurrency });
+  const floor = floorSide(
+    `floor: GET+${layers[0]!.mediaType.endsWith('zstd') ? 'unzstd' : 'gunzip'}+2×sha256${floorConcurrency > 1 ? ' (2 at a time)' : ''}`,
+    { mode: 'full', blobs: floorBlobs(repo, layers), concurrency: floorConcurrency },
+  );
   const c = compare(title, [ours, peer, floor], o, [{ vs: 1, ratio: 0.8 }, { vs: 2, ratio: 2 }, { rssMiB: 200 }]);
   profile.print(o.log, c.sides[0]!.median);
   rmSync(home, { recursive: true, force: true });
@@ -75,19 +101,28 @@ export async function benchPull(o: BenchOptions): Promise<void> {
   try {
     coldPull(`cold pull, debian-minbase (1 layer, ${mb} MB gzip)`, repo, 'latest', deb.layers, o, work, 1);
     const blobs = floorBlobs(repo, deb.layers);
-    figures('cold-pull floor, by part (debian-minbase)', [
-      floorSide('GET + sha256 (network)', { mode: 'net', blobs }),
-      floorSide('file + gunzip + 2×sha256', { mode: 'file', blobs }),
-      floorSide('GET + gunzip + 2×sha256', { mode: 'full', blobs }),
-      NODE_BARE,
-    ], o);
+    figures(
+      'cold-pull floor, by part (debian-minbase)',
+      [
+        floorSide('GET + sha256 (network)', { mode: 'net', blobs }),
+        floorSide('file + gunzip + 2×sha256', { mode: 'file', blobs }),
+        floorSide('GET + gunzip + 2×sha256', { mode: 'full', blobs }),
+        NODE_BARE,
+      ],
+      o,
+    );
 
     const home = join(work, 'warm-home');
     runOnce({ argv: msb('--home', home, 'pull', '-q', `${BENCH_REGISTRY}/${repo}:latest`) }); // untimed: fill the cache
-    compare('warm pull (cache hit), debian-minbase', [
-      { label: 'msb pull', cmd: { argv: msb('--home', home, 'pull', '-q', `${BENCH_REGISTRY}/${repo}:latest`) } },
-      NODE_BARE,
-    ], o, [{ vs: 1, ratio: 2 }, { rssMiB: 200 }]);
+    compare(
+      'warm pull (cache hit), debian-minbase',
+      [
+        { label: 'msb pull', cmd: { argv: msb('--home', home, 'pull', '-q', `${BENCH_REGISTRY}/${repo}:latest`) } },
+        NODE_BARE,
+      ],
+      o,
+      [{ vs: 1, ratio: 2 }, { rssMiB: 200 }],
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -99,12 +134,22 @@ export async function benchMany(o: BenchOptions): Promise<void> {
   const { oci } = manyLayerImage(o.log);
   const work = mkdtempSync(join(tmpdir(), 'msb-bench-many-'));
   try {
-    for (const [tag, ociTag] of [['latest', 'many-layer'], ['zstd', 'many-layer-zstd']] as const) {
+    for (const [tag, ociTag] of [
+      ['latest', 'many-layer'],
+      ['zstd', 'many-layer-zstd'],
+    ] as const) {
       const img = ociImage(oci, ociTag);
       if (!img) throw new Error(`${oci} has no tag ${ociTag}`);
       const mb = (img.layers.reduce((n, l) => n + l.size, 0) / 1e6).toFixed(0);
-      coldPull(`cold pull, many-layer (${img.layers.length} layers, ${mb} MB ${tag === 'zstd' ? 'zstd' : 'gzip'})`,
-        'bench/many-layer', tag, img.layers, o, work, 2);
+      coldPull(
+        `cold pull, many-layer (${img.layers.length} layers, ${mb} MB ${tag === 'zstd' ? 'zstd' : 'gzip'})`,
+        'bench/many-layer',
+        tag,
+        img.layers,
+        o,
+        work,
+        2,
+      );
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

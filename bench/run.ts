@@ -13,10 +13,10 @@ import { RESULTS, summaryTable, type BenchOptions } from './harness.js';
 const ALL: Record<string, [string, string]> = {
   startup: ['startup', 'benchStartup'], // msb --version and module load vs node -e 0
   convert: ['convert', 'benchConvert'], // msb layer convert vs mkfs.erofs --tar=f --ungzip; 1 GiB layer RSS
-  pull: ['pull', 'benchPull'],          // cold pull vs skopeo + mkfs.erofs vs floor; warm pull vs node -e 0
-  many: ['pull', 'benchMany'],          // cold pull of the 7-layer image, gzip and zstd
-  index: ['index', 'benchIndex'],       // msb images on 10,000 refs; in-process API latencies
-  stitch: ['stitch', 'benchStitch'],    // in-process fsmeta + VMDK micro-figures
+  pull: ['pull', 'benchPull'], // cold pull vs skopeo + mkfs.erofs vs floor; warm pull vs node -e 0
+  many: ['pull', 'benchMany'], // cold pull of the 7-layer image, gzip and zstd
+  index: ['index', 'benchIndex'], // msb images on 10,000 refs; in-process API latencies
+  stitch: ['stitch', 'benchStitch'], // in-process fsmeta + VMDK micro-figures
 };
 
 function parseArgs(argv: string[]): { names: string[]; rounds: number; warmup: number; json?: string | undefined } {
@@ -26,29 +26,54 @@ function parseArgs(argv: string[]): { names: string[]; rounds: number; warmup: n
   let json: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    const val = () => { const v = argv[++i]; if (v === undefined) throw new Error(`${a} needs a value`); return v; };
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
     if (a === '--rounds') rounds = Number(val());
     else if (a === '--warmup') warmup = Number(val());
     else if (a === '--json') json = val();
     else if (a.startsWith('-')) throw new Error(`unknown flag ${a}`);
     else names.push(a);
   }
-  if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(warmup) || warmup < 0) throw new Error('--rounds ≥ 1 and --warmup ≥ 0, integers');
+  if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(warmup) || warmup < 0)
+    throw new Error('--rounds ≥ 1 and --warmup ≥ 0, integers');
   return { names: names.length ? names : Object.keys(ALL), rounds, warmup, json };
 }
 
 function header(o: BenchOptions): void {
   let mkfs = '?';
-  try { mkfs = execFileSync(MKFS, ['--version'], { encoding: 'utf8' }).split('\n')[0]!; } catch { /* printed as ? */ }
-  o.log(`${new Date().toISOString()}  node ${process.version}  ${cpus().length} cpus  load avg ${loadavg().map((x) => x.toFixed(2)).join(' ')}  ${mkfs}`);
-  o.log(`${o.rounds} rounds after ${o.warmup} warm-up round(s), sides alternating; times are whole-process wall; peak RSS from GNU time`);
+  try {
+    mkfs = execFileSync(MKFS, ['--version'], { encoding: 'utf8' }).split('\n')[0]!;
+  } catch {
+    /* printed as ? */
+  }
+  o.log(
+    `${new Date().toISOString()}  node ${process.version}  ${cpus().length} cpus  load avg ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}  ${mkfs}`,
+  );
+  o.log(
+    `${o.rounds} rounds after ${o.warmup} warm-up round(s), sides alternating; times are whole-process wall; peak RSS from GNU time`,
+  );
 }
 
 async function main(): Promise<void> {
   let args: ReturnType<typeof parseArgs>;
-  try { args = parseArgs(process.argv.slice(2)); } catch (e) { console.error((e as Error).message); process.exitCode = 2; return; }
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error((e as Error).message);
+    process.exitCode = 2;
+    return;
+  }
   const unknown = args.names.filter((n) => !ALL[n]);
-  if (unknown.length) { console.error(`unknown benchmark ${unknown.join(', ')}; known: ${Object.keys(ALL).join(', ')}`); process.exitCode = 2; return; }
+  if (unknown.length) {
+    console.error(`unknown benchmark ${unknown.join(', ')}; known: ${Object.keys(ALL).join(', ')}`);
+    process.exitCode = 2;
+    return;
+  }
   const o: BenchOptions = { rounds: args.rounds, warmup: args.warmup, log: (s) => console.log(s) };
   header(o);
   let failed = 0;
@@ -63,7 +88,11 @@ async function main(): Promise<void> {
       console.error(`benchmark ${name} failed: ${(err as Error)?.stack ?? String(err)}`);
     }
   }
-  console.log(`\n=== summary (load avg now ${loadavg().map((x) => x.toFixed(2)).join(' ')}) ===`);
+  console.log(
+    `\n=== summary (load avg now ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}) ===`,
+  );
   for (const row of summaryTable(RESULTS)) console.log(row);
   if (args.json) writeFileSync(args.json, JSON.stringify(RESULTS, null, 1));
   if (failed) process.exitCode = 1;

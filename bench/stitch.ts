@@ -25,7 +25,13 @@ import { ensureImages } from '../test/helpers/env.js';
 import { fmtMs, median, type BenchOptions } from './harness.js';
 import { ociLayers } from '../test/helpers/stitch-fixtures.js';
 
-export interface BenchResult { name: string; entries: number; layers: number; ms: number; fsmetaBytes: number }
+export interface BenchResult {
+  name: string;
+  entries: number;
+  layers: number;
+  ms: number;
+  fsmetaBytes: number;
+}
 
 /** A deterministic ~`n`-entry tree; files get consecutive data blocks from block 1. */
 export function syntheticTree(n: number): { root: DirNode; entries: number; blocks: number } {
@@ -33,7 +39,10 @@ export function syntheticTree(n: number): { root: DirNode; entries: number; bloc
   let entries = 0;
   let block = 1;
   let seed = 12345;
-  const rnd = (m: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % m; };
+  const rnd = (m: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % m;
+  };
   const dirs: DirNode[] = [root];
   let lastFile: Inode | undefined;
   while (entries < n) {
@@ -46,15 +55,29 @@ export function syntheticTree(n: number): { root: DirNode; entries: number; bloc
       dirs.push(d);
     } else if (r < 15) {
       const t = Buffer.from(`/usr/lib/x86_64-linux-gnu/${name}`);
-      parent.children.set(name, { kind: 'symlink', meta: newMeta({ mode: 0o777, mtime: 1700000000n }), size: t.length, target: t });
+      parent.children.set(name, {
+        kind: 'symlink',
+        meta: newMeta({ mode: 0o777, mtime: 1700000000n }),
+        size: t.length,
+        target: t,
+      });
     } else if (r < 16 && lastFile) {
       parent.children.set(name, lastFile); // hardlink
     } else {
       const size = rnd(4) === 0 ? rnd(200_000) : rnd(6000);
       const f: Inode = {
-        kind: 'file', meta: newMeta({ mode: 0o644, mtime: 1700000000n, xattrs: r > 98 ? [{ index: 6, suffix: Buffer.from('capability'), value: Buffer.alloc(20, 1) }] : [] }), size,
+        kind: 'file',
+        meta: newMeta({
+          mode: 0o644,
+          mtime: 1700000000n,
+          xattrs: r > 98 ? [{ index: 6, suffix: Buffer.from('capability'), value: Buffer.alloc(20, 1) }] : [],
+        }),
+        size,
       };
-      if (size > 0) { f.data = { device: 0, startBlock: block }; block += Math.ceil(size / 4096); }
+      if (size > 0) {
+        f.data = { device: 0, startBlock: block };
+        block += Math.ceil(size / 4096);
+      }
       parent.children.set(name, f);
       lastFile = f;
     }
@@ -63,18 +86,27 @@ export function syntheticTree(n: number): { root: DirNode; entries: number; bloc
   return { root, entries, blocks: block + 200 };
 }
 
-async function timeFsmetaAndVmdk(dir: string, name: string, layers: { root: DirNode; sizeBytes: number; uuid: Buffer }[], entries: number): Promise<BenchResult> {
+async function timeFsmetaAndVmdk(
+  dir: string,
+  name: string,
+  layers: { root: DirNode; sizeBytes: number; uuid: Buffer }[],
+  entries: number,
+): Promise<BenchResult> {
   const t0 = performance.now();
   const plan = planFsmeta(layers.map((l) => ({ root: l.root, sizeBytes: l.sizeBytes, tag: uuidTag(l.uuid) })));
   const out = join(dir, `${name}-${Math.random().toString(16).slice(2)}.erofs`);
   await writeFsmetaPlan(plan, out, { uuid: Buffer.alloc(16, 7) });
-  stitchVmdkText(cidOf('sha256:' + 'ab'.repeat(32)), { path: out, sizeBytes: plan.blocks * 4096 },
-    layers.map((l, i) => ({ path: `/cache/layers/l${i}.erofs`, sizeBytes: l.sizeBytes })));
+  stitchVmdkText(
+    cidOf('sha256:' + 'ab'.repeat(32)),
+    { path: out, sizeBytes: plan.blocks * 4096 },
+    layers.map((l, i) => ({ path: `/cache/layers/l${i}.erofs`, sizeBytes: l.sizeBytes })),
+  );
   const ms = performance.now() - t0;
   return { name, entries, layers: layers.length, ms, fsmetaBytes: plan.blocks * 4096 };
 }
 
-const mmm = (xs: number[]) => `median ${fmtMs(median(xs))} (min ${fmtMs(Math.min(...xs))}, max ${fmtMs(Math.max(...xs))})`;
+const mmm = (xs: number[]) =>
+  `median ${fmtMs(median(xs))} (min ${fmtMs(Math.min(...xs))}, max ${fmtMs(Math.max(...xs))})`;
 
 /** Runs the stitch micro-benchmarks, `o.rounds` runs of each case. */
 export async function benchStitch(o: BenchOptions): Promise<void> {
@@ -88,8 +120,11 @@ export async function benchStitch(o: BenchOptions): Promise<void> {
       { root: upper.root, sizeBytes: upper.blocks * 4096, uuid: Buffer.alloc(16, 2) },
     ];
     const synth: BenchResult[] = [];
-    for (let i = 0; i < runs; i++) synth.push(await timeFsmetaAndVmdk(dir, 'synthetic-7k', layers, big.entries + upper.entries));
-    o.log(`in-process, ${runs} runs: fsmeta + VMDK of a synthetic ${synth[0]!.entries}-entry, 2-layer tree (fsmeta ${synth[0]!.fsmetaBytes} B): ${mmm(synth.map((r) => r.ms))}`);
+    for (let i = 0; i < runs; i++)
+      synth.push(await timeFsmetaAndVmdk(dir, 'synthetic-7k', layers, big.entries + upper.entries));
+    o.log(
+      `in-process, ${runs} runs: fsmeta + VMDK of a synthetic ${synth[0]!.entries}-entry, 2-layer tree (fsmeta ${synth[0]!.fsmetaBytes} B): ${mmm(synth.map((r) => r.ms))}`,
+    );
 
     // multilayer: convert once (not timed), then fsmeta+VMDK from the trees, and the whole stitchLayers.
     const { layers: oci } = ociLayers(ensureImages().oci, 'multilayer');
@@ -110,8 +145,12 @@ export async function benchStitch(o: BenchOptions): Promise<void> {
       await stitchLayers(paths, join(dir, `out-${i}`));
       whole.push(performance.now() - t0);
     }
-    o.log(`in-process, ${runs} runs: fsmeta + VMDK from the trees of the 5-layer fixture (${entries} entries): ${mmm(trees)}`);
-    o.log(`in-process, ${runs} runs: stitchLayers of the 5-layer fixture (read, merge, write, validate, rename): ${mmm(whole)}`);
+    o.log(
+      `in-process, ${runs} runs: fsmeta + VMDK from the trees of the 5-layer fixture (${entries} entries): ${mmm(trees)}`,
+    );
+    o.log(
+      `in-process, ${runs} runs: stitchLayers of the 5-layer fixture (read, merge, write, validate, rename): ${mmm(whole)}`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -122,4 +161,3 @@ function countEntries(d: DirNode): number {
   for (const c of d.children.values()) n += 1 + (c.kind === 'dir' ? countEntries(c) : 0);
   return n;
 }
-

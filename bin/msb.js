@@ -1,4 +1,6 @@
 #!/usr/bin/env node
 // Thin launcher: the CLI lives in the compiled package (npm run build).
 import { main } from '../dist/src/cli/main.js';
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

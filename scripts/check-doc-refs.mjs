@@ -27,7 +27,9 @@ const flags = new Set(args.filter((a) => a.startsWith('--')));
 const positional = args.filter((a) => !a.startsWith('--'));
 for (const f of flags) {
   if (f !== '--strict' && f !== '--as-docs') {
-    console.error(`check-doc-refs: unknown flag ${f}\nusage: node scripts/check-doc-refs.mjs [root] [--strict] [--as-docs]`);
+    console.error(
+      `check-doc-refs: unknown flag ${f}\nusage: node scripts/check-doc-refs.mjs [root] [--strict] [--as-docs]`,
+    );
     process.exit(2);
   }
 }
@@ -62,7 +64,10 @@ function loadDocs() {
     const sections = new Set();
     let fenced = false;
     for (const line of readFileSync(file, 'utf8').split('\n')) {
-      if (/^\s*(```|~~~)/.test(line)) { fenced = !fenced; continue; }
+      if (/^\s*(```|~~~)/.test(line)) {
+        fenced = !fenced;
+        continue;
+      }
       if (fenced) continue;
       const m = /^#{1,6}\s+(\d+(?:\.\d+)*)\.?(?:\s|$)/.exec(line);
       if (m) sections.add(m[1]);
@@ -115,7 +120,9 @@ function check(file, inDocs) {
     const docsRef = Boolean(prefix) || (inDocs && docs.has(name)) || (asDocs && chain.length > 0);
     if (!docsRef) {
       if (chain.length > 0) {
-        problems.push(`${at}: ${name}.md §${chain[0]} cites a file outside the repository; write docs/${name}.md §${chain[0]}`);
+        problems.push(
+          `${at}: ${name}.md §${chain[0]} cites a file outside the repository; write docs/${name}.md §${chain[0]}`,
+        );
       } else if (docs.has(name) && name !== 'README') {
         (strict ? problems : warnings).push(`${at}: bare mention of ${name}.md; cite docs/${name}.md`);
       }
@@ -145,5 +152,7 @@ if (problems.length > 0) {
   console.error(`check-doc-refs: ${problems.length} problem(s) in ${root}`);
   process.exit(1);
 }
-console.log(`check-doc-refs: ${citations} citation(s) (${sectionsChecked} section reference(s)) in ${filesWithCitations.size} file(s) resolve against ${docs.size} doc(s) in docs/` +
-  (warnings.length ? `; ${warnings.length} warning(s)` : ''));
+console.log(
+  `check-doc-refs: ${citations} citation(s) (${sectionsChecked} section reference(s)) in ${filesWithCitations.size} file(s) resolve against ${docs.size} doc(s) in docs/` +
+    (warnings.length ? `; ${warnings.length} warning(s)` : ''),
+);

@@ -9,8 +9,22 @@ import { fileURLToPath } from 'node:url';
 
 /** Bottom to top. `.` is the files directly in src/ (errors.ts, limits.ts); index.ts is the entry. */
 export const LAYERS = [
-  ['.'], ['util'], ['reference'], ['oci'], ['settings'], ['registry'], ['tar'], ['layer'], ['erofs'], ['stitch'],
-  ['catalog'], ['store'], ['pull'], ['archive'], ['api'], ['cli'],
+  ['.'],
+  ['util'],
+  ['reference'],
+  ['oci'],
+  ['settings'],
+  ['registry'],
+  ['tar'],
+  ['layer'],
+  ['erofs'],
+  ['stitch'],
+  ['catalog'],
+  ['store'],
+  ['pull'],
+  ['archive'],
+  ['api'],
+  ['cli'],
 ];
 const ENTRY = 'index.ts';
 
@@ -26,14 +40,15 @@ function walk(dir, out = []) {
 /** Relative import specifiers of a file: static, `export … from`, and dynamic `import('…')`. */
 export function importsOf(text) {
   const out = [];
-  const re = /(?:^|[^.\w])(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|^\s*import\s*['"](\.[^'"]+)['"]/gm;
+  const re =
+    /(?:^|[^.\w])(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)|^\s*import\s*['"](\.[^'"]+)['"]/gm;
   for (const m of text.matchAll(re)) out.push(m[1] ?? m[2] ?? m[3]);
   return out;
 }
 
 function folderOf(src, file) {
   const rel = relative(src, file);
-  return rel.includes('/') ? rel.slice(0, rel.indexOf('/')) : (rel === ENTRY ? ENTRY : '.');
+  return rel.includes('/') ? rel.slice(0, rel.indexOf('/')) : rel === ENTRY ? ENTRY : '.';
 }
 
 export function check(src) {
@@ -46,15 +61,20 @@ export function check(src) {
   const graph = new Map();
   for (const f of files) {
     const from = folderOf(src, f);
-    if (from !== ENTRY && !rank.has(from)) problems.push(`${relative(src, f)}: folder '${from}' has no place in LAYERS (scripts/check-layers.mjs)`);
+    if (from !== ENTRY && !rank.has(from))
+      problems.push(`${relative(src, f)}: folder '${from}' has no place in LAYERS (scripts/check-layers.mjs)`);
     const edges = [];
     for (const spec of importsOf(readFileSync(f, 'utf8'))) {
       const target = resolve(dirname(f), spec).replace(/\.js$/, '.ts');
       edges.push(target);
       const to = folderOf(src, target);
       if (from === ENTRY || from === to) continue;
-      if (to === ENTRY) { problems.push(`${relative(src, f)} imports the public entry ${spec}`); continue; }
-      const a = rank.get(from), b = rank.get(to);
+      if (to === ENTRY) {
+        problems.push(`${relative(src, f)} imports the public entry ${spec}`);
+        continue;
+      }
+      const a = rank.get(from),
+        b = rank.get(to);
       if (a === undefined || b === undefined) continue;
       if (b >= a) problems.push(`${relative(src, f)} imports ${spec}: '${to}' is not below '${from}' in the pipeline`);
     }
@@ -67,19 +87,32 @@ export function check(src) {
 /** Strongly connected components with more than one file (or a self-import), Tarjan's algorithm. */
 function cycles(graph) {
   let next = 0;
-  const index = new Map(), low = new Map(), stack = [], onStack = new Set(), out = [];
+  const index = new Map(),
+    low = new Map(),
+    stack = [],
+    onStack = new Set(),
+    out = [];
   const visit = (v) => {
-    index.set(v, next); low.set(v, next); next++;
-    stack.push(v); onStack.add(v);
+    index.set(v, next);
+    low.set(v, next);
+    next++;
+    stack.push(v);
+    onStack.add(v);
     for (const w of graph.get(v) ?? []) {
       if (!graph.has(w)) continue;
-      if (!index.has(w)) { visit(w); low.set(v, Math.min(low.get(v), low.get(w))); }
-      else if (onStack.has(w)) low.set(v, Math.min(low.get(v), index.get(w)));
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v), low.get(w)));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v), index.get(w)));
     }
     if (low.get(v) === index.get(v)) {
       const comp = [];
       let w;
-      do { w = stack.pop(); onStack.delete(w); comp.push(w); } while (w !== v);
+      do {
+        w = stack.pop();
+        onStack.delete(w);
+        comp.push(w);
+      } while (w !== v);
       if (comp.length > 1 || (graph.get(v) ?? []).includes(v)) out.push([...comp.reverse(), comp[0]]);
     }
   };

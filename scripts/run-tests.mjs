@@ -16,6 +16,9 @@ const files = [];
 })(root);
 const filters = process.argv.slice(2);
 const chosen = filters.length ? files.filter((f) => filters.some((s) => f.includes(s))) : files;
-if (chosen.length === 0) { console.error('no test files matched'); process.exit(1); }
+if (chosen.length === 0) {
+  console.error('no test files matched');
+  process.exit(1);
+}
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...chosen], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

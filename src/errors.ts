@@ -5,10 +5,29 @@
  */
 
 export type ErrorCode =
-  | 'IMAGE_NOT_FOUND' | 'IMAGE_IN_USE' | 'UNSUPPORTED' | 'INVALID_REFERENCE' | 'INVALID_ARGUMENT'
-  | 'NOT_CACHED' | 'PLATFORM_NOT_FOUND' | 'DIGEST_MISMATCH' | 'MANIFEST_INVALID' | 'CONFIG_INVALID'
-  | 'LAYER_INVALID' | 'REGISTRY_AUTH' | 'REGISTRY' | 'NETWORK' | 'ARCHIVE_INVALID' | 'CACHE_CORRUPT'
-  | 'LIMIT_EXCEEDED' | 'ABORTED' | 'SETTINGS_INVALID' | 'IO' | 'DATABASE' | 'PIN_NOT_FOUND' | 'INTERNAL';
+  | 'IMAGE_NOT_FOUND'
+  | 'IMAGE_IN_USE'
+  | 'UNSUPPORTED'
+  | 'INVALID_REFERENCE'
+  | 'INVALID_ARGUMENT'
+  | 'NOT_CACHED'
+  | 'PLATFORM_NOT_FOUND'
+  | 'DIGEST_MISMATCH'
+  | 'MANIFEST_INVALID'
+  | 'CONFIG_INVALID'
+  | 'LAYER_INVALID'
+  | 'REGISTRY_AUTH'
+  | 'REGISTRY'
+  | 'NETWORK'
+  | 'ARCHIVE_INVALID'
+  | 'CACHE_CORRUPT'
+  | 'LIMIT_EXCEEDED'
+  | 'ABORTED'
+  | 'SETTINGS_INVALID'
+  | 'IO'
+  | 'DATABASE'
+  | 'PIN_NOT_FOUND'
+  | 'INTERNAL';
 
 export class MsbError extends Error {
   readonly code: ErrorCode;
@@ -35,7 +54,10 @@ export class ImageNotFoundError extends MsbError {
   }
 }
 
-export interface PinRef { kind: 'sandbox' | 'snapshot'; name: string }
+export interface PinRef {
+  kind: 'sandbox' | 'snapshot';
+  name: string;
+}
 
 export class ImageInUseError extends MsbError {
   readonly reference: string;
@@ -43,7 +65,11 @@ export class ImageInUseError extends MsbError {
   readonly pins: PinRef[];
   constructor(reference: string, manifestDigest: string, pins: PinRef[]) {
     const used = pins.map((p) => `${p.kind} '${p.name}'`).join(', ');
-    super('IMAGE_IN_USE', `${reference} is used by ${used} (use -f to untag anyway)`, { reference, manifestDigest, pins });
+    super('IMAGE_IN_USE', `${reference} is used by ${used} (use -f to untag anyway)`, {
+      reference,
+      manifestDigest,
+      pins,
+    });
     this.reference = reference;
     this.manifestDigest = manifestDigest;
     this.pins = pins;
@@ -54,7 +80,10 @@ export class UnsupportedError extends MsbError {
   readonly operation: string;
   readonly backend: string;
   constructor(operation: string, backend = 'cloud') {
-    super('UNSUPPORTED', `${operation} is not supported by the ${backend} backend; use a local backend`, { operation, backend });
+    super('UNSUPPORTED', `${operation} is not supported by the ${backend} backend; use a local backend`, {
+      operation,
+      backend,
+    });
     this.operation = operation;
     this.backend = backend;
   }
@@ -90,9 +119,12 @@ export class PlatformNotFoundError extends MsbError {
   readonly requested: string;
   readonly available: string[];
   constructor(requested: string, available: string[], message?: string) {
-    super('PLATFORM_NOT_FOUND',
-      message ?? `no manifest for platform ${requested}; available: ${available.length ? available.join(', ') : '(none)'}`,
-      { requested, available });
+    super(
+      'PLATFORM_NOT_FOUND',
+      message ??
+        `no manifest for platform ${requested}; available: ${available.length ? available.join(', ') : '(none)'}`,
+      { requested, available },
+    );
     this.requested = requested;
     this.available = available;
   }
@@ -103,7 +135,11 @@ export class DigestMismatchError extends MsbError {
   readonly expected: string;
   readonly actual: string;
   constructor(what: string, expected: string, actual: string, message?: string) {
-    super('DIGEST_MISMATCH', message ?? `${what} digest mismatch: expected ${expected}, got ${actual}`, { what, expected, actual });
+    super('DIGEST_MISMATCH', message ?? `${what} digest mismatch: expected ${expected}, got ${actual}`, {
+      what,
+      expected,
+      actual,
+    });
     this.what = what;
     this.expected = expected;
     this.actual = actual;
@@ -131,9 +167,16 @@ export class LayerInvalidError extends MsbError {
   readonly entry?: string;
   readonly reason: string;
   constructor(reason: string, opts: { entry?: string; diffId?: string; cause?: unknown } = {}) {
-    super('LAYER_INVALID', opts.entry !== undefined ? `${opts.entry}: ${reason}` : reason,
-      { reason, ...(opts.entry !== undefined ? { entry: opts.entry } : {}), ...(opts.diffId !== undefined ? { diffId: opts.diffId } : {}) },
-      { cause: opts.cause });
+    super(
+      'LAYER_INVALID',
+      opts.entry !== undefined ? `${opts.entry}: ${reason}` : reason,
+      {
+        reason,
+        ...(opts.entry !== undefined ? { entry: opts.entry } : {}),
+        ...(opts.diffId !== undefined ? { diffId: opts.diffId } : {}),
+      },
+      { cause: opts.cause },
+    );
     this.reason = reason;
     if (opts.entry !== undefined) this.entry = opts.entry;
     if (opts.diffId !== undefined) this.diffId = opts.diffId;
@@ -155,8 +198,12 @@ export class RegistryError extends MsbError {
   readonly status: number;
   readonly registryCode?: string;
   readonly retryAfterMs?: number;
-  constructor(registry: string, status: number, message: string,
-    extra: { registryCode?: string; retryAfterMs?: number; [k: string]: unknown } = {}) {
+  constructor(
+    registry: string,
+    status: number,
+    message: string,
+    extra: { registryCode?: string; retryAfterMs?: number; [k: string]: unknown } = {},
+  ) {
     super('REGISTRY', message, { registry, status, ...extra });
     this.registry = registry;
     this.status = status;
@@ -194,7 +241,11 @@ export class LimitExceededError extends MsbError {
   readonly value: number;
   readonly max: number;
   constructor(limit: string, value: number, max: number, what?: string) {
-    super('LIMIT_EXCEEDED', `${what ? what + ': ' : ''}limit ${limit} exceeded (${value} > ${max})`, { limit, value, max });
+    super('LIMIT_EXCEEDED', `${what ? what + ': ' : ''}limit ${limit} exceeded (${value} > ${max})`, {
+      limit,
+      value,
+      max,
+    });
     this.limit = limit;
     this.value = value;
     this.max = max;

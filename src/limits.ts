@@ -48,6 +48,9 @@ export const FIXED_LIMITS = Object.freeze({
 
 export function resolveLimits(...overlays: (Partial<Limits> | undefined)[]): Limits {
   const out: Limits = { ...DEFAULT_LIMITS };
-  for (const o of overlays) if (o) for (const [k, v] of Object.entries(o)) if (typeof v === 'number') (out as unknown as Record<string, number>)[k] = v;
+  for (const o of overlays)
+    if (o)
+      for (const [k, v] of Object.entries(o))
+        if (typeof v === 'number') (out as unknown as Record<string, number>)[k] = v;
   return out;
 }

@@ -88,7 +88,11 @@ export class LocalBackend implements StoreOpener {
     const cur = this.store;
     if (cur && !cur.index.isClosed && (mode === 'read' || cur.writeReady)) return cur;
     while (this.opening) {
-      try { await this.opening; } catch { /* the next attempt reports its own error */ }
+      try {
+        await this.opening;
+      } catch {
+        /* the next attempt reports its own error */
+      }
       const s = this.store;
       if (s && !s.index.isClosed && (mode === 'read' || s.writeReady)) return s;
     }
@@ -108,7 +112,8 @@ export class LocalBackend implements StoreOpener {
       cacheDir: this.cacheDir,
       settings,
       limits: resolveLimits({ maxLayers: settings.pull.maxLayers }, this.options.limits),
-      tempGraceMs: this.options.tempGraceMs ?? tryParseDuration(settings.prune.tempGrace) ?? tryParseDuration(DEFAULT_TEMP_GRACE)!,
+      tempGraceMs:
+        this.options.tempGraceMs ?? tryParseDuration(settings.prune.tempGrace) ?? tryParseDuration(DEFAULT_TEMP_GRACE)!,
       pullConcurrency: this.options.pullConcurrency ?? settings.pull.concurrency,
     };
     const store = await openStore(config, mode, this.store, signal);
@@ -123,32 +128,64 @@ export class LocalBackend implements StoreOpener {
       return await fn();
     } finally {
       this.running--;
-      if (this.running === 0) { const w = this.idleWaiters; this.idleWaiters = []; for (const f of w) f(); }
+      if (this.running === 0) {
+        const w = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const f of w) f();
+      }
     }
   }
 
   /** Waits for this backend's running operations, then closes the database. */
   async close(): Promise<void> {
     while (this.running > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
-    if (this.opening) { try { await this.opening; } catch { /* nothing to close */ } }
+    if (this.opening) {
+      try {
+        await this.opening;
+      } catch {
+        /* nothing to close */
+      }
+    }
     const s = this.store;
     this.store = null;
     s?.index.close();
   }
 
   toJSON(): object {
-    return { kind: this.kind, home: this.home, cacheDir: this.options.cacheDir !== undefined ? resolve(this.options.cacheDir) : undefined };
+    return {
+      kind: this.kind,
+      home: this.home,
+      cacheDir: this.options.cacheDir !== undefined ? resolve(this.options.cacheDir) : undefined,
+    };
   }
 }
 
 export class LocalBackendBuilder {
   private readonly opts: LocalBackendOptions = {};
-  home(p: string): this { this.opts.home = p; return this; }
-  cacheDir(p: string): this { this.opts.cacheDir = p; return this; }
-  settings(s: Partial<Settings>): this { this.opts.settings = s; return this; }
-  pullConcurrency(n: number): this { this.opts.pullConcurrency = n; return this; }
-  limits(l: Partial<Limits>): this { this.opts.limits = l; return this; }
-  tempGraceMs(ms: number): this { this.opts.tempGraceMs = ms; return this; }
+  home(p: string): this {
+    this.opts.home = p;
+    return this;
+  }
+  cacheDir(p: string): this {
+    this.opts.cacheDir = p;
+    return this;
+  }
+  settings(s: Partial<Settings>): this {
+    this.opts.settings = s;
+    return this;
+  }
+  pullConcurrency(n: number): this {
+    this.opts.pullConcurrency = n;
+    return this;
+  }
+  limits(l: Partial<Limits>): this {
+    this.opts.limits = l;
+    return this;
+  }
+  tempGraceMs(ms: number): this {
+    this.opts.tempGraceMs = ms;
+    return this;
+  }
   /** Eager: creates directories, opens and migrates the DB, writes the cache marker, reads settings. */
   async build(): Promise<LocalBackend> {
     const b = new LocalBackend(this.opts);
@@ -174,9 +211,15 @@ export class CloudBackend {
     this.url = options.url ?? DEFAULT_CLOUD_URL;
   }
   /** @internal For a future cloud client; never serialized. */
-  _apiKey(): string { return this.#apiKey; }
-  toJSON(): object { return { kind: this.kind, url: this.url }; }
-  [utilInspect.custom](): string { return `CloudBackend { kind: 'cloud', url: ${JSON.stringify(this.url)} }`; }
+  _apiKey(): string {
+    return this.#apiKey;
+  }
+  toJSON(): object {
+    return { kind: this.kind, url: this.url };
+  }
+  [utilInspect.custom](): string {
+    return `CloudBackend { kind: 'cloud', url: ${JSON.stringify(this.url)} }`;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,7 +238,10 @@ export function setDefaultBackend(b: DefaultSpec): void {
     const c = b as { apiKey: string; url?: string };
     explicitDefault = new CloudBackend({ apiKey: c.apiKey, ...(c.url !== undefined ? { url: c.url } : {}) });
   } else {
-    throw new SettingsError('setDefaultBackend', "setDefaultBackend expects 'local', a LocalBackend, a CloudBackend or {kind:'cloud', apiKey}");
+    throw new SettingsError(
+      'setDefaultBackend',
+      "setDefaultBackend expects 'local', a LocalBackend, a CloudBackend or {kind:'cloud', apiKey}",
+    );
   }
   resolvedDefault = explicitDefault;
 }
@@ -212,7 +258,8 @@ export function backendFromEnv(env: NodeJS.ProcessEnv, home?: string): LocalBack
     if (v === 'local') return LocalBackend.lazy({ home: defaultHome(env) });
     if (v === 'cloud') {
       const key = env.MSB_API_KEY;
-      if (!key || key.trim() === '') throw new SettingsError('MSB_API_KEY', 'MSB_BACKEND=cloud needs a non-empty MSB_API_KEY');
+      if (!key || key.trim() === '')
+        throw new SettingsError('MSB_API_KEY', 'MSB_BACKEND=cloud needs a non-empty MSB_API_KEY');
       const url = env.MSB_API_URL?.trim();
       return new CloudBackend({ apiKey: key, ...(url ? { url } : {}) });
     }

@@ -5,7 +5,7 @@ import { pinsOfManifest } from '../catalog/pins.js';
 import { pinInfo } from '../store/remove.js';
 import { refRowToHandle } from '../store/publish.js';
 import type { CachePaths } from '../store/paths.js';
-import type {  ImageConfigDetail, ImageDetail } from './types.js';
+import type { ImageConfigDetail, ImageDetail } from './types.js';
 
 function strArray(v: unknown): string[] | null {
   return Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : null;
@@ -19,13 +19,20 @@ function strArray(v: unknown): string[] | null {
 export function configDetail(raw: Buffer | undefined, digest: string): ImageConfigDetail | null {
   if (!raw) return null;
   let j: unknown;
-  try { j = JSON.parse(raw.toString('utf8')); } catch { return null; }
+  try {
+    j = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return null;
+  }
   if (!j || typeof j !== 'object' || Array.isArray(j)) return null;
   const c = ((j as { config?: unknown }).config ?? {}) as Record<string, unknown>;
   const cfg = c && typeof c === 'object' && !Array.isArray(c) ? c : {};
-  const labels = cfg.Labels && typeof cfg.Labels === 'object' && !Array.isArray(cfg.Labels)
-    ? Object.fromEntries(Object.entries(cfg.Labels as Record<string, unknown>).filter(([, v]) => typeof v === 'string')) as Record<string, string>
-    : null;
+  const labels =
+    cfg.Labels && typeof cfg.Labels === 'object' && !Array.isArray(cfg.Labels)
+      ? (Object.fromEntries(
+          Object.entries(cfg.Labels as Record<string, unknown>).filter(([, v]) => typeof v === 'string'),
+        ) as Record<string, string>)
+      : null;
   const nonEmpty = (v: unknown) => (typeof v === 'string' && v !== '' ? v : null);
   return {
     digest,
@@ -40,7 +47,9 @@ export function configDetail(raw: Buffer | undefined, digest: string): ImageConf
 }
 
 /** Layer rows as the positions `CachePaths.artifacts` wants. */
-export function layerPositions(rows: readonly { position: number; diff_id: string }[]): { position: number; diffId: string }[] {
+export function layerPositions(
+  rows: readonly { position: number; diff_id: string }[],
+): { position: number; diffId: string }[] {
   return rows.map((l) => ({ position: l.position, diffId: l.diff_id }));
 }
 

@@ -19,14 +19,30 @@ import { withLock } from '../store/locks.js';
 import { CloudBackend, defaultBackend, LocalBackend } from './backend.js';
 import { buildDetail } from './detail.js';
 import {
-  listRemoteTags, remoteManifest, resolveRemote, type RemoteManifest, type RemoteOptions, type RemotePlatformOptions,
-  type RemoteTagList, type ResolvedRemoteImage,
+  listRemoteTags,
+  remoteManifest,
+  resolveRemote,
+  type RemoteManifest,
+  type RemoteOptions,
+  type RemotePlatformOptions,
+  type RemoteTagList,
+  type ResolvedRemoteImage,
 } from './remote.js';
 import type { ImageHandle } from '../store/handle.js';
 import { parseImageSelector, parseReference, type ImageSelector } from '../reference/reference.js';
 import type {
-  DiskUsageReport, ImageDetail, ImagePruneReport, ImageRemoveReport, LoadOptions, PruneOptions, PullOperation,
-  PullOptions, PullResult, RemoveOptions, SaveOptions, SaveResult,
+  DiskUsageReport,
+  ImageDetail,
+  ImagePruneReport,
+  ImageRemoveReport,
+  LoadOptions,
+  PruneOptions,
+  PullOperation,
+  PullOptions,
+  PullResult,
+  RemoveOptions,
+  SaveOptions,
+  SaveResult,
 } from './types.js';
 
 /** The ambient LocalBackend, or UnsupportedError naming `operation` on a cloud backend. */
@@ -49,19 +65,28 @@ function notFound(sel: ImageSelector): ImageNotFoundError {
 function removeOptions(o: RemoveOptions | boolean | undefined): RemoveOptions {
   if (typeof o === 'boolean') return { force: o };
   if (o === undefined || o === null) return {};
-  if (typeof o !== 'object') throw new InvalidArgumentError('options', 'remove options must be {force?, signal?} or a boolean');
+  if (typeof o !== 'object')
+    throw new InvalidArgumentError('options', 'remove options must be {force?, signal?} or a boolean');
   return o;
 }
 
 export class Image {
   // ---- ambient ---------------------------------------------------------------------------------
-  static async get(reference: string): Promise<ImageHandle> { return Image.getLocal(ambientLocal('Image.get'), reference); }
-  static async list(): Promise<ImageHandle[]> { return Image.listLocal(ambientLocal('Image.list')); }
-  static async inspect(reference: string): Promise<ImageDetail> { return Image.inspectLocal(ambientLocal('Image.inspect'), reference); }
+  static async get(reference: string): Promise<ImageHandle> {
+    return Image.getLocal(ambientLocal('Image.get'), reference);
+  }
+  static async list(): Promise<ImageHandle[]> {
+    return Image.listLocal(ambientLocal('Image.list'));
+  }
+  static async inspect(reference: string): Promise<ImageDetail> {
+    return Image.inspectLocal(ambientLocal('Image.inspect'), reference);
+  }
   static async remove(reference: string, options?: RemoveOptions | boolean): Promise<ImageRemoveReport> {
     return Image.removeLocal(ambientLocal('Image.remove'), reference, options);
   }
-  static async prune(options?: PruneOptions): Promise<ImagePruneReport> { return Image.pruneLocal(ambientLocal('Image.prune'), options); }
+  static async prune(options?: PruneOptions): Promise<ImagePruneReport> {
+    return Image.pruneLocal(ambientLocal('Image.prune'), options);
+  }
   static async pull(reference: string, options?: PullOptions): Promise<PullResult> {
     return Image.pullLocal(ambientLocal('Image.pull'), reference, options);
   }
@@ -70,18 +95,28 @@ export class Image {
     try {
       b = ambientLocal('Image.pullWithProgress');
     } catch (err) {
-      return makeOperation(options?.signal, async () => { throw err; });
+      return makeOperation(options?.signal, async () => {
+        throw err;
+      });
     }
     return Image.pullWithProgressLocal(b, reference, options);
   }
   static async load(input: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageHandle[]> {
     return Image.loadLocal(ambientLocal('Image.load'), input, options);
   }
-  static async save(references: string | string[], output: string | NodeJS.WritableStream, options?: SaveOptions): Promise<SaveResult> {
+  static async save(
+    references: string | string[],
+    output: string | NodeJS.WritableStream,
+    options?: SaveOptions,
+  ): Promise<SaveResult> {
     return Image.saveLocal(ambientLocal('Image.save'), references, output, options);
   }
-  static async diskUsage(): Promise<DiskUsageReport> { return Image.diskUsageLocal(ambientLocal('Image.diskUsage')); }
-  static async tag(source: string, target: string): Promise<ImageHandle> { return Image.tagLocal(ambientLocal('Image.tag'), source, target); }
+  static async diskUsage(): Promise<DiskUsageReport> {
+    return Image.diskUsageLocal(ambientLocal('Image.diskUsage'));
+  }
+  static async tag(source: string, target: string): Promise<ImageHandle> {
+    return Image.tagLocal(ambientLocal('Image.tag'), source, target);
+  }
   /** What a pull of `reference` would resolve to, without pulling (src/api/remote.ts). */
   static async resolve(reference: string, options?: RemotePlatformOptions): Promise<ResolvedRemoteImage> {
     return Image.resolveLocal(ambientLocal('Image.resolve'), reference, options);
@@ -104,7 +139,9 @@ export class Image {
       const store = await backend._open('read');
       if (!store) throw notFound(sel);
       const index = store.index;
-      const row = await index.read(() => (sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical)));
+      const row = await index.read(() =>
+        sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical),
+      );
       if (!row) throw notFound(sel);
       return refRowToHandle(row);
     });
@@ -139,7 +176,11 @@ export class Image {
     });
   }
 
-  static async removeLocal(b: LocalBackend, reference: string, options?: RemoveOptions | boolean): Promise<ImageRemoveReport> {
+  static async removeLocal(
+    b: LocalBackend,
+    reference: string,
+    options?: RemoveOptions | boolean,
+  ): Promise<ImageRemoveReport> {
     const backend = requireLocal(b, 'Image.removeLocal');
     const o = removeOptions(options);
     const sel = parseImageSelector(reference);
@@ -147,7 +188,10 @@ export class Image {
       const existing = await backend._open('read');
       if (!existing) throw notFound(sel);
       const store = await backend._open('write', o.signal);
-      return removeImage(store, reference, { ...(o.force !== undefined ? { force: o.force } : {}), ...(o.signal ? { signal: o.signal } : {}) });
+      return removeImage(store, reference, {
+        ...(o.force !== undefined ? { force: o.force } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
     });
   }
 
@@ -176,23 +220,32 @@ export class Image {
     try {
       backend = requireLocal(b, 'Image.pullWithProgressLocal');
     } catch (err) {
-      return makeOperation(options?.signal, async () => { throw err; });
+      return makeOperation(options?.signal, async () => {
+        throw err;
+      });
     }
     // The pull pipeline (registry client, decoders, EROFS writer) loads on first use, so read-only
     // commands such as `msb images` never pay for it.
     const op = import('../pull/pull.js').then((m) => m.startPull(backend, reference, options ?? {}));
-    op.catch(() => { /* reported through `result` */ });
+    op.catch(() => {
+      /* reported through `result` */
+    });
     return makeOperation(options?.signal, async (signal, onEvent) => {
       const inner = await op;
       const onAbort = () => inner.abort(signal.reason);
-      if (signal.aborted) onAbort(); else signal.addEventListener('abort', onAbort, { once: true });
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
       for await (const ev of inner) onEvent(ev);
       return inner.result;
     });
   }
 
   /** docs/archives.md §2–§7 (src/archive/load.ts). */
-  static async loadLocal(b: LocalBackend, input: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageHandle[]> {
+  static async loadLocal(
+    b: LocalBackend,
+    input: string | NodeJS.ReadableStream,
+    options?: LoadOptions,
+  ): Promise<ImageHandle[]> {
     const backend = requireLocal(b, 'Image.loadLocal');
     return backend._run(async () => {
       const { loadArchive } = await import('../archive/load.js');
@@ -201,7 +254,12 @@ export class Image {
   }
 
   /** docs/archives.md §8 (src/archive/save.ts). */
-  static async saveLocal(b: LocalBackend, references: string | string[], output: string | NodeJS.WritableStream, options?: SaveOptions): Promise<SaveResult> {
+  static async saveLocal(
+    b: LocalBackend,
+    references: string | string[],
+    output: string | NodeJS.WritableStream,
+    options?: SaveOptions,
+  ): Promise<SaveResult> {
     const backend = requireLocal(b, 'Image.saveLocal');
     return backend._run(async () => {
       const { saveArchive } = await import('../archive/save.js');
@@ -228,40 +286,60 @@ export class Image {
       if (!(await backend._open('read'))) throw notFound(sel);
       const store = await backend._open('write');
       const index = store.index;
-      const out = await withLock(store, 'ref', dst.canonical, () => index.write(() => {
-        const src = sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical);
-        let manifestId: number;
-        let digest: string;
-        let indexDigest: string | null = null;
-        if (src) {
-          manifestId = src.manifest_id; digest = src.digest; indexDigest = src.index_digest;
-        } else if (sel.kind === 'digest') {
-          const man = findManifest(index, sel.digest);
-          if (!man) throw notFound(sel);
-          manifestId = man.id; digest = man.digest;
-        } else {
-          throw notFound(sel);
-        }
-        if (dst.digest !== null && dst.digest !== digest) {
-          throw new InvalidArgumentError('target', `${dst.familiar} names digest ${dst.digest}, but ${source} is ${digest}`);
-        }
-        upsertImageRef(index, dst.canonical, manifestId, indexDigest, Date.now());
-        return refRowToHandle(findRef(index, dst.canonical)!);
-      }));
+      const out = await withLock(store, 'ref', dst.canonical, () =>
+        index.write(() => {
+          const src = sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical);
+          let manifestId: number;
+          let digest: string;
+          let indexDigest: string | null = null;
+          if (src) {
+            manifestId = src.manifest_id;
+            digest = src.digest;
+            indexDigest = src.index_digest;
+          } else if (sel.kind === 'digest') {
+            const man = findManifest(index, sel.digest);
+            if (!man) throw notFound(sel);
+            manifestId = man.id;
+            digest = man.digest;
+          } else {
+            throw notFound(sel);
+          }
+          if (dst.digest !== null && dst.digest !== digest) {
+            throw new InvalidArgumentError(
+              'target',
+              `${dst.familiar} names digest ${dst.digest}, but ${source} is ${digest}`,
+            );
+          }
+          upsertImageRef(index, dst.canonical, manifestId, indexDigest, Date.now());
+          return refRowToHandle(findRef(index, dst.canonical)!);
+        }),
+      );
       return out as ImageHandle;
     });
   }
 
   // ---- remote (no cache access: the backend lends its home and settings) ------------------------
-  static async resolveLocal(b: LocalBackend, reference: string, options?: RemotePlatformOptions): Promise<ResolvedRemoteImage> {
+  static async resolveLocal(
+    b: LocalBackend,
+    reference: string,
+    options?: RemotePlatformOptions,
+  ): Promise<ResolvedRemoteImage> {
     const backend = requireLocal(b, 'Image.resolveLocal');
     return backend._run(() => resolveRemote(backend, reference, options));
   }
-  static async remoteManifestLocal(b: LocalBackend, reference: string, options?: RemotePlatformOptions): Promise<RemoteManifest> {
+  static async remoteManifestLocal(
+    b: LocalBackend,
+    reference: string,
+    options?: RemotePlatformOptions,
+  ): Promise<RemoteManifest> {
     const backend = requireLocal(b, 'Image.remoteManifestLocal');
     return backend._run(() => remoteManifest(backend, reference, options));
   }
-  static async listTagsLocal(b: LocalBackend, repository: string, options?: RemoteOptions & { pageSize?: number }): Promise<RemoteTagList> {
+  static async listTagsLocal(
+    b: LocalBackend,
+    repository: string,
+    options?: RemoteOptions & { pageSize?: number },
+  ): Promise<RemoteTagList> {
     const backend = requireLocal(b, 'Image.listTagsLocal');
     return backend._run(() => listRemoteTags(backend, repository, options));
   }

@@ -69,10 +69,15 @@ export interface RemoteTagList {
   source: string;
 }
 
-async function withClient<T>(backend: LocalBackend, o: RemoteOptions, fn: (c: RegistryClient) => Promise<T>): Promise<T> {
+async function withClient<T>(
+  backend: LocalBackend,
+  o: RemoteOptions,
+  fn: (c: RegistryClient) => Promise<T>,
+): Promise<T> {
   const { RegistryClient } = await import('../registry/client.js');
   const client = new RegistryClient({
-    home: backend.home, settings: backend.settings,
+    home: backend.home,
+    settings: backend.settings,
     ...(o.auth !== undefined ? { auth: o.auth } : {}),
     ...(o.insecure !== undefined ? { insecure: o.insecure } : {}),
     ...(o.caCerts !== undefined ? { caCerts: o.caCerts } : {}),
@@ -91,17 +96,27 @@ function limitsOf(backend: LocalBackend): { maxLayers: number } {
 }
 
 /** Resolves a reference as a pull would (index → platform manifest → config), without downloading layers. */
-export async function resolveRemote(backend: LocalBackend, reference: string, o: RemotePlatformOptions = {}): Promise<ResolvedRemoteImage> {
+export async function resolveRemote(
+  backend: LocalBackend,
+  reference: string,
+  o: RemotePlatformOptions = {},
+): Promise<ResolvedRemoteImage> {
   const ref = parseReference(reference);
   const { resolveImage } = await import('../registry/resolve.js');
   return withClient(backend, o, async (client) => {
     const r = await resolveImage(client, ref, {
-      ...(o.platform !== undefined ? { platform: o.platform } : {}), limits: limitsOf(backend),
+      ...(o.platform !== undefined ? { platform: o.platform } : {}),
+      limits: limitsOf(backend),
       ...(o.signal ? { signal: o.signal } : {}),
     });
     return {
-      reference: ref.canonical, digest: r.indexDigest ?? r.manifestDigest, mediaType: r.indexMediaType ?? r.manifest.mediaType,
-      indexDigest: r.indexDigest, manifestDigest: r.manifestDigest, platform: r.platform, source: r.source,
+      reference: ref.canonical,
+      digest: r.indexDigest ?? r.manifestDigest,
+      mediaType: r.indexMediaType ?? r.manifest.mediaType,
+      indexDigest: r.indexDigest,
+      manifestDigest: r.manifestDigest,
+      platform: r.platform,
+      source: r.source,
     };
   });
 }
@@ -110,18 +125,35 @@ export async function resolveRemote(backend: LocalBackend, reference: string, o:
  * The document a reference names, exactly as served: an index or a manifest. With `platform`, an
  * index is followed to that platform's manifest (as a pull would select it).
  */
-export async function remoteManifest(backend: LocalBackend, reference: string, o: RemotePlatformOptions = {}): Promise<RemoteManifest> {
+export async function remoteManifest(
+  backend: LocalBackend,
+  reference: string,
+  o: RemotePlatformOptions = {},
+): Promise<RemoteManifest> {
   const ref = parseReference(reference);
   if (o.platform !== undefined && o.platform !== null) {
     const { resolveImage } = await import('../registry/resolve.js');
     return withClient(backend, o, async (client) => {
-      const r = await resolveImage(client, ref, { platform: o.platform!, limits: limitsOf(backend), ...(o.signal ? { signal: o.signal } : {}) });
-      return { reference: ref.canonical, digest: r.manifestDigest, mediaType: r.manifest.mediaType, raw: r.manifestBytes, source: r.source };
+      const r = await resolveImage(client, ref, {
+        platform: o.platform!,
+        limits: limitsOf(backend),
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
+      return {
+        reference: ref.canonical,
+        digest: r.manifestDigest,
+        mediaType: r.manifest.mediaType,
+        raw: r.manifestBytes,
+        source: r.source,
+      };
     });
   }
   const { fetchTopManifest } = await import('../registry/remote.js');
   return withClient(backend, o, async (client) => {
-    const m = await fetchTopManifest(client, ref, { maxLayers: limitsOf(backend).maxLayers, ...(o.signal ? { signal: o.signal } : {}) });
+    const m = await fetchTopManifest(client, ref, {
+      maxLayers: limitsOf(backend).maxLayers,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
     return { reference: ref.canonical, digest: m.digest, mediaType: m.mediaType, raw: m.bytes, source: m.source };
   });
 }
@@ -130,20 +162,28 @@ export async function remoteManifest(backend: LocalBackend, reference: string, o
 export function parseRepository(repository: string): ParsedReference {
   const last = repository.slice(repository.lastIndexOf('/') + 1);
   if (repository.includes('@') || last.includes(':')) {
-    throw new InvalidArgumentError('repository', `${JSON.stringify(repository)} is a reference with a tag or digest; give the repository only`);
+    throw new InvalidArgumentError(
+      'repository',
+      `${JSON.stringify(repository)} is a reference with a tag or digest; give the repository only`,
+    );
   }
   return parseReference(repository);
 }
 
 /** Every tag of a repository (`tags/list`, all pages). */
-export async function listRemoteTags(backend: LocalBackend, repository: string,
-  o: RemoteOptions & { pageSize?: number; maxTags?: number } = {}): Promise<RemoteTagList> {
+export async function listRemoteTags(
+  backend: LocalBackend,
+  repository: string,
+  o: RemoteOptions & { pageSize?: number; maxTags?: number } = {},
+): Promise<RemoteTagList> {
   const ref = parseRepository(repository);
-  if (o.pageSize !== undefined && (!Number.isInteger(o.pageSize) || o.pageSize < 1)) throw new InvalidArgumentError('pageSize', 'pageSize must be an integer ≥ 1');
+  if (o.pageSize !== undefined && (!Number.isInteger(o.pageSize) || o.pageSize < 1))
+    throw new InvalidArgumentError('pageSize', 'pageSize must be an integer ≥ 1');
   const { listTags } = await import('../registry/remote.js');
   return withClient(backend, o, async (client) => {
     const r = await listTags(client, ref, {
-      ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}), ...(o.maxTags !== undefined ? { maxTags: o.maxTags } : {}),
+      ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}),
+      ...(o.maxTags !== undefined ? { maxTags: o.maxTags } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
     });
     return { repository: `${ref.domain}/${ref.repository}`, tags: r.tags, source: r.source };

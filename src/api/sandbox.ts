@@ -11,7 +11,15 @@
 import { CacheCorruptError, InvalidArgumentError, PinNotFoundError } from '../errors.js';
 import type { IndexDb } from '../catalog/db.js';
 import { configRaw, findManifest, manifestLayers } from '../catalog/queries.js';
-import { deletePin, deleteSnapshotByName, findPin, listPins, snapshotNamedOtherThan, upsertPin, type PinRow } from '../catalog/pins.js';
+import {
+  deletePin,
+  deleteSnapshotByName,
+  findPin,
+  listPins,
+  snapshotNamedOtherThan,
+  upsertPin,
+  type PinRow,
+} from '../catalog/pins.js';
 import { checkLayer, checkStitch } from '../store/artifacts.js';
 import { createLease } from '../store/lease.js';
 import type { CachePaths } from '../store/paths.js';
@@ -22,13 +30,28 @@ import { configDetail, layerPositions } from './detail.js';
 import { ambientLocal } from './image.js';
 import { familiarOf, parseReference } from '../reference/reference.js';
 import { checkPinName } from './pins.js';
-import type { ImageConfigDetail, SandboxCreateOptions, SandboxHandle, SnapshotHandle, SnapshotRecord } from './types.js';
+import type {
+  ImageConfigDetail,
+  SandboxCreateOptions,
+  SandboxHandle,
+  SnapshotHandle,
+  SnapshotRecord,
+} from './types.js';
 
 function sandboxHandle(index: IndexDb, paths: CachePaths, pin: PinRow): SandboxHandle {
   const man = findManifest(index, pin.manifest_digest);
   const layers = man ? manifestLayers(index, man.id) : [];
-  const cfg: ImageConfigDetail = (man ? configDetail(configRaw(index, man.config_digest), man.config_digest) : null) ?? {
-    digest: man?.config_digest ?? '', env: [], cmd: null, entrypoint: null, workingDir: null, user: null, labels: null, stopSignal: null,
+  const cfg: ImageConfigDetail = (man
+    ? configDetail(configRaw(index, man.config_digest), man.config_digest)
+    : null) ?? {
+    digest: man?.config_digest ?? '',
+    env: [],
+    cmd: null,
+    entrypoint: null,
+    workingDir: null,
+    user: null,
+    labels: null,
+    stopSignal: null,
   };
   return Object.freeze({
     name: pin.key,
@@ -63,7 +86,11 @@ async function checkArtifacts(store: Store, manifestDigest: string): Promise<voi
     const man = findManifest(index, manifestDigest);
     return man ? { man, diffIds: manifestLayers(index, man.id).map((l) => l.diff_id) } : null;
   });
-  if (!rec) throw new CacheCorruptError(paths.fsmeta(manifestDigest), `manifest ${manifestDigest} is not in the index after its pull`);
+  if (!rec)
+    throw new CacheCorruptError(
+      paths.fsmeta(manifestDigest),
+      `manifest ${manifestDigest} is not in the index after its pull`,
+    );
   const sizes = new Map<string, number>();
   for (const d of new Set(rec.diffIds)) {
     const c = await checkLayer(store, d);
@@ -79,9 +106,15 @@ export class Sandbox {
   static async create(name: string, options: SandboxCreateOptions): Promise<SandboxHandle> {
     return Sandbox.createLocal(ambientLocal('Sandbox.create'), name, options);
   }
-  static async get(name: string): Promise<SandboxHandle> { return Sandbox.getLocal(ambientLocal('Sandbox.get'), name); }
-  static async list(): Promise<SandboxHandle[]> { return Sandbox.listLocal(ambientLocal('Sandbox.list')); }
-  static async remove(name: string): Promise<void> { return Sandbox.removeLocal(ambientLocal('Sandbox.remove'), name); }
+  static async get(name: string): Promise<SandboxHandle> {
+    return Sandbox.getLocal(ambientLocal('Sandbox.get'), name);
+  }
+  static async list(): Promise<SandboxHandle[]> {
+    return Sandbox.listLocal(ambientLocal('Sandbox.list'));
+  }
+  static async remove(name: string): Promise<void> {
+    return Sandbox.removeLocal(ambientLocal('Sandbox.remove'), name);
+  }
 
   /**
    * Pulls `options.image` with the given PullOptions while holding a lease, checks the artifacts,
@@ -96,7 +129,9 @@ export class Sandbox {
     const { image, ...pullOptions } = options;
     const ref = parseReference(image);
     return b._run(async () => {
-      const lease = await createLease(await b._open('write', options.signal), 'create', { ...(options.signal ? { signal: options.signal } : {}) });
+      const lease = await createLease(await b._open('write', options.signal), 'create', {
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       try {
         const { pullImage } = await import('../pull/pull.js');
         const result = await pullImage(b, image, { ...pullOptions, lease });
@@ -104,12 +139,25 @@ export class Sandbox {
         const store = await b._open('write', options.signal);
         await checkArtifacts(store, result.manifestDigest);
         const { index, paths } = store;
-        return await index.write(() => {
-          const now = Date.now();
-          touchRefSync(index, result.canonicalReference ?? ref.canonical, now);
-          upsertPin(index, { kind: 'sandbox', key: name, name, manifestDigest: result.manifestDigest, reference: result.canonicalReference ?? ref.canonical }, now);
-          return sandboxHandle(index, paths, findPin(index, 'sandbox', name)!);
-        }, { ...(options.signal ? { signal: options.signal } : {}) });
+        return await index.write(
+          () => {
+            const now = Date.now();
+            touchRefSync(index, result.canonicalReference ?? ref.canonical, now);
+            upsertPin(
+              index,
+              {
+                kind: 'sandbox',
+                key: name,
+                name,
+                manifestDigest: result.manifestDigest,
+                reference: result.canonicalReference ?? ref.canonical,
+              },
+              now,
+            );
+            return sandboxHandle(index, paths, findPin(index, 'sandbox', name)!);
+          },
+          { ...(options.signal ? { signal: options.signal } : {}) },
+        );
       } finally {
         await lease.release();
       }
@@ -133,7 +181,9 @@ export class Sandbox {
     return b._run(async () => {
       const store = await b._open('read');
       if (!store) return [];
-      return store.index.read(() => listPins(store.index, 'sandbox').map((p) => sandboxHandle(store.index, store.paths, p)));
+      return store.index.read(() =>
+        listPins(store.index, 'sandbox').map((p) => sandboxHandle(store.index, store.paths, p)),
+      );
     });
   }
 
@@ -149,20 +199,33 @@ export class Sandbox {
 }
 
 export class Snapshot {
-  static async index(record: SnapshotRecord): Promise<SnapshotHandle> { return Snapshot.indexLocal(ambientLocal('Snapshot.index'), record); }
-  static async list(): Promise<SnapshotHandle[]> { return Snapshot.listLocal(ambientLocal('Snapshot.list')); }
-  static async remove(nameOrDigest: string): Promise<void> { return Snapshot.removeLocal(ambientLocal('Snapshot.remove'), nameOrDigest); }
+  static async index(record: SnapshotRecord): Promise<SnapshotHandle> {
+    return Snapshot.indexLocal(ambientLocal('Snapshot.index'), record);
+  }
+  static async list(): Promise<SnapshotHandle[]> {
+    return Snapshot.listLocal(ambientLocal('Snapshot.list'));
+  }
+  static async remove(nameOrDigest: string): Promise<void> {
+    return Snapshot.removeLocal(ambientLocal('Snapshot.remove'), nameOrDigest);
+  }
 
   /**
    * Upserts the snapshot pin keyed by `digest` → `imageManifestDigest`. The manifest need not be
    * cached. A name must be unique among snapshots (InvalidArgumentError otherwise).
    */
   static async indexLocal(b: LocalBackend, record: SnapshotRecord): Promise<SnapshotHandle> {
-    if (!record || typeof record !== 'object') throw new InvalidArgumentError('record', 'Snapshot.index needs {digest, imageManifestDigest, name?, reference?}');
-    if (!isDigest(record.digest)) throw new InvalidArgumentError('digest', `invalid snapshot digest ${JSON.stringify(record.digest)}`);
-    if (!isDigest(record.imageManifestDigest)) throw new InvalidArgumentError('imageManifestDigest', `invalid manifest digest ${JSON.stringify(record.imageManifestDigest)}`);
+    if (!record || typeof record !== 'object')
+      throw new InvalidArgumentError('record', 'Snapshot.index needs {digest, imageManifestDigest, name?, reference?}');
+    if (!isDigest(record.digest))
+      throw new InvalidArgumentError('digest', `invalid snapshot digest ${JSON.stringify(record.digest)}`);
+    if (!isDigest(record.imageManifestDigest))
+      throw new InvalidArgumentError(
+        'imageManifestDigest',
+        `invalid manifest digest ${JSON.stringify(record.imageManifestDigest)}`,
+      );
     const name = record.name === undefined || record.name === null ? null : checkPinName(record.name, 'snapshot');
-    const canonical = record.reference === undefined || record.reference === null ? null : parseReference(record.reference).canonical;
+    const canonical =
+      record.reference === undefined || record.reference === null ? null : parseReference(record.reference).canonical;
     return b._run(async () => {
       const store = await b._open('write');
       const index = store.index;
@@ -171,8 +234,18 @@ export class Snapshot {
           const other = snapshotNamedOtherThan(index, name, record.digest);
           if (other) throw new InvalidArgumentError('name', `snapshot name '${name}' is already used by ${other}`);
         }
-        upsertPin(index, { kind: 'snapshot', key: record.digest, name, manifestDigest: record.imageManifestDigest, reference: canonical },
-          Date.now(), { keepCreatedAt: true });
+        upsertPin(
+          index,
+          {
+            kind: 'snapshot',
+            key: record.digest,
+            name,
+            manifestDigest: record.imageManifestDigest,
+            reference: canonical,
+          },
+          Date.now(),
+          { keepCreatedAt: true },
+        );
         return snapshotHandle(findPin(index, 'snapshot', record.digest)!);
       });
     });
@@ -192,7 +265,9 @@ export class Snapshot {
       const store = await b._open('read');
       if (!store || typeof nameOrDigest !== 'string') throw new PinNotFoundError('snapshot', String(nameOrDigest));
       const byDigest = isDigest(nameOrDigest);
-      const gone = await store.index.write(() => (byDigest ? deletePin(store.index, 'snapshot', nameOrDigest) : deleteSnapshotByName(store.index, nameOrDigest)));
+      const gone = await store.index.write(() =>
+        byDigest ? deletePin(store.index, 'snapshot', nameOrDigest) : deleteSnapshotByName(store.index, nameOrDigest),
+      );
       if (!gone) throw new PinNotFoundError('snapshot', nameOrDigest);
     });
   }

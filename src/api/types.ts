@@ -12,21 +12,35 @@ export type { Limits } from '../limits.js';
 export type { Platform } from '../oci/platform.js';
 export type { RegistryAuth } from '../registry/types.js';
 export type {
-  ImageArtifacts, PinInfo, RemoveOptions, ImageRemoveReport, PruneOptions, PruneItemError, ImagePruneReport, DiskUsageReport,
+  ImageArtifacts,
+  PinInfo,
+  RemoveOptions,
+  ImageRemoveReport,
+  PruneOptions,
+  PruneItemError,
+  ImagePruneReport,
+  DiskUsageReport,
 } from '../store/types.js';
 export type { PullPolicy, PullOptions, PullResult, PullOperation } from '../pull/types.js';
 export type { LoadOptions, SaveOptions, SaveResult } from '../archive/types.js';
 
 export interface ImageConfigDetail {
-  digest: string; env: string[]; cmd: string[] | null; entrypoint: string[] | null;
-  workingDir: string | null; user: string | null; labels: Record<string, string> | null;
+  digest: string;
+  env: string[];
+  cmd: string[] | null;
+  entrypoint: string[] | null;
+  workingDir: string | null;
+  user: string | null;
+  labels: Record<string, string> | null;
   stopSignal: string | null;
 }
 
 export interface ImageLayerDetail {
   /** 0 = bottom */
   position: number;
-  diffId: string; blobDigest: string; mediaType: string | null;
+  diffId: string;
+  blobDigest: string;
+  mediaType: string | null;
   /** descriptor size */
   compressedSizeBytes: number | null;
   /** length of the layer EROFS file; null only if recorded missing */
@@ -47,16 +61,27 @@ export interface SandboxCreateOptions extends PullOptions {
 }
 
 export interface SandboxHandle {
-  readonly name: string; readonly reference: string; readonly manifestDigest: string;
-  readonly platform: Platform; readonly createdAt: Date;
+  readonly name: string;
+  readonly reference: string;
+  readonly manifestDigest: string;
+  readonly platform: Platform;
+  readonly createdAt: Date;
   /** what a VMM attaches: vmdkPath (+ fsmetaPath, ordered layers) */
   readonly rootfs: ImageArtifacts;
   readonly config: ImageConfigDetail;
 }
 
 export interface SnapshotHandle {
-  readonly digest: string; readonly name: string | null;
-  readonly imageManifestDigest: string; readonly reference: string | null; readonly createdAt: Date;
+  readonly digest: string;
+  readonly name: string | null;
+  readonly imageManifestDigest: string;
+  readonly reference: string | null;
+  readonly createdAt: Date;
 }
 
-export interface SnapshotRecord { digest: string; imageManifestDigest: string; name?: string; reference?: string }
+export interface SnapshotRecord {
+  digest: string;
+  imageManifestDigest: string;
+  name?: string;
+  reference?: string;
+}

@@ -11,7 +11,10 @@ import { ConfigInvalidError } from '../errors.js';
 
 class Scanner {
   pos = 0;
-  constructor(readonly b: Buffer, readonly digest: string) {}
+  constructor(
+    readonly b: Buffer,
+    readonly digest: string,
+  ) {}
 
   fail(msg: string): never {
     throw new ConfigInvalidError(this.digest, `image config ${this.digest}: ${msg} at byte ${this.pos}`);
@@ -39,7 +42,10 @@ class Scanner {
     this.pos++;
     while (this.pos < this.b.length) {
       const c = this.b[this.pos]!;
-      if (c === 0x5c) { this.pos += 2; continue; }
+      if (c === 0x5c) {
+        this.pos += 2;
+        continue;
+      }
       this.pos++;
       if (c === 0x22) return JSON.parse(this.b.subarray(start, this.pos).toString('utf8')) as string;
     }
@@ -51,19 +57,34 @@ class Scanner {
     this.ws();
     const start = this.pos;
     const c = this.b[this.pos];
-    if (c === 0x22) { this.string(); return [start, this.pos]; }
+    if (c === 0x22) {
+      this.string();
+      return [start, this.pos];
+    }
     if (c === 0x7b || c === 0x5b) {
       const close = c === 0x7b ? 0x7d : 0x5d;
       this.pos++;
       this.ws();
-      if (this.b[this.pos] === close) { this.pos++; return [start, this.pos]; }
+      if (this.b[this.pos] === close) {
+        this.pos++;
+        return [start, this.pos];
+      }
       for (;;) {
-        if (c === 0x7b) { this.string(); this.expect(0x3a); }
+        if (c === 0x7b) {
+          this.string();
+          this.expect(0x3a);
+        }
         this.value();
         this.ws();
         const d = this.b[this.pos];
-        if (d === 0x2c) { this.pos++; continue; }
-        if (d === close) { this.pos++; return [start, this.pos]; }
+        if (d === 0x2c) {
+          this.pos++;
+          continue;
+        }
+        if (d === close) {
+          this.pos++;
+          return [start, this.pos];
+        }
         this.fail('expected , or a closing bracket');
       }
     }
@@ -76,15 +97,24 @@ class Scanner {
   members(fn: (key: string) => boolean): void {
     this.expect(0x7b);
     this.ws();
-    if (this.b[this.pos] === 0x7d) { this.pos++; return; }
+    if (this.b[this.pos] === 0x7d) {
+      this.pos++;
+      return;
+    }
     for (;;) {
       const key = this.string();
       this.expect(0x3a);
       if (!fn(key)) this.value();
       this.ws();
       const d = this.b[this.pos];
-      if (d === 0x2c) { this.pos++; continue; }
-      if (d === 0x7d) { this.pos++; return; }
+      if (d === 0x2c) {
+        this.pos++;
+        continue;
+      }
+      if (d === 0x7d) {
+        this.pos++;
+        return;
+      }
       this.fail('expected , or }');
     }
   }

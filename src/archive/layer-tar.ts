@@ -99,9 +99,18 @@ export function entryHeaders(h: HeaderFields & { mtimeNsec?: number; xattrs?: [B
   const f: HeaderFields = { ...h };
   if (h.name.length > 100) recs.push(paxRecord('path', h.name));
   if (h.linkname && h.linkname.length > 100) recs.push(paxRecord('linkpath', h.linkname));
-  if (h.size > OCTAL_11) { recs.push(paxRecord('size', Buffer.from(String(h.size)))); f.size = 0; }
-  if (h.uid > OCTAL_7) { recs.push(paxRecord('uid', Buffer.from(String(h.uid)))); f.uid = 0; }
-  if (h.gid > OCTAL_7) { recs.push(paxRecord('gid', Buffer.from(String(h.gid)))); f.gid = 0; }
+  if (h.size > OCTAL_11) {
+    recs.push(paxRecord('size', Buffer.from(String(h.size))));
+    f.size = 0;
+  }
+  if (h.uid > OCTAL_7) {
+    recs.push(paxRecord('uid', Buffer.from(String(h.uid))));
+    f.uid = 0;
+  }
+  if (h.gid > OCTAL_7) {
+    recs.push(paxRecord('gid', Buffer.from(String(h.gid))));
+    f.gid = 0;
+  }
   const nsec = h.mtimeNsec ?? 0;
   if (nsec !== 0 || h.mtime > BigInt(OCTAL_11)) {
     const v = nsec !== 0 ? `${h.mtime}.${String(nsec).padStart(9, '0')}` : `${h.mtime}`;
@@ -113,7 +122,8 @@ export function entryHeaders(h: HeaderFields & { mtimeNsec?: number; xattrs?: [B
   const main = ustarHeader(f);
   if (recs.length === 0) return main;
   const body = Buffer.concat(recs);
-  const trimmed = h.name.length > 1 && h.name[h.name.length - 1] === 0x2f ? h.name.subarray(0, h.name.length - 1) : h.name;
+  const trimmed =
+    h.name.length > 1 && h.name[h.name.length - 1] === 0x2f ? h.name.subarray(0, h.name.length - 1) : h.name;
   const slash = trimmed.lastIndexOf(0x2f);
   const base = slash < 0 ? trimmed : trimmed.subarray(slash + 1);
   const paxName = Buffer.concat([Buffer.from('PaxHeaders/', 'latin1'), base]).subarray(0, 100);
@@ -140,20 +150,31 @@ const READ_CHUNK = 1 << 20;
  * Writes the regenerated tar of the layer EROFS at `layerPath` to `sink`, in order. A layer that
  * the reader refuses is CacheCorruptError (naming the path).
  */
-export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signal?: AbortSignal | undefined } = {}): Promise<void> {
+export async function writeLayerTar(
+  layerPath: string,
+  sink: Sink,
+  opts: { signal?: AbortSignal | undefined } = {},
+): Promise<void> {
   const { root } = await readErofsTree(layerPath);
   let fh: FileHandle;
-  try { fh = await open(layerPath, 'r'); } catch (err) { throw toIoError(err, layerPath); }
+  try {
+    fh = await open(layerPath, 'r');
+  } catch (err) {
+    throw toIoError(err, layerPath);
+  }
   const signal = opts.signal;
   const firstAlias = new Map<Inode, Buffer>();
-  const emit = async (b: Buffer) => { await sink(b); };
+  const emit = async (b: Buffer) => {
+    await sink(b);
+  };
   const marker = async (dirName: Buffer) => {
     const name = Buffer.concat([dirName, Buffer.from('.wh..wh..opq', 'latin1')]);
     await emit(entryHeaders({ name, mode: 0, uid: 0, gid: 0, size: 0, mtime: 0n, typeflag: '0' }));
   };
   const fileData = async (ino: Inode, name: Buffer) => {
     if (ino.size === 0) return;
-    if (ino.data?.device !== 0) throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} has no data blocks in this layer`);
+    if (ino.data?.device !== 0)
+      throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} has no data blocks in this layer`);
     const base = ino.data.startBlock * 4096;
     let done = 0;
     while (done < ino.size) {
@@ -163,7 +184,8 @@ export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signa
       let got = 0;
       while (got < n) {
         const { bytesRead } = await fh.read(buf, got, n - got, base + done + got);
-        if (bytesRead === 0) throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} extends beyond the image`);
+        if (bytesRead === 0)
+          throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} extends beyond the image`);
         got += bytesRead;
       }
       await emit(buf);
@@ -180,15 +202,32 @@ export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signa
       if (isDir(e)) {
         const dn = Buffer.concat([nameBytes, Buffer.from('/')]);
         if (!e.implicit) {
-          await emit(entryHeaders({ name: dn, mode: e.meta.mode & 0o7777, uid: e.meta.uid, gid: e.meta.gid, size: 0,
-            mtime: e.meta.mtime, mtimeNsec: e.meta.mtimeNsec, typeflag: '5', xattrs: xattrsOf(e.meta) }));
+          await emit(
+            entryHeaders({
+              name: dn,
+              mode: e.meta.mode & 0o7777,
+              uid: e.meta.uid,
+              gid: e.meta.gid,
+              size: 0,
+              mtime: e.meta.mtime,
+              mtimeNsec: e.meta.mtimeNsec,
+              typeflag: '5',
+              xattrs: xattrsOf(e.meta),
+            }),
+          );
         }
         if (e.opaque) await marker(dn);
         await walk(e, dn);
         continue;
       }
       const meta = e.meta;
-      const common = { mode: meta.mode & 0o7777, uid: meta.uid, gid: meta.gid, mtime: meta.mtime, mtimeNsec: meta.mtimeNsec };
+      const common = {
+        mode: meta.mode & 0o7777,
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime: meta.mtime,
+        mtimeNsec: meta.mtimeNsec,
+      };
       if (isWhiteout(e)) {
         const wh = Buffer.concat([prefix, Buffer.from('.wh.', 'latin1'), Buffer.from(n, 'latin1')]);
         await emit(entryHeaders({ name: wh, ...common, size: 0, typeflag: '0' }));
@@ -208,12 +247,30 @@ export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signa
           await fileData(e, nameBytes);
           break;
         case 'symlink':
-          await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: '2', linkname: e.target ?? Buffer.alloc(0), xattrs }));
+          await emit(
+            entryHeaders({
+              name: nameBytes,
+              ...common,
+              size: 0,
+              typeflag: '2',
+              linkname: e.target ?? Buffer.alloc(0),
+              xattrs,
+            }),
+          );
           break;
         case 'chr':
         case 'blk':
-          await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: e.kind === 'chr' ? '3' : '4',
-            devmajor: e.rdevMajor ?? 0, devminor: e.rdevMinor ?? 0, xattrs }));
+          await emit(
+            entryHeaders({
+              name: nameBytes,
+              ...common,
+              size: 0,
+              typeflag: e.kind === 'chr' ? '3' : '4',
+              devmajor: e.rdevMajor ?? 0,
+              devminor: e.rdevMinor ?? 0,
+              xattrs,
+            }),
+          );
           break;
         case 'fifo':
           await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: '6', xattrs }));
@@ -224,8 +281,19 @@ export async function writeLayerTar(layerPath: string, sink: Sink, opts: { signa
   try {
     const rootName = Buffer.from('./', 'latin1');
     if (!root.implicit) {
-      await emit(entryHeaders({ name: rootName, mode: root.meta.mode & 0o7777, uid: root.meta.uid, gid: root.meta.gid, size: 0,
-        mtime: root.meta.mtime, mtimeNsec: root.meta.mtimeNsec, typeflag: '5', xattrs: xattrsOf(root.meta) }));
+      await emit(
+        entryHeaders({
+          name: rootName,
+          mode: root.meta.mode & 0o7777,
+          uid: root.meta.uid,
+          gid: root.meta.gid,
+          size: 0,
+          mtime: root.meta.mtime,
+          mtimeNsec: root.meta.mtimeNsec,
+          typeflag: '5',
+          xattrs: xattrsOf(root.meta),
+        }),
+      );
     }
     if (root.opaque) await marker(Buffer.alloc(0));
     await walk(root, Buffer.alloc(0));

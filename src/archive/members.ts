@@ -110,7 +110,11 @@ export class ArchiveMembers {
     const t = new ArchiveMembers();
     if (typeof input === 'string') {
       let head: Buffer;
-      try { head = await sniffFile(input); } catch (err) { throw toIoError(err, input); }
+      try {
+        head = await sniffFile(input);
+      } catch (err) {
+        throw toIoError(err, input);
+      }
       const kind = detectArchive(head);
       t.compression = kind;
       const src = createReadStream(input, { highWaterMark: CHUNK });
@@ -141,7 +145,12 @@ export class ArchiveMembers {
   }
 
   /** Parses the tar from `src`; with `spool`, bodies are appended to `<spool>/members`. */
-  private async scan(src: NodeJS.ReadableStream, o: OpenArchiveOptions, spool: string | null, inputName: string): Promise<void> {
+  private async scan(
+    src: NodeJS.ReadableStream,
+    o: OpenArchiveOptions,
+    spool: string | null,
+    inputName: string,
+  ): Promise<void> {
     const limits = o.limits;
     let count = 0;
     let spoolFh: FileHandle | null = null;
@@ -150,27 +159,47 @@ export class ArchiveMembers {
     if (spool !== null) {
       this.spooled = true;
       spoolPath = join(spool, 'members');
-      try { spoolFh = await open(spoolPath, 'wx', 0o600); } catch (err) { throw toIoError(err, spoolPath); }
+      try {
+        spoolFh = await open(spoolPath, 'wx', 0o600);
+      } catch (err) {
+        throw toIoError(err, spoolPath);
+      }
     }
     const reader: TarReader = new TarReader({
-      limits: { maxPaxHeaderBytes: limits.maxPaxHeaderBytes, maxLayerEntries: Number.MAX_SAFE_INTEGER, maxFileBytes: Number.MAX_SAFE_INTEGER },
+      limits: {
+        maxPaxHeaderBytes: limits.maxPaxHeaderBytes,
+        maxLayerEntries: Number.MAX_SAFE_INTEGER,
+        maxFileBytes: Number.MAX_SAFE_INTEGER,
+      },
       onEntry: (e: TarEntry) => {
         if (++count > limits.maxArchiveMembers) {
           throw new LimitExceededError('maxArchiveMembers', count, limits.maxArchiveMembers, 'archive members');
         }
         const rawName = e.path.toString('utf8');
         const name = normalizeMemberName(rawName);
-        if (name === null) throw new ArchiveInvalidError(`archive member ${JSON.stringify(rawName)} contains '..'`, rawName);
-        const type: MemberType = e.kind === 'file' ? 'file' : e.kind === 'dir' ? 'dir' : e.kind === 'symlink' ? 'symlink'
-          : e.kind === 'hardlink' ? 'hardlink' : 'other';
-        if (type === 'file' && e.sparse) throw new ArchiveInvalidError(`archive member ${JSON.stringify(name)} is a sparse file`, name);
+        if (name === null)
+          throw new ArchiveInvalidError(`archive member ${JSON.stringify(rawName)} contains '..'`, rawName);
+        const type: MemberType =
+          e.kind === 'file'
+            ? 'file'
+            : e.kind === 'dir'
+              ? 'dir'
+              : e.kind === 'symlink'
+                ? 'symlink'
+                : e.kind === 'hardlink'
+                  ? 'hardlink'
+                  : 'other';
+        if (type === 'file' && e.sparse)
+          throw new ArchiveInvalidError(`archive member ${JSON.stringify(name)} is a sparse file`, name);
         const prev = this.members.get(name);
         if (prev && !(prev.type === 'dir' && type === 'dir') && isMetadataName(name)) {
           throw new ArchiveInvalidError(`archive member ${JSON.stringify(name)} appears twice`, name);
         }
         const size = type === 'file' ? e.size : 0;
         const m: Member = {
-          name, type, size,
+          name,
+          type,
+          size,
           link: type === 'symlink' || type === 'hardlink' ? e.linkpath.toString('utf8') : null,
           file: spool === null ? inputName : spoolPath,
           // In place: the body starts right after the header just consumed.
@@ -223,21 +252,35 @@ export class ArchiveMembers {
     if (cur === null) throw new ArchiveInvalidError(`archive member ${JSON.stringify(name)} contains '..'`, name);
     for (let hop = 0; ; hop++) {
       const m = this.members.get(cur);
-      if (!m) throw new ArchiveInvalidError(`archive member ${JSON.stringify(cur)} is missing${cur !== what ? ` (needed for ${what})` : ''}`, cur);
+      if (!m)
+        throw new ArchiveInvalidError(
+          `archive member ${JSON.stringify(cur)} is missing${cur !== what ? ` (needed for ${what})` : ''}`,
+          cur,
+        );
       if (m.type === 'file') return m;
       if (m.type !== 'symlink' && m.type !== 'hardlink') {
         throw new ArchiveInvalidError(`archive member ${JSON.stringify(cur)} is not a regular file`, cur);
       }
-      if (hop >= MAX_LINK_HOPS) throw new ArchiveInvalidError(`archive member ${JSON.stringify(name)}: more than ${MAX_LINK_HOPS} link hops (a loop?)`, name);
+      if (hop >= MAX_LINK_HOPS)
+        throw new ArchiveInvalidError(
+          `archive member ${JSON.stringify(name)}: more than ${MAX_LINK_HOPS} link hops (a loop?)`,
+          name,
+        );
       const target = m.link ?? '';
       if (m.type === 'symlink' && target.startsWith('/')) {
-        throw new ArchiveInvalidError(`archive member ${JSON.stringify(cur)} is a symlink to the absolute path ${JSON.stringify(target)}`, cur);
+        throw new ArchiveInvalidError(
+          `archive member ${JSON.stringify(cur)} is a symlink to the absolute path ${JSON.stringify(target)}`,
+          cur,
+        );
       }
       const slash = cur.lastIndexOf('/');
       const base = m.type === 'symlink' ? (slash < 0 ? '' : cur.slice(0, slash)) : '';
       const next = resolveLinkTarget(base, target);
       if (next === null || next === '') {
-        throw new ArchiveInvalidError(`archive member ${JSON.stringify(cur)} links to ${JSON.stringify(target)}, outside the archive`, cur);
+        throw new ArchiveInvalidError(
+          `archive member ${JSON.stringify(cur)} links to ${JSON.stringify(target)}, outside the archive`,
+          cur,
+        );
       }
       cur = next;
     }
@@ -255,7 +298,11 @@ export class ArchiveMembers {
     const buf = Buffer.alloc(m.size);
     if (m.size === 0) return buf;
     let fh: FileHandle;
-    try { fh = await open(m.file, 'r'); } catch (err) { throw toIoError(err, m.file); }
+    try {
+      fh = await open(m.file, 'r');
+    } catch (err) {
+      throw toIoError(err, m.file);
+    }
     try {
       let off = 0;
       while (off < m.size) {
@@ -284,7 +331,8 @@ export class ArchiveMembers {
 /** Compression of the archive from its first bytes; anything that is not a tar is ARCHIVE_INVALID. */
 function detectArchive(head: Buffer): Compression {
   const k = head.length === 0 ? null : detectCompression(head);
-  if (k === null) throw new ArchiveInvalidError('not a docker-save or OCI-layout archive (not a tar, gzip or zstd file)');
+  if (k === null)
+    throw new ArchiveInvalidError('not a docker-save or OCI-layout archive (not a tar, gzip or zstd file)');
   return k;
 }
 

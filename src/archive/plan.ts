@@ -11,10 +11,23 @@
  *   digest of that top-level index (what a pull of the same tag would record).
  * - Platform selection of an index entry reports PLATFORM_NOT_FOUND for the whole load.
  */
-import { ArchiveInvalidError, DigestMismatchError, InvalidArgumentError, LimitExceededError, ManifestInvalidError, type MsbError } from '../errors.js';
+import {
+  ArchiveInvalidError,
+  DigestMismatchError,
+  InvalidArgumentError,
+  LimitExceededError,
+  ManifestInvalidError,
+  type MsbError,
+} from '../errors.js';
 import { FIXED_LIMITS, type Limits } from '../limits.js';
 import {
-  isIndexMediaType, isManifestMediaType, parseImageConfig, parseManifest, type ImageIndex, type ImageManifest, type IndexEntry,
+  isIndexMediaType,
+  isManifestMediaType,
+  parseImageConfig,
+  parseManifest,
+  type ImageIndex,
+  type ImageManifest,
+  type IndexEntry,
 } from '../oci/manifest.js';
 import { configPlatform, entryPlatform, recordedPlatform, selectPlatform, type Platform } from '../oci/platform.js';
 import { MEDIA_TYPES } from '../oci/media-types.js';
@@ -64,7 +77,6 @@ export interface PlanOptions {
 
 export const MANIFEST_JSON_MAX = FIXED_LIMITS.manifestJsonBytes;
 
-
 function parseJson(buf: Buffer, member: string): unknown {
   try {
     return JSON.parse(buf.toString('utf8'));
@@ -98,13 +110,25 @@ function archiveName(name: string, where: string): string {
 async function readBlob(t: ArchiveMembers, desc: { digest: string; size: number }, limits: Limits): Promise<Buffer> {
   const name = blobName(desc.digest);
   const m = t.resolve(name);
-  if (m.size > limits.maxManifestBytes) throw new LimitExceededError('maxManifestBytes', m.size, limits.maxManifestBytes, `archive member ${name}`);
+  if (m.size > limits.maxManifestBytes)
+    throw new LimitExceededError('maxManifestBytes', m.size, limits.maxManifestBytes, `archive member ${name}`);
   if (m.size !== desc.size) {
-    throw new DigestMismatchError('blob', desc.digest, `size ${m.size}`, `archive member ${name} is ${m.size} bytes; its descriptor says ${desc.size}`);
+    throw new DigestMismatchError(
+      'blob',
+      desc.digest,
+      `size ${m.size}`,
+      `archive member ${name} is ${m.size} bytes; its descriptor says ${desc.size}`,
+    );
   }
   const buf = await t.readBytes(name, limits.maxManifestBytes, 'maxManifestBytes');
   const actual = digestOf(buf, digestAlgorithm(desc.digest));
-  if (actual !== desc.digest) throw new DigestMismatchError('blob', desc.digest, actual, `archive member ${name} does not match its digest (${actual})`);
+  if (actual !== desc.digest)
+    throw new DigestMismatchError(
+      'blob',
+      desc.digest,
+      actual,
+      `archive member ${name} does not match its digest (${actual})`,
+    );
   return buf;
 }
 
@@ -114,11 +138,15 @@ export async function planArchive(t: ArchiveMembers, o: PlanOptions): Promise<Pl
   if (t.has('oci-layout') && t.has('index.json')) images = await planOci(t, o);
   else if (t.has('manifest.json')) images = await planDocker(t, o);
   else if (t.has('repositories')) {
-    const e = new ArchiveInvalidError('not a docker-save or OCI-layout archive: it has a legacy `repositories` file but no manifest.json');
+    const e = new ArchiveInvalidError(
+      'not a docker-save or OCI-layout archive: it has a legacy `repositories` file but no manifest.json',
+    );
     (e.details as Record<string, unknown>).hint = 're-save the image with a current docker, podman or skopeo';
     throw e;
   } else {
-    throw new ArchiveInvalidError('not a docker-save or OCI-layout archive (no manifest.json, nor oci-layout + index.json)');
+    throw new ArchiveInvalidError(
+      'not a docker-save or OCI-layout archive (no manifest.json, nor oci-layout + index.json)',
+    );
   }
   applyTags(images, o.tags);
   checkNames(images);
@@ -140,7 +168,10 @@ function checkNames(images: PlannedImage[]): void {
   const owner = new Map<string, PlannedImage>();
   for (const img of images) {
     if (img.names.length === 0) {
-      const what = img.kind === 'oci' ? `image ${shortDigest(img.manifestDigest!)} has no name` : `image ${shortDigest(img.configDigest)} has no tag`;
+      const what =
+        img.kind === 'oci'
+          ? `image ${shortDigest(img.manifestDigest!)} has no name`
+          : `image ${shortDigest(img.configDigest)} has no tag`;
       const e = new ArchiveInvalidError(`${what}; pass --tag`);
       (e.details as Record<string, unknown>).hint = 'pass --tag to name it';
       throw e;
@@ -154,7 +185,8 @@ function checkNames(images: PlannedImage[]): void {
 }
 
 function countImage(n: number): void {
-  if (n > FIXED_LIMITS.archiveImages) throw new LimitExceededError('archiveImages', n, FIXED_LIMITS.archiveImages, 'images in the archive');
+  if (n > FIXED_LIMITS.archiveImages)
+    throw new LimitExceededError('archiveImages', n, FIXED_LIMITS.archiveImages, 'images in the archive');
 }
 
 // ---- OCI path (§4) ------------------------------------------------------------------------------
@@ -162,7 +194,11 @@ function countImage(n: number): void {
 async function planOci(t: ArchiveMembers, o: PlanOptions): Promise<PlannedImage[]> {
   const layoutRaw = await t.readBytes('oci-layout', o.limits.maxManifestBytes, 'maxManifestBytes');
   const layout = parseJson(layoutRaw, 'oci-layout');
-  if (!isObject(layout) || typeof layout.imageLayoutVersion !== 'string' || !/^1\.0\.[0-9]+$/.test(layout.imageLayoutVersion)) {
+  if (
+    !isObject(layout) ||
+    typeof layout.imageLayoutVersion !== 'string' ||
+    !/^1\.0\.[0-9]+$/.test(layout.imageLayoutVersion)
+  ) {
     throw new ArchiveInvalidError('archive member oci-layout: imageLayoutVersion must be 1.0.x', 'oci-layout');
   }
   const indexRaw = await t.readBytes('index.json', o.limits.maxManifestBytes, 'maxManifestBytes');
@@ -176,7 +212,8 @@ async function planOci(t: ArchiveMembers, o: PlanOptions): Promise<PlannedImage[
     if (p.kind !== 'index') throw new ManifestInvalidError('not an index');
     top = p;
   } catch (err) {
-    if (err instanceof ManifestInvalidError) throw new ArchiveInvalidError(`archive member index.json: ${err.message}`, 'index.json');
+    if (err instanceof ManifestInvalidError)
+      throw new ArchiveInvalidError(`archive member index.json: ${err.message}`, 'index.json');
     throw err;
   }
   if (top.manifests.length > FIXED_LIMITS.indexEntries) {
@@ -198,19 +235,27 @@ async function planOci(t: ArchiveMembers, o: PlanOptions): Promise<PlannedImage[
     let img: PlannedImage | null = null;
     if (isManifestMediaType(entry.mediaType)) {
       const cached = byManifest.get(entry.digest);
-      img = cached ?? await ociImage(t, o, { digest: entry.digest, size: entry.size }, entryPlatform(entry), null, false);
+      img =
+        cached ?? (await ociImage(t, o, { digest: entry.digest, size: entry.size }, entryPlatform(entry), null, false));
     } else if (isIndexMediaType(entry.mediaType)) {
       const raw = await readBlob(t, entry, o.limits);
       const idx = parseManifest(raw, { digest: entry.digest, maxLayers: o.limits.maxLayers });
-      if (idx.kind !== 'index') throw new ManifestInvalidError(`index.json entry ${entry.digest} is typed as an index but is a manifest`, entry.digest);
+      if (idx.kind !== 'index')
+        throw new ManifestInvalidError(
+          `index.json entry ${entry.digest} is typed as an index but is a manifest`,
+          entry.digest,
+        );
       const loadIndex = async (e: IndexEntry): Promise<ImageIndex> => {
         const r = await readBlob(t, e, o.limits);
         const p = parseManifest(r, { digest: e.digest, maxLayers: o.limits.maxLayers });
-        if (p.kind !== 'index') throw new ManifestInvalidError(`index entry ${e.digest} is typed as an index but is a manifest`, e.digest);
+        if (p.kind !== 'index')
+          throw new ManifestInvalidError(`index entry ${e.digest} is typed as an index but is a manifest`, e.digest);
         return p;
       };
       const sel = await selectPlatform(idx, o.target, loadIndex);
-      img = byManifest.get(sel.descriptor.digest) ?? await ociImage(t, o, sel.descriptor, sel.platform, entry.digest, true);
+      img =
+        byManifest.get(sel.descriptor.digest) ??
+        (await ociImage(t, o, sel.descriptor, sel.platform, entry.digest, true));
     } else {
       continue; // other media types are ignored (§4)
     }
@@ -239,8 +284,14 @@ function entryNames(entry: IndexEntry, i: number, img: PlannedImage, repoTags: M
 }
 
 /** Reads, verifies and parses one platform manifest and its config. */
-async function ociImage(t: ArchiveMembers, o: PlanOptions, desc: { digest: string; size: number }, indexPlatform: Platform | null,
-  indexDigest: string | null, viaIndex: boolean): Promise<PlannedImage> {
+async function ociImage(
+  t: ArchiveMembers,
+  o: PlanOptions,
+  desc: { digest: string; size: number },
+  indexPlatform: Platform | null,
+  indexDigest: string | null,
+  viaIndex: boolean,
+): Promise<PlannedImage> {
   const raw = await readBlob(t, desc, o.limits);
   const p = parseManifest(raw, { digest: desc.digest, maxLayers: o.limits.maxLayers });
   if (p.kind !== 'manifest') throw new ManifestInvalidError(`${desc.digest} is not an image manifest`, desc.digest);
@@ -249,7 +300,12 @@ async function ociImage(t: ArchiveMembers, o: PlanOptions, desc: { digest: strin
   const config = parseImageConfig(configRaw, man.config.digest, man.layers.length);
   let platform: Platform;
   if (viaIndex) {
-    const rec = recordedPlatform({ indexEntry: indexPlatform, config: config.raw, target: o.target, explicit: o.explicitPlatform });
+    const rec = recordedPlatform({
+      indexEntry: indexPlatform,
+      config: config.raw,
+      target: o.target,
+      explicit: o.explicitPlatform,
+    });
     if (rec.warning) o.warn(rec.warning.code, rec.warning.message);
     platform = rec.platform;
   } else {
@@ -260,37 +316,71 @@ async function ociImage(t: ArchiveMembers, o: PlanOptions, desc: { digest: strin
     const name = blobName(l.digest);
     const m = t.resolve(name, `layer ${i} of ${desc.digest}`);
     if (m.size !== l.size) {
-      throw new DigestMismatchError('blob', l.digest, `size ${m.size}`, `archive member ${name} is ${m.size} bytes; its descriptor says ${l.size}`);
+      throw new DigestMismatchError(
+        'blob',
+        l.digest,
+        `size ${m.size}`,
+        `archive member ${name} is ${m.size} bytes; its descriptor says ${l.size}`,
+      );
     }
     return {
-      position: i, diffId: config.diffIds[i]!, blobDigest: l.digest, pathDigest: l.digest, mediaType: l.mediaType,
-      size: l.size, member: m, memberName: name,
+      position: i,
+      diffId: config.diffIds[i]!,
+      blobDigest: l.digest,
+      pathDigest: l.digest,
+      mediaType: l.mediaType,
+      size: l.size,
+      member: m,
+      memberName: name,
     };
   });
   return {
-    kind: 'oci', names: [], manifestDigest: desc.digest, manifestRaw: raw, manifestMediaType: man.mediaType,
-    configDigest: man.config.digest, configRaw, platform, indexDigest, layers, key: desc.digest,
+    kind: 'oci',
+    names: [],
+    manifestDigest: desc.digest,
+    manifestRaw: raw,
+    manifestMediaType: man.mediaType,
+    configDigest: man.config.digest,
+    configRaw,
+    platform,
+    indexDigest,
+    layers,
+    key: desc.digest,
   };
 }
 
 // ---- Docker path (§5) ---------------------------------------------------------------------------
 
-interface ManifestJsonEntry { Config: string; RepoTags: string[] | null; Layers: string[] }
+interface ManifestJsonEntry {
+  Config: string;
+  RepoTags: string[] | null;
+  Layers: string[];
+}
 
 async function readManifestJson(t: ArchiveMembers): Promise<ManifestJsonEntry[]> {
   const raw = await t.readBytes('manifest.json', MANIFEST_JSON_MAX, 'manifestJsonBytes');
   const v = parseJson(raw, 'manifest.json');
-  if (!Array.isArray(v) || v.length === 0) throw new ArchiveInvalidError('archive member manifest.json must be a non-empty array', 'manifest.json');
+  if (!Array.isArray(v) || v.length === 0)
+    throw new ArchiveInvalidError('archive member manifest.json must be a non-empty array', 'manifest.json');
   return v.map((e, i) => {
     const where = `manifest.json[${i}]`;
-    if (!isObject(e) || typeof e.Config !== 'string') throw new ArchiveInvalidError(`${where}: Config must be a string`, 'manifest.json');
-    if (e.RepoTags !== undefined && e.RepoTags !== null && (!Array.isArray(e.RepoTags) || e.RepoTags.some((x) => typeof x !== 'string'))) {
+    if (!isObject(e) || typeof e.Config !== 'string')
+      throw new ArchiveInvalidError(`${where}: Config must be a string`, 'manifest.json');
+    if (
+      e.RepoTags !== undefined &&
+      e.RepoTags !== null &&
+      (!Array.isArray(e.RepoTags) || e.RepoTags.some((x) => typeof x !== 'string'))
+    ) {
       throw new ArchiveInvalidError(`${where}: RepoTags must be an array of strings or null`, 'manifest.json');
     }
     if (!Array.isArray(e.Layers) || e.Layers.some((x) => typeof x !== 'string')) {
       throw new ArchiveInvalidError(`${where}: Layers must be an array of strings`, 'manifest.json');
     }
-    return { Config: e.Config, RepoTags: (e.RepoTags as string[] | null | undefined) ?? null, Layers: e.Layers as string[] };
+    return {
+      Config: e.Config,
+      RepoTags: (e.RepoTags as string[] | null | undefined) ?? null,
+      Layers: e.Layers as string[],
+    };
   });
 }
 
@@ -317,28 +407,48 @@ async function planDocker(t: ArchiveMembers, o: PlanOptions): Promise<PlannedIma
   const byKey = new Map<string, PlannedImage>();
   const out: PlannedImage[] = [];
   for (const [i, e] of entries.entries()) {
-    if (e.Layers.length > o.limits.maxLayers) throw new LimitExceededError('maxLayers', e.Layers.length, o.limits.maxLayers, `manifest.json[${i}] layers`);
+    if (e.Layers.length > o.limits.maxLayers)
+      throw new LimitExceededError('maxLayers', e.Layers.length, o.limits.maxLayers, `manifest.json[${i}] layers`);
     const configRaw = await t.readBytes(e.Config, o.limits.maxManifestBytes, 'maxManifestBytes');
     const configDigest = digestOf(configRaw);
     const promised = pathDigest(e.Config, '.json');
     if (promised && promised !== configDigest) {
-      throw new DigestMismatchError('config', promised, configDigest, `archive member ${e.Config} does not match its name (${configDigest})`);
+      throw new DigestMismatchError(
+        'config',
+        promised,
+        configDigest,
+        `archive member ${e.Config} does not match its name (${configDigest})`,
+      );
     }
     const config = parseImageConfig(configRaw, configDigest, e.Layers.length);
     const layers: PlannedLayer[] = e.Layers.map((name, pos) => {
       const m = t.resolve(name, `layer ${pos} of manifest.json[${i}]`);
       return {
-        position: pos, diffId: config.diffIds[pos]!, blobDigest: null, pathDigest: pathDigest(name, null), mediaType: null,
-        size: m.size, member: m, memberName: name,
+        position: pos,
+        diffId: config.diffIds[pos]!,
+        blobDigest: null,
+        pathDigest: pathDigest(name, null),
+        mediaType: null,
+        size: m.size,
+        member: m,
+        memberName: name,
       };
     });
     const key = `${configDigest}|${layers.map((l) => l.member.name).join('|')}`;
     let img = byKey.get(key);
     if (!img) {
       img = {
-        kind: 'docker', names: [], manifestDigest: null, manifestRaw: null, manifestMediaType: MEDIA_TYPES.ociManifest,
-        configDigest, configRaw, platform: configPlatform(config.raw) ?? { os: 'unknown', architecture: 'unknown', variant: null },
-        indexDigest: null, layers, key,
+        kind: 'docker',
+        names: [],
+        manifestDigest: null,
+        manifestRaw: null,
+        manifestMediaType: MEDIA_TYPES.ociManifest,
+        configDigest,
+        configRaw,
+        platform: configPlatform(config.raw) ?? { os: 'unknown', architecture: 'unknown', variant: null },
+        indexDigest: null,
+        layers,
+        key,
       };
       byKey.set(key, img);
       out.push(img);
@@ -357,7 +467,11 @@ async function planDocker(t: ArchiveMembers, o: PlanOptions): Promise<PlannedIma
  * The synthetic manifest of a docker-path image (§5): compact JSON, keys sorted at every level.
  * Deterministic: the same archive always gives the same bytes.
  */
-export function syntheticManifest(configDigest: string, configSize: number, layers: { digest: string; mediaType: string; size: number }[]): Buffer {
+export function syntheticManifest(
+  configDigest: string,
+  configSize: number,
+  layers: { digest: string; mediaType: string; size: number }[],
+): Buffer {
   const o = {
     config: { digest: configDigest, mediaType: MEDIA_TYPES.ociConfig, size: configSize },
     layers: layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })),

@@ -33,15 +33,23 @@ import { renameDurable } from '../util/fs.js';
 import { replaceDiffIds } from './json-edit.js';
 import { entryHeaders, padding, writeLayerTar } from './layer-tar.js';
 
-
-interface Requested { sel: ImageSelector; input: string }
+interface Requested {
+  sel: ImageSelector;
+  input: string;
+}
 
 interface ImageToSave {
   manifest: ManifestRow;
   config: Buffer;
   layers: { position: number; diffId: string }[];
   /** Filled while writing. */
-  saved?: { manifestDigest: string; manifestRaw: Buffer; configDigest: string; diffIds: string[]; layerDigests: string[] };
+  saved?: {
+    manifestDigest: string;
+    manifestRaw: Buffer;
+    configDigest: string;
+    diffIds: string[];
+    layerDigests: string[];
+  };
 }
 
 /** Buffered, byte-counting writer over a file handle or a stream (backpressure honoured). */
@@ -49,7 +57,11 @@ class Out {
   bytes = 0;
   private buf: Buffer[] = [];
   private len = 0;
-  constructor(private readonly fh: FileHandle | null, private readonly stream: NodeJS.WritableStream | null, private readonly path: string) {}
+  constructor(
+    private readonly fh: FileHandle | null,
+    private readonly stream: NodeJS.WritableStream | null,
+    private readonly path: string,
+  ) {}
 
   async write(b: Buffer): Promise<void> {
     this.bytes += b.length;
@@ -76,8 +88,17 @@ class Out {
     await new Promise<void>((resolve, reject) => {
       const onErr = (e: unknown) => reject(toIoError(e, this.path));
       s.once('error', onErr);
-      const ok = s.write(data, (e?: Error | null) => { if (e) onErr(e); });
-      if (ok) { s.off('error', onErr); resolve(); } else s.once('drain', () => { s.off('error', onErr); resolve(); });
+      const ok = s.write(data, (e?: Error | null) => {
+        if (e) onErr(e);
+      });
+      if (ok) {
+        s.off('error', onErr);
+        resolve();
+      } else
+        s.once('drain', () => {
+          s.off('error', onErr);
+          resolve();
+        });
     });
   }
 }
@@ -87,17 +108,33 @@ function fileHeader(name: string, size: number): Buffer {
 }
 
 function dirHeader(name: string): Buffer {
-  return entryHeaders({ name: Buffer.from(name, 'utf8'), mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0n, typeflag: '5' });
+  return entryHeaders({
+    name: Buffer.from(name, 'utf8'),
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0n,
+    typeflag: '5',
+  });
 }
 
 /** Saves `references` to `output` (a path or a writable stream). */
-export async function saveArchive(backend: StoreOpener, references: string | string[], output: string | NodeJS.WritableStream,
-  options: SaveOptions = {}): Promise<SaveResult> {
+export async function saveArchive(
+  backend: StoreOpener,
+  references: string | string[],
+  output: string | NodeJS.WritableStream,
+  options: SaveOptions = {},
+): Promise<SaveResult> {
   const list = Array.isArray(references) ? references : [references];
   if (list.length === 0) throw new InvalidArgumentError('references', 'save needs at least one image reference');
   const format = options.format ?? 'docker';
-  if (format !== 'docker' && format !== 'oci') throw new InvalidArgumentError('format', `format must be docker or oci, not ${JSON.stringify(format)}`);
-  if (typeof output !== 'string' && (typeof output !== 'object' || output === null || typeof (output as NodeJS.WritableStream).write !== 'function')) {
+  if (format !== 'docker' && format !== 'oci')
+    throw new InvalidArgumentError('format', `format must be docker or oci, not ${JSON.stringify(format)}`);
+  if (
+    typeof output !== 'string' &&
+    (typeof output !== 'object' || output === null || typeof (output as NodeJS.WritableStream).write !== 'function')
+  ) {
     throw new InvalidArgumentError('output', 'output must be a path or a writable stream');
   }
   const requested: Requested[] = [];
@@ -117,19 +154,31 @@ export async function saveArchive(backend: StoreOpener, references: string | str
     const store = await backend._open('write', signal);
     const index = store.index;
     // Every reference is resolved first (the index decides, never the files).
-    const rows = await index.read(() => requested.map((r) => {
-      if (r.sel.kind === 'digest') return findManifest(index, r.sel.digest) ?? null;
-      const ref = findRef(index, r.sel.canonical);
-      return ref ? findManifest(index, ref.digest) ?? null : null;
-    }));
-    rows.forEach((m, i) => { if (!m) throw notFound(requested[i]!); });
+    const rows = await index.read(() =>
+      requested.map((r) => {
+        if (r.sel.kind === 'digest') return findManifest(index, r.sel.digest) ?? null;
+        const ref = findRef(index, r.sel.canonical);
+        return ref ? (findManifest(index, ref.digest) ?? null) : null;
+      }),
+    );
+    rows.forEach((m, i) => {
+      if (!m) throw notFound(requested[i]!);
+    });
     const images = new Map<string, ImageToSave>();
     await index.read(() => {
       for (const m of rows as ManifestRow[]) {
         if (images.has(m.digest)) continue;
         const cfg = configRaw(index, m.config_digest);
-        if (!cfg) throw new CacheCorruptError(store.paths.root, `the config ${m.config_digest} of ${m.digest} is missing from the index`);
-        images.set(m.digest, { manifest: m, config: cfg, layers: manifestLayers(index, m.id).map((l) => ({ position: l.position, diffId: l.diff_id })) });
+        if (!cfg)
+          throw new CacheCorruptError(
+            store.paths.root,
+            `the config ${m.config_digest} of ${m.digest} is missing from the index`,
+          );
+        images.set(m.digest, {
+          manifest: m,
+          config: cfg,
+          layers: manifestLayers(index, m.id).map((l) => ({ position: l.position, diffId: l.diff_id })),
+        });
       }
     });
     const lease = await createLease(store, 'save', { signal });
@@ -144,14 +193,21 @@ export async function saveArchive(backend: StoreOpener, references: string | str
       for (const d of diffIds) {
         const c = await withLock(store, 'layer', d, () => checkLayer(store, d), { signal });
         if (typeof c !== 'object' || !c.valid) {
-          throw new CacheCorruptError(store.paths.layer(d), `layer ${d} is ${typeof c === 'object' ? c.reason : 'busy'}`);
+          throw new CacheCorruptError(
+            store.paths.layer(d),
+            `layer ${d} is ${typeof c === 'object' ? c.reason : 'busy'}`,
+          );
         }
       }
       // Only now: the output.
       let out: Out;
       if (typeof output === 'string') {
         partial = `${output}.${randomBytes(6).toString('hex')}.partial`;
-        try { fh = await open(partial, 'wx', 0o644); } catch (err) { throw toIoError(err, partial); }
+        try {
+          fh = await open(partial, 'wx', 0o644);
+        } catch (err) {
+          throw toIoError(err, partial);
+        }
         out = new Out(fh, null, partial);
       } else {
         out = new Out(null, output, '<stream>');
@@ -159,7 +215,11 @@ export async function saveArchive(backend: StoreOpener, references: string | str
       await writeArchive(store, lease, out, format, requested, rows as ManifestRow[], images, signal);
       await out.flush();
       if (fh) {
-        try { await fh.sync(); } catch (err) { throw toIoError(err, partial!); }
+        try {
+          await fh.sync();
+        } catch (err) {
+          throw toIoError(err, partial!);
+        }
         await fh.close();
         fh = null;
         if (signal?.aborted) throw new AbortedError(signal.reason);
@@ -171,7 +231,11 @@ export async function saveArchive(backend: StoreOpener, references: string | str
         bytesWritten: out.bytes,
         images: requested.map((r, i) => {
           const s = images.get((rows as ManifestRow[])[i]!.digest)!.saved!;
-          return { reference: r.sel.kind === 'digest' ? r.sel.digest : r.sel.familiar, manifestDigest: s.manifestDigest, diffIds: s.diffIds };
+          return {
+            reference: r.sel.kind === 'digest' ? r.sel.digest : r.sel.familiar,
+            manifestDigest: s.manifestDigest,
+            diffIds: s.diffIds,
+          };
         }),
       };
     } finally {
@@ -182,8 +246,16 @@ export async function saveArchive(backend: StoreOpener, references: string | str
   });
 }
 
-async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof createLease>>, out: Out, format: 'docker' | 'oci',
-  requested: Requested[], rows: ManifestRow[], images: Map<string, ImageToSave>, signal: AbortSignal | undefined): Promise<void> {
+async function writeArchive(
+  store: Store,
+  lease: Awaited<ReturnType<typeof createLease>>,
+  out: Out,
+  format: 'docker' | 'oci',
+  requested: Requested[],
+  rows: ManifestRow[],
+  images: Map<string, ImageToSave>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const written = new Set<string>();
   const blob = async (digest: string, data: Buffer) => {
     if (written.has(digest)) return;
@@ -211,12 +283,19 @@ async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof creat
     const config = same ? img.config : replaceDiffIds(img.config, layerDigests, img.manifest.config_digest);
     const configDigest = digestOf(config);
     await blob(configDigest, config);
-    const manifestRaw = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MEDIA_TYPES.ociManifest,
-      config: { mediaType: MEDIA_TYPES.ociConfig, digest: configDigest, size: config.length },
-      layers: img.layers.map((_, i) => ({ mediaType: ociLayerMediaType('none'), digest: layerDigests[i]!, size: regenerated.get(img.layers[i]!.diffId)!.size })),
-    }), 'utf8');
+    const manifestRaw = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MEDIA_TYPES.ociManifest,
+        config: { mediaType: MEDIA_TYPES.ociConfig, digest: configDigest, size: config.length },
+        layers: img.layers.map((_, i) => ({
+          mediaType: ociLayerMediaType('none'),
+          digest: layerDigests[i]!,
+          size: regenerated.get(img.layers[i]!.diffId)!.size,
+        })),
+      }),
+      'utf8',
+    );
     const manifestDigest = digestOf(manifestRaw);
     await blob(manifestDigest, manifestRaw);
     img.saved = { manifestDigest, manifestRaw, configDigest, diffIds: layerDigests, layerDigests };
@@ -227,7 +306,11 @@ async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof creat
     const m = img.manifest;
     const platform: Record<string, string> = { architecture: m.architecture ?? 'unknown', os: m.os ?? 'unknown' };
     if (m.variant) platform.variant = m.variant;
-    const d: Record<string, unknown> = { mediaType: MEDIA_TYPES.ociManifest, digest: img.saved!.manifestDigest, size: img.saved!.manifestRaw.length };
+    const d: Record<string, unknown> = {
+      mediaType: MEDIA_TYPES.ociManifest,
+      digest: img.saved!.manifestDigest,
+      size: img.saved!.manifestRaw.length,
+    };
     if (r.sel.kind === 'reference') {
       const ann: Record<string, string> = { 'io.containerd.image.name': r.sel.canonical };
       if (r.sel.tag !== null) ann['org.opencontainers.image.ref.name'] = r.sel.tag;
@@ -236,7 +319,10 @@ async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof creat
     d.platform = platform;
     return d;
   });
-  const indexJson = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: descriptors }), 'utf8');
+  const indexJson = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: descriptors }),
+    'utf8',
+  );
   await out.write(fileHeader('index.json', indexJson.length));
   await out.write(indexJson);
   await out.write(padding(indexJson.length));
@@ -247,11 +333,21 @@ async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof creat
       const img = images.get(rows[i]!.digest)!;
       let e = byManifest.get(img.manifest.digest);
       if (!e) {
-        e = { Config: `blobs/sha256/${img.saved!.configDigest.slice(7)}`, RepoTags: [], Layers: img.saved!.layerDigests.map((d) => `blobs/sha256/${d.slice(7)}`) };
+        e = {
+          Config: `blobs/sha256/${img.saved!.configDigest.slice(7)}`,
+          RepoTags: [],
+          Layers: img.saved!.layerDigests.map((d) => `blobs/sha256/${d.slice(7)}`),
+        };
         byManifest.set(img.manifest.digest, e);
         entries.push(e);
       }
-      if (r.sel.kind === 'reference' && r.sel.tag !== null && r.sel.digest === null && !e.RepoTags.includes(r.sel.familiar)) e.RepoTags.push(r.sel.familiar);
+      if (
+        r.sel.kind === 'reference' &&
+        r.sel.tag !== null &&
+        r.sel.digest === null &&
+        !e.RepoTags.includes(r.sel.familiar)
+      )
+        e.RepoTags.push(r.sel.familiar);
     });
     const mj = Buffer.from(JSON.stringify(entries), 'utf8');
     await out.write(fileHeader('manifest.json', mj.length));
@@ -269,14 +365,26 @@ async function writeArchive(store: Store, lease: Awaited<ReturnType<typeof creat
  * Regenerates one layer into a spool (hashing it), then writes its member (unless a blob with the
  * same digest was already written) and removes the spool.
  */
-async function layerBlob(store: Store, lease: Awaited<ReturnType<typeof createLease>>, out: Out, diffId: string, written: Set<string>,
-  signal: AbortSignal | undefined): Promise<{ digest: string; size: number }> {
+async function layerBlob(
+  store: Store,
+  lease: Awaited<ReturnType<typeof createLease>>,
+  out: Out,
+  diffId: string,
+  written: Set<string>,
+  signal: AbortSignal | undefined,
+): Promise<{ digest: string; size: number }> {
   const spool = saveSpoolPath(store.paths.root);
   await lease.addItem('temp', spool.name);
-  await mkdir(store.paths.tmpDir, { recursive: true }).catch((err) => { throw toIoError(err, store.paths.tmpDir); });
+  await mkdir(store.paths.tmpDir, { recursive: true }).catch((err) => {
+    throw toIoError(err, store.paths.tmpDir);
+  });
   let sh: FileHandle | null = null;
   try {
-    try { sh = await open(spool.path, 'wx+', 0o600); } catch (err) { throw toIoError(err, spool.path); }
+    try {
+      sh = await open(spool.path, 'wx+', 0o600);
+    } catch (err) {
+      throw toIoError(err, spool.path);
+    }
     const h = newHash('sha256');
     let size = 0;
     const pending: Buffer[] = [];
@@ -288,16 +396,23 @@ async function layerBlob(store: Store, lease: Awaited<ReturnType<typeof createLe
       plen = 0;
       let off = 0;
       try {
-        while (off < data.length) off += (await sh!.write(data, off, data.length - off, size - data.length + off)).bytesWritten;
-      } catch (err) { throw toIoError(err, spool.path); }
+        while (off < data.length)
+          off += (await sh!.write(data, off, data.length - off, size - data.length + off)).bytesWritten;
+      } catch (err) {
+        throw toIoError(err, spool.path);
+      }
     };
-    await writeLayerTar(store.paths.layer(diffId), async (b) => {
-      h.update(b);
-      size += b.length;
-      pending.push(b);
-      plen += b.length;
-      if (plen >= 1 << 20) await flush();
-    }, signal ? { signal } : {});
+    await writeLayerTar(
+      store.paths.layer(diffId),
+      async (b) => {
+        h.update(b);
+        size += b.length;
+        pending.push(b);
+        plen += b.length;
+        if (plen >= 1 << 20) await flush();
+      },
+      signal ? { signal } : {},
+    );
     await flush();
     const digest = `sha256:${h.digest('hex')}`;
     if (!written.has(digest)) {

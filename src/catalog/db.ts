@@ -41,7 +41,9 @@ export function toDatabaseError(err: unknown, what: string): unknown {
   return err;
 }
 
-export interface TxOptions { signal?: AbortSignal | undefined }
+export interface TxOptions {
+  signal?: AbortSignal | undefined;
+}
 
 /** One connection per LocalBackend. */
 export class IndexDb {
@@ -61,14 +63,20 @@ export class IndexDb {
   rawStmt(sql: string): BetterSqlite3.Statement {
     const key = `raw:${sql}`;
     let s = this.stmts.get(key);
-    if (!s) { s = this.db.prepare(sql).raw(true); this.stmts.set(key, s); }
+    if (!s) {
+      s = this.db.prepare(sql).raw(true);
+      this.stmts.set(key, s);
+    }
     return s;
   }
 
   /** A cached prepared statement. */
   stmt(sql: string): BetterSqlite3.Statement {
     let s = this.stmts.get(sql);
-    if (!s) { s = this.db.prepare(sql); this.stmts.set(sql, s); }
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
     return s;
   }
 
@@ -112,7 +120,10 @@ export class IndexDb {
       } catch (err) {
         if (!isBusyError(err)) throw toDatabaseError(err, `${what} on ${this.path}`);
         if (Date.now() + delay > deadline) {
-          throw new DatabaseError(`${what} on ${this.path}: database is busy (gave up after ${RETRY_TOTAL_MS / 1000}s)`, err);
+          throw new DatabaseError(
+            `${what} on ${this.path}: database is busy (gave up after ${RETRY_TOTAL_MS / 1000}s)`,
+            err,
+          );
         }
       }
       await sleep(delay, signal);
@@ -132,7 +143,11 @@ export class IndexDb {
   }
 }
 
-interface Inspection { tables: string[]; versions: { version: number; name: string }[]; userVersion: number }
+interface Inspection {
+  tables: string[];
+  versions: { version: number; name: string }[];
+  userVersion: number;
+}
 
 /** Step 1 of docs/storage.md §3.3: reads only. Busy → retried like a read. */
 async function inspect(db: Db, path: string, signal?: AbortSignal): Promise<Inspection> {
@@ -141,11 +156,16 @@ async function inspect(db: Db, path: string, signal?: AbortSignal): Promise<Insp
   for (;;) {
     throwIfAborted(signal);
     try {
-      const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name);
+      const tables = (
+        db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]
+      ).map((r) => r.name);
       let versions: { version: number; name: string }[] = [];
       if (tables.includes('schema_migrations')) {
         try {
-          versions = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as { version: number; name: string }[];
+          versions = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as {
+            version: number;
+            name: string;
+          }[];
         } catch (err) {
           if (isBusyError(err)) throw err;
           versions = []; // a foreign table of that name: treated as "not ours" below
@@ -202,13 +222,18 @@ export async function openIndex(home: string, opts: OpenIndexOptions): Promise<I
   const dbDir = dirname(path);
   if (!opts.create) {
     try {
-      if (!statSync(path).isFile()) throw new DatabaseError(`${path} is not an msb-image index; set MSB_HOME to use another home`);
+      if (!statSync(path).isFile())
+        throw new DatabaseError(`${path} is not an msb-image index; set MSB_HOME to use another home`);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw toIoError(err, path);
     }
   } else {
-    try { mkdirSync(dbDir, { recursive: true, mode: 0o700 }); } catch (err) { throw toIoError(err, dbDir); }
+    try {
+      mkdirSync(dbDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw toIoError(err, dbDir);
+    }
   }
   const lock = await acquireFileLock(join(dbDir, 'migrate.lock'), { signal: opts.signal });
   let db: Db | null = null;
@@ -242,19 +267,26 @@ export async function openIndex(home: string, opts: OpenIndexOptions): Promise<I
     const applied = new Set(found.versions.map((v) => v.version));
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
-      await retryBusy(`migration ${m.version}`, path, () => {
-        conn.exec('BEGIN IMMEDIATE');
-        try {
-          const now = Date.now();
-          m.up(conn, now);
-          conn.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, now);
-          conn.pragma(`user_version = ${m.version}`);
-          conn.exec('COMMIT');
-        } catch (err) {
-          if (conn.inTransaction) conn.exec('ROLLBACK');
-          throw err;
-        }
-      }, opts.signal);
+      await retryBusy(
+        `migration ${m.version}`,
+        path,
+        () => {
+          conn.exec('BEGIN IMMEDIATE');
+          try {
+            const now = Date.now();
+            m.up(conn, now);
+            conn
+              .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+              .run(m.version, m.name, now);
+            conn.pragma(`user_version = ${m.version}`);
+            conn.exec('COMMIT');
+          } catch (err) {
+            if (conn.inTransaction) conn.exec('ROLLBACK');
+            throw err;
+          }
+        },
+        opts.signal,
+      );
     }
     const info = conn.prepare('SELECT index_id FROM index_info WHERE id = 1').get() as { index_id: string } | undefined;
     if (!info) throw new DatabaseError(`index ${path} has no index_info row`);
@@ -264,7 +296,12 @@ export async function openIndex(home: string, opts: OpenIndexOptions): Promise<I
   } catch (err) {
     throw toDatabaseError(err, `open index ${path}`);
   } finally {
-    if (db) try { db.close(); } catch { /* closing a refused database */ }
+    if (db)
+      try {
+        db.close();
+      } catch {
+        /* closing a refused database */
+      }
     lock.release();
   }
 }

@@ -7,19 +7,33 @@ import type { IndexDb } from './db.js';
 export type LeaseItemKind = 'manifest' | 'layer' | 'blob' | 'temp';
 
 export interface LeaseRow {
-  id: string; operation: string; hostname: string; boot_id: string | null; pid: number;
-  pid_start: string | null; created_at: number; expires_at: number;
+  id: string;
+  operation: string;
+  hostname: string;
+  boot_id: string | null;
+  pid: number;
+  pid_start: string | null;
+  created_at: number;
+  expires_at: number;
 }
 
 /** One lease item with its lease's id and expiry. */
-export interface LeaseItemRow { id: string; expires_at: number; kind: LeaseItemKind; value: string }
+export interface LeaseItemRow {
+  id: string;
+  expires_at: number;
+  kind: LeaseItemKind;
+  value: string;
+}
 
 export function allLeases(index: IndexDb): LeaseRow[] {
   return index.stmt('SELECT * FROM lease').all() as LeaseRow[];
 }
 
 export function insertLease(index: IndexDb, row: LeaseRow): void {
-  index.stmt('INSERT INTO lease (id, operation, hostname, boot_id, pid, pid_start, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+  index
+    .stmt(
+      'INSERT INTO lease (id, operation, hostname, boot_id, pid, pid_start, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    )
     .run(row.id, row.operation, row.hostname, row.boot_id, row.pid, row.pid_start, row.created_at, row.expires_at);
 }
 
@@ -39,12 +53,18 @@ export function addLeaseItems(index: IndexDb, leaseId: string, items: { kind: Le
 
 /** Every lease item, with its lease's id and expiry. */
 export function allLeaseItems(index: IndexDb): LeaseItemRow[] {
-  return index.stmt('SELECT l.id AS id, l.expires_at AS expires_at, i.kind AS kind, i.value AS value FROM lease_item i JOIN lease l ON l.id = i.lease_id')
+  return index
+    .stmt(
+      'SELECT l.id AS id, l.expires_at AS expires_at, i.kind AS kind, i.value AS value FROM lease_item i JOIN lease l ON l.id = i.lease_id',
+    )
     .all() as LeaseItemRow[];
 }
 
 /** The leases (id, expiry) that name `(kind, value)`. */
 export function leasesNaming(index: IndexDb, kind: LeaseItemKind, value: string): { id: string; expires_at: number }[] {
-  return index.stmt('SELECT l.id AS id, l.expires_at AS expires_at FROM lease_item i JOIN lease l ON l.id = i.lease_id WHERE i.kind = ? AND i.value = ?')
+  return index
+    .stmt(
+      'SELECT l.id AS id, l.expires_at AS expires_at FROM lease_item i JOIN lease l ON l.id = i.lease_id WHERE i.kind = ? AND i.value = ?',
+    )
     .all(kind, value) as { id: string; expires_at: number }[];
 }

@@ -108,7 +108,10 @@ CREATE TABLE lease_item (
   PRIMARY KEY (lease_id, kind, value)) STRICT, WITHOUT ROWID;
 CREATE INDEX lease_item_by_value ON lease_item(kind, value);
 `);
-      db.prepare('INSERT INTO index_info (id, index_id, created_at) VALUES (1, ?, ?)').run(randomBytes(16).toString('hex'), now);
+      db.prepare('INSERT INTO index_info (id, index_id, created_at) VALUES (1, ?, ?)').run(
+        randomBytes(16).toString('hex'),
+        now,
+      );
     },
   },
 ]);

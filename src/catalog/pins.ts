@@ -5,8 +5,12 @@
 import type { IndexDb } from './db.js';
 
 export interface PinRow {
-  kind: 'sandbox' | 'snapshot'; key: string; name: string | null; manifest_digest: string;
-  reference: string | null; created_at: number;
+  kind: 'sandbox' | 'snapshot';
+  key: string;
+  name: string | null;
+  manifest_digest: string;
+  reference: string | null;
+  created_at: number;
 }
 
 export function pinsOfManifest(index: IndexDb, digest: string): PinRow[] {
@@ -21,7 +25,13 @@ export function listPins(index: IndexDb, kind: 'sandbox' | 'snapshot'): PinRow[]
   return index.stmt('SELECT * FROM pin WHERE kind = ? ORDER BY created_at DESC, key').all(kind) as PinRow[];
 }
 
-export interface PinInput { kind: 'sandbox' | 'snapshot'; key: string; name: string | null; manifestDigest: string; reference: string | null }
+export interface PinInput {
+  kind: 'sandbox' | 'snapshot';
+  key: string;
+  name: string | null;
+  manifestDigest: string;
+  reference: string | null;
+}
 
 /**
  * Inserts a pin, or replaces the pin of the same kind and key. `keepCreatedAt`: a replaced pin
@@ -29,7 +39,8 @@ export interface PinInput { kind: 'sandbox' | 'snapshot'; key: string; name: str
  */
 export function upsertPin(index: IndexDb, pin: PinInput, now: number, opts: { keepCreatedAt?: boolean } = {}): void {
   const created = opts.keepCreatedAt ? '' : ', created_at = excluded.created_at';
-  index.stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES (?, ?, ?, ?, ?, ?)
+  index
+    .stmt(`INSERT INTO pin (kind, key, name, manifest_digest, reference, created_at) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT(kind, key) DO UPDATE SET name = excluded.name, manifest_digest = excluded.manifest_digest,
       reference = excluded.reference${created}`)
     .run(pin.kind, pin.key, pin.name, pin.manifestDigest, pin.reference, now);
@@ -47,12 +58,20 @@ export function deleteSnapshotByName(index: IndexDb, name: string): boolean {
 
 /** The key of another snapshot already called `name`, if any. */
 export function snapshotNamedOtherThan(index: IndexDb, name: string, key: string): string | undefined {
-  return (index.stmt("SELECT key FROM pin WHERE kind = 'snapshot' AND name = ? AND key != ?").get(name, key) as { key: string } | undefined)?.key;
+  return (
+    index.stmt("SELECT key FROM pin WHERE kind = 'snapshot' AND name = ? AND key != ?").get(name, key) as
+      | { key: string }
+      | undefined
+  )?.key;
 }
 
 /** Digests of every pinned manifest. */
 export function pinnedDigests(index: IndexDb): Set<string> {
-  return new Set((index.stmt('SELECT DISTINCT manifest_digest FROM pin').all() as { manifest_digest: string }[]).map((r) => r.manifest_digest));
+  return new Set(
+    (index.stmt('SELECT DISTINCT manifest_digest FROM pin').all() as { manifest_digest: string }[]).map(
+      (r) => r.manifest_digest,
+    ),
+  );
 }
 
 export function isPinned(index: IndexDb, manifestDigest: string): boolean {

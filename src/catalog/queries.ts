@@ -9,10 +9,18 @@
 import type { IndexDb } from './db.js';
 
 export interface RefRow {
-  ref_id: number; reference: string; manifest_id: number; index_digest: string | null;
-  created_at: number; last_used_at: number;
-  digest: string; os: string | null; architecture: string | null; variant: string | null;
-  layer_count: number; size_bytes: number | null;
+  ref_id: number;
+  reference: string;
+  manifest_id: number;
+  index_digest: string | null;
+  created_at: number;
+  last_used_at: number;
+  digest: string;
+  os: string | null;
+  architecture: string | null;
+  variant: string | null;
+  layer_count: number;
+  size_bytes: number | null;
 }
 
 const REF_COLUMNS = `r.id AS ref_id, r.reference, r.manifest_id, r.index_digest, r.created_at, r.last_used_at,
@@ -26,32 +34,59 @@ export const LIST_SQL = `SELECT r.reference, r.created_at, r.last_used_at, m.dig
   m.layer_count, m.size_bytes FROM image_ref r JOIN manifest m ON m.id = r.manifest_id ORDER BY r.created_at DESC, r.reference`;
 
 /** One `list` row, in LIST_SQL column order. */
-export type ListRow = [reference: string, createdAt: number, lastUsedAt: number, digest: string, os: string | null,
-  architecture: string | null, variant: string | null, layerCount: number, sizeBytes: number | null];
+export type ListRow = [
+  reference: string,
+  createdAt: number,
+  lastUsedAt: number,
+  digest: string,
+  os: string | null,
+  architecture: string | null,
+  variant: string | null,
+  layerCount: number,
+  sizeBytes: number | null,
+];
 
 export function listRefs(index: IndexDb): ListRow[] {
   return index.rawStmt(LIST_SQL).all() as ListRow[];
 }
 
 export function findRef(index: IndexDb, canonical: string): RefRow | undefined {
-  return index.stmt(`SELECT ${REF_COLUMNS} FROM image_ref r JOIN manifest m ON m.id = r.manifest_id WHERE r.reference = ?`).get(canonical) as RefRow | undefined;
+  return index
+    .stmt(`SELECT ${REF_COLUMNS} FROM image_ref r JOIN manifest m ON m.id = r.manifest_id WHERE r.reference = ?`)
+    .get(canonical) as RefRow | undefined;
 }
 
 /** The newest ref of a manifest (greatest created_at, ties by reference ascending): `list()` order. */
 export function newestRefOfManifest(index: IndexDb, digest: string): RefRow | undefined {
-  return index.stmt(`SELECT ${REF_COLUMNS} FROM image_ref r JOIN manifest m ON m.id = r.manifest_id WHERE m.digest = ?
-    ORDER BY r.created_at DESC, r.reference LIMIT 1`).get(digest) as RefRow | undefined;
+  return index
+    .stmt(`SELECT ${REF_COLUMNS} FROM image_ref r JOIN manifest m ON m.id = r.manifest_id WHERE m.digest = ?
+    ORDER BY r.created_at DESC, r.reference LIMIT 1`)
+    .get(digest) as RefRow | undefined;
 }
 
 export function refsOfManifest(index: IndexDb, manifestId: number): { id: number; reference: string }[] {
-  return index.stmt('SELECT id, reference FROM image_ref WHERE manifest_id = ? ORDER BY reference').all(manifestId) as { id: number; reference: string }[];
+  return index.stmt('SELECT id, reference FROM image_ref WHERE manifest_id = ? ORDER BY reference').all(manifestId) as {
+    id: number;
+    reference: string;
+  }[];
 }
 
 export interface ManifestRow {
-  id: number; digest: string; media_type: string; raw: Buffer; config_digest: string;
-  os: string | null; architecture: string | null; variant: string | null; layer_count: number;
-  source: 'registry' | 'archive'; fsmeta_bytes: number | null; vmdk_bytes: number | null; size_bytes: number | null;
-  created_at: number; materialized_at: number | null;
+  id: number;
+  digest: string;
+  media_type: string;
+  raw: Buffer;
+  config_digest: string;
+  os: string | null;
+  architecture: string | null;
+  variant: string | null;
+  layer_count: number;
+  source: 'registry' | 'archive';
+  fsmeta_bytes: number | null;
+  vmdk_bytes: number | null;
+  size_bytes: number | null;
+  created_at: number;
+  materialized_at: number | null;
 }
 
 export function findManifest(index: IndexDb, digest: string): ManifestRow | undefined {
@@ -63,21 +98,36 @@ export function findManifestById(index: IndexDb, id: number): ManifestRow | unde
 }
 
 export interface ManifestLayerRow {
-  position: number; layer_id: number; blob_digest: string; media_type: string;
-  compressed_size_bytes: number | null; diff_id: string; erofs_size_bytes: number | null;
-  erofs_alloc_bytes: number | null; inodes: number; blocks: number;
+  position: number;
+  layer_id: number;
+  blob_digest: string;
+  media_type: string;
+  compressed_size_bytes: number | null;
+  diff_id: string;
+  erofs_size_bytes: number | null;
+  erofs_alloc_bytes: number | null;
+  inodes: number;
+  blocks: number;
 }
 
 /** Layers of a manifest, bottom (0) to top, duplicates included. */
 export function manifestLayers(index: IndexDb, manifestId: number): ManifestLayerRow[] {
-  return index.stmt(`SELECT ml.position, ml.layer_id, ml.blob_digest, ml.media_type, ml.compressed_size_bytes,
+  return index
+    .stmt(`SELECT ml.position, ml.layer_id, ml.blob_digest, ml.media_type, ml.compressed_size_bytes,
       l.diff_id, l.erofs_size_bytes, l.erofs_alloc_bytes, l.inodes, l.blocks
-    FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id WHERE ml.manifest_id = ? ORDER BY ml.position`).all(manifestId) as ManifestLayerRow[];
+    FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id WHERE ml.manifest_id = ? ORDER BY ml.position`)
+    .all(manifestId) as ManifestLayerRow[];
 }
 
 export interface LayerRow {
-  id: number; diff_id: string; erofs_size_bytes: number | null; erofs_alloc_bytes: number | null;
-  inodes: number; blocks: number; created_at: number; last_used_at: number;
+  id: number;
+  diff_id: string;
+  erofs_size_bytes: number | null;
+  erofs_alloc_bytes: number | null;
+  inodes: number;
+  blocks: number;
+  created_at: number;
+  last_used_at: number;
 }
 
 export function findLayer(index: IndexDb, diffId: string): LayerRow | undefined {
@@ -91,8 +141,12 @@ export function configRaw(index: IndexDb, digest: string): Buffer | undefined {
 
 /** Manifest ids whose refs were resolved through the index `indexDigest`, oldest first. */
 export function manifestIdsByIndexDigest(index: IndexDb, indexDigest: string): number[] {
-  return (index.stmt(`SELECT DISTINCT m.id AS id FROM image_ref r JOIN manifest m ON m.id = r.manifest_id
-    WHERE r.index_digest = ? ORDER BY m.id`).all(indexDigest) as { id: number }[]).map((r) => r.id);
+  return (
+    index
+      .stmt(`SELECT DISTINCT m.id AS id FROM image_ref r JOIN manifest m ON m.id = r.manifest_id
+    WHERE r.index_digest = ? ORDER BY m.id`)
+      .all(indexDigest) as { id: number }[]
+  ).map((r) => r.id);
 }
 
 export function countRefsOfManifest(index: IndexDb, manifestId: number): number {
@@ -103,10 +157,18 @@ export function countRefsOfManifest(index: IndexDb, manifestId: number): number 
  * Points `reference` at a manifest: a new ref gets `created_at = last_used_at = now`; an existing
  * one is re-pointed and keeps its `created_at`.
  */
-export function upsertImageRef(index: IndexDb, reference: string, manifestId: number, indexDigest: string | null, now: number): void {
-  index.stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
+export function upsertImageRef(
+  index: IndexDb,
+  reference: string,
+  manifestId: number,
+  indexDigest: string | null,
+  now: number,
+): void {
+  index
+    .stmt(`INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT(reference) DO UPDATE SET manifest_id = excluded.manifest_id, index_digest = excluded.index_digest,
-      last_used_at = excluded.last_used_at`).run(reference, manifestId, indexDigest, now, now);
+      last_used_at = excluded.last_used_at`)
+    .run(reference, manifestId, indexDigest, now, now);
 }
 
 export function deleteImageRef(index: IndexDb, refId: number): void {
@@ -116,37 +178,70 @@ export function deleteImageRef(index: IndexDb, refId: number): void {
 /** `last_used_at = now` on a ref and on every layer of its manifest. */
 export function touchRefAndLayers(index: IndexDb, refId: number, manifestId: number, now: number): void {
   index.stmt('UPDATE image_ref SET last_used_at = ? WHERE id = ?').run(now, refId);
-  index.stmt('UPDATE layer SET last_used_at = ? WHERE id IN (SELECT layer_id FROM manifest_layer WHERE manifest_id = ?)').run(now, manifestId);
+  index
+    .stmt('UPDATE layer SET last_used_at = ? WHERE id IN (SELECT layer_id FROM manifest_layer WHERE manifest_id = ?)')
+    .run(now, manifestId);
 }
 
 export function insertConfigIfAbsent(index: IndexDb, digest: string, raw: Buffer, now: number): void {
-  index.stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING').run(digest, raw, now);
+  index
+    .stmt('INSERT INTO config (digest, raw, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING')
+    .run(digest, raw, now);
 }
 
 export interface ManifestInput {
-  digest: string; mediaType: string; raw: Buffer; configDigest: string;
-  os: string | null; architecture: string | null; variant: string | null; layerCount: number; source: 'registry' | 'archive';
-  fsmetaBytes: number; vmdkBytes: number; sizeBytes: number;
+  digest: string;
+  mediaType: string;
+  raw: Buffer;
+  configDigest: string;
+  os: string | null;
+  architecture: string | null;
+  variant: string | null;
+  layerCount: number;
+  source: 'registry' | 'archive';
+  fsmetaBytes: number;
+  vmdkBytes: number;
+  sizeBytes: number;
 }
 
 /** Inserts a manifest, or updates platform, sizes and `materialized_at` of an existing one. Returns its id. */
 export function upsertManifest(index: IndexDb, m: ManifestInput, now: number): number {
-  index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
+  index
+    .stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
       fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
       architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
       vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
-    .run(m.digest, m.mediaType, m.raw, m.configDigest, m.os, m.architecture, m.variant, m.layerCount, m.source,
-      m.fsmetaBytes, m.vmdkBytes, m.sizeBytes, now, now);
+    .run(
+      m.digest,
+      m.mediaType,
+      m.raw,
+      m.configDigest,
+      m.os,
+      m.architecture,
+      m.variant,
+      m.layerCount,
+      m.source,
+      m.fsmetaBytes,
+      m.vmdkBytes,
+      m.sizeBytes,
+      now,
+      now,
+    );
   return findManifest(index, m.digest)!.id;
 }
 
 /** Replaces the manifest_layer rows of a manifest (bottom first) and bumps each layer's `last_used_at`. */
-export function replaceManifestLayers(index: IndexDb, manifestId: number,
-  layers: { layerId: number; blobDigest: string; mediaType: string; compressedSizeBytes: number | null }[], now: number): void {
+export function replaceManifestLayers(
+  index: IndexDb,
+  manifestId: number,
+  layers: { layerId: number; blobDigest: string; mediaType: string; compressedSizeBytes: number | null }[],
+  now: number,
+): void {
   index.stmt('DELETE FROM manifest_layer WHERE manifest_id = ?').run(manifestId);
-  const ins = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
+  const ins =
+    index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
     VALUES (?, ?, ?, ?, ?, ?)`);
   const touch = index.stmt('UPDATE layer SET last_used_at = ? WHERE id = ?');
   layers.forEach((l, position) => {
@@ -165,19 +260,35 @@ export function deleteManifest(index: IndexDb, manifestId: number, configDigest:
 
 /** Distinct diff_ids of a manifest, in diff_id order. */
 export function manifestDiffIds(index: IndexDb, manifestId: number): string[] {
-  return (index.stmt('SELECT DISTINCT l.diff_id FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id WHERE ml.manifest_id = ? ORDER BY l.diff_id')
-    .all(manifestId) as { diff_id: string }[]).map((x) => x.diff_id);
+  return (
+    index
+      .stmt(
+        'SELECT DISTINCT l.diff_id FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id WHERE ml.manifest_id = ? ORDER BY l.diff_id',
+      )
+      .all(manifestId) as { diff_id: string }[]
+  ).map((x) => x.diff_id);
 }
 
-export interface LayerInput { diffId: string; erofsSizeBytes: number; erofsAllocBytes: number; inodes: number; blocks: number }
+export interface LayerInput {
+  diffId: string;
+  erofsSizeBytes: number;
+  erofsAllocBytes: number;
+  inodes: number;
+  blocks: number;
+}
 
 export function insertLayer(index: IndexDb, l: LayerInput, now: number): void {
-  index.stmt(`INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?)`).run(l.diffId, l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, now);
+  index
+    .stmt(`INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)`)
+    .run(l.diffId, l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, now);
 }
 
 export function updateLayer(index: IndexDb, layerId: number, l: LayerInput, now: number): void {
-  index.stmt('UPDATE layer SET erofs_size_bytes = ?, erofs_alloc_bytes = ?, inodes = ?, blocks = ?, last_used_at = ? WHERE id = ?')
+  index
+    .stmt(
+      'UPDATE layer SET erofs_size_bytes = ?, erofs_alloc_bytes = ?, inodes = ?, blocks = ?, last_used_at = ? WHERE id = ?',
+    )
     .run(l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, layerId);
 }
 
@@ -186,10 +297,16 @@ export function updateLayer(index: IndexDb, layerId: number, l: LayerInput, now:
  * (a replaced layer changed length). Returns their digests.
  */
 export function invalidateManifestsOfLayer(index: IndexDb, layerId: number): string[] {
-  const digests = (index.stmt(`SELECT DISTINCT m.digest FROM manifest m JOIN manifest_layer ml ON ml.manifest_id = m.id
-    WHERE ml.layer_id = ? ORDER BY m.digest`).all(layerId) as { digest: string }[]).map((r) => r.digest);
-  index.stmt(`UPDATE manifest SET fsmeta_bytes = NULL, vmdk_bytes = NULL, size_bytes = NULL
-    WHERE id IN (SELECT manifest_id FROM manifest_layer WHERE layer_id = ?)`).run(layerId);
+  const digests = (
+    index
+      .stmt(`SELECT DISTINCT m.digest FROM manifest m JOIN manifest_layer ml ON ml.manifest_id = m.id
+    WHERE ml.layer_id = ? ORDER BY m.digest`)
+      .all(layerId) as { digest: string }[]
+  ).map((r) => r.digest);
+  index
+    .stmt(`UPDATE manifest SET fsmeta_bytes = NULL, vmdk_bytes = NULL, size_bytes = NULL
+    WHERE id IN (SELECT manifest_id FROM manifest_layer WHERE layer_id = ?)`)
+    .run(layerId);
   return digests;
 }
 

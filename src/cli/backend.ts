@@ -16,7 +16,11 @@ export function localBackendFor(ctx: CliContext, command: string): LocalBackend 
 }
 
 /** Runs `fn` with the command's local backend and always closes it. */
-export async function withLocalBackend<T>(ctx: CliContext, command: string, fn: (b: LocalBackend) => Promise<T>): Promise<T> {
+export async function withLocalBackend<T>(
+  ctx: CliContext,
+  command: string,
+  fn: (b: LocalBackend) => Promise<T>,
+): Promise<T> {
   const b = localBackendFor(ctx, command);
   try {
     return await fn(b);

@@ -15,9 +15,16 @@ export function formatSize(bytes: number | null | undefined): string {
   let v = Math.max(0, bytes);
   let u = 0;
   if (v < 1000) return `${Math.round(v)}B`;
-  while (u < units.length - 1 && v >= 1000) { v /= 1000; u++; }
+  while (u < units.length - 1 && v >= 1000) {
+    v /= 1000;
+    u++;
+  }
   let s = Number(v.toPrecision(3));
-  if (s >= 1000 && u < units.length - 1) { v /= 1000; u++; s = Number(v.toPrecision(3)); }
+  if (s >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+    s = Number(v.toPrecision(3));
+  }
   return `${s}${units[u]}`;
 }
 
@@ -56,7 +63,11 @@ export function platformString(p: { os: string | null; architecture: string | nu
 export function table(headers: string[], rows: string[][]): string {
   const n = headers.length;
   const widths = headers.map((h) => h.length);
-  for (const r of rows) for (let i = 0; i < n; i++) { const l = (r[i] ?? '').length; if (l > widths[i]!) widths[i] = l; }
+  for (const r of rows)
+    for (let i = 0; i < n; i++) {
+      const l = (r[i] ?? '').length;
+      if (l > widths[i]!) widths[i] = l;
+    }
   let out = '';
   const line = (cells: string[]) => {
     let s = '';
@@ -75,7 +86,10 @@ export function writeJson(ctx: CliContext, value: unknown): void {
 }
 
 export type FlagKind = 'bool' | 'value' | 'multi';
-export interface FlagDef { kind: FlagKind; names: string[] }
+export interface FlagDef {
+  kind: FlagKind;
+  names: string[];
+}
 export type ParsedFlags = { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
 
 /**
@@ -89,8 +103,14 @@ export function parseFlags(args: string[], defs: Record<string, FlagDef>, usage:
   const positionals: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === '--') { positionals.push(...args.slice(i + 1)); break; }
-    if (!a.startsWith('-') || a === '-') { positionals.push(a); continue; }
+    if (a === '--') {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') {
+      positionals.push(a);
+      continue;
+    }
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
     const name = eq > 0 ? a.slice(0, eq) : a;
     const hit = byName.get(name);

@@ -7,27 +7,30 @@ import { readFileSync } from 'node:fs';
 import { MsbError, type ErrorCode } from '../errors.js';
 import { UsageError, type CliContext } from './context.js';
 
-interface CommandModule { run(args: string[], ctx: CliContext): Promise<number>; usage: string }
+interface CommandModule {
+  run(args: string[], ctx: CliContext): Promise<number>;
+  usage: string;
+}
 
 /** command words → module file (without extension). Aliases map to the same module. */
 const COMMANDS: Record<string, { module: string; summary: string }> = {
-  'pull': { module: 'pull', summary: 'Pull an image from a registry' },
-  'images': { module: 'images', summary: 'List cached images' },
+  pull: { module: 'pull', summary: 'Pull an image from a registry' },
+  images: { module: 'images', summary: 'List cached images' },
   'image ls': { module: 'images', summary: 'List cached images (alias of images)' },
   'image pull': { module: 'pull', summary: 'Pull an image (alias of pull)' },
   'image inspect': { module: 'inspect', summary: 'Show details of one or more images' },
-  'rmi': { module: 'rmi', summary: 'Remove one or more images' },
+  rmi: { module: 'rmi', summary: 'Remove one or more images' },
   'image rm': { module: 'rmi', summary: 'Remove one or more images (alias of rmi)' },
   'image prune': { module: 'prune', summary: 'Remove images not used by a sandbox or snapshot' },
   'image df': { module: 'df', summary: 'Show cache disk usage' },
   'image digest': { module: 'digest', summary: 'Print the digest a reference resolves to in its registry' },
   'manifest inspect': { module: 'manifest', summary: 'Show the index or manifest of a remote image' },
   'ls-tags': { module: 'ls-tags', summary: 'List the tags of a remote repository' },
-  'tag': { module: 'tag', summary: 'Create a tag TARGET that refers to SOURCE' },
+  tag: { module: 'tag', summary: 'Create a tag TARGET that refers to SOURCE' },
   'image tag': { module: 'tag', summary: 'Create a tag (alias of tag)' },
-  'load': { module: 'load', summary: 'Load images from a docker-save or OCI archive' },
+  load: { module: 'load', summary: 'Load images from a docker-save or OCI archive' },
   'image load': { module: 'load', summary: 'Load images (alias of load)' },
-  'save': { module: 'save', summary: 'Save images to an archive' },
+  save: { module: 'save', summary: 'Save images to an archive' },
   'image save': { module: 'save', summary: 'Save images (alias of save)' },
   'sandbox ls': { module: 'sandbox', summary: 'List sandboxes (image pins)' },
   'sandbox rm': { module: 'sandbox', summary: 'Remove sandbox pins' },
@@ -41,9 +44,15 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
 };
 
 export const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
-  INVALID_ARGUMENT: 2, INVALID_REFERENCE: 2,
-  IMAGE_NOT_FOUND: 3, NOT_CACHED: 3, PIN_NOT_FOUND: 3, PLATFORM_NOT_FOUND: 3,
-  IMAGE_IN_USE: 4, REGISTRY_AUTH: 5, UNSUPPORTED: 6,
+  INVALID_ARGUMENT: 2,
+  INVALID_REFERENCE: 2,
+  IMAGE_NOT_FOUND: 3,
+  NOT_CACHED: 3,
+  PIN_NOT_FOUND: 3,
+  PLATFORM_NOT_FOUND: 3,
+  IMAGE_IN_USE: 4,
+  REGISTRY_AUTH: 5,
+  UNSUPPORTED: 6,
 };
 
 export function exitCodeFor(err: unknown, signal?: AbortSignal): number {
@@ -61,7 +70,9 @@ function abortExitCode(signal?: AbortSignal): number {
 
 function version(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
     return pkg.version;
   } catch {
     return 'unknown';
@@ -105,7 +116,11 @@ export function reportError(err: unknown, ctx: CliContext): number {
  * failed argument is reported and the others still run; the first failure's exit status is
  * returned (0 when all succeeded). A signal or internal error (≥ 128) stops at once.
  */
-export async function forEachArgument(ctx: CliContext, args: readonly string[], fn: (arg: string) => Promise<void>): Promise<number> {
+export async function forEachArgument(
+  ctx: CliContext,
+  args: readonly string[],
+  fn: (arg: string) => Promise<void>,
+): Promise<number> {
   let status = 0;
   for (const a of args) {
     try {
@@ -138,20 +153,33 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
     ac.abort(sig);
   };
   const installSignals = io.signal === undefined;
-  if (installSignals) { process.on('SIGINT', onSignal); process.on('SIGTERM', onSignal); }
+  if (installSignals) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
   try {
     const args = [...argv];
     while (args.length && args[0]!.startsWith('-')) {
       const a = args.shift()!;
-      if (a === '--home') { const v = args.shift(); if (!v) throw new UsageError('--home needs a directory', globalUsage()); ctx.home = v; }
-      else if (a.startsWith('--home=')) ctx.home = a.slice(7);
+      if (a === '--home') {
+        const v = args.shift();
+        if (!v) throw new UsageError('--home needs a directory', globalUsage());
+        ctx.home = v;
+      } else if (a.startsWith('--home=')) ctx.home = a.slice(7);
       else if (a === '--debug') ctx.debug = true;
       else if (a === '--no-color') ctx.color = false;
-      else if (a === '--help' || a === '-h') { ctx.stdout.write(globalUsage()); return 0; }
-      else if (a === '--version' || a === '-v') { ctx.stdout.write(`msb ${version()}\n`); return 0; }
-      else throw new UsageError(`unknown flag ${a}`, globalUsage());
+      else if (a === '--help' || a === '-h') {
+        ctx.stdout.write(globalUsage());
+        return 0;
+      } else if (a === '--version' || a === '-v') {
+        ctx.stdout.write(`msb ${version()}\n`);
+        return 0;
+      } else throw new UsageError(`unknown flag ${a}`, globalUsage());
     }
-    if (args.length === 0) { ctx.stderr.write(globalUsage()); return 2; }
+    if (args.length === 0) {
+      ctx.stderr.write(globalUsage());
+      return 2;
+    }
     const two = args.length >= 2 ? `${args[0]} ${args[1]}` : '';
     let cmd = COMMANDS[two];
     let rest: string[];
@@ -164,11 +192,17 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
     // Sub-command modules (sandbox, snapshot, registry, layer) receive their verb as the first argument.
     if (['sandbox', 'snapshot', 'registry', 'layer'].includes(cmd.module)) rest = [args[1]!, ...rest];
     const mod = (await import(`./commands/${cmd.module}.js`)) as CommandModule;
-    if (rest.includes('--help') || rest.includes('-h')) { ctx.stdout.write(mod.usage.endsWith('\n') ? mod.usage : mod.usage + '\n'); return 0; }
+    if (rest.includes('--help') || rest.includes('-h')) {
+      ctx.stdout.write(mod.usage.endsWith('\n') ? mod.usage : mod.usage + '\n');
+      return 0;
+    }
     return await mod.run(rest, ctx);
   } catch (err) {
     return reportError(err, ctx);
   } finally {
-    if (installSignals) { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); }
+    if (installSignals) {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
   }
 }

@@ -28,18 +28,28 @@ export async function runPinCommand<T>(cmd: PinCommand<T>, args: string[], ctx: 
     if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
     const format = formatOption(values.format, usage);
     const list = await withLocalBackend(ctx, `msb ${noun} ls`, (b) => cmd.list(b));
-    if (format === 'json') { writeJson(ctx, list); return 0; }
+    if (format === 'json') {
+      writeJson(ctx, list);
+      return 0;
+    }
     const now = Date.now();
-    ctx.stdout.write(table(cmd.columns, list.map((x) => cmd.row(x, now))));
+    ctx.stdout.write(
+      table(
+        cmd.columns,
+        list.map((x) => cmd.row(x, now)),
+      ),
+    );
     return 0;
   }
   if (verb === 'rm') {
     const { positionals } = parseFlags(rest, {}, usage);
     if (positionals.length === 0) throw new UsageError(`msb ${noun} rm needs at least one ${cmd.rmArgs}`, usage);
-    return withLocalBackend(ctx, `msb ${noun} rm`, (b) => forEachArgument(ctx, positionals, async (arg) => {
-      await cmd.remove(b, arg);
-      ctx.stdout.write(`${arg}\n`);
-    }));
+    return withLocalBackend(ctx, `msb ${noun} rm`, (b) =>
+      forEachArgument(ctx, positionals, async (arg) => {
+        await cmd.remove(b, arg);
+        ctx.stdout.write(`${arg}\n`);
+      }),
+    );
   }
   throw new UsageError(`unknown command "${noun} ${verb ?? ''}"`, usage);
 }

@@ -23,7 +23,6 @@ export function formatDuration(ms: number): string {
   return `${m}m${String(s).padStart(2, '0')}s`;
 }
 
-
 type LayerState = 'Waiting' | 'Downloading' | 'Converting' | 'Done' | 'Done (cached)' | 'Retrying' | 'Failed';
 
 interface LayerLine {
@@ -83,7 +82,10 @@ export class ProgressRenderer {
   private readonly redrawInterval: number;
   private stitchOpen = false;
 
-  constructor(private readonly out: NodeJS.WritableStream, private readonly opts: ProgressRendererOptions) {
+  constructor(
+    private readonly out: NodeJS.WritableStream,
+    private readonly opts: ProgressRendererOptions,
+  ) {
     this.now = opts.now ?? (() => Date.now());
     this.retries = opts.retries ?? 5;
     this.plainInterval = opts.plainIntervalMs ?? 5000;
@@ -93,9 +95,23 @@ export class ProgressRenderer {
   private layer(i: number): LayerLine {
     let l = this.layers.get(i);
     if (!l) {
-      l = { index: i, digest: null, diffId: null, state: 'Waiting', total: null, downloaded: 0, resumeFrom: 0,
-        downloadStartedAt: this.now(), downloadDoneAt: null, tarBytes: 0, entries: 0, materializeStartedAt: this.now(),
-        erofsBytes: null, retry: null, lastPlainAt: 0 };
+      l = {
+        index: i,
+        digest: null,
+        diffId: null,
+        state: 'Waiting',
+        total: null,
+        downloaded: 0,
+        resumeFrom: 0,
+        downloadStartedAt: this.now(),
+        downloadDoneAt: null,
+        tarBytes: 0,
+        entries: 0,
+        materializeStartedAt: this.now(),
+        erofsBytes: null,
+        retry: null,
+        lastPlainAt: 0,
+      };
       this.layers.set(i, l);
     }
     return l;
@@ -154,7 +170,9 @@ export class ProgressRenderer {
         l.retry = null;
         if (!this.opts.tty) {
           l.lastPlainAt = this.now();
-          this.out.write(`${this.plainPrefix(l)} downloading${e.totalBytes !== null ? ' ' + formatSize(e.totalBytes) : ''}${e.resumeFrom > 0 ? ` (resuming at ${formatSize(e.resumeFrom)})` : ''}\n`);
+          this.out.write(
+            `${this.plainPrefix(l)} downloading${e.totalBytes !== null ? ' ' + formatSize(e.totalBytes) : ''}${e.resumeFrom > 0 ? ` (resuming at ${formatSize(e.resumeFrom)})` : ''}\n`,
+          );
         }
         break;
       }
@@ -165,7 +183,9 @@ export class ProgressRenderer {
         if (l.state === 'Waiting' || l.state === 'Retrying') l.state = 'Downloading';
         if (!this.opts.tty && this.now() - l.lastPlainAt >= this.plainInterval) {
           l.lastPlainAt = this.now();
-          this.out.write(`${this.plainPrefix(l)} downloading ${formatSize(l.downloaded)}${l.total !== null ? '/' + formatSize(l.total) : ''}\n`);
+          this.out.write(
+            `${this.plainPrefix(l)} downloading ${formatSize(l.downloaded)}${l.total !== null ? '/' + formatSize(l.total) : ''}\n`,
+          );
         }
         break;
       }
@@ -176,7 +196,9 @@ export class ProgressRenderer {
         l.state = 'Converting';
         if (!this.opts.tty) {
           l.lastPlainAt = this.now();
-          this.out.write(`${this.plainPrefix(l)} downloaded ${formatSize(e.downloadedBytes)} in ${formatDuration(this.now() - l.downloadStartedAt)}\n`);
+          this.out.write(
+            `${this.plainPrefix(l)} downloaded ${formatSize(e.downloadedBytes)} in ${formatDuration(this.now() - l.downloadStartedAt)}\n`,
+          );
         }
         break;
       }
@@ -204,9 +226,11 @@ export class ProgressRenderer {
         l.erofsBytes = e.erofsSizeBytes;
         l.state = e.reused ? 'Done (cached)' : 'Done';
         if (!this.opts.tty) {
-          this.out.write(e.reused
-            ? `${this.plainPrefix(l)} already present (${formatSize(e.erofsSizeBytes)})\n`
-            : `${this.plainPrefix(l)} converted ${formatSize(l.tarBytes)} in ${formatDuration(this.now() - l.materializeStartedAt)}\n`);
+          this.out.write(
+            e.reused
+              ? `${this.plainPrefix(l)} already present (${formatSize(e.erofsSizeBytes)})\n`
+              : `${this.plainPrefix(l)} converted ${formatSize(l.tarBytes)} in ${formatDuration(this.now() - l.materializeStartedAt)}\n`,
+          );
         }
         break;
       }
@@ -218,7 +242,10 @@ export class ProgressRenderer {
         const l = this.layer(e.layerIndex);
         l.state = 'Retrying';
         l.retry = { attempt: e.attempt, delayMs: e.delayMs };
-        if (!this.opts.tty) this.out.write(`${this.plainPrefix(l)} retrying (${e.attempt}/${this.retries} in ${formatDuration(e.delayMs)}): ${e.reason}\n`);
+        if (!this.opts.tty)
+          this.out.write(
+            `${this.plainPrefix(l)} retrying (${e.attempt}/${this.retries} in ${formatDuration(e.delayMs)}): ${e.reason}\n`,
+          );
         break;
       }
       case 'warning':
@@ -243,7 +270,10 @@ export class ProgressRenderer {
         }
         break;
       case 'complete': {
-        if (this.opts.tty) { this.drawLive(); this.freeze(); }
+        if (this.opts.tty) {
+          this.drawLive();
+          this.freeze();
+        }
         const all = [...this.layers.values()];
         const downloaded = all.filter((l) => l.state === 'Done').reduce((a, l) => a + l.downloaded, 0);
         const fetched = all.filter((l) => l.state === 'Done').length;
@@ -263,22 +293,40 @@ export class ProgressRenderer {
       if (l.state !== 'Done' && l.state !== 'Done (cached)' && l.state !== 'Waiting') l.state = 'Failed';
     }
     if (this.opts.tty) {
-      if (!this.frozen) { this.drawLive(); this.freeze(); }
-      if (this.stitchOpen) { this.out.write('failed\n'); this.stitchOpen = false; }
+      if (!this.frozen) {
+        this.drawLive();
+        this.freeze();
+      }
+      if (this.stitchOpen) {
+        this.out.write('failed\n');
+        this.stitchOpen = false;
+      }
     }
   }
 
   close(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
-    if (this.opts.tty && !this.frozen && this.liveLines > 0) { this.drawLive(); this.freeze(); }
-    if (this.stitchOpen) { this.out.write('\n'); this.stitchOpen = false; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.opts.tty && !this.frozen && this.liveLines > 0) {
+      this.drawLive();
+      this.freeze();
+    }
+    if (this.stitchOpen) {
+      this.out.write('\n');
+      this.stitchOpen = false;
+    }
   }
 
   /** Stops managing the live block: its last drawing stays on screen. */
   private freeze(): void {
     this.frozen = true;
     this.liveLines = 0;
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
   }
 
   private schedule(): void {

@@ -21,6 +21,8 @@ export function remoteOptions(values: ParsedFlags['values'], ctx: CliContext): R
     signal: ctx.signal,
     ...(values.insecure === true ? { insecure: true } : {}),
     ...(values.caCerts !== undefined ? { caCerts: values.caCerts as string[] } : {}),
-    onWarning: (w) => { ctx.stderr.write(`msb: warning: ${w.message}\n`); },
+    onWarning: (w) => {
+      ctx.stderr.write(`msb: warning: ${w.message}\n`);
+    },
   };
 }

@@ -15,7 +15,14 @@ import type { Limits } from '../limits.js';
 import { isDigest } from '../util/digest.js';
 import { writeLayer, type WriteLayerResult } from './layer-writer.js';
 import { renameDurable } from '../util/fs.js';
-import { DETECT_BYTES, createDecompressor, detectCompression, mapDecoderError, takeHead, type Compression } from '../layer/compression.js';
+import {
+  DETECT_BYTES,
+  createDecompressor,
+  detectCompression,
+  mapDecoderError,
+  takeHead,
+  type Compression,
+} from '../layer/compression.js';
 
 export interface ConvertLayerResult extends Omit<WriteLayerResult, 'root'> {
   compression: Compression;
@@ -29,11 +36,17 @@ export interface ConvertLayerOptions {
 
 const READ_CHUNK = 1 << 20;
 
-export async function convertLayer(input: string | NodeJS.ReadableStream, outputPath: string,
-  options: ConvertLayerOptions = {}): Promise<ConvertLayerResult> {
+export async function convertLayer(
+  input: string | NodeJS.ReadableStream,
+  outputPath: string,
+  options: ConvertLayerOptions = {},
+): Promise<ConvertLayerResult> {
   const { signal } = options;
   if (options.expectDiffId !== undefined && !isDigest(options.expectDiffId)) {
-    throw new InvalidArgumentError('expectDiffId', `expectDiffId ${JSON.stringify(options.expectDiffId)} is not a digest`);
+    throw new InvalidArgumentError(
+      'expectDiffId',
+      `expectDiffId ${JSON.stringify(options.expectDiffId)} is not a digest`,
+    );
   }
   if (signal?.aborted) throw new AbortedError(signal.reason);
   const out = resolve(outputPath);
@@ -94,7 +107,9 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
       throw new LayerInvalidError('layer content is neither gzip, zstd nor tar');
     }
     const effective: Compression = kind ?? 'none';
-    const raw: NodeJS.ReadableStream | AsyncIterable<Buffer> = fileHead ? src : Readable.from(rest(), { objectMode: false, highWaterMark: READ_CHUNK });
+    const raw: NodeJS.ReadableStream | AsyncIterable<Buffer> = fileHead
+      ? src
+      : Readable.from(rest(), { objectMode: false, highWaterMark: READ_CHUNK });
     let tar: AsyncIterable<Buffer>;
     if (effective === 'none') {
       tar = raw as AsyncIterable<Buffer>;
@@ -116,8 +131,13 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
     if (kind === null) throw new LayerInvalidError('layer content is neither gzip, zstd nor tar');
     await renameDurable(partial, out);
     return {
-      diffId: res.diffId, sizeBytes: res.sizeBytes, inodes: res.inodes, blocks: res.blocks,
-      entries: res.entries, xattrsDropped: res.xattrsDropped, compression: kind,
+      diffId: res.diffId,
+      sizeBytes: res.sizeBytes,
+      inodes: res.inodes,
+      blocks: res.blocks,
+      entries: res.entries,
+      xattrsDropped: res.xattrsDropped,
+      compression: kind,
     };
   } catch (err) {
     // writeLayer already removed its candidate; this covers the not-a-tar path above.
@@ -130,4 +150,3 @@ export async function convertLayer(input: string | NodeJS.ReadableStream, output
     if (typeof input === 'string') destroySrc();
   }
 }
-

@@ -13,7 +13,11 @@ const WINDOW = 1 << 20;
 const SYNC_EVERY = 32 << 20;
 const ZERO = Buffer.alloc(BLOCK_SIZE);
 
-interface Window { buf: Buffer; start: number; hi: number }
+interface Window {
+  buf: Buffer;
+  start: number;
+  hi: number;
+}
 
 export class BlockDataWriter {
   private readonly free: Buffer[] = [];
@@ -26,7 +30,10 @@ export class BlockDataWriter {
   private sinceSync = 0;
   private syncing = false;
 
-  constructor(private readonly fh: FileHandle, private readonly maxInFlight = 8) {}
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly maxInFlight = 8,
+  ) {}
 
   /** Copies `data` to file position `pos` (≥ every earlier position). */
   write(pos: number, data: Buffer): Promise<void> | void {
@@ -36,7 +43,10 @@ export class BlockDataWriter {
       if (w === null || pos >= w.start + WINDOW) {
         if (w) this.submit(w);
         let buf = this.free.pop();
-        if (!buf && this.allocated < this.maxInFlight) { buf = Buffer.alloc(WINDOW); this.allocated++; }
+        if (!buf && this.allocated < this.maxInFlight) {
+          buf = Buffer.alloc(WINDOW);
+          this.allocated++;
+        }
         if (!buf) return this.waitThenWrite(pos, data);
         this.cur = { buf, start: pos - (pos % BLOCK_SIZE), hi: 0 };
         continue;
@@ -105,7 +115,14 @@ export class BlockDataWriter {
     if (this.syncing || this.sinceSync < SYNC_EVERY) return;
     this.syncing = true;
     this.sinceSync = 0;
-    const p = this.fh.datasync().catch((err: unknown) => { this.error ??= err; }).finally(() => { this.syncing = false; });
+    const p = this.fh
+      .datasync()
+      .catch((err: unknown) => {
+        this.error ??= err;
+      })
+      .finally(() => {
+        this.syncing = false;
+      });
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
   }

@@ -4,8 +4,17 @@
  */
 import type { Xattr } from './tree.js';
 import {
-  BLOCK_SIZE, BLKSZBITS, DEVICE_SLOT_SIZE, DIRENT_SIZE, EROFS_MAGIC, INODE_EXTENDED_SIZE,
-  SB_OFFSET, VOLUME_NAME, XATTR_ENTRY_HEADER, XATTR_IBODY_HEADER, superblockChecksum,
+  BLOCK_SIZE,
+  BLKSZBITS,
+  DEVICE_SLOT_SIZE,
+  DIRENT_SIZE,
+  EROFS_MAGIC,
+  INODE_EXTENDED_SIZE,
+  SB_OFFSET,
+  VOLUME_NAME,
+  XATTR_ENTRY_HEADER,
+  XATTR_IBODY_HEADER,
+  superblockChecksum,
 } from './format.js';
 
 export interface SuperblockFields {
@@ -146,8 +155,13 @@ export function packDirBlocks(nameLens: readonly number[]): { blockStarts: numbe
  * Encodes one directory block: dirents then names, no NULs (docs/erofs.md §4.5). `names` are latin1
  * strings (raw bytes). Returns the bytes used.
  */
-export function encodeDirBlock(out: Buffer, off: number, names: readonly string[], nids: readonly number[],
-  types: readonly number[]): number {
+export function encodeDirBlock(
+  out: Buffer,
+  off: number,
+  names: readonly string[],
+  nids: readonly number[],
+  types: readonly number[],
+): number {
   const n = names.length;
   let nameoff = DIRENT_SIZE * n;
   for (let i = 0; i < n; i++) {

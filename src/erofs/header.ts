@@ -4,8 +4,18 @@
  * reason) all use these, so docs/storage.md §5 cannot drift between the pull and Sandbox.create.
  */
 import {
-  BLKSZBITS, BLOCK_SIZE, EROFS_MAGIC, FEATURE_COMPAT_SB_CHKSUM, INODE_SLOT, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN,
-  S_IFDIR, S_IFMT, SB_OFFSET, VOLUME_NAME, superblockChecksum,
+  BLKSZBITS,
+  BLOCK_SIZE,
+  EROFS_MAGIC,
+  FEATURE_COMPAT_SB_CHKSUM,
+  INODE_SLOT,
+  LAYOUT_FLAT_INLINE,
+  LAYOUT_FLAT_PLAIN,
+  S_IFDIR,
+  S_IFMT,
+  SB_OFFSET,
+  VOLUME_NAME,
+  superblockChecksum,
 } from './format.js';
 
 const KNOWN_VOLUME_NAMES = new Set([VOLUME_NAME]);
@@ -24,7 +34,8 @@ export function superblockProblem(block0: Buffer, length: number, opts: { requir
   if (flagged && sb.readUInt32LE(0x04) !== superblockChecksum(block0)) return 'superblock checksum (CRC32C) mismatch';
   if (sb[0x0c] !== BLKSZBITS) return `block size bits (blkszbits) ${sb[0x0c]}, expected ${BLKSZBITS}`;
   const blocks = sb.readUInt32LE(0x24);
-  if (blocks * BLOCK_SIZE !== length) return `superblock blocks × 4096 = ${blocks * BLOCK_SIZE} but the file is ${length} bytes`;
+  if (blocks * BLOCK_SIZE !== length)
+    return `superblock blocks × 4096 = ${blocks * BLOCK_SIZE} but the file is ${length} bytes`;
   const meta = sb.readUInt32LE(0x28);
   if (meta >= blocks) return `meta_blkaddr ${meta} is not below blocks ${blocks}`;
   return null;
@@ -51,9 +62,15 @@ export interface ErofsHeaderExpected {
  * device table", and a root inode that is a directory with a flat layout. fsmeta's device-table
  * rules are `fsmetaHeaderProblem` (stitch/validate.ts). Returns the reason, or null.
  */
-export function erofsHeaderProblem(block0: Buffer, rootInode: Buffer | null, length: number, expected: ErofsHeaderExpected = {}): string | null {
+export function erofsHeaderProblem(
+  block0: Buffer,
+  rootInode: Buffer | null,
+  length: number,
+  expected: ErofsHeaderExpected = {},
+): string | null {
   if (length <= 0 || length % BLOCK_SIZE !== 0) return `length ${length} is not a positive multiple of 4096`;
-  if (expected.sizeBytes !== undefined && length !== expected.sizeBytes) return `length ${length} differs from the recorded ${expected.sizeBytes}`;
+  if (expected.sizeBytes !== undefined && length !== expected.sizeBytes)
+    return `length ${length} differs from the recorded ${expected.sizeBytes}`;
   const sbWhy = superblockProblem(block0, length, { requireChecksum: true });
   if (sbWhy) return sbWhy;
   const sb = block0.subarray(SB_OFFSET, SB_OFFSET + 128);
@@ -67,7 +84,8 @@ export function erofsHeaderProblem(block0: Buffer, rootInode: Buffer | null, len
   if (expected.uuid !== undefined && !uuid.equals(expected.uuid)) {
     return `uuid ${uuid.toString('hex')} does not match ${expected.uuid.toString('hex')}`;
   }
-  if (expected.kind === 'layer' && (sb.readUInt32LE(0x50) !== 0 || sb.readUInt16LE(0x56) !== 0)) return 'has a device table: not a layer image';
+  if (expected.kind === 'layer' && (sb.readUInt32LE(0x50) !== 0 || sb.readUInt16LE(0x56) !== 0))
+    return 'has a device table: not a layer image';
   if (rootInode === null || rootInode.length < INODE_SLOT) return 'root inode is outside the file';
   const format = rootInode.readUInt16LE(0);
   const layout = (format >> 1) & 0x7;

@@ -7,10 +7,24 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { DirNode } from './tree.js';
 import {
-  BLOCK_SIZE, CHUNK_INDEX_SIZE, DEVICE_SLOT_SIZE, DEVT_SLOTOFF, FEATURE_COMPAT_SB_CHKSUM,
-  FEATURE_INCOMPAT_CHUNKED_FILE, FEATURE_INCOMPAT_DEVICE_TABLE, FT_DIR, INODE_EXTENDED_SIZE,
+  BLOCK_SIZE,
+  CHUNK_INDEX_SIZE,
+  DEVICE_SLOT_SIZE,
+  DEVT_SLOTOFF,
+  FEATURE_COMPAT_SB_CHKSUM,
+  FEATURE_INCOMPAT_CHUNKED_FILE,
+  FEATURE_INCOMPAT_DEVICE_TABLE,
+  FT_DIR,
+  INODE_EXTENDED_SIZE,
 } from './format.js';
-import { encodeDeviceSlot, encodeDirBlock, encodeInodeExtended, encodeSuperblock, encodeXattrIbody, xattrIcount } from './encode.js';
+import {
+  encodeDeviceSlot,
+  encodeDirBlock,
+  encodeInodeExtended,
+  encodeSuperblock,
+  encodeXattrIbody,
+  xattrIcount,
+} from './encode.js';
 import { planImage, type ImageLayout, type PlannedInode } from './layout.js';
 import { LimitExceededError } from '../errors.js';
 
@@ -26,7 +40,8 @@ export interface DeviceSlot {
 /** Plans nids/layouts for `root`; directory/symlink blocks start at firstFreeBlock (docs/erofs.md §2). */
 export function layoutImage(root: DirNode, opts: { firstFreeBlock: number }): ImageLayout {
   const layout = planImage(root, opts);
-  if (layout.totalBlocks >= 2 ** 32) throw new LimitExceededError('diskBlocks', layout.totalBlocks, 2 ** 32 - 1, 'EROFS image');
+  if (layout.totalBlocks >= 2 ** 32)
+    throw new LimitExceededError('diskBlocks', layout.totalBlocks, 2 ** 32 - 1, 'EROFS image');
   return layout;
 }
 
@@ -38,7 +53,10 @@ class SeqWriter {
   private used = 0;
   /** File position of buf[0]. */
   private base: number;
-  constructor(private readonly fh: FileHandle, start: number) {
+  constructor(
+    private readonly fh: FileHandle,
+    start: number,
+  ) {
     this.base = start;
   }
   get position(): number {
@@ -63,7 +81,10 @@ class SeqWriter {
     const gap = pos - this.position;
     if (gap < 0) throw new Error(`SeqWriter: position ${pos} is behind ${this.position}`);
     if (gap === 0) return;
-    if (this.used + gap <= this.buf.length) { this.used += gap; return; }
+    if (this.used + gap <= this.buf.length) {
+      this.used += gap;
+      return;
+    }
     return this.skipSlow(gap);
   }
   private async skipSlow(gap: number): Promise<void> {
@@ -96,8 +117,16 @@ function encodeDirBlockOf(p: PlannedInode, b: number, layout: ImageLayout, out: 
   const types: number[] = [];
   const dir = p.entry as DirNode;
   for (const n of slice) {
-    if (n === '.') { nids.push(p.nid); types.push(FT_DIR); continue; }
-    if (n === '..') { nids.push(p.parent!.nid); types.push(FT_DIR); continue; }
+    if (n === '.') {
+      nids.push(p.nid);
+      types.push(FT_DIR);
+      continue;
+    }
+    if (n === '..') {
+      nids.push(p.parent!.nid);
+      types.push(FT_DIR);
+      continue;
+    }
     const c = layout.byEntry.get(dir.children.get(n)!)!;
     nids.push(c.nid);
     types.push(c.fileType);
@@ -140,8 +169,17 @@ async function writeMetadata(fh: FileHandle, layout: ImageLayout): Promise<void>
     const { buf, off } = 'then' in r ? await r : r;
     const e = p.entry;
     encodeInodeExtended(buf, off, {
-      format: 1 | (p.layout << 1), xattrIcount: xattrIcount(p.ibody), mode: p.mode, size: p.size, iu: p.iu,
-      ino: p.nid, uid: e.meta.uid, gid: e.meta.gid, mtime: e.meta.mtime, mtimeNsec: e.meta.mtimeNsec, nlink: p.nlink,
+      format: 1 | (p.layout << 1),
+      xattrIcount: xattrIcount(p.ibody),
+      mode: p.mode,
+      size: p.size,
+      iu: p.iu,
+      ino: p.nid,
+      uid: e.meta.uid,
+      gid: e.meta.gid,
+      mtime: e.meta.mtime,
+      mtimeNsec: e.meta.mtimeNsec,
+      nlink: p.nlink,
     });
     let o = off + INODE_EXTENDED_SIZE;
     o += encodeXattrIbody(buf, o, p.xattrs);
@@ -168,15 +206,20 @@ async function writeMetadata(fh: FileHandle, layout: ImageLayout): Promise<void>
  * data.startBlock; `data.device > 0` are CHUNK_BASED with one chunk index. With `devices` (fsmeta,
  * possibly none): feature_incompat 0xC, extra_devices = devices.length, devt_slotoff 9.
  */
-export async function writeImageMetadata(fh: FileHandle, layout: ImageLayout,
-  opts: { uuid: Buffer; devices?: DeviceSlot[] }): Promise<void> {
+export async function writeImageMetadata(
+  fh: FileHandle,
+  layout: ImageLayout,
+  opts: { uuid: Buffer; devices?: DeviceSlot[] },
+): Promise<void> {
   // `devices` given (even empty: a zero-layer image) means fsmeta, which always carries the
   // device-table header fields (docs/erofs.md §3) so that docs/storage.md §5 checks one shape.
   const fsmeta = opts.devices !== undefined;
   const devices = opts.devices ?? [];
   const headerBytes = 1152 + DEVICE_SLOT_SIZE * devices.length;
   if (devices.length > 0 && Math.ceil(headerBytes / BLOCK_SIZE) > layout.firstFreeBlock) {
-    throw new Error(`device table needs ${Math.ceil(headerBytes / BLOCK_SIZE)} blocks before firstFreeBlock ${layout.firstFreeBlock}`);
+    throw new Error(
+      `device table needs ${Math.ceil(headerBytes / BLOCK_SIZE)} blocks before firstFreeBlock ${layout.firstFreeBlock}`,
+    );
   }
   await writeDataBlocks(fh, layout);
   await writeMetadata(fh, layout);
@@ -187,10 +230,15 @@ export async function writeImageMetadata(fh: FileHandle, layout: ImageLayout,
   });
   if (header.length > BLOCK_SIZE) await writeFully(fh, header.subarray(BLOCK_SIZE), BLOCK_SIZE);
   encodeSuperblock(header, {
-    featureCompat: FEATURE_COMPAT_SB_CHKSUM, rootNid: layout.nodes[0]!.nid, inos: BigInt(layout.inodes),
-    blocks: layout.totalBlocks, metaBlkaddr: layout.metaBlkaddr, uuid: opts.uuid,
+    featureCompat: FEATURE_COMPAT_SB_CHKSUM,
+    rootNid: layout.nodes[0]!.nid,
+    inos: BigInt(layout.inodes),
+    blocks: layout.totalBlocks,
+    metaBlkaddr: layout.metaBlkaddr,
+    uuid: opts.uuid,
     featureIncompat: fsmeta ? FEATURE_INCOMPAT_CHUNKED_FILE | FEATURE_INCOMPAT_DEVICE_TABLE : 0,
-    extraDevices: devices.length, devtSlotoff: fsmeta ? DEVT_SLOTOFF : 0,
+    extraDevices: devices.length,
+    devtSlotoff: fsmeta ? DEVT_SLOTOFF : 0,
   });
   await writeFully(fh, header.subarray(0, BLOCK_SIZE), 0);
   const len = layout.totalBlocks * BLOCK_SIZE;

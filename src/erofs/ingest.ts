@@ -7,10 +7,24 @@
 import { LayerInvalidError, LimitExceededError } from '../errors.js';
 import type { Limits } from '../limits.js';
 import type { TarEntry } from '../tar/reader.js';
-import { isDir, isWhiteout, newDir, newMeta, type DirNode, type Entry, type Inode, type Meta, type Xattr } from './tree.js';
+import {
+  isDir,
+  isWhiteout,
+  newDir,
+  newMeta,
+  type DirNode,
+  type Entry,
+  type Inode,
+  type Meta,
+  type Xattr,
+} from './tree.js';
 import { compareXattrs } from './encode.js';
 import {
-  XATTR_INDEX_POSIX_ACL_ACCESS, XATTR_INDEX_POSIX_ACL_DEFAULT, XATTR_INDEX_SECURITY, XATTR_INDEX_TRUSTED, XATTR_INDEX_USER,
+  XATTR_INDEX_POSIX_ACL_ACCESS,
+  XATTR_INDEX_POSIX_ACL_DEFAULT,
+  XATTR_INDEX_SECURITY,
+  XATTR_INDEX_TRUSTED,
+  XATTR_INDEX_USER,
 } from './format.js';
 
 const MAX_U32 = 4294967295n;
@@ -25,7 +39,11 @@ function nameDisplay(comps: string[]): string {
  * components ≤ 255 bytes, path ≤ maxPathBytes and depth ≤ maxPathDepth. Returns latin1 components
  * ([] = the root).
  */
-export function normalizePath(raw: Buffer, limits: Pick<Limits, 'maxPathBytes' | 'maxPathDepth'>, what = 'path'): string[] {
+export function normalizePath(
+  raw: Buffer,
+  limits: Pick<Limits, 'maxPathBytes' | 'maxPathDepth'>,
+  what = 'path',
+): string[] {
   const display = () => raw.toString('utf8');
   if (raw.includes(0)) throw new LayerInvalidError(`NUL byte in ${what}`, { entry: display() });
   const comps: string[] = [];
@@ -33,12 +51,15 @@ export function normalizePath(raw: Buffer, limits: Pick<Limits, 'maxPathBytes' |
   for (const c of raw.toString('latin1').split('/')) {
     if (c === '' || c === '.') continue;
     if (c === '..') throw new LayerInvalidError(`path traversal ('..') in ${what}`, { entry: display() });
-    if (c.length > 255) throw new LayerInvalidError(`name component longer than 255 bytes in ${what}`, { entry: display() });
+    if (c.length > 255)
+      throw new LayerInvalidError(`name component longer than 255 bytes in ${what}`, { entry: display() });
     comps.push(c);
     bytes += c.length + (comps.length > 1 ? 1 : 0);
   }
-  if (bytes > limits.maxPathBytes) throw new LimitExceededError('maxPathBytes', bytes, limits.maxPathBytes, display().slice(0, 200));
-  if (comps.length > limits.maxPathDepth) throw new LimitExceededError('maxPathDepth', comps.length, limits.maxPathDepth, display().slice(0, 200));
+  if (bytes > limits.maxPathBytes)
+    throw new LimitExceededError('maxPathBytes', bytes, limits.maxPathBytes, display().slice(0, 200));
+  if (comps.length > limits.maxPathDepth)
+    throw new LimitExceededError('maxPathDepth', comps.length, limits.maxPathDepth, display().slice(0, 200));
   return comps;
 }
 
@@ -53,18 +74,25 @@ const WH = '.wh.';
  */
 export function mapXattr(name: string, value: Buffer): Xattr | null {
   if (value.length > 65535) return null;
-  if (name === 'system.posix_acl_access') return { index: XATTR_INDEX_POSIX_ACL_ACCESS, suffix: Buffer.alloc(0), value };
-  if (name === 'system.posix_acl_default') return { index: XATTR_INDEX_POSIX_ACL_DEFAULT, suffix: Buffer.alloc(0), value };
+  if (name === 'system.posix_acl_access')
+    return { index: XATTR_INDEX_POSIX_ACL_ACCESS, suffix: Buffer.alloc(0), value };
+  if (name === 'system.posix_acl_default')
+    return { index: XATTR_INDEX_POSIX_ACL_DEFAULT, suffix: Buffer.alloc(0), value };
   let index: number;
   let suffix: string;
-  if (name.startsWith('user.')) { index = XATTR_INDEX_USER; suffix = name.slice(5); }
-  else if (name.startsWith('trusted.')) {
+  if (name.startsWith('user.')) {
+    index = XATTR_INDEX_USER;
+    suffix = name.slice(5);
+  } else if (name.startsWith('trusted.')) {
     index = XATTR_INDEX_TRUSTED;
     suffix = name.slice(8);
     // Tar content must not forge overlay semantics or our markers.
-    if (suffix === 'overlay' || suffix.startsWith('overlay.') || suffix === 'msb' || suffix.startsWith('msb.')) return null;
-  } else if (name.startsWith('security.')) { index = XATTR_INDEX_SECURITY; suffix = name.slice(9); }
-  else return null;
+    if (suffix === 'overlay' || suffix.startsWith('overlay.') || suffix === 'msb' || suffix.startsWith('msb.'))
+      return null;
+  } else if (name.startsWith('security.')) {
+    index = XATTR_INDEX_SECURITY;
+    suffix = name.slice(9);
+  } else return null;
   if (suffix.length === 0 || suffix.length > 255) return null;
   return { index, suffix: Buffer.from(suffix, 'latin1'), value };
 }
@@ -103,21 +131,29 @@ export class LayerTreeBuilder {
     if (base.startsWith(AUFS)) return null;
     if (base.startsWith(WH)) {
       const target = base.slice(WH.length);
-      if (target === '' || target === '.' || target === '..') throw new LayerInvalidError(`invalid whiteout name ${JSON.stringify(base)}`, { entry: entry() });
+      if (target === '' || target === '.' || target === '..')
+        throw new LayerInvalidError(`invalid whiteout name ${JSON.stringify(base)}`, { entry: entry() });
       const parent = this.ensureDir(comps.slice(0, -1), entry);
       const existing = parent.children.get(target);
-      if (existing && isDir(existing)) { existing.opaque = true; return null; }
+      if (existing && isDir(existing)) {
+        existing.opaque = true;
+        return null;
+      }
       // Within one layer a real entry and a whiteout never cancel each other.
       if (existing && !isWhiteout(existing)) return null;
       parent.children.set(target, {
-        kind: 'chr', size: 0, rdevMajor: 0, rdevMinor: 0,
+        kind: 'chr',
+        size: 0,
+        rdevMajor: 0,
+        rdevMinor: 0,
         meta: { ...this.meta(e, entry), xattrs: [] },
       });
       return null;
     }
 
     if (comps.length === 0) {
-      if (e.kind !== 'dir') throw new LayerInvalidError('the root entry is not a directory', { entry: e.path.toString('utf8') || '/' });
+      if (e.kind !== 'dir')
+        throw new LayerInvalidError('the root entry is not a directory', { entry: e.path.toString('utf8') || '/' });
       this.root.meta = this.metaWithXattrs(e, entry);
       this.root.implicit = false;
       return null;
@@ -129,9 +165,16 @@ export class LayerTreeBuilder {
     if (e.kind === 'hardlink') {
       const tcomps = normalizePath(e.linkpath, this.limits, 'hardlink target');
       const target = this.lookup(tcomps);
-      if (!target) throw new LayerInvalidError(`hardlink target ${JSON.stringify(nameDisplay(tcomps))} does not exist in this layer`, { entry: entry() });
+      if (!target)
+        throw new LayerInvalidError(
+          `hardlink target ${JSON.stringify(nameDisplay(tcomps))} does not exist in this layer`,
+          { entry: entry() },
+        );
       if (isDir(target) || isWhiteout(target)) {
-        throw new LayerInvalidError(`hardlink target ${JSON.stringify(nameDisplay(tcomps))} is a ${isDir(target) ? 'directory' : 'whiteout'}`, { entry: entry() });
+        throw new LayerInvalidError(
+          `hardlink target ${JSON.stringify(nameDisplay(tcomps))} is a ${isDir(target) ? 'directory' : 'whiteout'}`,
+          { entry: entry() },
+        );
       }
       if (existing === target) return null; // a link to itself (or an alias already there)
       parent.children.set(base, target);
@@ -165,14 +208,18 @@ export class LayerTreeBuilder {
         return { kind: 'file', meta, size: e.size };
       case 'symlink': {
         const t = e.linkpath;
-        if (t.length === 0 || t.length > 4095) throw new LayerInvalidError(`symlink target of ${t.length} bytes (1–4095 allowed)`, { entry: entry() });
+        if (t.length === 0 || t.length > 4095)
+          throw new LayerInvalidError(`symlink target of ${t.length} bytes (1–4095 allowed)`, { entry: entry() });
         if (t.includes(0)) throw new LayerInvalidError('NUL byte in symlink target', { entry: entry() });
         return { kind: 'symlink', meta, size: t.length, target: Buffer.from(t) };
       }
       case 'chr':
       case 'blk': {
         if (e.devmajor > 4095n || e.devminor > 0xfffffn) {
-          throw new LayerInvalidError(`device ${e.devmajor}:${e.devminor} out of range (major ≤ 4095, minor ≤ 1048575)`, { entry: entry() });
+          throw new LayerInvalidError(
+            `device ${e.devmajor}:${e.devminor} out of range (major ≤ 4095, minor ≤ 1048575)`,
+            { entry: entry() },
+          );
         }
         return { kind: e.kind, meta, size: 0, rdevMajor: Number(e.devmajor), rdevMinor: Number(e.devminor) };
       }
@@ -189,7 +236,13 @@ export class LayerTreeBuilder {
     if (e.gid > MAX_U32) throw new LayerInvalidError(`gid ${e.gid} out of range`, { entry: entry() });
     if (e.mtime > MAX_I64) throw new LayerInvalidError(`mtime ${e.mtime} out of range`, { entry: entry() });
     const neg = e.mtime < 0n;
-    return newMeta({ mode: e.mode & 0o7777, uid: Number(e.uid), gid: Number(e.gid), mtime: neg ? 0n : e.mtime, mtimeNsec: neg ? 0 : e.mtimeNsec });
+    return newMeta({
+      mode: e.mode & 0o7777,
+      uid: Number(e.uid),
+      gid: Number(e.gid),
+      mtime: neg ? 0n : e.mtime,
+      mtimeNsec: neg ? 0 : e.mtimeNsec,
+    });
   }
 
   private metaWithXattrs(e: TarEntry, entry: () => string): Meta {
@@ -198,13 +251,17 @@ export class LayerTreeBuilder {
     let total = 0;
     for (const [name, value] of e.xattrs) {
       const x = mapXattr(name, value);
-      if (!x) { this.xattrsDropped++; continue; }
+      if (!x) {
+        this.xattrsDropped++;
+        continue;
+      }
       total += name.length + value.length;
       m.xattrs.push(ownValue(x));
     }
     // Kept in on-disk order, so a tree read back from the image is deep-equal to this one.
     m.xattrs.sort(compareXattrs);
-    if (total > this.limits.maxXattrBytes) throw new LimitExceededError('maxXattrBytes', total, this.limits.maxXattrBytes, entry());
+    if (total > this.limits.maxXattrBytes)
+      throw new LimitExceededError('maxXattrBytes', total, this.limits.maxXattrBytes, entry());
     return m;
   }
 

@@ -65,7 +65,11 @@ function isContentError(e: unknown): boolean {
  * the rest of the stream is still read and hashed (so callers can apply the digest precedence of
  * docs/pull.md §7) before the error is thrown; `maxLayerBytes` still bounds that drain.
  */
-export async function writeLayer(tar: Source, candidatePath: string, opts: WriteLayerOptions = {}): Promise<WriteLayerResult> {
+export async function writeLayer(
+  tar: Source,
+  candidatePath: string,
+  opts: WriteLayerOptions = {},
+): Promise<WriteLayerResult> {
   const limits = resolveLimits(opts.limits);
   const signal = opts.signal;
   if (signal?.aborted) throw new AbortedError(signal.reason);
@@ -83,8 +87,9 @@ export async function writeLayer(tar: Source, candidatePath: string, opts: Write
   const data = new BlockDataWriter(fh);
   let ok = false;
   try {
-    const alg: DigestAlgorithm = opts.diffIdAlgorithm
-      ?? (opts.expectDiffId !== undefined && isDigest(opts.expectDiffId) ? digestAlgorithm(opts.expectDiffId) : 'sha256');
+    const alg: DigestAlgorithm =
+      opts.diffIdAlgorithm ??
+      (opts.expectDiffId !== undefined && isDigest(opts.expectDiffId) ? digestAlgorithm(opts.expectDiffId) : 'sha256');
     const hash = newHash(alg);
     const builder = new LayerTreeBuilder(limits);
     let cursor = 1; // block 0 holds the superblock (docs/erofs.md §2)
@@ -96,7 +101,8 @@ export async function writeLayer(tar: Source, candidatePath: string, opts: Write
         const file = builder.add(e);
         if (!file) return null;
         const nblocks = Math.ceil(file.size / BLOCK_SIZE);
-        if (cursor + nblocks >= 2 ** 32) throw new LimitExceededError('diskBlocks', cursor + nblocks, 2 ** 32 - 1, 'layer image');
+        if (cursor + nblocks >= 2 ** 32)
+          throw new LimitExceededError('diskBlocks', cursor + nblocks, 2 ** 32 - 1, 'layer image');
         file.data = { device: 0, startBlock: cursor };
         fileBase = cursor * BLOCK_SIZE;
         cursor += nblocks;
@@ -119,7 +125,8 @@ export async function writeLayer(tar: Source, candidatePath: string, opts: Write
         if (signal?.aborted) throw new AbortedError(signal.reason);
         const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
         tarBytes += chunk.length;
-        if (tarBytes > limits.maxLayerBytes) throw new LimitExceededError('maxLayerBytes', tarBytes, limits.maxLayerBytes, 'uncompressed layer');
+        if (tarBytes > limits.maxLayerBytes)
+          throw new LimitExceededError('maxLayerBytes', tarBytes, limits.maxLayerBytes, 'uncompressed layer');
         hash.update(chunk);
         if (parseError === null && !reader.done) {
           try {
@@ -151,14 +158,22 @@ export async function writeLayer(tar: Source, candidatePath: string, opts: Write
     if (parseError !== null) throw parseError;
     await data.flush();
     if (builder.xattrsDropped > 0) {
-      opts.onWarning?.('XATTR_DROPPED', `${builder.xattrsDropped} xattr(s) with unsupported or reserved names were dropped`);
+      opts.onWarning?.(
+        'XATTR_DROPPED',
+        `${builder.xattrsDropped} xattr(s) with unsupported or reserved names were dropped`,
+      );
     }
     const layout = layoutImage(builder.root, { firstFreeBlock: cursor });
     await writeImageMetadata(fh, layout, { uuid: digestUuid(diffId) });
     ok = true;
     return {
-      diffId, sizeBytes: layout.totalBlocks * BLOCK_SIZE, inodes: layout.inodes, blocks: layout.totalBlocks,
-      entries: reader.entries, xattrsDropped: builder.xattrsDropped, root: builder.root,
+      diffId,
+      sizeBytes: layout.totalBlocks * BLOCK_SIZE,
+      inodes: layout.inodes,
+      blocks: layout.totalBlocks,
+      entries: reader.entries,
+      xattrsDropped: builder.xattrsDropped,
+      root: builder.root,
     };
   } catch (err) {
     if (signal?.aborted) throw new AbortedError(signal.reason);

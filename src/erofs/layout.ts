@@ -4,10 +4,34 @@
  */
 import { isDir, type DirNode, type Entry, type Inode, type Xattr } from './tree.js';
 import {
-  BLOCK_SIZE, CHUNK_FORMAT_INDEXES, CHUNK_INDEX_SIZE, FT_BLK, FT_CHR, FT_DIR, FT_FIFO, FT_REG, FT_SOCK,
-  FT_SYMLINK, INODE_EXTENDED_SIZE, INODE_SLOT, LAYOUT_CHUNK_BASED, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN,
-  MARKER_IMPLICIT_SUFFIX, MARKER_OPAQUE_SUFFIX, MARKER_VALUE, NULL_ADDR, S_IFBLK, S_IFCHR, S_IFDIR,
-  S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK, XATTR_INDEX_TRUSTED, encodeDev,
+  BLOCK_SIZE,
+  CHUNK_FORMAT_INDEXES,
+  CHUNK_INDEX_SIZE,
+  FT_BLK,
+  FT_CHR,
+  FT_DIR,
+  FT_FIFO,
+  FT_REG,
+  FT_SOCK,
+  FT_SYMLINK,
+  INODE_EXTENDED_SIZE,
+  INODE_SLOT,
+  LAYOUT_CHUNK_BASED,
+  LAYOUT_FLAT_INLINE,
+  LAYOUT_FLAT_PLAIN,
+  MARKER_IMPLICIT_SUFFIX,
+  MARKER_OPAQUE_SUFFIX,
+  MARKER_VALUE,
+  NULL_ADDR,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFREG,
+  S_IFSOCK,
+  XATTR_INDEX_TRUSTED,
+  encodeDev,
 } from './format.js';
 import { compareXattrs, packDirBlocks, xattrIbodySize } from './encode.js';
 
@@ -61,10 +85,22 @@ export interface ImageLayout {
 }
 
 const S_IFMT_OF: Record<Entry['kind'], number> = {
-  file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, chr: S_IFCHR, blk: S_IFBLK, fifo: S_IFIFO, sock: S_IFSOCK,
+  file: S_IFREG,
+  dir: S_IFDIR,
+  symlink: S_IFLNK,
+  chr: S_IFCHR,
+  blk: S_IFBLK,
+  fifo: S_IFIFO,
+  sock: S_IFSOCK,
 };
 const FT_OF: Record<Entry['kind'], number> = {
-  file: FT_REG, dir: FT_DIR, symlink: FT_SYMLINK, chr: FT_CHR, blk: FT_BLK, fifo: FT_FIFO, sock: FT_SOCK,
+  file: FT_REG,
+  dir: FT_DIR,
+  symlink: FT_SYMLINK,
+  chr: FT_CHR,
+  blk: FT_BLK,
+  fifo: FT_FIFO,
+  sock: FT_SOCK,
 };
 
 /** Xattrs as written: the node's own plus marker xattrs for dir flags, sorted by (index, suffix). */
@@ -125,9 +161,22 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
     const ibody = xattrIbodySize(xattrs);
     const fixed = INODE_EXTENDED_SIZE + ibody;
     const p: PlannedInode = {
-      entry: e, nid: offset / INODE_SLOT, offset, mode: S_IFMT_OF[e.kind] | (e.meta.mode & 0o7777),
-      fileType: FT_OF[e.kind], layout: LAYOUT_FLAT_PLAIN, size: 0, iu: NULL_ADDR, nlink: 1, xattrs, ibody,
-      inlineTail: 0, blkaddr: NULL_ADDR, nblocks: 0, slot: 0, chunkPad: 0,
+      entry: e,
+      nid: offset / INODE_SLOT,
+      offset,
+      mode: S_IFMT_OF[e.kind] | (e.meta.mode & 0o7777),
+      fileType: FT_OF[e.kind],
+      layout: LAYOUT_FLAT_PLAIN,
+      size: 0,
+      iu: NULL_ADDR,
+      nlink: 1,
+      xattrs,
+      ibody,
+      inlineTail: 0,
+      blkaddr: NULL_ADDR,
+      nblocks: 0,
+      slot: 0,
+      chunkPad: 0,
     };
     let extra = 0;
     const dataLayout = (size: number) => {
@@ -205,7 +254,10 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
   while (stack.length) {
     const top = stack[stack.length - 1]!;
     const names = top.plan.dirNames!;
-    if (top.i >= names.length) { stack.pop(); continue; }
+    if (top.i >= names.length) {
+      stack.pop();
+      continue;
+    }
     const name = names[top.i++]!;
     if (name === '.' || name === '..') continue;
     const c = top.dir.children.get(name)!;
@@ -217,7 +269,12 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
   const metaBlkaddr = nextBlock;
   const metaBlocks = Math.ceil(cursor / BLOCK_SIZE);
   return {
-    totalBlocks: metaBlkaddr + metaBlocks, inodes: nodes.length, firstFreeBlock: opts.firstFreeBlock,
-    metaBlkaddr, metaBytes: cursor, nodes, byEntry,
+    totalBlocks: metaBlkaddr + metaBlocks,
+    inodes: nodes.length,
+    firstFreeBlock: opts.firstFreeBlock,
+    metaBlkaddr,
+    metaBytes: cursor,
+    nodes,
+    byEntry,
   };
 }

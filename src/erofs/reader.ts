@@ -12,11 +12,34 @@ import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { CacheCorruptError, MsbError, toIoError } from '../errors.js';
 import { DEFAULT_LIMITS } from '../limits.js';
 import {
-  BLOCK_SIZE, CHUNK_FORMAT_BLKBITS_MASK, CHUNK_FORMAT_INDEXES, DEVICE_SLOT_SIZE, DIRENT_SIZE,
-  INODE_COMPACT_SIZE, INODE_EXTENDED_SIZE, INODE_SLOT, LAYOUT_CHUNK_BASED,
-  LAYOUT_COMPRESSED_COMPACT, LAYOUT_COMPRESSED_FULL, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN, MARKER_IMPLICIT_SUFFIX,
-  MARKER_OPAQUE_SUFFIX, NULL_ADDR, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, SB_OFFSET,
-  XATTR_IBODY_HEADER, XATTR_INDEX_TRUSTED, decodeDev,
+  BLOCK_SIZE,
+  CHUNK_FORMAT_BLKBITS_MASK,
+  CHUNK_FORMAT_INDEXES,
+  DEVICE_SLOT_SIZE,
+  DIRENT_SIZE,
+  INODE_COMPACT_SIZE,
+  INODE_EXTENDED_SIZE,
+  INODE_SLOT,
+  LAYOUT_CHUNK_BASED,
+  LAYOUT_COMPRESSED_COMPACT,
+  LAYOUT_COMPRESSED_FULL,
+  LAYOUT_FLAT_INLINE,
+  LAYOUT_FLAT_PLAIN,
+  MARKER_IMPLICIT_SUFFIX,
+  MARKER_OPAQUE_SUFFIX,
+  NULL_ADDR,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+  SB_OFFSET,
+  XATTR_IBODY_HEADER,
+  XATTR_INDEX_TRUSTED,
+  decodeDev,
 } from './format.js';
 import { newDir, newMeta, type DirNode, type Entry, type Inode, type Meta, type Xattr } from './tree.js';
 import type { DeviceSlot } from './image-writer.js';
@@ -64,10 +87,23 @@ function parseSuperblock(block0: Buffer, length: number, path: string): Superblo
   const extraDevices = sb.readUInt16LE(0x56);
   const devtSlotoff = sb.readUInt16LE(0x58);
   return {
-    checksum, featureCompat, featureIncompat: sb.readUInt32LE(0x50), blkszbits, rootNid: sb.readUInt16LE(0x0e),
-    inos: sb.readBigUInt64LE(0x10), buildTime: sb.readBigUInt64LE(0x18), buildTimeNsec: sb.readUInt32LE(0x20),
-    blocks, metaBlkaddr, xattrBlkaddr: sb.readUInt32LE(0x2c), uuid: Buffer.from(sb.subarray(0x30, 0x40)),
-    volumeName: vn.subarray(0, nul < 0 ? 16 : nul).toString('latin1'), extraDevices, devtSlotoff, devices: [], length,
+    checksum,
+    featureCompat,
+    featureIncompat: sb.readUInt32LE(0x50),
+    blkszbits,
+    rootNid: sb.readUInt16LE(0x0e),
+    inos: sb.readBigUInt64LE(0x10),
+    buildTime: sb.readBigUInt64LE(0x18),
+    buildTimeNsec: sb.readUInt32LE(0x20),
+    blocks,
+    metaBlkaddr,
+    xattrBlkaddr: sb.readUInt32LE(0x2c),
+    uuid: Buffer.from(sb.subarray(0x30, 0x40)),
+    volumeName: vn.subarray(0, nul < 0 ? 16 : nul).toString('latin1'),
+    extraDevices,
+    devtSlotoff,
+    devices: [],
+    length,
   };
 }
 
@@ -76,10 +112,15 @@ class ImageFile {
   private cache = new Map<number, Buffer>();
   private static readonly CHUNK = 1 << 20;
   private static readonly MAX_CHUNKS = 32;
-  constructor(readonly fh: FileHandle, readonly length: number, readonly path: string) {}
+  constructor(
+    readonly fh: FileHandle,
+    readonly length: number,
+    readonly path: string,
+  ) {}
 
   async read(pos: number, len: number): Promise<Buffer> {
-    if (pos < 0 || len < 0 || pos + len > this.length) throw corrupt(this.path, `read of ${len} bytes at ${pos} beyond the end of the image`);
+    if (pos < 0 || len < 0 || pos + len > this.length)
+      throw corrupt(this.path, `read of ${len} bytes at ${pos} beyond the end of the image`);
     const C = ImageFile.CHUNK;
     const first = Math.floor(pos / C);
     const last = Math.floor((pos + len - 1) / C);
@@ -142,7 +183,11 @@ interface RawInode {
 class TreeReader {
   private readonly dirsSeen = new Set<number>();
   private readonly identities = new Map<number, Inode>();
-  constructor(private readonly f: ImageFile, private readonly sb: SuperblockInfo, private readonly maxDepth: number) {}
+  constructor(
+    private readonly f: ImageFile,
+    private readonly sb: SuperblockInfo,
+    private readonly maxDepth: number,
+  ) {}
 
   private bad(reason: string): CacheCorruptError {
     return corrupt(this.f.path, reason);
@@ -150,14 +195,17 @@ class TreeReader {
 
   async inode(nid: number): Promise<RawInode> {
     const pos = this.sb.metaBlkaddr * BLOCK_SIZE + nid * INODE_SLOT;
-    if (!Number.isSafeInteger(pos) || pos + INODE_COMPACT_SIZE > this.f.length) throw this.bad(`nid ${nid} out of bounds`);
+    if (!Number.isSafeInteger(pos) || pos + INODE_COMPACT_SIZE > this.f.length)
+      throw this.bad(`nid ${nid} out of bounds`);
     const head = await this.f.read(pos, INODE_COMPACT_SIZE);
     const format = head.readUInt16LE(0);
     const extended = (format & 1) === 1;
     const layout = (format >> 1) & 0x7;
     if (format >> 4) throw this.bad(`nid ${nid}: unknown i_format bits 0x${format.toString(16)}`);
-    if (layout === LAYOUT_COMPRESSED_FULL || layout === LAYOUT_COMPRESSED_COMPACT) throw this.bad(`nid ${nid}: compressed data is not supported`);
-    if (layout !== LAYOUT_FLAT_PLAIN && layout !== LAYOUT_FLAT_INLINE && layout !== LAYOUT_CHUNK_BASED) throw this.bad(`nid ${nid}: unknown data layout ${layout}`);
+    if (layout === LAYOUT_COMPRESSED_FULL || layout === LAYOUT_COMPRESSED_COMPACT)
+      throw this.bad(`nid ${nid}: compressed data is not supported`);
+    if (layout !== LAYOUT_FLAT_PLAIN && layout !== LAYOUT_FLAT_INLINE && layout !== LAYOUT_CHUNK_BASED)
+      throw this.bad(`nid ${nid}: unknown data layout ${layout}`);
     const isize = extended ? INODE_EXTENDED_SIZE : INODE_COMPACT_SIZE;
     const b = extended ? await this.f.read(pos, INODE_EXTENDED_SIZE) : head;
     const icount = b.readUInt16LE(2);
@@ -167,15 +215,37 @@ class TreeReader {
       const size = b.readBigUInt64LE(8);
       if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw this.bad(`nid ${nid}: size out of range`);
       r = {
-        nid, pos, isize, layout, mode: b.readUInt16LE(4), size: Number(size), iu: b.readUInt32LE(16),
-        uid: b.readUInt32LE(24), gid: b.readUInt32LE(28), mtime: b.readBigUInt64LE(32), mtimeNsec: b.readUInt32LE(40),
-        nlink: b.readUInt32LE(44), ibody, xattrs: [],
+        nid,
+        pos,
+        isize,
+        layout,
+        mode: b.readUInt16LE(4),
+        size: Number(size),
+        iu: b.readUInt32LE(16),
+        uid: b.readUInt32LE(24),
+        gid: b.readUInt32LE(28),
+        mtime: b.readBigUInt64LE(32),
+        mtimeNsec: b.readUInt32LE(40),
+        nlink: b.readUInt32LE(44),
+        ibody,
+        xattrs: [],
       };
     } else {
       r = {
-        nid, pos, isize, layout, mode: b.readUInt16LE(4), size: b.readUInt32LE(8), iu: b.readUInt32LE(16),
-        uid: b.readUInt16LE(24), gid: b.readUInt16LE(26), mtime: this.sb.buildTime + BigInt(b.readUInt32LE(12)),
-        mtimeNsec: this.sb.buildTimeNsec, nlink: b.readUInt16LE(6), ibody, xattrs: [],
+        nid,
+        pos,
+        isize,
+        layout,
+        mode: b.readUInt16LE(4),
+        size: b.readUInt32LE(8),
+        iu: b.readUInt32LE(16),
+        uid: b.readUInt16LE(24),
+        gid: b.readUInt16LE(26),
+        mtime: this.sb.buildTime + BigInt(b.readUInt32LE(12)),
+        mtimeNsec: this.sb.buildTimeNsec,
+        nlink: b.readUInt16LE(6),
+        ibody,
+        xattrs: [],
       };
     }
     if (r.mtimeNsec >= 1e9) throw this.bad(`nid ${nid}: mtime nanoseconds out of range`);
@@ -197,7 +267,9 @@ class TreeReader {
       if (end > r.ibody) throw this.bad(`nid ${r.nid}: xattr entry beyond the ibody`);
       if (![1, 2, 3, 4, 6].includes(index)) throw this.bad(`nid ${r.nid}: unsupported xattr prefix index ${index}`);
       out.push({
-        index, suffix: Buffer.from(b.subarray(o + 4, o + 4 + nameLen)), value: Buffer.from(b.subarray(o + 4 + nameLen, end)),
+        index,
+        suffix: Buffer.from(b.subarray(o + 4, o + 4 + nameLen)),
+        value: Buffer.from(b.subarray(o + 4 + nameLen, end)),
       });
       o = (end + 3) & ~3;
     }
@@ -214,7 +286,8 @@ class TreeReader {
     const plainBlocks = r.layout === LAYOUT_FLAT_PLAIN ? Math.ceil(size / BLOCK_SIZE) : full;
     if (r.layout === LAYOUT_CHUNK_BASED) throw this.bad(`nid ${r.nid}: chunk-based directory or symlink`);
     if (plainBlocks > 0) {
-      if (r.iu === NULL_ADDR || r.iu + plainBlocks > this.sb.blocks) throw this.bad(`nid ${r.nid}: data blocks out of bounds`);
+      if (r.iu === NULL_ADDR || r.iu + plainBlocks > this.sb.blocks)
+        throw this.bad(`nid ${r.nid}: data blocks out of bounds`);
       const all = await this.f.read(r.iu * BLOCK_SIZE, plainBlocks * BLOCK_SIZE);
       for (let i = 0; i < plainBlocks; i++) {
         const len = i === plainBlocks - 1 && r.layout === LAYOUT_FLAT_PLAIN && tail ? tail : BLOCK_SIZE;
@@ -223,7 +296,8 @@ class TreeReader {
     }
     if (r.layout === LAYOUT_FLAT_INLINE && tail > 0) {
       const at = r.pos + r.isize + r.ibody;
-      if (Math.floor(at / BLOCK_SIZE) !== Math.floor((at + tail - 1) / BLOCK_SIZE)) throw this.bad(`nid ${r.nid}: inline data crosses a block boundary`);
+      if (Math.floor(at / BLOCK_SIZE) !== Math.floor((at + tail - 1) / BLOCK_SIZE))
+        throw this.bad(`nid ${r.nid}: inline data crosses a block boundary`);
       out.push(await this.f.read(at, tail));
     }
     return out;
@@ -233,8 +307,14 @@ class TreeReader {
     const xattrs: Xattr[] = [];
     for (const x of r.xattrs) {
       if (dir && x.index === XATTR_INDEX_TRUSTED) {
-        if (x.suffix.equals(MARKER_OPAQUE_SUFFIX)) { dir.opaque = true; continue; }
-        if (x.suffix.equals(MARKER_IMPLICIT_SUFFIX)) { dir.implicit = true; continue; }
+        if (x.suffix.equals(MARKER_OPAQUE_SUFFIX)) {
+          dir.opaque = true;
+          continue;
+        }
+        if (x.suffix.equals(MARKER_IMPLICIT_SUFFIX)) {
+          dir.implicit = true;
+          continue;
+        }
       }
       xattrs.push(x);
     }
@@ -251,18 +331,21 @@ class TreeReader {
     for (const blk of await this.bodyBlocks(r)) {
       if (blk.length < DIRENT_SIZE) throw this.bad(`nid ${r.nid}: directory block too short`);
       const first = blk.readUInt16LE(8);
-      if (first % DIRENT_SIZE !== 0 || first < DIRENT_SIZE || first > blk.length) throw this.bad(`nid ${r.nid}: bad dirent nameoff`);
+      if (first % DIRENT_SIZE !== 0 || first < DIRENT_SIZE || first > blk.length)
+        throw this.bad(`nid ${r.nid}: bad dirent nameoff`);
       const n = first / DIRENT_SIZE;
       for (let i = 0; i < n; i++) {
         const o = i * DIRENT_SIZE;
         const nid = blk.readBigUInt64LE(o);
         const nameoff = blk.readUInt16LE(o + 8);
         const limit = i + 1 < n ? blk.readUInt16LE(o + 8 + DIRENT_SIZE) : blk.length;
-        if (nameoff < first || limit > blk.length || nameoff >= limit) throw this.bad(`nid ${r.nid}: bad dirent name bounds`);
+        if (nameoff < first || limit > blk.length || nameoff >= limit)
+          throw this.bad(`nid ${r.nid}: bad dirent name bounds`);
         let end = nameoff;
         while (end < limit && blk[end] !== 0) end++; // strnlen, as the kernel does
         const name = blk.subarray(nameoff, end);
-        if (name.length === 0 || name.length > 255 || name.includes(0x2f)) throw this.bad(`nid ${r.nid}: invalid name in directory`);
+        if (name.length === 0 || name.length > 255 || name.includes(0x2f))
+          throw this.bad(`nid ${r.nid}: invalid name in directory`);
         if (prev && Buffer.compare(prev, name) >= 0) throw this.bad(`nid ${r.nid}: directory entries not sorted`);
         prev = name;
         const key = name.toString('latin1');
@@ -316,7 +399,8 @@ class TreeReader {
   private async fileData(r: RawInode): Promise<{ device: number; startBlock: number }> {
     const nblocks = Math.ceil(r.size / BLOCK_SIZE);
     if (r.layout === LAYOUT_FLAT_PLAIN) {
-      if (r.iu === NULL_ADDR || r.iu + nblocks > this.sb.blocks) throw this.bad(`nid ${r.nid}: file data out of bounds`);
+      if (r.iu === NULL_ADDR || r.iu + nblocks > this.sb.blocks)
+        throw this.bad(`nid ${r.nid}: file data out of bounds`);
       return { device: 0, startBlock: r.iu };
     }
     if (r.layout === LAYOUT_FLAT_INLINE) throw this.bad(`nid ${r.nid}: inline regular-file data is not supported`);
@@ -333,8 +417,11 @@ class TreeReader {
       const dev = idx.readUInt16LE(i * 8 + 2);
       const lo = idx.readUInt32LE(i * 8 + 4);
       if (hi !== 0 || lo === NULL_ADDR) throw this.bad(`nid ${r.nid}: unsupported chunk index`);
-      if (i === 0) { device = dev; start = lo; }
-      else if (dev !== device || lo !== start + i * chunkBlocks) throw this.bad(`nid ${r.nid}: chunks are not contiguous`);
+      if (i === 0) {
+        device = dev;
+        start = lo;
+      } else if (dev !== device || lo !== start + i * chunkBlocks)
+        throw this.bad(`nid ${r.nid}: chunks are not contiguous`);
     }
     if (device > this.sb.extraDevices) throw this.bad(`nid ${r.nid}: device ${device} beyond the device table`);
     if (device === 0 && start + nblocks > this.sb.blocks) throw this.bad(`nid ${r.nid}: file data out of bounds`);
@@ -355,7 +442,8 @@ async function openImage(path: string): Promise<{ fh: FileHandle; length: number
     throw toIoError(err, path);
   }
   if (!st.isFile()) throw corrupt(path, 'not a regular file');
-  if (st.size === 0 || st.size % BLOCK_SIZE !== 0) throw corrupt(path, `length ${st.size} is not a positive multiple of 4096`);
+  if (st.size === 0 || st.size % BLOCK_SIZE !== 0)
+    throw corrupt(path, `length ${st.size} is not a positive multiple of 4096`);
   try {
     return { fh: await open(path, 'r'), length: st.size };
   } catch (err) {
@@ -370,7 +458,11 @@ async function readHeader(f: ImageFile, path: string): Promise<SuperblockInfo> {
     const table = await f.read(off, sb.extraDevices * DEVICE_SLOT_SIZE);
     for (let i = 0; i < sb.extraDevices; i++) {
       const o = i * DEVICE_SLOT_SIZE;
-      sb.devices.push({ tag: Buffer.from(table.subarray(o, o + 64)), blocks: table.readUInt32LE(o + 0x40), mappedBlkaddr: table.readUInt32LE(o + 0x44) });
+      sb.devices.push({
+        tag: Buffer.from(table.subarray(o, o + 64)),
+        blocks: table.readUInt32LE(o + 0x40),
+        mappedBlkaddr: table.readUInt32LE(o + 0x44),
+      });
     }
   }
   return sb;
@@ -403,8 +495,14 @@ export async function checkErofsHeader(path: string, expect: ErofsHeaderExpected
 }
 
 /** Reads the whole tree of an image (docs/erofs.md §5 Reader). */
-export async function readErofsTree(path: string, opts: { maxPathDepth?: number } = {}): Promise<{
-  root: DirNode; blocks: number; uuid: Buffer; superblock: SuperblockInfo;
+export async function readErofsTree(
+  path: string,
+  opts: { maxPathDepth?: number } = {},
+): Promise<{
+  root: DirNode;
+  blocks: number;
+  uuid: Buffer;
+  superblock: SuperblockInfo;
 }> {
   const { fh, length } = await openImage(path);
   try {

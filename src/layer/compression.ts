@@ -51,7 +51,9 @@ export async function sniffFile(path: string): Promise<Buffer> {
  * Pulls chunks from `it` until at least DETECT_BYTES arrived or the source ended. `chunks` are
  * everything read (to be replayed before the rest of `it`); `head` is their first DETECT_BYTES.
  */
-export async function takeHead(it: AsyncIterator<Buffer | string>): Promise<{ head: Buffer; chunks: Buffer[]; ended: boolean }> {
+export async function takeHead(
+  it: AsyncIterator<Buffer | string>,
+): Promise<{ head: Buffer; chunks: Buffer[]; ended: boolean }> {
   const chunks: Buffer[] = [];
   let got = 0;
   while (got < DETECT_BYTES) {
@@ -86,14 +88,20 @@ export function createDecompressor(kind: Compression): Transform {
 export function mapDecoderError(kind: Compression, err: unknown, path = '<input>'): MsbError {
   if (err instanceof MsbError) return err;
   const e = err as NodeJS.ErrnoException | undefined;
-  if (e && typeof e.syscall === 'string') return new IoError(path, e.code ?? 'EIO', `${e.code ?? 'EIO'}: ${path}: ${e.message}`, err);
+  if (e && typeof e.syscall === 'string')
+    return new IoError(path, e.code ?? 'EIO', `${e.code ?? 'EIO'}: ${path}: ${e.message}`, err);
   return new LayerInvalidError(`${kind} decompression failed: ${e?.message ?? String(err)}`, { cause: err });
 }
 
 // ---- zstd ----
 
-interface ZstdDCtx { decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number] }
-interface ZstdBinding { DCtx: new () => ZstdDCtx & { setParameter(p: number, v: number): void }; DParameter: { windowLogMax: number } }
+interface ZstdDCtx {
+  decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number];
+}
+interface ZstdBinding {
+  DCtx: new () => ZstdDCtx & { setParameter(p: number, v: number): void };
+  DParameter: { windowLogMax: number };
+}
 let binding: ZstdBinding | undefined;
 function zstdBinding(): ZstdBinding {
   binding ??= createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding;
@@ -140,8 +148,18 @@ export class ZstdFrameScanner {
   private lastBlock = false;
 
   private afterSkip(): void {
-    if (this.inBlocks && !this.lastBlock) { this.state = 'block'; this.need = 3; return; }
-    if (this.inBlocks && this.lastBlock && this.checksum) { this.checksum = false; this.state = 'skip'; this.skipBytes = 4; this.inBlocks = false; return; }
+    if (this.inBlocks && !this.lastBlock) {
+      this.state = 'block';
+      this.need = 3;
+      return;
+    }
+    if (this.inBlocks && this.lastBlock && this.checksum) {
+      this.checksum = false;
+      this.state = 'skip';
+      this.skipBytes = 4;
+      this.inBlocks = false;
+      return;
+    }
     this.inBlocks = false;
     this.state = 'magic';
     this.need = 4;
@@ -151,8 +169,16 @@ export class ZstdFrameScanner {
     switch (this.state) {
       case 'magic': {
         const m = a.readUInt32LE(0);
-        if (m === 0xfd2fb528) { this.state = 'fhd'; this.need = 1; return; }
-        if ((m & 0xfffffff0) === 0x184d2a50) { this.state = 'skipsize'; this.need = 4; return; }
+        if (m === 0xfd2fb528) {
+          this.state = 'fhd';
+          this.need = 1;
+          return;
+        }
+        if ((m & 0xfffffff0) === 0x184d2a50) {
+          this.state = 'skipsize';
+          this.need = 4;
+          return;
+        }
         this.state = 'off'; // not a frame: the decoder reports it
         return;
       }
@@ -170,7 +196,10 @@ export class ZstdFrameScanner {
         const fcs = [single ? 1 : 0, 2, 4, 8][fhd >> 6]!;
         this.checksum = ((fhd >> 2) & 1) === 1;
         this.headerLen = (single ? 0 : 1) + dict + fcs;
-        if (this.headerLen === 0) { this.checkWindow(Buffer.alloc(0)); return; }
+        if (this.headerLen === 0) {
+          this.checkWindow(Buffer.alloc(0));
+          return;
+        }
         this.state = 'header';
         this.need = this.headerLen;
         return;
@@ -205,7 +234,14 @@ export class ZstdFrameScanner {
     } else {
       const off = dict;
       const fcsFlag = fhd >> 6;
-      window = fcsFlag === 0 ? h[off]! : fcsFlag === 1 ? h.readUInt16LE(off) + 256 : fcsFlag === 2 ? h.readUInt32LE(off) : Number(h.readBigUInt64LE(off));
+      window =
+        fcsFlag === 0
+          ? h[off]!
+          : fcsFlag === 1
+            ? h.readUInt16LE(off) + 256
+            : fcsFlag === 2
+              ? h.readUInt32LE(off)
+              : Number(h.readBigUInt64LE(off));
     }
     if (window > this.maxWindow) throw new LimitExceededError('zstdWindowBytes', window, this.maxWindow, 'zstd frame');
     this.inBlocks = true;
@@ -240,7 +276,8 @@ class ZstdDecompress extends Transform {
         src = src.subarray(consumed);
         if (produced > 0) {
           this.push(this.out.subarray(0, produced));
-          this.out = this.out.length - produced >= MIN_TAIL ? this.out.subarray(produced) : Buffer.allocUnsafe(OUT_CHUNK);
+          this.out =
+            this.out.length - produced >= MIN_TAIL ? this.out.subarray(produced) : Buffer.allocUnsafe(OUT_CHUNK);
         }
         if (src.length === 0 && (produced === 0 || ret === 0)) {
           this.inFrame = ret !== 0;
@@ -263,7 +300,12 @@ function zstdError(err: unknown): MsbError {
   if (err instanceof MsbError) return err;
   const msg = (err as Error)?.message ?? String(err);
   if (/window|too much memory/i.test(msg)) {
-    return new LimitExceededError('zstdWindowBytes', FIXED_LIMITS.zstdWindowBytes + 1, FIXED_LIMITS.zstdWindowBytes, 'zstd frame');
+    return new LimitExceededError(
+      'zstdWindowBytes',
+      FIXED_LIMITS.zstdWindowBytes + 1,
+      FIXED_LIMITS.zstdWindowBytes,
+      'zstd frame',
+    );
   }
   return new LayerInvalidError(`zstd decompression failed: ${msg}`, { cause: err });
 }

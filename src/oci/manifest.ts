@@ -28,7 +28,9 @@ export interface Descriptor {
   annotations?: Record<string, string>;
 }
 
-export interface LayerDescriptor extends Descriptor { compression: Compression }
+export interface LayerDescriptor extends Descriptor {
+  compression: Compression;
+}
 
 export interface IndexEntry extends Omit<Descriptor, 'mediaType'> {
   /** Absent in some hand-made indexes; such entries are not candidates (platform.ts). */
@@ -71,7 +73,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function parseJsonObject(bytes: Buffer | Uint8Array, what: string, onError: (m: string) => never): Record<string, unknown> {
+function parseJsonObject(
+  bytes: Buffer | Uint8Array,
+  what: string,
+  onError: (m: string) => never,
+): Record<string, unknown> {
   let v: unknown;
   try {
     v = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
@@ -84,21 +90,29 @@ function parseJsonObject(bytes: Buffer | Uint8Array, what: string, onError: (m: 
 
 function stringMap(v: unknown, where: string, digest?: string): Record<string, string> | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!isObject(v) || Object.values(v).some((x) => typeof x !== 'string')) bad(`${where}.annotations must map strings to strings`, digest);
+  if (!isObject(v) || Object.values(v).some((x) => typeof x !== 'string'))
+    bad(`${where}.annotations must map strings to strings`, digest);
   return v as Record<string, string>;
 }
 
 /** Validates one descriptor: digest (§1.1) and size (a non-negative safe integer). */
-function descriptor(v: unknown, where: string, digest: string | undefined, mediaTypeRequired: boolean): Descriptor & { mediaType?: string } {
+function descriptor(
+  v: unknown,
+  where: string,
+  digest: string | undefined,
+  mediaTypeRequired: boolean,
+): Descriptor & { mediaType?: string } {
   if (!isObject(v)) bad(`${where} is not a descriptor object`, digest);
   if (!isDigest(v.digest)) bad(`${where}.digest ${JSON.stringify(v.digest)} is not a valid digest`, digest);
-  if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0) bad(`${where}.size must be a non-negative integer`, digest);
+  if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0)
+    bad(`${where}.size must be a non-negative integer`, digest);
   if (v.mediaType !== undefined && typeof v.mediaType !== 'string') bad(`${where}.mediaType must be a string`, digest);
   if (mediaTypeRequired && typeof v.mediaType !== 'string') bad(`${where}.mediaType is missing`, digest);
   const out = { digest: v.digest, size: v.size } as Descriptor & { mediaType?: string };
   if (typeof v.mediaType === 'string') out.mediaType = v.mediaType;
   if (v.urls !== undefined) {
-    if (!Array.isArray(v.urls) || v.urls.some((u) => typeof u !== 'string')) bad(`${where}.urls must be an array of strings`, digest);
+    if (!Array.isArray(v.urls) || v.urls.some((u) => typeof u !== 'string'))
+      bad(`${where}.urls must be an array of strings`, digest);
     out.urls = v.urls as string[];
   }
   const ann = stringMap(v.annotations, where, digest);
@@ -124,8 +138,11 @@ export function parseManifest(bytes: Buffer | Uint8Array, opts: ParseManifestOpt
   const bodyType = obj.mediaType;
   if (bodyType !== undefined && typeof bodyType !== 'string') bad('manifest mediaType must be a string', d);
   const headerType = contentTypeMediaType(opts.contentType);
-  if (obj.schemaVersion === 1 || SCHEMA1_TYPES.has((bodyType ?? '') as string)
-    || (bodyType === undefined && headerType !== null && SCHEMA1_TYPES.has(headerType))) {
+  if (
+    obj.schemaVersion === 1 ||
+    SCHEMA1_TYPES.has((bodyType ?? '') as string) ||
+    (bodyType === undefined && headerType !== null && SCHEMA1_TYPES.has(headerType))
+  ) {
     bad(`${SCHEMA1_MESSAGE} (schema 1)`, d);
   }
   if (obj.schemaVersion !== 2) bad(`unsupported schemaVersion ${JSON.stringify(obj.schemaVersion)} (expected 2)`, d);
@@ -137,22 +154,33 @@ export function parseManifest(bytes: Buffer | Uint8Array, opts: ParseManifestOpt
   else if (headerType !== null) type = headerType;
   else if (looksIndex && !looksManifest) type = MEDIA_TYPES.ociIndex;
   else if (looksManifest && !looksIndex) type = MEDIA_TYPES.ociManifest;
-  else bad('cannot tell whether this is a manifest or an index (no mediaType, no usable Content-Type, ambiguous shape)', d);
+  else
+    bad(
+      'cannot tell whether this is a manifest or an index (no mediaType, no usable Content-Type, ambiguous shape)',
+      d,
+    );
 
   if (INDEX_TYPES.has(type)) {
     if (!looksIndex || looksManifest) bad(`manifest says ${type} but its shape is not an index`, d);
     return parseIndexBody(obj, type, d);
   }
   if (MANIFEST_TYPES.has(type)) {
-    if (looksIndex || !isObject(obj.config) || !Array.isArray(obj.layers)) bad(`manifest says ${type} but has no config and layers`, d);
+    if (looksIndex || !isObject(obj.config) || !Array.isArray(obj.layers))
+      bad(`manifest says ${type} but has no config and layers`, d);
     return parseManifestBody(obj, type, d, opts.maxLayers);
   }
   bad(`unsupported manifest media type ${JSON.stringify(type)}`, d);
 }
 
-function parseManifestBody(obj: Record<string, unknown>, type: string, d: string | undefined, maxLayers: number | undefined): ImageManifest {
+function parseManifestBody(
+  obj: Record<string, unknown>,
+  type: string,
+  d: string | undefined,
+  maxLayers: number | undefined,
+): ImageManifest {
   const layersIn = obj.layers as unknown[];
-  if (maxLayers !== undefined && layersIn.length > maxLayers) throw new LimitExceededError('maxLayers', layersIn.length, maxLayers, 'manifest layers');
+  if (maxLayers !== undefined && layersIn.length > maxLayers)
+    throw new LimitExceededError('maxLayers', layersIn.length, maxLayers, 'manifest layers');
   const config = descriptor(obj.config, 'config', d, false) as Descriptor;
   if (config.mediaType === undefined) bad('config.mediaType is missing', d);
   const layers: LayerDescriptor[] = layersIn.map((l, i) => {
@@ -172,8 +200,12 @@ function parseIndexBody(obj: Record<string, unknown>, type: string, d: string | 
     const desc = descriptor(e, where, d, false) as IndexEntry;
     const p = (e as Record<string, unknown>).platform;
     if (p !== undefined && p !== null) {
-      if (!isObject(p) || typeof p.os !== 'string' || typeof p.architecture !== 'string'
-        || (p.variant !== undefined && typeof p.variant !== 'string')) {
+      if (
+        !isObject(p) ||
+        typeof p.os !== 'string' ||
+        typeof p.architecture !== 'string' ||
+        (p.variant !== undefined && typeof p.variant !== 'string')
+      ) {
         bad(`${where}.platform needs string os and architecture`, d);
       }
       desc.platform = { os: p.os, architecture: p.architecture };
@@ -202,7 +234,9 @@ export interface ImageConfig {
  * already checked the size limit and the digest of the bytes.
  */
 export function parseImageConfig(bytes: Buffer | Uint8Array, digest: string, layerCount: number): ImageConfig {
-  const fail = (m: string): never => { throw new ConfigInvalidError(digest, `image config ${digest}: ${m}`); };
+  const fail = (m: string): never => {
+    throw new ConfigInvalidError(digest, `image config ${digest}: ${m}`);
+  };
   const obj = parseJsonObject(bytes, 'config', fail);
   const rootfs = obj.rootfs;
   if (!isObject(rootfs)) fail('rootfs is missing');
@@ -210,10 +244,18 @@ export function parseImageConfig(bytes: Buffer | Uint8Array, digest: string, lay
   if (r.type !== 'layers') fail(`rootfs.type is ${JSON.stringify(r.type)}, expected "layers"`);
   if (!Array.isArray(r.diff_ids)) fail('rootfs.diff_ids is not an array');
   const diffIds = r.diff_ids as unknown[];
-  diffIds.forEach((x, i) => { if (!isDigest(x)) fail(`rootfs.diff_ids[${i}] ${JSON.stringify(x)} is not a valid digest`); });
+  diffIds.forEach((x, i) => {
+    if (!isDigest(x)) fail(`rootfs.diff_ids[${i}] ${JSON.stringify(x)} is not a valid digest`);
+  });
   if (diffIds.length !== layerCount) fail(`${diffIds.length} diff_ids for ${layerCount} layers`);
   const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
-  return { diffIds: diffIds as string[], os: str(obj.os), architecture: str(obj.architecture), variant: str(obj.variant), raw: obj };
+  return {
+    diffIds: diffIds as string[],
+    os: str(obj.os),
+    architecture: str(obj.architecture),
+    variant: str(obj.variant),
+    raw: obj,
+  };
 }
 
 /** True for the two index media types. */

@@ -17,7 +17,10 @@ export const MEDIA_TYPES = {
 
 /** The `Accept` list of every manifest request (docs/pull.md §5.1): all four types. */
 export const MANIFEST_ACCEPT: readonly string[] = [
-  MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList,
+  MEDIA_TYPES.ociManifest,
+  MEDIA_TYPES.ociIndex,
+  MEDIA_TYPES.dockerManifest,
+  MEDIA_TYPES.dockerManifestList,
 ];
 
 /** How a layer blob is compressed. Adding a kind makes every exhaustive `switch` fail to compile. */
@@ -38,23 +41,28 @@ export const LAYER_MEDIA_TYPES: Readonly<Record<string, Compression>> = Object.f
 
 /** The compression a layer media type announces, or null for a type we do not accept. */
 export function compressionOfMediaType(mediaType: string): Compression | null {
-  return  Object.hasOwn(LAYER_MEDIA_TYPES, mediaType) ? LAYER_MEDIA_TYPES[mediaType]! : null;
+  return Object.hasOwn(LAYER_MEDIA_TYPES, mediaType) ? LAYER_MEDIA_TYPES[mediaType]! : null;
 }
 
 /** Compression of a layer media type, or ManifestInvalidError for an unsupported one. */
 export function layerCompression(mediaType: string, manifestDigest?: string): Compression {
   const c = compressionOfMediaType(mediaType);
-  if (c === null) throw new ManifestInvalidError(`unsupported layer media type ${JSON.stringify(mediaType)}`, manifestDigest);
+  if (c === null)
+    throw new ManifestInvalidError(`unsupported layer media type ${JSON.stringify(mediaType)}`, manifestDigest);
   return c;
 }
 
 /** The OCI layer media type of a compression kind (what a loaded docker-archive layer is recorded as). */
 export function ociLayerMediaType(kind: Compression): string {
   switch (kind) {
-    case 'none': return 'application/vnd.oci.image.layer.v1.tar';
-    case 'gzip': return 'application/vnd.oci.image.layer.v1.tar+gzip';
-    case 'zstd': return 'application/vnd.oci.image.layer.v1.tar+zstd';
-    default: return unreachable(kind);
+    case 'none':
+      return 'application/vnd.oci.image.layer.v1.tar';
+    case 'gzip':
+      return 'application/vnd.oci.image.layer.v1.tar+gzip';
+    case 'zstd':
+      return 'application/vnd.oci.image.layer.v1.tar+zstd';
+    default:
+      return unreachable(kind);
   }
 }
 

@@ -16,18 +16,27 @@ import type { Descriptor, ImageIndex, IndexEntry } from './manifest.js';
 import { MEDIA_TYPES } from './media-types.js';
 
 /** docs/api.md §2.6 `Platform`: os, architecture, variant (null when absent). */
-export interface Platform { os: string; architecture: string; variant: string | null }
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant: string | null;
+}
 
 /** The platform as compared: lowercased, aliases folded, implied variants filled in. */
-export interface NormalizedPlatform { os: string; architecture: string; variant: string | null; variantImplied: boolean }
+export interface NormalizedPlatform {
+  os: string;
+  architecture: string;
+  variant: string | null;
+  variantImplied: boolean;
+}
 
 const ARCH_ALIASES: Record<string, { architecture: string; variant?: string }> = {
-  'x86_64': { architecture: 'amd64' },
+  x86_64: { architecture: 'amd64' },
   'x86-64': { architecture: 'amd64' },
-  'aarch64': { architecture: 'arm64' },
-  'armhf': { architecture: 'arm', variant: 'v7' },
-  'armel': { architecture: 'arm', variant: 'v6' },
-  'i386': { architecture: '386' },
+  aarch64: { architecture: 'arm64' },
+  armhf: { architecture: 'arm', variant: 'v7' },
+  armel: { architecture: 'arm', variant: 'v6' },
+  i386: { architecture: '386' },
 };
 const DEFAULT_VARIANT: Record<string, string> = { arm64: 'v8', amd64: 'v1', arm: 'v7' };
 /** Architectures whose variants are ordered; a candidate's variant must be ≤ the target's. */
@@ -43,15 +52,24 @@ export function formatPlatform(p: Platform): string {
  * x64→amd64, arm64→arm64/v8, arm→arm/v6|v7 (from Node's arm_version, default v7), ia32→386,
  * ppc64 (little-endian)→ppc64le; other values are used as they are.
  */
-export function hostPlatform(arch: string = process.arch, armVersion: unknown = (process.config.variables as Record<string, unknown>).arm_version,
-  endianness: 'LE' | 'BE' = littleEndian() ? 'LE' : 'BE'): Platform {
+export function hostPlatform(
+  arch: string = process.arch,
+  armVersion: unknown = (process.config.variables as Record<string, unknown>).arm_version,
+  endianness: 'LE' | 'BE' = littleEndian() ? 'LE' : 'BE',
+): Platform {
   switch (arch) {
-    case 'x64': return { os: 'linux', architecture: 'amd64', variant: null };
-    case 'arm64': return { os: 'linux', architecture: 'arm64', variant: 'v8' };
-    case 'arm': return { os: 'linux', architecture: 'arm', variant: String(armVersion) === '6' ? 'v6' : 'v7' };
-    case 'ia32': return { os: 'linux', architecture: '386', variant: null };
-    case 'ppc64': return { os: 'linux', architecture: endianness === 'LE' ? 'ppc64le' : 'ppc64', variant: null };
-    default: return { os: 'linux', architecture: arch, variant: null };
+    case 'x64':
+      return { os: 'linux', architecture: 'amd64', variant: null };
+    case 'arm64':
+      return { os: 'linux', architecture: 'arm64', variant: 'v8' };
+    case 'arm':
+      return { os: 'linux', architecture: 'arm', variant: String(armVersion) === '6' ? 'v6' : 'v7' };
+    case 'ia32':
+      return { os: 'linux', architecture: '386', variant: null };
+    case 'ppc64':
+      return { os: 'linux', architecture: endianness === 'LE' ? 'ppc64le' : 'ppc64', variant: null };
+    default:
+      return { os: 'linux', architecture: arch, variant: null };
   }
 }
 
@@ -69,22 +87,37 @@ export function parsePlatform(input: string | Partial<Platform> | null | undefin
   if (typeof input === 'string') {
     const parts = input.trim().split('/');
     if (parts.length < 2 || parts.length > 3 || parts.some((p) => !COMPONENT_RE.test(p))) {
-      throw new InvalidArgumentError('platform', `invalid platform ${JSON.stringify(input)}: expected os/arch[/variant], e.g. linux/arm64/v8`);
+      throw new InvalidArgumentError(
+        'platform',
+        `invalid platform ${JSON.stringify(input)}: expected os/arch[/variant], e.g. linux/arm64/v8`,
+      );
     }
     return { os: parts[0]!, architecture: parts[1]!, variant: parts[2] ?? null };
   }
   if (input && typeof input === 'object') {
     const { os, architecture, variant } = input;
-    if (typeof os === 'string' && COMPONENT_RE.test(os) && typeof architecture === 'string' && COMPONENT_RE.test(architecture)
-      && (variant === undefined || variant === null || (typeof variant === 'string' && COMPONENT_RE.test(variant)))) {
+    if (
+      typeof os === 'string' &&
+      COMPONENT_RE.test(os) &&
+      typeof architecture === 'string' &&
+      COMPONENT_RE.test(architecture) &&
+      (variant === undefined || variant === null || (typeof variant === 'string' && COMPONENT_RE.test(variant)))
+    ) {
       return { os, architecture, variant: variant ?? null };
     }
   }
-  throw new InvalidArgumentError('platform', `invalid platform ${safeJson(input)}: expected "os/arch[/variant]" or {os, architecture, variant}`);
+  throw new InvalidArgumentError(
+    'platform',
+    `invalid platform ${safeJson(input)}: expected "os/arch[/variant]" or {os, architecture, variant}`,
+  );
 }
 
 function safeJson(v: unknown): string {
-  try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
 }
 
 /** Normalization on both sides (docs/pull.md §5.2): aliases, lowercase, implied variants. */
@@ -166,21 +199,31 @@ export interface PlatformSelection {
  * absent; depth ≤ 8 (the top index is depth 1) and ≤ 1024 entries examined in total.
  * Throws PlatformNotFoundError listing the written platforms of all non-attestation candidates.
  */
-export async function selectPlatform(index: ImageIndex, target: Platform,
-  loadIndex: (entry: IndexEntry) => Promise<ImageIndex>): Promise<PlatformSelection> {
-  interface Cand { entry: IndexEntry; platform: Platform; via: string[] }
+export async function selectPlatform(
+  index: ImageIndex,
+  target: Platform,
+  loadIndex: (entry: IndexEntry) => Promise<ImageIndex>,
+): Promise<PlatformSelection> {
+  interface Cand {
+    entry: IndexEntry;
+    platform: Platform;
+    via: string[];
+  }
   const cands: Cand[] = [];
   const available: string[] = [];
   let examined = 0;
   const walk = async (idx: ImageIndex, depth: number, via: string[]): Promise<void> => {
-    if (depth > FIXED_LIMITS.indexDepth) throw new LimitExceededError('indexDepth', depth, FIXED_LIMITS.indexDepth, 'nested image index');
+    if (depth > FIXED_LIMITS.indexDepth)
+      throw new LimitExceededError('indexDepth', depth, FIXED_LIMITS.indexDepth, 'nested image index');
     for (const e of idx.manifests) {
       examined++;
-      if (examined > FIXED_LIMITS.indexEntries) throw new LimitExceededError('indexEntries', examined, FIXED_LIMITS.indexEntries, 'image index');
+      if (examined > FIXED_LIMITS.indexEntries)
+        throw new LimitExceededError('indexEntries', examined, FIXED_LIMITS.indexEntries, 'image index');
       if (isAttestation(e)) continue;
       const p = entryPlatform(e);
       if (INDEX_TYPES.has(e.mediaType ?? '')) {
-        if (p === null || isPlatformCompatible(p, target)) await walk(await loadIndex(e), depth + 1, [...via, e.digest]);
+        if (p === null || isPlatformCompatible(p, target))
+          await walk(await loadIndex(e), depth + 1, [...via, e.digest]);
         continue;
       }
       if (!MANIFEST_TYPES.has(e.mediaType ?? '') || p === null) continue;
@@ -190,7 +233,10 @@ export async function selectPlatform(index: ImageIndex, target: Platform,
     }
   };
   await walk(index, 1, []);
-  const best = chooseBest(cands.map((c) => c.platform), target);
+  const best = chooseBest(
+    cands.map((c) => c.platform),
+    target,
+  );
   if (best < 0) throw new PlatformNotFoundError(formatPlatform(target), available);
   const c = cands[best]!;
   // Candidates were filtered on a known manifest media type, so mediaType is present.
@@ -203,18 +249,29 @@ export function chooseBest(candidates: Platform[], target: Platform): number {
   let bestScore = -Infinity;
   candidates.forEach((p, i) => {
     const s = matchPlatform(p, target);
-    if (s !== null && s > bestScore) { best = i; bestScore = s; }
+    if (s !== null && s > bestScore) {
+      best = i;
+      bestScore = s;
+    }
   });
   return best;
 }
 
 /** The platform an image config states (`os`, `architecture`, `variant`), or null when incomplete. */
 export function configPlatform(config: { os?: unknown; architecture?: unknown; variant?: unknown }): Platform | null {
-  if (typeof config.os !== 'string' || typeof config.architecture !== 'string' || !config.os || !config.architecture) return null;
-  return { os: config.os, architecture: config.architecture, variant: typeof config.variant === 'string' && config.variant ? config.variant : null };
+  if (typeof config.os !== 'string' || typeof config.architecture !== 'string' || !config.os || !config.architecture)
+    return null;
+  return {
+    os: config.os,
+    architecture: config.architecture,
+    variant: typeof config.variant === 'string' && config.variant ? config.variant : null,
+  };
 }
 
-export interface RecordedPlatform { platform: Platform; warning: { code: 'PLATFORM_MISMATCH'; message: string } | null }
+export interface RecordedPlatform {
+  platform: Platform;
+  warning: { code: 'PLATFORM_MISMATCH'; message: string } | null;
+}
 
 /**
  * The platform to record (docs/pull.md §5.2 Recorded platform).
@@ -222,21 +279,45 @@ export interface RecordedPlatform { platform: Platform; warning: { code: 'PLATFO
  * - A single manifest: the config's platform; if it does not match the target, an explicit
  *   `platform` option gives PlatformNotFoundError and the host default gives a warning.
  */
-export function recordedPlatform(args: { indexEntry: Platform | null; config: { os?: unknown; architecture?: unknown; variant?: unknown };
-  target: Platform; explicit: boolean }): RecordedPlatform {
+export function recordedPlatform(args: {
+  indexEntry: Platform | null;
+  config: { os?: unknown; architecture?: unknown; variant?: unknown };
+  target: Platform;
+  explicit: boolean;
+}): RecordedPlatform {
   const cfg = configPlatform(args.config);
   if (args.indexEntry) {
-    const agree = cfg !== null && isPlatformCompatible(cfg, args.indexEntry) && isPlatformCompatible(args.indexEntry, cfg);
+    const agree =
+      cfg !== null && isPlatformCompatible(cfg, args.indexEntry) && isPlatformCompatible(args.indexEntry, cfg);
     return {
       platform: args.indexEntry,
-      warning: agree ? null : { code: 'PLATFORM_MISMATCH', message: `index entry says ${formatPlatform(args.indexEntry)} but the image config says ${cfg ? formatPlatform(cfg) : '(none)'}; trusting the index` },
+      warning: agree
+        ? null
+        : {
+            code: 'PLATFORM_MISMATCH',
+            message: `index entry says ${formatPlatform(args.indexEntry)} but the image config says ${cfg ? formatPlatform(cfg) : '(none)'}; trusting the index`,
+          },
     };
   }
   if (cfg === null) {
-    if (args.explicit) throw new PlatformNotFoundError(formatPlatform(args.target), [], `the image config states no platform; requested ${formatPlatform(args.target)}`);
-    return { platform: { os: 'unknown', architecture: 'unknown', variant: null }, warning: { code: 'PLATFORM_MISMATCH', message: 'the image config states no os/architecture' } };
+    if (args.explicit)
+      throw new PlatformNotFoundError(
+        formatPlatform(args.target),
+        [],
+        `the image config states no platform; requested ${formatPlatform(args.target)}`,
+      );
+    return {
+      platform: { os: 'unknown', architecture: 'unknown', variant: null },
+      warning: { code: 'PLATFORM_MISMATCH', message: 'the image config states no os/architecture' },
+    };
   }
   if (isPlatformCompatible(cfg, args.target)) return { platform: cfg, warning: null };
   if (args.explicit) throw new PlatformNotFoundError(formatPlatform(args.target), [formatPlatform(cfg)]);
-  return { platform: cfg, warning: { code: 'PLATFORM_MISMATCH', message: `image platform ${formatPlatform(cfg)} does not match the host platform ${formatPlatform(args.target)}` } };
+  return {
+    platform: cfg,
+    warning: {
+      code: 'PLATFORM_MISMATCH',
+      message: `image platform ${formatPlatform(cfg)} does not match the host platform ${formatPlatform(args.target)}`,
+    },
+  };
 }

@@ -23,9 +23,7 @@
 import { createReadStream } from 'node:fs';
 import { open, lstat, unlink, type FileHandle } from 'node:fs/promises';
 import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
-import {
-  AbortedError, DigestMismatchError, LayerInvalidError, MsbError, toIoError,
-} from '../errors.js';
+import { AbortedError, DigestMismatchError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
 import { digestAlgorithm, newHash, type DigestAlgorithm } from '../util/digest.js';
 import type { Limits } from '../limits.js';
 import { compressionOfMediaType, type Compression } from '../oci/media-types.js';
@@ -33,7 +31,6 @@ import { DETECT_BYTES } from '../layer/compression.js';
 import type { PullEmitter } from './events.js';
 
 import type { WriteLayerResult } from '../erofs/layer-writer.js';
-
 
 /** Result of one converted layer (the subset of writeLayer's result the pull uses). */
 export interface ConvertedLayer extends Omit<WriteLayerResult, 'root'> {
@@ -48,13 +45,17 @@ export interface ConverterDeps {
   /** Types a decoder error (default: LayerInvalidError). */
   mapDecodeError?(kind: Compression, err: unknown): MsbError;
   /** Consumes the WHOLE decompressed stream (draining bytes after the tar end marker). */
-  writeLayer(tar: Readable, candidatePath: string, opts: {
-    signal: AbortSignal;
-    onProgress: (p: { tarBytes: number; entries: number }) => void;
-    onWarning: (w: { code: string; message: string }) => void;
-    diffIdAlgorithm: DigestAlgorithm;
-    limits?: Partial<Limits>;
-  }): Promise<ConvertedLayer>;
+  writeLayer(
+    tar: Readable,
+    candidatePath: string,
+    opts: {
+      signal: AbortSignal;
+      onProgress: (p: { tarBytes: number; entries: number }) => void;
+      onWarning: (w: { code: string; message: string }) => void;
+      diffIdAlgorithm: DigestAlgorithm;
+      limits?: Partial<Limits>;
+    },
+  ): Promise<ConvertedLayer>;
 }
 
 /**
@@ -68,9 +69,16 @@ export type BlobEvent =
   | { type: 'data'; chunk: Buffer };
 
 /** Opens the blob from byte `offset` (Range when > 0), trying endpoints from `startEndpoint`. */
-export type BlobSource = (offset: number, opts: { signal: AbortSignal; startEndpoint: number }) => AsyncIterable<BlobEvent>;
+export type BlobSource = (
+  offset: number,
+  opts: { signal: AbortSignal; startEndpoint: number },
+) => AsyncIterable<BlobEvent>;
 
-export interface BlobDescriptor { digest: string; size: number; mediaType: string }
+export interface BlobDescriptor {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
 
 export interface PipelineOptions {
   layerIndex: number;
@@ -102,7 +110,11 @@ export interface PipelineResult extends ConvertedLayer {
  * the pass is torn down and the next one continues on the same, already re-opened, iterator.
  */
 class RestartFromZero extends Error {
-  constructor(readonly reason: string, readonly it: AsyncIterator<BlobEvent>, readonly open: Extract<BlobEvent, { type: 'open' }>) {
+  constructor(
+    readonly reason: string,
+    readonly it: AsyncIterator<BlobEvent>,
+    readonly open: Extract<BlobEvent, { type: 'open' }>,
+  ) {
     super(reason);
   }
 }
@@ -112,7 +124,10 @@ const MEDIA_WARN = 'MEDIA_TYPE_MISMATCH';
 async function fileSize(path: string): Promise<number | null> {
   try {
     const st = await lstat(path);
-    if (!st.isFile()) { await unlink(path).catch(() => {}); return null; }
+    if (!st.isFile()) {
+      await unlink(path).catch(() => {});
+      return null;
+    }
     return st.size;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -121,7 +136,11 @@ async function fileSize(path: string): Promise<number | null> {
 }
 
 export async function unlinkQuiet(path: string): Promise<void> {
-  try { await unlink(path); } catch { /* absent already */ }
+  try {
+    await unlink(path);
+  } catch {
+    /* absent already */
+  }
 }
 
 function abortError(signal: AbortSignal): AbortedError {
@@ -176,7 +195,10 @@ export async function downloadAndConvert(o: PipelineOptions): Promise<PipelineRe
       if (err instanceof DigestMismatchError && err.what === 'blob' && lastEndpoint.isMirror) {
         // §12: a mirror that serves a bad blob is abandoned for the next endpoint.
         attempt++;
-        o.onWarning?.('MIRROR_FALLBACK', `blob ${o.blob.digest} from ${lastEndpoint.source} failed verification; trying the next endpoint`);
+        o.onWarning?.(
+          'MIRROR_FALLBACK',
+          `blob ${o.blob.digest} from ${lastEndpoint.source} failed verification; trying the next endpoint`,
+        );
         o.emitter.emit({ type: 'retry', layerIndex: o.layerIndex, attempt, delayMs: 0, reason: err.message });
         await unlinkQuiet(o.partPath);
         start = { fromZero: true, startEndpoint: lastEndpoint.index + 1, carried: null };
@@ -195,27 +217,39 @@ export async function downloadAndConvert(o: PipelineOptions): Promise<PipelineRe
       if (err instanceof DigestMismatchError || err instanceof LayerInvalidError || err instanceof RestartFromZero) {
         await unlinkQuiet(o.partPath);
       }
-      if (err instanceof RestartFromZero) throw new LayerInvalidError(`blob ${o.blob.digest}: ${err.reason} (too many restarts)`, { diffId: o.diffId });
+      if (err instanceof RestartFromZero)
+        throw new LayerInvalidError(`blob ${o.blob.digest}: ${err.reason} (too many restarts)`, { diffId: o.diffId });
       throw err;
     }
   }
 }
 
-async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { index: number; isMirror: boolean; source: string }): Promise<PipelineResult> {
+async function onePass(
+  o: PipelineOptions,
+  start: PassStart,
+  lastEndpoint: { index: number; isMirror: boolean; source: string },
+): Promise<PipelineResult> {
   const { blob, signal, emitter, layerIndex } = o;
   if (signal.aborted) throw abortError(signal);
   const alg = digestAlgorithm(blob.digest);
 
   // 1. What is already on disk (a .part longer than the blob is discarded).
-  let n = start.fromZero ? 0 : (await fileSize(o.partPath)) ?? 0;
-  if (n > blob.size) { await unlinkQuiet(o.partPath); n = 0; }
+  let n = start.fromZero ? 0 : ((await fileSize(o.partPath)) ?? 0);
+  if (n > blob.size) {
+    await unlinkQuiet(o.partPath);
+    n = 0;
+  }
 
   // 2. Ask for the rest; a complete .part needs no request (the "416 at n = size" case).
   let it: AsyncIterator<BlobEvent> | null = null;
   if (start.carried) {
     it = start.carried.it;
     n = 0;
-    Object.assign(lastEndpoint, { index: start.carried.open.endpointIndex, isMirror: start.carried.open.isMirror, source: start.carried.open.source });
+    Object.assign(lastEndpoint, {
+      index: start.carried.open.endpointIndex,
+      isMirror: start.carried.open.isMirror,
+      source: start.carried.open.source,
+    });
   } else if (!(n > 0 && n === blob.size)) {
     it = o.source(n, { signal, startEndpoint: start.startEndpoint })[Symbol.asyncIterator]();
     const first = await it.next();
@@ -226,7 +260,10 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
     const op = first.value;
     Object.assign(lastEndpoint, { index: op.endpointIndex, isMirror: op.isMirror, source: op.source });
     if (op.rangeStart !== n) n = 0; // the server ignored Range: start over, nothing was fed yet
-    if (n > 0 && op.rangeStart === blob.size) { await it.return?.().catch(() => {}); it = null; }
+    if (n > 0 && op.rangeStart === blob.size) {
+      await it.return?.().catch(() => {});
+      it = null;
+    }
   }
 
   emitter.resetProgress(layerIndex, 'download');
@@ -259,7 +296,10 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
   try {
     const feedChunk = async (chunk: Buffer, fromNetwork: boolean) => {
       let c = chunk;
-      if (count + c.length > blob.size) { c = c.subarray(0, blob.size + 1 - count); tooLong = true; }
+      if (count + c.length > blob.size) {
+        c = c.subarray(0, blob.size + 1 - count);
+        tooLong = true;
+      }
       count += c.length;
       hash.update(c);
       let w: Promise<unknown> | undefined;
@@ -272,7 +312,13 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
       const d = dec.write(c);
       if (w) await w;
       await d;
-      emitter.progress({ type: 'layerDownloadProgress', layerIndex, digest: blob.digest, downloadedBytes: Math.min(count, blob.size), totalBytes: blob.size });
+      emitter.progress({
+        type: 'layerDownloadProgress',
+        layerIndex,
+        digest: blob.digest,
+        downloadedBytes: Math.min(count, blob.size),
+        totalBytes: blob.size,
+      });
     };
 
     if (prefix > 0) {
@@ -291,14 +337,21 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
         for (;;) {
           if (signal.aborted) throw abortError(signal);
           const r = await it.next();
-          if (r.done) { itDone = true; break; }
+          if (r.done) {
+            itDone = true;
+            break;
+          }
           const ev = r.value;
           if (ev.type === 'open') {
             Object.assign(lastEndpoint, { index: ev.endpointIndex, isMirror: ev.isMirror, source: ev.source });
             if (ev.rangeStart === count) continue; // a transparent resume after a cut-off body
             const carriedIt = it;
             it = null; // handed over to the next pass
-            throw new RestartFromZero(`the server restarted blob ${blob.digest} from byte ${ev.rangeStart}`, carriedIt, ev);
+            throw new RestartFromZero(
+              `the server restarted blob ${blob.digest} from byte ${ev.rangeStart}`,
+              carriedIt,
+              ev,
+            );
           }
           await feedChunk(ev.chunk, true);
           if (tooLong) break; // reading stops at size + 1 (§7)
@@ -315,9 +368,18 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
     part = null;
 
     emitter.flushProgress(layerIndex, 'download', {
-      type: 'layerDownloadProgress', layerIndex, digest: blob.digest, downloadedBytes: Math.min(count, blob.size), totalBytes: blob.size,
+      type: 'layerDownloadProgress',
+      layerIndex,
+      digest: blob.digest,
+      downloadedBytes: Math.min(count, blob.size),
+      totalBytes: blob.size,
     });
-    emitter.emit({ type: 'layerDownloadComplete', layerIndex, digest: blob.digest, downloadedBytes: Math.min(count, blob.size) });
+    emitter.emit({
+      type: 'layerDownloadComplete',
+      layerIndex,
+      digest: blob.digest,
+      downloadedBytes: Math.min(count, blob.size),
+    });
 
     // 4. Finish the decoder side; its outcome is judged only after the blob digest.
     const converted = await dec.finish();
@@ -325,13 +387,19 @@ async function onePass(o: PipelineOptions, start: PassStart, lastEndpoint: { ind
 
     const actual = `${alg}:${hash.digest('hex')}`;
     if (count !== blob.size) {
-      throw new DigestMismatchError('blob', blob.digest, actual,
-        `blob ${blob.digest} has ${tooLong ? 'more than ' : ''}${count} bytes, the descriptor says ${blob.size}`);
+      throw new DigestMismatchError(
+        'blob',
+        blob.digest,
+        actual,
+        `blob ${blob.digest} has ${tooLong ? 'more than ' : ''}${count} bytes, the descriptor says ${blob.size}`,
+      );
     }
     if (actual !== blob.digest) throw new DigestMismatchError('blob', blob.digest, actual);
     if (!converted.ok) {
       const e = converted.error;
-      throw !(e instanceof MsbError) && o.deps.mapDecodeError && dec.kind ? o.deps.mapDecodeError(dec.kind, e) : asDecodeError(e, o.diffId, dec.kind);
+      throw !(e instanceof MsbError) && o.deps.mapDecodeError && dec.kind
+        ? o.deps.mapDecodeError(dec.kind, e)
+        : asDecodeError(e, o.diffId, dec.kind);
     }
     const layer = converted.value;
     if (layer.diffId !== o.diffId) throw new DigestMismatchError('diffId', o.diffId, layer.diffId);
@@ -359,7 +427,10 @@ class PartWriter {
   private pending: Buffer[] = [];
   private bytes = 0;
   private inflight: Promise<void> | null = null;
-  constructor(private readonly fh: FileHandle, private readonly path: string) {}
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly path: string,
+  ) {}
 
   /** Queues `buf`; resolves once the previous batch is on disk when a new one had to start. */
   async add(buf: Buffer): Promise<void> {
@@ -392,7 +463,10 @@ async function writevAll(fh: FileHandle, bufs: Buffer[], path: string): Promise<
     while (rest.length > 0) {
       let { bytesWritten } = await fh.writev(rest);
       // A short write: drop what was written and go on with the remainder.
-      while (rest.length > 0 && bytesWritten >= rest[0]!.length) { bytesWritten -= rest[0]!.length; rest = rest.slice(1); }
+      while (rest.length > 0 && bytesWritten >= rest[0]!.length) {
+        bytesWritten -= rest[0]!.length;
+        rest = rest.slice(1);
+      }
       if (rest.length > 0 && bytesWritten > 0) rest = [rest[0]!.subarray(bytesWritten), ...rest.slice(1)];
     }
   } catch (err) {
@@ -452,7 +526,9 @@ class DecodeSide {
       return;
     }
     if (kind === null) {
-      this.fail(new LayerInvalidError(`layer ${this.o.blob.digest} is neither gzip, zstd nor tar`, { diffId: this.o.diffId }));
+      this.fail(
+        new LayerInvalidError(`layer ${this.o.blob.digest} is neither gzip, zstd nor tar`, { diffId: this.o.diffId }),
+      );
       return;
     }
     this.kind = kind;
@@ -460,8 +536,10 @@ class DecodeSide {
     if (announced !== null && announced !== kind && !this.warned) {
       this.warned = true;
       const name = (k: Compression) => (k === 'none' ? 'an uncompressed tar' : k);
-      this.o.onWarning?.(MEDIA_WARN,
-        `layer ${this.o.layerIndex + 1} (${this.o.blob.digest}): media type ${this.o.blob.mediaType} announces ${name(announced)}, but the content is ${name(kind)}; decoding it as ${name(kind)}`);
+      this.o.onWarning?.(
+        MEDIA_WARN,
+        `layer ${this.o.layerIndex + 1} (${this.o.blob.digest}): media type ${this.o.blob.mediaType} announces ${name(announced)}, but the content is ${name(kind)}; decoding it as ${name(kind)}`,
+      );
     }
     let s: NodeJS.ReadWriteStream;
     try {
@@ -475,19 +553,36 @@ class DecodeSide {
     // The decoder's readable buffer is small: without room to work ahead it would stop while the
     // writer hashes and writes each chunk. DECODED_BUFFER bytes of output may queue (bounded).
     const out = new PassThrough({ highWaterMark: DECODED_BUFFER });
-    pipeline(s as unknown as Readable, out, () => { /* errors reach the writer through `out` */ });
+    pipeline(s as unknown as Readable, out, () => {
+      /* errors reach the writer through `out` */
+    });
     const { layerIndex, diffId, emitter } = this.o;
-    this.writer = this.o.deps.writeLayer(out, this.o.candidatePath, {
-      signal: this.ac.signal,
-      diffIdAlgorithm: digestAlgorithm(diffId),
-      ...(this.o.limits ? { limits: this.o.limits } : {}),
-      onProgress: (p) => emitter.progress({ type: 'layerMaterializeProgress', layerIndex, diffId, tarBytes: p.tarBytes, entries: p.entries }),
-      onWarning: (w) => this.o.onWarning?.(w.code, w.message),
-    }).then((value): Settled<ConvertedLayer> => ({ ok: true, value }), (error): Settled<ConvertedLayer> => ({ ok: false, error }));
+    this.writer = this.o.deps
+      .writeLayer(out, this.o.candidatePath, {
+        signal: this.ac.signal,
+        diffIdAlgorithm: digestAlgorithm(diffId),
+        ...(this.o.limits ? { limits: this.o.limits } : {}),
+        onProgress: (p) =>
+          emitter.progress({
+            type: 'layerMaterializeProgress',
+            layerIndex,
+            diffId,
+            tarBytes: p.tarBytes,
+            entries: p.entries,
+          }),
+        onWarning: (w) => this.o.onWarning?.(w.code, w.message),
+      })
+      .then(
+        (value): Settled<ConvertedLayer> => ({ ok: true, value }),
+        (error): Settled<ConvertedLayer> => ({ ok: false, error }),
+      );
     void this.writer.then((r) => {
       this.settled = r;
       // A writer that stops early (parse error) must not leave the tee waiting for 'drain'.
-      if (!r.ok) { this.fail(r.error); (this.stream as unknown as Readable).destroy?.(); }
+      if (!r.ok) {
+        this.fail(r.error);
+        (this.stream as unknown as Readable).destroy?.();
+      }
     });
     this.push(head);
   }
@@ -495,8 +590,15 @@ class DecodeSide {
   /** Gathers `buf`; hands DECODE_CHUNK bytes (or, with `flush`, whatever is gathered) to the decoder. */
   private push(buf: Buffer | null, flush = false): Promise<void> | undefined {
     const s = this.stream;
-    if (!s || this.failed !== null || this.settled) { this.gather = []; this.gatherLen = 0; return undefined; }
-    if (buf && buf.length > 0) { this.gather.push(buf); this.gatherLen += buf.length; }
+    if (!s || this.failed !== null || this.settled) {
+      this.gather = [];
+      this.gatherLen = 0;
+      return undefined;
+    }
+    if (buf && buf.length > 0) {
+      this.gather.push(buf);
+      this.gatherLen += buf.length;
+    }
     if (this.gatherLen === 0 || (!flush && this.gatherLen < DECODE_CHUNK)) return undefined;
     buf = this.gather.length === 1 ? this.gather[0]! : Buffer.concat(this.gather, this.gatherLen);
     this.gather = [];
@@ -513,7 +615,12 @@ class DecodeSide {
     // input may queue (memory stays bounded, and the decoder in the thread pool keeps working).
     if (ok || (s as unknown as Writable).writableLength < DECODE_BUFFER) return undefined;
     return new Promise<void>((resolve) => {
-      const done = () => { s.off('drain', done); s.off('close', done); s.off('error', done); resolve(); };
+      const done = () => {
+        s.off('drain', done);
+        s.off('close', done);
+        s.off('error', done);
+        resolve();
+      };
       s.on('drain', done);
       s.on('close', done);
       s.on('error', done);

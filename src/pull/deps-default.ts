@@ -15,13 +15,14 @@ export async function defaultConverterDeps(): Promise<ConverterDeps> {
     detectCompression,
     createDecompressor: (kind) => createDecompressor(kind),
     mapDecodeError: (kind, err) => mapDecoderError(kind, err),
-    writeLayer: (tar: Readable, candidatePath, o) => writeLayer(tar, candidatePath, {
-      ...(o.limits ? { limits: o.limits } : {}),
-      signal: o.signal,
-      diffIdAlgorithm: o.diffIdAlgorithm,
-      onProgress: o.onProgress,
-      onWarning: (code, message) => o.onWarning({ code, message }),
-    }),
+    writeLayer: (tar: Readable, candidatePath, o) =>
+      writeLayer(tar, candidatePath, {
+        ...(o.limits ? { limits: o.limits } : {}),
+        signal: o.signal,
+        diffIdAlgorithm: o.diffIdAlgorithm,
+        onProgress: o.onProgress,
+        onWarning: (code, message) => o.onWarning({ code, message }),
+      }),
   };
 }
 

@@ -20,5 +20,12 @@ export interface PullDeps {
 }
 
 export type PullHookPoint =
-  | 'resolved' | 'layer-downloading' | 'layer-converted' | 'layer-renamed' | 'layers-done' | 'fsmeta-written' | 'vmdk-written'
-  | 'before-commit' | 'committed';
+  | 'resolved'
+  | 'layer-downloading'
+  | 'layer-converted'
+  | 'layer-renamed'
+  | 'layers-done'
+  | 'fsmeta-written'
+  | 'vmdk-written'
+  | 'before-commit'
+  | 'committed';

@@ -9,12 +9,26 @@ import type { Platform } from '../oci/platform.js';
 /** Event payloads without `elapsedMs`; the emitter stamps it. */
 export type PullEventBody =
   | { type: 'resolving'; reference: string }
-  | { type: 'resolved'; reference: string; manifestDigest: string; indexDigest: string | null; platform: Platform;
-      layerCount: number; totalDownloadBytes: number | null; cached: boolean;
+  | {
+      type: 'resolved';
+      reference: string;
+      manifestDigest: string;
+      indexDigest: string | null;
+      platform: Platform;
+      layerCount: number;
+      totalDownloadBytes: number | null;
+      cached: boolean;
       /** The endpoint that answered the manifest request (a mirror URL without userinfo, or the registry domain); null when nothing was asked. */
-      source: string | null }
+      source: string | null;
+    }
   | { type: 'layerDownloadStarted'; layerIndex: number; digest: string; totalBytes: number | null; resumeFrom: number }
-  | { type: 'layerDownloadProgress'; layerIndex: number; digest: string; downloadedBytes: number; totalBytes: number | null }
+  | {
+      type: 'layerDownloadProgress';
+      layerIndex: number;
+      digest: string;
+      downloadedBytes: number;
+      totalBytes: number | null;
+    }
   | { type: 'layerDownloadComplete'; layerIndex: number; digest: string; downloadedBytes: number }
   | { type: 'layerMaterializeStarted'; layerIndex: number; diffId: string }
   | { type: 'layerMaterializeProgress'; layerIndex: number; diffId: string; tarBytes: number; entries: number }
@@ -123,13 +137,21 @@ export class PullEmitter {
    * The "one more at completion": emits the newest suppressed progress of this layer and kind,
    * or `final` when none was ever emitted, so the last progress value equals the total.
    */
-  flushProgress(layerIndex: number, kind: ProgressKind,
-    final?: Extract<PullEventBody, { type: 'layerDownloadProgress' | 'layerMaterializeProgress' }>): void {
+  flushProgress(
+    layerIndex: number,
+    kind: ProgressKind,
+    final?: Extract<PullEventBody, { type: 'layerDownloadProgress' | 'layerMaterializeProgress' }>,
+  ): void {
     const key = `${kind === 'download' ? 'd' : 'm'}:${layerIndex}`;
     const st = this.throttle.get(key);
     const last = final ?? st?.pending ?? null;
     if (last) {
-      const value = last.type === 'layerDownloadProgress' ? last.downloadedBytes : last.type === 'layerMaterializeProgress' ? last.tarBytes : 0;
+      const value =
+        last.type === 'layerDownloadProgress'
+          ? last.downloadedBytes
+          : last.type === 'layerMaterializeProgress'
+            ? last.tarBytes
+            : 0;
       if (!st?.emittedAny || value !== st.lastEmitValue) this.emit(last);
     }
     this.throttle.delete(key);
@@ -141,7 +163,10 @@ export class PullEmitter {
   }
 }
 
-interface QueueItem { ev: PullEvent; key: string | null }
+interface QueueItem {
+  ev: PullEvent;
+  key: string | null;
+}
 
 /**
  * Unbounded FIFO feeding `PullOperation`'s async iterator (docs/pull.md §10 "never silently dropped").
@@ -237,13 +262,20 @@ export interface PullOperationLike<R> extends AsyncIterable<PullEvent> {
  * a throwing listener of `emitter` (the operation then rejects with that error). `dispose()`
  * unhooks it from `outer` once the operation settled.
  */
-export function linkedAbort(outer: AbortSignal | undefined, emitter?: PullEmitter): { signal: AbortSignal; abort(reason?: unknown): void; dispose(): void } {
+export function linkedAbort(
+  outer: AbortSignal | undefined,
+  emitter?: PullEmitter,
+): { signal: AbortSignal; abort(reason?: unknown): void; dispose(): void } {
   const ac = new AbortController();
   const onOuter = () => ac.abort(outer!.reason);
   if (outer?.aborted) ac.abort(outer.reason);
   else outer?.addEventListener('abort', onOuter, { once: true });
   if (emitter) emitter.onListenerError = (e) => ac.abort(e);
-  return { signal: ac.signal, abort: (reason) => ac.abort(reason), dispose: () => outer?.removeEventListener('abort', onOuter) };
+  return {
+    signal: ac.signal,
+    abort: (reason) => ac.abort(reason),
+    dispose: () => outer?.removeEventListener('abort', onOuter),
+  };
 }
 
 /**

@@ -20,7 +20,11 @@ import { upsertLayerRow } from '../store/publish.js';
 import type { DirNode } from '../erofs/tree.js';
 import type { Limits } from '../limits.js';
 import {
-  downloadAndConvert, unlinkQuiet, type BlobDescriptor, type BlobSource, type ConverterDeps,
+  downloadAndConvert,
+  unlinkQuiet,
+  type BlobDescriptor,
+  type BlobSource,
+  type ConverterDeps,
 } from './blob-pipeline.js';
 import { checkLayer, publishLayerCandidate } from '../store/artifacts.js';
 import type { PullHookPoint } from './deps.js';
@@ -64,59 +68,101 @@ export interface LayerContext {
 async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal): Promise<LayerOutcome> {
   const { store, emitter } = ctx;
   const finalPath = store.paths.layer(p.diffId);
-  return withLock(store, 'layer', p.diffId, async (): Promise<LayerOutcome> => {
-    if (signal.aborted) throw new AbortedError(signal.reason);
-    const check = await checkLayer(store, p.diffId);
-    if (check.valid && !ctx.force) {
-      emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: check.sizeBytes, reused: true });
-      return { diffId: p.diffId, sizeBytes: check.sizeBytes, root: null, downloaded: false, materialized: false };
-    }
-    if (!check.valid && check.orphan && !ctx.force) {
-      // A file published by a process that died before its row (docs/storage.md §9): adopt it.
-      const sb = check.orphan;
-      await upsertLayerRow(ctx.store, { diffId: p.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks }, { signal });
-      emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: sb.length, reused: true });
-      return { diffId: p.diffId, sizeBytes: sb.length, root: null, downloaded: false, materialized: false };
-    }
-    if (!check.valid && (check.fileExists || check.row)) {
-      ctx.warn('ARTIFACT_REBUILT', `layer ${p.diffId} is invalid (${check.reason}); fetching it again`);
-    }
-    await ctx.lease.addItem('blob', p.blob.digest);
-    const cand = store.paths.tmp('layer', p.diffId);
-    await ctx.lease.addItem('temp', cand.name);
-    try {
-      const r = await downloadAndConvert({
-        layerIndex: p.position,
-        blob: p.blob,
-        diffId: p.diffId,
-        partPath: store.paths.part(p.blob.digest),
-        candidatePath: cand.path,
-        source: ctx.sourceFor(p.blob, p.position),
-        deps: ctx.deps,
-        emitter,
-        signal,
-        retries: ctx.retries,
-        limits: ctx.limits,
-        onWarning: (code, message) => ctx.warn(code, message),
-      });
-      await ctx.hook?.('layer-converted');
+  return withLock(
+    store,
+    'layer',
+    p.diffId,
+    async (): Promise<LayerOutcome> => {
       if (signal.aborted) throw new AbortedError(signal.reason);
-      await publishLayerCandidate(cand.path, finalPath, p.diffId, ctx.force);
-      await ctx.hook?.('layer-renamed');
-      await upsertLayerRow(ctx.store, { diffId: p.diffId, erofsSizeBytes: r.sizeBytes, inodes: r.inodes, blocks: r.blocks });
-      emitter.emit({ type: 'layerMaterializeComplete', layerIndex: p.position, diffId: p.diffId, erofsSizeBytes: r.sizeBytes, reused: false });
-      return { diffId: p.diffId, sizeBytes: r.sizeBytes, root: (r.root as DirNode | undefined) ?? null, downloaded: r.networkBytes > 0 || r.resumedFrom > 0, materialized: true };
-    } finally {
-      await unlinkQuiet(cand.path);
-    }
-  }, { signal }) as Promise<LayerOutcome>; // never LOCK_BUSY: not tryOnly
+      const check = await checkLayer(store, p.diffId);
+      if (check.valid && !ctx.force) {
+        emitter.emit({
+          type: 'layerMaterializeComplete',
+          layerIndex: p.position,
+          diffId: p.diffId,
+          erofsSizeBytes: check.sizeBytes,
+          reused: true,
+        });
+        return { diffId: p.diffId, sizeBytes: check.sizeBytes, root: null, downloaded: false, materialized: false };
+      }
+      if (!check.valid && check.orphan && !ctx.force) {
+        // A file published by a process that died before its row (docs/storage.md §9): adopt it.
+        const sb = check.orphan;
+        await upsertLayerRow(
+          ctx.store,
+          { diffId: p.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks },
+          { signal },
+        );
+        emitter.emit({
+          type: 'layerMaterializeComplete',
+          layerIndex: p.position,
+          diffId: p.diffId,
+          erofsSizeBytes: sb.length,
+          reused: true,
+        });
+        return { diffId: p.diffId, sizeBytes: sb.length, root: null, downloaded: false, materialized: false };
+      }
+      if (!check.valid && (check.fileExists || check.row)) {
+        ctx.warn('ARTIFACT_REBUILT', `layer ${p.diffId} is invalid (${check.reason}); fetching it again`);
+      }
+      await ctx.lease.addItem('blob', p.blob.digest);
+      const cand = store.paths.tmp('layer', p.diffId);
+      await ctx.lease.addItem('temp', cand.name);
+      try {
+        const r = await downloadAndConvert({
+          layerIndex: p.position,
+          blob: p.blob,
+          diffId: p.diffId,
+          partPath: store.paths.part(p.blob.digest),
+          candidatePath: cand.path,
+          source: ctx.sourceFor(p.blob, p.position),
+          deps: ctx.deps,
+          emitter,
+          signal,
+          retries: ctx.retries,
+          limits: ctx.limits,
+          onWarning: (code, message) => ctx.warn(code, message),
+        });
+        await ctx.hook?.('layer-converted');
+        if (signal.aborted) throw new AbortedError(signal.reason);
+        await publishLayerCandidate(cand.path, finalPath, p.diffId, ctx.force);
+        await ctx.hook?.('layer-renamed');
+        await upsertLayerRow(ctx.store, {
+          diffId: p.diffId,
+          erofsSizeBytes: r.sizeBytes,
+          inodes: r.inodes,
+          blocks: r.blocks,
+        });
+        emitter.emit({
+          type: 'layerMaterializeComplete',
+          layerIndex: p.position,
+          diffId: p.diffId,
+          erofsSizeBytes: r.sizeBytes,
+          reused: false,
+        });
+        return {
+          diffId: p.diffId,
+          sizeBytes: r.sizeBytes,
+          root: (r.root as DirNode | undefined) ?? null,
+          downloaded: r.networkBytes > 0 || r.resumedFrom > 0,
+          materialized: true,
+        };
+      } finally {
+        await unlinkQuiet(cand.path);
+      }
+    },
+    { signal },
+  ) as Promise<LayerOutcome>; // never LOCK_BUSY: not tryOnly
 }
 
 /**
  * Materializes every position: distinct diff_ids run under the concurrency limit, duplicates are
  * reported as reused once their first position is done. Resolves to one outcome per diff_id.
  */
-export async function materializeLayers(ctx: LayerContext, positions: LayerPosition[]): Promise<Map<string, LayerOutcome>> {
+export async function materializeLayers(
+  ctx: LayerContext,
+  positions: LayerPosition[],
+): Promise<Map<string, LayerOutcome>> {
   const first = new Map<string, LayerPosition>();
   const later = new Map<string, LayerPosition[]>();
   for (const p of positions) {
@@ -138,7 +184,13 @@ export async function materializeLayers(ctx: LayerContext, positions: LayerPosit
         const o = await runLayer(ctx, t, ac.signal);
         out.set(t.diffId, o);
         for (const d of later.get(t.diffId) ?? []) {
-          ctx.emitter.emit({ type: 'layerMaterializeComplete', layerIndex: d.position, diffId: d.diffId, erofsSizeBytes: o.sizeBytes, reused: true });
+          ctx.emitter.emit({
+            type: 'layerMaterializeComplete',
+            layerIndex: d.position,
+            diffId: d.diffId,
+            erofsSizeBytes: o.sizeBytes,
+            reused: true,
+          });
         }
       } catch (error) {
         // The first real failure wins; the AbortedErrors it causes in siblings are not reported.

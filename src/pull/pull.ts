@@ -28,7 +28,14 @@ import type { Store, StoreOpener } from '../store/store.js';
 import type { PullOperation, PullOptions, PullResult } from './types.js';
 import type { ImageHandle } from '../store/handle.js';
 import {
-  configRaw, findManifest, findManifestById, findRef, manifestIdsByIndexDigest, manifestLayers, type ManifestLayerRow, type ManifestRow,
+  configRaw,
+  findManifest,
+  findManifestById,
+  findRef,
+  manifestIdsByIndexDigest,
+  manifestLayers,
+  type ManifestLayerRow,
+  type ManifestRow,
   type RefRow,
 } from '../catalog/queries.js';
 import { resolveLimits, type Limits } from '../limits.js';
@@ -46,9 +53,7 @@ import { parseManifest } from '../oci/manifest.js';
 import { materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
 import { checkLayer, checkStitch, type StitchCheck } from '../store/artifacts.js';
 import { stitchStep } from './stitch-step.js';
-import {
-  formatPlatform, hostPlatform, isPlatformCompatible, parsePlatform, type Platform,
-} from '../oci/platform.js';
+import { formatPlatform, hostPlatform, isPlatformCompatible, parsePlatform, type Platform } from '../oci/platform.js';
 
 type Policy = 'if-missing' | 'always' | 'never';
 
@@ -90,15 +95,22 @@ const getDeps = _pullDeps;
 function normalizeOptions(backend: StoreOpener, options: PullOptions, store: Store | null): Normalized {
   const policy = options.policy ?? 'if-missing';
   if (policy !== 'if-missing' && policy !== 'always' && policy !== 'never') {
-    throw new InvalidArgumentError('policy', `invalid pull policy ${JSON.stringify(policy)}: expected if-missing, always or never`);
+    throw new InvalidArgumentError(
+      'policy',
+      `invalid pull policy ${JSON.stringify(policy)}: expected if-missing, always or never`,
+    );
   }
   const force = options.force === true;
-  if (force && policy === 'never') throw new InvalidArgumentError('force', "force cannot be combined with policy 'never'");
+  if (force && policy === 'never')
+    throw new InvalidArgumentError('force', "force cannot be combined with policy 'never'");
   const explicitPlatform = options.platform !== undefined && options.platform !== null;
   const target = explicitPlatform ? parsePlatform(options.platform) : hostPlatform();
   const concurrency = options.concurrency ?? store?.pullConcurrency ?? backend.settings.pull.concurrency;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-    throw new InvalidArgumentError('concurrency', `concurrency must be a positive integer, not ${JSON.stringify(options.concurrency)}`);
+    throw new InvalidArgumentError(
+      'concurrency',
+      `concurrency must be a positive integer, not ${JSON.stringify(options.concurrency)}`,
+    );
   }
   const limits = resolveLimits(store?.limits, options.limits);
   return { policy, force, target, explicitPlatform, concurrency, limits };
@@ -131,7 +143,11 @@ async function lookupCached(store: Store, parsed: ParsedReference, n: Normalized
       if (!manifest) {
         for (const id of manifestIdsByIndexDigest(index, parsed.digest)) {
           const m = findManifestById(index, id)!;
-          if (isPlatformCompatible(platformOfRow(m), n.target)) { manifest = m; indexDigest = parsed.digest; break; }
+          if (isPlatformCompatible(platformOfRow(m), n.target)) {
+            manifest = m;
+            indexDigest = parsed.digest;
+            break;
+          }
         }
       }
     }
@@ -161,9 +177,16 @@ function planFromCache(c: CachedImage): ImagePlan {
     positions: c.layers.map((l) => {
       const d = descriptors[l.position];
       if (!d || d.digest !== l.blob_digest) {
-        throw new ManifestInvalidError(`stored manifest has no layer ${l.blob_digest} at position ${l.position}`, c.manifest.digest);
+        throw new ManifestInvalidError(
+          `stored manifest has no layer ${l.blob_digest} at position ${l.position}`,
+          c.manifest.digest,
+        );
       }
-      return { position: l.position, diffId: l.diff_id, blob: { digest: d.digest, size: d.size, mediaType: d.mediaType } };
+      return {
+        position: l.position,
+        diffId: l.diff_id,
+        blob: { digest: d.digest, size: d.size, mediaType: d.mediaType },
+      };
     }),
   };
 }
@@ -172,17 +195,27 @@ function planFromCache(c: CachedImage): ImagePlan {
  * Runs one pull. `options.lease` (Sandbox.create) makes the pull add its items to the caller's
  * lease instead of creating (and releasing) its own.
  */
-export async function pullImage(backend: StoreOpener, reference: string, options: PullOptions & { lease?: unknown } = {}): Promise<PullResult> {
+export async function pullImage(
+  backend: StoreOpener,
+  reference: string,
+  options: PullOptions & { lease?: unknown } = {},
+): Promise<PullResult> {
   return runPull(backend, reference, options, null);
 }
 
 /** `Image.pullWithProgress`: starts at once; events through the async iterator (docs/api.md §2.6). */
 export function startPull(backend: StoreOpener, reference: string, options: PullOptions = {}): PullOperation {
-  return makeOperation(options.signal, (signal, onEvent) => runPull(backend, reference, { ...options, signal }, onEvent));
+  return makeOperation(options.signal, (signal, onEvent) =>
+    runPull(backend, reference, { ...options, signal }, onEvent),
+  );
 }
 
-async function runPull(backend: StoreOpener, reference: string, options: PullOptions & { lease?: unknown },
-  extraListener: ((e: PullEvent) => void) | null): Promise<PullResult> {
+async function runPull(
+  backend: StoreOpener,
+  reference: string,
+  options: PullOptions & { lease?: unknown },
+  extraListener: ((e: PullEvent) => void) | null,
+): Promise<PullResult> {
   const parsed = parseReference(reference);
   normalizeOptions(backend, options, null); // argument errors before any I/O
   const emitter = new PullEmitter();
@@ -196,7 +229,8 @@ async function runPull(backend: StoreOpener, reference: string, options: PullOpt
     if (emitter.listenerError) throw emitter.listenerError.error;
     if (ac.signal.aborted && !(err instanceof AbortedError)) {
       // Undici's AbortError, a lock wait, a stream torn down: all are the abort (§11).
-      if (!(err instanceof MsbError) || err.code === 'IO' || err.code === 'NETWORK' || err.code === 'REGISTRY') throw new AbortedError(ac.signal.reason);
+      if (!(err instanceof MsbError) || err.code === 'IO' || err.code === 'NETWORK' || err.code === 'REGISTRY')
+        throw new AbortedError(ac.signal.reason);
     }
     throw err;
   } finally {
@@ -204,8 +238,14 @@ async function runPull(backend: StoreOpener, reference: string, options: PullOpt
   }
 }
 
-async function doPull(backend: StoreOpener, parsed: ParsedReference, options: PullOptions & { lease?: unknown },
-  emitter: PullEmitter, signal: AbortSignal, state: { committing: boolean }): Promise<PullResult> {
+async function doPull(
+  backend: StoreOpener,
+  parsed: ParsedReference,
+  options: PullOptions & { lease?: unknown },
+  emitter: PullEmitter,
+  signal: AbortSignal,
+  state: { committing: boolean },
+): Promise<PullResult> {
   const store = await backend._open('write', signal);
   const n = normalizeOptions(backend, options, store);
   // The collaborators (registry client, converter: undici, zstd…) are loaded only when needed:
@@ -213,7 +253,9 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
   let depsP: Promise<PullDeps> | null = null;
   const loadDeps = () => (depsP ??= getDeps());
   const canonical = parsed.canonical;
-  const hook = async (p: PullHookPoint) => { await depsOverride?.hook?.(p); };
+  const hook = async (p: PullHookPoint) => {
+    await depsOverride?.hook?.(p);
+  };
   const warn = (code: string, message: string) => emitter.emit({ type: 'warning', code, message });
   const retries = store.settings.pull.retries;
 
@@ -251,14 +293,17 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
     // Step 3: the cache check (also `always` after a HEAD that matched).
     if (!n.force) {
       const c = await lookupCached(store, parsed, n);
-      const platformOk = c !== null && (!n.explicitPlatform || isPlatformCompatible(platformOfRow(c.manifest), n.target));
+      const platformOk =
+        c !== null && (!n.explicitPlatform || isPlatformCompatible(platformOfRow(c.manifest), n.target));
       let useCache = c !== null && platformOk;
       if (useCache && n.policy === 'always' && !parsed.digest) {
         const h = await (await getClient()).headManifest(parsed, parsed.tag!, { signal });
         source = h.source;
         const isIndexHit = h.digest !== null && h.digest === c!.indexDigest;
-        useCache = h.digest !== null && (h.digest === c!.manifest.digest
-          || (isIndexHit && isPlatformCompatible(platformOfRow(c!.manifest), n.target)));
+        useCache =
+          h.digest !== null &&
+          (h.digest === c!.manifest.digest ||
+            (isIndexHit && isPlatformCompatible(platformOfRow(c!.manifest), n.target)));
       }
       if (useCache) {
         const cached = c!;
@@ -278,19 +323,40 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
             const pub = await publishImage(store, commitRecord(canonical, p));
             handle = pub.handles[0]!;
           }
-          emitter.emit({ type: 'resolved', reference: canonical, manifestDigest: p.manifestDigest, indexDigest: p.indexDigest,
-            platform: p.platform, layerCount: p.positions.length, totalDownloadBytes: 0, cached: true, source });
-          emitter.emit({ type: 'complete', reference: canonical, manifestDigest: p.manifestDigest, cached: true, layerCount: p.positions.length });
+          emitter.emit({
+            type: 'resolved',
+            reference: canonical,
+            manifestDigest: p.manifestDigest,
+            indexDigest: p.indexDigest,
+            platform: p.platform,
+            layerCount: p.positions.length,
+            totalDownloadBytes: 0,
+            cached: true,
+            source,
+          });
+          emitter.emit({
+            type: 'complete',
+            reference: canonical,
+            manifestDigest: p.manifestDigest,
+            cached: true,
+            layerCount: p.positions.length,
+          });
           return result(store, parsed, p, handle, true, source, null);
         }
         if (n.policy === 'never' && !hit.layersValid) {
-          throw new NotCachedError(parsed.familiar, `${parsed.familiar} is not fully cached (a layer is missing or invalid) and the policy is 'never'`);
+          throw new NotCachedError(
+            parsed.familiar,
+            `${parsed.familiar} is not fully cached (a layer is missing or invalid) and the policy is 'never'`,
+          );
         }
         plan = planFromCache(cached);
       } else if (n.policy === 'never') {
-        throw new NotCachedError(parsed.familiar, c && !platformOk
-          ? `${parsed.familiar} is cached for ${formatPlatform(platformOfRow(c.manifest))}, not ${formatPlatform(n.target)}, and the policy is 'never'`
-          : undefined);
+        throw new NotCachedError(
+          parsed.familiar,
+          c && !platformOk
+            ? `${parsed.familiar} is cached for ${formatPlatform(platformOfRow(c.manifest))}, not ${formatPlatform(n.target)}, and the policy is 'never'`
+            : undefined,
+        );
       }
     }
 
@@ -298,15 +364,23 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
     if (!plan) {
       const r = await resolveImage(await getClient(), parsed, {
         ...(options.platform !== undefined && options.platform !== null ? { platform: options.platform } : {}),
-        limits: n.limits, signal,
+        limits: n.limits,
+        signal,
         onWarning: (w) => warn(w.code, w.message),
       });
       source = r.source;
       plan = {
-        manifestDigest: r.manifestDigest, manifestMediaType: r.manifest.mediaType, manifestRaw: r.manifestBytes,
-        configDigest: r.configDigest, configRaw: r.configBytes, indexDigest: r.indexDigest, platform: r.platform,
+        manifestDigest: r.manifestDigest,
+        manifestMediaType: r.manifest.mediaType,
+        manifestRaw: r.manifestBytes,
+        configDigest: r.configDigest,
+        configRaw: r.configBytes,
+        indexDigest: r.indexDigest,
+        platform: r.platform,
         positions: r.manifest.layers.map((l, i) => ({
-          position: i, diffId: r.config.diffIds[i]!, blob: { digest: l.digest, size: l.size, mediaType: l.mediaType },
+          position: i,
+          diffId: r.config.diffIds[i]!,
+          blob: { digest: l.digest, size: l.size, mediaType: l.mediaType },
         })),
       };
       await lease.addItems([
@@ -315,31 +389,63 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
       ]);
     }
     const totalDownloadBytes = await downloadEstimate(store, plan, n.force);
-    emitter.emit({ type: 'resolved', reference: canonical, manifestDigest: plan.manifestDigest, indexDigest: plan.indexDigest,
-      platform: plan.platform, layerCount: plan.positions.length, totalDownloadBytes, cached: false, source });
+    emitter.emit({
+      type: 'resolved',
+      reference: canonical,
+      manifestDigest: plan.manifestDigest,
+      indexDigest: plan.indexDigest,
+      platform: plan.platform,
+      layerCount: plan.positions.length,
+      totalDownloadBytes,
+      cached: false,
+      source,
+    });
     await hook('resolved');
 
     // Step 5: layers.
-    const outcomes = await materializeLayers({
-      backend, store, lease, emitter, signal, force: n.force, retries, concurrency: n.concurrency,
-      deps: (await loadDeps()).converter,
-      limits: n.limits,
-      sourceFor: (blob, layerIndex): BlobSource => {
-        if (n.policy === 'never') {
-          // §8 step 3: `never` never touches the network, even if a layer vanished since the check.
-          return () => { throw new NotCachedError(parsed.familiar, `layer ${blob.digest} of ${parsed.familiar} is not cached and the policy is 'never'`); };
-        }
-        return (offset, o) => blobEvents(getClient, parsed, blob, layerIndex, offset, o);
+    const outcomes = await materializeLayers(
+      {
+        backend,
+        store,
+        lease,
+        emitter,
+        signal,
+        force: n.force,
+        retries,
+        concurrency: n.concurrency,
+        deps: (await loadDeps()).converter,
+        limits: n.limits,
+        sourceFor: (blob, layerIndex): BlobSource => {
+          if (n.policy === 'never') {
+            // §8 step 3: `never` never touches the network, even if a layer vanished since the check.
+            return () => {
+              throw new NotCachedError(
+                parsed.familiar,
+                `layer ${blob.digest} of ${parsed.familiar} is not cached and the policy is 'never'`,
+              );
+            };
+          }
+          return (offset, o) => blobEvents(getClient, parsed, blob, layerIndex, offset, o);
+        },
+        warn,
+        hook,
       },
-      warn,
-      hook,
-    }, plan.positions);
+      plan.positions,
+    );
     await hook('layers-done');
 
     // Step 6: stitch.
     await stitchStep({
-      store, lease, emitter, signal, manifestDigest: plan.manifestDigest, diffIds: plan.positions.map((p) => p.diffId),
-      layers: outcomes, readTree: async (path) => (await loadDeps()).readTree(path), force: n.force, hook,
+      store,
+      lease,
+      emitter,
+      signal,
+      manifestDigest: plan.manifestDigest,
+      diffIds: plan.positions.map((p) => p.diffId),
+      layers: outcomes,
+      readTree: async (path) => (await loadDeps()).readTree(path),
+      force: n.force,
+      hook,
     });
 
     // Step 7: the commit. From here on an abort is ignored (§11).
@@ -348,7 +454,13 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
     state.committing = true;
     const pub = await publishImage(store, commitRecord(canonical, plan));
     await hook('committed');
-    emitter.emit({ type: 'complete', reference: canonical, manifestDigest: plan.manifestDigest, cached: false, layerCount: plan.positions.length });
+    emitter.emit({
+      type: 'complete',
+      reference: canonical,
+      manifestDigest: plan.manifestDigest,
+      cached: false,
+      layerCount: plan.positions.length,
+    });
     return result(store, parsed, plan, pub.handles[0]!, false, source, outcomes);
   } finally {
     if (ownLease && lease) await lease.release();
@@ -361,17 +473,37 @@ async function doPull(backend: StoreOpener, parsed: ParsedReference, options: Pu
 const registryCaches = new WeakMap<StoreOpener, RegistryCache>();
 function registryCacheOf(backend: StoreOpener, deps: PullDeps): RegistryCache {
   let c = registryCaches.get(backend);
-  if (!c) { c = deps.createRegistryCache(); registryCaches.set(backend, c); }
+  if (!c) {
+    c = deps.createRegistryCache();
+    registryCaches.set(backend, c);
+  }
   return c;
 }
 
 /** The client's `readBlob` as the pipeline's event source. */
-async function* blobEvents(getClient: () => Promise<RegistryClient>, ref: ParsedReference, blob: { digest: string; size: number }, layerIndex: number,
-  offset: number, o: { signal: AbortSignal; startEndpoint: number }): AsyncGenerator<BlobEvent> {
+async function* blobEvents(
+  getClient: () => Promise<RegistryClient>,
+  ref: ParsedReference,
+  blob: { digest: string; size: number },
+  layerIndex: number,
+  offset: number,
+  o: { signal: AbortSignal; startEndpoint: number },
+): AsyncGenerator<BlobEvent> {
   const client = await getClient();
-  for await (const ev of client.readBlob(ref, blob, { offset, signal: o.signal, layerIndex, startEndpoint: o.startEndpoint })) {
+  for await (const ev of client.readBlob(ref, blob, {
+    offset,
+    signal: o.signal,
+    layerIndex,
+    startEndpoint: o.startEndpoint,
+  })) {
     if (ev.type === 'open') {
-      yield { type: 'open', rangeStart: ev.rangeStart, endpointIndex: ev.endpointIndex, isMirror: ev.endpoint.isMirror, source: ev.endpoint.source };
+      yield {
+        type: 'open',
+        rangeStart: ev.rangeStart,
+        endpointIndex: ev.endpointIndex,
+        isMirror: ev.endpoint.isMirror,
+        source: ev.endpoint.source,
+      };
     } else {
       yield ev;
     }
@@ -385,12 +517,24 @@ function commitRecord(canonical: string, p: ImagePlan): Parameters<typeof publis
     manifest: { digest: p.manifestDigest, mediaType: p.manifestMediaType, raw: p.manifestRaw, source: 'registry' },
     platform: { os: p.platform.os, architecture: p.platform.architecture, variant: p.platform.variant },
     config: { digest: p.configDigest, raw: p.configRaw },
-    layers: p.positions.map((l) => ({ diffId: l.diffId, blobDigest: l.blob.digest, mediaType: l.blob.mediaType, compressedSizeBytes: l.blob.size })),
+    layers: p.positions.map((l) => ({
+      diffId: l.diffId,
+      blobDigest: l.blob.digest,
+      mediaType: l.blob.mediaType,
+      compressedSizeBytes: l.blob.size,
+    })),
   };
 }
 
-function result(store: Store, parsed: ParsedReference, p: ImagePlan, handle: ImageHandle, cached: boolean, source: string | null,
-  outcomes: Map<string, LayerOutcome> | null): PullResult {
+function result(
+  store: Store,
+  parsed: ParsedReference,
+  p: ImagePlan,
+  handle: ImageHandle,
+  cached: boolean,
+  source: string | null,
+  outcomes: Map<string, LayerOutcome> | null,
+): PullResult {
   const seen = new Set<string>();
   return {
     reference: parsed.familiar,
@@ -406,8 +550,12 @@ function result(store: Store, parsed: ParsedReference, p: ImagePlan, handle: Ima
       const first = !seen.has(l.diffId);
       seen.add(l.diffId);
       return {
-        position: l.position, diffId: l.diffId, blobDigest: l.blob.digest, mediaType: l.blob.mediaType,
-        downloaded: first && !!o?.downloaded, materialized: first && !!o?.materialized,
+        position: l.position,
+        diffId: l.diffId,
+        blobDigest: l.blob.digest,
+        mediaType: l.blob.mediaType,
+        downloaded: first && !!o?.downloaded,
+        materialized: first && !!o?.materialized,
       };
     }),
     artifacts: store.paths.artifacts(p.manifestDigest, p.positions),
@@ -416,22 +564,40 @@ function result(store: Store, parsed: ParsedReference, p: ImagePlan, handle: Ima
 }
 
 /** Step 3 validation: every distinct layer under its lock, then fsmeta + VMDK under the image lock. */
-async function validateCached(store: Store, c: CachedImage, signal: AbortSignal): Promise<{ allValid: boolean; layersValid: boolean }> {
+async function validateCached(
+  store: Store,
+  c: CachedImage,
+  signal: AbortSignal,
+): Promise<{ allValid: boolean; layersValid: boolean }> {
   const sizes = new Map<string, number>();
   let layersValid = true;
   for (const d of [...new Set(c.layers.map((l) => l.diff_id))]) {
-    const ok = await withLock(store, 'layer', d, async () => {
-      const chk = await checkLayer(store, d);
-      if (chk.valid) sizes.set(d, chk.sizeBytes);
-      return chk.valid;
-    }, { signal });
-    if (ok !== true) { layersValid = false; break; }
+    const ok = await withLock(
+      store,
+      'layer',
+      d,
+      async () => {
+        const chk = await checkLayer(store, d);
+        if (chk.valid) sizes.set(d, chk.sizeBytes);
+        return chk.valid;
+      },
+      { signal },
+    );
+    if (ok !== true) {
+      layersValid = false;
+      break;
+    }
   }
   if (!layersValid) return { allValid: false, layersValid };
   if (c.manifest.fsmeta_bytes === null || c.manifest.vmdk_bytes === null) return { allValid: false, layersValid };
   const diffIds = c.layers.map((l) => l.diff_id);
-  const st = await withLock(store, 'image', c.manifest.digest,
-    () => checkStitch(store, c.manifest.digest, diffIds, sizes, c.manifest.fsmeta_bytes), { signal }) as StitchCheck;
+  const st = (await withLock(
+    store,
+    'image',
+    c.manifest.digest,
+    () => checkStitch(store, c.manifest.digest, diffIds, sizes, c.manifest.fsmeta_bytes),
+    { signal },
+  )) as StitchCheck;
   return { allValid: st.fsmetaValid && st.vmdkValid, layersValid };
 }
 
@@ -444,7 +610,11 @@ async function downloadEstimate(store: Store, plan: ImagePlan, force: boolean): 
     seen.add(p.diffId);
     let present = false;
     if (!force) {
-      try { present = (await lstat(store.paths.layer(p.diffId))).isFile(); } catch { present = false; }
+      try {
+        present = (await lstat(store.paths.layer(p.diffId))).isFile();
+      } catch {
+        present = false;
+      }
     }
     if (!present) {
       if (!Number.isSafeInteger(p.blob.size)) return null;

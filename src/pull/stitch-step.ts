@@ -5,7 +5,7 @@
  * publish it, then write and publish the VMDK. An artifact that existed (file or recorded size)
  * but is invalid is rebuilt with an `ARTIFACT_REBUILT` warning.
  */
-import {  unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { AbortedError, CacheCorruptError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { DirNode } from '../erofs/tree.js';
@@ -47,64 +47,85 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
   const sizes = new Map<string, number>();
   for (const d of diffIds) sizes.set(d, input.layers.get(d)!.sizeBytes);
   emitter.emit({ type: 'stitchStarted', layerCount: diffIds.length });
-  const r = await withLock(store, 'image', m, async () => {
-    const fsPath = store.paths.fsmeta(m);
-    const vmPath = store.paths.vmdk(m);
-    const row = await store.index.read(() => findManifest(store.index, m));
-    const cur = await checkStitch(store, m, diffIds, sizes, row?.fsmeta_bytes ?? null);
-    let fsmetaSize = cur.fsmetaSize;
-    const fsReused = !force && cur.fsmetaValid;
-    if (!fsReused) {
-      // Missing or invalid where the index (or a file) says it existed: docs/storage.md §5 ARTIFACT_REBUILT.
-      if (!force && (cur.fsExists || (row?.fsmeta_bytes ?? null) !== null)) {
-        warn(`fsmeta of ${m} is ${cur.fsExists ? `invalid (${cur.fsWhy})` : 'missing'}; rebuilding it`);
+  const r = (await withLock(
+    store,
+    'image',
+    m,
+    async () => {
+      const fsPath = store.paths.fsmeta(m);
+      const vmPath = store.paths.vmdk(m);
+      const row = await store.index.read(() => findManifest(store.index, m));
+      const cur = await checkStitch(store, m, diffIds, sizes, row?.fsmeta_bytes ?? null);
+      let fsmetaSize = cur.fsmetaSize;
+      const fsReused = !force && cur.fsmetaValid;
+      if (!fsReused) {
+        // Missing or invalid where the index (or a file) says it existed: docs/storage.md §5 ARTIFACT_REBUILT.
+        if (!force && (cur.fsExists || (row?.fsmeta_bytes ?? null) !== null)) {
+          warn(`fsmeta of ${m} is ${cur.fsExists ? `invalid (${cur.fsWhy})` : 'missing'}; rebuilding it`);
+        }
+        const trees = new Map<string, DirNode>();
+        for (const d of diffIds) {
+          if (trees.has(d)) continue;
+          if (signal.aborted) throw new AbortedError(signal.reason);
+          trees.set(d, input.layers.get(d)!.root ?? (await input.readTree(store.paths.layer(d))));
+        }
+        const fsLayers = diffIds.map((d) => ({ sizeBytes: sizes.get(d)!, tag: diffIdTag(d) }));
+        const cand = store.paths.tmp('fsmeta', m);
+        await lease.addItem('temp', cand.name);
+        try {
+          // Loaded on demand: the EROFS writer is not needed by a cache hit.
+          const { buildFsmeta } = await import('../stitch/build.js');
+          const built = await buildFsmeta(
+            diffIds.map((d, i) => ({ root: trees.get(d)!, ...fsLayers[i]! })),
+            cand.path,
+            { uuid: digestUuid(m), signal },
+          );
+          trees.clear();
+          // buildFsmeta already fsynced the candidate through its own handle (image-writer.ts).
+          const why = await validateFsmetaFile(cand.path, { uuid: digestUuid(m), layers: fsLayers });
+          if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
+          if (signal.aborted) throw new AbortedError(signal.reason);
+          await renameDurable(cand.path, fsPath);
+          fsmetaSize = built.sizeBytes;
+          await input.hook?.('fsmeta-written');
+        } finally {
+          await unlink(cand.path).catch(() => {});
+        }
       }
-      const trees = new Map<string, DirNode>();
-      for (const d of diffIds) {
-        if (trees.has(d)) continue;
-        if (signal.aborted) throw new AbortedError(signal.reason);
-        trees.set(d, input.layers.get(d)!.root ?? await input.readTree(store.paths.layer(d)));
+      const vmReused = !force && fsReused && cur.vmdkValid;
+      if (!vmReused) {
+        if (!force && fsReused && (cur.vmExists || (row?.vmdk_bytes ?? null) !== null)) {
+          warn(`VMDK of ${m} is ${cur.vmExists ? `invalid (${cur.vmWhy})` : 'missing'}; rewriting it`);
+        }
+        const layerFiles = diffIds.map((d) => ({ path: store.paths.layer(d), sizeBytes: sizes.get(d)! }));
+        const { stitchVmdkText } = await import('../stitch/build.js');
+        const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize! }, layerFiles);
+        const cand = store.paths.tmp('vmdk', m);
+        await atomicPublish({
+          candidate: cand.path,
+          candidateName: cand.name,
+          lease,
+          finalPath: vmPath,
+          force: true,
+          signal,
+          write: async (h) => {
+            await h.writeFile(text);
+          },
+          validate: async (p) => {
+            const why = await validateVmdkFile(p, {
+              paths: [fsPath, ...layerFiles.map((l) => l.path)],
+              sizes: [fsmetaSize!, ...layerFiles.map((l) => l.sizeBytes)],
+              cid: cidOf(m),
+            });
+            if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
+          },
+        });
+        await input.hook?.('vmdk-written');
       }
-      const fsLayers = diffIds.map((d) => ({ sizeBytes: sizes.get(d)!, tag: diffIdTag(d) }));
-      const cand = store.paths.tmp('fsmeta', m);
-      await lease.addItem('temp', cand.name);
-      try {
-        // Loaded on demand: the EROFS writer is not needed by a cache hit.
-        const { buildFsmeta } = await import('../stitch/build.js');
-        const built = await buildFsmeta(diffIds.map((d, i) => ({ root: trees.get(d)!, ...fsLayers[i]! })), cand.path, { uuid: digestUuid(m), signal });
-        trees.clear();
-        // buildFsmeta already fsynced the candidate through its own handle (image-writer.ts).
-        const why = await validateFsmetaFile(cand.path, { uuid: digestUuid(m), layers: fsLayers });
-        if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
-        if (signal.aborted) throw new AbortedError(signal.reason);
-        await renameDurable(cand.path, fsPath);
-        fsmetaSize = built.sizeBytes;
-        await input.hook?.('fsmeta-written');
-      } finally {
-        await unlink(cand.path).catch(() => {});
-      }
-    }
-    const vmReused = !force && fsReused && cur.vmdkValid;
-    if (!vmReused) {
-      if (!force && fsReused && (cur.vmExists || (row?.vmdk_bytes ?? null) !== null)) {
-        warn(`VMDK of ${m} is ${cur.vmExists ? `invalid (${cur.vmWhy})` : 'missing'}; rewriting it`);
-      }
-      const layerFiles = diffIds.map((d) => ({ path: store.paths.layer(d), sizeBytes: sizes.get(d)! }));
-      const { stitchVmdkText } = await import('../stitch/build.js');
-      const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize! }, layerFiles);
-      const cand = store.paths.tmp('vmdk', m);
-      await atomicPublish({
-        candidate: cand.path, candidateName: cand.name, lease, finalPath: vmPath, force: true, signal,
-        write: async (h) => { await h.writeFile(text); },
-        validate: async (p) => {
-          const why = await validateVmdkFile(p, { paths: [fsPath, ...layerFiles.map((l) => l.path)], sizes: [fsmetaSize!, ...layerFiles.map((l) => l.sizeBytes)], cid: cidOf(m) });
-          if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
-        },
-      });
-      await input.hook?.('vmdk-written');
-    }
-    return { fsmetaSize: fsmetaSize!, reused: fsReused && vmReused };
-  }, { signal }) as { fsmetaSize: number; reused: boolean };
+      return { fsmetaSize: fsmetaSize!, reused: fsReused && vmReused };
+    },
+    { signal },
+  )) as { fsmetaSize: number; reused: boolean };
   emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: r.fsmetaSize, reused: r.reused });
   return r;
 }

@@ -41,8 +41,14 @@ export interface PullResult {
   cached: boolean;
   /** endpoint that served the manifest or answered the HEAD; null when no request was made */
   source: string | null;
-  layers: { position: number; diffId: string; blobDigest: string; mediaType: string;
-            downloaded: boolean; materialized: boolean }[];
+  layers: {
+    position: number;
+    diffId: string;
+    blobDigest: string;
+    mediaType: string;
+    downloaded: boolean;
+    materialized: boolean;
+  }[];
   artifacts: ImageArtifacts;
   handle: ImageHandle;
 }
@@ -51,4 +57,3 @@ export interface PullOperation extends AsyncIterable<PullEvent> {
   readonly result: Promise<PullResult>;
   abort(reason?: unknown): void;
 }
-

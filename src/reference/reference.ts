@@ -69,7 +69,11 @@ export function parseReference(input: string): ParsedReference {
   const at = rest.lastIndexOf('@');
   if (at >= 0) {
     const d = rest.slice(at + 1);
-    if (!isDigest(d)) fail(input, `invalid digest ${JSON.stringify(d)} (expected sha256:<64 hex>, sha384:<96 hex> or sha512:<128 hex>, lowercase)`);
+    if (!isDigest(d))
+      fail(
+        input,
+        `invalid digest ${JSON.stringify(d)} (expected sha256:<64 hex>, sha384:<96 hex> or sha512:<128 hex>, lowercase)`,
+      );
     digest = d;
     rest = rest.slice(0, at);
   }
@@ -109,7 +113,8 @@ export function parseReference(input: string): ParsedReference {
   }
   if (domain === DOCKER_HUB_DOMAIN && comps.length === 1) repository = `library/${repository}`;
   const fullName = `${domain}/${repository}`;
-  if (fullName.length > NAME_TOTAL_LENGTH_MAX) fail(input, `repository name is longer than ${NAME_TOTAL_LENGTH_MAX} characters`);
+  if (fullName.length > NAME_TOTAL_LENGTH_MAX)
+    fail(input, `repository name is longer than ${NAME_TOTAL_LENGTH_MAX} characters`);
 
   if (tag === null && digest === null) tag = 'latest';
   const suffix = (tag !== null ? `:${tag}` : '') + (digest !== null ? `@${digest}` : '');

@@ -26,7 +26,9 @@ export function parseWwwAuthenticate(headers: string | string[] | undefined | nu
 function parseOne(s: string, out: Challenge[]): void {
   let i = 0;
   const n = s.length;
-  const ws = () => { while (i < n && (s[i] === ' ' || s[i] === '\t')) i++; };
+  const ws = () => {
+    while (i < n && (s[i] === ' ' || s[i] === '\t')) i++;
+  };
   const token = (): string => {
     const st = i;
     while (i < n && TCHAR.test(s[i]!)) i++;
@@ -48,7 +50,10 @@ function parseOne(s: string, out: Challenge[]): void {
     while (i < n && (s[i] === ',' || s[i] === ' ' || s[i] === '\t')) i++;
     if (i >= n) break;
     const scheme = token();
-    if (!scheme) { i++; continue; } // junk character: skip it
+    if (!scheme) {
+      i++;
+      continue;
+    } // junk character: skip it
     const ch: Challenge = { scheme: scheme.toLowerCase(), params: {} };
     out.push(ch);
     ws();
@@ -64,7 +69,10 @@ function parseOne(s: string, out: Challenge[]): void {
         const st = i;
         const name = token();
         ws();
-        if (name && s[i] === '=' && s[i + 1] !== '=') { i = st; continue; } // next param
+        if (name && s[i] === '=' && s[i + 1] !== '=') {
+          i = st;
+          continue;
+        } // next param
         i = save;
         break; // next challenge (or end)
       }

@@ -40,7 +40,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import { request } from './undici.js';
 import {
-  AbortedError, DigestMismatchError, LimitExceededError, MsbError, NetworkError, RegistryAuthError, RegistryError,
+  AbortedError,
+  DigestMismatchError,
+  LimitExceededError,
+  MsbError,
+  NetworkError,
+  RegistryAuthError,
+  RegistryError,
   redactUrl,
 } from '../errors.js';
 import { DEFAULT_LIMITS } from '../limits.js';
@@ -50,15 +56,33 @@ import { DOCKER_HUB_DOMAIN } from '../reference/reference.js';
 import { digestAlgorithm, digestOf, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
 import { parseWwwAuthenticate, pickChallenge, type Challenge } from './challenge.js';
 import type { CredentialContext } from './credentials.js';
-import { DEFAULT_TIMEOUTS, DispatcherPool, describeNetworkError, errorCode, isRetryableNetworkError, isTlsError } from './http.js';
+import {
+  DEFAULT_TIMEOUTS,
+  DispatcherPool,
+  describeNetworkError,
+  errorCode,
+  isRetryableNetworkError,
+  isTlsError,
+} from './http.js';
 import { validateRealm, type Resolver } from './realm.js';
 import { credentialKey, endpointCredential, mirrorUrlSecrets, registryEndpoints } from './mirrors.js';
-import type { Capability, Credential, Endpoint, RegistryAuth, RegistrySettings, RetryInfo, WarningInfo } from './types.js';
+import type {
+  Capability,
+  Credential,
+  Endpoint,
+  RegistryAuth,
+  RegistrySettings,
+  RetryInfo,
+  WarningInfo,
+} from './types.js';
 
 export type { Endpoint };
 
 /** Anything with a registry domain and a repository (a ParsedReference fits). */
-export interface RepoRef { domain: string; repository: string }
+export interface RepoRef {
+  domain: string;
+  repository: string;
+}
 
 /** In-memory state shared by every client of one backend (docs/pull.md §2.2 "once per host per backend", §2.3). */
 export class RegistryCache {
@@ -66,7 +90,11 @@ export class RegistryCache {
   readonly tokens = new Map<string, { token: string; expiresAt: number }>();
   /** Challenges learnt from 401s after the ping (e.g. a registry whose /v2/ is open). */
   readonly challenges = new Map<string, Challenge>();
-  clear(): void { this.pings.clear(); this.tokens.clear(); this.challenges.clear(); }
+  clear(): void {
+    this.pings.clear();
+    this.tokens.clear();
+    this.challenges.clear();
+  }
 }
 
 export interface PingResult {
@@ -195,9 +223,16 @@ export class RegistryClient {
     this.env = opts.env ?? process.env;
     this.cache = opts.cache ?? new RegistryCache();
     const t = opts.settings.pull?.timeouts ?? {};
-    this.pool = opts.dispatchers ?? new DispatcherPool({
-      connectMs: t.connectMs ?? DEFAULT_TIMEOUTS.connectMs, headersMs: t.headersMs ?? DEFAULT_TIMEOUTS.headersMs, idleMs: t.idleMs ?? DEFAULT_TIMEOUTS.idleMs,
-    }, this.env);
+    this.pool =
+      opts.dispatchers ??
+      new DispatcherPool(
+        {
+          connectMs: t.connectMs ?? DEFAULT_TIMEOUTS.connectMs,
+          headersMs: t.headersMs ?? DEFAULT_TIMEOUTS.headersMs,
+          idleMs: t.idleMs ?? DEFAULT_TIMEOUTS.idleMs,
+        },
+        this.env,
+      );
     this.ownsPool = !opts.dispatchers;
     this.retries = Math.max(1, opts.settings.pull?.retries ?? 5);
     if (opts.auth && 'password' in opts.auth) this.addSecret(opts.auth.password, opts.auth.username);
@@ -217,7 +252,8 @@ export class RegistryClient {
    */
   endpoints(domain: string, need: Capability = 'pull'): Endpoint[] {
     const eps = registryEndpoints(domain, this.opts.settings, need, {
-      env: this.env, ...(this.opts.insecure !== undefined ? { insecure: this.opts.insecure } : {}),
+      env: this.env,
+      ...(this.opts.insecure !== undefined ? { insecure: this.opts.insecure } : {}),
       ...(this.opts.caCerts ? { caCerts: this.opts.caCerts } : {}),
     });
     for (const ep of eps) this.addSecret(...mirrorUrlSecrets(ep));
@@ -257,7 +293,13 @@ export class RegistryClient {
     this.opts.onWarning?.({ code, message: this.scrub(message) });
   }
 
-  private async backoff(attempt: number, delayMs: number | null, reason: string, layerIndex: number | null, signal?: AbortSignal): Promise<void> {
+  private async backoff(
+    attempt: number,
+    delayMs: number | null,
+    reason: string,
+    layerIndex: number | null,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const d = delayMs ?? (this.opts.backoffMs ?? fullJitterBackoff)(attempt);
     this.opts.onRetry?.({ layerIndex, attempt, delayMs: d, reason: this.scrub(reason) });
     try {
@@ -273,29 +315,54 @@ export class RegistryClient {
    * One request, following redirects by hand (docs/pull.md §3): ≤ 5 hops, Authorization only to the
    * endpoint's origin, https→http refused unless insecure, Range/Accept carried.
    */
-  private async rawRequest(ep: Endpoint, base: string, method: 'GET' | 'HEAD', url: string, headers: Record<string, string>,
-    authorization: string | null, signal: AbortSignal | undefined): Promise<{ res: Resp; url: string }> {
+  private async rawRequest(
+    ep: Endpoint,
+    base: string,
+    method: 'GET' | 'HEAD',
+    url: string,
+    headers: Record<string, string>,
+    authorization: string | null,
+    signal: AbortSignal | undefined,
+  ): Promise<{ res: Resp; url: string }> {
     const origin = new URL(base).origin;
     let cur = new URL(url);
     for (let hop = 0; ; hop++) {
       const h: Record<string, string> = { ...headers, 'user-agent': 'msb-image' };
       if (authorization && cur.origin === origin) h.authorization = authorization;
       const verify = !(ep.insecure && cur.origin === origin);
-      const res = await this.requestWithDeadline(cur, { method, headers: h, dispatcher: this.pool.get(ep.caFiles, verify) }, signal);
+      const res = await this.requestWithDeadline(
+        cur,
+        { method, headers: h, dispatcher: this.pool.get(ep.caFiles, verify) },
+        signal,
+      );
       if ([301, 302, 303, 307, 308].includes(res.statusCode) && header(res.headers, 'location')) {
         await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
         if (hop + 1 > MAX_REDIRECTS) {
-          throw new RegistryError(ep.key, res.statusCode, `too many redirects (more than ${MAX_REDIRECTS}) for ${method} ${redactUrl(url)}`);
+          throw new RegistryError(
+            ep.key,
+            res.statusCode,
+            `too many redirects (more than ${MAX_REDIRECTS}) for ${method} ${redactUrl(url)}`,
+          );
         }
         let next: URL;
-        try { next = new URL(header(res.headers, 'location')!, cur); } catch {
-          throw new RegistryError(ep.key, res.statusCode, `invalid redirect location from ${redactUrl(cur.toString())}`);
+        try {
+          next = new URL(header(res.headers, 'location')!, cur);
+        } catch {
+          throw new RegistryError(
+            ep.key,
+            res.statusCode,
+            `invalid redirect location from ${redactUrl(cur.toString())}`,
+          );
         }
         if (next.protocol !== 'https:' && next.protocol !== 'http:') {
           throw new RegistryError(ep.key, res.statusCode, `redirect to unsupported scheme ${next.protocol} refused`);
         }
         if (cur.protocol === 'https:' && next.protocol === 'http:' && !ep.insecure) {
-          throw new RegistryError(ep.key, res.statusCode, `redirect from https to http refused: ${redactUrl(cur.toString())} → ${redactUrl(next.toString())}`);
+          throw new RegistryError(
+            ep.key,
+            res.statusCode,
+            `redirect from https to http refused: ${redactUrl(cur.toString())} → ${redactUrl(next.toString())}`,
+          );
         }
         cur = next;
         continue;
@@ -311,8 +378,11 @@ export class RegistryClient {
    * undici@7 retries without end). The deadline is cleared once headers arrive, so the body is
    * governed by the idle timeout only. A deadline hit is a retryable ETIMEDOUT network error.
    */
-  private async requestWithDeadline(url: URL, o: { method: 'GET' | 'HEAD' | 'POST'; headers: Record<string, string>; dispatcher: Dispatcher; body?: string },
-    signal: AbortSignal | undefined): Promise<Resp> {
+  private async requestWithDeadline(
+    url: URL,
+    o: { method: 'GET' | 'HEAD' | 'POST'; headers: Record<string, string>; dispatcher: Dispatcher; body?: string },
+    signal: AbortSignal | undefined,
+  ): Promise<Resp> {
     const t = this.opts.settings.pull?.timeouts ?? {};
     const ms = (t.connectMs ?? DEFAULT_TIMEOUTS.connectMs) + (t.headersMs ?? DEFAULT_TIMEOUTS.headersMs);
     let timer: NodeJS.Timeout | undefined;
@@ -355,17 +425,25 @@ export class RegistryClient {
       const base = `${scheme}://${ep.host}`;
       const last = i === ep.schemes.length - 1;
       try {
-        const res = await this.withRetries(ep, `GET ${base}/v2/`, null, signal, last ? this.retries : 1,
-          () => this.rawRequest(ep, base, 'GET', `${base}/v2/`, {}, null, signal).then((r) => r.res));
+        const res = await this.withRetries(ep, `GET ${base}/v2/`, null, signal, last ? this.retries : 1, () =>
+          this.rawRequest(ep, base, 'GET', `${base}/v2/`, {}, null, signal).then((r) => r.res),
+        );
         const status = res.statusCode;
-        if (status === 200) { await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined); return { base, scheme, challenges: [] }; }
+        if (status === 200) {
+          await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
+          return { base, scheme, challenges: [] };
+        }
         if (status === 401) {
           const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
           await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
           return { base, scheme, challenges };
         }
         await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
-        throw new RegistryError(ep.key, status, `${ep.source} is not an OCI distribution registry (GET /v2/ answered ${status})`);
+        throw new RegistryError(
+          ep.key,
+          status,
+          `${ep.source} is not an OCI distribution registry (GET /v2/ answered ${status})`,
+        );
       } catch (e) {
         lastErr = e;
         if (e instanceof AbortedError || last) throw e;
@@ -383,8 +461,14 @@ export class RegistryClient {
    * 408/429/500/502/503/504 are retried up to `attempts` in all; Retry-After ≤ 60 s is honoured,
    * a longer one fails at once. Returns the first other response. TLS errors are not retried.
    */
-  private async withRetries(ep: Endpoint, what: string, layerIndex: number | null, signal: AbortSignal | undefined,
-    attempts: number, fn: () => Promise<Resp>): Promise<Resp> {
+  private async withRetries(
+    ep: Endpoint,
+    what: string,
+    layerIndex: number | null,
+    signal: AbortSignal | undefined,
+    attempts: number,
+    fn: () => Promise<Resp>,
+  ): Promise<Resp> {
     for (let attempt = 1; ; attempt++) {
       this.checkAbort(signal);
       let res: Resp;
@@ -398,7 +482,11 @@ export class RegistryClient {
           await this.backoff(attempt, null, `${redactUrl(what)}: ${desc}`, layerIndex, signal);
           continue;
         }
-        throw new NetworkError(ep.key, `${redactUrl(what)}: ${desc}`, Object.assign(new Error(desc), { code: errorCode(e) }));
+        throw new NetworkError(
+          ep.key,
+          `${redactUrl(what)}: ${desc}`,
+          Object.assign(new Error(desc), { code: errorCode(e) }),
+        );
       }
       const s = res.statusCode;
       if (s === 408 || s === 429 || s === 500 || s === 502 || s === 503 || s === 504) {
@@ -406,15 +494,22 @@ export class RegistryClient {
         const body = await readSmall(res, ERROR_BODY_MAX).catch(() => Buffer.alloc(0));
         const details = rateLimitDetails(res.headers);
         if (ra !== null && ra > RETRY_AFTER_MAX_MS) {
-          throw new RegistryError(ep.key, s, `${redactUrl(what)}: HTTP ${s} with Retry-After ${Math.round(ra / 1000)} s (over 60 s)`,
-            { retryAfterMs: ra, ...details, ...registryCodeOf(body) });
+          throw new RegistryError(
+            ep.key,
+            s,
+            `${redactUrl(what)}: HTTP ${s} with Retry-After ${Math.round(ra / 1000)} s (over 60 s)`,
+            { retryAfterMs: ra, ...details, ...registryCodeOf(body) },
+          );
         }
         if (attempt < attempts) {
           await this.backoff(attempt, ra, `${redactUrl(what)}: HTTP ${s}`, layerIndex, signal);
           continue;
         }
-        throw new RegistryError(ep.key, s, `${redactUrl(what)}: HTTP ${s} after ${attempts} attempts`,
-          { ...(ra !== null ? { retryAfterMs: ra } : {}), ...details, ...registryCodeOf(body) });
+        throw new RegistryError(ep.key, s, `${redactUrl(what)}: HTTP ${s} after ${attempts} attempts`, {
+          ...(ra !== null ? { retryAfterMs: ra } : {}),
+          ...details,
+          ...registryCodeOf(body),
+        });
       }
       return res;
     }
@@ -426,7 +521,12 @@ export class RegistryClient {
     const cacheKey = credentialKey(ep);
     let p = this.creds.get(cacheKey);
     if (!p) {
-      const ctx: CredentialContext = { home: this.opts.home, settings: this.opts.settings, env: this.env, signal: this.signalFor(signal) };
+      const ctx: CredentialContext = {
+        home: this.opts.home,
+        settings: this.opts.settings,
+        env: this.env,
+        signal: this.signalFor(signal),
+      };
       p = endpointCredential(ep, ctx, this.opts.auth).then((c) => {
         if (c.kind === 'basic') this.addSecret(c.password, `${c.username}:${c.password}`);
         if (c.kind === 'token') this.addSecret(c.token);
@@ -449,14 +549,23 @@ export class RegistryClient {
    * The Authorization header for a request to `ep` about `repo`, or null (anonymous / no auth).
    * `challenge` is the one in force (ping or a later 401).
    */
-  private async authorization(ep: Endpoint, ping: PingResult, challenge: Challenge | null, repo: string | null,
-    signal: AbortSignal | undefined): Promise<string | null> {
+  private async authorization(
+    ep: Endpoint,
+    ping: PingResult,
+    challenge: Challenge | null,
+    repo: string | null,
+    signal: AbortSignal | undefined,
+  ): Promise<string | null> {
     const cred = await this.credentialFor(ep, signal);
     if (cred.kind === 'token') return `Bearer ${cred.token}`;
     if (!challenge) return null;
     if (challenge.scheme === 'basic') {
       if (cred.kind !== 'basic') {
-        throw new RegistryAuthError(ep.key, 401, `${ep.source} requires a username and password (Basic authentication)${cred.kind === 'anonymous' ? '; none are configured' : ''}`);
+        throw new RegistryAuthError(
+          ep.key,
+          401,
+          `${ep.source} requires a username and password (Basic authentication)${cred.kind === 'anonymous' ? '; none are configured' : ''}`,
+        );
       }
       return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
     }
@@ -480,43 +589,93 @@ export class RegistryClient {
   }
 
   /** Token request (docs/pull.md §2.2, §2.3): GET with Basic or nothing; POST for a refresh token. */
-  private async fetchToken(ep: Endpoint, ping: PingResult, realm: string, service: string, scopes: string[], cred: Credential,
-    signal: AbortSignal | undefined): Promise<{ token: string; expiresAt: number }> {
+  private async fetchToken(
+    ep: Endpoint,
+    ping: PingResult,
+    realm: string,
+    service: string,
+    scopes: string[],
+    cred: Credential,
+    signal: AbortSignal | undefined,
+  ): Promise<{ token: string; expiresAt: number }> {
     const u = await validateRealm(realm, {
-      registry: ep.key, registryScheme: ping.scheme, registryHostname: ep.hostname, registryInsecure: ep.insecure,
+      registry: ep.key,
+      registryScheme: ping.scheme,
+      registryHostname: ep.hostname,
+      registryInsecure: ep.insecure,
       ...(this.opts.resolve ? { resolve: this.opts.resolve } : {}),
     });
     const shown = redactUrl(u.toString());
     const realmEp: Endpoint = { ...ep, caFiles: ep.caFiles, insecure: false };
     let res: Resp;
     if (cred.kind === 'identity') {
-      const form = new URLSearchParams({ grant_type: 'refresh_token', service, client_id: 'msb-image', refresh_token: cred.identityToken });
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        service,
+        client_id: 'msb-image',
+        refresh_token: cred.identityToken,
+      });
       if (scopes.length) form.set('scope', scopes.join(' '));
       res = await this.withRetries(ep, `POST ${shown}`, null, signal, this.retries, async () => {
-        return this.requestWithDeadline(u, {
-          method: 'POST', dispatcher: this.pool.get(realmEp.caFiles, true),
-          headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': 'msb-image' }, body: form.toString(),
-        }, signal);
+        return this.requestWithDeadline(
+          u,
+          {
+            method: 'POST',
+            dispatcher: this.pool.get(realmEp.caFiles, true),
+            headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': 'msb-image' },
+            body: form.toString(),
+          },
+          signal,
+        );
       });
     } else {
       const q = new URL(u);
       if (service) q.searchParams.set('service', service);
       for (const s of scopes) q.searchParams.append('scope', s);
       const headers: Record<string, string> = { 'user-agent': 'msb-image' };
-      if (cred.kind === 'basic') headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+      if (cred.kind === 'basic')
+        headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
       res = await this.withRetries(ep, `GET ${shown}`, null, signal, this.retries, async () => {
         // The realm gets the Basic credentials for this request only; no redirects are followed for it.
-        return this.requestWithDeadline(q, { method: 'GET', headers, dispatcher: this.pool.get(realmEp.caFiles, true) }, signal);
+        return this.requestWithDeadline(
+          q,
+          { method: 'GET', headers, dispatcher: this.pool.get(realmEp.caFiles, true) },
+          signal,
+        );
       });
     }
     const body = await readSmall(res, TOKEN_BODY_MAX).catch(() => Buffer.alloc(0));
     if (res.statusCode === 401 || res.statusCode === 403) {
-      throw new RegistryAuthError(ep.key, res.statusCode, `token request to ${shown} was refused (HTTP ${res.statusCode}): check the credentials for ${ep.key}`);
+      throw new RegistryAuthError(
+        ep.key,
+        res.statusCode,
+        `token request to ${shown} was refused (HTTP ${res.statusCode}): check the credentials for ${ep.key}`,
+      );
     }
-    if (res.statusCode !== 200) throw new RegistryAuthError(ep.key, res.statusCode, `token request to ${shown} failed with HTTP ${res.statusCode}`);
-    let v: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown; refresh_token?: unknown };
-    try { v = JSON.parse(body.toString('utf8')) as typeof v; } catch { throw new RegistryAuthError(ep.key, 200, `token response from ${shown} is not JSON`); }
-    const token = typeof v.token === 'string' && v.token ? v.token : typeof v.access_token === 'string' && v.access_token ? v.access_token : null;
+    if (res.statusCode !== 200)
+      throw new RegistryAuthError(
+        ep.key,
+        res.statusCode,
+        `token request to ${shown} failed with HTTP ${res.statusCode}`,
+      );
+    let v: {
+      token?: unknown;
+      access_token?: unknown;
+      expires_in?: unknown;
+      issued_at?: unknown;
+      refresh_token?: unknown;
+    };
+    try {
+      v = JSON.parse(body.toString('utf8')) as typeof v;
+    } catch {
+      throw new RegistryAuthError(ep.key, 200, `token response from ${shown} is not JSON`);
+    }
+    const token =
+      typeof v.token === 'string' && v.token
+        ? v.token
+        : typeof v.access_token === 'string' && v.access_token
+          ? v.access_token
+          : null;
     if (!token) throw new RegistryAuthError(ep.key, 200, `token response from ${shown} has no token`);
     this.addSecret(token);
     if (typeof v.refresh_token === 'string') this.addSecret(v.refresh_token);
@@ -532,8 +691,16 @@ export class RegistryClient {
    * An authenticated request to an endpoint, with retries, redirects and the single re-auth of
    * docs/pull.md §2.3. Returns a 2xx/206/416 response (body unread); anything else is thrown.
    */
-  private async send(ep: Endpoint, repo: string, method: 'GET' | 'HEAD', path: string, headers: Record<string, string>,
-    what: string, layerIndex: number | null, signal: AbortSignal | undefined): Promise<{ res: Resp; url: string }> {
+  private async send(
+    ep: Endpoint,
+    repo: string,
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: Record<string, string>,
+    what: string,
+    layerIndex: number | null,
+    signal: AbortSignal | undefined,
+  ): Promise<{ res: Resp; url: string }> {
     const ping = await this.ping(ep, signal);
     const url = `${ping.base}${path}`;
     const chKey = `${ep.key}|${ep.host}`;
@@ -549,23 +716,35 @@ export class RegistryClient {
       });
       const s = res.statusCode;
       if ((s >= 200 && s < 300) || s === 416) return { res, url: finalUrl };
-      const body = method === 'HEAD' ? Buffer.alloc(0) : await readSmall(res, ERROR_BODY_MAX).catch(() => Buffer.alloc(0));
+      const body =
+        method === 'HEAD' ? Buffer.alloc(0) : await readSmall(res, ERROR_BODY_MAX).catch(() => Buffer.alloc(0));
       if (method === 'HEAD') await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
       const bodyText = body.toString('utf8');
       const wwwAuth = parseWwwAuthenticate(res.headers['www-authenticate']);
       const invalidToken = /invalid_token/.test(bodyText) || wwwAuth.some((c) => c.params.error === 'invalid_token');
       if (s === 401 || ((s === 403 || s === 400) && invalidToken)) {
-        if (reauthed) throw new RegistryAuthError(ep.key, s, `${what}: authentication failed at ${ep.source} (HTTP ${s} after re-authenticating)`);
+        if (reauthed)
+          throw new RegistryAuthError(
+            ep.key,
+            s,
+            `${what}: authentication failed at ${ep.source} (HTTP ${s} after re-authenticating)`,
+          );
         reauthed = true;
         this.dropTokens(ep);
         const ch = pickChallenge(wwwAuth);
         if (ch) this.cache.challenges.set(chKey, ch);
-        else if (!challenge) throw new RegistryAuthError(ep.key, s, `${what}: HTTP ${s} from ${ep.source} without a usable challenge`);
+        else if (!challenge)
+          throw new RegistryAuthError(ep.key, s, `${what}: HTTP ${s} from ${ep.source} without a usable challenge`);
         continue;
       }
       if (s === 403) throw new RegistryAuthError(ep.key, 403, `${what}: access denied by ${ep.source}`);
       const code = registryCodeOf(body);
-      throw new RegistryError(ep.key, s, `${what}: HTTP ${s} from ${ep.source}${code.registryCode ? ` (${code.registryCode})` : ''}`, code);
+      throw new RegistryError(
+        ep.key,
+        s,
+        `${what}: HTTP ${s} from ${ep.source}${code.registryCode ? ` (${code.registryCode})` : ''}`,
+        code,
+      );
     }
   }
 
@@ -574,8 +753,13 @@ export class RegistryClient {
    * reasons of docs/pull.md §12 (connection error, 404, 401/403 after its own auth, 5xx after retries,
    * digest mismatch), with a MIRROR_FALLBACK warning. The origin's error is the one thrown.
    */
-  private async withFallback<T>(domain: string, need: Capability, what: string, start: number,
-    op: (ep: Endpoint, index: number) => Promise<T>): Promise<T> {
+  private async withFallback<T>(
+    domain: string,
+    need: Capability,
+    what: string,
+    start: number,
+    op: (ep: Endpoint, index: number) => Promise<T>,
+  ): Promise<T> {
     const eps = this.endpoints(domain, need);
     let lastErr: unknown = new RegistryError(domain, 0, `${what}: no endpoint left to try`);
     for (let i = Math.min(start, eps.length - 1); i < eps.length; i++) {
@@ -584,10 +768,16 @@ export class RegistryClient {
         return await op(ep, i);
       } catch (e) {
         lastErr = e;
-        const fallbackable = e instanceof NetworkError || e instanceof RegistryAuthError || e instanceof DigestMismatchError
-          || (e instanceof RegistryError && (e.status === 404 || e.status >= 500 || e.status === 429 || e.status === 0));
+        const fallbackable =
+          e instanceof NetworkError ||
+          e instanceof RegistryAuthError ||
+          e instanceof DigestMismatchError ||
+          (e instanceof RegistryError && (e.status === 404 || e.status >= 500 || e.status === 429 || e.status === 0));
         if (i === eps.length - 1 || !fallbackable) throw e;
-        this.warn('MIRROR_FALLBACK', `${what}: ${ep.source} failed (${(e as Error).message}); trying ${eps[i + 1]!.source}`);
+        this.warn(
+          'MIRROR_FALLBACK',
+          `${what}: ${ep.source} failed (${(e as Error).message}); trying ${eps[i + 1]!.source}`,
+        );
       }
     }
     throw lastErr;
@@ -600,27 +790,61 @@ export class RegistryClient {
    * limit with early abort, digest computed over the exact bytes and checked against the
    * requested digest and Docker-Content-Digest. Parsing is the caller's (src/pull/manifest.ts).
    */
-  async fetchManifest(ref: RepoRef, tagOrDigest: string, opts: { signal?: AbortSignal | undefined; maxBytes?: number; startEndpoint?: number } = {}): Promise<ManifestResponse> {
+  async fetchManifest(
+    ref: RepoRef,
+    tagOrDigest: string,
+    opts: { signal?: AbortSignal | undefined; maxBytes?: number; startEndpoint?: number } = {},
+  ): Promise<ManifestResponse> {
     const maxBytes = opts.maxBytes ?? DEFAULT_LIMITS.maxManifestBytes;
     const signal = this.signalFor(opts.signal);
     const expected = isDigest(tagOrDigest) ? tagOrDigest : null;
     const what = `manifest ${ref.domain}/${ref.repository}${expected ? '@' : ':'}${tagOrDigest}`;
     return this.withFallback(ref.domain, expected ? 'pull' : 'resolve', what, opts.startEndpoint ?? 0, async (ep) => {
-      const { res } = await this.send(ep, ref.repository, 'GET', `/v2/${ref.repository}/manifests/${tagOrDigest}`,
-        { accept: MANIFEST_ACCEPT.join(', ') }, what, null, signal);
-      if (res.statusCode === 416) { await res.body.dump().catch(() => undefined); throw new RegistryError(ep.key, 416, `${what}: unexpected HTTP 416`); }
+      const { res } = await this.send(
+        ep,
+        ref.repository,
+        'GET',
+        `/v2/${ref.repository}/manifests/${tagOrDigest}`,
+        { accept: MANIFEST_ACCEPT.join(', ') },
+        what,
+        null,
+        signal,
+      );
+      if (res.statusCode === 416) {
+        await res.body.dump().catch(() => undefined);
+        throw new RegistryError(ep.key, 416, `${what}: unexpected HTTP 416`);
+      }
       const bytes = await readLimited(res, maxBytes, 'maxManifestBytes', what, signal);
       const dcdRaw = header(res.headers, 'docker-content-digest');
       const dcd = dcdRaw && isDigest(dcdRaw.trim()) ? dcdRaw.trim() : null;
       const alg: DigestAlgorithm = expected ? digestAlgorithm(expected) : 'sha256';
       const digest = `${alg}:${newHash(alg).update(bytes).digest('hex')}`;
-      if (expected && digest !== expected) throw new DigestMismatchError('manifest', expected, digest, `${what}: digest mismatch: expected ${expected}, got ${digest}`);
+      if (expected && digest !== expected)
+        throw new DigestMismatchError(
+          'manifest',
+          expected,
+          digest,
+          `${what}: digest mismatch: expected ${expected}, got ${digest}`,
+        );
       if (dcd) {
         const dAlg = digestAlgorithm(dcd);
         const actual = dAlg === alg ? digest : `${dAlg}:${newHash(dAlg).update(bytes).digest('hex')}`;
-        if (actual !== dcd) throw new DigestMismatchError('manifest', dcd, actual, `${what}: Docker-Content-Digest ${dcd} does not match the bytes (${actual})`);
+        if (actual !== dcd)
+          throw new DigestMismatchError(
+            'manifest',
+            dcd,
+            actual,
+            `${what}: Docker-Content-Digest ${dcd} does not match the bytes (${actual})`,
+          );
       }
-      return { bytes, digest, contentType: header(res.headers, 'content-type'), dockerContentDigest: dcd, source: ep.source, endpoint: ep };
+      return {
+        bytes,
+        digest,
+        contentType: header(res.headers, 'content-type'),
+        dockerContentDigest: dcd,
+        source: ep.source,
+        endpoint: ep,
+      };
     });
   }
 
@@ -629,32 +853,62 @@ export class RegistryClient {
    * with the usual auth, retries and fallback, from endpoint `start` on (the next pages of a list
    * are asked of the endpoint that served the first). Returns the body and the `Link` header.
    */
-  async getRepoResource(ref: RepoRef, resource: string, opts: { signal?: AbortSignal | undefined; maxBytes?: number; start?: number } = {}):
-    Promise<{ bytes: Buffer; link: string | null; source: string; endpointIndex: number }> {
+  async getRepoResource(
+    ref: RepoRef,
+    resource: string,
+    opts: { signal?: AbortSignal | undefined; maxBytes?: number; start?: number } = {},
+  ): Promise<{ bytes: Buffer; link: string | null; source: string; endpointIndex: number }> {
     const maxBytes = opts.maxBytes ?? DEFAULT_LIMITS.maxManifestBytes;
     const signal = this.signalFor(opts.signal);
     const what = `${resource.replace(/\?.*$/, '')} of ${ref.domain}/${ref.repository}`;
     return this.withFallback(ref.domain, 'resolve', what, opts.start ?? 0, async (ep, index) => {
-      const { res } = await this.send(ep, ref.repository, 'GET', `/v2/${ref.repository}/${resource}`, { accept: 'application/json' }, what, null, signal);
-      if (res.statusCode === 416) { await res.body.dump().catch(() => undefined); throw new RegistryError(ep.key, 416, `${what}: unexpected HTTP 416`); }
+      const { res } = await this.send(
+        ep,
+        ref.repository,
+        'GET',
+        `/v2/${ref.repository}/${resource}`,
+        { accept: 'application/json' },
+        what,
+        null,
+        signal,
+      );
+      if (res.statusCode === 416) {
+        await res.body.dump().catch(() => undefined);
+        throw new RegistryError(ep.key, 416, `${what}: unexpected HTTP 416`);
+      }
       const bytes = await readLimited(res, maxBytes, 'maxManifestBytes', what, signal);
       return { bytes, link: header(res.headers, 'link'), source: ep.source, endpointIndex: index };
     });
   }
 
   /** HEAD a manifest (policy `always`, docs/pull.md §5.1): its Docker-Content-Digest, type and size. */
-  async headManifest(ref: RepoRef, tagOrDigest: string, opts: { signal?: AbortSignal | undefined } = {}): Promise<ManifestHead> {
+  async headManifest(
+    ref: RepoRef,
+    tagOrDigest: string,
+    opts: { signal?: AbortSignal | undefined } = {},
+  ): Promise<ManifestHead> {
     const signal = this.signalFor(opts.signal);
     const what = `manifest ${ref.domain}/${ref.repository}:${tagOrDigest} (HEAD)`;
     return this.withFallback(ref.domain, isDigest(tagOrDigest) ? 'pull' : 'resolve', what, 0, async (ep) => {
-      const { res } = await this.send(ep, ref.repository, 'HEAD', `/v2/${ref.repository}/manifests/${tagOrDigest}`,
-        { accept: MANIFEST_ACCEPT.join(', ') }, what, null, signal);
+      const { res } = await this.send(
+        ep,
+        ref.repository,
+        'HEAD',
+        `/v2/${ref.repository}/manifests/${tagOrDigest}`,
+        { accept: MANIFEST_ACCEPT.join(', ') },
+        what,
+        null,
+        signal,
+      );
       await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
       const dcd = header(res.headers, 'docker-content-digest')?.trim() ?? null;
       const len = header(res.headers, 'content-length');
       return {
-        digest: dcd && isDigest(dcd) ? dcd : null, contentType: header(res.headers, 'content-type'),
-        size: len !== null && /^\d+$/.test(len) ? Number(len) : null, source: ep.source, endpoint: ep,
+        digest: dcd && isDigest(dcd) ? dcd : null,
+        contentType: header(res.headers, 'content-type'),
+        size: len !== null && /^\d+$/.test(len) ? Number(len) : null,
+        source: ep.source,
+        endpoint: ep,
       };
     });
   }
@@ -666,24 +920,59 @@ export class RegistryClient {
    * offset > 0. Tries endpoints from `startEndpoint` (docs/pull.md §12). The stream is undici's body:
    * it applies backpressure and is cancelled by the signal or by `destroy()`.
    */
-  async openBlob(ref: RepoRef, digest: string, opts: { offset?: number; signal?: AbortSignal | undefined; layerIndex?: number | null; startEndpoint?: number } = {}): Promise<BlobResponse> {
+  async openBlob(
+    ref: RepoRef,
+    digest: string,
+    opts: {
+      offset?: number;
+      signal?: AbortSignal | undefined;
+      layerIndex?: number | null;
+      startEndpoint?: number;
+    } = {},
+  ): Promise<BlobResponse> {
     if (!isDigest(digest)) throw new RegistryError(ref.domain, 0, `invalid blob digest ${JSON.stringify(digest)}`);
     const signal = this.signalFor(opts.signal);
     const offset = opts.offset ?? 0;
     const what = `blob ${ref.domain}/${ref.repository}@${digest}`;
-    return this.withFallback(ref.domain, 'pull', what, opts.startEndpoint ?? 0, (ep, index) => this.openBlobAt(ep, index, ref, digest, offset, what, opts.layerIndex ?? null, signal));
+    return this.withFallback(ref.domain, 'pull', what, opts.startEndpoint ?? 0, (ep, index) =>
+      this.openBlobAt(ep, index, ref, digest, offset, what, opts.layerIndex ?? null, signal),
+    );
   }
 
-  private async openBlobAt(ep: Endpoint, index: number, ref: RepoRef, digest: string, offset: number, what: string,
-    layerIndex: number | null, signal: AbortSignal | undefined): Promise<BlobResponse> {
+  private async openBlobAt(
+    ep: Endpoint,
+    index: number,
+    ref: RepoRef,
+    digest: string,
+    offset: number,
+    what: string,
+    layerIndex: number | null,
+    signal: AbortSignal | undefined,
+  ): Promise<BlobResponse> {
     const headers: Record<string, string> = {};
     if (offset > 0) headers.range = `bytes=${offset}-`;
-    const { res } = await this.send(ep, ref.repository, 'GET', `/v2/${ref.repository}/blobs/${digest}`, headers, what, layerIndex, signal);
+    const { res } = await this.send(
+      ep,
+      ref.repository,
+      'GET',
+      `/v2/${ref.repository}/blobs/${digest}`,
+      headers,
+      what,
+      layerIndex,
+      signal,
+    );
     const len = header(res.headers, 'content-length');
     const contentLength = len !== null && /^\d+$/.test(len) ? Number(len) : null;
     if (res.statusCode === 416) {
       await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
-      return { status: 416, stream: emptyStream(), contentLength: 0, rangeStart: offset, endpoint: ep, endpointIndex: index };
+      return {
+        status: 416,
+        stream: emptyStream(),
+        contentLength: 0,
+        rangeStart: offset,
+        endpoint: ep,
+        endpointIndex: index,
+      };
     }
     if (res.statusCode === 206) {
       const cr = header(res.headers, 'content-range');
@@ -715,7 +1004,11 @@ export class RegistryClient {
    * `startEndpoint: endpointIndex + 1` to abandon a mirror, §12).
    * Breaking out of the loop (or aborting) destroys the HTTP body.
    */
-  async *readBlob(ref: RepoRef, desc: Pick<Descriptor, 'digest' | 'size'>, opts: ReadBlobOptions = {}): AsyncGenerator<BlobEvent, void, void> {
+  async *readBlob(
+    ref: RepoRef,
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    opts: ReadBlobOptions = {},
+  ): AsyncGenerator<BlobEvent, void, void> {
     const signal = this.signalFor(opts.signal);
     const layerIndex = opts.layerIndex ?? null;
     const cap = desc.size + 1;
@@ -728,13 +1021,28 @@ export class RegistryClient {
       const r = await this.openBlob(ref, desc.digest, { offset: pos, signal, layerIndex, startEndpoint });
       startEndpoint = r.endpointIndex;
       if (r.status === 416) {
-        if (pos === desc.size) { yield { type: 'open', rangeStart: pos, endpoint: r.endpoint, endpointIndex: r.endpointIndex, contentLength: 0 }; return; }
+        if (pos === desc.size) {
+          yield {
+            type: 'open',
+            rangeStart: pos,
+            endpoint: r.endpoint,
+            endpointIndex: r.endpointIndex,
+            contentLength: 0,
+          };
+          return;
+        }
         // Our offset is past what the server has: start over from zero.
         pos = 0;
         continue;
       }
       pos = r.rangeStart;
-      yield { type: 'open', rangeStart: pos, endpoint: r.endpoint, endpointIndex: r.endpointIndex, contentLength: r.contentLength };
+      yield {
+        type: 'open',
+        rangeStart: pos,
+        endpoint: r.endpoint,
+        endpointIndex: r.endpointIndex,
+        contentLength: r.contentLength,
+      };
       let failure: unknown = null;
       try {
         for await (const chunk of r.stream as AsyncIterable<Buffer>) {
@@ -760,7 +1068,11 @@ export class RegistryClient {
       // Cut off (error or a clean end short of the size): resume with Range from `pos`.
       const why = failure === null ? `body ended after ${pos} of ${desc.size} bytes` : describeNetworkError(failure);
       if (failure !== null && !isRetryableNetworkError(failure)) {
-        throw new NetworkError(r.endpoint.key, `${what}: ${this.scrub(why)}`, Object.assign(new Error(this.scrub(why)), { code: errorCode(failure) }));
+        throw new NetworkError(
+          r.endpoint.key,
+          `${what}: ${this.scrub(why)}`,
+          Object.assign(new Error(this.scrub(why)), { code: errorCode(failure) }),
+        );
       }
       resumes++;
       if (resumes >= this.retries) {
@@ -775,12 +1087,18 @@ export class RegistryClient {
    * maxManifestBytes, refused unread when the descriptor or Content-Length says so), exact size,
    * digest verified (DigestMismatchError {what}). A mismatch from a mirror falls back (§12).
    */
-  async fetchBlobBytes(ref: RepoRef, desc: Pick<Descriptor, 'digest' | 'size'>, maxBytes: number = DEFAULT_LIMITS.maxManifestBytes,
-    opts: { signal?: AbortSignal | undefined; what?: string } = {}): Promise<Buffer> {
+  async fetchBlobBytes(
+    ref: RepoRef,
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    maxBytes: number = DEFAULT_LIMITS.maxManifestBytes,
+    opts: { signal?: AbortSignal | undefined; what?: string } = {},
+  ): Promise<Buffer> {
     const what = opts.what ?? 'config';
-    if (desc.size > maxBytes) throw new LimitExceededError('maxManifestBytes', desc.size, maxBytes, `${what} ${desc.digest}`);
+    if (desc.size > maxBytes)
+      throw new LimitExceededError('maxManifestBytes', desc.size, maxBytes, `${what} ${desc.digest}`);
     const local = await this.opts.localBlob?.(desc.digest);
-    if (local && local.length === desc.size && digestOf(local, digestAlgorithm(desc.digest)) === desc.digest) return local;
+    if (local && local.length === desc.size && digestOf(local, digestAlgorithm(desc.digest)) === desc.digest)
+      return local;
     const signal = this.signalFor(opts.signal);
     const label = `${what} ${ref.domain}/${ref.repository}@${desc.digest}`;
     return this.withFallback(ref.domain, 'pull', label, 0, async (ep, index) => {
@@ -794,7 +1112,10 @@ export class RegistryClient {
       try {
         for await (const c of r.stream as AsyncIterable<Buffer>) {
           n += c.length;
-          if (n > maxBytes) { r.stream.destroy(); throw new LimitExceededError('maxManifestBytes', n, maxBytes, label); }
+          if (n > maxBytes) {
+            r.stream.destroy();
+            throw new LimitExceededError('maxManifestBytes', n, maxBytes, label);
+          }
           chunks.push(c);
         }
       } catch (e) {
@@ -805,8 +1126,15 @@ export class RegistryClient {
       const bytes = Buffer.concat(chunks);
       const alg = digestAlgorithm(desc.digest);
       const actual = `${alg}:${newHash(alg).update(bytes).digest('hex')}`;
-      if (actual !== desc.digest) throw new DigestMismatchError(what, desc.digest, actual, `${label}: digest mismatch (got ${actual})`);
-      if (bytes.length !== desc.size) throw new DigestMismatchError(what, desc.digest, actual, `${label}: size ${bytes.length} differs from the descriptor's ${desc.size}`);
+      if (actual !== desc.digest)
+        throw new DigestMismatchError(what, desc.digest, actual, `${label}: digest mismatch (got ${actual})`);
+      if (bytes.length !== desc.size)
+        throw new DigestMismatchError(
+          what,
+          desc.digest,
+          actual,
+          `${label}: size ${bytes.length} differs from the descriptor's ${desc.size}`,
+        );
       return bytes;
     });
   }
@@ -824,10 +1152,12 @@ export class RegistryClient {
     if (!ch) return; // an open registry accepts anything
     const authz = await this.authorization(ep, ping, ch, null, sig);
     if (ch.scheme === 'basic') {
-      const res = await this.withRetries(ep, `GET ${ping.base}/v2/`, null, sig, this.retries,
-        () => this.rawRequest(ep, ping.base, 'GET', `${ping.base}/v2/`, {}, authz, sig).then((r) => r.res));
+      const res = await this.withRetries(ep, `GET ${ping.base}/v2/`, null, sig, this.retries, () =>
+        this.rawRequest(ep, ping.base, 'GET', `${ping.base}/v2/`, {}, authz, sig).then((r) => r.res),
+      );
       await res.body.dump({ limit: ERROR_BODY_MAX }).catch(() => undefined);
-      if (res.statusCode < 200 || res.statusCode >= 300) throw new RegistryAuthError(ep.key, res.statusCode, `login to ${domain} failed (HTTP ${res.statusCode})`);
+      if (res.statusCode < 200 || res.statusCode >= 300)
+        throw new RegistryAuthError(ep.key, res.statusCode, `login to ${domain} failed (HTTP ${res.statusCode})`);
     }
   }
 
@@ -838,7 +1168,14 @@ export class RegistryClient {
 }
 
 function emptyStream(): BlobResponse['stream'] {
-  return { async *[Symbol.asyncIterator]() { /* empty */ }, destroy() { /* nothing */ } };
+  return {
+    async *[Symbol.asyncIterator]() {
+      /* empty */
+    },
+    destroy() {
+      /* nothing */
+    },
+  };
 }
 
 /** Reads a body up to `max` bytes (the rest is discarded). */
@@ -846,7 +1183,11 @@ async function readSmall(res: Resp, max: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of res.body as AsyncIterable<Buffer>) {
-    if (n + c.length > max) { chunks.push(c.subarray(0, max - n)); res.body.destroy(); break; }
+    if (n + c.length > max) {
+      chunks.push(c.subarray(0, max - n));
+      res.body.destroy();
+      break;
+    }
     chunks.push(c);
     n += c.length;
   }

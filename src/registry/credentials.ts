@@ -34,7 +34,10 @@ export function dockerConfigKeys(host: string): string[] {
   return [host, `https://${host}`, `http://${host}`];
 }
 
-export interface ResolvedCredential { credential: Credential; source: CredentialSource }
+export interface ResolvedCredential {
+  credential: Credential;
+  source: CredentialSource;
+}
 
 export interface CredentialContext {
   home: string;
@@ -52,7 +55,11 @@ export function explicitCredential(auth: RegistryAuth): Credential {
 }
 
 /** Resolves the credential for `host` (a settings/docker key: `host[:port]`, Docker Hub = `docker.io`). */
-export async function resolveCredential(host: string, ctx: CredentialContext, explicit?: RegistryAuth): Promise<ResolvedCredential> {
+export async function resolveCredential(
+  host: string,
+  ctx: CredentialContext,
+  explicit?: RegistryAuth,
+): Promise<ResolvedCredential> {
   if (explicit) return { credential: explicitCredential(explicit), source: 'explicit' };
   const fromHome = homeConfigCredential(host, ctx);
   if (fromHome) return { credential: fromHome, source: 'config' };
@@ -75,7 +82,8 @@ export function configAuthCredential(auth: ConfigAuth, key: string, ctx: Credent
   if (hasSecret === hasEnv) throw new SettingsError(key, `${key}: needs exactly one of "secret" or "password_env"`);
   if (hasEnv) {
     const v = ctx.env[auth.passwordEnv!];
-    if (v === undefined || v === '') throw new SettingsError(key, `${key}.password_env: environment variable ${auth.passwordEnv} is not set`);
+    if (v === undefined || v === '')
+      throw new SettingsError(key, `${key}.password_env: environment variable ${auth.passwordEnv} is not set`);
     return { kind: 'basic', username: auth.username, password: v };
   }
   return { kind: 'basic', username: auth.username, password: readSecretFile(ctx.home, auth.secret!, key) };
@@ -103,7 +111,10 @@ export function readSecretFile(home: string, rel: string, key = 'secret'): strin
     const st = fstatSync(fd);
     if (!st.isFile()) throw new SettingsError(key, `${key}.secret: ${path} is not a regular file`);
     if ((st.mode & 0o077) !== 0) {
-      throw new SettingsError(key, `${key}.secret: ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be 0600 or stricter`);
+      throw new SettingsError(
+        key,
+        `${key}.secret: ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be 0600 or stricter`,
+      );
     }
     const v = readFileSync(fd, 'utf8').trim();
     if (v === '') throw new SettingsError(key, `${key}.secret: ${path} is empty`);
@@ -155,12 +166,23 @@ export async function dockerConfigCredential(host: string, ctx: CredentialContex
   if (config.credHelpers && typeof config.credHelpers === 'object') {
     for (const k of keys) {
       const h = config.credHelpers[k];
-      if (typeof h === 'string') { helper = h; helperKey = k; break; }
+      if (typeof h === 'string') {
+        helper = h;
+        helperKey = k;
+        break;
+      }
     }
   }
-  if (helper === undefined && typeof config.credsStore === 'string' && config.credsStore !== '') helper = config.credsStore;
+  if (helper === undefined && typeof config.credsStore === 'string' && config.credsStore !== '')
+    helper = config.credsStore;
   if (helper !== undefined) {
-    const c = await runCredentialHelper(helper, helperKey, { timeoutMs: ctx.settings.registries?.credHelperTimeoutMs ?? 30_000, env: ctx.env, registry: host, configPath: path, signal: ctx.signal });
+    const c = await runCredentialHelper(helper, helperKey, {
+      timeoutMs: ctx.settings.registries?.credHelperTimeoutMs ?? 30_000,
+      env: ctx.env,
+      registry: host,
+      configPath: path,
+      signal: ctx.signal,
+    });
     if (c) return { credential: c, source: 'docker-helper' };
   }
   const auths = config.auths && typeof config.auths === 'object' ? config.auths : {};
@@ -168,8 +190,11 @@ export async function dockerConfigCredential(host: string, ctx: CredentialContex
     const a = auths[k];
     if (!a || typeof a !== 'object') continue;
     if (typeof a.identitytoken === 'string' && a.identitytoken) {
-      const user = typeof a.auth === 'string' ? decodeAuth(a.auth, path, k)?.username ?? '' : (a.username ?? '');
-      return { credential: { kind: 'identity', username: user, identityToken: a.identitytoken }, source: 'docker-auths' };
+      const user = typeof a.auth === 'string' ? (decodeAuth(a.auth, path, k)?.username ?? '') : (a.username ?? '');
+      return {
+        credential: { kind: 'identity', username: user, identityToken: a.identitytoken },
+        source: 'docker-auths',
+      };
     }
     if (typeof a.auth === 'string' && a.auth) {
       const d = decodeAuth(a.auth, path, k);
@@ -185,7 +210,8 @@ export async function dockerConfigCredential(host: string, ctx: CredentialContex
 function decodeAuth(b64: string, path: string, key: string): { username: string; password: string } | null {
   const s = Buffer.from(b64, 'base64').toString('utf8');
   const i = s.indexOf(':');
-  if (i < 0) throw new SettingsError(path, `${path}: auths[${JSON.stringify(key)}].auth is not base64 of user:password`);
+  if (i < 0)
+    throw new SettingsError(path, `${path}: auths[${JSON.stringify(key)}].auth is not base64 of user:password`);
   return { username: s.slice(0, i), password: s.slice(i + 1) };
 }
 
@@ -201,16 +227,33 @@ function toCredential(username: string, secret: string): Credential {
  * at 64 KiB; the child is killed at `timeoutMs`. Node opens its own descriptors close-on-exec,
  * and only the three pipes are given to the child.
  */
-export async function runCredentialHelper(name: string, serverKey: string,
-  opts: { timeoutMs: number; env: NodeJS.ProcessEnv; registry: string; configPath?: string; signal?: AbortSignal | undefined }): Promise<Credential | null> {
+export async function runCredentialHelper(
+  name: string,
+  serverKey: string,
+  opts: {
+    timeoutMs: number;
+    env: NodeJS.ProcessEnv;
+    registry: string;
+    configPath?: string;
+    signal?: AbortSignal | undefined;
+  },
+): Promise<Credential | null> {
   if (!HELPER_NAME_RE.test(name)) {
-    throw new SettingsError(opts.configPath ?? 'docker config', `credential helper name ${JSON.stringify(name)} is invalid (allowed: [A-Za-z0-9_.-]+)`);
+    throw new SettingsError(
+      opts.configPath ?? 'docker config',
+      `credential helper name ${JSON.stringify(name)} is invalid (allowed: [A-Za-z0-9_.-]+)`,
+    );
   }
   const bin = `docker-credential-${name}`;
   const result = await new Promise<{ code: number | null; stdout: Buffer; error?: string }>((done) => {
     let child: ReturnType<typeof spawn>;
     try {
-      child = spawn(bin, ['get'], { stdio: ['pipe', 'pipe', 'ignore'], env: opts.env, shell: false, windowsHide: true });
+      child = spawn(bin, ['get'], {
+        stdio: ['pipe', 'pipe', 'ignore'],
+        env: opts.env,
+        shell: false,
+        windowsHide: true,
+      });
     } catch (e) {
       done({ code: null, stdout: Buffer.alloc(0), error: (e as NodeJS.ErrnoException).code ?? 'spawn failed' });
       return;
@@ -225,22 +268,42 @@ export async function runCredentialHelper(name: string, serverKey: string,
       opts.signal?.removeEventListener('abort', onAbort);
       done(r);
     };
-    const timer = setTimeout(() => { child.kill('SIGKILL'); finish({ code: null, stdout: Buffer.alloc(0), error: 'timeout' }); }, opts.timeoutMs);
-    const onAbort = () => { child.kill('SIGKILL'); finish({ code: null, stdout: Buffer.alloc(0), error: 'aborted' }); };
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      finish({ code: null, stdout: Buffer.alloc(0), error: 'timeout' });
+    }, opts.timeoutMs);
+    const onAbort = () => {
+      child.kill('SIGKILL');
+      finish({ code: null, stdout: Buffer.alloc(0), error: 'aborted' });
+    };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('error', (e: NodeJS.ErrnoException) => finish({ code: null, stdout: Buffer.alloc(0), error: e.code ?? 'spawn failed' }));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      finish({ code: null, stdout: Buffer.alloc(0), error: e.code ?? 'spawn failed' }),
+    );
     child.stdout!.on('data', (b: Buffer) => {
       size += b.length;
-      if (size > HELPER_STDOUT_MAX) { child.kill('SIGKILL'); finish({ code: null, stdout: Buffer.alloc(0), error: 'stdout over 64 KiB' }); return; }
+      if (size > HELPER_STDOUT_MAX) {
+        child.kill('SIGKILL');
+        finish({ code: null, stdout: Buffer.alloc(0), error: 'stdout over 64 KiB' });
+        return;
+      }
       chunks.push(b);
     });
     child.on('close', (code) => finish({ code, stdout: Buffer.concat(chunks) }));
-    child.stdin!.on('error', () => { /* the helper may exit before reading stdin */ });
+    child.stdin!.on('error', () => {
+      /* the helper may exit before reading stdin */
+    });
     child.stdin!.end(serverKey + '\n');
   });
-  if (result.error === 'ENOENT') throw new SettingsError(opts.configPath ?? 'docker config', `credential helper ${bin} was not found on PATH`);
+  if (result.error === 'ENOENT')
+    throw new SettingsError(opts.configPath ?? 'docker config', `credential helper ${bin} was not found on PATH`);
   if (result.error === 'aborted') return null;
-  if (result.error === 'timeout') throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} did not finish within ${opts.timeoutMs} ms and was killed`);
+  if (result.error === 'timeout')
+    throw new RegistryAuthError(
+      opts.registry,
+      0,
+      `credential helper ${bin} did not finish within ${opts.timeoutMs} ms and was killed`,
+    );
   if (result.error) throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} failed: ${result.error}`);
   const out = result.stdout.toString('utf8');
   if (result.code !== 0) {

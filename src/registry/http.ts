@@ -9,7 +9,11 @@ import type { Dispatcher } from 'undici';
 import { Agent, envHttpProxyAgent } from './undici.js';
 import { SettingsError } from '../errors.js';
 
-export interface Timeouts { connectMs: number; headersMs: number; idleMs: number }
+export interface Timeouts {
+  connectMs: number;
+  headersMs: number;
+  idleMs: number;
+}
 export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 30_000, headersMs: 30_000, idleMs: 60_000 };
 
 /** True when any proxy variable is set; without one a plain Agent is used. */
@@ -27,7 +31,10 @@ export function loadCaFiles(files: string[]): string[] {
     try {
       text = readFileSync(f, 'utf8');
     } catch (e) {
-      throw new SettingsError(f, `CA certificate file ${f} cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new SettingsError(
+        f,
+        `CA certificate file ${f} cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
     if (!/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(text)) {
       throw new SettingsError(f, `CA certificate file ${f} holds no PEM certificate`);
@@ -39,14 +46,19 @@ export function loadCaFiles(files: string[]): string[] {
 /** One dispatcher per (trust set, verify) pair; closed together. */
 export class DispatcherPool {
   private readonly map = new Map<string, Dispatcher>();
-  constructor(private readonly timeouts: Timeouts, private readonly env: NodeJS.ProcessEnv) {}
+  constructor(
+    private readonly timeouts: Timeouts,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
 
   /** `caFiles` extend the system roots; `verify=false` only for hosts marked insecure. */
   get(caFiles: string[], verify: boolean): Dispatcher {
     const key = `${verify ? 'v' : 'nv'}|${caFiles.join('\0')}`;
     let d = this.map.get(key);
     if (d) return d;
-    const tls = caFiles.length ? { ca: [...rootCertificates, ...loadCaFiles(caFiles)], rejectUnauthorized: verify } : { rejectUnauthorized: verify };
+    const tls = caFiles.length
+      ? { ca: [...rootCertificates, ...loadCaFiles(caFiles)], rejectUnauthorized: verify }
+      : { rejectUnauthorized: verify };
     const common = {
       headersTimeout: this.timeouts.headersMs,
       bodyTimeout: this.timeouts.idleMs,
@@ -59,7 +71,10 @@ export class DispatcherPool {
         ...common,
         requestTls: tls,
         ...optional('httpProxy', this.env.HTTP_PROXY ?? this.env.http_proxy),
-        ...optional('httpsProxy', this.env.HTTPS_PROXY ?? this.env.https_proxy ?? this.env.HTTP_PROXY ?? this.env.http_proxy),
+        ...optional(
+          'httpsProxy',
+          this.env.HTTPS_PROXY ?? this.env.https_proxy ?? this.env.HTTP_PROXY ?? this.env.http_proxy,
+        ),
         noProxy: this.env.NO_PROXY ?? this.env.no_proxy ?? '',
       });
     } else {
@@ -86,9 +101,23 @@ export class DispatcherPool {
 }
 
 const RETRYABLE_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
-  'ENETDOWN', 'EHOSTDOWN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTDOWN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC',
 ]);
 
 /** The error code of a network error (walking `cause`), or ''. */
@@ -113,14 +142,20 @@ export function isRetryableNetworkError(e: unknown): boolean {
 /** TLS-level failures (handshake, certificate): the loopback http fallback of docs/pull.md §1.3 keys on these. */
 export function isTlsError(e: unknown): boolean {
   const code = errorCode(e);
-  return /^ERR_SSL_|^ERR_TLS_|^EPROTO$|CERT|^DEPTH_ZERO_SELF_SIGNED_CERT$|^UNABLE_TO_VERIFY|^SELF_SIGNED/.test(code)
-    || /wrong version number|ssl3_get_record|packet length too long|before secure TLS connection/i.test(String((e as Error)?.message ?? ''));
+  return (
+    /^ERR_SSL_|^ERR_TLS_|^EPROTO$|CERT|^DEPTH_ZERO_SELF_SIGNED_CERT$|^UNABLE_TO_VERIFY|^SELF_SIGNED/.test(code) ||
+    /wrong version number|ssl3_get_record|packet length too long|before secure TLS connection/i.test(
+      String((e as Error)?.message ?? ''),
+    )
+  );
 }
 
 /** A short, secret-free description of a network error for messages and `cause`. */
 export function describeNetworkError(e: unknown): string {
   const code = errorCode(e);
-  const msg = String((e as Error)?.message ?? e).split('\n')[0]!.slice(0, 200);
+  const msg = String((e as Error)?.message ?? e)
+    .split('\n')[0]!
+    .slice(0, 200);
   return code && !msg.includes(code) ? `${code}: ${msg}` : msg;
 }
 

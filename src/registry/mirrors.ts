@@ -55,11 +55,22 @@ export function parseMirrorsEnv(value: string | undefined): Map<string, string[]
     const eq = part.indexOf('=');
     const host = eq < 0 ? '' : part.slice(0, eq).trim();
     if (!host || /[/@\s]/.test(host)) {
-      throw new SettingsError(MIRRORS_ENV, `${MIRRORS_ENV}: ${JSON.stringify(redactUrl(part.trim()))} is not host=url[,url…]`);
+      throw new SettingsError(
+        MIRRORS_ENV,
+        `${MIRRORS_ENV}: ${JSON.stringify(redactUrl(part.trim()))} is not host=url[,url…]`,
+      );
     }
-    const urls = part.slice(eq + 1).split(',').map((u) => u.trim()).filter((u) => u !== '');
+    const urls = part
+      .slice(eq + 1)
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u !== '');
     for (const u of urls) {
-      if (!MIRROR_URL_RE.test(u)) throw new SettingsError(MIRRORS_ENV, `${MIRRORS_ENV}: mirror ${JSON.stringify(redactUrl(u))} of ${host} is not a scheme://host[:port] URL`);
+      if (!MIRROR_URL_RE.test(u))
+        throw new SettingsError(
+          MIRRORS_ENV,
+          `${MIRRORS_ENV}: mirror ${JSON.stringify(redactUrl(u))} of ${host} is not a scheme://host[:port] URL`,
+        );
     }
     out.set(normalizeHostKey(host), urls);
   }
@@ -81,13 +92,26 @@ function mirrorEndpoint(domain: string, m: MirrorConfig, index: number, settings
   const o = typeof m === 'string' ? { url: m } : m;
   const key = `registries.hosts.${domain}.mirrors[${index}]`;
   let u: URL | null = null;
-  try { if (MIRROR_URL_RE.test(o.url)) u = new URL(o.url); } catch { /* refused below */ }
-  if (!u) throw new SettingsError(key, `${key}: ${JSON.stringify(redactUrl(String(o.url)))} is not a scheme://host[:port] URL`);
+  try {
+    if (MIRROR_URL_RE.test(o.url)) u = new URL(o.url);
+  } catch {
+    /* refused below */
+  }
+  if (!u)
+    throw new SettingsError(
+      key,
+      `${key}: ${JSON.stringify(redactUrl(String(o.url)))} is not a scheme://host[:port] URL`,
+    );
   const scheme = u.protocol === 'http:' ? 'http' : 'https';
   const own = settings.registries?.hosts?.[u.host];
   const ep: Endpoint = {
-    key: u.host, host: u.host, hostname: hostnameOf(u.host), isMirror: true, source: mirrorDisplayUrl(o.url),
-    schemes: [scheme], insecure: scheme === 'http' || (o.insecure ?? !!own?.insecure),
+    key: u.host,
+    host: u.host,
+    hostname: hostnameOf(u.host),
+    isMirror: true,
+    source: mirrorDisplayUrl(o.url),
+    schemes: [scheme],
+    insecure: scheme === 'http' || (o.insecure ?? !!own?.insecure),
     caFiles: [...(settings.registries?.caCerts ?? []), ...(own?.caCerts ?? []), ...(o.caCerts ?? [])],
     capabilities: o.capabilities?.length ? [...o.capabilities] : [...ALL],
     id: `${domain}#${index}`,
@@ -106,7 +130,12 @@ export interface EndpointOptions {
 }
 
 /** Mirrors able to do `need` (in order), then the origin (docs/pull.md §1.3 for its schemes and CAs). */
-export function registryEndpoints(domain: string, settings: RegistrySettings, need: Capability, opts: EndpointOptions): Endpoint[] {
+export function registryEndpoints(
+  domain: string,
+  settings: RegistrySettings,
+  need: Capability,
+  opts: EndpointOptions,
+): Endpoint[] {
   const out = configuredMirrors(domain, settings, opts.env)
     .map((m, i) => mirrorEndpoint(domain, m, i, settings))
     .filter((ep) => ep.capabilities.includes(need));
@@ -115,10 +144,16 @@ export function registryEndpoints(domain: string, settings: RegistrySettings, ne
   const hostname = hostnameOf(host);
   const insecure = !!hs?.insecure || !!opts.insecure;
   out.push({
-    key: domain, host, hostname, isMirror: false, source: domain,
+    key: domain,
+    host,
+    hostname,
+    isMirror: false,
+    source: domain,
     schemes: insecure || isLoopbackHost(hostname) ? ['https', 'http'] : ['https'],
-    insecure, caFiles: [...(settings.registries?.caCerts ?? []), ...(hs?.caCerts ?? []), ...(opts.caCerts ?? [])],
-    capabilities: [...ALL], id: domain,
+    insecure,
+    caFiles: [...(settings.registries?.caCerts ?? []), ...(hs?.caCerts ?? []), ...(opts.caCerts ?? [])],
+    capabilities: [...ALL],
+    id: domain,
   });
   return out;
 }
@@ -132,7 +167,11 @@ export function credentialKey(ep: Endpoint): string {
  * The credential for an endpoint: the origin's by docs/pull.md §2.1 (explicit first); a mirror's from
  * its own `auth` or URL userinfo, else from its host's entry / docker config, never the origin's.
  */
-export async function endpointCredential(ep: Endpoint, ctx: CredentialContext, explicit?: RegistryAuth): Promise<Credential> {
+export async function endpointCredential(
+  ep: Endpoint,
+  ctx: CredentialContext,
+  explicit?: RegistryAuth,
+): Promise<Credential> {
   if (!ep.isMirror) return (await resolveCredential(ep.key, ctx, explicit)).credential;
   if (ep.auth && 'config' in ep.auth) return configAuthCredential(ep.auth.config, ep.auth.key, ctx);
   if (ep.auth) return { kind: 'basic', username: ep.auth.username, password: ep.auth.password };

@@ -24,8 +24,14 @@ export function classifyIp(ip: string): AddressClass {
     const [o1, o2] = a.split('.').map(Number) as [number, number];
     if (o1 === 169 && o2 === 254) return 'link-local';
     if (o1 === 127) return 'loopback';
-    if (o1 === 10 || (o1 === 172 && o2 >= 16 && o2 <= 31) || (o1 === 192 && o2 === 168)
-      || (o1 === 100 && o2 >= 64 && o2 <= 127) || o1 === 0) return 'private';
+    if (
+      o1 === 10 ||
+      (o1 === 172 && o2 >= 16 && o2 <= 31) ||
+      (o1 === 192 && o2 === 168) ||
+      (o1 === 100 && o2 >= 64 && o2 <= 127) ||
+      o1 === 0
+    )
+      return 'private';
     return 'public';
   }
   if (isIP(a) === 6) {
@@ -76,22 +82,41 @@ export async function validateRealm(realm: string, ctx: RealmContext): Promise<U
   try {
     u = new URL(realm);
   } catch {
-    throw new RegistryAuthError(ctx.registry, 401, `token realm ${JSON.stringify(redactUrl(realm))} is not a valid URL`);
+    throw new RegistryAuthError(
+      ctx.registry,
+      401,
+      `token realm ${JSON.stringify(redactUrl(realm))} is not a valid URL`,
+    );
   }
   const shown = redactUrl(u.toString());
   if (u.protocol !== 'https:' && !(u.protocol === 'http:' && ctx.registryScheme === 'http')) {
-    throw new RegistryAuthError(ctx.registry, 401, `token realm ${shown} refused: it must be https for a registry spoken to over ${ctx.registryScheme}`);
+    throw new RegistryAuthError(
+      ctx.registry,
+      401,
+      `token realm ${shown} refused: it must be https for a registry spoken to over ${ctx.registryScheme}`,
+    );
   }
-  if (u.username || u.password) throw new RegistryAuthError(ctx.registry, 401, `token realm ${shown} refused: it carries userinfo`);
+  if (u.username || u.password)
+    throw new RegistryAuthError(ctx.registry, 401, `token realm ${shown} refused: it carries userinfo`);
   const realmClasses = await classes(u.hostname, resolve);
   if (realmClasses.has('link-local')) {
     const reg = await classes(ctx.registryHostname, resolve);
-    if (!reg.has('link-local')) throw new RegistryAuthError(ctx.registry, 401, `token realm ${shown} refused: it resolves to a link-local address`);
+    if (!reg.has('link-local'))
+      throw new RegistryAuthError(
+        ctx.registry,
+        401,
+        `token realm ${shown} refused: it resolves to a link-local address`,
+      );
   }
   if ((realmClasses.has('loopback') || realmClasses.has('private')) && !ctx.registryInsecure) {
     const reg = await classes(ctx.registryHostname, resolve);
     const registryPublic = reg.size > 0 && [...reg].every((c) => c === 'public');
-    if (registryPublic) throw new RegistryAuthError(ctx.registry, 401, `token realm ${shown} refused: a public registry may not send credentials to a loopback or private address`);
+    if (registryPublic)
+      throw new RegistryAuthError(
+        ctx.registry,
+        401,
+        `token realm ${shown} refused: a public registry may not send credentials to a loopback or private address`,
+      );
   }
   return u;
 }

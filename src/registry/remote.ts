@@ -22,12 +22,20 @@ export interface TopManifest {
 }
 
 /** The manifest or index that the reference names (its digest, else its tag), parsed and verified. */
-export async function fetchTopManifest(client: RegistryClient, ref: ParsedReference,
-  opts: { signal?: AbortSignal; maxManifestBytes?: number; maxLayers?: number } = {}): Promise<TopManifest> {
+export async function fetchTopManifest(
+  client: RegistryClient,
+  ref: ParsedReference,
+  opts: { signal?: AbortSignal; maxManifestBytes?: number; maxLayers?: number } = {},
+): Promise<TopManifest> {
   const m = await client.fetchManifest(ref, ref.digest ?? ref.tag ?? 'latest', {
-    maxBytes: opts.maxManifestBytes ?? DEFAULT_LIMITS.maxManifestBytes, ...(opts.signal ? { signal: opts.signal } : {}),
+    maxBytes: opts.maxManifestBytes ?? DEFAULT_LIMITS.maxManifestBytes,
+    ...(opts.signal ? { signal: opts.signal } : {}),
   });
-  const parsed = parseManifest(m.bytes, { contentType: m.contentType, digest: m.digest, maxLayers: opts.maxLayers ?? DEFAULT_LIMITS.maxLayers });
+  const parsed = parseManifest(m.bytes, {
+    contentType: m.contentType,
+    digest: m.digest,
+    maxLayers: opts.maxLayers ?? DEFAULT_LIMITS.maxLayers,
+  });
   return { digest: m.digest, mediaType: parsed.mediaType, bytes: m.bytes, parsed, source: m.source };
 }
 
@@ -53,9 +61,17 @@ export function nextTagsPage(link: string | null, repository: string): string | 
     const m = /^\s*<([^>]*)>(.*)$/.exec(part);
     if (!m || !/;\s*rel="?next"?(\s|;|$)/i.test(m[2]!)) continue;
     let u: URL;
-    try { u = new URL(m[1]!, 'http://registry.invalid'); } catch { return null; }
+    try {
+      u = new URL(m[1]!, 'http://registry.invalid');
+    } catch {
+      return null;
+    }
     if (decodeURIComponent(u.pathname) !== `/v2/${repository}/tags/list`) {
-      throw new RegistryError(repository, 200, `tags/list of ${repository}: the next page link points elsewhere (${u.pathname})`);
+      throw new RegistryError(
+        repository,
+        200,
+        `tags/list of ${repository}: the next page link points elsewhere (${u.pathname})`,
+      );
     }
     return `tags/list${u.search}`;
   }
@@ -64,15 +80,24 @@ export function nextTagsPage(link: string | null, repository: string): string | 
 
 function parseTagsPage(bytes: Buffer, what: string, domain: string): string[] {
   let v: unknown;
-  try { v = JSON.parse(bytes.toString('utf8')); } catch { throw new RegistryError(domain, 200, `${what}: the answer is not JSON`); }
+  try {
+    v = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new RegistryError(domain, 200, `${what}: the answer is not JSON`);
+  }
   const tags = (v as { tags?: unknown } | null)?.tags;
   if (tags === null || tags === undefined) return [];
-  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) throw new RegistryError(domain, 200, `${what}: "tags" is not a list of strings`);
+  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string'))
+    throw new RegistryError(domain, 200, `${what}: "tags" is not a list of strings`);
   return tags as string[];
 }
 
 /** Every tag of a repository, in the registry's order, across pages. */
-export async function listTags(client: RegistryClient, ref: RepoRef, opts: ListTagsOptions = {}): Promise<{ tags: string[]; source: string }> {
+export async function listTags(
+  client: RegistryClient,
+  ref: RepoRef,
+  opts: ListTagsOptions = {},
+): Promise<{ tags: string[]; source: string }> {
   const maxTags = opts.maxTags ?? DEFAULT_MAX_TAGS;
   const what = `tags/list of ${ref.domain}/${ref.repository}`;
   let resource: string | null = opts.pageSize ? `tags/list?n=${opts.pageSize}` : 'tags/list';
@@ -89,7 +114,8 @@ export async function listTags(client: RegistryClient, ref: RepoRef, opts: ListT
     tags.push(...parseTagsPage(r.bytes, what, ref.domain));
     if (tags.length > maxTags) throw new LimitExceededError('maxTags', tags.length, maxTags, what);
     resource = nextTagsPage(r.link, ref.repository);
-    if (resource !== null && seen.has(resource)) throw new RegistryError(ref.domain, 200, `${what}: the next page link repeats an earlier page`);
+    if (resource !== null && seen.has(resource))
+      throw new RegistryError(ref.domain, 200, `${what}: the next page link repeats an earlier page`);
   }
   return { tags, source };
 }

@@ -6,7 +6,14 @@
  */
 import { ManifestInvalidError } from '../errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../limits.js';
-import { parseImageConfig, parseManifest, type ImageConfig, type ImageIndex, type ImageManifest, type IndexEntry } from '../oci/manifest.js';
+import {
+  parseImageConfig,
+  parseManifest,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  type IndexEntry,
+} from '../oci/manifest.js';
 import { hostPlatform, parsePlatform, recordedPlatform, selectPlatform, type Platform } from '../oci/platform.js';
 import type { ParsedReference } from '../reference/reference.js';
 import type { RegistryClient } from './client.js';
@@ -40,13 +47,20 @@ export interface ResolveOptions {
   onWarning?: (w: WarningInfo) => void;
 }
 
-export async function resolveImage(client: RegistryClient, ref: ParsedReference, opts: ResolveOptions = {}): Promise<ResolvedImage> {
+export async function resolveImage(
+  client: RegistryClient,
+  ref: ParsedReference,
+  opts: ResolveOptions = {},
+): Promise<ResolvedImage> {
   const maxBytes = opts.limits?.maxManifestBytes ?? DEFAULT_LIMITS.maxManifestBytes;
   const maxLayers = opts.limits?.maxLayers ?? DEFAULT_LIMITS.maxLayers;
   const explicit = opts.platform !== undefined && opts.platform !== null;
   const target = explicit ? parsePlatform(opts.platform!) : hostPlatform();
   const warnings: WarningInfo[] = [];
-  const warn = (w: WarningInfo) => { warnings.push(w); opts.onWarning?.(w); };
+  const warn = (w: WarningInfo) => {
+    warnings.push(w);
+    opts.onWarning?.(w);
+  };
   const sig = opts.signal ? { signal: opts.signal } : {};
 
   const top = await client.fetchManifest(ref, ref.digest ?? ref.tag ?? 'latest', { maxBytes, ...sig });
@@ -66,17 +80,22 @@ export async function resolveImage(client: RegistryClient, ref: ParsedReference,
     const loadIndex = async (e: IndexEntry): Promise<ImageIndex> => {
       const r = await client.fetchManifest(ref, e.digest, { maxBytes, ...sig });
       const p = parseManifest(r.bytes, { contentType: r.contentType, digest: r.digest, maxLayers });
-      if (p.kind !== 'index') throw new ManifestInvalidError(`index entry ${e.digest} is typed as an index but is a manifest`, r.digest);
+      if (p.kind !== 'index')
+        throw new ManifestInvalidError(`index entry ${e.digest} is typed as an index but is a manifest`, r.digest);
       return p;
     };
     const sel = await selectPlatform(parsed, target, loadIndex);
     entryPlatform = sel.platform;
     const r = await client.fetchManifest(ref, sel.descriptor.digest, { maxBytes, ...sig });
     if (r.bytes.length !== sel.descriptor.size) {
-      throw new ManifestInvalidError(`manifest ${sel.descriptor.digest} is ${r.bytes.length} bytes; the index says ${sel.descriptor.size}`, r.digest);
+      throw new ManifestInvalidError(
+        `manifest ${sel.descriptor.digest} is ${r.bytes.length} bytes; the index says ${sel.descriptor.size}`,
+        r.digest,
+      );
     }
     const p = parseManifest(r.bytes, { contentType: r.contentType, digest: r.digest, maxLayers });
-    if (p.kind !== 'manifest') throw new ManifestInvalidError(`index entry ${sel.descriptor.digest} is not an image manifest`, r.digest);
+    if (p.kind !== 'manifest')
+      throw new ManifestInvalidError(`index entry ${sel.descriptor.digest} is not an image manifest`, r.digest);
     manifest = p;
     manifestDigest = r.digest;
     manifestBytes = r.bytes;
@@ -89,7 +108,17 @@ export async function resolveImage(client: RegistryClient, ref: ParsedReference,
   const rec = recordedPlatform({ indexEntry: entryPlatform, config: config.raw, target, explicit });
   if (rec.warning) warn(rec.warning);
   return {
-    source: top.source, indexDigest, indexBytes, indexMediaType, manifestDigest, manifestBytes, manifest,
-    configDigest: manifest.config.digest, configBytes, config, platform: rec.platform, warnings,
+    source: top.source,
+    indexDigest,
+    indexBytes,
+    indexMediaType,
+    manifestDigest,
+    manifestBytes,
+    manifest,
+    configDigest: manifest.config.digest,
+    configBytes,
+    config,
+    platform: rec.platform,
+    warnings,
   };
 }

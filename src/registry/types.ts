@@ -3,16 +3,22 @@
  * `Settings` (docs/api.md §7, docs/cli.md §8; camelCase) that registry traffic reads. It is declared
  * structurally here so that the full `Settings` object of src/api/settings.ts can be passed as is.
  */
-export interface ConfigAuth { username: string; secret?: string; passwordEnv?: string }
+export interface ConfigAuth {
+  username: string;
+  secret?: string;
+  passwordEnv?: string;
+}
 
 /** A mirror: a `scheme://host[:port]` URL, or an object with its own TLS, credentials and capabilities (src/registry/mirrors.ts). */
-export type MirrorConfig = string | {
-  url: string;
-  insecure?: boolean;
-  caCerts?: string[];
-  auth?: ConfigAuth | null;
-  capabilities?: ('pull' | 'resolve')[];
-};
+export type MirrorConfig =
+  | string
+  | {
+      url: string;
+      insecure?: boolean;
+      caCerts?: string[];
+      auth?: ConfigAuth | null;
+      capabilities?: ('pull' | 'resolve')[];
+    };
 
 export interface RegistryHostSettings {
   insecure?: boolean;
@@ -47,9 +53,17 @@ export type Credential =
 export type CredentialSource = 'explicit' | 'config' | 'docker-helper' | 'docker-auths' | 'anonymous';
 
 /** The `retry` progress event of docs/api.md §2.6 (without `type`/`elapsedMs`, which the pipeline adds). */
-export interface RetryInfo { layerIndex: number | null; attempt: number; delayMs: number; reason: string }
+export interface RetryInfo {
+  layerIndex: number | null;
+  attempt: number;
+  delayMs: number;
+  reason: string;
+}
 /** The `warning` progress event (e.g. MIRROR_FALLBACK). */
-export interface WarningInfo { code: string; message: string }
+export interface WarningInfo {
+  code: string;
+  message: string;
+}
 
 /** What an endpoint may be asked for (containerd hosts.toml `capabilities`). */
 export type Capability = 'pull' | 'resolve';

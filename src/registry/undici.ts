@@ -22,12 +22,24 @@ export function envHttpProxyAgent(): typeof Undici.EnvHttpProxyAgent {
   return (require('undici') as typeof Undici).EnvHttpProxyAgent;
 }
 
-const apiRequest = require('undici/lib/api/api-request.js') as (this: Undici.Dispatcher, opts: object) => Promise<Undici.Dispatcher.ResponseData>;
+const apiRequest = require('undici/lib/api/api-request.js') as (
+  this: Undici.Dispatcher,
+  opts: object,
+) => Promise<Undici.Dispatcher.ResponseData>;
 
 const { parseURL } = require('undici/lib/core/util.js') as { parseURL(u: URL): URL };
 
 /** undici's `request(url, opts)` for an explicit `opts.dispatcher` (no global dispatcher). */
-export function request(url: URL, opts: { dispatcher: Undici.Dispatcher; method: string; headers?: Record<string, string>; body?: string; signal?: AbortSignal | undefined }): Promise<Undici.Dispatcher.ResponseData> {
+export function request(
+  url: URL,
+  opts: {
+    dispatcher: Undici.Dispatcher;
+    method: string;
+    headers?: Record<string, string>;
+    body?: string;
+    signal?: AbortSignal | undefined;
+  },
+): Promise<Undici.Dispatcher.ResponseData> {
   const u = parseURL(url);
   return apiRequest.call(opts.dispatcher, {
     ...opts,

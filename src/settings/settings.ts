@@ -13,7 +13,11 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { SettingsError } from '../errors.js';
 import { tryParseDuration } from '../util/duration.js';
 
-export interface HostAuthSettings { username: string; secret?: string; passwordEnv?: string }
+export interface HostAuthSettings {
+  username: string;
+  secret?: string;
+  passwordEnv?: string;
+}
 /**
  * One mirror of `registries.hosts.<host>.mirrors`: a plain `scheme://host[:port]` string (its TLS
  * settings and credentials are then those of the mirror host's own `hosts` entry), or an object
@@ -43,8 +47,12 @@ export interface HostSettings {
 export interface Settings {
   paths: { cache: string | null };
   registries: { caCerts: string[]; credHelperTimeoutMs: number; hosts: Record<string, HostSettings> };
-  pull: { concurrency: number; retries: number; maxLayers: number;
-          timeouts: { connectMs: number; headersMs: number; idleMs: number } };
+  pull: {
+    concurrency: number;
+    retries: number;
+    maxLayers: number;
+    timeouts: { connectMs: number; headersMs: number; idleMs: number };
+  };
   prune: { tempGrace: string | number };
 }
 
@@ -54,7 +62,12 @@ export function defaultSettings(): Settings {
   return {
     paths: { cache: null },
     registries: { caCerts: [], credHelperTimeoutMs: 30_000, hosts: {} },
-    pull: { concurrency: 4, retries: 5, maxLayers: 1000, timeouts: { connectMs: 30_000, headersMs: 30_000, idleMs: 60_000 } },
+    pull: {
+      concurrency: 4,
+      retries: 5,
+      maxLayers: 1000,
+      timeouts: { connectMs: 30_000, headersMs: 30_000, idleMs: 60_000 },
+    },
     prune: { tempGrace: DEFAULT_TEMP_GRACE },
   };
 }
@@ -89,7 +102,10 @@ class Parser {
   strArray(v: Json, key: string): string[] | undefined {
     if (v === undefined) return undefined;
     if (!Array.isArray(v)) this.fail(key, 'an array of strings');
-    return v.map((x, i) => { if (typeof x !== 'string') this.fail(`${key}[${i}]`, 'a string'); return x; });
+    return v.map((x, i) => {
+      if (typeof x !== 'string') this.fail(`${key}[${i}]`, 'a string');
+      return x;
+    });
   }
 }
 
@@ -100,7 +116,11 @@ function parseAuth(p: Parser, v: Json, key: string): HostAuthSettings | null {
   const secret = p.str(auth.secret, `${key}.secret`);
   const passwordEnv = p.str(auth.password_env, `${key}.password_env`);
   if ((secret === undefined) === (passwordEnv === undefined)) p.fail(key, 'exactly one of "secret" or "password_env"');
-  return { username, ...(secret !== undefined ? { secret } : {}), ...(passwordEnv !== undefined ? { passwordEnv } : {}) };
+  return {
+    username,
+    ...(secret !== undefined ? { secret } : {}),
+    ...(passwordEnv !== undefined ? { passwordEnv } : {}),
+  };
 }
 
 /** `scheme://[user[:password]@]host[:port][/]`: the one rule for a mirror URL (config and MSB_REGISTRY_MIRRORS). */
@@ -128,7 +148,9 @@ function parseMirrors(p: Parser, v: Json, key: string): MirrorEntry[] {
     if (auth) out.auth = auth;
     const caps = p.strArray(o.capabilities, `${k}.capabilities`);
     if (caps !== undefined) {
-      caps.forEach((c, j) => { if (c !== 'pull' && c !== 'resolve') p.fail(`${k}.capabilities[${j}]`, '"pull" or "resolve"'); });
+      caps.forEach((c, j) => {
+        if (c !== 'pull' && c !== 'resolve') p.fail(`${k}.capabilities[${j}]`, '"pull" or "resolve"');
+      });
       if (caps.length === 0) p.fail(`${k}.capabilities`, 'at least one of "pull", "resolve"');
       out.capabilities = [...new Set(caps)] as MirrorCapability[];
     }
@@ -160,7 +182,8 @@ export function parseSettings(text: string, file: string, home: string): Setting
   const reg = p.obj(top.registries, 'registries');
   if (reg) {
     s.registries.caCerts = p.strArray(reg.ca_certs, 'registries.ca_certs') ?? [];
-    s.registries.credHelperTimeoutMs = p.posInt(reg.cred_helper_timeout_ms, 'registries.cred_helper_timeout_ms') ?? s.registries.credHelperTimeoutMs;
+    s.registries.credHelperTimeoutMs =
+      p.posInt(reg.cred_helper_timeout_ms, 'registries.cred_helper_timeout_ms') ?? s.registries.credHelperTimeoutMs;
     const hosts = p.obj(reg.hosts, 'registries.hosts') ?? {};
     for (const [host, raw] of Object.entries(hosts)) {
       const k = `registries.hosts.${host}`;
@@ -218,7 +241,8 @@ export function overlaySettings(base: Settings, over: Partial<Settings> | undefi
     for (const [k, v] of Object.entries(src)) {
       if (v === undefined) continue;
       const d = dst[k];
-      if (v && typeof v === 'object' && !Array.isArray(v) && d && typeof d === 'object' && !Array.isArray(d)) merge(d as Record<string, unknown>, v as Record<string, unknown>);
+      if (v && typeof v === 'object' && !Array.isArray(v) && d && typeof d === 'object' && !Array.isArray(d))
+        merge(d as Record<string, unknown>, v as Record<string, unknown>);
       else dst[k] = v;
     }
   };

@@ -26,7 +26,12 @@ export interface FsmetaLayer {
 }
 
 /** The planned fsmeta: merged tree, EROFS layout and device slots. Pure (no I/O). */
-export interface FsmetaPlan { root: DirNode; layout: ImageLayout; devices: DeviceSlot[]; blocks: number }
+export interface FsmetaPlan {
+  root: DirNode;
+  layout: ImageLayout;
+  devices: DeviceSlot[];
+  blocks: number;
+}
 
 /**
  * Merges the layers (docs/erofs.md §7.1) and lays fsmeta out after its H header blocks (§2), so that
@@ -35,7 +40,8 @@ export interface FsmetaPlan { root: DirNode; layout: ImageLayout; devices: Devic
 export function planFsmeta(layers: readonly FsmetaLayer[]): FsmetaPlan {
   // Zero layers is a valid image (docs/pull.md §6): fsmeta alone, with an empty root and an empty
   // device table. device_id and extra_devices are u16; maxLayers (1000) keeps us far below.
-  if (layers.length > DEFAULT_LIMITS.maxLayers) throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
+  if (layers.length > DEFAULT_LIMITS.maxLayers)
+    throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
   for (const l of layers) {
     if (!Number.isSafeInteger(l.sizeBytes) || l.sizeBytes <= 0 || l.sizeBytes % BLOCK !== 0) {
       throw new Error(`planFsmeta: layer length ${l.sizeBytes} is not a positive multiple of 4096`);
@@ -43,7 +49,10 @@ export function planFsmeta(layers: readonly FsmetaLayer[]): FsmetaPlan {
   }
   const root = mergeLayers(layers.map((l) => l.root));
   const layout = layoutImage(root, { firstFreeBlock: headerBlocks(layers.length) });
-  const devices = deviceSlots(layout.totalBlocks, layers.map((l) => ({ blocks: l.sizeBytes / BLOCK, tag: l.tag })));
+  const devices = deviceSlots(
+    layout.totalBlocks,
+    layers.map((l) => ({ blocks: l.sizeBytes / BLOCK, tag: l.tag })),
+  );
   return { root, layout, devices, blocks: layout.totalBlocks };
 }
 
@@ -54,8 +63,11 @@ export function planFsmeta(layers: readonly FsmetaLayer[]): FsmetaPlan {
  * the stand-in digest). On any failure the candidate is removed. Deterministic: the same trees,
  * sizes, tags and uuid give the same bytes (docs/erofs.md §7.3.4).
  */
-export async function buildFsmeta(layers: readonly FsmetaLayer[], candidatePath: string,
-  opts: { uuid: Buffer; signal?: AbortSignal | undefined }): Promise<{ sizeBytes: number; blocks: number }> {
+export async function buildFsmeta(
+  layers: readonly FsmetaLayer[],
+  candidatePath: string,
+  opts: { uuid: Buffer; signal?: AbortSignal | undefined },
+): Promise<{ sizeBytes: number; blocks: number }> {
   throwIfAborted(opts.signal);
   const plan = planFsmeta(layers);
   await writeFsmetaPlan(plan, candidatePath, opts);
@@ -63,7 +75,11 @@ export async function buildFsmeta(layers: readonly FsmetaLayer[], candidatePath:
 }
 
 /** Writes a planned fsmeta to a new file (see `buildFsmeta`). */
-export async function writeFsmetaPlan(plan: FsmetaPlan, candidatePath: string, opts: { uuid: Buffer; signal?: AbortSignal | undefined }): Promise<void> {
+export async function writeFsmetaPlan(
+  plan: FsmetaPlan,
+  candidatePath: string,
+  opts: { uuid: Buffer; signal?: AbortSignal | undefined },
+): Promise<void> {
   let fh: FileHandle;
   try {
     fh = await open(candidatePath, 'wx', 0o644);
@@ -89,7 +105,10 @@ export async function writeFsmetaPlan(plan: FsmetaPlan, candidatePath: string, o
  * first 8 hex of the manifest digest (`cidOf`). Paths must be absolute real paths; one that
  * cannot be written is a `SettingsError` (the cache directory's location is a setting).
  */
-export function stitchVmdkText(cid: string, fsmeta: { path: string; sizeBytes: number },
-  layers: readonly { path: string; sizeBytes: number }[]): string {
+export function stitchVmdkText(
+  cid: string,
+  fsmeta: { path: string; sizeBytes: number },
+  layers: readonly { path: string; sizeBytes: number }[],
+): string {
   return vmdkText(cid, [fsmeta, ...layers]);
 }

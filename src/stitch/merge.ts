@@ -36,7 +36,11 @@ function startsWith(b: Buffer, prefix: Buffer): boolean {
 /** A copy of `m` without marker xattrs (the xattr objects are immutable and shared). */
 function copyMeta(m: Meta): Meta {
   return {
-    mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, mtimeNsec: m.mtimeNsec,
+    mode: m.mode,
+    uid: m.uid,
+    gid: m.gid,
+    mtime: m.mtime,
+    mtimeNsec: m.mtimeNsec,
     xattrs: m.xattrs.filter((x) => !isMarkerXattr(x)),
   };
 }

@@ -5,7 +5,15 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, realpath, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { CacheCorruptError, InternalError, InvalidArgumentError, LimitExceededError, MsbError, throwIfAborted, toIoError } from '../errors.js';
+import {
+  CacheCorruptError,
+  InternalError,
+  InvalidArgumentError,
+  LimitExceededError,
+  MsbError,
+  throwIfAborted,
+  toIoError,
+} from '../errors.js';
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
 import { DEFAULT_LIMITS } from '../limits.js';
@@ -29,7 +37,12 @@ export interface StitchResult {
 export const FSMETA_NAME = 'fsmeta.erofs';
 export const VMDK_NAME = 'rootfs.vmdk';
 
-interface ReadLayer { path: string; sizeBytes: number; root: DirNode; uuid: Buffer }
+interface ReadLayer {
+  path: string;
+  sizeBytes: number;
+  root: DirNode;
+  uuid: Buffer;
+}
 
 /**
  * Checks and reads one input layer file. Symlinks are resolved first (the VMDK names real
@@ -52,7 +65,10 @@ async function readInputLayer(given: string): Promise<ReadLayer> {
     return { path: real, sizeBytes: st.size, root: r.root, uuid: r.uuid };
   } catch (err) {
     if (err instanceof MsbError && err.code !== 'CACHE_CORRUPT') throw err;
-    const reason = err instanceof CacheCorruptError ? String((err.details as { reason?: unknown }).reason ?? err.message) : (err as Error).message;
+    const reason =
+      err instanceof CacheCorruptError
+        ? String((err.details as { reason?: unknown }).reason ?? err.message)
+        : (err as Error).message;
     throw new CacheCorruptError(given, reason);
   }
 }
@@ -82,14 +98,20 @@ async function readInputLayers(layers: string[], signal: AbortSignal | undefined
  * names in `outDir`, validated (docs/storage.md §5) and renamed; a failure leaves neither. The same
  * file may appear at several positions (each gets its own device slot).
  */
-export async function stitchLayers(layers: string[], outDir: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StitchResult> {
+export async function stitchLayers(
+  layers: string[],
+  outDir: string,
+  options: { signal?: AbortSignal | undefined } = {},
+): Promise<StitchResult> {
   const { signal } = options;
   throwIfAborted(signal);
   if (!Array.isArray(layers) || layers.length === 0 || layers.some((l) => typeof l !== 'string' || l === '')) {
     throw new InvalidArgumentError('layers', 'stitchLayers needs one or more layer file paths');
   }
-  if (typeof outDir !== 'string' || outDir === '') throw new InvalidArgumentError('outDir', 'stitchLayers needs an output directory');
-  if (layers.length > DEFAULT_LIMITS.maxLayers) throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
+  if (typeof outDir !== 'string' || outDir === '')
+    throw new InvalidArgumentError('outDir', 'stitchLayers needs an output directory');
+  if (layers.length > DEFAULT_LIMITS.maxLayers)
+    throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
 
   const read = await readInputLayers(layers, signal);
 
@@ -103,7 +125,8 @@ export async function stitchLayers(layers: string[], outDir: string, options: { 
   const fsmetaPath = join(dir, FSMETA_NAME);
   const vmdkPath = join(dir, VMDK_NAME);
   const dirProblem = vmdkPathProblem(fsmetaPath);
-  if (dirProblem) throw new InvalidArgumentError('outDir', `${JSON.stringify(dir)} cannot be named in a VMDK: ${dirProblem}`);
+  if (dirProblem)
+    throw new InvalidArgumentError('outDir', `${JSON.stringify(dir)} cannot be named in a VMDK: ${dirProblem}`);
 
   const uuids = read.map((r) => r.uuid);
   const stand = standInDigest(uuids);
@@ -126,15 +149,26 @@ export async function stitchLayers(layers: string[], outDir: string, options: { 
     await writeFsmetaPlan(plan, fsmetaTmp, { uuid, signal });
     await writeNewFile(vmdkTmp, text);
     // Check what we wrote, as every later read will (docs/storage.md §5): catches an encoder slip here.
-    const expect = { uuid, layers: fsLayers.map((l, i) => ({ path: read[i]!.path, sizeBytes: l.sizeBytes, tag: l.tag })) };
+    const expect = {
+      uuid,
+      layers: fsLayers.map((l, i) => ({ path: read[i]!.path, sizeBytes: l.sizeBytes, tag: l.tag })),
+    };
     const fsWhy = await validateFsmetaFile(fsmetaTmp, expect);
     if (fsWhy) throw new InternalError(`stitched fsmeta fails validation: ${fsWhy}`);
-    const vWhy = await validateVmdkFile(vmdkTmp, { paths: [fsmetaPath, ...layerFiles.map((f) => f.path)], sizes: [fsmetaSizeBytes, ...layerFiles.map((f) => f.sizeBytes)], cid });
+    const vWhy = await validateVmdkFile(vmdkTmp, {
+      paths: [fsmetaPath, ...layerFiles.map((f) => f.path)],
+      sizes: [fsmetaSizeBytes, ...layerFiles.map((f) => f.sizeBytes)],
+      cid,
+    });
     if (vWhy) throw new InternalError(`stitched VMDK fails validation: ${vWhy}`);
     throwIfAborted(signal);
-    await rename(fsmetaTmp, fsmetaPath).catch((e) => { throw toIoError(e, fsmetaPath); });
+    await rename(fsmetaTmp, fsmetaPath).catch((e) => {
+      throw toIoError(e, fsmetaPath);
+    });
     published = 1;
-    await rename(vmdkTmp, vmdkPath).catch((e) => { throw toIoError(e, vmdkPath); });
+    await rename(vmdkTmp, vmdkPath).catch((e) => {
+      throw toIoError(e, vmdkPath);
+    });
     published = 2;
     await fsyncDir(dir);
   } catch (err) {

@@ -13,7 +13,12 @@ import { lstat, open } from 'node:fs/promises';
 import { EROFS_MAGIC } from '../erofs/format.js';
 import { erofsHeaderProblem, rootInodeOffset, type ErofsHeaderExpected } from '../erofs/header.js';
 import {
-  BLOCK, DEVICE_SLOT_BYTES, DEVICE_TABLE_OFFSET, DEVICE_TAG_BYTES, decodeDeviceSlot, headerBlocks,
+  BLOCK,
+  DEVICE_SLOT_BYTES,
+  DEVICE_TABLE_OFFSET,
+  DEVICE_TAG_BYTES,
+  decodeDeviceSlot,
+  headerBlocks,
 } from './fsmeta.js';
 import { validateVmdk } from './vmdk.js';
 
@@ -45,7 +50,8 @@ export function fsmetaHeaderProblem(head: Buffer, expected: FsmetaExpected): str
   if (head.length < need) return `fsmeta is shorter than its ${need / BLOCK} header block(s)`;
   const sb = head.subarray(SB, SB + 128);
   const incompat = sb.readUInt32LE(0x50);
-  if (incompat !== FEATURE_INCOMPAT_FSMETA) return `feature_incompat is 0x${incompat.toString(16)}, expected 0xc (CHUNKED_FILE|DEVICE_TABLE)`;
+  if (incompat !== FEATURE_INCOMPAT_FSMETA)
+    return `feature_incompat is 0x${incompat.toString(16)}, expected 0xc (CHUNKED_FILE|DEVICE_TABLE)`;
   const extra = sb.readUInt16LE(0x56);
   if (extra !== n) return `extra_devices is ${extra}, the manifest has ${n} layer(s)`;
   const slotoff = sb.readUInt16LE(0x58);
@@ -57,9 +63,11 @@ export function fsmetaHeaderProblem(head: Buffer, expected: FsmetaExpected): str
     const l = expected.layers[i]!;
     const s = decodeDeviceSlot(head, DEVICE_TABLE_OFFSET + i * DEVICE_SLOT_BYTES);
     if (l.sizeBytes % BLOCK !== 0) return `layer ${i} length ${l.sizeBytes} is not a multiple of 4096`;
-    if (s.blocks !== l.sizeBytes / BLOCK) return `device ${i + 1} has ${s.blocks} blocks, its layer file has ${l.sizeBytes / BLOCK}`;
+    if (s.blocks !== l.sizeBytes / BLOCK)
+      return `device ${i + 1} has ${s.blocks} blocks, its layer file has ${l.sizeBytes / BLOCK}`;
     if (s.mappedBlkaddr !== mapped) return `device ${i + 1} is mapped at block ${s.mappedBlkaddr}, expected ${mapped}`;
-    if (l.tag.length !== DEVICE_TAG_BYTES || !s.tag.equals(l.tag)) return `device ${i + 1} tag does not match layer ${i}`;
+    if (l.tag.length !== DEVICE_TAG_BYTES || !s.tag.equals(l.tag))
+      return `device ${i + 1} tag does not match layer ${i}`;
     if (s.rest.some((b) => b !== 0)) return `device ${i + 1} slot has non-zero reserved bytes`;
     mapped += s.blocks;
   }
@@ -95,7 +103,10 @@ async function checkHeader(path: string, expected: ErofsHeaderExpected): Promise
  * blkszbits, blocks, meta_blkaddr, root inode, volume_name, no device table, and — when given —
  * the recorded length and the uuid of its diff_id.
  */
-export async function validateLayerFile(path: string, expected: { sizeBytes?: number; uuid?: Buffer } = {}): Promise<string | null> {
+export async function validateLayerFile(
+  path: string,
+  expected: { sizeBytes?: number; uuid?: Buffer } = {},
+): Promise<string | null> {
   return checkHeader(path, { kind: 'layer', ...expected });
 }
 
@@ -105,7 +116,9 @@ export async function validateLayerFile(path: string, expected: { sizeBytes?: nu
  */
 export async function validateFsmetaFile(path: string, expected: FsmetaExpected): Promise<string | null> {
   const common = await checkHeader(path, {
-    kind: 'fsmeta', uuid: expected.uuid, ...(expected.sizeBytes !== undefined ? { sizeBytes: expected.sizeBytes } : {}),
+    kind: 'fsmeta',
+    uuid: expected.uuid,
+    ...(expected.sizeBytes !== undefined ? { sizeBytes: expected.sizeBytes } : {}),
   });
   if (common) return common;
   let head: Buffer;
@@ -126,7 +139,10 @@ export async function validateFsmetaFile(path: string, expected: FsmetaExpected)
  * The VMDK (docs/storage.md §5, docs/erofs.md §8): a regular file (not a symlink) of sane size, UTF-8, that
  * `validateVmdk` accepts against the expected paths and file lengths (and CID when given).
  */
-export async function validateVmdkFile(path: string, expected: { paths: readonly string[]; sizes: readonly number[]; cid?: string }): Promise<string | null> {
+export async function validateVmdkFile(
+  path: string,
+  expected: { paths: readonly string[]; sizes: readonly number[]; cid?: string },
+): Promise<string | null> {
   let text: string;
   try {
     // O_NOFOLLOW: a symlink is not our artifact (docs/storage.md §5 uses lstat).

@@ -18,7 +18,10 @@ const SECTORS_PER_CYLINDER = 1008;
 export const VMDK_HEADER = '# Disk DescriptorFile';
 
 /** One file of the disk, in disk order: fsmeta first, then each manifest position's layer. */
-export interface VmdkFile { path: string; sizeBytes: number }
+export interface VmdkFile {
+  path: string;
+  sizeBytes: number;
+}
 
 /**
  * Why `p` cannot be written into a descriptor, or null when it can. qemu reads the path between
@@ -88,7 +91,13 @@ export function vmdkText(cid: string, files: readonly VmdkFile[], source = 'cach
   ].join('\n');
 }
 
-export interface VmdkExtent { access: string; sectors: number; type: string; path: string; offset: number }
+export interface VmdkExtent {
+  access: string;
+  sectors: number;
+  type: string;
+  path: string;
+  offset: number;
+}
 export interface ParsedVmdk {
   /** `key=value` header fields (`version`, `CID`, `parentCID`, `createType`), quotes kept. */
   fields: Map<string, string>;
@@ -120,15 +129,22 @@ export function parseVmdk(text: string): ParsedVmdk | string {
       const [, access, sectors, type, path, offset] = ext;
       if (path === undefined || offset === undefined) return `line ${i + 1}: extent without a path and an offset`;
       const e: VmdkExtent = { access: access!, sectors: Number(sectors), type: type!, path, offset: Number(offset) };
-      if (!Number.isSafeInteger(e.sectors) || !Number.isSafeInteger(e.offset)) return `line ${i + 1}: number out of range`;
+      if (!Number.isSafeInteger(e.sectors) || !Number.isSafeInteger(e.offset))
+        return `line ${i + 1}: number out of range`;
       out.extents.push(e);
       continue;
     }
     if (/^(RW|RDONLY|NOACCESS)\b/.test(line)) return `line ${i + 1}: malformed extent line`;
     const ddb = DDB_RE.exec(line);
-    if (ddb) { out.ddb.set(ddb[1]!, ddb[2]!); continue; }
+    if (ddb) {
+      out.ddb.set(ddb[1]!, ddb[2]!);
+      continue;
+    }
     const f = FIELD_RE.exec(line);
-    if (f) { out.fields.set(f[1]!, f[2]!); continue; }
+    if (f) {
+      out.fields.set(f[1]!, f[2]!);
+      continue;
+    }
     return `line ${i + 1}: unrecognized line`;
   }
   return out;
@@ -141,7 +157,10 @@ export function parseVmdk(text: string): ParsedVmdk | string {
  * 0, 4194304, … (each piece full-size except the last). `cid`, when given, must match too.
  * Returns a reason string, or null when valid.
  */
-export function validateVmdk(text: string, expected: { paths: readonly string[]; sizes: readonly number[]; cid?: string }): string | null {
+export function validateVmdk(
+  text: string,
+  expected: { paths: readonly string[]; sizes: readonly number[]; cid?: string },
+): string | null {
   const p = parseVmdk(text);
   if (typeof p === 'string') return p;
   if (p.fields.get('createType') !== '"twoGbMaxExtentFlat"') return 'createType is not "twoGbMaxExtentFlat"';
@@ -149,7 +168,8 @@ export function validateVmdk(text: string, expected: { paths: readonly string[];
   const cid = p.fields.get('CID');
   if (cid === undefined || !/^[0-9a-f]{8}$/.test(cid)) return 'missing or malformed CID';
   if (expected.cid !== undefined && cid !== expected.cid) return `CID ${cid} is not ${expected.cid}`;
-  if (expected.paths.length !== expected.sizes.length) throw new Error('validateVmdk: paths and sizes differ in length');
+  if (expected.paths.length !== expected.sizes.length)
+    throw new Error('validateVmdk: paths and sizes differ in length');
   let i = 0;
   for (let f = 0; f < expected.paths.length; f++) {
     const path = expected.paths[f]!;
@@ -165,7 +185,8 @@ export function validateVmdk(text: string, expected: { paths: readonly string[];
       if (e.offset !== have) return `extent ${i + 1} of ${path} starts at sector ${e.offset}, expected ${have}`;
       if (e.sectors <= 0 || e.sectors > MAX_EXTENT_SECTORS) return `extent ${i + 1} has ${e.sectors} sectors`;
       if (have + e.sectors > want) return `extents of ${path} cover ${have + e.sectors} sectors, its length is ${want}`;
-      if (have + e.sectors < want && e.sectors !== MAX_EXTENT_SECTORS) return `extent ${i + 1} of ${path} is short before its end`;
+      if (have + e.sectors < want && e.sectors !== MAX_EXTENT_SECTORS)
+        return `extent ${i + 1} of ${path} is short before its end`;
       have += e.sectors;
       i++;
     }

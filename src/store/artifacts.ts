@@ -23,15 +23,22 @@ export type LayerCheck =
  * length, magic, CRC, blkszbits, blocks, meta_blkaddr, root inode, volume_name, no device table,
  * uuid = diff_id) and, when a row exists, its recorded length. Returns a reason, or the superblock.
  */
-export async function layerFileProblem(path: string, diffId: string, recordedSize?: number | null): Promise<{ why: string } | { sb: SuperblockInfo }> {
+export async function layerFileProblem(
+  path: string,
+  diffId: string,
+  recordedSize?: number | null,
+): Promise<{ why: string } | { sb: SuperblockInfo }> {
   try {
     return {
       sb: await checkErofsHeader(path, {
-        kind: 'layer', uuid: digestUuid(diffId), ...(recordedSize !== undefined && recordedSize !== null ? { sizeBytes: recordedSize } : {}),
+        kind: 'layer',
+        uuid: digestUuid(diffId),
+        ...(recordedSize !== undefined && recordedSize !== null ? { sizeBytes: recordedSize } : {}),
       }),
     };
   } catch (err) {
-    if (err instanceof MsbError && err.code === 'IO' && (err as MsbError & { errno?: string }).errno === 'ENOENT') return { why: 'missing' };
+    if (err instanceof MsbError && err.code === 'IO' && (err as MsbError & { errno?: string }).errno === 'ENOENT')
+      return { why: 'missing' };
     return { why: err instanceof Error ? err.message : String(err) };
   }
 }
@@ -45,7 +52,11 @@ export async function checkLayer(store: Store, diffId: string): Promise<LayerChe
   const row = (await store.index.read(() => findLayer(store.index, diffId))) ?? null;
   const path = store.paths.layer(diffId);
   let fileExists = true;
-  try { await lstat(path); } catch { fileExists = false; }
+  try {
+    await lstat(path);
+  } catch {
+    fileExists = false;
+  }
   if (!fileExists) return { valid: false, row, reason: 'missing', fileExists, orphan: null };
   if (row && row.erofs_size_bytes !== null) {
     const r = await layerFileProblem(path, diffId, row.erofs_size_bytes);
@@ -53,7 +64,8 @@ export async function checkLayer(store: Store, diffId: string): Promise<LayerChe
     return { valid: false, row, reason: r.why, fileExists, orphan: null };
   }
   const r = await layerFileProblem(path, diffId);
-  if ('sb' in r) return { valid: false, row, reason: row ? 'recorded missing' : 'no index row', fileExists, orphan: r.sb };
+  if ('sb' in r)
+    return { valid: false, row, reason: row ? 'recorded missing' : 'no index row', fileExists, orphan: r.sb };
   return { valid: false, row, reason: r.why, fileExists, orphan: null };
 }
 
@@ -75,13 +87,23 @@ async function fsyncFile(path: string): Promise<void> {
  * final name, unless (without force) a valid file is already there, which wins. Returns whether
  * our candidate was the one published.
  */
-export async function publishLayerCandidate(candidate: string, finalPath: string, diffId: string, force: boolean): Promise<boolean> {
+export async function publishLayerCandidate(
+  candidate: string,
+  finalPath: string,
+  diffId: string,
+  force: boolean,
+): Promise<boolean> {
   await fsyncFile(candidate);
   const c = await layerFileProblem(candidate, diffId);
   if ('why' in c) throw new CacheCorruptError(candidate, `converted layer ${diffId} fails validation: ${c.why}`);
   if (!force) {
     let exists = false;
-    try { await lstat(finalPath); exists = true; } catch { /* absent */ }
+    try {
+      await lstat(finalPath);
+      exists = true;
+    } catch {
+      /* absent */
+    }
     if (exists && 'sb' in (await layerFileProblem(finalPath, diffId))) {
       await unlink(candidate).catch(() => {});
       return false;
@@ -106,17 +128,33 @@ export interface StitchCheck {
  * docs/storage.md §5 for fsmeta + VMDK of `manifestDigest` whose positions are `diffIds` and whose
  * layer files have the lengths in `sizes`. Call it under the image lock.
  */
-export async function checkStitch(store: Store, manifestDigest: string, diffIds: readonly string[], sizes: ReadonlyMap<string, number>,
-  recordedFsmeta?: number | null): Promise<StitchCheck> {
+export async function checkStitch(
+  store: Store,
+  manifestDigest: string,
+  diffIds: readonly string[],
+  sizes: ReadonlyMap<string, number>,
+  recordedFsmeta?: number | null,
+): Promise<StitchCheck> {
   const m = manifestDigest;
   const fsPath = store.paths.fsmeta(m);
   const vmPath = store.paths.vmdk(m);
-  const exists = async (p: string) => { try { await lstat(p); return true; } catch { return false; } };
+  const exists = async (p: string) => {
+    try {
+      await lstat(p);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const fsExists = await exists(fsPath);
   const vmExists = await exists(vmPath);
   const layerInfo = diffIds.map((d) => ({ sizeBytes: sizes.get(d)!, tag: diffIdTag(d) }));
   const fsWhy = fsExists
-    ? await validateFsmetaFile(fsPath, { uuid: digestUuid(m), layers: layerInfo, ...(recordedFsmeta ? { sizeBytes: recordedFsmeta } : {}) })
+    ? await validateFsmetaFile(fsPath, {
+        uuid: digestUuid(m),
+        layers: layerInfo,
+        ...(recordedFsmeta ? { sizeBytes: recordedFsmeta } : {}),
+      })
     : 'missing';
   let fsmetaSize: number | null = null;
   if (!fsWhy) fsmetaSize = (await lstat(fsPath)).size;
@@ -132,4 +170,3 @@ export async function checkStitch(store: Store, manifestDigest: string, diffIds:
   }
   return { fsmetaValid: !fsWhy, vmdkValid: !vmWhy, fsmetaSize, fsWhy, vmWhy, fsExists, vmExists };
 }
-

@@ -45,7 +45,11 @@ export async function atomicPublish(o: AtomicPublishOptions): Promise<{ publishe
     try {
       await o.write(h, o.candidate);
       throwIfAborted(o.signal);
-      try { await h.sync(); } catch (err) { throw toIoError(err, o.candidate); }
+      try {
+        await h.sync();
+      } catch (err) {
+        throw toIoError(err, o.candidate);
+      }
     } finally {
       await h.close().catch(() => {});
     }
@@ -53,7 +57,12 @@ export async function atomicPublish(o: AtomicPublishOptions): Promise<{ publishe
     throwIfAborted(o.signal);
     if (!o.force && o.existingIsValid) {
       let exists = false;
-      try { await fsp.lstat(o.finalPath); exists = true; } catch { /* absent */ }
+      try {
+        await fsp.lstat(o.finalPath);
+        exists = true;
+      } catch {
+        /* absent */
+      }
       if (exists && (await o.existingIsValid(o.finalPath))) return { published: false, path: o.finalPath };
     }
     await renameDurable(o.candidate, o.finalPath);

@@ -37,9 +37,16 @@ export function refMatchesFilter(canonical: string, lastUsedAt: number, f: RefFi
 }
 
 /** What keeps a manifest: its refs, a pin, a live lease. */
-export interface ManifestFacts { refCount: number; pinned: boolean; leased: boolean }
+export interface ManifestFacts {
+  refCount: number;
+  pinned: boolean;
+  leased: boolean;
+}
 /** What keeps a layer: the manifests that use it, a live lease. */
-export interface LayerFacts { userCount: number; leased: boolean }
+export interface LayerFacts {
+  userCount: number;
+  leased: boolean;
+}
 
 /** THE manifest rule: deletable when no ref, no pin and no live lease hold it. */
 export function manifestIsFree(f: ManifestFacts): boolean {
@@ -94,26 +101,33 @@ export function planPrune(s: GcState, f: RefFilter, restricted: boolean): PruneP
   const refs = s.refs.filter((r) => refIsCandidate(r, held(byId.get(r.manifestId)!.digest), f));
   const removedRefIds = new Set(refs.map((r) => r.id));
   const refCount = new Map<number, number>();
-  for (const r of s.refs) if (!removedRefIds.has(r.id)) refCount.set(r.manifestId, (refCount.get(r.manifestId) ?? 0) + 1);
+  for (const r of s.refs)
+    if (!removedRefIds.has(r.id)) refCount.set(r.manifestId, (refCount.get(r.manifestId) ?? 0) + 1);
   const lostLast = new Set<number>();
   for (const r of refs) if (!refCount.has(r.manifestId)) lostLast.add(r.manifestId);
 
   const manifests = s.manifests
-    .filter((m) => manifestIsFree({ refCount: refCount.get(m.id) ?? 0, ...held(m.digest) }) && (!restricted || lostLast.has(m.id)))
+    .filter(
+      (m) =>
+        manifestIsFree({ refCount: refCount.get(m.id) ?? 0, ...held(m.digest) }) && (!restricted || lostLast.has(m.id)),
+    )
     .sort((a, b) => cmp(a.digest, b.digest));
   const removedM = new Set(manifests.map((m) => m.id));
 
   const usedBy = new Map<number, Set<number>>();
   for (const ml of s.manifestLayers) getOrCreate(usedBy, ml.layerId, () => new Set()).add(ml.manifestId);
-  const layers = s.layers.filter((l) => {
-    const users = [...(usedBy.get(l.id) ?? [])];
-    const remaining = users.filter((m) => !removedM.has(m)).length;
-    if (!layerIsFree({ userCount: remaining, leased: s.leasedLayers.has(l.diffId) })) return false;
-    return !restricted || users.some((m) => removedM.has(m));
-  }).sort((a, b) => cmp(a.diffId, b.diffId));
+  const layers = s.layers
+    .filter((l) => {
+      const users = [...(usedBy.get(l.id) ?? [])];
+      const remaining = users.filter((m) => !removedM.has(m)).length;
+      if (!layerIsFree({ userCount: remaining, leased: s.leasedLayers.has(l.diffId) })) return false;
+      return !restricted || users.some((m) => removedM.has(m));
+    })
+    .sort((a, b) => cmp(a.diffId, b.diffId));
 
   const configUsers = new Map<string, number>();
-  for (const m of s.manifests) if (!removedM.has(m.id)) configUsers.set(m.configDigest, (configUsers.get(m.configDigest) ?? 0) + 1);
+  for (const m of s.manifests)
+    if (!removedM.has(m.id)) configUsers.set(m.configDigest, (configUsers.get(m.configDigest) ?? 0) + 1);
   const configs = [...new Set(manifests.map((m) => m.configDigest))].filter((c) => !configUsers.has(c));
   return { refs, manifests, layers, configs };
 }

@@ -1,9 +1,16 @@
 /** `ImageHandle` (docs/api.md §3): an immutable snapshot of one `image_ref` row and its manifest. */
 
 export interface ImageHandleFields {
-  reference: string; canonicalReference: string; manifestDigest: string;
-  architecture: string | null; os: string | null; variant: string | null;
-  layerCount: number; sizeBytes: number | null; createdAt: Date; lastUsedAt: Date;
+  reference: string;
+  canonicalReference: string;
+  manifestDigest: string;
+  architecture: string | null;
+  os: string | null;
+  variant: string | null;
+  layerCount: number;
+  sizeBytes: number | null;
+  createdAt: Date;
+  lastUsedAt: Date;
 }
 
 export class ImageHandle {

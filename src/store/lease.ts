@@ -10,7 +10,15 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { IndexDb } from '../catalog/db.js';
 import {
-  addLeaseItems, allLeaseItems, allLeases, deleteLease, insertLease, leasesNaming, renewLease, type LeaseItemKind, type LeaseRow,
+  addLeaseItems,
+  allLeaseItems,
+  allLeases,
+  deleteLease,
+  insertLease,
+  leasesNaming,
+  renewLease,
+  type LeaseItemKind,
+  type LeaseRow,
 } from '../catalog/leases.js';
 
 export type { LeaseItemKind, LeaseRow };
@@ -30,13 +38,20 @@ export interface Lease {
   release(): Promise<void>;
 }
 
-export interface HostIdentity { hostname: string; bootId: string | null }
+export interface HostIdentity {
+  hostname: string;
+  bootId: string | null;
+}
 
 let hostIdentity: HostIdentity | null = null;
 export function thisHost(): HostIdentity {
   if (!hostIdentity) {
     let bootId: string | null = null;
-    try { bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null; } catch { /* not Linux */ }
+    try {
+      bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+    } catch {
+      /* not Linux */
+    }
     hostIdentity = { hostname: hostname(), bootId };
   }
   return hostIdentity;
@@ -67,8 +82,15 @@ export function pidRunning(pid: number): boolean {
  * Pure staleness rule given the owner's liveness: expired, or on this host and boot with a dead
  * pid or a reused pid (start time differs).
  */
-export function isLeaseStale(row: LeaseRow, now: number, host: HostIdentity,
-  probe: { running(pid: number): boolean; startTime(pid: number): string | null } = { running: pidRunning, startTime: processStartTime }): boolean {
+export function isLeaseStale(
+  row: LeaseRow,
+  now: number,
+  host: HostIdentity,
+  probe: { running(pid: number): boolean; startTime(pid: number): string | null } = {
+    running: pidRunning,
+    startTime: processStartTime,
+  },
+): boolean {
   if (row.expires_at < now) return true;
   if (row.hostname !== host.hostname || row.boot_id !== host.bootId) return false;
   if (!probe.running(row.pid)) return true;
@@ -83,7 +105,10 @@ export function isLeaseStale(row: LeaseRow, now: number, host: HostIdentity,
  * Ids of stale leases. Reads /proc outside any transaction; callers re-check rows inside their
  * transaction by id (a lease created after this scan is never in the set, so it counts as live).
  */
-export async function findStaleLeases(index: IndexDb, opts: { onlyThisHost?: boolean; now?: number; signal?: AbortSignal | undefined } = {}): Promise<Set<string>> {
+export async function findStaleLeases(
+  index: IndexDb,
+  opts: { onlyThisHost?: boolean; now?: number; signal?: AbortSignal | undefined } = {},
+): Promise<Set<string>> {
   const rows = await index.read(() => allLeases(index), { signal: opts.signal });
   const now = opts.now ?? Date.now();
   const host = thisHost();
@@ -96,14 +121,20 @@ export async function findStaleLeases(index: IndexDb, opts: { onlyThisHost?: boo
 }
 
 /** Deletes stale leases in one transaction; returns how many went. */
-export async function deleteStaleLeases(index: IndexDb, opts: { onlyThisHost?: boolean; signal?: AbortSignal | undefined } = {}): Promise<number> {
+export async function deleteStaleLeases(
+  index: IndexDb,
+  opts: { onlyThisHost?: boolean; signal?: AbortSignal | undefined } = {},
+): Promise<number> {
   const stale = await findStaleLeases(index, opts);
   if (stale.size === 0) return 0;
-  return index.write(() => {
-    let n = 0;
-    for (const id of stale) if (deleteLease(index, id)) n++;
-    return n;
-  }, { signal: opts.signal });
+  return index.write(
+    () => {
+      let n = 0;
+      for (const id of stale) if (deleteLease(index, id)) n++;
+      return n;
+    },
+    { signal: opts.signal },
+  );
 }
 
 /**
@@ -112,7 +143,12 @@ export async function deleteStaleLeases(index: IndexDb, opts: { onlyThisHost?: b
  */
 export function liveLeaseItems(index: IndexDb, now: number, stale: Set<string>): Record<LeaseItemKind, Set<string>> {
   const rows = allLeaseItems(index);
-  const out: Record<LeaseItemKind, Set<string>> = { manifest: new Set(), layer: new Set(), blob: new Set(), temp: new Set() };
+  const out: Record<LeaseItemKind, Set<string>> = {
+    manifest: new Set(),
+    layer: new Set(),
+    blob: new Set(),
+    temp: new Set(),
+  };
   for (const r of rows) if (r.expires_at >= now && !stale.has(r.id)) out[r.kind].add(r.value);
   return out;
 }
@@ -126,23 +162,40 @@ export function isLeased(index: IndexDb, kind: LeaseItemKind, value: string, now
  * Starts a lease for `operation` in the index of a store opened for writing. The renewal timer is
  * unref'd: it never keeps the process alive.
  */
-export async function createLease(store: { readonly index: IndexDb }, operation: LeaseOperation, opts: { signal?: AbortSignal | undefined } = {}): Promise<Lease> {
+export async function createLease(
+  store: { readonly index: IndexDb },
+  operation: LeaseOperation,
+  opts: { signal?: AbortSignal | undefined } = {},
+): Promise<Lease> {
   const index = store.index;
   const id = randomBytes(16).toString('hex');
   const host = thisHost();
   const now = Date.now();
-  await index.write(() => {
-    insertLease(index, {
-      id, operation, hostname: host.hostname, boot_id: host.bootId, pid: process.pid, pid_start: processStartTime(process.pid),
-      created_at: now, expires_at: now + LEASE_TTL_MS,
-    });
-  }, { signal: opts.signal });
+  await index.write(
+    () => {
+      insertLease(index, {
+        id,
+        operation,
+        hostname: host.hostname,
+        boot_id: host.bootId,
+        pid: process.pid,
+        pid_start: processStartTime(process.pid),
+        created_at: now,
+        expires_at: now + LEASE_TTL_MS,
+      });
+    },
+    { signal: opts.signal },
+  );
   let released = false;
   const timer = setInterval(() => {
     if (released || index.isClosed) return;
-    index.write(() => {
-      renewLease(index, id, Date.now() + LEASE_TTL_MS);
-    }).catch(() => { /* the next renewal retries; expiry is 10 min away */ });
+    index
+      .write(() => {
+        renewLease(index, id, Date.now() + LEASE_TTL_MS);
+      })
+      .catch(() => {
+        /* the next renewal retries; expiry is 10 min away */
+      });
   }, LEASE_RENEW_MS);
   timer.unref();
   const addItems = async (items: { kind: LeaseItemKind; value: string }[]) => {
@@ -161,8 +214,12 @@ export async function createLease(store: { readonly index: IndexDb }, operation:
       clearInterval(timer);
       if (index.isClosed) return;
       try {
-        await index.write(() => { deleteLease(index, id); });
-      } catch { /* left for prune: the owner-dead / expiry rules reap it */ }
+        await index.write(() => {
+          deleteLease(index, id);
+        });
+      } catch {
+        /* left for prune: the owner-dead / expiry rules reap it */
+      }
     },
   };
 }

@@ -13,12 +13,27 @@ import type { CachePaths, LockKind } from './paths.js';
  * stripe): `ref` → canonical reference, `layer` → diff_id, `image` → manifest digest, `gc` → no key.
  * With `tryOnly`, a busy lock resolves to `LOCK_BUSY` without running `fn`.
  */
-export async function withLock<T>(store: { readonly paths: CachePaths }, kind: LockKind, key: string | null, fn: () => Promise<T> | T,
-  opts: { signal?: AbortSignal | undefined; tryOnly: true }): Promise<T | LockBusy>;
-export async function withLock<T>(store: { readonly paths: CachePaths }, kind: LockKind, key: string | null, fn: () => Promise<T> | T,
-  opts?: { signal?: AbortSignal | undefined; tryOnly?: false }): Promise<T>;
-export async function withLock<T>(store: { readonly paths: CachePaths }, kind: LockKind, key: string | null, fn: () => Promise<T> | T,
-  opts: { signal?: AbortSignal | undefined; tryOnly?: boolean } = {}): Promise<T | LockBusy> {
+export async function withLock<T>(
+  store: { readonly paths: CachePaths },
+  kind: LockKind,
+  key: string | null,
+  fn: () => Promise<T> | T,
+  opts: { signal?: AbortSignal | undefined; tryOnly: true },
+): Promise<T | LockBusy>;
+export async function withLock<T>(
+  store: { readonly paths: CachePaths },
+  kind: LockKind,
+  key: string | null,
+  fn: () => Promise<T> | T,
+  opts?: { signal?: AbortSignal | undefined; tryOnly?: false },
+): Promise<T>;
+export async function withLock<T>(
+  store: { readonly paths: CachePaths },
+  kind: LockKind,
+  key: string | null,
+  fn: () => Promise<T> | T,
+  opts: { signal?: AbortSignal | undefined; tryOnly?: boolean } = {},
+): Promise<T | LockBusy> {
   const path = store.paths.lock(kind, key ?? undefined);
   const lock = opts.tryOnly
     ? await acquireFileLock(path, { signal: opts.signal, tryOnly: true })

@@ -5,7 +5,17 @@
  * replaced.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, lstatSync, openSync, readFileSync, unlinkSync, writeSync, constants as C } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeSync,
+  constants as C,
+} from 'node:fs';
 import { join } from 'node:path';
 import { SettingsError, toIoError } from '../errors.js';
 import { MARKER_NAME } from './paths.js';
@@ -13,13 +23,17 @@ import { MARKER_NAME } from './paths.js';
 export const MARKER_FORMAT = 'msb-image/1';
 
 export type MarkerState =
-  | { kind: 'absent' }                // neither a marker nor layers/: a new cache
+  | { kind: 'absent' } // neither a marker nor layers/: a new cache
   | { kind: 'ours' }
   | { kind: 'foreign'; reason: string };
 
 function exists(p: string): boolean {
-  try { lstatSync(p); return true; } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
+  try {
+    lstatSync(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      return false;
     throw toIoError(err, p);
   }
 }
@@ -35,7 +49,9 @@ export function readMarker(cacheDir: string, indexId: string | null): MarkerStat
     if (code !== 'ENOENT' && code !== 'ENOTDIR') return { kind: 'foreign', reason: `unreadable marker (${code})` };
   }
   if (text === null) {
-    return exists(join(cacheDir, 'layers')) ? { kind: 'foreign', reason: 'layers/ without a marker' } : { kind: 'absent' };
+    return exists(join(cacheDir, 'layers'))
+      ? { kind: 'foreign', reason: 'layers/ without a marker' }
+      : { kind: 'absent' };
   }
   try {
     const m = JSON.parse(text) as { format?: unknown; indexId?: unknown };
@@ -83,7 +99,11 @@ export function ensureMarker(cacheDir: string, indexId: string): void {
   } catch (err) {
     throw toIoError(err, final);
   } finally {
-    try { unlinkSync(tmp); } catch { /* already gone */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
   }
   checkMarker(cacheDir, indexId);
 }

@@ -33,8 +33,13 @@ export function freedBytes(st: Stats): number {
 export class Measures {
   files = 0;
   total = 0;
-  add(bytes: number): void { this.files++; this.total += bytes; }
-  get bytes(): number | null { return this.files === 0 ? null : this.total; }
+  add(bytes: number): void {
+    this.files++;
+    this.total += bytes;
+  }
+  get bytes(): number | null {
+    return this.files === 0 ? null : this.total;
+  }
 }
 
 /**
@@ -68,16 +73,25 @@ export async function removeTreeMeasured(path: string, m: Measures, dry: boolean
   const st = await lstatOrNull(path);
   if (!st) return;
   if (!st.isDirectory()) {
-    if (dry) { m.add(freedBytes(st)); return; }
+    if (dry) {
+      m.add(freedBytes(st));
+      return;
+    }
     const r = await unlinkMeasured(path);
     if (r.deleted) m.add(r.bytes);
     return;
   }
   let names: string[];
-  try { names = await fsp.readdir(path); } catch (err) { throw toIoError(err, path); }
+  try {
+    names = await fsp.readdir(path);
+  } catch (err) {
+    throw toIoError(err, path);
+  }
   for (const n of names) await removeTreeMeasured(join(path, n), m, dry);
   if (!dry) {
-    try { await fsp.rmdir(path); } catch (err) {
+    try {
+      await fsp.rmdir(path);
+    } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toIoError(err, path);
     }
   }
@@ -96,7 +110,11 @@ export async function treeUsage(path: string, seen?: Set<string>): Promise<{ fil
   let files = 0;
   let bytes = 0;
   let names: string[] = [];
-  try { names = await fsp.readdir(path); } catch { /* unreadable: counts as empty */ }
+  try {
+    names = await fsp.readdir(path);
+  } catch {
+    /* unreadable: counts as empty */
+  }
   for (const n of names) {
     const u = await treeUsage(join(path, n), seen);
     files += u.files;

@@ -74,18 +74,42 @@ export function lockPath(cacheDir: string, kind: LockKind, key?: string): string
 /** All paths of one cache directory (its real path, as resolved at backend open). */
 export class CachePaths {
   constructor(readonly root: string) {}
-  get layersDir(): string { return join(this.root, 'layers'); }
-  get fsmetaDir(): string { return join(this.root, 'fsmeta'); }
-  get vmdkDir(): string { return join(this.root, 'vmdk'); }
-  get tmpDir(): string { return join(this.root, 'tmp'); }
-  get locksDir(): string { return join(this.root, 'locks'); }
-  get marker(): string { return join(this.root, MARKER_NAME); }
-  layer(diffId: string): string { return layerPath(this.root, diffId); }
-  fsmeta(manifestDigest: string): string { return fsmetaPath(this.root, manifestDigest); }
-  vmdk(manifestDigest: string): string { return vmdkPath(this.root, manifestDigest); }
-  tmp(kind: CandidateKind, digest: string): { name: string; path: string } { return tmpPath(this.root, kind, digest); }
-  part(blobDigest: string): string { return partPath(this.root, blobDigest); }
-  lock(kind: LockKind, key?: string): string { return lockPath(this.root, kind, key); }
+  get layersDir(): string {
+    return join(this.root, 'layers');
+  }
+  get fsmetaDir(): string {
+    return join(this.root, 'fsmeta');
+  }
+  get vmdkDir(): string {
+    return join(this.root, 'vmdk');
+  }
+  get tmpDir(): string {
+    return join(this.root, 'tmp');
+  }
+  get locksDir(): string {
+    return join(this.root, 'locks');
+  }
+  get marker(): string {
+    return join(this.root, MARKER_NAME);
+  }
+  layer(diffId: string): string {
+    return layerPath(this.root, diffId);
+  }
+  fsmeta(manifestDigest: string): string {
+    return fsmetaPath(this.root, manifestDigest);
+  }
+  vmdk(manifestDigest: string): string {
+    return vmdkPath(this.root, manifestDigest);
+  }
+  tmp(kind: CandidateKind, digest: string): { name: string; path: string } {
+    return tmpPath(this.root, kind, digest);
+  }
+  part(blobDigest: string): string {
+    return partPath(this.root, blobDigest);
+  }
+  lock(kind: LockKind, key?: string): string {
+    return lockPath(this.root, kind, key);
+  }
   /** What a VMM attaches for an image: VMDK, fsmeta, and the layer files in manifest order. */
   artifacts(manifestDigest: string, layers: readonly { position: number; diffId: string }[]): ImageArtifacts {
     return {

@@ -16,7 +16,16 @@ import { familiarOf } from '../reference/reference.js';
 import { digestFromPathForm } from '../util/digest.js';
 import { parseDuration } from '../util/duration.js';
 import { acquireFileLock } from '../util/flock.js';
-import { cmp, globToRegExp, layerIsFree, manifestIsFree, planPrune, refIsCandidate, type GcState, type RefFilter } from './gc.js';
+import {
+  cmp,
+  globToRegExp,
+  layerIsFree,
+  manifestIsFree,
+  planPrune,
+  refIsCandidate,
+  type GcState,
+  type RefFilter,
+} from './gc.js';
 import { deleteStaleLeases, findStaleLeases, isLeased, liveLeaseItems } from './lease.js';
 import { LOCK_BUSY, withLock } from './locks.js';
 import { readMarker } from './marker.js';
@@ -35,16 +44,22 @@ export interface ResolvedPrune {
 }
 
 /** Validates PruneOptions (InvalidArgumentError) and fills the temp grace from the store. */
-export function resolvePruneOptions(o: PruneOptions | undefined, storeGraceMs: number, now = Date.now()): ResolvedPrune {
+export function resolvePruneOptions(
+  o: PruneOptions | undefined,
+  storeGraceMs: number,
+  now = Date.now(),
+): ResolvedPrune {
   const opts = o ?? {};
   if (typeof opts !== 'object') throw new InvalidArgumentError('options', 'prune options must be an object');
   let patterns: RegExp[] | null = null;
   if (opts.filter !== undefined) {
     const f = opts.filter;
-    if (f === null || typeof f !== 'object') throw new InvalidArgumentError('filter', 'filter must be an object like {reference: "glob"}');
+    if (f === null || typeof f !== 'object')
+      throw new InvalidArgumentError('filter', 'filter must be an object like {reference: "glob"}');
     if (f.reference !== undefined) {
       const list = Array.isArray(f.reference) ? f.reference : [f.reference];
-      if (list.length === 0 || list.some((p) => typeof p !== 'string' || p === '')) throw new InvalidArgumentError('filter', 'filter.reference must be a non-empty glob or list of globs');
+      if (list.length === 0 || list.some((p) => typeof p !== 'string' || p === ''))
+        throw new InvalidArgumentError('filter', 'filter.reference must be a non-empty glob or list of globs');
       patterns = list.map(globToRegExp);
     }
   }
@@ -61,8 +76,17 @@ export function resolvePruneOptions(o: PruneOptions | undefined, storeGraceMs: n
 
 export function emptyPruneReport(dryRun: boolean): ImagePruneReport {
   return {
-    imageRefsRemoved: 0, manifestsRemoved: 0, layersRemoved: 0, fsmetaRemoved: 0, vmdkRemoved: 0,
-    bytesReclaimed: null, tempRemoved: 0, orphansRemoved: 0, skippedInUse: 0, errors: [], dryRun,
+    imageRefsRemoved: 0,
+    manifestsRemoved: 0,
+    layersRemoved: 0,
+    fsmetaRemoved: 0,
+    vmdkRemoved: 0,
+    bytesReclaimed: null,
+    tempRemoved: 0,
+    orphansRemoved: 0,
+    skippedInUse: 0,
+    errors: [],
+    dryRun,
     removed: { references: [], manifests: [], layers: [] },
   };
 }
@@ -70,11 +94,21 @@ export function emptyPruneReport(dryRun: boolean): ImagePruneReport {
 function itemError(kind: PruneItemError['kind'], item: string, err: unknown, path?: string): PruneItemError {
   const code: ErrorCode = err instanceof MsbError ? err.code : 'IO';
   const p = path ?? (err as { path?: unknown })?.path;
-  return { kind, item, ...(typeof p === 'string' ? { path: p } : {}), code, message: (err as Error)?.message ?? String(err) };
+  return {
+    kind,
+    item,
+    ...(typeof p === 'string' ? { path: p } : {}),
+    code,
+    message: (err as Error)?.message ?? String(err),
+  };
 }
 
 /** One consistent read of everything the GC predicates need. */
-function snapshot(index: IndexDb, now: number, stale: Set<string>): GcState & { leasedBlobs: Set<string>; leasedTemps: Set<string> } {
+function snapshot(
+  index: IndexDb,
+  now: number,
+  stale: Set<string>,
+): GcState & { leasedBlobs: Set<string>; leasedTemps: Set<string> } {
   const leased = liveLeaseItems(index, now, stale);
   return {
     ...gcTables(index),
@@ -91,10 +125,19 @@ function partDigest(name: string): string | null {
   return name.startsWith('blob-') ? digestFromPathForm(name.slice(5), '.part') : null;
 }
 
-interface TempEntry { name: string; path: string }
+interface TempEntry {
+  name: string;
+  path: string;
+}
 
 /** Step 7 selection (shared by both runs). */
-async function tempCandidates(store: Store, now: number, graceMs: number, leasedBlobs: Set<string>, leasedTemps: Set<string>): Promise<TempEntry[]> {
+async function tempCandidates(
+  store: Store,
+  now: number,
+  graceMs: number,
+  leasedBlobs: Set<string>,
+  leasedTemps: Set<string>,
+): Promise<TempEntry[]> {
   let names: string[];
   try {
     names = await fsp.readdir(store.paths.tmpDir);
@@ -164,9 +207,15 @@ export async function pruneDryRun(store: Store | null, o: ResolvedPrune): Promis
     report.manifestsRemoved++;
     report.removed.manifests.push(man.digest);
     const f = await predictUnlink(store.paths.fsmeta(man.digest));
-    if (f.deleted) { report.fsmetaRemoved++; m.add(f.bytes); }
+    if (f.deleted) {
+      report.fsmetaRemoved++;
+      m.add(f.bytes);
+    }
     const v = await predictUnlink(store.paths.vmdk(man.digest));
-    if (v.deleted) { report.vmdkRemoved++; m.add(v.bytes); }
+    if (v.deleted) {
+      report.vmdkRemoved++;
+      m.add(v.bytes);
+    }
   }
   for (const l of plan.layers) {
     throwIfAborted(o.signal);
@@ -181,13 +230,19 @@ export async function pruneDryRun(store: Store | null, o: ResolvedPrune): Promis
       report.tempRemoved++;
     }
     if (readMarker(store.cacheDir, index.indexId).kind === 'ours') {
-      const rows = { layer: new Set(s.layers.map((l) => l.diffId)), manifest: new Set(s.manifests.map((x) => x.digest)) };
+      const rows = {
+        layer: new Set(s.layers.map((l) => l.diffId)),
+        manifest: new Set(s.manifests.map((x) => x.digest)),
+      };
       const leased = { layer: s.leasedLayers, manifest: s.leasedManifests };
       for (const d of ORPHAN_DIRS) {
         for (const f of await artifactFiles(join(store.cacheDir, d.dir), d.ext)) {
           if (rows[d.table].has(f.digest) || leased[d.leaseKind].has(f.digest)) continue;
           const r = await predictUnlink(f.path);
-          if (r.deleted) { report.orphansRemoved++; m.add(r.bytes); }
+          if (r.deleted) {
+            report.orphansRemoved++;
+            m.add(r.bytes);
+          }
         }
       }
     }
@@ -236,8 +291,14 @@ export async function pruneReal(store: Store, o: ResolvedPrune): Promise<ImagePr
 async function reapStaleLeases(run: PruneRun): Promise<void> {
   const { index } = run.store;
   const signal = run.o.signal;
-  try { await deleteStaleLeases(index, { signal }); } catch (err) { record(run, 'lease', 'stale leases', err); }
-  try { run.stale = await findStaleLeases(index, { signal }); } catch (err) {
+  try {
+    await deleteStaleLeases(index, { signal });
+  } catch (err) {
+    record(run, 'lease', 'stale leases', err);
+  }
+  try {
+    run.stale = await findStaleLeases(index, { signal });
+  } catch (err) {
     if (err instanceof MsbError && err.code === 'ABORTED') throw err;
   }
 }
@@ -246,16 +307,20 @@ async function reapStaleLeases(run: PruneRun): Promise<void> {
 async function untagRefs(run: PruneRun): Promise<Set<number>> {
   const { index } = run.store;
   try {
-    const r = await index.write(() => {
-      const leased = liveLeaseItems(index, Date.now(), run.stale);
-      const pinned = pinnedDigests(index);
-      const cands = refsWithDigest(index)
-        .filter((x) => refIsCandidate(x, { pinned: pinned.has(x.digest), leased: leased.manifest.has(x.digest) }, run.o.filter));
-      for (const c of cands) deleteImageRef(index, c.id);
-      const lost = new Set<number>();
-      for (const c of cands) if (countRefsOfManifest(index, c.manifestId) === 0) lost.add(c.manifestId);
-      return { cands, lost };
-    }, { signal: run.o.signal });
+    const r = await index.write(
+      () => {
+        const leased = liveLeaseItems(index, Date.now(), run.stale);
+        const pinned = pinnedDigests(index);
+        const cands = refsWithDigest(index).filter((x) =>
+          refIsCandidate(x, { pinned: pinned.has(x.digest), leased: leased.manifest.has(x.digest) }, run.o.filter),
+        );
+        for (const c of cands) deleteImageRef(index, c.id);
+        const lost = new Set<number>();
+        for (const c of cands) if (countRefsOfManifest(index, c.manifestId) === 0) lost.add(c.manifestId);
+        return { cands, lost };
+      },
+      { signal: run.o.signal },
+    );
     run.report.imageRefsRemoved = r.cands.length;
     run.report.removed.references = r.cands.map((c) => familiarOf(c.reference));
     return r.lost;
@@ -272,35 +337,51 @@ async function deleteManifests(run: PruneRun, lostLast: Set<number>): Promise<Se
   const released = new Set<string>();
   let manifests: { id: number; digest: string }[] = [];
   try {
-    manifests = await index.read(() => {
-      const leased = liveLeaseItems(index, Date.now(), run.stale);
-      const pinned = pinnedDigests(index);
-      return manifestsWithoutRefs(index)
-        .filter((x) => manifestIsFree({ refCount: 0, pinned: pinned.has(x.digest), leased: leased.manifest.has(x.digest) }) && (!o.restricted || lostLast.has(x.id)));
-    }, { signal: o.signal });
+    manifests = await index.read(
+      () => {
+        const leased = liveLeaseItems(index, Date.now(), run.stale);
+        const pinned = pinnedDigests(index);
+        return manifestsWithoutRefs(index).filter(
+          (x) =>
+            manifestIsFree({ refCount: 0, pinned: pinned.has(x.digest), leased: leased.manifest.has(x.digest) }) &&
+            (!o.restricted || lostLast.has(x.id)),
+        );
+      },
+      { signal: o.signal },
+    );
   } catch (err) {
     record(run, 'manifest', '*', err);
   }
   for (const man of manifests) {
     throwIfAborted(o.signal);
     try {
-      const res = await withLock(store, 'image', man.digest, async () => {
-        const diffIds = await deleteManifestRowIfFree(store, man.digest, run.stale, o.signal);
-        if (!diffIds) return null;
-        report.manifestsRemoved++;
-        report.removed.manifests.push(man.digest);
-        for (const [kind, path] of [['fsmeta', store.paths.fsmeta(man.digest)], ['vmdk', store.paths.vmdk(man.digest)]] as const) {
-          try {
-            const r = await unlinkMeasured(path);
-            if (!r.deleted) continue;
-            run.m.add(r.bytes);
-            if (kind === 'fsmeta') report.fsmetaRemoved++; else report.vmdkRemoved++;
-          } catch (err) {
-            report.errors.push(itemError(kind, man.digest, err, path));
+      const res = await withLock(
+        store,
+        'image',
+        man.digest,
+        async () => {
+          const diffIds = await deleteManifestRowIfFree(store, man.digest, run.stale, o.signal);
+          if (!diffIds) return null;
+          report.manifestsRemoved++;
+          report.removed.manifests.push(man.digest);
+          for (const [kind, path] of [
+            ['fsmeta', store.paths.fsmeta(man.digest)],
+            ['vmdk', store.paths.vmdk(man.digest)],
+          ] as const) {
+            try {
+              const r = await unlinkMeasured(path);
+              if (!r.deleted) continue;
+              run.m.add(r.bytes);
+              if (kind === 'fsmeta') report.fsmetaRemoved++;
+              else report.vmdkRemoved++;
+            } catch (err) {
+              report.errors.push(itemError(kind, man.digest, err, path));
+            }
           }
-        }
-        return diffIds;
-      }, { signal: o.signal, tryOnly: true });
+          return diffIds;
+        },
+        { signal: o.signal, tryOnly: true },
+      );
       if (res === LOCK_BUSY) report.skippedInUse++;
       else if (res) for (const d of res) released.add(d);
     } catch (err) {
@@ -316,11 +397,17 @@ async function deleteLayers(run: PruneRun, released: Set<string>): Promise<void>
   const index = store.index;
   let layers: { diffId: string }[] = [];
   try {
-    layers = await index.read(() => {
-      const leased = liveLeaseItems(index, Date.now(), run.stale);
-      return layersWithoutUsers(index)
-        .filter((x) => layerIsFree({ userCount: 0, leased: leased.layer.has(x.diffId) }) && (!o.restricted || released.has(x.diffId)));
-    }, { signal: o.signal });
+    layers = await index.read(
+      () => {
+        const leased = liveLeaseItems(index, Date.now(), run.stale);
+        return layersWithoutUsers(index).filter(
+          (x) =>
+            layerIsFree({ userCount: 0, leased: leased.layer.has(x.diffId) }) &&
+            (!o.restricted || released.has(x.diffId)),
+        );
+      },
+      { signal: o.signal },
+    );
   } catch (err) {
     record(run, 'layer', '*', err);
   }
@@ -328,17 +415,23 @@ async function deleteLayers(run: PruneRun, released: Set<string>): Promise<void>
     throwIfAborted(o.signal);
     const path = store.paths.layer(l.diffId);
     try {
-      const res = await withLock(store, 'layer', l.diffId, async () => {
-        if (!(await deleteLayerRowIfFree(store, l.diffId, run.stale, o.signal))) return;
-        report.layersRemoved++;
-        report.removed.layers.push(l.diffId);
-        try {
-          const r = await unlinkMeasured(path);
-          if (r.deleted) run.m.add(r.bytes);
-        } catch (err) {
-          report.errors.push(itemError('layer', l.diffId, err, path));
-        }
-      }, { signal: o.signal, tryOnly: true });
+      const res = await withLock(
+        store,
+        'layer',
+        l.diffId,
+        async () => {
+          if (!(await deleteLayerRowIfFree(store, l.diffId, run.stale, o.signal))) return;
+          report.layersRemoved++;
+          report.removed.layers.push(l.diffId);
+          try {
+            const r = await unlinkMeasured(path);
+            if (r.deleted) run.m.add(r.bytes);
+          } catch (err) {
+            report.errors.push(itemError('layer', l.diffId, err, path));
+          }
+        },
+        { signal: o.signal, tryOnly: true },
+      );
       if (res === LOCK_BUSY) report.skippedInUse++;
     } catch (err) {
       record(run, 'layer', l.diffId, err, path);
@@ -351,7 +444,9 @@ async function deleteTemp(run: PruneRun): Promise<void> {
   const { store, o, report } = run;
   const tmpDir = store.paths.tmpDir;
   try {
-    const leased = await store.index.read(() => liveLeaseItems(store.index, Date.now(), run.stale), { signal: o.signal });
+    const leased = await store.index.read(() => liveLeaseItems(store.index, Date.now(), run.stale), {
+      signal: o.signal,
+    });
     for (const t of await tempCandidates(store, Date.now(), o.tempGraceMs, leased.blob, leased.temp)) {
       throwIfAborted(o.signal);
       try {
@@ -372,11 +467,15 @@ async function deleteOrphans(run: PruneRun): Promise<void> {
   const index = store.index;
   if (readMarker(store.cacheDir, index.indexId).kind !== 'ours') return;
   const isOrphan = (d: (typeof ORPHAN_DIRS)[number], digest: string) =>
-    index.read(() => !hasRow(index, d.table, digest) && !isLeased(index, d.leaseKind, digest, Date.now(), run.stale), { signal: o.signal });
+    index.read(() => !hasRow(index, d.table, digest) && !isLeased(index, d.leaseKind, digest, Date.now(), run.stale), {
+      signal: o.signal,
+    });
   for (const d of ORPHAN_DIRS) {
     const dirPath = join(store.cacheDir, d.dir);
     let files: { name: string; path: string; digest: string }[] = [];
-    try { files = await artifactFiles(dirPath, d.ext); } catch (err) {
+    try {
+      files = await artifactFiles(dirPath, d.ext);
+    } catch (err) {
       report.errors.push(itemError('orphan', dirPath, err, dirPath));
       continue;
     }
@@ -384,11 +483,20 @@ async function deleteOrphans(run: PruneRun): Promise<void> {
       throwIfAborted(o.signal);
       try {
         if (!(await isOrphan(d, f.digest))) continue;
-        const res = await withLock(store, d.lock, f.digest, async () => {
-          if (!(await isOrphan(d, f.digest))) return;
-          const r = await unlinkMeasured(f.path);
-          if (r.deleted) { report.orphansRemoved++; run.m.add(r.bytes); }
-        }, { signal: o.signal, tryOnly: true });
+        const res = await withLock(
+          store,
+          d.lock,
+          f.digest,
+          async () => {
+            if (!(await isOrphan(d, f.digest))) return;
+            const r = await unlinkMeasured(f.path);
+            if (r.deleted) {
+              report.orphansRemoved++;
+              run.m.add(r.bytes);
+            }
+          },
+          { signal: o.signal, tryOnly: true },
+        );
         if (res === LOCK_BUSY) report.skippedInUse++;
       } catch (err) {
         record(run, 'orphan', f.name, err, f.path);

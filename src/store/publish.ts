@@ -17,8 +17,18 @@ import { ImageHandle } from './handle.js';
 import { familiarOf } from '../reference/reference.js';
 import type { IndexDb } from '../catalog/db.js';
 import {
-  findLayer, findRef, insertConfigIfAbsent, insertLayer, invalidateManifestsOfLayer, replaceManifestLayers, touchRefAndLayers,
-  updateLayer, upsertImageRef, upsertManifest, type ListRow, type RefRow,
+  findLayer,
+  findRef,
+  insertConfigIfAbsent,
+  insertLayer,
+  invalidateManifestsOfLayer,
+  replaceManifestLayers,
+  touchRefAndLayers,
+  updateLayer,
+  upsertImageRef,
+  upsertManifest,
+  type ListRow,
+  type RefRow,
 } from '../catalog/queries.js';
 import { upsertPin } from '../catalog/pins.js';
 import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
@@ -82,23 +92,37 @@ export interface LayerRowInput {
  * gets `fsmeta_bytes = vmdk_bytes = size_bytes = NULL` in the same transaction, so its next use
  * rebuilds them (docs/storage.md §4 "Replacing a layer").
  */
-export async function upsertLayerRow(store: Store, input: LayerRowInput, opts: { signal?: AbortSignal | undefined; now?: number } = {}):
-  Promise<{ inserted: boolean; invalidatedManifests: string[] }> {
-  if (!isDigest(input.diffId)) throw new InvalidArgumentError('diffId', `invalid diff_id ${JSON.stringify(input.diffId)}`);
+export async function upsertLayerRow(
+  store: Store,
+  input: LayerRowInput,
+  opts: { signal?: AbortSignal | undefined; now?: number } = {},
+): Promise<{ inserted: boolean; invalidatedManifests: string[] }> {
+  if (!isDigest(input.diffId))
+    throw new InvalidArgumentError('diffId', `invalid diff_id ${JSON.stringify(input.diffId)}`);
   const alloc = input.erofsAllocBytes ?? (await measureFile(store.paths.layer(input.diffId))).alloc;
   const now = opts.now ?? Date.now();
   const index = store.index;
-  const row = { diffId: input.diffId, erofsSizeBytes: input.erofsSizeBytes, erofsAllocBytes: alloc, inodes: input.inodes, blocks: input.blocks };
-  return index.write(() => {
-    const cur = findLayer(index, input.diffId);
-    if (!cur) {
-      insertLayer(index, row, now);
-      return { inserted: true, invalidatedManifests: [] };
-    }
-    const invalidated = cur.erofs_size_bytes !== input.erofsSizeBytes ? invalidateManifestsOfLayer(index, cur.id) : [];
-    updateLayer(index, cur.id, row, now);
-    return { inserted: false, invalidatedManifests: invalidated };
-  }, { signal: opts.signal });
+  const row = {
+    diffId: input.diffId,
+    erofsSizeBytes: input.erofsSizeBytes,
+    erofsAllocBytes: alloc,
+    inodes: input.inodes,
+    blocks: input.blocks,
+  };
+  return index.write(
+    () => {
+      const cur = findLayer(index, input.diffId);
+      if (!cur) {
+        insertLayer(index, row, now);
+        return { inserted: true, invalidatedManifests: [] };
+      }
+      const invalidated =
+        cur.erofs_size_bytes !== input.erofsSizeBytes ? invalidateManifestsOfLayer(index, cur.id) : [];
+      updateLayer(index, cur.id, row, now);
+      return { inserted: false, invalidatedManifests: invalidated };
+    },
+    { signal: opts.signal },
+  );
 }
 
 export interface PublishImageRecord {
@@ -125,8 +149,11 @@ export interface PublishedImage {
 }
 
 /** fsmeta + VMDK + distinct layer files: lengths and allocated bytes (lstat only). */
-export async function measureArtifacts(store: Store, manifestDigest: string, diffIds: string[]):
-  Promise<{ fsmetaBytes: number; vmdkBytes: number; sizeBytes: number }> {
+export async function measureArtifacts(
+  store: Store,
+  manifestDigest: string,
+  diffIds: string[],
+): Promise<{ fsmetaBytes: number; vmdkBytes: number; sizeBytes: number }> {
   const fsmeta = await measureFile(store.paths.fsmeta(manifestDigest));
   const vmdk = await measureFile(store.paths.vmdk(manifestDigest));
   let size = fsmeta.alloc + vmdk.alloc;
@@ -146,7 +173,11 @@ function checkRaw(what: string, digest: string, raw: Buffer): void {
  * manifest_layer rows, image_ref rows (`created_at` kept for an existing ref, `last_used_at` = now),
  * and the optional pin. Measures the files first (outside the transaction).
  */
-export async function publishImage(store: Store, record: PublishImageRecord, opts: { signal?: AbortSignal | undefined } = {}): Promise<PublishedImage> {
+export async function publishImage(
+  store: Store,
+  record: PublishImageRecord,
+  opts: { signal?: AbortSignal | undefined } = {},
+): Promise<PublishedImage> {
   return (await publishImages(store, [record], opts))[0]!;
 }
 
@@ -154,36 +185,82 @@ export async function publishImage(store: Store, record: PublishImageRecord, opt
  * Several images in ONE transaction (all or nothing), e.g. a multi-image archive load: the same
  * rows and values as `publishImage`, for each record in order.
  */
-export async function publishImages(store: Store, records: PublishImageRecord[], opts: { signal?: AbortSignal | undefined } = {}): Promise<PublishedImage[]> {
+export async function publishImages(
+  store: Store,
+  records: PublishImageRecord[],
+  opts: { signal?: AbortSignal | undefined } = {},
+): Promise<PublishedImage[]> {
   for (const record of records) {
     checkRaw('manifest', record.manifest.digest, record.manifest.raw);
     checkRaw('config', record.config.digest, record.config.raw);
     for (const l of record.layers) {
       if (!isDigest(l.diffId)) throw new InvalidArgumentError('layers', `invalid diff_id ${JSON.stringify(l.diffId)}`);
-      if (!isDigest(l.blobDigest)) throw new InvalidArgumentError('layers', `invalid blob digest ${JSON.stringify(l.blobDigest)}`);
+      if (!isDigest(l.blobDigest))
+        throw new InvalidArgumentError('layers', `invalid blob digest ${JSON.stringify(l.blobDigest)}`);
     }
   }
   const measured: Awaited<ReturnType<typeof measureArtifacts>>[] = [];
-  for (const record of records) measured.push(await measureArtifacts(store, record.manifest.digest, record.layers.map((l) => l.diffId)));
+  for (const record of records)
+    measured.push(
+      await measureArtifacts(
+        store,
+        record.manifest.digest,
+        record.layers.map((l) => l.diffId),
+      ),
+    );
   const index = store.index;
-  return index.write(() => records.map((record, i) => writeImageRows(store, record, measured[i]!, record.now ?? Date.now())), { signal: opts.signal });
+  return index.write(
+    () => records.map((record, i) => writeImageRows(store, record, measured[i]!, record.now ?? Date.now())),
+    { signal: opts.signal },
+  );
 }
 
 /** The rows of one image; call inside a write transaction. */
-function writeImageRows(store: Store, record: PublishImageRecord, measured: { fsmetaBytes: number; vmdkBytes: number; sizeBytes: number }, now: number): PublishedImage {
+function writeImageRows(
+  store: Store,
+  record: PublishImageRecord,
+  measured: { fsmetaBytes: number; vmdkBytes: number; sizeBytes: number },
+  now: number,
+): PublishedImage {
   const index = store.index;
   insertConfigIfAbsent(index, record.config.digest, record.config.raw, now);
   const m = record.manifest;
   const p = record.platform;
-  const manifestId = upsertManifest(index, {
-    digest: m.digest, mediaType: m.mediaType, raw: m.raw, configDigest: record.config.digest,
-    os: p.os, architecture: p.architecture, variant: p.variant, layerCount: record.layers.length, source: m.source, ...measured,
-  }, now);
-  replaceManifestLayers(index, manifestId, record.layers.map((l) => {
-    const row = findLayer(index, l.diffId);
-    if (!row) throw new CacheCorruptError(store.paths.layer(l.diffId), `layer ${l.diffId} has no index row (publish it with upsertLayerRow first)`);
-    return { layerId: row.id, blobDigest: l.blobDigest, mediaType: l.mediaType, compressedSizeBytes: l.compressedSizeBytes };
-  }), now);
+  const manifestId = upsertManifest(
+    index,
+    {
+      digest: m.digest,
+      mediaType: m.mediaType,
+      raw: m.raw,
+      configDigest: record.config.digest,
+      os: p.os,
+      architecture: p.architecture,
+      variant: p.variant,
+      layerCount: record.layers.length,
+      source: m.source,
+      ...measured,
+    },
+    now,
+  );
+  replaceManifestLayers(
+    index,
+    manifestId,
+    record.layers.map((l) => {
+      const row = findLayer(index, l.diffId);
+      if (!row)
+        throw new CacheCorruptError(
+          store.paths.layer(l.diffId),
+          `layer ${l.diffId} has no index row (publish it with upsertLayerRow first)`,
+        );
+      return {
+        layerId: row.id,
+        blobDigest: l.blobDigest,
+        mediaType: l.mediaType,
+        compressedSizeBytes: l.compressedSizeBytes,
+      };
+    }),
+    now,
+  );
   for (const ref of record.references) upsertImageRef(index, ref, manifestId, record.indexDigest ?? null, now);
   if (record.pin) upsertPin(index, { ...record.pin, manifestDigest: m.digest }, now);
   const handles = record.references.map((ref) => refRowToHandle(findRef(index, ref)!));
@@ -194,7 +271,11 @@ function writeImageRows(store: Store, record: PublishImageRecord, measured: { fs
  * Cache hit: `last_used_at = now` on the ref and on its manifest's layers. Returns the refreshed
  * handle, or null if the ref does not exist (any more).
  */
-export async function touchRef(store: Store, canonical: string, opts: { signal?: AbortSignal | undefined; now?: number } = {}): Promise<ImageHandle | null> {
+export async function touchRef(
+  store: Store,
+  canonical: string,
+  opts: { signal?: AbortSignal | undefined; now?: number } = {},
+): Promise<ImageHandle | null> {
   const index = store.index;
   const now = opts.now ?? Date.now();
   return index.write(() => touchRefSync(index, canonical, now), { signal: opts.signal });

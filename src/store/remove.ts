@@ -21,7 +21,11 @@ export function pinInfo(p: PinRow): PinInfo {
   return { kind: p.kind, name: p.name ?? p.key };
 }
 
-export async function removeImage(store: Store, input: string, opts: { force?: boolean; signal?: AbortSignal | undefined }): Promise<ImageRemoveReport> {
+export async function removeImage(
+  store: Store,
+  input: string,
+  opts: { force?: boolean; signal?: AbortSignal | undefined },
+): Promise<ImageRemoveReport> {
   const sel = parseImageSelector(input); // InvalidReferenceError first, before anything else
   const force = opts.force === true;
   const signal = opts.signal;
@@ -31,29 +35,33 @@ export async function removeImage(store: Store, input: string, opts: { force?: b
   const stale = await findStaleLeases(index, { signal });
 
   // Step 2: decide and untag in one transaction.
-  const decided = await index.write(() => {
-    let manifestId: number;
-    let digest: string;
-    let refs: { id: number; reference: string }[];
-    if (sel.kind === 'digest') {
-      const man = findManifest(index, sel.digest);
-      if (!man) throw new ImageNotFoundError(sel.digest);
-      manifestId = man.id;
-      digest = man.digest;
-      refs = refsOfManifest(index, man.id);
-    } else {
-      const r = findRef(index, sel.canonical);
-      if (!r) throw new ImageNotFoundError(sel.familiar);
-      manifestId = r.manifest_id;
-      digest = r.digest;
-      refs = [{ id: r.ref_id, reference: r.reference }];
-    }
-    const pins = pinsOfManifest(index, digest);
-    if (removeNeedsForce(pins.length, countRefsOfManifest(index, manifestId), refs.length, force)) throw new ImageInUseError(shown, digest, pins.map(pinInfo));
-    for (const r of refs) deleteImageRef(index, r.id);
-    const untagged = refs.map((r) => familiarOf(r.reference));
-    return { untagged, digest, free: manifestIsFree(manifestFacts(index, manifestId, digest, Date.now(), stale)) };
-  }, { signal });
+  const decided = await index.write(
+    () => {
+      let manifestId: number;
+      let digest: string;
+      let refs: { id: number; reference: string }[];
+      if (sel.kind === 'digest') {
+        const man = findManifest(index, sel.digest);
+        if (!man) throw new ImageNotFoundError(sel.digest);
+        manifestId = man.id;
+        digest = man.digest;
+        refs = refsOfManifest(index, man.id);
+      } else {
+        const r = findRef(index, sel.canonical);
+        if (!r) throw new ImageNotFoundError(sel.familiar);
+        manifestId = r.manifest_id;
+        digest = r.digest;
+        refs = [{ id: r.ref_id, reference: r.reference }];
+      }
+      const pins = pinsOfManifest(index, digest);
+      if (removeNeedsForce(pins.length, countRefsOfManifest(index, manifestId), refs.length, force))
+        throw new ImageInUseError(shown, digest, pins.map(pinInfo));
+      for (const r of refs) deleteImageRef(index, r.id);
+      const untagged = refs.map((r) => familiarOf(r.reference));
+      return { untagged, digest, free: manifestIsFree(manifestFacts(index, manifestId, digest, Date.now(), stale)) };
+    },
+    { signal },
+  );
   report.untagged = decided.untagged;
   if (!decided.free) return report;
 
@@ -70,23 +78,35 @@ export async function removeImage(store: Store, input: string, opts: { force?: b
 
   // Step 3: the manifest, under its image lock.
   const digest = decided.digest;
-  const released = await withLock(store, 'image', digest, async () => {
-    const diffIds = await deleteManifestRowIfFree(store, digest, stale, signal);
-    if (!diffIds) return null;
-    await unlink(paths.fsmeta(digest));
-    await unlink(paths.vmdk(digest));
-    return diffIds;
-  }, { signal });
+  const released = await withLock(
+    store,
+    'image',
+    digest,
+    async () => {
+      const diffIds = await deleteManifestRowIfFree(store, digest, stale, signal);
+      if (!diffIds) return null;
+      await unlink(paths.fsmeta(digest));
+      await unlink(paths.vmdk(digest));
+      return diffIds;
+    },
+    { signal },
+  );
   if (released) {
     report.deletedManifests.push(digest);
     // Step 4: layers it released, each under a try-lock (a busy one is left for prune).
     for (const d of released) {
       throwIfAborted(signal);
-      await withLock(store, 'layer', d, async () => {
-        if (!(await deleteLayerRowIfFree(store, d, stale, signal))) return;
-        report.deletedLayers.push(d);
-        await unlink(paths.layer(d));
-      }, { signal, tryOnly: true });
+      await withLock(
+        store,
+        'layer',
+        d,
+        async () => {
+          if (!(await deleteLayerRowIfFree(store, d, stale, signal))) return;
+          report.deletedLayers.push(d);
+          await unlink(paths.layer(d));
+        },
+        { signal, tryOnly: true },
+      );
     }
   }
   report.bytesReclaimed = m.bytes;

@@ -73,21 +73,41 @@ function realPathLoose(p: string): string {
 }
 
 function existsDir(p: string): boolean {
-  try { return lstatSync(p).isDirectory(); } catch { return false; }
+  try {
+    return lstatSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function mkdirOrThrow(p: string, mode?: number): void {
-  try { mkdirSync(p, { recursive: true, ...(mode !== undefined ? { mode } : {}) }); } catch (err) { throw toIoError(err, p); }
+  try {
+    mkdirSync(p, { recursive: true, ...(mode !== undefined ? { mode } : {}) });
+  } catch (err) {
+    throw toIoError(err, p);
+  }
 }
 
 /**
  * Opens the index of `cfg.home` and binds it to the cache directory. `current` (an open store of
  * the same config) is upgraded to write-ready instead of being reopened.
  */
-export async function openStore(cfg: StoreConfig, mode: 'read' | 'write', current: Store | null, signal?: AbortSignal): Promise<Store | null> {
+export async function openStore(
+  cfg: StoreConfig,
+  mode: 'read' | 'write',
+  current: Store | null,
+  signal?: AbortSignal,
+): Promise<Store | null> {
   let store = current && !current.index.isClosed ? current : null;
   if (!store) {
-    const dbExists = (() => { try { lstatSync(indexPath(cfg.home)); return true; } catch { return false; } })();
+    const dbExists = (() => {
+      try {
+        lstatSync(indexPath(cfg.home));
+        return true;
+      } catch {
+        return false;
+      }
+    })();
     // A cache that already carries a marker (or layers/) cannot be ours when we have no index.
     if (!dbExists) checkMarker(cfg.cacheDir, null);
     if (mode === 'write') mkdirOrThrow(cfg.home, 0o700);
@@ -101,8 +121,15 @@ export async function openStore(cfg: StoreConfig, mode: 'read' | 'write', curren
     }
     const root = realPathLoose(cfg.cacheDir);
     store = {
-      home: cfg.home, cacheDir: root, paths: new CachePaths(root), index, settings: cfg.settings, limits: cfg.limits,
-      tempGraceMs: cfg.tempGraceMs, pullConcurrency: cfg.pullConcurrency, writeReady: false,
+      home: cfg.home,
+      cacheDir: root,
+      paths: new CachePaths(root),
+      index,
+      settings: cfg.settings,
+      limits: cfg.limits,
+      tempGraceMs: cfg.tempGraceMs,
+      pullConcurrency: cfg.pullConcurrency,
+      writeReady: false,
     };
   }
   if (mode === 'write' && !store.writeReady) store = await makeWriteReady(store, cfg.cacheDir, signal);
@@ -117,8 +144,17 @@ async function makeWriteReady(store: Store, cacheDir: string, signal?: AbortSign
   for (const d of ['layers', 'fsmeta', 'vmdk', 'tmp', 'locks']) mkdirOrThrow(join(cacheDir, d));
   // The directory did not exist when its real path was first computed.
   const root = existed ? store.cacheDir : realpathSync(cacheDir);
-  const ready: Store = { ...store, cacheDir: root, paths: root === store.cacheDir ? store.paths : new CachePaths(root), writeReady: true };
+  const ready: Store = {
+    ...store,
+    cacheDir: root,
+    paths: root === store.cacheDir ? store.paths : new CachePaths(root),
+    writeReady: true,
+  };
   // Opportunistic: stale leases of this host (docs/storage.md §6.2). Never fatal.
-  try { await deleteStaleLeases(ready.index, { onlyThisHost: true, ...(signal ? { signal } : {}) }); } catch { /* retried by prune */ }
+  try {
+    await deleteStaleLeases(ready.index, { onlyThisHost: true, ...(signal ? { signal } : {}) });
+  } catch {
+    /* retried by prune */
+  }
   return ready;
 }

@@ -2,14 +2,21 @@
 import type { ErrorCode } from '../errors.js';
 
 export interface ImageArtifacts {
-  vmdkPath: string; fsmetaPath: string;
+  vmdkPath: string;
+  fsmetaPath: string;
   /** manifest order */
   layers: { position: number; diffId: string; path: string }[];
 }
 
-export interface PinInfo { kind: 'sandbox' | 'snapshot'; name: string }
+export interface PinInfo {
+  kind: 'sandbox' | 'snapshot';
+  name: string;
+}
 
-export interface RemoveOptions { force?: boolean; signal?: AbortSignal | undefined }
+export interface RemoveOptions {
+  force?: boolean;
+  signal?: AbortSignal | undefined;
+}
 
 export interface ImageRemoveReport {
   /** familiar forms */
@@ -34,7 +41,10 @@ export interface PruneOptions {
 
 export interface PruneItemError {
   kind: 'ref' | 'manifest' | 'fsmeta' | 'vmdk' | 'layer' | 'temp' | 'orphan' | 'lease';
-  item: string; path?: string; code: ErrorCode; message: string;
+  item: string;
+  path?: string;
+  code: ErrorCode;
+  message: string;
 }
 
 export interface ImagePruneReport {
@@ -54,8 +64,14 @@ export interface ImagePruneReport {
 }
 
 export interface DiskUsageReport {
-  images: { manifestDigest: string; references: string[]; pinned: boolean;
-            sizeBytes: number | null; uniqueBytes: number | null; sharedBytes: number | null }[];
+  images: {
+    manifestDigest: string;
+    references: string[];
+    pinned: boolean;
+    sizeBytes: number | null;
+    uniqueBytes: number | null;
+    sharedBytes: number | null;
+  }[];
   layers: { count: number; bytes: number };
   fsmeta: { count: number; bytes: number };
   vmdk: { count: number; bytes: number };
@@ -67,4 +83,3 @@ export interface DiskUsageReport {
   /** equals prune({dryRun: true}).bytesReclaimed */
   reclaimableBytes: number | null;
 }
-

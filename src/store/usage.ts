@@ -22,11 +22,24 @@ import { pruneDryRun, type ResolvedPrune } from './prune.js';
 
 export function emptyDiskUsage(): DiskUsageReport {
   const z = () => ({ count: 0, bytes: 0 });
-  return { images: [], layers: z(), fsmeta: z(), vmdk: z(), temp: z(), orphans: z(), totalBytes: 0, reclaimableBytes: null };
+  return {
+    images: [],
+    layers: z(),
+    fsmeta: z(),
+    vmdk: z(),
+    temp: z(),
+    orphans: z(),
+    totalBytes: 0,
+    reclaimableBytes: null,
+  };
 }
 
 async function listDir(p: string): Promise<string[]> {
-  try { return (await fsp.readdir(p)).sort(cmp); } catch { return []; }
+  try {
+    return (await fsp.readdir(p)).sort(cmp);
+  } catch {
+    return [];
+  }
 }
 
 export async function diskUsage(store: Store | null, prune: ResolvedPrune): Promise<DiskUsageReport> {
@@ -45,7 +58,10 @@ export async function diskUsage(store: Store | null, prune: ResolvedPrune): Prom
     if (st && !st.isDirectory()) {
       v = st.blocks * 512;
       const key = `${st.dev}:${st.ino}`;
-      if (!seen.has(key)) { seen.add(key); total += v; }
+      if (!seen.has(key)) {
+        seen.add(key);
+        total += v;
+      }
     }
     sizes.set(path, v);
     return v;
@@ -62,18 +78,31 @@ export async function diskUsage(store: Store | null, prune: ResolvedPrune): Prom
 
   for (const l of [...layerRows].sort(cmp)) {
     const b = await measure(paths.layer(l));
-    if (b !== null) { out.layers.count++; out.layers.bytes += b; }
+    if (b !== null) {
+      out.layers.count++;
+      out.layers.bytes += b;
+    }
   }
   for (const man of snap.manifests) {
     const f = await measure(paths.fsmeta(man.digest));
-    if (f !== null) { out.fsmeta.count++; out.fsmeta.bytes += f; }
+    if (f !== null) {
+      out.fsmeta.count++;
+      out.fsmeta.bytes += f;
+    }
     const v = await measure(paths.vmdk(man.digest));
-    if (v !== null) { out.vmdk.count++; out.vmdk.bytes += v; }
+    if (v !== null) {
+      out.vmdk.count++;
+      out.vmdk.bytes += v;
+    }
     let size: number | null = f !== null && v !== null ? f + v : null;
     let unique: number | null = size;
     for (const d of layersOf.get(man.id) ?? []) {
       const b = sizes.get(paths.layer(d)) ?? null;
-      if (b === null) { size = null; unique = null; continue; }
+      if (b === null) {
+        size = null;
+        unique = null;
+        continue;
+      }
       if (size !== null) size += b;
       if (unique !== null && (users.get(d) ?? 0) <= 1) unique += b;
     }
@@ -94,7 +123,11 @@ export async function diskUsage(store: Store | null, prune: ResolvedPrune): Prom
     total += u.bytes;
   }
 
-  for (const [dir, ext, rows] of [['layers', '.erofs', layerRows], ['fsmeta', '.erofs', manifestRows], ['vmdk', '.vmdk', manifestRows]] as const) {
+  for (const [dir, ext, rows] of [
+    ['layers', '.erofs', layerRows],
+    ['fsmeta', '.erofs', manifestRows],
+    ['vmdk', '.vmdk', manifestRows],
+  ] as const) {
     for (const name of await listDir(join(store.cacheDir, dir))) {
       const d = digestFromPathForm(name, ext);
       if (!d || rows.has(d)) continue;

@@ -45,7 +45,14 @@ function invalid(reason: string, at: number): LayerInvalidError {
  * (high bit set; 0xFF first byte = negative two's complement). Returns a bigint; `allowNegative`
  * only for mtime. Throws LAYER_INVALID on bad digits or a negative value elsewhere.
  */
-export function parseNumber(b: Buffer, off: number, len: number, what: string, at: number, allowNegative = false): bigint {
+export function parseNumber(
+  b: Buffer,
+  off: number,
+  len: number,
+  what: string,
+  at: number,
+  allowNegative = false,
+): bigint {
   const first = b[off]!;
   if (first & 0x80) {
     // Base-256: the field minus its top bit is a big-endian two's complement number (bit 0x40 =
@@ -85,8 +92,16 @@ export function checksumOk(b: Buffer, off = 0): boolean {
   // One pass: the unsigned sum and the count of bytes ≥ 0x80 (each is 256 less when signed).
   let u = 0;
   let high = 0;
-  for (let i = off; i < off + 148; i++) { const c = b[i]!; u += c; high += c >>> 7; }
-  for (let i = off + 156; i < off + BLOCK; i++) { const c = b[i]!; u += c; high += c >>> 7; }
+  for (let i = off; i < off + 148; i++) {
+    const c = b[i]!;
+    u += c;
+    high += c >>> 7;
+  }
+  for (let i = off + 156; i < off + BLOCK; i++) {
+    const c = b[i]!;
+    u += c;
+    high += c >>> 7;
+  }
   u += 8 * 0x20;
   const st = Number(stored);
   return st === u || st === u - 256 * high;
@@ -128,7 +143,11 @@ export function decodeHeader(b: Buffer, off: number, at: number): RawHeader {
 }
 
 /** Old GNU sparse header fields (typeflag 'S'): 4 map entries at 386, isextended 482, realsize 483. */
-export function decodeOldGnuSparse(b: Buffer, off: number, at: number): { segments: Array<[bigint, bigint]>; isExtended: boolean; realSize: bigint } {
+export function decodeOldGnuSparse(
+  b: Buffer,
+  off: number,
+  at: number,
+): { segments: Array<[bigint, bigint]>; isExtended: boolean; realSize: bigint } {
   return {
     segments: decodeSparseEntries(b, off + 386, 4, at),
     isExtended: b[off + 482] !== 0,
@@ -137,7 +156,11 @@ export function decodeOldGnuSparse(b: Buffer, off: number, at: number): { segmen
 }
 
 /** A GNU sparse extension block: 21 entries, isextended at 504. */
-export function decodeSparseExtension(b: Buffer, off: number, at: number): { segments: Array<[bigint, bigint]>; isExtended: boolean } {
+export function decodeSparseExtension(
+  b: Buffer,
+  off: number,
+  at: number,
+): { segments: Array<[bigint, bigint]>; isExtended: boolean } {
   return { segments: decodeSparseEntries(b, off, 21, at), isExtended: b[off + 504] !== 0 };
 }
 

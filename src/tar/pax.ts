@@ -13,7 +13,8 @@ export interface PaxRecord {
 export function parsePaxRecords(body: Buffer, entry?: string): PaxRecord[] {
   const out: PaxRecord[] = [];
   let pos = 0;
-  const bad = (why: string) => new LayerInvalidError(`malformed PAX record: ${why}`, entry === undefined ? {} : { entry });
+  const bad = (why: string) =>
+    new LayerInvalidError(`malformed PAX record: ${why}`, entry === undefined ? {} : { entry });
   while (pos < body.length) {
     // Some writers pad the header body with NULs after the last record.
     if (body[pos] === 0) {
@@ -43,7 +44,8 @@ export function parsePaxRecords(body: Buffer, entry?: string): PaxRecord[] {
 /** Strict unsigned decimal (PAX size/uid/gid/devmajor/...): returns a bigint or throws. */
 export function paxUint(v: Buffer, key: string, entry?: string): bigint {
   const s = v.toString('latin1');
-  if (!/^[0-9]+$/.test(s)) throw new LayerInvalidError(`invalid PAX ${key} ${JSON.stringify(s)}`, entry === undefined ? {} : { entry });
+  if (!/^[0-9]+$/.test(s))
+    throw new LayerInvalidError(`invalid PAX ${key} ${JSON.stringify(s)}`, entry === undefined ? {} : { entry });
   return BigInt(s);
 }
 
@@ -58,7 +60,10 @@ export function paxTime(v: Buffer, entry?: string): { sec: bigint; nsec: number 
   if (m[1] === '-') {
     // -1.5 s = -2 s + 0.5 s; the caller clamps any negative time to 0 anyway.
     sec = -sec;
-    if (nsec > 0) { sec -= 1n; nsec = 1e9 - nsec; }
+    if (nsec > 0) {
+      sec -= 1n;
+      nsec = 1e9 - nsec;
+    }
   }
   return { sec, nsec };
 }

@@ -9,12 +9,22 @@
  */
 import { LayerInvalidError, LimitExceededError } from '../errors.js';
 import { FIXED_LIMITS, type Limits } from '../limits.js';
-import { BLOCK, decodeHeader, decodeOldGnuSparse, decodeSparseExtension, isZeroBlock, type RawHeader } from './header.js';
+import {
+  BLOCK,
+  decodeHeader,
+  decodeOldGnuSparse,
+  decodeSparseExtension,
+  isZeroBlock,
+  type RawHeader,
+} from './header.js';
 import { paxTime, paxUint, parsePaxRecords, type PaxRecord } from './pax.js';
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'hardlink' | 'chr' | 'blk' | 'fifo';
 
-export interface SparseSegment { offset: number; length: number }
+export interface SparseSegment {
+  offset: number;
+  length: number;
+}
 
 /** One tar entry with every extension header merged in. */
 export interface TarEntry {
@@ -69,8 +79,22 @@ const EMPTY = Buffer.alloc(0);
 const NO_PAX: ReadonlyMap<string, Buffer> = new Map();
 
 const TF = {
-  REG: 0x30, AREG: 0, LINK: 0x31, SYM: 0x32, CHR: 0x33, BLK: 0x34, DIR: 0x35, FIFO: 0x36, CONT: 0x37,
-  PAX: 0x78, GLOBAL: 0x67, LONGNAME: 0x4c, LONGLINK: 0x4b, SPARSE: 0x53, DUMPDIR: 0x44, VOLUME: 0x56,
+  REG: 0x30,
+  AREG: 0,
+  LINK: 0x31,
+  SYM: 0x32,
+  CHR: 0x33,
+  BLK: 0x34,
+  DIR: 0x35,
+  FIFO: 0x36,
+  CONT: 0x37,
+  PAX: 0x78,
+  GLOBAL: 0x67,
+  LONGNAME: 0x4c,
+  LONGLINK: 0x4b,
+  SPARSE: 0x53,
+  DUMPDIR: 0x44,
+  VOLUME: 0x56,
 } as const;
 
 interface Pending {
@@ -83,7 +107,16 @@ interface Pending {
 type State =
   | { t: 'header' }
   | { t: 'collect'; buf: Buffer; fill: number; pad: number; then: (b: Buffer) => void | Promise<void> }
-  | { t: 'body'; sink: BodySink | null; data: number; pad: number; off: number; segs: SparseSegment[] | null; seg: number; segPos: number }
+  | {
+      t: 'body';
+      sink: BodySink | null;
+      data: number;
+      pad: number;
+      off: number;
+      segs: SparseSegment[] | null;
+      seg: number;
+      segPos: number;
+    }
   | { t: 'done' };
 
 export class TarReader {
@@ -147,8 +180,12 @@ export class TarReader {
           break;
         }
         case 'collect': {
-          const n = st.fill < st.buf.length ? Math.min(st.buf.length - st.fill, len - off) : Math.min(st.pad, len - off);
-          if (st.fill < st.buf.length) { chunk.copy(st.buf, st.fill, off, off + n); st.fill += n; } else st.pad -= n;
+          const n =
+            st.fill < st.buf.length ? Math.min(st.buf.length - st.fill, len - off) : Math.min(st.pad, len - off);
+          if (st.fill < st.buf.length) {
+            chunk.copy(st.buf, st.fill, off, off + n);
+            st.fill += n;
+          } else st.pad -= n;
           off += n;
           this.position += n;
           break;
@@ -177,7 +214,10 @@ export class TarReader {
     await this.write(EMPTY);
     const st = this.state;
     if (st.t === 'done') return;
-    if (st.t === 'header' && this.hdrFill === 0 && this.pending.exts === 0) { this.state = { t: 'done' }; return; }
+    if (st.t === 'header' && this.hdrFill === 0 && this.pending.exts === 0) {
+      this.state = { t: 'done' };
+      return;
+    }
     throw new LayerInvalidError(`truncated tar (EOF at byte ${this.position})`);
   }
 
@@ -199,7 +239,10 @@ export class TarReader {
         p += take;
         st.segPos += take;
       }
-      if (st.segPos === seg.length) { st.seg++; st.segPos = 0; }
+      if (st.segPos === seg.length) {
+        st.seg++;
+        st.segPos = 0;
+      }
     }
   }
 
@@ -209,18 +252,30 @@ export class TarReader {
   }
 
   private skip(size: number): void {
-    this.state = { t: 'body', sink: null, data: size, pad: (BLOCK - (size % BLOCK)) % BLOCK, off: 0, segs: null, seg: 0, segPos: 0 };
+    this.state = {
+      t: 'body',
+      sink: null,
+      data: size,
+      pad: (BLOCK - (size % BLOCK)) % BLOCK,
+      off: 0,
+      segs: null,
+      seg: 0,
+      segPos: 0,
+    };
   }
 
   private extension(at: number): void {
     if (++this.pending.exts > FIXED_LIMITS.extensionHeaders) {
-      throw new LayerInvalidError(`more than ${FIXED_LIMITS.extensionHeaders} extension headers before one entry (tar header at byte ${at})`);
+      throw new LayerInvalidError(
+        `more than ${FIXED_LIMITS.extensionHeaders} extension headers before one entry (tar header at byte ${at})`,
+      );
     }
   }
 
   private async onHeader(b: Buffer, o: number, at: number): Promise<void> {
     if (isZeroBlock(b, o)) {
-      if (this.pending.exts > 0) throw new LayerInvalidError(`extension header without an entry (tar header at byte ${at})`);
+      if (this.pending.exts > 0)
+        throw new LayerInvalidError(`extension header without an entry (tar header at byte ${at})`);
       this.state = { t: 'done' };
       return;
     }
@@ -231,7 +286,9 @@ export class TarReader {
         this.extension(at);
         const max = this.opts.limits.maxPaxHeaderBytes;
         if (size > max) throw new LimitExceededError('maxPaxHeaderBytes', size, max, `PAX header at byte ${at}`);
-        this.collect(size, (body) => { for (const r of parsePaxRecords(body)) this.pending.pax.push(r); });
+        this.collect(size, (body) => {
+          for (const r of parsePaxRecords(body)) this.pending.pax.push(r);
+        });
         return;
       }
       case TF.GLOBAL:
@@ -270,22 +327,35 @@ export class TarReader {
     const first = decodeOldGnuSparse(b, o, at);
     const raw: Array<[bigint, bigint]> = [...first.segments];
     const finish = async () => {
-      const segs = raw.map(([off, len]) => ({ offset: toNum(off, 'sparse offset'), length: toNum(len, 'sparse length') }));
+      const segs = raw.map(([off, len]) => ({
+        offset: toNum(off, 'sparse offset'),
+        length: toNum(len, 'sparse length'),
+      }));
       await this.entry(h, at, size, { segs, realSize: toNum(first.realSize, 'sparse real size'), mapBytes: 0 });
     };
-    if (!first.isExtended) { await finish(); return; }
+    if (!first.isExtended) {
+      await finish();
+      return;
+    }
     const more = (blk: Buffer): void | Promise<void> => {
       const ext = decodeSparseExtension(blk, 0, at);
       raw.push(...ext.segments);
       if (raw.length > 1_000_000) throw new LayerInvalidError(`sparse map too long (tar header at byte ${at})`);
-      if (ext.isExtended) { this.collect(BLOCK, more); return; }
+      if (ext.isExtended) {
+        this.collect(BLOCK, more);
+        return;
+      }
       return finish();
     };
     this.collect(BLOCK, more);
   }
 
-  private async entry(h: RawHeader, at: number, size: number,
-    sparse: { segs: SparseSegment[]; realSize: number; mapBytes: number } | null): Promise<void> {
+  private async entry(
+    h: RawHeader,
+    at: number,
+    size: number,
+    sparse: { segs: SparseSegment[]; realSize: number; mapBytes: number } | null,
+  ): Promise<void> {
     const p = this.pending;
     this.pending = { exts: 0, pax: [] };
     // PAX: last record wins; an empty value means "no override" (xattrs keep empty values).
@@ -326,14 +396,33 @@ export class TarReader {
     }
     let kind: EntryKind;
     switch (h.typeflag) {
-      case TF.REG: case TF.CONT: case TF.SPARSE: kind = 'file'; break;
-      case TF.AREG: kind = basePath.length > 0 && basePath[basePath.length - 1] === 0x2f ? 'dir' : 'file'; break;
-      case TF.LINK: kind = 'hardlink'; break;
-      case TF.SYM: kind = 'symlink'; break;
-      case TF.CHR: kind = 'chr'; break;
-      case TF.BLK: kind = 'blk'; break;
-      case TF.DIR: case TF.DUMPDIR: kind = 'dir'; break;
-      case TF.FIFO: kind = 'fifo'; break;
+      case TF.REG:
+      case TF.CONT:
+      case TF.SPARSE:
+        kind = 'file';
+        break;
+      case TF.AREG:
+        kind = basePath.length > 0 && basePath[basePath.length - 1] === 0x2f ? 'dir' : 'file';
+        break;
+      case TF.LINK:
+        kind = 'hardlink';
+        break;
+      case TF.SYM:
+        kind = 'symlink';
+        break;
+      case TF.CHR:
+        kind = 'chr';
+        break;
+      case TF.BLK:
+        kind = 'blk';
+        break;
+      case TF.DIR:
+      case TF.DUMPDIR:
+        kind = 'dir';
+        break;
+      case TF.FIFO:
+        kind = 'fifo';
+        break;
       default:
         throw new LayerInvalidError(`unsupported tar typeflag ${JSON.stringify(tfChar)}`, { entry: display });
     }
@@ -355,14 +444,16 @@ export class TarReader {
         paxSparse = '0.x';
       }
       if (paxSparse !== 'none') {
-        if (rs === undefined) throw new LayerInvalidError('sparse file without GNU.sparse.realsize', { entry: display });
+        if (rs === undefined)
+          throw new LayerInvalidError('sparse file without GNU.sparse.realsize', { entry: display });
         realSize = toNum(paxUint(rs, 'GNU.sparse.realsize', display), 'sparse real size', display);
       }
       if (paxSparse === '0.x') {
         const nums: bigint[] = [];
         const map = pax.get('GNU.sparse.map');
         if (map !== undefined) {
-          for (const s of map.toString('latin1').split(',')) nums.push(paxUint(Buffer.from(s, 'latin1'), 'GNU.sparse.map', display));
+          for (const s of map.toString('latin1').split(','))
+            nums.push(paxUint(Buffer.from(s, 'latin1'), 'GNU.sparse.map', display));
         } else {
           // 0.0: pairs in record order, offset then numbytes.
           for (let i = 0; i < sparse00.length; i += 2) {
@@ -376,7 +467,11 @@ export class TarReader {
         }
         if (nums.length % 2 !== 0) throw new LayerInvalidError('odd GNU.sparse.map', { entry: display });
         segs = [];
-        for (let i = 0; i < nums.length; i += 2) segs.push({ offset: toNum(nums[i]!, 'sparse offset', display), length: toNum(nums[i + 1]!, 'sparse length', display) });
+        for (let i = 0; i < nums.length; i += 2)
+          segs.push({
+            offset: toNum(nums[i]!, 'sparse offset', display),
+            length: toNum(nums[i + 1]!, 'sparse length', display),
+          });
       }
     }
     if (sparse) realSize = sparse.realSize;
@@ -387,11 +482,21 @@ export class TarReader {
     }
 
     const e: TarEntry = {
-      kind, typeflag: tfChar, path, linkpath, mode: h.mode,
-      uid: num('uid', h.uid), gid: num('gid', h.gid), mtime, mtimeNsec,
+      kind,
+      typeflag: tfChar,
+      path,
+      linkpath,
+      mode: h.mode,
+      uid: num('uid', h.uid),
+      gid: num('gid', h.gid),
+      mtime,
+      mtimeNsec,
       size: kind === 'file' && (sparse || paxSparse !== 'none') ? realSize : storedSize,
-      devmajor: num('SCHILY.devmajor', h.devmajor), devminor: num('SCHILY.devminor', h.devminor),
-      xattrs, sparse: segs, headerOffset: at,
+      devmajor: num('SCHILY.devmajor', h.devmajor),
+      devminor: num('SCHILY.devminor', h.devminor),
+      xattrs,
+      sparse: segs,
+      headerOffset: at,
     };
 
     if (paxSparse === '1.0') {
@@ -430,18 +535,22 @@ export class TarReader {
       throw new LimitExceededError('maxLayerEntries', this.entries, this.opts.limits.maxLayerEntries);
     }
     if (e.kind === 'file') {
-      if (e.size > this.opts.limits.maxFileBytes) throw new LimitExceededError('maxFileBytes', e.size, this.opts.limits.maxFileBytes, display);
+      if (e.size > this.opts.limits.maxFileBytes)
+        throw new LimitExceededError('maxFileBytes', e.size, this.opts.limits.maxFileBytes, display);
       if (e.sparse) {
         let end = 0;
         let sum = 0;
         for (const s of e.sparse) {
           if (s.offset < end || s.offset + s.length > e.size) {
-            throw new LayerInvalidError('sparse segments overlap, are out of order or beyond the real size', { entry: display });
+            throw new LayerInvalidError('sparse segments overlap, are out of order or beyond the real size', {
+              entry: display,
+            });
           }
           end = s.offset + s.length;
           sum += s.length;
         }
-        if (sum !== bodyBytes) throw new LayerInvalidError(`sparse data is ${bodyBytes} bytes, the map says ${sum}`, { entry: display });
+        if (sum !== bodyBytes)
+          throw new LayerInvalidError(`sparse data is ${bodyBytes} bytes, the map says ${sum}`, { entry: display });
         e.sparse = e.sparse.filter((s) => s.length > 0);
       } else if (bodyBytes !== e.size) {
         throw new LayerInvalidError('size mismatch', { entry: display });
@@ -449,7 +558,10 @@ export class TarReader {
     }
     const sink = await this.opts.onEntry(e);
     const pad = (BLOCK - (bodyBytes % BLOCK)) % BLOCK;
-    if (!sink || e.kind !== 'file') { this.skip(bodyBytes); return; }
+    if (!sink || e.kind !== 'file') {
+      this.skip(bodyBytes);
+      return;
+    }
     this.state = { t: 'body', sink, data: bodyBytes, pad, off: 0, segs: e.sparse, seg: 0, segPos: 0 };
   }
 }

@@ -18,6 +18,10 @@ export function tryParseDuration(v: unknown): number | null {
 
 export function parseDuration(v: unknown, argument: string): number {
   const ms = tryParseDuration(v);
-  if (ms === null) throw new InvalidArgumentError(argument, `invalid duration for ${argument}: ${JSON.stringify(v)} (expected milliseconds or <int>(s|m|h|d))`);
+  if (ms === null)
+    throw new InvalidArgumentError(
+      argument,
+      `invalid duration for ${argument}: ${JSON.stringify(v)} (expected milliseconds or <int>(s|m|h|d))`,
+    );
   return ms;
 }

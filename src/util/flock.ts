@@ -38,23 +38,38 @@ export interface HeldLock {
   release(): void;
 }
 
-interface PathQueue { held: boolean; waiters: (() => void)[] }
+interface PathQueue {
+  held: boolean;
+  waiters: (() => void)[];
+}
 const queues = new Map<string, PathQueue>();
 
 function enterQueue(path: string, tryOnly: boolean, signal?: AbortSignal): Promise<boolean> {
   let q = queues.get(path);
-  if (!q) { q = { held: false, waiters: [] }; queues.set(path, q); }
-  if (!q.held) { q.held = true; return Promise.resolve(true); }
+  if (!q) {
+    q = { held: false, waiters: [] };
+    queues.set(path, q);
+  }
+  if (!q.held) {
+    q.held = true;
+    return Promise.resolve(true);
+  }
   if (tryOnly) return Promise.resolve(false);
   const queue = q;
   return new Promise((resolve, reject) => {
-    const wake = () => { signal?.removeEventListener('abort', onAbort); resolve(true); };
+    const wake = () => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    };
     const onAbort = () => {
       const i = queue.waiters.indexOf(wake);
       if (i >= 0) queue.waiters.splice(i, 1);
       reject(new AbortedError(signal!.reason));
     };
-    if (signal?.aborted) { reject(new AbortedError(signal.reason)); return; }
+    if (signal?.aborted) {
+      reject(new AbortedError(signal.reason));
+      return;
+    }
     signal?.addEventListener('abort', onAbort, { once: true });
     queue.waiters.push(wake);
   });
@@ -64,8 +79,12 @@ function leaveQueue(path: string): void {
   const q = queues.get(path);
   if (!q) return;
   const next = q.waiters.shift();
-  if (next) next(); // ownership passes directly: `held` stays true
-  else { q.held = false; queues.delete(path); }
+  if (next)
+    next(); // ownership passes directly: `held` stays true
+  else {
+    q.held = false;
+    queues.delete(path);
+  }
 }
 
 function openLockFile(path: string): number {
@@ -97,9 +116,18 @@ function tryFlock(fd: number, path: string): boolean {
  * Takes the exclusive lock on `path`. Waits (abortably) unless `tryOnly`, in which case a lock
  * held by this or another process yields `LOCK_BUSY` at once.
  */
-export async function acquireFileLock(path: string, opts: { signal?: AbortSignal | undefined; tryOnly: true }): Promise<HeldLock | LockBusy>;
-export async function acquireFileLock(path: string, opts?: { signal?: AbortSignal | undefined; tryOnly?: false }): Promise<HeldLock>;
-export async function acquireFileLock(path: string, opts: { signal?: AbortSignal | undefined; tryOnly?: boolean } = {}): Promise<HeldLock | LockBusy> {
+export async function acquireFileLock(
+  path: string,
+  opts: { signal?: AbortSignal | undefined; tryOnly: true },
+): Promise<HeldLock | LockBusy>;
+export async function acquireFileLock(
+  path: string,
+  opts?: { signal?: AbortSignal | undefined; tryOnly?: false },
+): Promise<HeldLock>;
+export async function acquireFileLock(
+  path: string,
+  opts: { signal?: AbortSignal | undefined; tryOnly?: boolean } = {},
+): Promise<HeldLock | LockBusy> {
   const { signal, tryOnly = false } = opts;
   throwIfAborted(signal);
   if (!(await enterQueue(path, tryOnly, signal))) return LOCK_BUSY;
@@ -108,12 +136,22 @@ export async function acquireFileLock(path: string, opts: { signal?: AbortSignal
     fd = openLockFile(path);
     let delay = LOCK_POLL_MIN_MS;
     while (!tryFlock(fd, path)) {
-      if (tryOnly) { closeSync(fd); fd = -1; leaveQueue(path); return LOCK_BUSY; }
+      if (tryOnly) {
+        closeSync(fd);
+        fd = -1;
+        leaveQueue(path);
+        return LOCK_BUSY;
+      }
       await sleep(delay, signal);
       delay = Math.min(delay * 2, LOCK_POLL_MAX_MS);
     }
   } catch (err) {
-    if (fd >= 0) try { closeSync(fd); } catch { /* already closed */ }
+    if (fd >= 0)
+      try {
+        closeSync(fd);
+      } catch {
+        /* already closed */
+      }
     leaveQueue(path);
     throw err;
   }
@@ -124,13 +162,21 @@ export async function acquireFileLock(path: string, opts: { signal?: AbortSignal
     release() {
       if (released) return;
       released = true;
-      try { closeSync(heldFd); } finally { leaveQueue(path); }
+      try {
+        closeSync(heldFd);
+      } finally {
+        leaveQueue(path);
+      }
     },
   };
 }
 
 /** Runs `fn` while holding the lock on `path`; always releases, even when `fn` throws. */
-export async function withFileLock<T>(path: string, fn: () => Promise<T> | T, opts: { signal?: AbortSignal | undefined } = {}): Promise<T> {
+export async function withFileLock<T>(
+  path: string,
+  fn: () => Promise<T> | T,
+  opts: { signal?: AbortSignal | undefined } = {},
+): Promise<T> {
   const lock = await acquireFileLock(path, { signal: opts.signal });
   try {
     return await fn();
@@ -138,4 +184,3 @@ export async function withFileLock<T>(path: string, fn: () => Promise<T> | T, op
     lock.release();
   }
 }
-

@@ -4,7 +4,16 @@
  * directory is fsynced; every helper here does both and reports failures as IoError naming the
  * final path.
  */
-import { closeSync, constants as C, fsyncSync, openSync, promises as fsp, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants as C,
+  fsyncSync,
+  openSync,
+  promises as fsp,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { toIoError } from '../errors.js';
@@ -68,7 +77,11 @@ export function writeFileAtomicSync(path: string, data: string | Buffer, mode = 
     fd = null;
     renameSync(tmp, path);
     const dfd = openSync(dir, C.O_RDONLY | C.O_DIRECTORY);
-    try { fsyncSync(dfd); } finally { closeSync(dfd); }
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
   } catch (e) {
     if (fd !== null) closeSync(fd);
     rmSync(tmp, { force: true });

@@ -10,7 +10,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { run, treeManifest } from './env.js';
 
-interface Line { path: string; type: string; attrs: string[] }
+interface Line {
+  path: string;
+  type: string;
+  attrs: string[];
+}
 
 const LINE_RE = /^(.*?) (dir|file|symlink|chr|blk|fifo|sock|unknown) (mode=\S+ .*)$/;
 
@@ -40,23 +44,45 @@ function sortXattrs(attrs: string[]): string[] {
 }
 
 function render(m: Map<string, Line>, implicit: Set<string>): string[] {
-  return [...m.values()].map((l) => (implicit.has(l.path) ? `${l.path} ${l.type} (implicit)` : `${l.path} ${l.type} ${sortXattrs(l.attrs).join(' ')}`)).sort();
+  return [...m.values()]
+    .map((l) =>
+      implicit.has(l.path) ? `${l.path} ${l.type} (implicit)` : `${l.path} ${l.type} ${sortXattrs(l.attrs).join(' ')}`,
+    )
+    .sort();
 }
 
 /** GNU tar extraction as root, keeping owners, modes, xattrs (all namespaces), ACLs and hardlinks. */
 export function gnuTarExtract(tarPath: string, into: string): void {
   mkdirSync(into, { recursive: true });
-  run('tar', ['--xattrs', "--xattrs-include=*", '--acls', '--numeric-owner', '-p', '--same-owner', '-xf', tarPath, '-C', into]);
+  run('tar', [
+    '--xattrs',
+    '--xattrs-include=*',
+    '--acls',
+    '--numeric-owner',
+    '-p',
+    '--same-owner',
+    '-xf',
+    tarPath,
+    '-C',
+    into,
+  ]);
 }
 
-export function expectSameTree(mounted: string, extracted: string, opts: { label?: string; manifestFlags?: string[] } = {}): void {
+export function expectSameTree(
+  mounted: string,
+  extracted: string,
+  opts: { label?: string; manifestFlags?: string[] } = {},
+): void {
   const flags = opts.manifestFlags ?? [];
   const a = parse(treeManifest(mounted, flags));
   const b = parse(treeManifest(extracted, flags));
   const implicit = new Set<string>();
   for (const l of a.values()) {
     const i = l.attrs.indexOf('xattr.trusted.msb.implicit=79');
-    if (i >= 0) { implicit.add(l.path); l.attrs.splice(i, 1); }
+    if (i >= 0) {
+      implicit.add(l.path);
+      l.attrs.splice(i, 1);
+    }
   }
   // Whiteouts as GNU tar extracts them (plain files) → what the layer image holds.
   for (const l of [...b.values()]) {
@@ -73,12 +99,19 @@ export function expectSameTree(mounted: string, extracted: string, opts: { label
     const target = `${parent === '/' ? '' : parent}/${base.slice(4)}`;
     const existing = b.get(target);
     if (existing) {
-      if (existing.type === 'dir' && !existing.attrs.includes('xattr.trusted.overlay.opaque=79')) existing.attrs.push('xattr.trusted.overlay.opaque=79');
+      if (existing.type === 'dir' && !existing.attrs.includes('xattr.trusted.overlay.opaque=79'))
+        existing.attrs.push('xattr.trusted.overlay.opaque=79');
       continue;
     }
-    const keep = ['mode', 'uid', 'gid', 'mtime'].map((k) => (attr(l, k) === undefined ? undefined : `${k}=${attr(l, k)}`)).filter((x): x is string => !!x);
+    const keep = ['mode', 'uid', 'gid', 'mtime']
+      .map((k) => (attr(l, k) === undefined ? undefined : `${k}=${attr(l, k)}`))
+      .filter((x): x is string => !!x);
     const [mode, uid, gid, mtime] = keep;
     b.set(target, { path: target, type: 'chr', attrs: [mode!, uid!, gid!, 'rdev=0,0', ...(mtime ? [mtime] : [])] });
   }
-  assert.deepEqual(render(a, implicit), render(b, implicit), `mounted EROFS vs GNU tar extraction${opts.label ? ` (${opts.label})` : ''}`);
+  assert.deepEqual(
+    render(a, implicit),
+    render(b, implicit),
+    `mounted EROFS vs GNU tar extraction${opts.label ? ` (${opts.label})` : ''}`,
+  );
 }

@@ -30,11 +30,20 @@ export function erofsUtils(bin: 'fsck.erofs' | 'mkfs.erofs' | 'dump.erofs'): str
 }
 
 export function run(cmd: string, args: string[], opts: ExecFileSyncOptions = {}): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 << 20, ...opts }) as string;
+  return execFileSync(cmd, args, {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 256 << 20,
+    ...opts,
+  }) as string;
 }
 
 /** Runs and returns {status, stdout, stderr} without throwing. */
-export function runStatus(cmd: string, args: string[], opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
+export function runStatus(
+  cmd: string,
+  args: string[],
+  opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 << 20, ...opts });
   return { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
@@ -94,14 +103,22 @@ export function ensureImages(): FixtureImages {
   const dir = join(FIXTURE_ROOT, 'images');
   const marker = join(FIXTURE_ROOT, `images.${scriptHash('build-test-images.sh')}.done`);
   if (!existsSync(marker)) {
-    withFileLock(join(FIXTURE_ROOT, 'images.lock'),
-      `[ -f '${marker}' ] || { bash '${join(FIXTURE_SCRIPTS, 'build-test-images.sh')}' '${dir}' >'${FIXTURE_ROOT}/images.log' 2>&1 || { cat '${FIXTURE_ROOT}/images.log' >&2; exit 1; }; touch '${marker}'; }`);
+    withFileLock(
+      join(FIXTURE_ROOT, 'images.lock'),
+      `[ -f '${marker}' ] || { bash '${join(FIXTURE_SCRIPTS, 'build-test-images.sh')}' '${dir}' >'${FIXTURE_ROOT}/images.log' 2>&1 || { cat '${FIXTURE_ROOT}/images.log' >&2; exit 1; }; touch '${marker}'; }`,
+    );
   }
   return { dir, oci: join(dir, 'oci'), layers: join(dir, 'layers') };
 }
 
 export type RegistryMode = 'noauth' | 'auth' | 'token';
-export interface TestRegistry { host: string; port: number; mode: RegistryMode; base: string; log: string }
+export interface TestRegistry {
+  host: string;
+  port: number;
+  mode: RegistryMode;
+  base: string;
+  log: string;
+}
 
 const REGISTRY_PORTS: Record<RegistryMode, number> = { noauth: 5000, auth: 5001, token: 5002 };
 
@@ -119,14 +136,28 @@ export function ensureRegistry(mode: RegistryMode = 'noauth'): TestRegistry {
   // Fast path without the lock: already pushed and answering /v2/ (also copes with a lock file still
   // held by a registry daemon started before the `flock -o` fix).
   if (existsSync(marker)) {
-    const code = runStatus('curl', ['-s', '-o', '/dev/null', '-m', '5', '-w', '%{http_code}', `http://127.0.0.1:${port}/v2/`]).stdout.trim();
-    if (code === '200' || code === '401') return { host: `127.0.0.1:${port}`, port, mode, base, log: join(base, 'registry.log') };
+    const code = runStatus('curl', [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-m',
+      '5',
+      '-w',
+      '%{http_code}',
+      `http://127.0.0.1:${port}/v2/`,
+    ]).stdout.trim();
+    if (code === '200' || code === '401')
+      return { host: `127.0.0.1:${port}`, port, mode, base, log: join(base, 'registry.log') };
   }
-  withFileLock(join(FIXTURE_ROOT, `registry-${port}.lock`),
+  withFileLock(
+    join(FIXTURE_ROOT, `registry-${port}.lock`),
     `bash '${join(FIXTURE_SCRIPTS, 'start-registry.sh')}' ${port} '${base}' ${mode} >/dev/null && ` +
-    // The token server starts in the background: wait until it listens before skopeo needs a token.
-    (mode === 'token' ? `{ for i in $(seq 100); do curl -s -o /dev/null 'http://127.0.0.1:${port + 80}/' && break; sleep 0.1; done; } && ` : '') +
-    `{ [ -f '${marker}' ] || { bash '${join(FIXTURE_SCRIPTS, 'push-test-images.sh')}' 127.0.0.1:${port} '${img.dir}' '${creds}' >'${base}/push.log' 2>&1 || { cat '${base}/push.log' >&2; exit 1; }; touch '${marker}'; }; }`);
+      // The token server starts in the background: wait until it listens before skopeo needs a token.
+      (mode === 'token'
+        ? `{ for i in $(seq 100); do curl -s -o /dev/null 'http://127.0.0.1:${port + 80}/' && break; sleep 0.1; done; } && `
+        : '') +
+      `{ [ -f '${marker}' ] || { bash '${join(FIXTURE_SCRIPTS, 'push-test-images.sh')}' 127.0.0.1:${port} '${img.dir}' '${creds}' >'${base}/push.log' 2>&1 || { cat '${base}/push.log' >&2; exit 1; }; touch '${marker}'; }; }`,
+  );
   return { host: `127.0.0.1:${port}`, port, mode, base, log: join(base, 'registry.log') };
 }
 

@@ -34,8 +34,12 @@ export interface GuestHarness {
  * is missing: run scripts/setup-system.sh.
  */
 export function guestHarness(): GuestHarness {
-  if (runStatus('bash', ['-c', 'command -v qemu-system-x86_64']).status !== 0) throw new Error('qemu-system-x86_64 missing: run scripts/setup-system.sh');
-  const dir = run('bash', [join(GUEST_SCRIPTS, 'build.sh'), join(FIXTURE_ROOT, 'guest')]).trim().split('\n').pop()!;
+  if (runStatus('bash', ['-c', 'command -v qemu-system-x86_64']).status !== 0)
+    throw new Error('qemu-system-x86_64 missing: run scripts/setup-system.sh');
+  const dir = run('bash', [join(GUEST_SCRIPTS, 'build.sh'), join(FIXTURE_ROOT, 'guest')])
+    .trim()
+    .split('\n')
+    .pop()!;
   const ready = readFileSync(join(dir, 'READY'), 'utf8');
   const kernel = /^kernel=(.*)$/m.exec(ready)?.[1] ?? '';
   return { dir, msbTree: join(dir, 'msb-tree'), kernel };
@@ -68,13 +72,21 @@ export interface GuestReport {
 }
 
 /** Boots `disk` (a VMDK, or a raw EROFS disk) in the guest and parses its report. */
-export async function bootGuest(h: GuestHarness, disk: string, workDir: string, opts: { format?: 'vmdk' | 'raw'; timeoutSec?: number } = {}): Promise<GuestReport> {
+export async function bootGuest(
+  h: GuestHarness,
+  disk: string,
+  workDir: string,
+  opts: { format?: 'vmdk' | 'raw'; timeoutSec?: number } = {},
+): Promise<GuestReport> {
   mkdirSync(workDir, { recursive: true });
   const reportPath = join(workDir, `report-${process.pid}-${Math.random().toString(16).slice(2)}.txt`);
   const t0 = performance.now();
   const { code, out } = await new Promise<{ code: number | null; out: string }>((ok, fail) => {
-    const c = spawn('bash', [join(GUEST_SCRIPTS, 'boot.sh'), h.dir, disk, reportPath, opts.format ?? 'vmdk', String(opts.timeoutSec ?? 300)],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(
+      'bash',
+      [join(GUEST_SCRIPTS, 'boot.sh'), h.dir, disk, reportPath, opts.format ?? 'vmdk', String(opts.timeoutSec ?? 300)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     const chunks: Buffer[] = [];
     c.stdout.on('data', (d: Buffer) => chunks.push(d));
     c.stderr.on('data', (d: Buffer) => chunks.push(d));
@@ -90,35 +102,59 @@ export async function bootGuest(h: GuestHarness, disk: string, workDir: string, 
 export function parseReport(raw: string, consoleLog: string, exitCode: number | null, wallMs: number): GuestReport {
   const report = raw.replace(/\r/g, '');
   const r: GuestReport = {
-    exitCode, wallMs, kernel: null, mounted: false, mountDetail: 'no MSB-MOUNT line', listing: null,
-    listingProblem: 'no listing', chroot: null, overlay: null, done: false, console: consoleLog, report,
+    exitCode,
+    wallMs,
+    kernel: null,
+    mounted: false,
+    mountDetail: 'no MSB-MOUNT line',
+    listing: null,
+    listingProblem: 'no listing',
+    chroot: null,
+    overlay: null,
+    done: false,
+    console: consoleLog,
+    report,
   };
   r.kernel = /^MSB-GUEST kernel=(\S+)/m.exec(report)?.[1] ?? null;
   const m = /^MSB-MOUNT (ok|fail) ?(.*)$/m.exec(report);
-  if (m) { r.mounted = m[1] === 'ok'; r.mountDetail = m[2]!; }
+  if (m) {
+    r.mounted = m[1] === 'ok';
+    r.mountDetail = m[2]!;
+  }
   const begin = report.indexOf('MSB-LIST-BEGIN\n');
   const end = /^MSB-LIST-END lines=(\d+) sha256=([0-9a-f]{64})$/m.exec(report);
   if (begin >= 0 && end) {
     const body = report.slice(begin + 'MSB-LIST-BEGIN\n'.length, end.index);
     const lines = body.split('\n').length - 1;
     const digest = createHash('sha256').update(body, 'latin1').digest('hex');
-    if (lines !== Number(end[1])) r.listingProblem = `listing has ${lines} lines, the guest wrote ${end[1]} (console lost lines)`;
-    else if (digest !== end[2]) r.listingProblem = `listing sha256 ${digest} != the guest's ${end[2]} (console garbled)`;
-    else { r.listing = body; r.listingProblem = null; }
+    if (lines !== Number(end[1]))
+      r.listingProblem = `listing has ${lines} lines, the guest wrote ${end[1]} (console lost lines)`;
+    else if (digest !== end[2])
+      r.listingProblem = `listing sha256 ${digest} != the guest's ${end[2]} (console garbled)`;
+    else {
+      r.listing = body;
+      r.listingProblem = null;
+    }
   } else if (/^MSB-LIST fail/m.test(report)) {
     r.listingProblem = /^MSB-LIST fail (.*)$/m.exec(report)![1]!;
   }
   const c = /^MSB-CHROOT rc=(\d+) out=(.*)$/m.exec(report);
   if (c) r.chroot = { rc: Number(c[1]), out: c[2]!.trim() };
   const o = /^MSB-OVERLAY (.*)$/m.exec(report);
-  if (o) r.overlay = Object.fromEntries(o[1]!.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  if (o)
+    r.overlay = Object.fromEntries(
+      o[1]!.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    );
   r.done = /^MSB-DONE/m.test(report);
   return r;
 }
 
 /** The last lines of the kernel log and the report's status lines: context for a failed assertion. */
 export function describeRun(r: GuestReport): string {
-  const status = r.report.split('\n').filter((l) => l.startsWith('MSB-')).join('\n');
+  const status = r.report
+    .split('\n')
+    .filter((l) => l.startsWith('MSB-'))
+    .join('\n');
   return `qemu exit ${r.exitCode}, ${(r.wallMs / 1000).toFixed(1)} s\n--- report ---\n${status}\n--- kernel log (tail) ---\n${r.console.split('\n').slice(-30).join('\n')}`;
 }
 
@@ -131,7 +167,12 @@ export interface Reference {
 }
 
 /** `umoci unpack` of LAYOUT:TAG, listed by msb-tree: the independent reference of the OCI merge. */
-export async function umociReference(h: GuestHarness, layout: string, tag: string, workDir: string): Promise<Reference> {
+export async function umociReference(
+  h: GuestHarness,
+  layout: string,
+  tag: string,
+  workDir: string,
+): Promise<Reference> {
   const bundle = join(workDir, `bundle-${tag}-${Math.random().toString(16).slice(2)}`);
   const unpackStartSec = Math.floor(Date.now() / 1000) - 1;
   await sh('umoci', ['unpack', '--image', `${layout}:${tag}`, bundle]);
@@ -139,7 +180,11 @@ export async function umociReference(h: GuestHarness, layout: string, tag: strin
   return { listing: await sh(h.msbTree, [rootfs]), unpackStartSec, rootfs };
 }
 
-interface Entry { path: string; type: string; fields: Map<string, string> }
+interface Entry {
+  path: string;
+  type: string;
+  fields: Map<string, string>;
+}
 
 /** One msb-tree line: `<path> <type> key=value…` (msb-tree escapes spaces; tree-manifest.py does not). */
 function parseLine(line: string): Entry {
@@ -152,7 +197,11 @@ function parseLine(line: string): Entry {
 
 export function parseListing(listing: string): Map<string, Entry> {
   const out = new Map<string, Entry>();
-  for (const l of listing.split('\n')) if (l) { const e = parseLine(l); out.set(e.path, e); }
+  for (const l of listing.split('\n'))
+    if (l) {
+      const e = parseLine(l);
+      out.set(e.path, e);
+    }
   return out;
 }
 
@@ -179,13 +228,23 @@ export function assertSameListing(guest: string, ref: Reference, label: string):
   const gs = new Set(gl);
   const onlyGuest = gl.filter((l) => !ul.has(l));
   const onlyUmoci = [...ul].filter((l) => !gs.has(l));
-  assert.deepEqual({ onlyGuest: onlyGuest.slice(0, 20), onlyUmoci: onlyUmoci.slice(0, 20), counts: [onlyGuest.length, onlyUmoci.length] },
-    { onlyGuest: [], onlyUmoci: [], counts: [0, 0] }, `${label}: the guest's listing of /dev/vda differs from umoci unpack's`);
+  assert.deepEqual(
+    {
+      onlyGuest: onlyGuest.slice(0, 20),
+      onlyUmoci: onlyUmoci.slice(0, 20),
+      counts: [onlyGuest.length, onlyUmoci.length],
+    },
+    { onlyGuest: [], onlyUmoci: [], counts: [0, 0] },
+    `${label}: the guest's listing of /dev/vda differs from umoci unpack's`,
+  );
 }
 
 /** msb-tree's escaping (\xHH for spaces, bytes outside printable ASCII and the backslash) undone. */
 export function unescapePath(s: string): string {
-  return Buffer.from(s.replace(/\\x([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
+  return Buffer.from(
+    s.replace(/\\x([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))),
+    'latin1',
+  ).toString('utf8');
 }
 
 /**
@@ -194,20 +253,32 @@ export function unescapePath(s: string): string {
  * on both sides (tree-manifest.py names it by the first path of its walk).
  */
 export function asTreeManifest(listing: string, isMsbTree: boolean): string[] {
-  const lines = listing.split('\n').filter(Boolean).map((l) => {
-    const e = parseLine(l);
-    const path = isMsbTree ? unescapePath(e.path) : e.path;
-    const fields = [...e.fields].filter(([k]) => k !== 'nlink')
-      .map(([k, v]) => [isMsbTree && k.startsWith('xattr.') ? unescapePath(k) : k, isMsbTree && k === 'target' ? unescapePath(v) : v] as const);
-    return { path, type: e.type, fields };
-  });
+  const lines = listing
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const e = parseLine(l);
+      const path = isMsbTree ? unescapePath(e.path) : e.path;
+      const fields = [...e.fields]
+        .filter(([k]) => k !== 'nlink')
+        .map(
+          ([k, v]) =>
+            [
+              isMsbTree && k.startsWith('xattr.') ? unescapePath(k) : k,
+              isMsbTree && k === 'target' ? unescapePath(v) : v,
+            ] as const,
+        );
+      return { path, type: e.type, fields };
+    });
   const groups = new Map<string, string>();
   for (const l of lines) {
     const link = l.fields.find(([k]) => k === 'link')?.[1];
     if (link !== undefined && (!groups.has(link) || l.path < groups.get(link)!)) groups.set(link, l.path);
   }
   // A group's key is its first member's path in both forms; map every member to the smallest path.
-  return lines.map((l) => `${l.path} ${l.type} ${l.fields.map(([k, v]) => `${k}=${k === 'link' ? groups.get(v) : v}`).join(' ')}`).sort();
+  return lines
+    .map((l) => `${l.path} ${l.type} ${l.fields.map(([k, v]) => `${k}=${k === 'link' ? groups.get(v) : v}`).join(' ')}`)
+    .sort();
 }
 
 /**
@@ -216,7 +287,12 @@ export function asTreeManifest(listing: string, isMsbTree: boolean): string[] {
  * kernel still mounts it). Layer files are the originals. Returns the new descriptor's path and
  * the byte ranges that changed in fsmeta.
  */
-export function misplacedDeviceVmdk(vmdk: string, outDir: string, slot = 0, delta = 1): { vmdk: string; fsmeta: string; changed: [number, number][] } {
+export function misplacedDeviceVmdk(
+  vmdk: string,
+  outDir: string,
+  slot = 0,
+  delta = 1,
+): { vmdk: string; fsmeta: string; changed: [number, number][] } {
   mkdirSync(outDir, { recursive: true });
   const desc = readFileSync(vmdk, 'utf8');
   const extent = /^RW \d+ FLAT "([^"]+)" 0$/m.exec(desc);
@@ -230,13 +306,20 @@ export function misplacedDeviceVmdk(vmdk: string, outDir: string, slot = 0, delt
   writeFileSync(fsmeta, b);
   const out = join(outDir, 'misplaced.vmdk');
   writeFileSync(out, desc.replace(`"${extent[1]}"`, `"${fsmeta}"`));
-  return { vmdk: out, fsmeta, changed: [[1024 + 4, 1024 + 8], [at, at + 4]] };
+  return {
+    vmdk: out,
+    fsmeta,
+    changed: [
+      [1024 + 4, 1024 + 8],
+      [at, at + 4],
+    ],
+  };
 }
 
 /** A tar with every CONTTYPE ('7') header rewritten to REGTYPE ('0'), checksums recomputed. */
 export function contiguousAsRegular(tar: Buffer): Buffer {
   const out = Buffer.from(tar);
-  for (let off = 0; off + 512 <= out.length;) {
+  for (let off = 0; off + 512 <= out.length; ) {
     const h = out.subarray(off, off + 512);
     if (h.every((x) => x === 0)) break;
     const size = parseInt(h.subarray(124, 136).toString('latin1').replace(/\0.*$/, '').trim() || '0', 8);

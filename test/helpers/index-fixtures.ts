@@ -29,7 +29,12 @@ export interface FakeImageSpec {
   now?: number;
 }
 
-export interface FakeImage { manifestDigest: string; configDigest: string; diffIds: string[]; canonical: string[] }
+export interface FakeImage {
+  manifestDigest: string;
+  configDigest: string;
+  diffIds: string[];
+  canonical: string[];
+}
 
 export function diffIdOf(seed: string): string {
   return digestOf(`layer:${seed}`);
@@ -51,39 +56,68 @@ export async function publishFakeImage(backend: LocalBackend, spec: FakeImageSpe
     const blocks = spec.layerBlocks?.[i] ?? 1 + (spec.layers[i]!.length % 3);
     await withLock(await backend._open('write'), 'layer', d, async () => {
       let exists = false;
-      try { lstatSync(path); exists = true; } catch { /* new */ }
+      try {
+        lstatSync(path);
+        exists = true;
+      } catch {
+        /* new */
+      }
       if (!exists) writeSized(path, blocks * 4096, spec.layers[i]!);
       const size = lstatSync(path).size;
-      await upsertLayerRow(await backend._open('write'), { diffId: d, erofsSizeBytes: size, inodes: 3, blocks: size / 4096 });
+      await upsertLayerRow(await backend._open('write'), {
+        diffId: d,
+        erofsSizeBytes: size,
+        inodes: 3,
+        blocks: size / 4096,
+      });
     });
   }
   const architecture = spec.architecture ?? 'amd64';
   const os = spec.os ?? 'linux';
-  const config = Buffer.from(JSON.stringify({
-    architecture, os, ...(spec.variant ? { variant: spec.variant } : {}),
-    config: spec.config ?? { Env: ['PATH=/usr/bin'], Cmd: ['sh'] },
-    rootfs: { type: 'layers', diff_ids: diffIds },
-    ...(spec.salt ? { comment: spec.salt } : {}),
-  }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture,
+      os,
+      ...(spec.variant ? { variant: spec.variant } : {}),
+      config: spec.config ?? { Env: ['PATH=/usr/bin'], Cmd: ['sh'] },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      ...(spec.salt ? { comment: spec.salt } : {}),
+    }),
+  );
   const configDigest = digestOf(config);
   const layerDescs = diffIds.map((_d, i) => ({
-    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(`blob:${spec.layers[i]}`), size: 1000 + i,
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    digest: digestOf(`blob:${spec.layers[i]}`),
+    size: 1000 + i,
   }));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: layerDescs,
-  }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: layerDescs,
+    }),
+  );
   const manifestDigest = digestOf(manifest);
   writeSized(store.paths.fsmeta(manifestDigest), 8192, `fsmeta:${manifestDigest}`);
   writeSized(store.paths.vmdk(manifestDigest), 300, '# Disk DescriptorFile\n');
   const canonical = spec.refs.map((r) => parseReference(r).canonical);
   await publishImage(await backend._open('write'), {
     references: canonical,
-    manifest: { digest: manifestDigest, mediaType: 'application/vnd.oci.image.manifest.v1+json', raw: manifest, source: 'registry' },
+    manifest: {
+      digest: manifestDigest,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      raw: manifest,
+      source: 'registry',
+    },
     platform: { os, architecture, variant: spec.variant ?? null },
     config: { digest: configDigest, raw: config },
-    layers: diffIds.map((d, i) => ({ diffId: d, blobDigest: layerDescs[i]!.digest, mediaType: layerDescs[i]!.mediaType, compressedSizeBytes: layerDescs[i]!.size })),
+    layers: diffIds.map((d, i) => ({
+      diffId: d,
+      blobDigest: layerDescs[i]!.digest,
+      mediaType: layerDescs[i]!.mediaType,
+      compressedSizeBytes: layerDescs[i]!.size,
+    })),
     ...(spec.now !== undefined ? { now: spec.now } : {}),
   });
   return { manifestDigest, configDigest, diffIds, canonical };
@@ -91,7 +125,11 @@ export async function publishFakeImage(backend: LocalBackend, spec: FakeImageSpe
 
 /** st_blocks*512 of a file (0 if missing). */
 export function allocOf(path: string): number {
-  try { return lstatSync(path).blocks * 512; } catch { return 0; }
+  try {
+    return lstatSync(path).blocks * 512;
+  } catch {
+    return 0;
+  }
 }
 
 /**
@@ -99,7 +137,12 @@ export function allocOf(path: string): number {
  * with one shared layer and one own layer per image and real fsmeta/VMDK/layer files, for the
  * list/prune scale tests and the benchmark. Refs are `docker.io/library/img<i>:t<j>`.
  */
-export async function synthesizeIndex(backend: LocalBackend, refs: number, images: number, opts: { files?: boolean } = {}): Promise<{ manifests: string[] }> {
+export async function synthesizeIndex(
+  backend: LocalBackend,
+  refs: number,
+  images: number,
+  opts: { files?: boolean } = {},
+): Promise<{ manifests: string[] }> {
   const store = await backend._open('write');
   const index = store.index;
   const files = opts.files !== false;
@@ -109,14 +152,24 @@ export async function synthesizeIndex(backend: LocalBackend, refs: number, image
   const layerDiffIds = [shared, ...Array.from({ length: images }, (_, i) => diffIdOf(`synth-${i}`))];
   if (files) for (const d of layerDiffIds) writeSized(store.paths.layer(d), 4096, d);
   // A pull would have created the lock files of every layer and image it published.
-  const touchLock = (p: string) => { if (!existsSync(p)) closeSync(openSync(p, 'a', 0o644)); };
+  const touchLock = (p: string) => {
+    if (!existsSync(p)) closeSync(openSync(p, 'a', 0o644));
+  };
   if (files) for (const d of layerDiffIds) touchLock(lockPath(store.cacheDir, 'layer', d));
   const configs: Buffer[] = [];
   const raws: Buffer[] = [];
   for (let i = 0; i < images; i++) {
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: [`I=${i}`] }, rootfs: { type: 'layers', diff_ids: [shared, layerDiffIds[i + 1]] } }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: { Env: [`I=${i}`] },
+        rootfs: { type: 'layers', diff_ids: [shared, layerDiffIds[i + 1]] },
+      }),
+    );
     const raw = Buffer.from(JSON.stringify({ schemaVersion: 2, config: { digest: digestOf(config) }, n: i }));
-    configs.push(config); raws.push(raw);
+    configs.push(config);
+    raws.push(raw);
     const m = digestOf(raw);
     manifests.push(m);
     if (files) {
@@ -126,15 +179,21 @@ export async function synthesizeIndex(backend: LocalBackend, refs: number, image
     }
   }
   await index.write(() => {
-    const insL = index.stmt('INSERT OR IGNORE INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at) VALUES (?, 4096, 4096, 1, 1, ?, ?)');
+    const insL = index.stmt(
+      'INSERT OR IGNORE INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at) VALUES (?, 4096, 4096, 1, 1, ?, ?)',
+    );
     for (const d of layerDiffIds) insL.run(d, now, now);
     const lid = index.stmt('SELECT id FROM layer WHERE diff_id = ?');
     const insC = index.stmt('INSERT OR IGNORE INTO config (digest, raw, created_at) VALUES (?, ?, ?)');
-    const insM = index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
+    const insM =
+      index.stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
       fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at) VALUES (?, 'application/vnd.oci.image.manifest.v1+json', ?, ?, 'linux', 'amd64', NULL, 2, 'registry', 4096, 200, 16384, ?, ?)`);
-    const insML = index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
+    const insML =
+      index.stmt(`INSERT INTO manifest_layer (manifest_id, position, layer_id, blob_digest, media_type, compressed_size_bytes)
       VALUES (?, ?, ?, ?, 'application/vnd.oci.image.layer.v1.tar+gzip', 100)`);
-    const insR = index.stmt('INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, NULL, ?, ?)');
+    const insR = index.stmt(
+      'INSERT INTO image_ref (reference, manifest_id, index_digest, created_at, last_used_at) VALUES (?, ?, NULL, ?, ?)',
+    );
     const ids: number[] = [];
     for (let i = 0; i < images; i++) {
       insC.run(digestOf(configs[i]!), configs[i]!, now);

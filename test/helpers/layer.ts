@@ -14,7 +14,11 @@ export async function* chunks(buf: Buffer, chunk = 1 << 20): AsyncGenerator<Buff
   for (let i = 0; i < buf.length; i += chunk) yield buf.subarray(i, i + chunk);
 }
 
-export async function convertBuffer(tarBuf: Buffer, out: string, opts: WriteLayerOptions & { chunk?: number } = {}): Promise<WriteLayerResult> {
+export async function convertBuffer(
+  tarBuf: Buffer,
+  out: string,
+  opts: WriteLayerOptions & { chunk?: number } = {},
+): Promise<WriteLayerResult> {
   return writeLayer(chunks(tarBuf, opts.chunk), out, opts);
 }
 
@@ -34,17 +38,29 @@ export async function withMount<T>(img: string, fn: (dir: string) => T | Promise
 }
 
 /** Asserts a typed rejection with `code` (and reason/message match) and that `dir` holds no file named like `out`. */
-export async function rejectsTyped(p: Promise<unknown>, code: string, match?: RegExp, noFileIn?: { dir: string; prefix: string }): Promise<MsbError> {
+export async function rejectsTyped(
+  p: Promise<unknown>,
+  code: string,
+  match?: RegExp,
+  noFileIn?: { dir: string; prefix: string },
+): Promise<MsbError> {
   let caught: unknown;
   try {
     await p;
   } catch (e) {
     caught = e;
   }
-  assert.ok(caught instanceof MsbError, `expected an MsbError ${code}, got ${caught === undefined ? 'success' : String(caught)}`);
+  assert.ok(
+    caught instanceof MsbError,
+    `expected an MsbError ${code}, got ${caught === undefined ? 'success' : String(caught)}`,
+  );
   assert.equal(caught.code, code, `expected ${code}, got ${String(caught)}`);
   if (match) assert.match(caught.message, match);
-  if (noFileIn) assert.deepEqual(readdirSync(noFileIn.dir).filter((n) => n.startsWith(noFileIn.prefix)), []);
+  if (noFileIn)
+    assert.deepEqual(
+      readdirSync(noFileIn.dir).filter((n) => n.startsWith(noFileIn.prefix)),
+      [],
+    );
   return caught;
 }
 

@@ -8,18 +8,29 @@ import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/main.js';
 
-export interface CliResult { status: number; stdout: string; stderr: string }
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** In-process: main() with captured stdout/stderr, a non-TTY empty stdin and the given env. */
-export async function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string; tty?: boolean } = {}): Promise<CliResult> {
+export async function cli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; stdin?: string; tty?: boolean } = {},
+): Promise<CliResult> {
   const out = new PassThrough();
   const err = new PassThrough();
   const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
   if (opts.tty) stdin.isTTY = true;
   let stdout = '';
   let stderr = '';
-  out.on('data', (d) => { stdout += d; });
-  err.on('data', (d) => { stderr += d; });
+  out.on('data', (d) => {
+    stdout += d;
+  });
+  err.on('data', (d) => {
+    stderr += d;
+  });
   if (opts.stdin !== undefined) stdin.end(opts.stdin);
   const status = await main(args, { stdout: out, stderr: err, stdin, env: opts.env ?? {} });
   return { status, stdout, stderr };
@@ -31,11 +42,15 @@ const SELF = fileURLToPath(import.meta.url);
 export function spawnMsb(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): CliResult {
   const nodeArgs = SELF.endsWith('.ts') ? ['--import', 'tsx', SELF, ...args] : [SELF, ...args];
   const r = spawnSync(process.execPath, nodeArgs, {
-    encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env }, input: opts.input ?? '',
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
+    input: opts.input ?? '',
   });
   return { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
 if (process.argv[1] === SELF && process.env.MSB_CLI_CHILD !== '0') {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }

@@ -25,7 +25,9 @@ const b = await LocalBackend.builder().home(home!).build();
 process.stdout.write(`RSS0 ${process.memoryUsage().rss}\n`);
 try {
   const r = await Image.pullLocal(b, ref!, policy ? { policy: policy as 'if-missing' } : {});
-  process.stdout.write(`RESULT ${JSON.stringify({ manifestDigest: r.manifestDigest, cached: r.cached, layers: r.layers })}\n`);
+  process.stdout.write(
+    `RESULT ${JSON.stringify({ manifestDigest: r.manifestDigest, cached: r.cached, layers: r.layers })}\n`,
+  );
   process.stdout.write(`MAXRSS ${process.resourceUsage().maxRSS * 1024}\n`);
 } catch (e) {
   process.stdout.write(`ERROR ${(e as Error).message}\n`);

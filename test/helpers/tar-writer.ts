@@ -35,7 +35,9 @@ function putStr(h: Buffer, off: number, len: number, v: Bytes) {
 }
 
 function putOctal(h: Buffer, off: number, len: number, v: number | bigint) {
-  const s = BigInt(v).toString(8).padStart(len - 1, '0');
+  const s = BigInt(v)
+    .toString(8)
+    .padStart(len - 1, '0');
   if (s.length > len - 1) throw new Error(`octal overflow for ${v} in ${len}`);
   h.write(s + '\0', off, 'latin1');
 }
@@ -43,7 +45,10 @@ function putOctal(h: Buffer, off: number, len: number, v: number | bigint) {
 function putBase256(h: Buffer, off: number, len: number, v: number | bigint) {
   let x = BigInt(v);
   if (x < 0n) x += 1n << BigInt(8 * len - 1); // two's complement in len*8-1 bits, sign bit 0x40
-  for (let i = len - 1; i >= 0; i--) { h[off + i] = Number(x & 0xffn); x >>= 8n; }
+  for (let i = len - 1; i >= 0; i--) {
+    h[off + i] = Number(x & 0xffn);
+    x >>= 8n;
+  }
   h[off] = (h[off]! & 0x7f) | 0x80;
   if (BigInt(v) < 0n) h[off] = h[off]! | 0x40;
 }
@@ -53,7 +58,8 @@ export function header(spec: HeaderSpec): Buffer {
   const fmt = spec.format ?? 'ustar';
   putStr(h, 0, 100, spec.name);
   const num = (field: 'uid' | 'gid' | 'size' | 'mtime', off: number, len: number, v: number | bigint) => {
-    if (spec.base256?.includes(field) || BigInt(v) >= 8n ** BigInt(len - 1) || BigInt(v) < 0n) putBase256(h, off, len, v);
+    if (spec.base256?.includes(field) || BigInt(v) >= 8n ** BigInt(len - 1) || BigInt(v) < 0n)
+      putBase256(h, off, len, v);
     else putOctal(h, off, len, v);
   };
   putOctal(h, 100, 8, spec.mode ?? 0o644);
@@ -64,7 +70,10 @@ export function header(spec: HeaderSpec): Buffer {
   h.write(spec.type ?? '0', 156, 'latin1');
   if (spec.type === '\0') h[156] = 0;
   if (spec.linkname !== undefined) putStr(h, 157, 100, spec.linkname);
-  if (fmt === 'ustar') { h.write('ustar\0', 257, 'latin1'); h.write('00', 263, 'latin1'); }
+  if (fmt === 'ustar') {
+    h.write('ustar\0', 257, 'latin1');
+    h.write('00', 263, 'latin1');
+  }
   if (fmt === 'gnu') h.write('ustar  \0', 257, 'latin1');
   if (fmt !== 'v7') {
     putOctal(h, 329, 8, spec.devmajor ?? 0);
@@ -151,7 +160,10 @@ export function oldGnuSparse(name: Bytes, realSize: number, segments: Array<[num
   const map = segments.map(([o, d]) => [o, d.length] as const);
   const ext: Buffer[] = [];
   const h = header({
-    name, type: 'S', size: stored.length, format: 'gnu',
+    name,
+    type: 'S',
+    size: stored.length,
+    format: 'gnu',
     patch: (hb) => {
       for (let i = 0; i < Math.min(4, map.length); i++) {
         putOctal(hb, 386 + i * 24, 12, map[i]![0]);
@@ -164,7 +176,10 @@ export function oldGnuSparse(name: Bytes, realSize: number, segments: Array<[num
   for (let i = 4; i < map.length; i += 21) {
     const blk = Buffer.alloc(512);
     const part = map.slice(i, i + 21);
-    part.forEach(([o, l], j) => { putOctal(blk, j * 24, 12, o); putOctal(blk, j * 24 + 12, 12, l); });
+    part.forEach(([o, l], j) => {
+      putOctal(blk, j * 24, 12, o);
+      putOctal(blk, j * 24 + 12, 12, l);
+    });
     if (i + 21 < map.length) blk[504] = 1;
     ext.push(blk);
   }
@@ -172,20 +187,38 @@ export function oldGnuSparse(name: Bytes, realSize: number, segments: Array<[num
 }
 
 /** PAX sparse entry of version '0.0', '0.1' or '1.0'. */
-export function paxSparse(version: '0.0' | '0.1' | '1.0', name: string, realSize: number, segments: Array<[number, Buffer]>): Buffer {
+export function paxSparse(
+  version: '0.0' | '0.1' | '1.0',
+  name: string,
+  realSize: number,
+  segments: Array<[number, Buffer]>,
+): Buffer {
   const data = Buffer.concat(segments.map(([, d]) => d));
   const recs: Array<[string, Bytes]> = [];
   let body = data;
   if (version === '0.0') {
     recs.push(['GNU.sparse.size', String(realSize)], ['GNU.sparse.numblocks', String(segments.length)]);
-    for (const [o, d] of segments) recs.push(['GNU.sparse.offset', String(o)], ['GNU.sparse.numbytes', String(d.length)]);
+    for (const [o, d] of segments)
+      recs.push(['GNU.sparse.offset', String(o)], ['GNU.sparse.numbytes', String(d.length)]);
     recs.push(['GNU.sparse.name', name]);
   } else if (version === '0.1') {
-    recs.push(['GNU.sparse.major', '0'], ['GNU.sparse.minor', '1'], ['GNU.sparse.name', name], ['GNU.sparse.size', String(realSize)],
-      ['GNU.sparse.numblocks', String(segments.length)], ['GNU.sparse.map', segments.map(([o, d]) => `${o},${d.length}`).join(',')]);
+    recs.push(
+      ['GNU.sparse.major', '0'],
+      ['GNU.sparse.minor', '1'],
+      ['GNU.sparse.name', name],
+      ['GNU.sparse.size', String(realSize)],
+      ['GNU.sparse.numblocks', String(segments.length)],
+      ['GNU.sparse.map', segments.map(([o, d]) => `${o},${d.length}`).join(',')],
+    );
   } else {
-    recs.push(['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0'], ['GNU.sparse.name', name], ['GNU.sparse.realsize', String(realSize)]);
-    const map = [String(segments.length), ...segments.flatMap(([o, d]) => [String(o), String(d.length)])].join('\n') + '\n';
+    recs.push(
+      ['GNU.sparse.major', '1'],
+      ['GNU.sparse.minor', '0'],
+      ['GNU.sparse.name', name],
+      ['GNU.sparse.realsize', String(realSize)],
+    );
+    const map =
+      [String(segments.length), ...segments.flatMap(([o, d]) => [String(o), String(d.length)])].join('\n') + '\n';
     body = Buffer.concat([pad(Buffer.from(map)), data]);
   }
   return entry({ name: `GNUSparseFile.0/${name}`.slice(0, 99), body, pax: recs });

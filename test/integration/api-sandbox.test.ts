@@ -8,7 +8,16 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Image, ImageInUseError, InvalidArgumentError, LocalBackend, PinNotFoundError, Sandbox, Snapshot, type SandboxHandle } from '../../src/index.js';
+import {
+  Image,
+  ImageInUseError,
+  InvalidArgumentError,
+  LocalBackend,
+  PinNotFoundError,
+  Sandbox,
+  Snapshot,
+  type SandboxHandle,
+} from '../../src/index.js';
 import { cidOf, diffIdTag, validateFsmetaFile, validateLayerFile, validateVmdkFile } from '../../src/stitch/index.js';
 import { digestUuid } from '../../src/util/digest.js';
 import { cli } from '../helpers/msb-cli.js';
@@ -25,10 +34,15 @@ async function rootfsProblems(s: SandboxHandle): Promise<string[]> {
     const why = await validateLayerFile(l.path, { uuid: digestUuid(l.diffId) });
     if (why) problems.push(`${l.path}: ${why}`);
   }
-  const fw = await validateFsmetaFile(s.rootfs.fsmetaPath, { uuid: digestUuid(s.manifestDigest), layers: s.rootfs.layers.map((l, i) => ({ sizeBytes: sizes[i]!, tag: diffIdTag(l.diffId) })) });
+  const fw = await validateFsmetaFile(s.rootfs.fsmetaPath, {
+    uuid: digestUuid(s.manifestDigest),
+    layers: s.rootfs.layers.map((l, i) => ({ sizeBytes: sizes[i]!, tag: diffIdTag(l.diffId) })),
+  });
   if (fw) problems.push(`fsmeta: ${fw}`);
   const vw = await validateVmdkFile(s.rootfs.vmdkPath, {
-    paths: [s.rootfs.fsmetaPath, ...s.rootfs.layers.map((l) => l.path)], sizes: [lstatSync(s.rootfs.fsmetaPath).size, ...sizes], cid: cidOf(s.manifestDigest),
+    paths: [s.rootfs.fsmetaPath, ...s.rootfs.layers.map((l) => l.path)],
+    sizes: [lstatSync(s.rootfs.fsmetaPath).size, ...sizes],
+    cid: cidOf(s.manifestDigest),
   });
   if (vw) problems.push(`vmdk: ${vw}`);
   return problems;
@@ -37,7 +51,10 @@ async function rootfsProblems(s: SandboxHandle): Promise<string[]> {
 test('A23: Sandbox.create pulls, validates and pins; re-creating a name re-pins atomically; bad names and unknown pins', async (t) => {
   const { dir, cleanup } = tempDir();
   const b = LocalBackend.lazy({ home: dir });
-  t.after(async () => { await b.close(); cleanup(); });
+  t.after(async () => {
+    await b.close();
+    cleanup();
+  });
   const web = await Sandbox.createLocal(b, 'web', { image: BUSYBOX });
   assert.equal(web.name, 'web');
   assert.equal(web.reference, `${BUSYBOX}:latest`);
@@ -54,13 +71,25 @@ test('A23: Sandbox.create pulls, validates and pins; re-creating a name re-pins 
   const again = await Sandbox.createLocal(b, 'web', { image: MULTI });
   assert.notEqual(again.manifestDigest, web.manifestDigest);
   assert.equal(again.rootfs.layers.length, 5);
-  assert.deepEqual(again.rootfs.layers.map((l) => l.position), [0, 1, 2, 3, 4]);
+  assert.deepEqual(
+    again.rootfs.layers.map((l) => l.position),
+    [0, 1, 2, 3, 4],
+  );
   assert.deepEqual(await rootfsProblems(again), []);
   const store = await b._open('read');
-  const pins = store!.index.db.prepare("SELECT manifest_digest FROM pin WHERE kind = 'sandbox'").all() as { manifest_digest: string }[];
+  const pins = store!.index.db.prepare("SELECT manifest_digest FROM pin WHERE kind = 'sandbox'").all() as {
+    manifest_digest: string;
+  }[];
   assert.deepEqual(pins, [{ manifest_digest: again.manifestDigest }]);
-  assert.equal((store!.index.db.prepare('SELECT COUNT(*) AS n FROM lease').get() as { n: number }).n, 0, 'the create lease is released');
-  assert.deepEqual((await Sandbox.listLocal(b)).map((s) => s.name), ['web']);
+  assert.equal(
+    (store!.index.db.prepare('SELECT COUNT(*) AS n FROM lease').get() as { n: number }).n,
+    0,
+    'the create lease is released',
+  );
+  assert.deepEqual(
+    (await Sandbox.listLocal(b)).map((s) => s.name),
+    ['web'],
+  );
 
   await assert.rejects(Sandbox.createLocal(b, 'a/b', { image: BUSYBOX }), InvalidArgumentError);
   await assert.rejects(Sandbox.getLocal(b, 'zzz'), PinNotFoundError);
@@ -69,17 +98,25 @@ test('A23: Sandbox.create pulls, validates and pins; re-creating a name re-pins 
 test('B1/B2: a pulled 5-layer image leaves exactly its artifacts, the marker and lock files; raw manifest and config hash to their digests', async (t) => {
   const { dir, cleanup } = tempDir();
   const b = LocalBackend.lazy({ home: dir });
-  t.after(async () => { await b.close(); cleanup(); });
+  t.after(async () => {
+    await b.close();
+    cleanup();
+  });
   const r = await Image.pullLocal(b, MULTI);
   const cache = join(dir, 'cache');
   assert.deepEqual(readdirSync(cache).sort(), ['fsmeta', 'layers', 'locks', 'msb-cache.json', 'tmp', 'vmdk']);
-  assert.deepEqual(readdirSync(join(cache, 'layers')).sort(), r.layers.map((l) => l.diffId.replace(':', '_') + '.erofs').sort());
+  assert.deepEqual(
+    readdirSync(join(cache, 'layers')).sort(),
+    r.layers.map((l) => l.diffId.replace(':', '_') + '.erofs').sort(),
+  );
   assert.deepEqual(readdirSync(join(cache, 'fsmeta')), [r.manifestDigest.replace(':', '_') + '.erofs']);
   assert.deepEqual(readdirSync(join(cache, 'vmdk')), [r.manifestDigest.replace(':', '_') + '.vmdk']);
   assert.deepEqual(readdirSync(join(cache, 'tmp')), []);
   assert.ok(readdirSync(join(cache, 'locks')).every((n) => /^(ref|layer|image)-[0-9a-f]{3}\.lock$|^gc\.lock$/.test(n)));
   const store = await b._open('read');
-  const m = store!.index.db.prepare('SELECT raw, config_digest FROM manifest WHERE digest = ?').get(r.manifestDigest) as { raw: Buffer; config_digest: string };
+  const m = store!.index.db
+    .prepare('SELECT raw, config_digest FROM manifest WHERE digest = ?')
+    .get(r.manifestDigest) as { raw: Buffer; config_digest: string };
   assert.equal('sha256:' + createHash('sha256').update(m.raw).digest('hex'), r.manifestDigest);
   const c = store!.index.db.prepare('SELECT raw FROM config WHERE digest = ?').get(m.config_digest) as { raw: Buffer };
   assert.equal('sha256:' + createHash('sha256').update(c.raw).digest('hex'), m.config_digest);
@@ -92,11 +129,26 @@ test('B1/B2: a pulled 5-layer image leaves exactly its artifacts, the marker and
 test('A13/A14/G4: pinned by sandbox and snapshot: rmi exits 4; -f untags and keeps a valid rootfs; after the pins go, rmi and prune reclaim everything', async (t) => {
   const { dir, cleanup } = tempDir();
   const b = LocalBackend.lazy({ home: dir });
-  t.after(async () => { await b.close(); cleanup(); });
+  t.after(async () => {
+    await b.close();
+    cleanup();
+  });
   const web = await Sandbox.createLocal(b, 'web', { image: BUSYBOX });
-  await Snapshot.indexLocal(b, { digest: 'sha256:' + 'a'.repeat(64), imageManifestDigest: web.manifestDigest, name: 'nightly' });
-  await assert.rejects(Image.removeLocal(b, BUSYBOX), (e: unknown) => e instanceof ImageInUseError
-    && JSON.stringify(e.pins) === JSON.stringify([{ kind: 'sandbox', name: 'web' }, { kind: 'snapshot', name: 'nightly' }]));
+  await Snapshot.indexLocal(b, {
+    digest: 'sha256:' + 'a'.repeat(64),
+    imageManifestDigest: web.manifestDigest,
+    name: 'nightly',
+  });
+  await assert.rejects(
+    Image.removeLocal(b, BUSYBOX),
+    (e: unknown) =>
+      e instanceof ImageInUseError &&
+      JSON.stringify(e.pins) ===
+        JSON.stringify([
+          { kind: 'sandbox', name: 'web' },
+          { kind: 'snapshot', name: 'nightly' },
+        ]),
+  );
   await b.close();
   const rmi = await cli(['--home', dir, 'rmi', BUSYBOX]);
   assert.equal(rmi.status, 4);
@@ -112,7 +164,8 @@ test('A13/A14/G4: pinned by sandbox and snapshot: rmi exits 4; -f untags and kee
   const ok = await cli(['--home', dir, 'rmi', 'keep:me']);
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /^Untagged: keep:me\nDeleted: sha256:/);
-  for (const p of [web.rootfs.vmdkPath, web.rootfs.fsmetaPath, ...web.rootfs.layers.map((l) => l.path)]) assert.equal(existsSync(p), false, p);
+  for (const p of [web.rootfs.vmdkPath, web.rootfs.fsmetaPath, ...web.rootfs.layers.map((l) => l.path)])
+    assert.equal(existsSync(p), false, p);
   const p = await Image.pruneLocal(b);
   assert.deepEqual(p.errors, []);
 });

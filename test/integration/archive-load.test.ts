@@ -15,7 +15,14 @@ import { Sandbox } from '../../src/api/sandbox.js';
 import type { PullEvent } from '../../src/api/types.js';
 import { MsbError } from '../../src/errors.js';
 import { ensureImages, ensureRegistry, PROJECT_ROOT, run, tempDir } from '../helpers/env.js';
-import { freshHome, indexProblems, privateRegistry, rows, tmpEntries, type PrivateRegistry } from '../helpers/pull-env.js';
+import {
+  freshHome,
+  indexProblems,
+  privateRegistry,
+  rows,
+  tmpEntries,
+  type PrivateRegistry,
+} from '../helpers/pull-env.js';
 import { dir, file, symlink, tar } from '../helpers/tar-writer.js';
 import { cli } from '../helpers/msb-cli.js';
 import { flipByte } from '../helpers/bytes.js';
@@ -25,8 +32,13 @@ const fx = ensureImages();
 const OUT = join(fx.dir, 'out');
 const work = tempDir('msb-archive-load-');
 let P: PrivateRegistry;
-before(async () => { P = await privateRegistry(); });
-after(async () => { await P.stop(); work.cleanup(); });
+before(async () => {
+  P = await privateRegistry();
+});
+after(async () => {
+  await P.stop();
+  work.cleanup();
+});
 
 const sha = (b: Buffer | string) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 const hex = (d: string) => d.slice(7);
@@ -66,7 +78,9 @@ function dockerArchive(images: { repoTags: string[] | null; content: string }[])
   for (const im of images) {
     const layer = tar(file('hello.txt', im.content));
     const diff = sha(layer);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diff] } }));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diff] } }),
+    );
     parts.push(file(`${hex(diff)}.tar`, layer), file(`${hex(sha(config))}.json`, config));
     manifest.push({ Config: `${hex(sha(config))}.json`, RepoTags: im.repoTags, Layers: [`${hex(diff)}.tar`] });
   }
@@ -80,7 +94,11 @@ function put(name: string, data: Buffer): string {
   return p;
 }
 
-async function load(b: Parameters<typeof Image.loadLocal>[0], input: Parameters<typeof Image.loadLocal>[1], o: Parameters<typeof Image.loadLocal>[2] = {}) {
+async function load(
+  b: Parameters<typeof Image.loadLocal>[0],
+  input: Parameters<typeof Image.loadLocal>[1],
+  o: Parameters<typeof Image.loadLocal>[2] = {},
+) {
   const events: PullEvent[] = [];
   const handles = await Image.loadLocal(b, input, { ...o, onProgress: (e) => events.push(e) });
   return { handles, events };
@@ -88,20 +106,33 @@ async function load(b: Parameters<typeof Image.loadLocal>[0], input: Parameters<
 
 test('F1: skopeo legacy docker archive (symlinked layer.tar) loads; layer files equal a registry pull; a later pull downloads no layer', async (t) => {
   const members = run('tar', ['tvf', join(OUT, 'multilayer.docker.tar')]);
-  assert.match(members, /^l.* [0-9a-f]{64}\/layer\.tar -> \.\.\/[0-9a-f]{64}\.tar$/m, 'the fixture really has symlinked layer.tar members');
+  assert.match(
+    members,
+    /^l.* [0-9a-f]{64}\/layer\.tar -> \.\.\/[0-9a-f]{64}\.tar$/m,
+    'the fixture really has symlinked layer.tar members',
+  );
   const A = await freshHome(t);
   const { handles, events } = await load(A.backend, join(OUT, 'multilayer.docker.tar'));
-  assert.deepEqual(handles.map((h) => h.reference), ['peers/multilayer:latest']);
+  assert.deepEqual(
+    handles.map((h) => h.reference),
+    ['peers/multilayer:latest'],
+  );
   assert.equal(handles[0]!.layerCount, 5);
   assert.ok(!events.some((e) => e.type.startsWith('layerDownload')), 'no download events');
-  assert.deepEqual(rows<{ source: string }>(A.home, 'SELECT source FROM manifest').map((r) => r.source), ['archive']);
+  assert.deepEqual(
+    rows<{ source: string }>(A.home, 'SELECT source FROM manifest').map((r) => r.source),
+    ['archive'],
+  );
   assert.deepEqual(await indexProblems(A.home), []);
   assert.deepEqual(tmpEntries(A.home), []);
 
   const B = await freshHome(t);
   const pulled = await Image.pullLocal(B.backend, `${P.host}/peers/multilayer:latest`);
   const detail = await Image.inspectLocal(A.backend, 'peers/multilayer:latest');
-  assert.deepEqual(detail.layers.map((l) => l.diffId), pulled.layers.map((l) => l.diffId));
+  assert.deepEqual(
+    detail.layers.map((l) => l.diffId),
+    pulled.layers.map((l) => l.diffId),
+  );
   for (const l of pulled.artifacts.layers) {
     const mine = detail.artifacts.layers[l.position]!.path;
     assert.ok(readFileSync(mine).equals(readFileSync(l.path)), `layer ${l.diffId} differs from the registry pull's`);
@@ -110,17 +141,28 @@ test('F1: skopeo legacy docker archive (symlinked layer.tar) loads; layer files 
   const r = await Image.pullLocal(A.backend, `${P.host}/peers/multilayer:latest`);
   const gets = P.blobGets().slice(before);
   const layerBlobs = new Set(r.layers.map((l) => l.blobDigest));
-  assert.equal(gets.filter((g) => [...layerBlobs].some((d) => g.includes(d))).length, 0, `layer blobs were downloaded: ${gets.join('\n')}`);
+  assert.equal(
+    gets.filter((g) => [...layerBlobs].some((d) => g.includes(d))).length,
+    0,
+    `layer blobs were downloaded: ${gets.join('\n')}`,
+  );
   assert.ok(r.layers.every((l) => !l.downloaded && !l.materialized));
 });
 
 test('F2: oci archive with a bare ref.name needs --tag; with it the manifest digest equals the registry one', async (t) => {
   const A = await freshHome(t);
-  const e = await rejectsCode(Image.loadLocal(A.backend, join(OUT, 'multilayer.oci.tar')), 'ARCHIVE_INVALID', /has no name; pass --tag/);
+  const e = await rejectsCode(
+    Image.loadLocal(A.backend, join(OUT, 'multilayer.oci.tar')),
+    'ARCHIVE_INVALID',
+    /has no name; pass --tag/,
+  );
   assert.equal((e.details as { hint?: string }).hint, 'pass --tag to name it');
   assert.equal(refCount(A.home), 0);
   const { handles } = await load(A.backend, join(OUT, 'multilayer.oci.tar'), { tag: 'multilayer:oci' });
-  assert.deepEqual(handles.map((h) => h.reference), ['multilayer:oci']);
+  assert.deepEqual(
+    handles.map((h) => h.reference),
+    ['multilayer:oci'],
+  );
   const B = await freshHome(t);
   const pulled = await Image.pullLocal(B.backend, `${P.host}/peers/multilayer:latest`);
   assert.equal(handles[0]!.manifestDigest, pulled.manifestDigest);
@@ -136,12 +178,18 @@ test('F3: multiarch index: host picks amd64, --platform linux/arm64 picks arm64/
   const amd = await Image.loadLocal(A.backend, join(OUT, 'multiarch.oci.tar'), { tag: 'ma:host' });
   assert.equal(process.arch, 'x64', 'this test expects an amd64 host');
   assert.equal(amd[0]!.architecture, 'amd64');
-  const arm = await Image.loadLocal(A.backend, join(OUT, 'multiarch.oci.tar'), { tag: 'ma:arm', platform: 'linux/arm64' });
+  const arm = await Image.loadLocal(A.backend, join(OUT, 'multiarch.oci.tar'), {
+    tag: 'ma:arm',
+    platform: 'linux/arm64',
+  });
   assert.equal(arm[0]!.architecture, 'arm64');
   assert.equal(arm[0]!.variant, 'v8');
   assert.notEqual(arm[0]!.manifestDigest, amd[0]!.manifestDigest);
   const C = await freshHome(t);
-  const e = await rejectsCode(Image.loadLocal(C.backend, join(OUT, 'multiarch.oci.tar'), { tag: 'ma:s390x', platform: 'linux/s390x' }), 'PLATFORM_NOT_FOUND');
+  const e = await rejectsCode(
+    Image.loadLocal(C.backend, join(OUT, 'multiarch.oci.tar'), { tag: 'ma:s390x', platform: 'linux/s390x' }),
+    'PLATFORM_NOT_FOUND',
+  );
   assert.ok((e.details as { available: string[] }).available.includes('linux/arm64/v8'));
   assert.equal(refCount(C.home), 0);
   assert.equal(manifestCount(C.home), 0);
@@ -151,9 +199,14 @@ test('F3: multiarch index: host picks amd64, --platform linux/arm64 picks arm64/
 function multiarchParts() {
   const d = extract(join(OUT, 'multiarch.oci.tar'), join(work.dir, `ma-${Math.random().toString(16).slice(2)}`));
   const blobs = new Map<string, Buffer>();
-  for (const n of readdirSync(join(d, 'blobs', 'sha256'))) blobs.set(`sha256:${n}`, readFileSync(join(d, 'blobs', 'sha256', n)));
-  const top = JSON.parse(readFileSync(join(d, 'index.json'), 'utf8')) as { manifests: { digest: string; size: number; mediaType: string }[] };
-  const idx = JSON.parse(blobs.get(top.manifests[0]!.digest)!.toString()) as { manifests: { digest: string; size: number; mediaType: string; platform: unknown }[] };
+  for (const n of readdirSync(join(d, 'blobs', 'sha256')))
+    blobs.set(`sha256:${n}`, readFileSync(join(d, 'blobs', 'sha256', n)));
+  const top = JSON.parse(readFileSync(join(d, 'index.json'), 'utf8')) as {
+    manifests: { digest: string; size: number; mediaType: string }[];
+  };
+  const idx = JSON.parse(blobs.get(top.manifests[0]!.digest)!.toString()) as {
+    manifests: { digest: string; size: number; mediaType: string; platform: unknown }[];
+  };
   return { blobs, top, idx };
 }
 
@@ -168,31 +221,49 @@ test('F4: index → index → manifest with ref.name on top loads; a nameless ne
   const amd = idx.manifests.find((m) => (m.platform as { architecture: string }).architecture === 'amd64')!;
   const armEntry = idx.manifests.find((m) => (m.platform as { architecture: string }).architecture === 'arm64')!;
   const inner = addJson(blobs, {
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [
-      { mediaType: 'application/vnd.example.unknown+json', digest: sha('x'), size: 1 },
-      armEntry,
-      amd,
-    ],
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ mediaType: 'application/vnd.example.unknown+json', digest: sha('x'), size: 1 }, armEntry, amd],
   });
   const outer = addJson(blobs, {
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
     manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', ...inner }],
   });
-  const named = put('nested-named.tar', ociArchive(blobs, { schemaVersion: 2, manifests: [
-    { mediaType: 'application/vnd.oci.image.index.v1+json', ...outer, annotations: { 'org.opencontainers.image.ref.name': 'example.com/nested:1' } },
-  ] }));
+  const named = put(
+    'nested-named.tar',
+    ociArchive(blobs, {
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          ...outer,
+          annotations: { 'org.opencontainers.image.ref.name': 'example.com/nested:1' },
+        },
+      ],
+    }),
+  );
   const A = await freshHome(t);
   const h = await Image.loadLocal(A.backend, named);
-  assert.deepEqual(h.map((x) => x.reference), ['example.com/nested:1']);
+  assert.deepEqual(
+    h.map((x) => x.reference),
+    ['example.com/nested:1'],
+  );
   assert.equal(h[0]!.manifestDigest, amd.digest);
   assert.equal(h[0]!.architecture, 'amd64');
-  const nameless = put('nested-nameless.tar', ociArchive(blobs, { schemaVersion: 2, manifests: [
-    { mediaType: 'application/vnd.oci.image.index.v1+json', ...outer },
-  ] }));
+  const nameless = put(
+    'nested-nameless.tar',
+    ociArchive(blobs, {
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', ...outer }],
+    }),
+  );
   await rejectsCode(Image.loadLocal(A.backend, nameless), 'ARCHIVE_INVALID', /pass --tag/);
   const h2 = await Image.loadLocal(A.backend, nameless, { tag: 'nested:tagged' });
-  assert.deepEqual(h2.map((x) => x.reference), ['nested:tagged']);
+  assert.deepEqual(
+    h2.map((x) => x.reference),
+    ['nested:tagged'],
+  );
   assert.equal(h2[0]!.manifestDigest, amd.digest);
 });
 
@@ -207,14 +278,21 @@ test('F5: our dual archive takes the OCI path (names from io.containerd.image.na
   // The OCI path stores the saved manifest bytes: its digest is the index.json descriptor's.
   const idx = JSON.parse(run('tar', ['xOf', out, 'index.json'])) as { manifests: { digest: string }[] };
   assert.equal(h2!.manifestDigest, idx.manifests[0]!.digest);
-  assert.equal(rows<{ media_type: string }>(B.home, 'SELECT media_type FROM manifest')[0]!.media_type, 'application/vnd.oci.image.manifest.v1+json');
+  assert.equal(
+    rows<{ media_type: string }>(B.home, 'SELECT media_type FROM manifest')[0]!.media_type,
+    'application/vnd.oci.image.manifest.v1+json',
+  );
   void h;
   // buildkit style: OCI layout only, containerd name only.
   const { blobs, idx: mi } = multiarchParts();
   const amd = mi.manifests.find((m) => (m.platform as { architecture: string }).architecture === 'amd64')!;
-  const bk = put('buildkit.tar', ociArchive(blobs, { schemaVersion: 2, manifests: [
-    { ...amd, annotations: { 'io.containerd.image.name': 'docker.io/org/app:bk' } },
-  ] }));
+  const bk = put(
+    'buildkit.tar',
+    ociArchive(blobs, {
+      schemaVersion: 2,
+      manifests: [{ ...amd, annotations: { 'io.containerd.image.name': 'docker.io/org/app:bk' } }],
+    }),
+  );
   const [h3] = await Image.loadLocal(B.backend, bk);
   assert.equal(h3!.reference, 'org/app:bk');
 });
@@ -224,7 +302,10 @@ test('F6: stdin gives the same result as a path; gzip and zstd archives load', a
   const byPath = await Image.loadLocal(A.backend, join(OUT, 'multilayer.docker.tar'));
   const B = await freshHome(t);
   const byStream = await Image.loadLocal(B.backend, createReadStream(join(OUT, 'multilayer.docker.tar')));
-  assert.deepEqual(byStream.map((h) => [h.reference, h.manifestDigest]), byPath.map((h) => [h.reference, h.manifestDigest]));
+  assert.deepEqual(
+    byStream.map((h) => [h.reference, h.manifestDigest]),
+    byPath.map((h) => [h.reference, h.manifestDigest]),
+  );
   assert.deepEqual(tmpEntries(B.home), [], 'the spool is removed');
   const gz = put('multilayer.docker.tar.gz', gzipSync(readFileSync(join(OUT, 'multilayer.docker.tar'))));
   const zst = join(work.dir, 'multilayer.docker.tar.zst');
@@ -232,12 +313,19 @@ test('F6: stdin gives the same result as a path; gzip and zstd archives load', a
   for (const f of [gz, zst]) {
     const C = await freshHome(t);
     const h = await Image.loadLocal(C.backend, f);
-    assert.deepEqual(h.map((x) => [x.reference, x.manifestDigest]), byPath.map((x) => [x.reference, x.manifestDigest]), f);
+    assert.deepEqual(
+      h.map((x) => [x.reference, x.manifestDigest]),
+      byPath.map((x) => [x.reference, x.manifestDigest]),
+      f,
+    );
     assert.deepEqual(tmpEntries(C.home), []);
   }
   // msb load from stdin (a zstd stream through a real pipe).
   const D = await freshHome(t);
-  const r = run('bash', ['-c', `cat '${zst}' | '${process.execPath}' --import tsx '${join(PROJECT_ROOT, 'test/helpers/msb-cli.ts')}' --home '${D.home}' load`]);
+  const r = run('bash', [
+    '-c',
+    `cat '${zst}' | '${process.execPath}' --import tsx '${join(PROJECT_ROOT, 'test/helpers/msb-cli.ts')}' --home '${D.home}' load`,
+  ]);
   assert.equal(r, 'Loaded image: peers/multilayer:latest\n');
 });
 
@@ -249,7 +337,13 @@ test('F7: a changed blob → DIGEST_MISMATCH naming the member; a changed legacy
   const bad = Buffer.from(blobs.get(layerDigest)!);
   flipByte(bad, bad.length >> 1, 0xff);
   blobs.set(layerDigest, bad);
-  const p = put('changed-blob.tar', ociArchive(blobs, { schemaVersion: 2, manifests: [{ ...amd, annotations: { 'io.containerd.image.name': 'x/changed:1' } }] }));
+  const p = put(
+    'changed-blob.tar',
+    ociArchive(blobs, {
+      schemaVersion: 2,
+      manifests: [{ ...amd, annotations: { 'io.containerd.image.name': 'x/changed:1' } }],
+    }),
+  );
   const A = await freshHome(t);
   const e = await rejectsCode(Image.loadLocal(A.backend, p), 'DIGEST_MISMATCH');
   assert.match(e.message, new RegExp(`blobs/sha256/${hex(layerDigest)}`));
@@ -273,33 +367,77 @@ test('F8: missing layer or config member, ../evil, a symlink to /etc/passwd or o
   const A = await freshHome(t);
   const layer = tar(file('hello.txt', 'hi'));
   const diff = sha(layer);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diff] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diff] } }),
+  );
   const cfgName = `${hex(sha(config))}.json`;
-  const mj = (layers: string[]) => file('manifest.json', JSON.stringify([{ Config: cfgName, RepoTags: ['evil:1'], Layers: layers }]));
+  const mj = (layers: string[]) =>
+    file('manifest.json', JSON.stringify([{ Config: cfgName, RepoTags: ['evil:1'], Layers: layers }]));
   const cases: [string, Buffer, RegExp][] = [
     ['missing layer', tar(file(cfgName, config), mj(['abc/layer.tar'])), /abc\/layer\.tar/],
     ['missing config', tar(file(`${hex(diff)}.tar`, layer), mj([`${hex(diff)}.tar`])), new RegExp(cfgName)],
-    ['../evil', tar(file(cfgName, config), file('../evil', 'x'), file(`${hex(diff)}.tar`, layer), mj([`${hex(diff)}.tar`])), /\.\./],
-    ['symlink /etc/passwd', tar(file(cfgName, config), symlink('l/layer.tar', '/etc/passwd'), mj(['l/layer.tar'])), /absolute/],
-    ['symlink outside', tar(file(cfgName, config), symlink('l/layer.tar', '../../etc/passwd'), mj(['l/layer.tar'])), /outside the archive/],
-    ['loop', tar(file(cfgName, config), symlink('a/layer.tar', '../b/layer.tar'), symlink('b/layer.tar', '../a/layer.tar'), mj(['a/layer.tar'])), /hops/],
+    [
+      '../evil',
+      tar(file(cfgName, config), file('../evil', 'x'), file(`${hex(diff)}.tar`, layer), mj([`${hex(diff)}.tar`])),
+      /\.\./,
+    ],
+    [
+      'symlink /etc/passwd',
+      tar(file(cfgName, config), symlink('l/layer.tar', '/etc/passwd'), mj(['l/layer.tar'])),
+      /absolute/,
+    ],
+    [
+      'symlink outside',
+      tar(file(cfgName, config), symlink('l/layer.tar', '../../etc/passwd'), mj(['l/layer.tar'])),
+      /outside the archive/,
+    ],
+    [
+      'loop',
+      tar(
+        file(cfgName, config),
+        symlink('a/layer.tar', '../b/layer.tar'),
+        symlink('b/layer.tar', '../a/layer.tar'),
+        mj(['a/layer.tar']),
+      ),
+      /hops/,
+    ],
   ];
   for (const [what, buf, re] of cases) {
-    const e = await rejectsCode(Image.loadLocal(A.backend, put(`f8-${what.replace(/\W/g, '_')}.tar`, buf)), 'ARCHIVE_INVALID', re);
+    const e = await rejectsCode(
+      Image.loadLocal(A.backend, put(`f8-${what.replace(/\W/g, '_')}.tar`, buf)),
+      'ARCHIVE_INVALID',
+      re,
+    );
     assert.ok(e.message.length > 0, what);
   }
   // A valid symlinked layer inside the archive loads (control).
-  const ok = tar(file(cfgName, config), file(`${hex(diff)}.tar`, layer), symlink('id/layer.tar', `../${hex(diff)}.tar`), mj(['id/layer.tar']));
+  const ok = tar(
+    file(cfgName, config),
+    file(`${hex(diff)}.tar`, layer),
+    symlink('id/layer.tar', `../${hex(diff)}.tar`),
+    mj(['id/layer.tar']),
+  );
   const h = await Image.loadLocal(A.backend, put('f8-ok.tar', ok));
-  assert.deepEqual(h.map((x) => x.reference), ['evil:1']);
+  assert.deepEqual(
+    h.map((x) => x.reference),
+    ['evil:1'],
+  );
   assert.equal(refCount(A.home), 1);
 });
 
 test('F9: a repositories-only archive and a random tar → ARCHIVE_INVALID', async (t) => {
   const A = await freshHome(t);
-  const e = await rejectsCode(Image.loadLocal(A.backend, put('repos.tar', tar(file('repositories', '{"x":{"latest":"abc"}}')))), 'ARCHIVE_INVALID', /repositories/);
+  const e = await rejectsCode(
+    Image.loadLocal(A.backend, put('repos.tar', tar(file('repositories', '{"x":{"latest":"abc"}}')))),
+    'ARCHIVE_INVALID',
+    /repositories/,
+  );
   assert.match(String((e.details as { hint?: string }).hint), /re-save/);
-  await rejectsCode(Image.loadLocal(A.backend, put('random.tar', tar(file('etc/hosts', '127.0.0.1 localhost\n')))), 'ARCHIVE_INVALID', /not a docker-save or OCI-layout archive/);
+  await rejectsCode(
+    Image.loadLocal(A.backend, put('random.tar', tar(file('etc/hosts', '127.0.0.1 localhost\n')))),
+    'ARCHIVE_INVALID',
+    /not a docker-save or OCI-layout archive/,
+  );
   await rejectsCode(Image.loadLocal(A.backend, put('garbage.bin', Buffer.alloc(4096, 7))), 'ARCHIVE_INVALID');
 });
 
@@ -308,14 +446,33 @@ test('F10: RepoTags null needs -t; -t on a multi-image archive is INVALID_ARGUME
   const nul = put('nulltags.tar', dockerArchive([{ repoTags: null, content: 'a' }]));
   await rejectsCode(Image.loadLocal(A.backend, nul), 'ARCHIVE_INVALID', /pass --tag/);
   const h = await Image.loadLocal(A.backend, nul, { tag: 'named:1' });
-  assert.deepEqual(h.map((x) => x.reference), ['named:1']);
-  const multi = put('multi.tar', dockerArchive([{ repoTags: ['one:1'], content: 'a' }, { repoTags: ['two:1', 'two:2'], content: 'b' }]));
+  assert.deepEqual(
+    h.map((x) => x.reference),
+    ['named:1'],
+  );
+  const multi = put(
+    'multi.tar',
+    dockerArchive([
+      { repoTags: ['one:1'], content: 'a' },
+      { repoTags: ['two:1', 'two:2'], content: 'b' },
+    ]),
+  );
   await rejectsCode(Image.loadLocal(A.backend, multi, { tag: 'x:1' }), 'INVALID_ARGUMENT', /archive holds 2 images/);
   const c = await cli(['--home', A.home, 'load', '-i', multi, '-t', 'x:1']);
   assert.equal(c.status, 2);
   const both = await Image.loadLocal(A.backend, multi);
-  assert.deepEqual(both.map((x) => x.reference), ['one:1', 'two:1', 'two:2'], 'archive order: image order, then name order');
-  const clash = put('clash.tar', dockerArchive([{ repoTags: ['same:1'], content: 'a' }, { repoTags: ['same:1'], content: 'b' }]));
+  assert.deepEqual(
+    both.map((x) => x.reference),
+    ['one:1', 'two:1', 'two:2'],
+    'archive order: image order, then name order',
+  );
+  const clash = put(
+    'clash.tar',
+    dockerArchive([
+      { repoTags: ['same:1'], content: 'a' },
+      { repoTags: ['same:1'], content: 'b' },
+    ]),
+  );
   await rejectsCode(Image.loadLocal(A.backend, clash), 'ARCHIVE_INVALID', /two different images/);
 });
 
@@ -325,9 +482,18 @@ test('F11: reloading an OCI archive decompresses nothing, returns the same handl
   assert.ok(first.events.some((e) => e.type === 'layerMaterializeStarted'));
   await new Promise((r) => setTimeout(r, 20));
   const second = await load(A.backend, join(OUT, 'multilayer.oci.tar'), { tag: 'ml:re' });
-  assert.equal(second.events.filter((e) => e.type === 'layerMaterializeStarted').length, 0, 'no layer was decompressed');
-  assert.ok(second.events.filter((e) => e.type === 'layerMaterializeComplete').every((e) => (e as { reused: boolean }).reused));
-  assert.deepEqual(second.handles.map((h) => [h.reference, h.manifestDigest]), first.handles.map((h) => [h.reference, h.manifestDigest]));
+  assert.equal(
+    second.events.filter((e) => e.type === 'layerMaterializeStarted').length,
+    0,
+    'no layer was decompressed',
+  );
+  assert.ok(
+    second.events.filter((e) => e.type === 'layerMaterializeComplete').every((e) => (e as { reused: boolean }).reused),
+  );
+  assert.deepEqual(
+    second.handles.map((h) => [h.reference, h.manifestDigest]),
+    first.handles.map((h) => [h.reference, h.manifestDigest]),
+  );
   assert.equal(second.handles[0]!.createdAt.getTime(), first.handles[0]!.createdAt.getTime());
   assert.ok(second.handles[0]!.lastUsedAt.getTime() > first.handles[0]!.lastUsedAt.getTime());
 });
@@ -340,7 +506,10 @@ test('F12: a docker archive gives the same synthetic manifest digest in two home
   assert.equal(a!.manifestDigest, b!.manifestDigest);
   // The synthetic manifest is the documented compact, key-sorted JSON.
   const raw = rows<{ raw: Buffer }>(A.home, 'SELECT raw FROM manifest')[0]!.raw.toString();
-  assert.match(raw, /^\{"config":\{"digest":"sha256:[0-9a-f]{64}","mediaType":"application\/vnd\.oci\.image\.config\.v1\+json","size":\d+\},"layers":\[\{"digest":/);
+  assert.match(
+    raw,
+    /^\{"config":\{"digest":"sha256:[0-9a-f]{64}","mediaType":"application\/vnd\.oci\.image\.config\.v1\+json","size":\d+\},"layers":\[\{"digest":/,
+  );
   assert.match(raw, /"mediaType":"application\/vnd\.oci\.image\.manifest\.v1\+json","schemaVersion":2\}$/);
   assert.equal(sha(raw), a!.manifestDigest);
   const v1 = put('app-v1.tar', dockerArchive([{ repoTags: ['app:1'], content: 'one' }]));

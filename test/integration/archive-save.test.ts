@@ -29,7 +29,9 @@ let n = 0;
 const out = (ext = 'tar') => join(work.dir, `out-${++n}.${ext}`);
 
 async function rejectsCode(p: Promise<unknown>, code: string): Promise<MsbError> {
-  try { await p; } catch (e) {
+  try {
+    await p;
+  } catch (e) {
     assert.ok(e instanceof MsbError, String(e));
     assert.equal(e.code, code, e.message);
     return e;
@@ -58,7 +60,10 @@ test('F13: docker output works with skopeo inspect/copy; oci output with skopeo 
   const r = await Image.saveLocal(H.backend, ['peers/multilayer:latest'], d);
   assert.equal(r.format, 'docker');
   assert.equal(r.bytesWritten, readFileSync(d).length);
-  const insp = JSON.parse(run('skopeo', ['inspect', `docker-archive:${d}`])) as { Layers: string[]; Architecture: string };
+  const insp = JSON.parse(run('skopeo', ['inspect', `docker-archive:${d}`])) as {
+    Layers: string[];
+    Architecture: string;
+  };
   assert.equal(insp.Layers.length, 5);
   assert.deepEqual(insp.Layers, r.images[0]!.diffIds);
   const layout = join(work.dir, 'copied-oci');
@@ -71,7 +76,11 @@ test('F13: docker output works with skopeo inspect/copy; oci output with skopeo 
   assert.doesNotMatch(run('tar', ['tf', o]), /manifest\.json/, 'the oci format has no manifest.json');
   const mine = umociUnpack(extract(o), 'latest', work.dir);
   const ref = umociUnpack(fx.oci, 'multilayer', join(work.dir, 'ref'));
-  const strip = (s: string) => s.split('\n').filter((l) => !l.startsWith('/ ')).join('\n');
+  const strip = (s: string) =>
+    s
+      .split('\n')
+      .filter((l) => !l.startsWith('/ '))
+      .join('\n');
   assert.equal(strip(treeManifest(mine, ['--no-dir-mtime'])), strip(treeManifest(ref, ['--no-dir-mtime'])));
 });
 
@@ -81,7 +90,10 @@ test('F14: saved layer tars keep metadata, links, devices, xattrs, whiteouts and
   await Image.saveLocal(H.backend, 'peers/multilayer:latest', o, { format: 'oci' });
   const x = extract(o);
   const idx = JSON.parse(readFileSync(join(x, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-  const man = JSON.parse(readFileSync(join(x, 'blobs/sha256', idx.manifests[0]!.digest.slice(7)), 'utf8')) as { config: { digest: string }; layers: { digest: string; mediaType: string }[] };
+  const man = JSON.parse(readFileSync(join(x, 'blobs/sha256', idx.manifests[0]!.digest.slice(7)), 'utf8')) as {
+    config: { digest: string };
+    layers: { digest: string; mediaType: string }[];
+  };
   assert.ok(man.layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar'));
   const detail = await Image.inspectLocal(H.backend, 'peers/multilayer:latest');
   // Each saved layer tar, converted again, mounts to the same tree as the cached layer file.
@@ -94,7 +106,10 @@ test('F14: saved layer tars keep metadata, links, devices, xattrs, whiteouts and
     const b = mountErofs(img);
     try {
       assert.equal(treeManifest(b.dir), treeManifest(a.dir), `layer ${i}: tree differs after save → convert`);
-    } finally { a.umount(); b.umount(); }
+    } finally {
+      a.umount();
+      b.umount();
+    }
   }
   // L3 in tar terms (python tarfile): PAX xattrs incl. binary security.capability, hardlinks,
   // long link targets, devices, whiteouts; opaque marker right after its directory; no './' prefix.
@@ -122,17 +137,53 @@ for i, p in enumerate(sys.argv[1:]):
 print(json.dumps(out))
 `;
   const files = man.layers.map((l) => join(x, 'blobs/sha256', l.digest.slice(7)));
-  const info = JSON.parse(run('python3', ['-c', py, ...files])) as Record<string, { names: string[]; caps: string[]; hard: string[]; longlink: string[];
-    dev: [string, number, number][]; wh: string[]; opq: [string, string, string, number, number][]; nsmtime: number; bigid: string[] }>;
+  const info = JSON.parse(run('python3', ['-c', py, ...files])) as Record<
+    string,
+    {
+      names: string[];
+      caps: string[];
+      hard: string[];
+      longlink: string[];
+      dev: [string, number, number][];
+      wh: string[];
+      opq: [string, string, string, number, number][];
+      nsmtime: number;
+      bigid: string[];
+    }
+  >;
   const all = Object.values(info);
-  assert.ok(all.every((i) => i.names.every((nm) => !nm.startsWith('./') || nm === '.')), 'no ./ prefixes');
-  assert.ok(all.some((i) => i.caps.length > 0), 'security.capability survives as SCHILY.xattr');
-  assert.ok(all.some((i) => i.hard.length >= 2), 'the 3-way hardlink has two link entries');
-  assert.ok(all.some((i) => i.longlink.length > 0), 'link targets over 100 bytes');
-  assert.ok(all.some((i) => i.dev.some(([, ma, mi]) => ma === 250 && mi === 70000)), 'chr 250:70000');
-  assert.ok(all.some((i) => i.wh.length > 0), '.wh. whiteout files');
-  assert.ok(all.some((i) => i.nsmtime > 0), 'ns mtimes in PAX');
-  assert.ok(all.some((i) => i.bigid.length > 0), 'uids above the octal range via PAX');
+  assert.ok(
+    all.every((i) => i.names.every((nm) => !nm.startsWith('./') || nm === '.')),
+    'no ./ prefixes',
+  );
+  assert.ok(
+    all.some((i) => i.caps.length > 0),
+    'security.capability survives as SCHILY.xattr',
+  );
+  assert.ok(
+    all.some((i) => i.hard.length >= 2),
+    'the 3-way hardlink has two link entries',
+  );
+  assert.ok(
+    all.some((i) => i.longlink.length > 0),
+    'link targets over 100 bytes',
+  );
+  assert.ok(
+    all.some((i) => i.dev.some(([, ma, mi]) => ma === 250 && mi === 70000)),
+    'chr 250:70000',
+  );
+  assert.ok(
+    all.some((i) => i.wh.length > 0),
+    '.wh. whiteout files',
+  );
+  assert.ok(
+    all.some((i) => i.nsmtime > 0),
+    'ns mtimes in PAX',
+  );
+  assert.ok(
+    all.some((i) => i.bigid.length > 0),
+    'uids above the octal range via PAX',
+  );
   const opq = all.flatMap((i) => i.opq);
   assert.ok(opq.length > 0, 'an opaque marker');
   for (const [name, prev, parent, mode, mtime] of opq) {
@@ -142,8 +193,16 @@ print(json.dumps(out))
     assert.ok(prev === parent || !prev.startsWith(parent) || parent === '', `${name} follows ${prev}`);
   }
   // Config: author and history survive; unchanged diff_ids → identical config bytes (second round).
-  const cfg = JSON.parse(readFileSync(join(x, 'blobs/sha256', man.config.digest.slice(7)), 'utf8')) as { author?: string; history?: { comment?: string }[] };
-  const orig = JSON.parse(rows<{ raw: Buffer }>(H.home, 'SELECT c.raw AS raw FROM config c JOIN manifest m ON m.config_digest = c.digest WHERE m.layer_count = 5')[0]!.raw.toString()) as typeof cfg;
+  const cfg = JSON.parse(readFileSync(join(x, 'blobs/sha256', man.config.digest.slice(7)), 'utf8')) as {
+    author?: string;
+    history?: { comment?: string }[];
+  };
+  const orig = JSON.parse(
+    rows<{ raw: Buffer }>(
+      H.home,
+      'SELECT c.raw AS raw FROM config c JOIN manifest m ON m.config_digest = c.digest WHERE m.layer_count = 5',
+    )[0]!.raw.toString(),
+  ) as typeof cfg;
   assert.equal(cfg.author, orig.author);
   assert.deepEqual(cfg.history, orig.history);
   const H2 = await freshHome(t);
@@ -151,8 +210,12 @@ print(json.dumps(out))
   const o2 = out();
   await Image.saveLocal(H2.backend, 'peers/multilayer:latest', o2, { format: 'oci' });
   const x2 = extract(o2);
-  assert.ok(readFileSync(join(x2, 'blobs/sha256', man.config.digest.slice(7))).equals(readFileSync(join(x, 'blobs/sha256', man.config.digest.slice(7)))),
-    'config bytes identical when the diff_ids are unchanged');
+  assert.ok(
+    readFileSync(join(x2, 'blobs/sha256', man.config.digest.slice(7))).equals(
+      readFileSync(join(x, 'blobs/sha256', man.config.digest.slice(7))),
+    ),
+    'config bytes identical when the diff_ids are unchanged',
+  );
 });
 
 test('F15: save twice and save → load → save are byte-identical (both formats); a shared layer is stored once', async (t) => {
@@ -166,7 +229,10 @@ test('F15: save twice and save → load → save are byte-identical (both format
     assert.equal(fileSha(a), fileSha(b), `${format}: save twice`);
     const F = await freshHome(t);
     const loaded = await Image.loadLocal(F.backend, a);
-    assert.deepEqual(loaded.map((h) => h.reference), refs);
+    assert.deepEqual(
+      loaded.map((h) => h.reference),
+      refs,
+    );
     const c = out();
     await Image.saveLocal(F.backend, refs, c, { format });
     assert.equal(fileSha(c), fileSha(a), `${format}: save → load → save`);
@@ -179,10 +245,15 @@ test('F15: save twice and save → load → save are byte-identical (both format
   const a = out();
   const r = await Image.saveLocal(H.backend, ['peers/multilayer:latest', 'peers/busybox:latest'], a);
   assert.equal(r.images[1]!.diffIds[0], r.images[0]!.diffIds[0]);
-  const blobs = run('tar', ['tf', a]).split('\n').filter((l) => l === `blobs/sha256/${r.images[0]!.diffIds[0]!.slice(7)}`);
+  const blobs = run('tar', ['tf', a])
+    .split('\n')
+    .filter((l) => l === `blobs/sha256/${r.images[0]!.diffIds[0]!.slice(7)}`);
   assert.equal(blobs.length, 1);
   const mj = JSON.parse(run('tar', ['xOf', a, 'manifest.json'])) as { RepoTags: string[] }[];
-  assert.deepEqual(mj.map((e) => e.RepoTags), [['peers/multilayer:latest'], ['peers/busybox:latest']]);
+  assert.deepEqual(
+    mj.map((e) => e.RepoTags),
+    [['peers/multilayer:latest'], ['peers/busybox:latest']],
+  );
   // A digest selector: no annotations, RepoTags [], reference = the selector.
   const dsel = r.images[1] && (await Image.getLocal(H.backend, 'peers/busybox:latest')).manifestDigest;
   const s = out();
@@ -223,19 +294,42 @@ test('G: msb save refuses a TTY stdout (exit 2), writes -o FILE, and pipes to st
   so.isTTY = true;
   let err = '';
   const se = new PassThrough();
-  se.on('data', (d) => { err += d; });
+  se.on('data', (d) => {
+    err += d;
+  });
   const status = await main(['--home', H.home, 'save', 'peers/busybox:latest'], { stdout: so, stderr: se, env: {} });
   assert.equal(status, 2);
   assert.match(err, /refusing to write an archive to a terminal/);
   const f = out();
-  assert.equal(await main(['--home', H.home, 'save', '-o', f, '--format', 'oci', 'peers/busybox:latest'], { stdout: new PassThrough(), stderr: new PassThrough(), env: {} }), 0);
+  assert.equal(
+    await main(['--home', H.home, 'save', '-o', f, '--format', 'oci', 'peers/busybox:latest'], {
+      stdout: new PassThrough(),
+      stderr: new PassThrough(),
+      env: {},
+    }),
+    0,
+  );
   const g = out();
   await Image.saveLocal(H.backend, 'peers/busybox:latest', g, { format: 'oci' });
   assert.equal(fileSha(f), fileSha(g));
   const piped = new PassThrough();
   const chunks: Buffer[] = [];
   piped.on('data', (c: Buffer) => chunks.push(c));
-  assert.equal(await main(['--home', H.home, 'save', '--format', 'oci', 'peers/busybox:latest'], { stdout: piped, stderr: new PassThrough(), env: {} }), 0);
+  assert.equal(
+    await main(['--home', H.home, 'save', '--format', 'oci', 'peers/busybox:latest'], {
+      stdout: piped,
+      stderr: new PassThrough(),
+      env: {},
+    }),
+    0,
+  );
   assert.equal(sha(Buffer.concat(chunks)), fileSha(g));
-  assert.equal(await main(['--home', H.home, 'save', '-o', out(), 'missing:1'], { stdout: new PassThrough(), stderr: new PassThrough(), env: {} }), 3);
+  assert.equal(
+    await main(['--home', H.home, 'save', '-o', out(), 'missing:1'], {
+      stdout: new PassThrough(),
+      stderr: new PassThrough(),
+      env: {},
+    }),
+    3,
+  );
 });

@@ -28,7 +28,10 @@ test('D1: debian-minbase converts, passes fsck.erofs, mounts and equals GNU tar 
   const tarPath = join(dir, 'debian.tar');
   const chunks: Buffer[] = [];
   const h = createHash('sha256');
-  for await (const c of createReadStream(blob).pipe(createGunzip())) { chunks.push(c as Buffer); h.update(c as Buffer); }
+  for await (const c of createReadStream(blob).pipe(createGunzip())) {
+    chunks.push(c as Buffer);
+    h.update(c as Buffer);
+  }
   writeFileSync(tarPath, Buffer.concat(chunks));
   assert.equal(res.diffId, `sha256:${h.digest('hex')}`);
   const x = join(dir, 'x');
@@ -38,7 +41,11 @@ test('D1: debian-minbase converts, passes fsck.erofs, mounts and equals GNU tar 
   // tar headers themselves instead of GNU tar's extraction.
   await withMount(out, (m) => {
     expectSameTree(m, x, { label: 'debian-minbase', manifestFlags: ['--no-dir-mtime'] });
-    const listing = execFileSync('tar', ['--full-time', '-tvf', tarPath], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' }, maxBuffer: 64 << 20 });
+    const listing = execFileSync('tar', ['--full-time', '-tvf', tarPath], {
+      encoding: 'utf8',
+      env: { ...process.env, TZ: 'UTC' },
+      maxBuffer: 64 << 20,
+    });
     let dirs = 0;
     for (const line of listing.split('\n')) {
       const mm = /^d\S+ \S+\s+\d+ (\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)\S* (.*)$/.exec(line);

@@ -15,19 +15,26 @@ import { ensureImages, erofsUtils, run, tempDir, treeManifest } from '../helpers
 import { fsckOk, withMount } from '../helpers/layer.js';
 
 function busyboxBlob(oci: string): string {
-  const index = JSON.parse(readFileSync(join(oci, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+  const index = JSON.parse(readFileSync(join(oci, 'index.json'), 'utf8')) as {
+    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
+  };
   const m = index.manifests.find((x) => x.annotations?.['org.opencontainers.image.ref.name'] === 'busybox')!;
   const blob = (d: string) => join(oci, 'blobs', 'sha256', d.slice(7));
-  return blob((JSON.parse(readFileSync(blob(m.digest), 'utf8')) as { layers: Array<{ digest: string }> }).layers[0]!.digest);
+  return blob(
+    (JSON.parse(readFileSync(blob(m.digest), 'utf8')) as { layers: Array<{ digest: string }> }).layers[0]!.digest,
+  );
 }
 
 function normalize(listing: string): string[] {
-  return listing.split('\n').filter(Boolean).map((l) => {
-    let s = l.replace(/ xattr\.trusted\.overlay\.origin=(?= |$)/, '');
-    if (s.startsWith('/ dir ')) s = s.replace(/ mode=\d+ uid=\d+ gid=\d+/, '').replace(/ mtime=\S+/, '');
-    if (/ chr mode=\d+ .*rdev=0,0/.test(s)) s = s.replace(/ mode=\d+/, ' mode=(whiteout)');
-    return s;
-  });
+  return listing
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      let s = l.replace(/ xattr\.trusted\.overlay\.origin=(?= |$)/, '');
+      if (s.startsWith('/ dir ')) s = s.replace(/ mode=\d+ uid=\d+ gid=\d+/, '').replace(/ mtime=\S+/, '');
+      if (/ chr mode=\d+ .*rdev=0,0/.test(s)) s = s.replace(/ mode=\d+/, ' mode=(whiteout)');
+      return s;
+    });
 }
 
 test('D26: busybox, L2, L3 — mounted trees equal mkfs.erofs --tar=f --aufs 1.9.4 (documented exceptions only)', async (t) => {

@@ -7,7 +7,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, readdirSync, statSync, writeFileSync, openSync, closeSync, writeSync, ftruncateSync, mkdirSync } from 'node:fs';
+import {
+  createReadStream,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+  openSync,
+  closeSync,
+  writeSync,
+  ftruncateSync,
+  mkdirSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { writeLayer } from '../../src/erofs/layer-writer.js';
 import { convertLayer } from '../../src/erofs/convert.js';
@@ -20,7 +31,9 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** The busybox layer blob (gzip) of the OCI fixture layout. */
 function busyboxBlob(oci: string): string {
-  const index = JSON.parse(readFileSync(join(oci, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+  const index = JSON.parse(readFileSync(join(oci, 'index.json'), 'utf8')) as {
+    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
+  };
   const m = index.manifests.find((x) => x.annotations?.['org.opencontainers.image.ref.name'] === 'busybox')!;
   const blob = (d: string) => join(oci, 'blobs', 'sha256', d.slice(7));
   const manifest = JSON.parse(readFileSync(blob(m.digest), 'utf8')) as { layers: Array<{ digest: string }> };
@@ -36,7 +49,10 @@ function checkSuperblock(img: string, diffId: string): void {
   const tail = Buffer.from(b.subarray(1024, 4096));
   tail.writeUInt32LE(0, 4);
   let c = 0xffffffff;
-  for (const byte of tail) { c ^= byte; for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1; }
+  for (const byte of tail) {
+    c ^= byte;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  }
   assert.equal(sb.readUInt32LE(4), c >>> 0);
   assert.equal(crc32c(0xffffffff, tail), c >>> 0);
   assert.equal(sb.readUInt16LE(0x0e), 1);
@@ -66,13 +82,20 @@ test('D1–D3: fixture layers convert, pass fsck.erofs 1.9.4, mount, and equal G
       assert.equal(run('stat', ['-c', '%i', m]).trim(), '1', name);
       expectSameTree(m, x, { label: name });
       if (name === 'sparse-pax') {
-        assert.deepEqual(readdirSync(m).filter((n) => n.startsWith('GNUSparseFile')), []);
+        assert.deepEqual(
+          readdirSync(m).filter((n) => n.startsWith('GNUSparseFile')),
+          [],
+        );
         const f = join(m, readdirSync(m).find((n) => statSync(join(m, n)).isFile())!);
         assert.equal(statSync(f).size, 64 * 1024 * 1024);
       }
       if (name === 'l3-nasty-pax') assert.equal(statSync(join(m, 'links/orig.txt')).nlink, 3);
     });
-    if (name === 'sparse-pax') assert.ok(statSync(out).blocks * 512 < 1024 * 1024, `edge-sparse image allocates ${statSync(out).blocks * 512} bytes`);
+    if (name === 'sparse-pax')
+      assert.ok(
+        statSync(out).blocks * 512 < 1024 * 1024,
+        `edge-sparse image allocates ${statSync(out).blocks * 512} bytes`,
+      );
   }
 });
 
@@ -113,14 +136,33 @@ test('D15: GNU tar sparse archives (old GNU S, PAX 0.0, 0.1, 1.0) of a real spar
   mkdirSync(src);
   const f = join(src, 'sparse.img');
   const fd = openSync(f, 'w');
-  const marks: Array<[number, string]> = [[0, 'start'], [5 * 4096 + 100, 'five'], [(1 << 26) + 7, 'sixty-four MiB'], [200_000_000, 'end']];
+  const marks: Array<[number, string]> = [
+    [0, 'start'],
+    [5 * 4096 + 100, 'five'],
+    [(1 << 26) + 7, 'sixty-four MiB'],
+    [200_000_000, 'end'],
+  ];
   for (const [o, s] of marks) writeSync(fd, Buffer.from(s), 0, s.length, o);
   ftruncateSync(fd, 200_000_100);
   closeSync(fd);
   const want = sha(readFileSync(f));
-  for (const [fmt, ver] of [['gnu', ''], ['posix', '0.0'], ['posix', '0.1'], ['posix', '1.0']] as const) {
+  for (const [fmt, ver] of [
+    ['gnu', ''],
+    ['posix', '0.0'],
+    ['posix', '0.1'],
+    ['posix', '1.0'],
+  ] as const) {
     const tarPath = join(dir, `s-${fmt}${ver}.tar`);
-    run('tar', ['-C', src, `--format=${fmt}`, '--sparse', ...(ver ? [`--sparse-version=${ver}`] : []), '-cf', tarPath, 'sparse.img']);
+    run('tar', [
+      '-C',
+      src,
+      `--format=${fmt}`,
+      '--sparse',
+      ...(ver ? [`--sparse-version=${ver}`] : []),
+      '-cf',
+      tarPath,
+      'sparse.img',
+    ]);
     const out = join(dir, `s-${fmt}${ver}.erofs`);
     const res = await writeLayer(createReadStream(tarPath), out);
     assert.equal(res.entries, 1);

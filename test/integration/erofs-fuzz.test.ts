@@ -19,7 +19,14 @@ const TIMEOUT_MS = 20_000;
 
 function rng(seed: number) {
   let x = seed >>> 0 || 1;
-  return (n: number) => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x % n; };
+  return (n: number) => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x % n;
+  };
 }
 
 /** Offsets of every header block (entries and extension headers) and each 'x' body's range. */
@@ -43,15 +50,39 @@ function fixChecksum(b: Buffer, off: number): void {
   b.write(s.toString(8).padStart(6, '0') + '\0 ', off + 148, 'latin1');
 }
 
-const FIELD_VALUES = ['00000000000\0', '77777777777\0', '99999999999\0', '\x80\0\0\0\0\0\0\0\xff\xff\xff\xff', '\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff', '           \0', '-1\0', ''];
-const NAME_VALUES = ['../x', '/', '', '.wh.', '.wh..wh..opq', 'a/../../b', 'x/.wh.y', '\xff\xfe', 'sizes', 'links/orig.txt'];
+const FIELD_VALUES = [
+  '00000000000\0',
+  '77777777777\0',
+  '99999999999\0',
+  '\x80\0\0\0\0\0\0\0\xff\xff\xff\xff',
+  '\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff',
+  '           \0',
+  '-1\0',
+  '',
+];
+const NAME_VALUES = [
+  '../x',
+  '/',
+  '',
+  '.wh.',
+  '.wh..wh..opq',
+  'a/../../b',
+  'x/.wh.y',
+  '\xff\xfe',
+  'sizes',
+  'links/orig.txt',
+];
 const TYPES = '0123456789xgLKSDVZM\0 7';
 
 /**
  * Mutates `b` in place and returns the variant plus an undo (the 7 MB tar is not copied per case):
  * each touched header block (and PAX body) is saved first.
  */
-function mutate(b: Buffer, hs: ReturnType<typeof headers>, r: (n: number) => number): { variant: Buffer; undo: () => void } {
+function mutate(
+  b: Buffer,
+  hs: ReturnType<typeof headers>,
+  r: (n: number) => number,
+): { variant: Buffer; undo: () => void } {
   const saved: Array<[number, Buffer]> = [];
   const n = 1 + r(3);
   for (let k = 0; k < n; k++) {
@@ -59,16 +90,21 @@ function mutate(b: Buffer, hs: ReturnType<typeof headers>, r: (n: number) => num
     saved.push([h.off, Buffer.from(b.subarray(h.off, h.off + 512 + (h.type === 0x78 ? h.size : 0)))]);
     const kind = r(8);
     if (kind === 0) b[h.off + r(512)] = r(256);
-    else if (kind === 1) b.write(FIELD_VALUES[r(FIELD_VALUES.length)]!, h.off + [100, 108, 116, 124, 136, 329, 337][r(7)]!, 'latin1');
+    else if (kind === 1)
+      b.write(FIELD_VALUES[r(FIELD_VALUES.length)]!, h.off + [100, 108, 116, 124, 136, 329, 337][r(7)]!, 'latin1');
     else if (kind === 2) b[h.off + 156] = TYPES.charCodeAt(r(TYPES.length));
-    else if (kind === 3) { b.fill(0, h.off, h.off + 100); b.write(NAME_VALUES[r(NAME_VALUES.length)]!, h.off, 'latin1'); }
-    else if (kind === 4) b.write(NAME_VALUES[r(NAME_VALUES.length)]!, h.off + 157, 'latin1');
+    else if (kind === 3) {
+      b.fill(0, h.off, h.off + 100);
+      b.write(NAME_VALUES[r(NAME_VALUES.length)]!, h.off, 'latin1');
+    } else if (kind === 4) b.write(NAME_VALUES[r(NAME_VALUES.length)]!, h.off + 157, 'latin1');
     else if (kind === 5 && h.type === 0x78 && h.size > 0) b[h.body + r(h.size)] = r(256);
     else if (kind === 6 && h.type === 0x78 && h.size > 0) b.write(String(r(1000)), h.body + r(h.size), 'latin1');
     else b.write(String(r(99999999)).padStart(11, '0') + '\0', h.off + 124, 'latin1');
     if (r(4) !== 0) fixChecksum(b, h.off);
   }
-  const undo = () => { for (const [off, bytes] of saved.reverse()) bytes.copy(b, off); };
+  const undo = () => {
+    for (const [off, bytes] of saved.reverse()) bytes.copy(b, off);
+  };
   // Sometimes also cut the stream short.
   return { variant: r(10) === 0 ? b.subarray(0, r(b.length)) : b, undo };
 }
@@ -85,7 +121,9 @@ test(`D25: ${CASES} mutated variants of L3 headers end in success or a typed err
     const { variant, undo } = mutate(l3, hs, r);
     const out = join(dir, `c${i}.erofs`);
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`case ${i} timed out`)), TIMEOUT_MS); });
+    const timeout = new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new Error(`case ${i} timed out`)), TIMEOUT_MS);
+    });
     let outcome: string;
     try {
       await Promise.race([writeLayer(chunks(variant, [16384, 65536 + r(4096), 1 << 20][r(3)]), out), timeout]);

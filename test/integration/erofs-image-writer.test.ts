@@ -14,7 +14,15 @@ import { erofsUtils, mountErofs, run, runStatus, tempDir } from '../helpers/env.
 
 const UUID = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
 
-async function build(root: DirNode, path: string, opts: { firstFreeBlock?: number; devices?: DeviceSlot[]; pre?: (fh: import('node:fs/promises').FileHandle) => Promise<void> } = {}) {
+async function build(
+  root: DirNode,
+  path: string,
+  opts: {
+    firstFreeBlock?: number;
+    devices?: DeviceSlot[];
+    pre?: (fh: import('node:fs/promises').FileHandle) => Promise<void>;
+  } = {},
+) {
   const fh = await open(path, 'wx', 0o644);
   try {
     await opts.pre?.(fh);
@@ -60,7 +68,10 @@ test('empty root image: golden superblock and root inode bytes, mounts with . an
   const tail = Buffer.from(b.subarray(1024, 4096));
   tail.writeUInt32LE(0, 4);
   let c = 0xffffffff;
-  for (const byte of tail) { c ^= byte; for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1; }
+  for (const byte of tail) {
+    c ^= byte;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  }
   expectSb.writeUInt32LE(c >>> 0, 4);
   assert.deepEqual(sb, expectSb);
   assert.equal(superblockChecksum(b), sb.readUInt32LE(4));
@@ -69,11 +80,27 @@ test('empty root image: golden superblock and root inode bytes, mounts with . an
   const meta = b.subarray(4096);
   assert.ok(meta.subarray(0, 32).equals(Buffer.alloc(32)));
   const expectInode = Buffer.from(
-    '0500' + '0000' + 'ed41' + '0000' + '1b00000000000000' + 'ffffffff' + '01000000' + '00000000' + '00000000' +
-    '0000000000000000' + '00000000' + '02000000' + '00'.repeat(16), 'hex');
+    '0500' +
+      '0000' +
+      'ed41' +
+      '0000' +
+      '1b00000000000000' +
+      'ffffffff' +
+      '01000000' +
+      '00000000' +
+      '00000000' +
+      '0000000000000000' +
+      '00000000' +
+      '02000000' +
+      '00'.repeat(16),
+    'hex',
+  );
   assert.deepEqual(meta.subarray(32, 96), expectInode);
   // Inline dirents: "." nid 1 nameoff 24 type 2, ".." nid 1 nameoff 25 type 2, names "..." (27 bytes).
-  const expectDir = Buffer.from('0100000000000000' + '1800' + '02' + '00' + '0100000000000000' + '1900' + '02' + '00', 'hex');
+  const expectDir = Buffer.from(
+    '0100000000000000' + '1800' + '02' + '00' + '0100000000000000' + '1900' + '02' + '00',
+    'hex',
+  );
   assert.deepEqual(meta.subarray(96, 120), expectDir);
   assert.equal(meta.subarray(120, 123).toString('latin1'), '...');
   assert.ok(meta.subarray(123).equals(Buffer.alloc(meta.length - 123)));
@@ -119,7 +146,8 @@ test('dirent order: "-x" sorts before "." (docs/erofs.md §4.5); big dirs pack g
     assert.deepEqual(run('ls', ['-a', m.dir]).split('\n').filter(Boolean).sort(), ['-x', '.', '..', 'a', 'big']);
     const listed = readdirSync(join(m.dir, 'big'));
     assert.equal(listed.length, 5000);
-    for (const name of ['name-00000', 'name-02500', 'name-04999']) assert.ok(statSync(join(m.dir, 'big', name)).isFile());
+    for (const name of ['name-00000', 'name-02500', 'name-04999'])
+      assert.ok(statSync(join(m.dir, 'big', name)).isFile());
     assert.equal(statSync(join(m.dir, 'big')).nlink, 2);
     assert.equal(statSync(m.dir).nlink, 3);
   } finally {
@@ -134,20 +162,38 @@ test('fsmeta shape: CHUNK_BASED file with a 20-byte ibody (4 pad bytes), device 
   const content = Buffer.alloc(5000);
   for (let i = 0; i < content.length; i++) content[i] = (i * 7 + 3) & 0xff;
   const lroot = newDir(false);
-  lroot.children.set('f', { kind: 'file', meta: newMeta({ mode: 0o644 }), size: content.length, data: { device: 0, startBlock: 1 } });
+  lroot.children.set('f', {
+    kind: 'file',
+    meta: newMeta({ mode: 0o644 }),
+    size: content.length,
+    data: { device: 0, startBlock: 1 },
+  });
   const layerImg = join(dir, 'layer.erofs');
-  const ll = await build(lroot, layerImg, { firstFreeBlock: 3, pre: async (fh) => { await fh.write(content, 0, content.length, 4096); } });
+  const ll = await build(lroot, layerImg, {
+    firstFreeBlock: 3,
+    pre: async (fh) => {
+      await fh.write(content, 0, content.length, 4096);
+    },
+  });
   fsckOk(layerImg);
   // fsmeta: the same file as a chunk index into device 1, with user.a = "bcd" → ibody 20.
   const root = newDir(false);
   const xattrs = [{ index: 1, suffix: Buffer.from('a'), value: Buffer.from('bcd') }];
-  root.children.set('f', { kind: 'file', meta: newMeta({ mode: 0o644, xattrs }), size: content.length, data: { device: 1, startBlock: 1 } });
+  root.children.set('f', {
+    kind: 'file',
+    meta: newMeta({ mode: 0o644, xattrs }),
+    size: content.length,
+    data: { device: 1, startBlock: 1 },
+  });
   root.children.set('g', { kind: 'file', meta: newMeta({ mode: 0o600 }), size: 0 });
   const fsmeta = join(dir, 'fsmeta.erofs');
   // firstFreeBlock 1 (H = 1 for n ≤ 23); the layout tells us the fsmeta block count for mapped_blkaddr.
   const probe = layoutImage(root, { firstFreeBlock: 1 });
-  const tag = Buffer.alloc(64); Buffer.from(UUID.toString('hex')).copy(tag);
-  const layout = await build(root, fsmeta, { devices: [{ tag, blocks: ll.totalBlocks, mappedBlkaddr: probe.totalBlocks }] });
+  const tag = Buffer.alloc(64);
+  Buffer.from(UUID.toString('hex')).copy(tag);
+  const layout = await build(root, fsmeta, {
+    devices: [{ tag, blocks: ll.totalBlocks, mappedBlkaddr: probe.totalBlocks }],
+  });
   const b = await readFile(fsmeta);
   assert.equal(b.length, layout.totalBlocks * 4096);
   assert.equal(b.readUInt32LE(1024 + 0x50), 0xc);
@@ -185,7 +231,12 @@ test('determinism: the same tree gives the same bytes', async (t) => {
     root.opaque = true;
     const sub = newDir(false, newMeta({ mode: 0o700, uid: 70000, mtime: 4102444800n, mtimeNsec: 5 }));
     root.children.set('sub', sub);
-    sub.children.set('l', { kind: 'symlink', meta: newMeta({ mode: 0o777 }), size: 300, target: Buffer.alloc(300, 0x61) });
+    sub.children.set('l', {
+      kind: 'symlink',
+      meta: newMeta({ mode: 0o777 }),
+      size: 300,
+      target: Buffer.alloc(300, 0x61),
+    });
     sub.children.set('c', { kind: 'chr', meta: newMeta({ mode: 0o600 }), size: 0, rdevMajor: 250, rdevMinor: 70000 });
     return root;
   };

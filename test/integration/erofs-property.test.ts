@@ -6,7 +6,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, rmSync, symlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  symlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { convertLayer } from '../../src/erofs/convert.js';
@@ -42,14 +52,25 @@ const specArb: fc.Arbitrary<Spec> = fc.record({
     zeroBlocks: fc.array(fc.nat(16), { maxLength: 4 }),
     seed: fc.nat(),
   }),
-  target: fc.oneof(fc.constantFrom('/', '../x', 'a/b', 't'.repeat(300)), fc.string({ minLength: 1, maxLength: 50 }).filter((s) => !s.includes('\0'))),
-  xattrs: fc.array(fc.tuple(fc.constantFrom('user.a', 'user.bin', 'user.long.name'), fc.uint8Array({ minLength: 0, maxLength: 300 })), { maxLength: 3 }),
+  target: fc.oneof(
+    fc.constantFrom('/', '../x', 'a/b', 't'.repeat(300)),
+    fc.string({ minLength: 1, maxLength: 50 }).filter((s) => !s.includes('\0')),
+  ),
+  xattrs: fc.array(
+    fc.tuple(fc.constantFrom('user.a', 'user.bin', 'user.long.name'), fc.uint8Array({ minLength: 0, maxLength: 300 })),
+    { maxLength: 3 },
+  ),
 });
 
 function content(c: Spec['content']): Buffer {
   const b = Buffer.alloc(c.size);
   let x = c.seed | 1;
-  for (let i = 0; i < b.length; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; b[i] = x & 0xff; }
+  for (let i = 0; i < b.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
   for (const z of c.zeroBlocks) b.fill(0, z * 4096, Math.min(b.length, (z + 1) * 4096));
   return b;
 }
@@ -65,7 +86,12 @@ function materialize(root: string, specs: Spec[]): void {
     let cur = root;
     for (const part of s.path.slice(0, -1).map((i) => NAMES[i]!)) {
       cur = join(cur, part);
-      if (existsSync(cur) || isLink(cur)) { if (!lstatSync(cur).isDirectory()) { ok = false; break; } } else mkdirSync(cur);
+      if (existsSync(cur) || isLink(cur)) {
+        if (!lstatSync(cur).isDirectory()) {
+          ok = false;
+          break;
+        }
+      } else mkdirSync(cur);
     }
     if (!ok || existsSync(p) || isLink(p)) continue;
     switch (s.kind) {
@@ -77,14 +103,23 @@ function materialize(root: string, specs: Spec[]): void {
         files.push(p);
         break;
       }
-      case 'dir': mkdirSync(p); dirs.push([p, s]); continue;
-      case 'symlink': symlinkSync(s.target, p); break;
+      case 'dir':
+        mkdirSync(p);
+        dirs.push([p, s]);
+        continue;
+      case 'symlink':
+        symlinkSync(s.target, p);
+        break;
       case 'hardlink':
         if (files.length === 0) continue;
         linkSync(files[s.content.seed % files.length]!, p);
         continue; // shares the target's metadata
-      case 'fifo': run('mkfifo', [p]); break;
-      case 'chr': run('mknod', [p, 'c', String(s.uid % 4096), String(s.gid % 1048576)]); break;
+      case 'fifo':
+        run('mkfifo', [p]);
+        break;
+      case 'chr':
+        run('mknod', [p, 'c', String(s.uid % 4096), String(s.gid % 1048576)]);
+        break;
     }
     applyMeta(p, s);
   }
@@ -94,7 +129,11 @@ function materialize(root: string, specs: Spec[]): void {
 }
 
 function isLink(p: string): boolean {
-  try { return lstatSync(p).isSymbolicLink(); } catch { return false; }
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 function applyMeta(p: string, s: Spec): void {
@@ -102,7 +141,8 @@ function applyMeta(p: string, s: Spec): void {
   run('chown', ['-h', `${s.uid}:${s.gid}`, p]);
   if (!link) {
     run('chmod', [(s.mode & 0o7777).toString(8).padStart(4, '0'), p]);
-    if (s.kind === 'file' || s.kind === 'dir') for (const [n, v] of s.xattrs) run('setfattr', ['-n', n, '-v', `0x${Buffer.from(v).toString('hex')}`, p]);
+    if (s.kind === 'file' || s.kind === 'dir')
+      for (const [n, v] of s.xattrs) run('setfattr', ['-n', n, '-v', `0x${Buffer.from(v).toString('hex')}`, p]);
   }
   run('touch', ['-h', '-d', `@${s.sec}.${String(s.nsec).padStart(9, '0')}`, p]);
 }
@@ -119,7 +159,18 @@ test('property: random trees → GNU tar → converter → kernel mount equal th
       try {
         materialize(src, specs);
         const tarPath = join(dir, `t${i}.tar`);
-        run('tar', ['--format=posix', '--xattrs', '--xattrs-include=*', '--numeric-owner', '--pax-option=delete=atime,delete=ctime', '-C', src, '-cf', tarPath, '.']);
+        run('tar', [
+          '--format=posix',
+          '--xattrs',
+          '--xattrs-include=*',
+          '--numeric-owner',
+          '--pax-option=delete=atime,delete=ctime',
+          '-C',
+          src,
+          '-cf',
+          tarPath,
+          '.',
+        ]);
         const img = join(dir, `i${i}.erofs`);
         await convertLayer(tarPath, img);
         fsckOk(img);

@@ -5,7 +5,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, mkdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync, linkSync, utimesSync } from 'node:fs';
+import {
+  createReadStream,
+  mkdirSync,
+  readFileSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+  linkSync,
+  utimesSync,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -33,7 +42,10 @@ async function build(root: DirNode, path: string): Promise<ImageLayout> {
 
 function sampleTree(): DirNode {
   const root = newDir(true);
-  const d = newDir(false, newMeta({ mode: 0o750, uid: 1, xattrs: [{ index: 1, suffix: Buffer.from('k'), value: Buffer.from('v') }] }));
+  const d = newDir(
+    false,
+    newMeta({ mode: 0o750, uid: 1, xattrs: [{ index: 1, suffix: Buffer.from('k'), value: Buffer.from('v') }] }),
+  );
   d.opaque = true;
   root.children.set('d', d);
   const f: Inode = { kind: 'symlink', meta: newMeta({ mode: 0o777 }), size: 5, target: Buffer.from('abcde') };
@@ -99,7 +111,10 @@ test('compact inodes (mkfs.erofs -Eforce-inode-compact) are read: owners, modes,
   assert.equal(big.meta.mtime, 1577836800n);
   assert.ok(big.data && big.data.device === 0 && big.data.startBlock > 0);
   const bytes = readFileSync(out);
-  assert.deepEqual(bytes.subarray(big.data.startBlock * 4096, big.data.startBlock * 4096 + 10000), Buffer.alloc(10000, 9));
+  assert.deepEqual(
+    bytes.subarray(big.data.startBlock * 4096, big.data.startBlock * 4096 + 10000),
+    Buffer.alloc(10000, 9),
+  );
   assert.equal(d.children.get('f'), root.children.get('hl'));
   assert.deepEqual((root.children.get('l') as Inode).target, Buffer.from('d/f'));
   // Not our format: the header check refuses it (volume name), the reader does not care.
@@ -124,21 +139,103 @@ test('checkErofsHeader (docs/storage.md §5): each failed condition is CACHE_COR
   const sb = (o: number) => 1024 + o;
   const cases: Array<[string, () => string, RegExp]> = [
     ['missing', () => join(dir, 'nope.erofs'), /missing/],
-    ['symlink', () => { symlinkSync(good, join(dir, 'sym.erofs')); return join(dir, 'sym.erofs'); }, /regular file/],
-    ['empty', () => { writeFileSync(join(dir, 'e.erofs'), ''); return join(dir, 'e.erofs'); }, /multiple of 4096/],
-    ['odd length', () => { const p = corruptCopy(good, join(dir, 'odd.erofs'), () => undefined); truncateSync(p, 4096 * 2 + 1); return p; }, /multiple of 4096/],
-    ['one block longer', () => { const p = corruptCopy(good, join(dir, 'long.erofs'), () => undefined); truncateSync(p, readFileSync(good).length + 4096); return p; }, /blocks/],
-    ['magic', () => corruptCopy(good, join(dir, 'magic.erofs'), (b) => { b[sb(0)] = 0; }), /magic/],
-    ['crc', () => corruptCopy(good, join(dir, 'crc.erofs'), (b) => { b[3000] = 1; }, false), /checksum/],
-    ['blkszbits', () => corruptCopy(good, join(dir, 'bs.erofs'), (b) => { b[sb(0x0c)] = 9; }), /block size/],
-    ['meta_blkaddr', () => corruptCopy(good, join(dir, 'meta.erofs'), (b) => { b.writeUInt32LE(1000, sb(0x28)); }), /meta_blkaddr/],
-    ['volume', () => corruptCopy(good, join(dir, 'vol.erofs'), (b) => { b.write('msb-erofs/9', sb(0x40), 'latin1'); }), /format version/],
-    ['root not dir', () => corruptCopy(good, join(dir, 'root.erofs'), (b) => { const m = b.readUInt32LE(sb(0x28)) * 4096 + 32; b.writeUInt16LE(0o100644, m + 4); }), /root inode/],
+    [
+      'symlink',
+      () => {
+        symlinkSync(good, join(dir, 'sym.erofs'));
+        return join(dir, 'sym.erofs');
+      },
+      /regular file/,
+    ],
+    [
+      'empty',
+      () => {
+        writeFileSync(join(dir, 'e.erofs'), '');
+        return join(dir, 'e.erofs');
+      },
+      /multiple of 4096/,
+    ],
+    [
+      'odd length',
+      () => {
+        const p = corruptCopy(good, join(dir, 'odd.erofs'), () => undefined);
+        truncateSync(p, 4096 * 2 + 1);
+        return p;
+      },
+      /multiple of 4096/,
+    ],
+    [
+      'one block longer',
+      () => {
+        const p = corruptCopy(good, join(dir, 'long.erofs'), () => undefined);
+        truncateSync(p, readFileSync(good).length + 4096);
+        return p;
+      },
+      /blocks/,
+    ],
+    [
+      'magic',
+      () =>
+        corruptCopy(good, join(dir, 'magic.erofs'), (b) => {
+          b[sb(0)] = 0;
+        }),
+      /magic/,
+    ],
+    [
+      'crc',
+      () =>
+        corruptCopy(
+          good,
+          join(dir, 'crc.erofs'),
+          (b) => {
+            b[3000] = 1;
+          },
+          false,
+        ),
+      /checksum/,
+    ],
+    [
+      'blkszbits',
+      () =>
+        corruptCopy(good, join(dir, 'bs.erofs'), (b) => {
+          b[sb(0x0c)] = 9;
+        }),
+      /block size/,
+    ],
+    [
+      'meta_blkaddr',
+      () =>
+        corruptCopy(good, join(dir, 'meta.erofs'), (b) => {
+          b.writeUInt32LE(1000, sb(0x28));
+        }),
+      /meta_blkaddr/,
+    ],
+    [
+      'volume',
+      () =>
+        corruptCopy(good, join(dir, 'vol.erofs'), (b) => {
+          b.write('msb-erofs/9', sb(0x40), 'latin1');
+        }),
+      /format version/,
+    ],
+    [
+      'root not dir',
+      () =>
+        corruptCopy(good, join(dir, 'root.erofs'), (b) => {
+          const m = b.readUInt32LE(sb(0x28)) * 4096 + 32;
+          b.writeUInt16LE(0o100644, m + 4);
+        }),
+      /root inode/,
+    ],
     ['uuid', () => good, /uuid/],
   ];
   for (const [name, mk, re] of cases) {
     const path = mk();
-    const e = await rejectsTyped(checkErofsHeader(path, name === 'uuid' ? { uuid: Buffer.alloc(16) } : {}), 'CACHE_CORRUPT', re);
+    const e = await rejectsTyped(
+      checkErofsHeader(path, name === 'uuid' ? { uuid: Buffer.alloc(16) } : {}),
+      'CACHE_CORRUPT',
+      re,
+    );
     assert.ok(e instanceof CacheCorruptError && e.path === path, name);
   }
 });
@@ -150,7 +247,11 @@ test('readErofsTree rejects cycles, shared xattrs, compression, unknown layouts,
   const root = newDir(false);
   const a = newDir(false);
   root.children.set('a', a);
-  a.children.set('x', { kind: 'file', meta: newMeta({ xattrs: [{ index: 1, suffix: Buffer.from('k'), value: Buffer.from('v') }] }), size: 0 });
+  a.children.set('x', {
+    kind: 'file',
+    meta: newMeta({ xattrs: [{ index: 1, suffix: Buffer.from('k'), value: Buffer.from('v') }] }),
+    size: 0,
+  });
   a.children.set('y', { kind: 'symlink', meta: newMeta(), size: 3, target: Buffer.from('abc') });
   const layout = await build(root, good);
   await readErofsTree(good);
@@ -163,14 +264,41 @@ test('readErofsTree rejects cycles, shared xattrs, compression, unknown layouts,
   const dirent = (i: number) => aOff + 64 + i * 12;
   const cases: Array<[string, (b: Buffer) => void, RegExp]> = [
     ['cycle', (b) => b.writeBigUInt64LE(1n, dirent(2)), /twice|cycle/],
-    ['shared xattr', (b) => { b[xOff + 64 + 4] = 1; }, /shared xattrs/],
+    [
+      'shared xattr',
+      (b) => {
+        b[xOff + 64 + 4] = 1;
+      },
+      /shared xattrs/,
+    ],
     ['compression', (b) => b.writeUInt16LE(1 | (1 << 1), xOff), /compress/],
     ['unknown layout', (b) => b.writeUInt16LE(1 | (6 << 1), xOff), /unknown data layout/],
-    ['symlink out of bounds', (b) => { b.writeUInt16LE(1, yOff); b.writeUInt32LE(99999, yOff + 16); }, /out of bounds/],
+    [
+      'symlink out of bounds',
+      (b) => {
+        b.writeUInt16LE(1, yOff);
+        b.writeUInt32LE(99999, yOff + 16);
+      },
+      /out of bounds/,
+    ],
     ['nid out of bounds', (b) => b.writeBigUInt64LE(1n << 40n, dirent(3)), /out of bounds|out of range/],
     ['bad nameoff', (b) => b.writeUInt16LE(7, dirent(0) + 8), /nameoff/],
-    ['unsorted', (b) => { const n = dirent(0) + b.readUInt16LE(dirent(0) + 8); b.write('y', n + 1 + 2, 'latin1'); }, /sorted/],
-    ['slash in name', (b) => { const n = dirent(0) + b.readUInt16LE(dirent(3) + 8); b.write('/', n, 'latin1'); }, /invalid name/],
+    [
+      'unsorted',
+      (b) => {
+        const n = dirent(0) + b.readUInt16LE(dirent(0) + 8);
+        b.write('y', n + 1 + 2, 'latin1');
+      },
+      /sorted/,
+    ],
+    [
+      'slash in name',
+      (b) => {
+        const n = dirent(0) + b.readUInt16LE(dirent(3) + 8);
+        b.write('/', n, 'latin1');
+      },
+      /invalid name/,
+    ],
     ['xattr beyond ibody', (b) => b.writeUInt16LE(200, xOff + 64 + 12 + 2), /beyond/],
   ];
   for (const [name, patch, re] of cases) {
@@ -179,7 +307,12 @@ test('readErofsTree rejects cycles, shared xattrs, compression, unknown layouts,
   }
   await rejectsTyped(readErofsTree(good, { maxPathDepth: 1 }), 'CACHE_CORRUPT', /depth/);
   // A directory that is really a cycle through a child: a/x → a.
-  const p = corruptCopy(good, join(dir, 'self.erofs'), (b) => b.writeBigUInt64LE(BigInt(layout.byEntry.get(a)!.nid), dirent(2)), false);
+  const p = corruptCopy(
+    good,
+    join(dir, 'self.erofs'),
+    (b) => b.writeBigUInt64LE(BigInt(layout.byEntry.get(a)!.nid), dirent(2)),
+    false,
+  );
   await rejectsTyped(readErofsTree(p), 'CACHE_CORRUPT', /twice|cycle/);
   assert.ok(isDir(root));
 });

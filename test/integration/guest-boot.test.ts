@@ -20,10 +20,28 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Image, LocalBackend } from '../../src/index.js';
 import { debianLayer } from '../../bench/convert.js';
-import { ensureImages, ensureRegistry, FIXTURE_ROOT, PROJECT_ROOT, run, tempDir, treeManifest } from '../helpers/env.js';
 import {
-  asTreeManifest, assertSameListing, bootGuest, contiguousAsRegular, describeRun, guestHarness, misplacedDeviceVmdk,
-  parseListing, sh, umociReference, type GuestReport, type Reference,
+  ensureImages,
+  ensureRegistry,
+  FIXTURE_ROOT,
+  PROJECT_ROOT,
+  run,
+  tempDir,
+  treeManifest,
+} from '../helpers/env.js';
+import {
+  asTreeManifest,
+  assertSameListing,
+  bootGuest,
+  contiguousAsRegular,
+  describeRun,
+  guestHarness,
+  misplacedDeviceVmdk,
+  parseListing,
+  sh,
+  umociReference,
+  type GuestReport,
+  type Reference,
 } from '../helpers/guest.js';
 
 const reg = ensureRegistry('noauth');
@@ -68,8 +86,12 @@ function debianRepo(): { layout: string; repo: string } {
   const repo = 'guest/debian-minbase';
   const marker = join(reg.base, 'guest-debian-minbase.pushed');
   if (!existsSync(marker)) {
-    run('flock', [join(FIXTURE_ROOT, 'guest-debian-push.lock'), 'bash', '-c',
-      `[ -f '${marker}' ] || { skopeo copy -q --dest-tls-verify=false --preserve-digests 'oci:${layout}:debian-minbase' 'docker://${reg.host}/${repo}:latest' && touch '${marker}'; }`]);
+    run('flock', [
+      join(FIXTURE_ROOT, 'guest-debian-push.lock'),
+      'bash',
+      '-c',
+      `[ -f '${marker}' ] || { skopeo copy -q --dest-tls-verify=false --preserve-digests 'oci:${layout}:debian-minbase' 'docker://${reg.host}/${repo}:latest' && touch '${marker}'; }`,
+    ]);
   }
   return { layout, repo };
 }
@@ -88,7 +110,15 @@ async function conttypeReference(): Promise<Reference> {
   assert.equal(orig[156], 0x37, 'the fixture layer starts with a contiguous-file entry');
   assert.equal(fixed[156], 0x30);
   writeFileSync(tar, fixed);
-  await sh('umoci', ['raw', 'add-layer', '--history.created', '2024-01-01T00:00:00Z', '--image', `${layout}:conttype-as-regular`, tar]);
+  await sh('umoci', [
+    'raw',
+    'add-layer',
+    '--history.created',
+    '2024-01-01T00:00:00Z',
+    '--image',
+    `${layout}:conttype-as-regular`,
+    tar,
+  ]);
   return umociReference(h, layout, 'conttype-as-regular', join(work.dir, 'umoci'));
 }
 
@@ -99,22 +129,50 @@ async function loadedFromArchive(): Promise<string> {
   return (await Image.inspectLocal(b, handle!.reference)).artifacts.vmdkPath;
 }
 
-interface Case { name: string; disk: () => Promise<string>; reference: () => Promise<Reference> }
+interface Case {
+  name: string;
+  disk: () => Promise<string>;
+  reference: () => Promise<Reference>;
+}
 
 const CASES: Case[] = [
   // The largest first: it overlaps the most with the others when two guests run at once.
-  { name: 'debian-minbase', disk: () => pulled(debianRepo().repo), reference: () => umoci(debianRepo().layout, 'debian-minbase') },
+  {
+    name: 'debian-minbase',
+    disk: () => pulled(debianRepo().repo),
+    reference: () => umoci(debianRepo().layout, 'debian-minbase'),
+  },
   { name: 'busybox', disk: () => pulled('peers/busybox'), reference: () => umoci(fx.oci, 'busybox') },
   // multiarch's amd64 child is the busybox image.
   { name: 'multiarch (amd64)', disk: () => pulled('peers/multiarch'), reference: () => umoci(fx.oci, 'busybox') },
-  { name: 'multilayer (OCI, gzip)', disk: () => pulled('peers/multilayer'), reference: () => umoci(fx.oci, 'multilayer') },
-  { name: 'multilayer (docker v2s2)', disk: () => pulled('peers/multilayer:v2s2'), reference: () => umoci(fx.oci, 'multilayer') },
-  { name: 'multilayer (zstd)', disk: () => pulled('peers/multilayer:zstd'), reference: () => umoci(fx.oci, 'multilayer') },
+  {
+    name: 'multilayer (OCI, gzip)',
+    disk: () => pulled('peers/multilayer'),
+    reference: () => umoci(fx.oci, 'multilayer'),
+  },
+  {
+    name: 'multilayer (docker v2s2)',
+    disk: () => pulled('peers/multilayer:v2s2'),
+    reference: () => umoci(fx.oci, 'multilayer'),
+  },
+  {
+    name: 'multilayer (zstd)',
+    disk: () => pulled('peers/multilayer:zstd'),
+    reference: () => umoci(fx.oci, 'multilayer'),
+  },
   { name: 'edge-dup', disk: () => pulled('peers/edge-dup'), reference: () => umoci(fx.oci, 'edge-dup') },
-  { name: 'edge-uncompressed', disk: () => pulled('peers/edge-uncompressed'), reference: () => umoci(fx.oci, 'edge-uncompressed') },
+  {
+    name: 'edge-uncompressed',
+    disk: () => pulled('peers/edge-uncompressed'),
+    reference: () => umoci(fx.oci, 'edge-uncompressed'),
+  },
   { name: 'edge-sparse', disk: () => pulled('peers/edge-sparse'), reference: () => umoci(fx.oci, 'edge-sparse') },
   { name: 'edge-conttype', disk: () => pulled('peers/edge-conttype'), reference: conttypeReference },
-  { name: 'multilayer (docker-archive, loaded)', disk: loadedFromArchive, reference: () => umoci(fx.oci, 'multilayer') },
+  {
+    name: 'multilayer (docker-archive, loaded)',
+    disk: loadedFromArchive,
+    reference: () => umoci(fx.oci, 'multilayer'),
+  },
 ];
 
 /** Every claim of the file header for one booted image. */
@@ -133,20 +191,38 @@ function checkGuest(name: string, r: GuestReport, ref: Reference): void {
   assert.ok(o, ctx);
   const deleted = parseListing(ref.listing).get(o.del!);
   assert.ok(deleted?.type === 'file', `${name}: the overlay deleted ${o.del}, a regular file of the image\n${ctx}`);
-  assert.deepEqual(o, {
-    write: 'ok', del: o.del, gone: 'yes', whiteout: 'character_special_file:0:0', lower_sha256: deleted.fields.get('sha256'),
-  }, ctx);
+  assert.deepEqual(
+    o,
+    {
+      write: 'ok',
+      del: o.del,
+      gone: 'yes',
+      whiteout: 'character_special_file:0:0',
+      lower_sha256: deleted.fields.get('sha256'),
+    },
+    ctx,
+  );
 }
 
 const disks = new Map<string, Promise<string>>();
-const diskOf = (c: Case) => { if (!disks.has(c.name)) disks.set(c.name, c.disk()); return disks.get(c.name)!; };
+const diskOf = (c: Case) => {
+  if (!disks.has(c.name)) disks.set(c.name, c.disk());
+  return disks.get(c.name)!;
+};
 
-test('msb-tree (the listing the guest prints) agrees with tree-manifest.py on umoci\'s multilayer rootfs', async () => {
+test("msb-tree (the listing the guest prints) agrees with tree-manifest.py on umoci's multilayer rootfs", async () => {
   const ref = await umoci(fx.oci, 'multilayer');
   const py = treeManifest(ref.rootfs);
   assert.deepEqual(asTreeManifest(ref.listing, true), asTreeManifest(py, false));
   // The fixture's hard cases are in the listing at all (an empty-handed helper would agree too).
-  for (const want of [/ xattr\.security\.capability=01000002/, / mode=4755 /, / mode=1777 /, / rdev=\d+,\d{3,} /, / link=\//, / xattr\.user\.binary=00ff10/]) {
+  for (const want of [
+    / xattr\.security\.capability=01000002/,
+    / mode=4755 /,
+    / mode=1777 /,
+    / rdev=\d+,\d{3,} /,
+    / link=\//,
+    / xattr\.user\.binary=00ff10/,
+  ]) {
     assert.match(ref.listing, want);
   }
 });
@@ -154,22 +230,38 @@ test('msb-tree (the listing the guest prints) agrees with tree-manifest.py on um
 /** The user's script: pulls with the CLI into its own home, boots, and passes; its saved listing is umoci's. */
 async function bootCheckScript(st: { diagnostic(s: string): void }): Promise<void> {
   const listing = join(work.dir, 'boot-check.listing');
-  const r = await sh('bash', [join(PROJECT_ROOT, 'scripts', 'boot-check.sh'), '--home', join(work.dir, 'cli'), '--listing', listing, `${reg.host}/peers/busybox`])
-    .catch((e: { stdout?: string; stderr?: string }) => assert.fail(`boot-check.sh failed:\n${e.stdout}\n${e.stderr}`));
+  const r = await sh('bash', [
+    join(PROJECT_ROOT, 'scripts', 'boot-check.sh'),
+    '--home',
+    join(work.dir, 'cli'),
+    '--listing',
+    listing,
+    `${reg.host}/peers/busybox`,
+  ]).catch((e: { stdout?: string; stderr?: string }) => assert.fail(`boot-check.sh failed:\n${e.stdout}\n${e.stderr}`));
   assert.match(r, /^boots: yes$/m, r);
-  for (const check of ['mount', 'listing', 'chroot', 'overlay']) assert.match(r, new RegExp(`^  ok    ${check}`, 'm'), r);
+  for (const check of ['mount', 'listing', 'chroot', 'overlay'])
+    assert.match(r, new RegExp(`^  ok    ${check}`, 'm'), r);
   assertSameListing(readFileSync(listing, 'latin1'), await umoci(fx.oci, 'busybox'), 'boot-check.sh busybox');
   st.diagnostic(r.split('\n').find((l) => l.startsWith('guest:'))!);
 }
 
-test(`every image boots as the only disk of a 6.12 guest that sees umoci's merge (${JOBS} guests at a time)`, { concurrency: JOBS }, async (t) => {
+test(`every image boots as the only disk of a 6.12 guest that sees umoci's merge (${JOBS} guests at a time)`, {
+  concurrency: JOBS,
+}, async (t) => {
   const t0 = performance.now();
-  await Promise.all([...CASES.map((c) => t.test(c.name, async (st) => {
-    const [disk, ref] = await Promise.all([diskOf(c), c.reference()]);
-    const r = await bootGuest(h, disk, join(work.dir, 'reports'));
-    checkGuest(c.name, r, ref);
-    st.diagnostic(`${c.name}: ${parseListing(r.listing!).size} entries, guest boot ${(r.wallMs / 1000).toFixed(1)} s wall`);
-  })), t.test('scripts/boot-check.sh REF (the user\'s "does my image boot?")', bootCheckScript)]);
+  await Promise.all([
+    ...CASES.map((c) =>
+      t.test(c.name, async (st) => {
+        const [disk, ref] = await Promise.all([diskOf(c), c.reference()]);
+        const r = await bootGuest(h, disk, join(work.dir, 'reports'));
+        checkGuest(c.name, r, ref);
+        st.diagnostic(
+          `${c.name}: ${parseListing(r.listing!).size} entries, guest boot ${(r.wallMs / 1000).toFixed(1)} s wall`,
+        );
+      }),
+    ),
+    t.test('scripts/boot-check.sh REF (the user\'s "does my image boot?")', bootCheckScript),
+  ]);
   t.diagnostic(`${CASES.length} images in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 });
 
@@ -181,13 +273,20 @@ test('negative control: a device table that maps a layer one block off fails the
   const orig = readFileSync(/^RW \d+ FLAT "([^"]+)" 0$/m.exec(readFileSync(disk, 'utf8'))![1]!);
   const copy = readFileSync(bad.fsmeta);
   const diff = [...copy.keys()].filter((i) => copy[i] !== orig[i]);
-  assert.ok(diff.length > 0 && diff.every((i) => bad.changed.some(([a, b]) => i >= a && i < b)), `changed bytes: ${diff}`);
+  assert.ok(
+    diff.length > 0 && diff.every((i) => bad.changed.some(([a, b]) => i >= a && i < b)),
+    `changed bytes: ${diff}`,
+  );
   const r = await bootGuest(h, bad.vmdk, join(work.dir, 'reports'));
   let why: string | null = null;
   if (!r.mounted) why = `mount failed: ${r.mountDetail}`;
   else if (r.listing === null) why = `no listing: ${r.listingProblem}`;
   else {
-    try { checkGuest('negative control', r, ref); } catch (e) { why = (e as Error).message.split('\n')[0]!; }
+    try {
+      checkGuest('negative control', r, ref);
+    } catch (e) {
+      why = (e as Error).message.split('\n')[0]!;
+    }
   }
   assert.ok(why, `the guest check passed on a disk whose device table is wrong: it cannot fail\n${describeRun(r)}`);
   t.diagnostic(`the guest check failed as it should: ${why} (the image's shell: ${JSON.stringify(r.chroot)})`);

@@ -43,8 +43,14 @@ test('detectCompression: gzip, zstd (plain and skippable), tar, empty, zero bloc
 
 test('zstd frame scanner: windows above 128 MiB are refused before decoding, 128 MiB is fine', () => {
   const frame = (wd: number) => Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x04, wd]);
-  assert.throws(() => new ZstdFrameScanner(128 << 20).feed(frame(0x90)), (e: unknown) => e instanceof LimitExceededError && e.limit === 'zstdWindowBytes' && e.value === 256 << 20);
-  assert.throws(() => new ZstdFrameScanner(128 << 20).feed(frame(0x89)), (e: unknown) => e instanceof LimitExceededError && e.value === (128 << 20) + (16 << 20));
+  assert.throws(
+    () => new ZstdFrameScanner(128 << 20).feed(frame(0x90)),
+    (e: unknown) => e instanceof LimitExceededError && e.limit === 'zstdWindowBytes' && e.value === 256 << 20,
+  );
+  assert.throws(
+    () => new ZstdFrameScanner(128 << 20).feed(frame(0x89)),
+    (e: unknown) => e instanceof LimitExceededError && e.value === (128 << 20) + (16 << 20),
+  );
   new ZstdFrameScanner(128 << 20).feed(frame(0x88));
 });
 
@@ -54,15 +60,23 @@ test('D4: file, stdin stream, gzip, zstd (also with a skippable frame) give iden
   writeFileSync(tarFile, SAMPLE);
   writeFileSync(`${tarFile}.gz`, gzipSync(SAMPLE));
   run('zstd', ['-q', tarFile, '-o', `${tarFile}.zst`]);
-  const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]), readFileSync(`${tarFile}.zst`)]);
+  const skippable = Buffer.concat([
+    Buffer.from([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]),
+    readFileSync(`${tarFile}.zst`),
+  ]);
   writeFileSync(`${tarFile}.skip.zst`, skippable);
   const results = [];
   results.push(await convertLayer(tarFile, join(dir, 'a.erofs')));
-  results.push(await convertLayer(Readable.from([SAMPLE.subarray(0, 100), SAMPLE.subarray(100)]), join(dir, 'b.erofs')));
+  results.push(
+    await convertLayer(Readable.from([SAMPLE.subarray(0, 100), SAMPLE.subarray(100)]), join(dir, 'b.erofs')),
+  );
   results.push(await convertLayer(`${tarFile}.gz`, join(dir, 'c.erofs')));
   results.push(await convertLayer(createReadStream(`${tarFile}.zst`), join(dir, 'd.erofs')));
   results.push(await convertLayer(`${tarFile}.skip.zst`, join(dir, 'e.erofs')));
-  assert.deepEqual(results.map((r) => r.compression), ['none', 'none', 'gzip', 'zstd', 'zstd']);
+  assert.deepEqual(
+    results.map((r) => r.compression),
+    ['none', 'none', 'gzip', 'zstd', 'zstd'],
+  );
   for (const r of results) {
     assert.equal(r.diffId, sha(SAMPLE));
     assert.deepEqual({ ...r, compression: 'x' }, { ...results[0]!, compression: 'x' });
@@ -72,7 +86,10 @@ test('D4: file, stdin stream, gzip, zstd (also with a skippable frame) give iden
   assert.equal(results[0]!.sizeBytes, bytes.length);
   assert.equal(results[0]!.blocks * 4096, bytes.length);
   assert.equal(results[0]!.entries, 3);
-  assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.partial')), []);
+  assert.deepEqual(
+    readdirSync(dir).filter((n) => n.includes('.partial')),
+    [],
+  );
   fsckOk(join(dir, 'a.erofs'));
 });
 
@@ -84,17 +101,42 @@ test('expectDiffId: match publishes; mismatch → DIGEST_MISMATCH and no output;
   await convertLayer(Readable.from([SAMPLE]), out, { expectDiffId: right });
   assert.ok(statSync(out).size > 0);
   const out2 = join(dir, 'o2.erofs');
-  const e = await rejectsTyped(convertLayer(Readable.from([SAMPLE]), out2, { expectDiffId: wrong }), 'DIGEST_MISMATCH', undefined, { dir, prefix: 'o2.erofs' });
+  const e = await rejectsTyped(
+    convertLayer(Readable.from([SAMPLE]), out2, { expectDiffId: wrong }),
+    'DIGEST_MISMATCH',
+    undefined,
+    { dir, prefix: 'o2.erofs' },
+  );
   assert.equal((e as unknown as { actual: string }).actual, right);
   // A hostile uncompressed tar: the diff_id is still computed over the whole stream.
   const hostile = Buffer.concat([T.tar(T.file('../evil', 'x')), Buffer.alloc(4096, 0x55)]);
-  await rejectsTyped(convertLayer(Readable.from([hostile]), join(dir, 'h1.erofs'), { expectDiffId: wrong }), 'DIGEST_MISMATCH', undefined, { dir, prefix: 'h1.erofs' });
-  await rejectsTyped(convertLayer(Readable.from([hostile]), join(dir, 'h2.erofs'), { expectDiffId: sha(hostile) }), 'LAYER_INVALID', /traversal/, { dir, prefix: 'h2.erofs' });
+  await rejectsTyped(
+    convertLayer(Readable.from([hostile]), join(dir, 'h1.erofs'), { expectDiffId: wrong }),
+    'DIGEST_MISMATCH',
+    undefined,
+    { dir, prefix: 'h1.erofs' },
+  );
+  await rejectsTyped(
+    convertLayer(Readable.from([hostile]), join(dir, 'h2.erofs'), { expectDiffId: sha(hostile) }),
+    'LAYER_INVALID',
+    /traversal/,
+    { dir, prefix: 'h2.erofs' },
+  );
   // Not a tar at all: LAYER_INVALID, or DIGEST_MISMATCH when a diff_id was expected and differs.
   const junk = Buffer.from('{"this is": "json, not a layer"}'.repeat(40));
-  await rejectsTyped(convertLayer(Readable.from([junk]), join(dir, 'j1.erofs')), 'LAYER_INVALID', /neither gzip, zstd nor tar/);
-  await rejectsTyped(convertLayer(Readable.from([junk]), join(dir, 'j2.erofs'), { expectDiffId: wrong }), 'DIGEST_MISMATCH');
-  await rejectsTyped(convertLayer(Readable.from([SAMPLE]), join(dir, 'x.erofs'), { expectDiffId: 'sha256:nope' }), 'INVALID_ARGUMENT');
+  await rejectsTyped(
+    convertLayer(Readable.from([junk]), join(dir, 'j1.erofs')),
+    'LAYER_INVALID',
+    /neither gzip, zstd nor tar/,
+  );
+  await rejectsTyped(
+    convertLayer(Readable.from([junk]), join(dir, 'j2.erofs'), { expectDiffId: wrong }),
+    'DIGEST_MISMATCH',
+  );
+  await rejectsTyped(
+    convertLayer(Readable.from([SAMPLE]), join(dir, 'x.erofs'), { expectDiffId: 'sha256:nope' }),
+    'INVALID_ARGUMENT',
+  );
   assert.deepEqual(readdirSync(dir), ['o.erofs']);
 });
 
@@ -103,16 +145,31 @@ test('decoder errors: corrupt and truncated gzip/zstd → LAYER_INVALID; zstd wi
   const gz = gzipSync(T.tar(T.file('a', Buffer.alloc(100000, 3))));
   const corrupt = Buffer.from(gz);
   corrupt[gz.length >> 1] = corrupt[gz.length >> 1]! ^ 0xff;
-  await rejectsTyped(convertLayer(Readable.from([corrupt]), join(dir, 'c.erofs')), 'LAYER_INVALID', /gzip|truncated|checksum/i);
-  await rejectsTyped(convertLayer(Readable.from([gz.subarray(0, gz.length - 20)]), join(dir, 't.erofs')), 'LAYER_INVALID');
+  await rejectsTyped(
+    convertLayer(Readable.from([corrupt]), join(dir, 'c.erofs')),
+    'LAYER_INVALID',
+    /gzip|truncated|checksum/i,
+  );
+  await rejectsTyped(
+    convertLayer(Readable.from([gz.subarray(0, gz.length - 20)]), join(dir, 't.erofs')),
+    'LAYER_INVALID',
+  );
   const tarFile = join(dir, 'x.tar');
   writeFileSync(tarFile, T.tar(T.file('a', Buffer.alloc(100000, 3))));
-  const zst = run('sh', ['-c', `cat '${tarFile}' | zstd -q --long=28 -c -`], { encoding: 'buffer' } as never) as unknown as Buffer;
+  const zst = run('sh', ['-c', `cat '${tarFile}' | zstd -q --long=28 -c -`], {
+    encoding: 'buffer',
+  } as never) as unknown as Buffer;
   const e = await rejectsTyped(convertLayer(Readable.from([zst]), join(dir, 'w.erofs')), 'LIMIT_EXCEEDED');
   assert.equal((e as LimitExceededError).limit, 'zstdWindowBytes');
-  const z27 = run('sh', ['-c', `cat '${tarFile}' | zstd -q --long=27 -c -`], { encoding: 'buffer' } as never) as unknown as Buffer;
+  const z27 = run('sh', ['-c', `cat '${tarFile}' | zstd -q --long=27 -c -`], {
+    encoding: 'buffer',
+  } as never) as unknown as Buffer;
   await convertLayer(Readable.from([z27]), join(dir, 'ok.erofs'));
-  await rejectsTyped(convertLayer(Readable.from([z27.subarray(0, z27.length - 10)]), join(dir, 'zt.erofs')), 'LAYER_INVALID', /zstd/);
+  await rejectsTyped(
+    convertLayer(Readable.from([z27.subarray(0, z27.length - 10)]), join(dir, 'zt.erofs')),
+    'LAYER_INVALID',
+    /zstd/,
+  );
   const zc = Buffer.from(z27);
   zc[20] = zc[20]! ^ 0xff;
   await rejectsTyped(convertLayer(Readable.from([zc]), join(dir, 'zc.erofs')), 'LAYER_INVALID');
@@ -126,7 +183,10 @@ test('I8: gzip-compressed zeros beyond maxLayerBytes → LIMIT_EXCEEDED, nothing
   const member = gzipSync(Buffer.alloc(100 << 20), { level: 9 });
   writeFileSync(bomb, Buffer.concat(Array.from({ length: 11 }, () => member)));
   assert.ok(statSync(bomb).size < 2 << 20);
-  const e = await rejectsTyped(convertLayer(bomb, join(dir, 'out.erofs'), { limits: { maxLayerBytes: 1 << 30 } }), 'LIMIT_EXCEEDED');
+  const e = await rejectsTyped(
+    convertLayer(bomb, join(dir, 'out.erofs'), { limits: { maxLayerBytes: 1 << 30 } }),
+    'LIMIT_EXCEEDED',
+  );
   assert.equal((e as LimitExceededError).limit, 'maxLayerBytes');
   assert.deepEqual(readdirSync(dir), ['bomb.gz']);
 });
@@ -148,9 +208,19 @@ async function msb(args: string[], stdin?: Buffer): Promise<{ code: number; out:
   let err = '';
   const stdout = new PassThrough();
   const stderr = new PassThrough();
-  stdout.on('data', (d) => { out += String(d); });
-  stderr.on('data', (d) => { err += String(d); });
-  const code = await main(args, { stdout, stderr, stdin: Readable.from(stdin ? [stdin] : []), signal: new AbortController().signal, env: {} });
+  stdout.on('data', (d) => {
+    out += String(d);
+  });
+  stderr.on('data', (d) => {
+    err += String(d);
+  });
+  const code = await main(args, {
+    stdout,
+    stderr,
+    stdin: Readable.from(stdin ? [stdin] : []),
+    signal: new AbortController().signal,
+    env: {},
+  });
   return { code, out, err };
 }
 
@@ -167,15 +237,28 @@ test('CLI: msb layer convert prints one JSON line, reads stdin with -, and repor
   assert.equal(j.diffId, sha(SAMPLE));
   assert.equal(j.sizeBytes, statSync(join(dir, 'a.erofs')).size);
   assert.equal(j.blocks, (j.sizeBytes as number) / 4096);
-  const r2 = await msb(['layer', 'convert', '-', '-o', join(dir, 'b.erofs'), `--expect-diff-id=${sha(SAMPLE)}`], SAMPLE);
+  const r2 = await msb(
+    ['layer', 'convert', '-', '-o', join(dir, 'b.erofs'), `--expect-diff-id=${sha(SAMPLE)}`],
+    SAMPLE,
+  );
   assert.equal(r2.code, 0, r2.err);
   assert.ok(readFileSync(join(dir, 'b.erofs')).equals(readFileSync(join(dir, 'a.erofs'))));
-  await withMount(join(dir, 'b.erofs'), (m) => assert.equal(readFileSync(join(m, 'etc/motd'), 'utf8'), 'hello from a layer\n'));
+  await withMount(join(dir, 'b.erofs'), (m) =>
+    assert.equal(readFileSync(join(m, 'etc/motd'), 'utf8'), 'hello from a layer\n'),
+  );
   writeFileSync(join(dir, 'evil.tar'), T.tar(T.file('ok', 'x'), T.file('evil/../../x', 'x')));
   const r3 = await msb(['layer', 'convert', join(dir, 'evil.tar'), '-o', join(dir, 'e.erofs')]);
   assert.equal(r3.code, 1);
   assert.match(r3.err, /^msb: LAYER_INVALID: evil\/\.\.\/\.\.\/x: path traversal/);
-  const r4 = await msb(['layer', 'convert', tarFile, '-o', join(dir, 'm.erofs'), '--expect-diff-id', `sha256:${'1'.repeat(64)}`]);
+  const r4 = await msb([
+    'layer',
+    'convert',
+    tarFile,
+    '-o',
+    join(dir, 'm.erofs'),
+    '--expect-diff-id',
+    `sha256:${'1'.repeat(64)}`,
+  ]);
   assert.equal(r4.code, 1);
   assert.match(r4.err, /^msb: DIGEST_MISMATCH: /);
   const r5 = await msb(['layer', 'convert', tarFile]);

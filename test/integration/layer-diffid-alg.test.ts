@@ -24,7 +24,11 @@ import { chunks, fsckOk } from '../helpers/layer.js';
 import * as T from '../helpers/tar-writer.js';
 
 const digest = (alg: string, b: Buffer) => `${alg}:${createHash(alg).update(b).digest('hex')}`;
-const SAMPLE = T.tar(T.dir('etc'), T.file('etc/motd', 'hello from a sha512 layer\n'), T.file('big', Buffer.alloc(20000, 7)));
+const SAMPLE = T.tar(
+  T.dir('etc'),
+  T.file('etc/motd', 'hello from a sha512 layer\n'),
+  T.file('big', Buffer.alloc(20000, 7)),
+);
 
 function setup(t: { after: (fn: () => void) => void }): string {
   const d = tempDir();
@@ -43,7 +47,7 @@ for (const alg of ['sha256', 'sha384', 'sha512'] as const) {
   });
 }
 
-test('writeLayer: the algorithm defaults to expectDiffId\'s; sha256 otherwise', async (t) => {
+test("writeLayer: the algorithm defaults to expectDiffId's; sha256 otherwise", async (t) => {
   const dir = setup(t);
   const r = await writeLayer(chunks(SAMPLE), join(dir, 'a.erofs'), { expectDiffId: digest('sha384', SAMPLE) });
   assert.equal(r.diffId, digest('sha384', SAMPLE));
@@ -64,27 +68,49 @@ test('convertLayer: a sha512 / sha384 expectDiffId verifies; a wrong one of the 
     const r = await convertLayer(gz, join(dir, `${alg}.erofs`), { expectDiffId: digest(alg, SAMPLE) });
     assert.equal(r.diffId, digest(alg, SAMPLE));
     const wrong = digest(alg, Buffer.from('something else'));
-    await assert.rejects(convertLayer(gz, join(dir, `${alg}-bad.erofs`), { expectDiffId: wrong }),
-      (e: unknown) => e instanceof DigestMismatchError && e.what === 'diffId' && e.expected === wrong && e.actual === digest(alg, SAMPLE));
+    await assert.rejects(
+      convertLayer(gz, join(dir, `${alg}-bad.erofs`), { expectDiffId: wrong }),
+      (e: unknown) =>
+        e instanceof DigestMismatchError &&
+        e.what === 'diffId' &&
+        e.expected === wrong &&
+        e.actual === digest(alg, SAMPLE),
+    );
   }
 });
 
 test('pull pipeline with the real converter: a sha512 diff_id verifies (it used to mismatch always)', async (t) => {
   const dir = setup(t);
   const blob = gzipSync(SAMPLE);
-  const desc = { digest: digest('sha256', blob), size: blob.length, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
-  const src: BlobSource = () => (async function* (): AsyncGenerator<BlobEvent> {
-    yield { type: 'open', rangeStart: 0, endpointIndex: 0, isMirror: false, source: 'test' };
-    for (let i = 0; i < blob.length; i += 100) yield { type: 'data', chunk: blob.subarray(i, i + 100) };
-  })();
+  const desc = {
+    digest: digest('sha256', blob),
+    size: blob.length,
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  };
+  const src: BlobSource = () =>
+    (async function* (): AsyncGenerator<BlobEvent> {
+      yield { type: 'open', rangeStart: 0, endpointIndex: 0, isMirror: false, source: 'test' };
+      for (let i = 0; i < blob.length; i += 100) yield { type: 'data', chunk: blob.subarray(i, i + 100) };
+    })();
   const deps = await defaultConverterDeps();
-  const run = (diffId: string, n: number) => downloadAndConvert({
-    layerIndex: 0, blob: desc, diffId, partPath: join(dir, `p${n}.part`), candidatePath: join(dir, `c${n}.erofs`),
-    source: src, deps, emitter: new PullEmitter(), signal: new AbortController().signal,
-  });
+  const run = (diffId: string, n: number) =>
+    downloadAndConvert({
+      layerIndex: 0,
+      blob: desc,
+      diffId,
+      partPath: join(dir, `p${n}.part`),
+      candidatePath: join(dir, `c${n}.erofs`),
+      source: src,
+      deps,
+      emitter: new PullEmitter(),
+      signal: new AbortController().signal,
+    });
   const r = await run(digest('sha512', SAMPLE), 1);
   assert.equal(r.diffId, digest('sha512', SAMPLE));
   await checkErofsHeader(join(dir, 'c1.erofs'), { uuid: digestUuid(r.diffId) });
   const wrong = digest('sha512', Buffer.from('x'));
-  await assert.rejects(run(wrong, 2), (e: unknown) => e instanceof DigestMismatchError && e.what === 'diffId' && e.expected === wrong);
+  await assert.rejects(
+    run(wrong, 2),
+    (e: unknown) => e instanceof DigestMismatchError && e.what === 'diffId' && e.expected === wrong,
+  );
 });

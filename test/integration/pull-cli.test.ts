@@ -15,7 +15,9 @@ import { indexProblems, msb, msbArgv, rows } from '../helpers/pull-env.js';
 
 const R0 = ensureRegistry('noauth');
 const faults: FaultServer[] = [];
-after(async () => { for (const f of faults) await f.close(); });
+after(async () => {
+  for (const f of faults) await f.close();
+});
 
 function home(t: { after(fn: () => unknown): void }): string {
   const td = tempDir('msb-pull-cli-');
@@ -28,7 +30,12 @@ test('G1: not a TTY: plain progress lines without control characters, `Pulled â€
   const ref = `${R0.host}/peers/busybox`;
   const r = await msb(['--home', h, 'pull', ref]);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, new RegExp(`^Pulled ${ref.replace(/\./g, '\\.')}:latest \\(sha256:[0-9a-f]{64}\\) from ${R0.host.replace(/\./g, '\\.')}\\n$`));
+  assert.match(
+    r.stdout,
+    new RegExp(
+      `^Pulled ${ref.replace(/\./g, '\\.')}:latest \\(sha256:[0-9a-f]{64}\\) from ${R0.host.replace(/\./g, '\\.')}\\n$`,
+    ),
+  );
   assert.doesNotMatch(r.stderr, /[\x1b\r]/);
   assert.match(r.stderr, /resolved sha256:[0-9a-f]{12} \(linux\/amd64, 1 layer, /);
   assert.match(r.stderr, /^layer 1\/1 sha256:[0-9a-f]{12} downloading/m);
@@ -50,8 +57,14 @@ test('G1: -q prints only the familiar reference and nothing on stderr', async (t
 
 test('G1: under a pty, per-layer bars are drawn', async (t) => {
   const h = home(t);
-  const cmd = [process.execPath, ...msbArgv(), '--home', h, 'pull', `${R0.host}/peers/multilayer`].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  const r = spawnSync('script', ['-qefc', cmd, '/dev/null'], { encoding: 'utf8', env: { ...process.env, COLUMNS: '120' }, timeout: 120_000 });
+  const cmd = [process.execPath, ...msbArgv(), '--home', h, 'pull', `${R0.host}/peers/multilayer`]
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
+  const r = spawnSync('script', ['-qefc', cmd, '/dev/null'], {
+    encoding: 'utf8',
+    env: { ...process.env, COLUMNS: '120' },
+    timeout: 120_000,
+  });
   assert.equal(r.status, 0, r.stdout + r.stderr);
   const out = r.stdout;
   assert.match(out, /\x1b\[/, 'ANSI redraws');
@@ -63,13 +76,19 @@ test('G1: under a pty, per-layer bars are drawn', async (t) => {
 
 test('usage errors exit 2: a bad reference, an unknown flag, --force with --policy never, no REF', async (t) => {
   const h = home(t);
-  for (const args of [['pull', 'Bad/Ref'], ['pull', '--bogus', 'x'], ['pull', '--force', '--policy', 'never', 'x'], ['pull']]) {
+  for (const args of [
+    ['pull', 'Bad/Ref'],
+    ['pull', '--bogus', 'x'],
+    ['pull', '--force', '--policy', 'never', 'x'],
+    ['pull'],
+  ]) {
     const r = await msb(['--home', h, ...args]);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
   }
   const help = await msb(['pull', '--help']);
   assert.equal(help.status, 0);
-  for (const flag of ['-q', '--platform', '--policy', '--force', '--insecure', '--ca-certs']) assert.ok(help.stdout.includes(flag), flag);
+  for (const flag of ['-q', '--platform', '--policy', '--force', '--insecure', '--ca-certs'])
+    assert.ok(help.stdout.includes(flag), flag);
   const nc = await msb(['--home', h, 'pull', '--policy', 'never', `${R0.host}/peers/busybox`]);
   assert.equal(nc.status, 3, nc.stderr);
   assert.match(nc.stderr, /^msb: NOT_CACHED: /m);
@@ -83,7 +102,8 @@ test('G9: SIGINT during a pull exits 130, leaves no lease, and the next pull suc
     if (!slow || req.method !== 'GET' || !/\/blobs\//.test(req.url!)) return false;
     const up = await f.fetchUpstream('GET', req.url!, req.headers);
     const hd: Record<string, string> = {};
-    for (const k of ['content-type', 'content-range']) if (typeof up.headers[k] === 'string') hd[k] = up.headers[k] as string;
+    for (const k of ['content-type', 'content-range'])
+      if (typeof up.headers[k] === 'string') hd[k] = up.headers[k] as string;
     res.writeHead(up.status, { ...hd, 'content-length': String(up.body.length) });
     for (let i = 0; i < up.body.length && !res.destroyed; i += 32768) {
       res.write(up.body.subarray(i, i + 32768));
@@ -99,7 +119,10 @@ test('G9: SIGINT during a pull exits 130, leaves no lease, and the next pull suc
     onSpawn: (c) => {
       const timer = setInterval(() => {
         const parts = existsSync(tmp) ? readdirSync(tmp).filter((n) => n.endsWith('.part')) : [];
-        if (parts.some((p) => statSync(join(tmp, p)).size > 64 * 1024)) { clearInterval(timer); c.kill('SIGINT'); }
+        if (parts.some((p) => statSync(join(tmp, p)).size > 64 * 1024)) {
+          clearInterval(timer);
+          c.kill('SIGINT');
+        }
       }, 10);
       c.on('exit', () => clearInterval(timer));
     },
@@ -107,7 +130,10 @@ test('G9: SIGINT during a pull exits 130, leaves no lease, and the next pull suc
   assert.equal(r.status, 130, r.stderr);
   assert.match(r.stderr, /ABORTED/);
   assert.deepEqual(rows(h, 'SELECT * FROM lease'), []);
-  assert.ok(readdirSync(tmp).some((n) => n.endsWith('.part')), 'the .part is kept');
+  assert.ok(
+    readdirSync(tmp).some((n) => n.endsWith('.part')),
+    'the .part is kept',
+  );
   slow = false;
   const again = await msb(['--home', h, 'pull', ref]);
   assert.equal(again.status, 0, again.stderr);

@@ -21,7 +21,9 @@ import { freshHome, helperArgv, indexProblems, msb, privateRegistry, rows, tmpEn
 
 const R0 = ensureRegistry('noauth');
 const faults: FaultServer[] = [];
-after(async () => { for (const f of faults) await f.close(); });
+after(async () => {
+  for (const f of faults) await f.close();
+});
 
 function blobDigest(line: string): string {
   return /blobs\/(sha\d+:[0-9a-f]+)/.exec(line)![1]!;
@@ -46,7 +48,9 @@ test('H1: 8 concurrent `msb pull` processes on an empty cache: all exit 0, each 
         const ino = statSync(join(layersDir, n)).ino;
         if (!inodes.has(n)) inodes.set(n, new Set());
         inodes.get(n)!.add(ino);
-      } catch { /* racing a rename */ }
+      } catch {
+        /* racing a rename */
+      }
     }
   }, 2);
   const runs = await Promise.all(Array.from({ length: 8 }, () => msb(['--home', home, 'pull', '-q', ref])));
@@ -73,10 +77,14 @@ test('H1: 8 concurrent `msb pull` processes on an empty cache: all exit 0, each 
 test('H2: two processes pulling images sharing L1 download it once; in one process 3+2 concurrent pulls fetch each blob once; a layer listed 3× completes', async (t) => {
   const reg = await privateRegistry(t);
   const { home } = await freshHome(t);
-  const [a, b] = await Promise.all([msb(['--home', home, 'pull', '-q', `${reg.host}/peers/busybox`]), msb(['--home', home, 'pull', '-q', `${reg.host}/peers/multilayer`])]);
+  const [a, b] = await Promise.all([
+    msb(['--home', home, 'pull', '-q', `${reg.host}/peers/busybox`]),
+    msb(['--home', home, 'pull', '-q', `${reg.host}/peers/multilayer`]),
+  ]);
   assert.equal(a.status, 0, a.stderr);
   assert.equal(b.status, 0, b.stderr);
-  for (const [d, n] of countBy(reg.blobGets().map(blobDigest))) assert.equal(n, 1, `${d} fetched ${n} times by two processes`);
+  for (const [d, n] of countBy(reg.blobGets().map(blobDigest)))
+    assert.equal(n, 1, `${d} fetched ${n} times by two processes`);
 
   const reg2 = await privateRegistry(t);
   const fresh = await freshHome(t);
@@ -86,17 +94,32 @@ test('H2: two processes pulling images sharing L1 download it once; in one proce
   ];
   const results = await Promise.all(pulls);
   assert.equal(new Set(results.slice(0, 3).map((r) => r.manifestDigest)).size, 1);
-  for (const [d, n] of countBy(reg2.blobGets().map(blobDigest))) assert.equal(n, 1, `${d} fetched ${n} times in one process`);
+  for (const [d, n] of countBy(reg2.blobGets().map(blobDigest)))
+    assert.equal(n, 1, `${d} fetched ${n} times in one process`);
   const dup = await Image.pullLocal(fresh.backend, `${reg2.host}/peers/edge-dup`);
   assert.ok(dup.layers.length >= 3);
   assert.deepEqual(await indexProblems(fresh.home), []);
   void home;
 });
 
-const POINTS = ['resolved', 'layer-converted', 'layer-renamed', 'layers-done', 'fsmeta-written', 'vmdk-written', 'before-commit', 'committed'] as const;
+const POINTS = [
+  'resolved',
+  'layer-converted',
+  'layer-renamed',
+  'layers-done',
+  'fsmeta-written',
+  'vmdk-written',
+  'before-commit',
+  'committed',
+] as const;
 
 /** Spawns pull-child and kill -9s it `delayMs` after it prints `HOOK <point>` (or when it exits). */
-function pullAndKill(home: string, ref: string, point: string, delayMs: number): Promise<{ killed: boolean; out: string }> {
+function pullAndKill(
+  home: string,
+  ref: string,
+  point: string,
+  delayMs: number,
+): Promise<{ killed: boolean; out: string }> {
   return new Promise((ok) => {
     const c = spawn(process.execPath, [...helperArgv('pull-child'), home, ref], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -108,7 +131,9 @@ function pullAndKill(home: string, ref: string, point: string, delayMs: number):
         setTimeout(() => c.kill('SIGKILL'), delayMs);
       }
     });
-    c.stderr!.on('data', (d) => { out += d; });
+    c.stderr!.on('data', (d) => {
+      out += d;
+    });
     c.on('close', () => ok({ killed, out }));
   });
 }
@@ -140,7 +165,15 @@ test('H5: 100 rounds of a pull sharing layers with a cached unpinned image, conc
   const base = await _pullDeps();
   let checked = 0;
   // While the pull still holds its lease (just after its commit), everything it published must be intact.
-  _setPullDeps({ ...base, hook: async (p) => { if (p === 'committed') { assert.deepEqual(await indexProblems(home), []); checked++; } } });
+  _setPullDeps({
+    ...base,
+    hook: async (p) => {
+      if (p === 'committed') {
+        assert.deepEqual(await indexProblems(home), []);
+        checked++;
+      }
+    },
+  });
   t.after(() => _setPullDeps(null));
   let skipped = 0;
   for (let round = 0; round < 100; round++) {
@@ -189,16 +222,38 @@ async function bigImage(sizeMiB: number): Promise<{ f: FaultServer; ref: string 
       }
       yield Buffer.alloc(1024);
     }
-    const hashed = async function* () { for await (const c of tar()) { diff.update(c); yield c; } };
+    const hashed = async function* () {
+      for await (const c of tar()) {
+        diff.update(c);
+        yield c;
+      }
+    };
     const { createWriteStream } = await import('node:fs');
     await pipeline(Readable.from(hashed()), createGzip({ level: 1 }), createWriteStream(blob));
     const blobSha = createHash('sha256');
     for await (const c of createReadStream(blob)) blobSha.update(c as Buffer);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${diff.digest('hex')}`] } }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [`sha256:${diff.digest('hex')}`] },
+      }),
+    );
     const cfgDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
-    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfgDigest, size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${blobSha.digest('hex')}`, size: statSync(blob).size }] }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfgDigest, size: config.length },
+        layers: [
+          {
+            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+            digest: `sha256:${blobSha.digest('hex')}`,
+            size: statSync(blob).size,
+          },
+        ],
+      }),
+    );
     writeFileSync(join(dir, 'config.json'), config);
     writeFileSync(join(dir, 'manifest.json'), manifest);
     writeFileSync(meta, JSON.stringify({ cfgDigest }));
@@ -206,16 +261,26 @@ async function bigImage(sizeMiB: number): Promise<{ f: FaultServer; ref: string 
   const { readFileSync } = await import('node:fs');
   const manifest = readFileSync(join(dir, 'manifest.json'));
   const config = readFileSync(join(dir, 'config.json'));
-  const m = JSON.parse(manifest.toString()) as { config: { digest: string }; layers: { digest: string; size: number }[] };
+  const m = JSON.parse(manifest.toString()) as {
+    config: { digest: string };
+    layers: { digest: string; size: number }[];
+  };
   const f = await FaultServer.start({ upstream: `http://${R0.host}` });
   faults.push(f);
   f.handlers.push(async (req, res) => {
     if (req.url === '/v2/peers/big/manifests/latest') {
-      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(manifest.length) });
+      res.writeHead(200, {
+        'content-type': 'application/vnd.oci.image.manifest.v1+json',
+        'content-length': String(manifest.length),
+      });
       res.end(req.method === 'HEAD' ? undefined : manifest);
       return true;
     }
-    if (req.url === `/v2/peers/big/blobs/${m.config.digest}`) { res.writeHead(200, { 'content-length': String(config.length) }); res.end(config); return true; }
+    if (req.url === `/v2/peers/big/blobs/${m.config.digest}`) {
+      res.writeHead(200, { 'content-length': String(config.length) });
+      res.end(config);
+      return true;
+    }
     if (req.url === `/v2/peers/big/blobs/${m.layers[0]!.digest}`) {
       res.writeHead(200, { 'content-length': String(m.layers[0]!.size), 'content-type': 'application/octet-stream' });
       await pipeline(createReadStream(blob), res);
@@ -231,16 +296,22 @@ test('H13: pulling a 512 MiB layer keeps RSS growth under 128 MiB', async (t) =>
   void f;
   const { home } = await freshHome(t);
   const out = await new Promise<string>((ok) => {
-    const c = spawn(process.execPath, [...helperArgv('pull-child'), home, ref], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, [...helperArgv('pull-child'), home, ref], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let s = '';
-    c.stdout!.on('data', (d) => { s += d; });
+    c.stdout!.on('data', (d) => {
+      s += d;
+    });
     c.on('close', () => ok(s));
   });
   assert.match(out, /RESULT /, out);
   const rss0 = Number(/RSS0 (\d+)/.exec(out)![1]);
   const max = Number(/MAXRSS (\d+)/.exec(out)![1]);
   const growth = max - rss0;
-  t.diagnostic(`RSS before the pull ${(rss0 / 1048576).toFixed(1)} MiB, peak ${(max / 1048576).toFixed(1)} MiB, growth ${(growth / 1048576).toFixed(1)} MiB`);
+  t.diagnostic(
+    `RSS before the pull ${(rss0 / 1048576).toFixed(1)} MiB, peak ${(max / 1048576).toFixed(1)} MiB, growth ${(growth / 1048576).toFixed(1)} MiB`,
+  );
   assert.ok(growth < 128 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MiB`);
   const b = await LocalBackend.builder().home(home).build();
   t.after(() => b.close());

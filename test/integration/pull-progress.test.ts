@@ -19,7 +19,9 @@ import { freshHome, indexProblems, rows, tmpEntries } from '../helpers/pull-env.
 
 const R0 = ensureRegistry('noauth');
 const faults: FaultServer[] = [];
-after(async () => { for (const f of faults) await f.close(); });
+after(async () => {
+  for (const f of faults) await f.close();
+});
 
 async function fault(): Promise<FaultServer> {
   const f = await FaultServer.start({ upstream: `http://${R0.host}` });
@@ -40,7 +42,8 @@ function slowBlobs(f: FaultServer, o: { delayMs?: number; tickMs?: number; skip?
       const up = await f.fetchUpstream('GET', req.url!, req.headers);
       if (o.delayMs) await sleep(o.delayMs);
       const h: Record<string, string> = {};
-      for (const k of ['content-type', 'content-range', 'docker-content-digest']) if (typeof up.headers[k] === 'string') h[k] = up.headers[k] as string;
+      for (const k of ['content-type', 'content-range', 'docker-content-digest'])
+        if (typeof up.headers[k] === 'string') h[k] = up.headers[k] as string;
       res.writeHead(up.status, { ...h, 'content-length': String(up.body.length) });
       for (let i = 0; i < up.body.length && !res.destroyed; i += 65536) {
         res.write(up.body.subarray(i, i + 65536));
@@ -56,7 +59,9 @@ function slowBlobs(f: FaultServer, o: { delayMs?: number; tickMs?: number; skip?
 }
 
 async function configDigestOf(repo: string, tag = 'latest'): Promise<string> {
-  const r = await fetch(`http://${R0.host}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const r = await fetch(`http://${R0.host}/v2/${repo}/manifests/${tag}`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   return ((await r.json()) as { config: { digest: string } }).config.digest;
 }
 
@@ -84,19 +89,31 @@ test('C23: an iterator that pauses 2 s loses no state change; counters are monot
   let paused = false;
   for await (const e of op) {
     seen.push(e);
-    if (!paused && e.type === 'layerDownloadProgress') { paused = true; await sleep(2000); }
+    if (!paused && e.type === 'layerDownloadProgress') {
+      paused = true;
+      await sleep(2000);
+    }
   }
   const r = await op.result;
   const nonProgress = (l: PullEvent[]) => l.filter((e) => !e.type.endsWith('Progress')).map((e) => JSON.stringify(e));
   assert.deepEqual(nonProgress(seen), nonProgress(direct), 'every non-progress event, in order');
   assert.ok(seen.length < direct.length, 'pending progress events were coalesced while the consumer slept');
-  const done = seen.filter((e) => e.type === 'layerMaterializeComplete') as Extract<PullEvent, { type: 'layerMaterializeComplete' }>[];
-  assert.deepEqual(done.map((e) => e.layerIndex).sort(), r.layers.map((l) => l.position));
+  const done = seen.filter((e) => e.type === 'layerMaterializeComplete') as Extract<
+    PullEvent,
+    { type: 'layerMaterializeComplete' }
+  >[];
+  assert.deepEqual(
+    done.map((e) => e.layerIndex).sort(),
+    r.layers.map((l) => l.position),
+  );
   for (const e of seen) assert.equal(typeof e.elapsedMs, 'number');
   const last = new Map<string, number>();
   const total = new Map<number, number>();
   for (const e of seen) {
-    if (e.type === 'layerDownloadStarted') { last.set(`d${e.layerIndex}`, -1); total.set(e.layerIndex, e.totalBytes!); }
+    if (e.type === 'layerDownloadStarted') {
+      last.set(`d${e.layerIndex}`, -1);
+      total.set(e.layerIndex, e.totalBytes!);
+    }
     if (e.type === 'layerMaterializeStarted') last.set(`m${e.layerIndex}`, -1);
     if (e.type === 'layerDownloadProgress') {
       assert.ok(e.downloadedBytes >= last.get(`d${e.layerIndex}`)!);
@@ -116,10 +133,18 @@ test('C24: a throwing onProgress rejects the pull with that error; no candidate,
   slowBlobs(f, { tickMs: 5 });
   const { backend, home } = await freshHome(t);
   const boom = new Error('listener failed');
-  await assert.rejects(Image.pullLocal(backend, `${f.host}/peers/multilayer`, {
-    onProgress: (e) => { if (e.type === 'layerDownloadProgress') throw boom; },
-  }), (e: unknown) => e === boom);
-  assert.deepEqual(tmpEntries(home).filter((n) => !n.endsWith('.part')), []);
+  await assert.rejects(
+    Image.pullLocal(backend, `${f.host}/peers/multilayer`, {
+      onProgress: (e) => {
+        if (e.type === 'layerDownloadProgress') throw boom;
+      },
+    }),
+    (e: unknown) => e === boom,
+  );
+  assert.deepEqual(
+    tmpEntries(home).filter((n) => !n.endsWith('.part')),
+    [],
+  );
   assert.deepEqual(rows(home, 'SELECT * FROM lease'), []);
   assert.deepEqual(await indexProblems(home), []);
   // and the locks are free: the next pull goes through
@@ -128,7 +153,11 @@ test('C24: a throwing onProgress rejects the pull with that error; no candidate,
 });
 
 /** Runs one pull that aborts when `when` fires; checks ABORTED, its cause, and the cleanup. */
-async function abortCase(t: { after(fn: () => unknown): void }, label: string, setup: (ac: AbortController, f: FaultServer, home: string) => Promise<void> | void) {
+async function abortCase(
+  t: { after(fn: () => unknown): void },
+  label: string,
+  setup: (ac: AbortController, f: FaultServer, home: string) => Promise<void> | void,
+) {
   const f = await fault();
   const { backend, home } = await freshHome(t);
   const ac = new AbortController();
@@ -136,12 +165,19 @@ async function abortCase(t: { after(fn: () => unknown): void }, label: string, s
   const reason = new Error(`stop during ${label}`);
   const orig = ac.abort.bind(ac);
   ac.abort = () => orig(reason);
-  const res = await Image.pullLocal(backend, `${f.host}/peers/multilayer`, { signal: ac.signal }).then(() => null, (e: unknown) => e);
+  const res = await Image.pullLocal(backend, `${f.host}/peers/multilayer`, { signal: ac.signal }).then(
+    () => null,
+    (e: unknown) => e,
+  );
   _setPullDeps(null);
   assert.ok(res instanceof MsbError && res.code === 'ABORTED', `${label}: ${String(res)}`);
   assert.equal((res as MsbError).cause, reason, `${label}: cause is signal.reason`);
   assert.deepEqual(rows(home, 'SELECT * FROM lease'), [], `${label}: no lease`);
-  assert.deepEqual(tmpEntries(home).filter((n) => !n.endsWith('.part')), [], `${label}: no candidate`);
+  assert.deepEqual(
+    tmpEntries(home).filter((n) => !n.endsWith('.part')),
+    [],
+    `${label}: no candidate`,
+  );
   assert.deepEqual(await indexProblems(home), [], `${label}: only valid artifacts`);
   assert.equal(rows(home, 'SELECT * FROM image_ref').length, 0);
   // Another pull takes the locks at once and succeeds.
@@ -153,7 +189,12 @@ async function abortCase(t: { after(fn: () => unknown): void }, label: string, s
 
 function withHook(point: PullHookPoint, fn: () => void): Promise<void> {
   return _pullDeps().then((base) => {
-    _setPullDeps({ ...base, hook: (p) => { if (p === point) fn(); } });
+    _setPullDeps({
+      ...base,
+      hook: (p) => {
+        if (p === point) fn();
+      },
+    });
   });
 }
 
@@ -173,7 +214,11 @@ test('C25: abort during resolve, download, conversion and stitch → ABORTED; th
     const timer = setInterval(() => {
       const tmp = join(h, 'cache', 'tmp');
       const parts = existsSync(tmp) ? readdirSync(tmp).filter((n) => n.endsWith('.part')) : [];
-      if (parts.some((p) => statSync(join(tmp, p)).size > 256 * 1024)) { partSeen = true; clearInterval(timer); ac.abort(); }
+      if (parts.some((p) => statSync(join(tmp, p)).size > 256 * 1024)) {
+        partSeen = true;
+        clearInterval(timer);
+        ac.abort();
+      }
     }, 10);
     t.after(() => clearInterval(timer));
   });
@@ -191,9 +236,15 @@ test('C25: the .part of an aborted download is kept for the next pull', async (t
   const tmp = join(home, 'cache', 'tmp');
   const timer = setInterval(() => {
     const parts = existsSync(tmp) ? readdirSync(tmp).filter((n) => n.endsWith('.part')) : [];
-    if (parts.some((p) => statSync(join(tmp, p)).size > 256 * 1024)) { clearInterval(timer); ac.abort('stop'); }
+    if (parts.some((p) => statSync(join(tmp, p)).size > 256 * 1024)) {
+      clearInterval(timer);
+      ac.abort('stop');
+    }
   }, 10);
-  await assert.rejects(Image.pullLocal(backend, `${f.host}/peers/multilayer`, { signal: ac.signal }), (e: unknown) => e instanceof MsbError && e.code === 'ABORTED' && e.cause === 'stop');
+  await assert.rejects(
+    Image.pullLocal(backend, `${f.host}/peers/multilayer`, { signal: ac.signal }),
+    (e: unknown) => e instanceof MsbError && e.code === 'ABORTED' && e.cause === 'stop',
+  );
   clearInterval(timer);
   const parts = readdirSync(tmp).filter((n) => n.endsWith('.part'));
   assert.ok(parts.length >= 1);

@@ -19,7 +19,15 @@ import { checkErofsHeader } from '../../src/erofs/reader.js';
 import { MsbError } from '../../src/errors.js';
 import { ensureImages, ensureRegistry, tempDir, treeManifest, umociUnpack } from '../helpers/env.js';
 import { FaultServer } from '../helpers/fault-server.js';
-import { freshHome, indexProblems, mountVmdk, privateRegistry, rows, tmpEntries, type PrivateRegistry } from '../helpers/pull-env.js';
+import {
+  freshHome,
+  indexProblems,
+  mountVmdk,
+  privateRegistry,
+  rows,
+  tmpEntries,
+  type PrivateRegistry,
+} from '../helpers/pull-env.js';
 import { flipByte } from '../helpers/bytes.js';
 
 ensureRegistry('noauth');
@@ -27,7 +35,9 @@ const fx = ensureImages();
 const work = tempDir('msb-pull-reg-');
 let P: PrivateRegistry;
 const faults: FaultServer[] = [];
-before(async () => { P = await privateRegistry(); });
+before(async () => {
+  P = await privateRegistry();
+});
 after(async () => {
   for (const f of faults) await f.close();
   await P.stop();
@@ -38,9 +48,19 @@ const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('he
 const types = (ev: PullEvent[]) => ev.map((e) => e.type);
 const isCode = (code: string) => (e: unknown) => e instanceof MsbError && e.code === code;
 
-async function pull(b: LocalBackend, ref: string, o: Parameters<typeof Image.pullLocal>[2] = {}): Promise<{ r: PullResult; events: PullEvent[] }> {
+async function pull(
+  b: LocalBackend,
+  ref: string,
+  o: Parameters<typeof Image.pullLocal>[2] = {},
+): Promise<{ r: PullResult; events: PullEvent[] }> {
   const events: PullEvent[] = [];
-  const r = await Image.pullLocal(b, ref, { ...o, onProgress: (e) => { events.push(e); o.onProgress?.(e); } });
+  const r = await Image.pullLocal(b, ref, {
+    ...o,
+    onProgress: (e) => {
+      events.push(e);
+      o.onProgress?.(e);
+    },
+  });
   return { r, events };
 }
 
@@ -57,8 +77,16 @@ function assertSameTreeAsUmoci(r: PullResult, ociTag: string): void {
   try {
     const ours = treeManifest(m.dir, ['--no-dir-mtime']);
     // The root directory's metadata comes from the layers here and from the bundle for umoci.
-    const strip = (s: string) => s.split('\n').filter((l) => !l.startsWith('/ ')).join('\n');
-    assert.equal(strip(ours), strip(ref), `${r.reference}: kernel mount of the VMDK differs from umoci unpack of ${ociTag}`);
+    const strip = (s: string) =>
+      s
+        .split('\n')
+        .filter((l) => !l.startsWith('/ '))
+        .join('\n');
+    assert.equal(
+      strip(ours),
+      strip(ref),
+      `${r.reference}: kernel mount of the VMDK differs from umoci unpack of ${ociTag}`,
+    );
   } finally {
     m.umount();
   }
@@ -80,9 +108,13 @@ test('C1/C2: a cold pull emits the events in order and every artifact validates;
   assert.deepEqual(ty.slice(-3), ['stitchStarted', 'stitchComplete', 'complete']);
   for (const x of ty.slice(2, -3)) assert.match(x, /^layer/);
   assert.ok(ty.includes('layerDownloadStarted') && ty.includes('layerMaterializeComplete'));
-  assert.deepEqual(r.layers.map((l) => [l.downloaded, l.materialized]), [[true, true]]);
+  assert.deepEqual(
+    r.layers.map((l) => [l.downloaded, l.materialized]),
+    [[true, true]],
+  );
   assert.deepEqual(await indexProblems(home), []);
-  for (const p of [r.artifacts.vmdkPath, r.artifacts.fsmetaPath, ...r.artifacts.layers.map((l) => l.path)]) assert.ok(statSync(p).isFile(), p);
+  for (const p of [r.artifacts.vmdkPath, r.artifacts.fsmetaPath, ...r.artifacts.layers.map((l) => l.path)])
+    assert.ok(statSync(p).isFile(), p);
   assertSameTreeAsUmoci(r, 'busybox');
 
   await reg.stop();
@@ -127,18 +159,38 @@ test('C3/C8 step 3: if-missing repairs a missing layer from the stored manifest:
   unlinkSync(r.artifacts.layers[2]!.path);
   // The descriptor sizes of a repair come from the stored raw manifest, not this (nullable) column.
   const db = new Database(join(home, 'db', 'msb.db'));
-  try { db.pragma('busy_timeout = 5000'); db.prepare('UPDATE manifest_layer SET compressed_size_bytes = NULL').run(); } finally { db.close(); }
-  const victimSize = (JSON.parse(rows<{ raw: Buffer }>(home, 'SELECT raw FROM manifest WHERE digest = ?', r.manifestDigest)[0]!.raw.toString()) as
-    { layers: { size: number }[] }).layers[2]!.size;
+  try {
+    db.pragma('busy_timeout = 5000');
+    db.prepare('UPDATE manifest_layer SET compressed_size_bytes = NULL').run();
+  } finally {
+    db.close();
+  }
+  const victimSize = (
+    JSON.parse(
+      rows<{ raw: Buffer }>(home, 'SELECT raw FROM manifest WHERE digest = ?', r.manifestDigest)[0]!.raw.toString(),
+    ) as { layers: { size: number }[] }
+  ).layers[2]!.size;
   const n0 = reg.blobGets().length;
   const m0 = reg.manifestRequests().length;
   const rep = await pull(backend, ref);
   assert.equal(rep.r.manifestDigest, r.manifestDigest);
-  assert.deepEqual(reg.blobGets().slice(n0).map((l) => /blobs\/(\S+)/.exec(l)![1]), [victim.blobDigest]);
+  assert.deepEqual(
+    reg
+      .blobGets()
+      .slice(n0)
+      .map((l) => /blobs\/(\S+)/.exec(l)![1]),
+    [victim.blobDigest],
+  );
   assert.equal(reg.manifestRequests().length, m0, 'no tag resolution during a repair');
-  assert.ok(rep.events.some((e) => e.type === 'resolved' && e.totalDownloadBytes === victimSize), 'sizes from the raw manifest');
+  assert.ok(
+    rep.events.some((e) => e.type === 'resolved' && e.totalDownloadBytes === victimSize),
+    'sizes from the raw manifest',
+  );
   assert.ok(rep.events.some((e) => e.type === 'warning' && e.code === 'ARTIFACT_REBUILT'));
-  assert.deepEqual(rep.r.layers.map((l) => l.downloaded), [false, false, true, false, false]);
+  assert.deepEqual(
+    rep.r.layers.map((l) => l.downloaded),
+    [false, false, true, false, false],
+  );
   assert.deepEqual(await indexProblems(home), []);
 });
 
@@ -165,7 +217,10 @@ test('C4/C5: always: an unchanged tag costs one HEAD (a cache hit); a moved tag 
   const n = f.log.length;
   const hit = await pull(backend, ref, { policy: 'always' });
   const log = f.log.slice(n);
-  assert.deepEqual(log.filter((q) => /\/manifests\//.test(q.path)).map((q) => q.method), ['HEAD']);
+  assert.deepEqual(
+    log.filter((q) => /\/manifests\//.test(q.path)).map((q) => q.method),
+    ['HEAD'],
+  );
   assert.equal(log.filter((q) => /\/blobs\//.test(q.path)).length, 0);
   assert.equal(hit.r.cached, true);
   assert.equal(hit.r.source, f.host);
@@ -176,13 +231,24 @@ test('C4/C5: always: an unchanged tag costs one HEAD (a cache hit); a moved tag 
   const n2 = f.log.length;
   const moved = await pull(backend, ref, { policy: 'always' });
   assert.notEqual(moved.r.manifestDigest, first.r.manifestDigest);
-  const blobGets = f.log.slice(n2).filter((q) => q.method === 'GET' && /\/blobs\//.test(q.path)).map((q) => q.path.split('/').pop());
+  const blobGets = f.log
+    .slice(n2)
+    .filter((q) => q.method === 'GET' && /\/blobs\//.test(q.path))
+    .map((q) => q.path.split('/').pop());
   const shared = first.r.layers[0]!.blobDigest;
   assert.ok(!blobGets.includes(shared), 'the shared busybox layer is not fetched again');
   assert.equal(blobGets.filter((d) => moved.r.layers.some((l) => l.blobDigest === d)).length, 4);
-  const old = rows<{ n: number }>(home, 'SELECT COUNT(*) AS n FROM image_ref r JOIN manifest m ON m.id = r.manifest_id WHERE m.digest = ?', first.r.manifestDigest);
+  const old = rows<{ n: number }>(
+    home,
+    'SELECT COUNT(*) AS n FROM image_ref r JOIN manifest m ON m.id = r.manifest_id WHERE m.digest = ?',
+    first.r.manifestDigest,
+  );
   assert.equal(old[0]!.n, 0);
-  assert.equal(rows(home, 'SELECT 1 FROM manifest WHERE digest = ?', first.r.manifestDigest).length, 1, 'the old manifest keeps its row');
+  assert.equal(
+    rows(home, 'SELECT 1 FROM manifest WHERE digest = ?', first.r.manifestDigest).length,
+    1,
+    'the old manifest keeps its row',
+  );
   assert.deepEqual(await indexProblems(home), []);
 });
 
@@ -198,8 +264,14 @@ test('C6: force downloads every blob again and republishes byte-identical artifa
   assert.equal(forced.r.cached, false);
   const gets = reg.blobGets().slice(n0);
   for (const l of r.layers) assert.equal(layerBlobGets({ blobGets: () => gets }, [l.blobDigest]), 1, l.blobDigest);
-  assert.deepEqual(files.map((p) => sha(readFileSync(p))), before);
-  assert.deepEqual(forced.r.layers.map((l) => l.materialized), [true, true, true, true, true]);
+  assert.deepEqual(
+    files.map((p) => sha(readFileSync(p))),
+    before,
+  );
+  assert.deepEqual(
+    forced.r.layers.map((l) => l.materialized),
+    [true, true, true, true, true],
+  );
 });
 
 test('C13: a pull killed mid-download leaves its .part; the next pull resumes (resumeFrom > 0, a Range request) and succeeds', async (t) => {
@@ -213,7 +285,8 @@ test('C13: a pull killed mid-download leaves its .part; the next pull resumes (r
     if (!slow || req.method !== 'GET' || !/\/blobs\//.test(req.url!)) return false;
     const up = await f.fetchUpstream('GET', req.url!, req.headers);
     const h: Record<string, string> = {};
-    for (const k of ['content-type', 'content-range', 'docker-content-digest']) if (typeof up.headers[k] === 'string') h[k] = up.headers[k] as string;
+    for (const k of ['content-type', 'content-range', 'docker-content-digest'])
+      if (typeof up.headers[k] === 'string') h[k] = up.headers[k] as string;
     res.writeHead(up.status, { ...h, 'content-length': String(up.body.length) });
     for (let i = 0; i < up.body.length && !res.destroyed; i += 65536) {
       res.write(up.body.subarray(i, i + 65536));
@@ -227,7 +300,9 @@ test('C13: a pull killed mid-download leaves its .part; the next pull resumes (r
   const ref = `${f.host}/peers/multilayer`;
   const big = 'sha256:be48291bcd43cf8267d8b9146be9058f9fafd6d3442fa0a68e3f8b0461168958';
   const part = join(td.dir, 'cache', 'tmp', `blob-${big.replace(':', '_')}.part`);
-  const child = spawn(process.execPath, [...helperArgv('pull-child'), td.dir, ref], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...helperArgv('pull-child'), td.dir, ref], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const exited = new Promise((r) => child.on('exit', r));
   for (let i = 0; i < 400; i++) {
     await new Promise((r) => setTimeout(r, 25));
@@ -243,7 +318,10 @@ test('C13: a pull killed mid-download leaves its .part; the next pull resumes (r
   t.after(() => b.close());
   const n = f.log.length;
   const { r, events } = await pull(b, ref);
-  const started = events.find((e) => e.type === 'layerDownloadStarted' && e.digest === big) as Extract<PullEvent, { type: 'layerDownloadStarted' }>;
+  const started = events.find((e) => e.type === 'layerDownloadStarted' && e.digest === big) as Extract<
+    PullEvent,
+    { type: 'layerDownloadStarted' }
+  >;
   assert.ok(started.resumeFrom > 0, `resumeFrom ${started.resumeFrom}`);
   const rq = f.log.slice(n).find((q) => q.path.endsWith(big));
   assert.equal(rq?.headers.range, `bytes=${started.resumeFrom}-`);
@@ -259,7 +337,11 @@ async function synth(routes: Record<string, { body: Buffer; type?: string }>): P
   f.handlers.push(async (req, res) => {
     const hit = routes[req.url!];
     if (hit) {
-      res.writeHead(200, { 'content-type': hit.type ?? 'application/octet-stream', 'content-length': String(hit.body.length), 'docker-content-digest': sha(hit.body) });
+      res.writeHead(200, {
+        'content-type': hit.type ?? 'application/octet-stream',
+        'content-length': String(hit.body.length),
+        'docker-content-digest': sha(hit.body),
+      });
       res.end(req.method === 'HEAD' ? undefined : hit.body);
       return true;
     }
@@ -276,7 +358,9 @@ async function synth(routes: Record<string, { body: Buffer; type?: string }>): P
 
 // biome-ignore lint/suspicious/noExplicitAny: registry JSON, navigated freely; the assertions check its shape
 async function upstreamJson(path: string): Promise<Record<string, any>> {
-  const res = await fetch(`http://${P.host}${path}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const res = await fetch(`http://${P.host}${path}`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   // biome-ignore lint/suspicious/noExplicitAny: as above
   return (await res.json()) as Record<string, any>;
 }
@@ -290,13 +374,21 @@ test('C14: a flipped layer byte → one retry from zero (2 GETs), then DIGEST_MI
   const layer = bb.layers[0].digest as string;
   f.handlers.push(async (req, res) => {
     if (!req.url!.endsWith(layer)) return false;
-    await f.proxy(req, res, { mutate: (b) => { const c = Buffer.from(b); flipByte(c, c.length >> 1, 0x40); return c; } });
+    await f.proxy(req, res, {
+      mutate: (b) => {
+        const c = Buffer.from(b);
+        flipByte(c, c.length >> 1, 0x40);
+        return c;
+      },
+    });
     return true;
   });
   const { backend, home } = await freshHome(t);
   const events: PullEvent[] = [];
-  await assert.rejects(Image.pullLocal(backend, `${f.host}/peers/busybox`, { onProgress: (e) => events.push(e) }),
-    (e: unknown) => isCode('DIGEST_MISMATCH')(e) && (e as { what: string }).what === 'blob');
+  await assert.rejects(
+    Image.pullLocal(backend, `${f.host}/peers/busybox`, { onProgress: (e) => events.push(e) }),
+    (e: unknown) => isCode('DIGEST_MISMATCH')(e) && (e as { what: string }).what === 'blob',
+  );
   assert.equal(f.requests(new RegExp(layer), 'GET').length, 2);
   assert.equal(events.filter((e) => e.type === 'retry').length, 1);
   assert.deepEqual(rows(home, 'SELECT * FROM layer'), []);
@@ -314,8 +406,10 @@ test('C14: a flipped layer byte → one retry from zero (2 GETs), then DIGEST_MI
     '/v2/peers/xdiff/manifests/latest': { body: manBytes, type: OCI_MANIFEST },
     [`/v2/peers/xdiff/blobs/${sha(cfgBytes)}`]: { body: cfgBytes },
   });
-  await assert.rejects(Image.pullLocal(backend, `${g.host}/peers/xdiff`),
-    (e: unknown) => isCode('DIGEST_MISMATCH')(e) && (e as { what: string }).what === 'diffId');
+  await assert.rejects(
+    Image.pullLocal(backend, `${g.host}/peers/xdiff`),
+    (e: unknown) => isCode('DIGEST_MISMATCH')(e) && (e as { what: string }).what === 'diffId',
+  );
   assert.equal(g.requests(new RegExp(layer), 'GET').length, 1, 'a diff_id mismatch is not retried');
   assert.deepEqual(rows(home, 'SELECT * FROM layer'), []);
   assert.deepEqual(tmpEntries(home), []);
@@ -329,11 +423,19 @@ test('C16: 1001 layers → LIMIT_EXCEEDED and diff_id count mismatch → CONFIG_
   const cfgBytes = Buffer.from(JSON.stringify(cfg));
   const f = await synth({
     '/v2/peers/xmany/manifests/latest': { body: Buffer.from(JSON.stringify(many)), type: OCI_MANIFEST },
-    '/v2/peers/xcount/manifests/latest': { body: Buffer.from(JSON.stringify({ ...bb, config: { ...bb.config, digest: sha(cfgBytes), size: cfgBytes.length } })), type: OCI_MANIFEST },
+    '/v2/peers/xcount/manifests/latest': {
+      body: Buffer.from(
+        JSON.stringify({ ...bb, config: { ...bb.config, digest: sha(cfgBytes), size: cfgBytes.length } }),
+      ),
+      type: OCI_MANIFEST,
+    },
     [`/v2/peers/xcount/blobs/${sha(cfgBytes)}`]: { body: cfgBytes },
   });
   const { backend } = await freshHome(t);
-  await assert.rejects(Image.pullLocal(backend, `${f.host}/peers/xmany`), (e: unknown) => isCode('LIMIT_EXCEEDED')(e) && (e as { limit: string }).limit === 'maxLayers');
+  await assert.rejects(
+    Image.pullLocal(backend, `${f.host}/peers/xmany`),
+    (e: unknown) => isCode('LIMIT_EXCEEDED')(e) && (e as { limit: string }).limit === 'maxLayers',
+  );
   await assert.rejects(Image.pullLocal(backend, `${f.host}/peers/xcount`), isCode('CONFIG_INVALID'));
   assert.equal(f.requests(new RegExp(bb.layers[0].digest)).length, 0);
   assert.equal(f.requests(/xmany\/blobs\//).length, 0, 'the config of a 1001-layer manifest is not even fetched');
@@ -354,10 +456,20 @@ test('C19: v2s2 manifests and lists; zstd after gzip: 0 blob GETs, the same laye
   const zs = await pull(backend, `${reg.host}/peers/multilayer:zstd`);
   assert.equal(reg.blobGets().length - n0, 0, 'no blob GET at all');
   assert.notEqual(zs.r.manifestDigest, gz.r.manifestDigest);
-  assert.deepEqual(zs.r.artifacts.layers.map((l) => l.path), gz.r.artifacts.layers.map((l) => l.path));
-  const ml = rows<{ blob_digest: string; media_type: string }>(home, `SELECT ml.blob_digest, ml.media_type FROM manifest_layer ml
-    JOIN manifest m ON m.id = ml.manifest_id WHERE m.digest = ? ORDER BY ml.position`, zs.r.manifestDigest);
-  assert.deepEqual(ml.map((x) => x.blob_digest), zs.r.layers.map((l) => l.blobDigest));
+  assert.deepEqual(
+    zs.r.artifacts.layers.map((l) => l.path),
+    gz.r.artifacts.layers.map((l) => l.path),
+  );
+  const ml = rows<{ blob_digest: string; media_type: string }>(
+    home,
+    `SELECT ml.blob_digest, ml.media_type FROM manifest_layer ml
+    JOIN manifest m ON m.id = ml.manifest_id WHERE m.digest = ? ORDER BY ml.position`,
+    zs.r.manifestDigest,
+  );
+  assert.deepEqual(
+    ml.map((x) => x.blob_digest),
+    zs.r.layers.map((l) => l.blobDigest),
+  );
   for (const x of ml) assert.equal(x.media_type, 'application/vnd.oci.image.layer.v1.tar+zstd');
   assert.ok(zs.r.layers.every((l, i) => l.blobDigest !== gz.r.layers[i]!.blobDigest));
   assertSameTreeAsUmoci(zs.r, 'multilayer');
@@ -375,15 +487,27 @@ test('C20: an uncompressed layer; zstd bytes under a +gzip type (MEDIA_TYPE_MISM
   assertSameTreeAsUmoci(unc.r, 'edge-uncompressed');
 
   const zst = await upstreamJson('/v2/peers/busybox/manifests/zstd');
-  const lying = { ...zst, layers: zst.layers.map((l: Record<string, unknown>) => ({ ...l, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' })) };
+  const lying = {
+    ...zst,
+    layers: zst.layers.map((l: Record<string, unknown>) => ({
+      ...l,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    })),
+  };
   const junk = Buffer.alloc(3000, 0x41);
   const bb = await upstreamJson('/v2/peers/busybox/manifests/latest');
   const cfg = await upstreamJson(`/v2/peers/busybox/blobs/${bb.config.digest}`);
   cfg.rootfs.diff_ids = [sha(junk)];
   const cfgBytes = Buffer.from(JSON.stringify(cfg));
-  const junkMan = { ...bb, config: { ...bb.config, digest: sha(cfgBytes), size: cfgBytes.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(junk), size: junk.length }] };
-  const foo = { ...bb, layers: bb.layers.map((l: Record<string, unknown>) => ({ ...l, mediaType: 'application/vnd.example+foo' })) };
+  const junkMan = {
+    ...bb,
+    config: { ...bb.config, digest: sha(cfgBytes), size: cfgBytes.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(junk), size: junk.length }],
+  };
+  const foo = {
+    ...bb,
+    layers: bb.layers.map((l: Record<string, unknown>) => ({ ...l, mediaType: 'application/vnd.example+foo' })),
+  };
   const f = await synth({
     '/v2/peers/xlie/manifests/latest': { body: Buffer.from(JSON.stringify(lying)), type: OCI_MANIFEST },
     '/v2/peers/xjunk/manifests/latest': { body: Buffer.from(JSON.stringify(junkMan)), type: OCI_MANIFEST },
@@ -394,12 +518,22 @@ test('C20: an uncompressed layer; zstd bytes under a +gzip type (MEDIA_TYPE_MISM
   // zstd blobs of busybox:zstd live in peers/busybox too (same repository). A fresh cache: the
   // busybox layer must really be downloaded for its content to be sniffed.
   const lie = await pull((await freshHome(t)).backend, `${f.host}/peers/xlie`);
-  const warns = lie.events.filter((e) => e.type === 'warning' && e.code === 'MEDIA_TYPE_MISMATCH') as Extract<PullEvent, { type: 'warning' }>[];
+  const warns = lie.events.filter((e) => e.type === 'warning' && e.code === 'MEDIA_TYPE_MISMATCH') as Extract<
+    PullEvent,
+    { type: 'warning' }
+  >[];
   assert.equal(warns.length, 1);
   assert.match(warns[0]!.message, /tar\+gzip/);
   assert.match(warns[0]!.message, /zstd/);
-  const mt = rows<{ media_type: string }>(lie.r.artifacts.vmdkPath.replace(/\/cache\/vmdk\/.*$/, ''), `SELECT ml.media_type FROM manifest_layer ml JOIN manifest m ON m.id = ml.manifest_id WHERE m.digest = ?`, lie.r.manifestDigest);
-  assert.deepEqual(mt.map((x) => x.media_type), ['application/vnd.oci.image.layer.v1.tar+gzip']);
+  const mt = rows<{ media_type: string }>(
+    lie.r.artifacts.vmdkPath.replace(/\/cache\/vmdk\/.*$/, ''),
+    `SELECT ml.media_type FROM manifest_layer ml JOIN manifest m ON m.id = ml.manifest_id WHERE m.digest = ?`,
+    lie.r.manifestDigest,
+  );
+  assert.deepEqual(
+    mt.map((x) => x.media_type),
+    ['application/vnd.oci.image.layer.v1.tar+gzip'],
+  );
   assertSameTreeAsUmoci(lie.r, 'busybox');
 
   await assert.rejects(Image.pullLocal(backend, `${f.host}/peers/xjunk`), isCode('LAYER_INVALID'));
@@ -418,12 +552,20 @@ test('C21: edge-dup: one download and one conversion, 3 device slots, 4 VMDK ext
   const dup = [...counts].find(([, n]) => n > 1)![0];
   assert.equal(layerBlobGets(reg, [dup]), 1);
   assert.equal(events.filter((e) => e.type === 'layerDownloadStarted' && e.digest === dup).length, 1);
-  const done = events.filter((e) => e.type === 'layerMaterializeComplete') as Extract<PullEvent, { type: 'layerMaterializeComplete' }>[];
-  assert.deepEqual(done.map((e) => e.layerIndex).sort(), r.layers.map((l) => l.position));
+  const done = events.filter((e) => e.type === 'layerMaterializeComplete') as Extract<
+    PullEvent,
+    { type: 'layerMaterializeComplete' }
+  >[];
+  assert.deepEqual(
+    done.map((e) => e.layerIndex).sort(),
+    r.layers.map((l) => l.position),
+  );
   assert.equal(done.filter((e) => !e.reused).length, counts.size);
   const sb = await checkErofsHeader(r.artifacts.fsmetaPath);
   assert.equal(sb.extraDevices, r.layers.length);
-  const extents = readFileSync(r.artifacts.vmdkPath, 'utf8').split('\n').filter((l) => /^RW \d+ FLAT /.test(l));
+  const extents = readFileSync(r.artifacts.vmdkPath, 'utf8')
+    .split('\n')
+    .filter((l) => /^RW \d+ FLAT /.test(l));
   assert.equal(extents.length, r.layers.length + 1);
   const detail = await Image.inspectLocal(backend, r.reference);
   assert.equal(detail.layers.length, r.layers.length);
@@ -440,10 +582,15 @@ test('C27: a digest reference to an index stores the platform manifest with inde
   assert.equal(byDigest.r.reference, `${P.host}/peers/multiarch@${tag.r.indexDigest}`);
   assert.equal(byDigest.r.artifacts.fsmetaPath, tag.r.artifacts.fsmetaPath);
   assert.equal(byDigest.r.cached, true);
-  const refs = rows<{ reference: string; index_digest: string | null; digest: string }>(home,
-    'SELECT r.reference, r.index_digest, m.digest FROM image_ref r JOIN manifest m ON m.id = r.manifest_id ORDER BY r.reference');
+  const refs = rows<{ reference: string; index_digest: string | null; digest: string }>(
+    home,
+    'SELECT r.reference, r.index_digest, m.digest FROM image_ref r JOIN manifest m ON m.id = r.manifest_id ORDER BY r.reference',
+  );
   assert.equal(refs.length, 2);
-  for (const x of refs) { assert.equal(x.index_digest, tag.r.indexDigest); assert.equal(x.digest, tag.r.manifestDigest); }
+  for (const x of refs) {
+    assert.equal(x.index_digest, tag.r.indexDigest);
+    assert.equal(x.digest, tag.r.manifestDigest);
+  }
   assert.equal(rows(home, 'SELECT 1 FROM manifest').length, 1);
   assertSameTreeAsUmoci(tag.r, 'busybox');
   // A fresh cache pulling by index digest first works the same.
@@ -462,7 +609,10 @@ test('kernel mount == umoci unpack: multilayer (OCI index tag), edge-sparse; edg
   assertSameTreeAsUmoci(sparse.r, 'edge-sparse');
   await assert.rejects(Image.pullLocal(backend, `${P.host}/peers/edge-evil`), isCode('LAYER_INVALID'));
   assert.deepEqual(await indexProblems(home), []);
-  assert.deepEqual(tmpEntries(home).filter((n) => n.endsWith('.tmp')), []);
+  assert.deepEqual(
+    tmpEntries(home).filter((n) => n.endsWith('.tmp')),
+    [],
+  );
   rmSync(join(home, 'nothing'), { force: true });
 });
 
@@ -472,14 +622,27 @@ test('Sandbox.create pulls under its own lease (operation "create"), then pins; 
   const { backend, home } = await freshHome(t);
   const base = await _pullDeps();
   const seen: { operation: string; items: string[] }[] = [];
-  _setPullDeps({ ...base, hook: (p) => {
-    if (p !== 'layers-done') return;
-    const ls = rows<{ id: string; operation: string }>(home, 'SELECT id, operation FROM lease');
-    for (const l of ls) seen.push({ operation: l.operation, items: rows<{ kind: string }>(home, 'SELECT kind FROM lease_item WHERE lease_id = ?', l.id).map((x) => x.kind) });
-  } });
+  _setPullDeps({
+    ...base,
+    hook: (p) => {
+      if (p !== 'layers-done') return;
+      const ls = rows<{ id: string; operation: string }>(home, 'SELECT id, operation FROM lease');
+      for (const l of ls)
+        seen.push({
+          operation: l.operation,
+          items: rows<{ kind: string }>(home, 'SELECT kind FROM lease_item WHERE lease_id = ?', l.id).map(
+            (x) => x.kind,
+          ),
+        });
+    },
+  });
   t.after(() => _setPullDeps(null));
   const sb = await Sandbox.createLocal(backend, 'web', { image: `${P.host}/peers/multilayer` });
-  assert.deepEqual(seen.map((s) => s.operation), ['create'], 'the pull adds its items to the caller\'s lease');
+  assert.deepEqual(
+    seen.map((s) => s.operation),
+    ['create'],
+    "the pull adds its items to the caller's lease",
+  );
   assert.ok(seen[0]!.items.includes('manifest') && seen[0]!.items.includes('layer'));
   assert.ok(statSync(sb.rootfs.vmdkPath).isFile());
   assert.equal(sb.rootfs.layers.length, 5);
@@ -493,17 +656,29 @@ test('an explicit platform the cached image does not match is a miss: the ref is
   const ref = `${P.host}/peers/multiarch`;
   const amd = await pull(backend, ref);
   assert.equal(amd.r.platform.architecture, 'amd64');
-  await assert.rejects(Image.pullLocal(backend, ref, { platform: 'linux/arm64', policy: 'never' }), isCode('NOT_CACHED'));
+  await assert.rejects(
+    Image.pullLocal(backend, ref, { platform: 'linux/arm64', policy: 'never' }),
+    isCode('NOT_CACHED'),
+  );
   const arm = await pull(backend, ref, { platform: 'linux/arm64' });
   assert.equal(arm.r.cached, false);
   assert.deepEqual(arm.r.platform, { os: 'linux', architecture: 'arm64', variant: 'v8' });
   assert.notEqual(arm.r.manifestDigest, amd.r.manifestDigest);
-  const refs = rows<{ digest: string }>(home, 'SELECT m.digest FROM image_ref r JOIN manifest m ON m.id = r.manifest_id');
-  assert.deepEqual(refs.map((x) => x.digest), [arm.r.manifestDigest]);
+  const refs = rows<{ digest: string }>(
+    home,
+    'SELECT m.digest FROM image_ref r JOIN manifest m ON m.id = r.manifest_id',
+  );
+  assert.deepEqual(
+    refs.map((x) => x.digest),
+    [arm.r.manifestDigest],
+  );
   const again = await pull(backend, ref, { platform: 'linux/arm64/v8' });
   assert.equal(again.r.cached, true);
   // A single-manifest image whose config disagrees with the host only warns (PLATFORM_MISMATCH).
   const other = await pull(backend, `${P.host}/peers/busybox-arm64`);
   assert.ok(other.events.some((e) => e.type === 'warning' && e.code === 'PLATFORM_MISMATCH'));
-  await assert.rejects(Image.pullLocal((await freshHome(t)).backend, `${P.host}/peers/busybox-arm64`, { platform: 'linux/amd64' }), isCode('PLATFORM_NOT_FOUND'));
+  await assert.rejects(
+    Image.pullLocal((await freshHome(t)).backend, `${P.host}/peers/busybox-arm64`, { platform: 'linux/amd64' }),
+    isCode('PLATFORM_NOT_FOUND'),
+  );
 });

@@ -24,11 +24,20 @@ async function msb(args: string[], opts: { stdin?: string; home: string; env?: N
   const err = new PassThrough();
   let so = '';
   let se = '';
-  out.on('data', (d) => { so += d; });
-  err.on('data', (d) => { se += d; });
-  const stdin = Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]) as Readable & { isTTY?: boolean };
+  out.on('data', (d) => {
+    so += d;
+  });
+  err.on('data', (d) => {
+    se += d;
+  });
+  const stdin = Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]) as Readable & {
+    isTTY?: boolean;
+  };
   const code = await main(['--home', opts.home, ...args], {
-    stdout: out, stderr: err, stdin, signal: new AbortController().signal,
+    stdout: out,
+    stderr: err,
+    stdin,
+    signal: new AbortController().signal,
     env: opts.env ?? { PATH: process.env.PATH, DOCKER_CONFIG: join(tmp.dir, 'no-docker') },
   });
   allOutput.push(so, se);
@@ -42,7 +51,8 @@ test('host normalization', () => {
   assert.equal(normalizeRegistryHost('GHCR.io'), 'ghcr.io');
   assert.equal(normalizeRegistryHost('https://127.0.0.1:5001/'), '127.0.0.1:5001');
   assert.equal(normalizeRegistryHost('localhost'), 'localhost');
-  for (const bad of ['myregistry', 'a/b', '', 'x..y', 'host:abc', 'u@h.io']) assert.throws(() => normalizeRegistryHost(bad), { code: 'INVALID_ARGUMENT' }, bad);
+  for (const bad of ['myregistry', 'a/b', '', 'x..y', 'host:abc', 'u@h.io'])
+    assert.throws(() => normalizeRegistryHost(bad), { code: 'INVALID_ARGUMENT' }, bad);
   assert.equal(hostKey('127.0.0.1:5001'), '127.0.0.1_5001');
   assert.equal(hostKey('[::1]:5000'), '___1__5000');
 });
@@ -50,10 +60,17 @@ test('host normalization', () => {
 test('G7: login (Basic) stores a 0600 secret in a 0700 dir and keeps config.json keys; wrong password exits 5 and writes nothing', async () => {
   const home = join(tmp.dir, 'home-basic');
   mkdirSync(home, { recursive: true });
-  const before = { pull: { retries: 3 }, registries: { ca_certs: [], hosts: { 'other.example:1': { insecure: true } } }, zzz: { kept: true } };
+  const before = {
+    pull: { retries: 3 },
+    registries: { ca_certs: [], hosts: { 'other.example:1': { insecure: true } } },
+    zzz: { kept: true },
+  };
   writeFileSync(join(home, 'config.json'), JSON.stringify(before));
 
-  const bad = await msb(['registry', 'login', RB.host, '-u', 'testuser', '--password-stdin'], { home, stdin: 'wrong-pass\n' });
+  const bad = await msb(['registry', 'login', RB.host, '-u', 'testuser', '--password-stdin'], {
+    home,
+    stdin: 'wrong-pass\n',
+  });
   assert.equal(bad.code, 5, bad.stderr);
   assert.match(bad.stderr, /REGISTRY_AUTH/);
   assert.deepEqual(JSON.parse(readFileSync(join(home, 'config.json'), 'utf8')), before, 'nothing written');
@@ -62,7 +79,10 @@ test('G7: login (Basic) stores a 0600 secret in a 0700 dir and keeps config.json
   const noTty = await msb(['registry', 'login', RB.host, '-u', 'testuser'], { home });
   assert.equal(noTty.code, 2, 'no TTY and no --password-stdin');
 
-  const ok = await msb(['registry', 'login', RB.host, '-u', 'testuser', '--password-stdin'], { home, stdin: `${PASS}\n` });
+  const ok = await msb(['registry', 'login', RB.host, '-u', 'testuser', '--password-stdin'], {
+    home,
+    stdin: `${PASS}\n`,
+  });
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(ok.stdout, `Login succeeded for ${RB.host}\n`);
   const secret = join(home, 'secrets', 'registries', hostKey(RB.host));
@@ -76,12 +96,19 @@ test('G7: login (Basic) stores a 0600 secret in a 0700 dir and keeps config.json
   const cfg = JSON.parse(cfgText);
   assert.deepEqual(Object.keys(cfg), ['pull', 'registries', 'zzz'], 'key order kept');
   assert.deepEqual(Object.keys(cfg.registries.hosts), ['other.example:1', RB.host]);
-  assert.deepEqual(cfg.registries.hosts[RB.host].auth, { username: 'testuser', secret: `registries/${hostKey(RB.host)}` });
+  assert.deepEqual(cfg.registries.hosts[RB.host].auth, {
+    username: 'testuser',
+    secret: `registries/${hostKey(RB.host)}`,
+  });
   assert.deepEqual(cfg.zzz, { kept: true });
 
   // The stored credentials work for a pull's resolution (settings → secret file).
   const settings = readSettings(home);
-  const c = new RegistryClient({ home, settings, env: { PATH: process.env.PATH, DOCKER_CONFIG: join(tmp.dir, 'no-docker') } });
+  const c = new RegistryClient({
+    home,
+    settings,
+    env: { PATH: process.env.PATH, DOCKER_CONFIG: join(tmp.dir, 'no-docker') },
+  });
   const r = await resolveImage(c, parseReference(`${RB.host}/peers/busybox`));
   assert.ok(r.manifestDigest.startsWith('sha256:'));
   await c.close();
@@ -93,7 +120,13 @@ test('G7: login (Basic) stores a 0600 secret in a 0700 dir and keeps config.json
   assert.match(t.stdout, new RegExp(`${RB.host.replace(/\./g, '\\.')}\\s+testuser\\s+secret`));
   const j = await msb(['registry', 'ls', '--format', 'json'], { home });
   const list = JSON.parse(j.stdout) as { host: string; auth: string }[];
-  assert.deepEqual(list.map((e) => [e.host, e.auth]).sort(), [[RB.host, 'secret'], ['other.example:1', '-']].sort());
+  assert.deepEqual(
+    list.map((e) => [e.host, e.auth]).sort(),
+    [
+      [RB.host, 'secret'],
+      ['other.example:1', '-'],
+    ].sort(),
+  );
 
   // logout removes the file and the entry; a second logout is a no-op.
   const lo = await msb(['registry', 'logout', RB.host], { home });
@@ -109,10 +142,16 @@ test('G7: login (Basic) stores a 0600 secret in a 0700 dir and keeps config.json
 
 test('login against a Bearer registry (RT) fetches a token with the credentials', async () => {
   const home = join(tmp.dir, 'home-token');
-  const bad = await msb(['registry', 'login', RT.host, '-u', 'testuser', '--password-stdin'], { home, stdin: 'nope\n' });
+  const bad = await msb(['registry', 'login', RT.host, '-u', 'testuser', '--password-stdin'], {
+    home,
+    stdin: 'nope\n',
+  });
   assert.equal(bad.code, 5, bad.stderr);
   assert.equal(existsSync(join(home, 'config.json')), false);
-  const ok = await msb(['registry', 'login', RT.host, '-u', 'testuser', '--password-stdin'], { home, stdin: `${PASS}\r\n` });
+  const ok = await msb(['registry', 'login', RT.host, '-u', 'testuser', '--password-stdin'], {
+    home,
+    stdin: `${PASS}\r\n`,
+  });
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(readFileSync(join(home, 'secrets', 'registries', hostKey(RT.host)), 'utf8'), `${PASS}\n`);
 });
@@ -122,8 +161,17 @@ test('ls lists docker-config hosts as docker-config; a malformed config.json is 
   mkdirSync(home, { recursive: true });
   const dc = join(tmp.dir, 'dc');
   mkdirSync(dc, { recursive: true });
-  writeFileSync(join(dc, 'config.json'), JSON.stringify({ auths: { 'https://index.docker.io/v1/': { auth: Buffer.from(`hubuser:${PASS}`).toString('base64') } }, credHelpers: { 'ghcr.io': 'gh' } }));
-  const r = await msb(['registry', 'ls', '--format', 'json'], { home, env: { PATH: process.env.PATH, DOCKER_CONFIG: dc } });
+  writeFileSync(
+    join(dc, 'config.json'),
+    JSON.stringify({
+      auths: { 'https://index.docker.io/v1/': { auth: Buffer.from(`hubuser:${PASS}`).toString('base64') } },
+      credHelpers: { 'ghcr.io': 'gh' },
+    }),
+  );
+  const r = await msb(['registry', 'ls', '--format', 'json'], {
+    home,
+    env: { PATH: process.env.PATH, DOCKER_CONFIG: dc },
+  });
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), [
     { host: 'docker.io', username: 'hubuser', auth: 'docker-config', insecure: false, mirrors: [], caCerts: [] },
@@ -142,5 +190,6 @@ test('ls lists docker-config hosts as docker-config; a malformed config.json is 
 
 test('no command output ever contains the password or its base64 form', () => {
   const all = allOutput.join('\n');
-  for (const s of [PASS, Buffer.from(PASS).toString('base64'), Buffer.from(`testuser:${PASS}`).toString('base64')]) assert.ok(!all.includes(s), s);
+  for (const s of [PASS, Buffer.from(PASS).toString('base64'), Buffer.from(`testuser:${PASS}`).toString('base64')])
+    assert.ok(!all.includes(s), s);
 });

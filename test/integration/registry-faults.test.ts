@@ -16,7 +16,13 @@ import { RegistryClient, type RegistryClientOptions } from '../../src/registry/c
 import { resolveImage } from '../../src/registry/resolve.js';
 import { parseReference } from '../../src/reference/reference.js';
 import {
-  AbortedError, DigestMismatchError, LimitExceededError, ManifestInvalidError, MsbError, RegistryAuthError, RegistryError,
+  AbortedError,
+  DigestMismatchError,
+  LimitExceededError,
+  ManifestInvalidError,
+  MsbError,
+  RegistryAuthError,
+  RegistryError,
 } from '../../src/errors.js';
 import type { RetryInfo, WarningInfo } from '../../src/registry/types.js';
 import type { Descriptor } from '../../src/oci/manifest.js';
@@ -42,12 +48,20 @@ async function server(opts: Parameters<typeof FaultServer.start>[0] = {}): Promi
   return f;
 }
 
-interface Rec { retries: RetryInfo[]; warnings: WarningInfo[] }
+interface Rec {
+  retries: RetryInfo[];
+  warnings: WarningInfo[];
+}
 function client(o: Partial<RegistryClientOptions> = {}): RegistryClient & { rec: Rec } {
   const rec: Rec = { retries: [], warnings: [] };
   const c = new RegistryClient({
-    home: tmp.dir, settings: {}, env: { PATH: process.env.PATH, DOCKER_CONFIG: join(tmp.dir, 'none') }, backoffMs: () => 5,
-    onRetry: (r) => rec.retries.push(r), onWarning: (w) => rec.warnings.push(w), ...o,
+    home: tmp.dir,
+    settings: {},
+    env: { PATH: process.env.PATH, DOCKER_CONFIG: join(tmp.dir, 'none') },
+    backoffMs: () => 5,
+    onRetry: (r) => rec.retries.push(r),
+    onWarning: (w) => rec.warnings.push(w),
+    ...o,
   }) as RegistryClient & { rec: Rec };
   c.rec = rec;
   clients.push(c);
@@ -55,11 +69,23 @@ function client(o: Partial<RegistryClientOptions> = {}): RegistryClient & { rec:
 }
 
 async function rejects(p: Promise<unknown>, check: (e: unknown) => boolean, label: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => { seenErrors.push(e); return check(e); }, label);
+  await assert.rejects(
+    p,
+    (e: unknown) => {
+      seenErrors.push(e);
+      return check(e);
+    },
+    label,
+  );
 }
 
 /** Collects a blob through readBlob; returns the events and the final bytes (as a consumer would keep them). */
-async function collect(c: RegistryClient, host: string, desc: Descriptor, opts: { offset?: number; signal?: AbortSignal } = {}) {
+async function collect(
+  c: RegistryClient,
+  host: string,
+  desc: Descriptor,
+  opts: { offset?: number; signal?: AbortSignal } = {},
+) {
   const opens: number[] = [];
   let parts: Buffer[] = [];
   for await (const ev of c.readBlob({ domain: host, repository: 'peers/busybox' }, desc, { ...opts, layerIndex: 0 })) {
@@ -91,7 +117,10 @@ before(async () => {
 function bearerRegistry(f: FaultServer, state: { n: number; valid: (auth: string | undefined) => boolean }) {
   f.handlers.push((req, res) => {
     const challenge = `Bearer realm="${f.url}/token",service="fault"`;
-    if (req.url === '/v2/') { sendJson(res, 401, {}, { 'www-authenticate': challenge }); return true; }
+    if (req.url === '/v2/') {
+      sendJson(res, 401, {}, { 'www-authenticate': challenge });
+      return true;
+    }
     if (req.url?.startsWith('/token')) {
       state.n++;
       const token = `tok-${state.n}-${'z'.repeat(20)}`;
@@ -100,7 +129,12 @@ function bearerRegistry(f: FaultServer, state: { n: number; valid: (auth: string
       return true;
     }
     if (!state.valid(req.headers.authorization)) {
-      sendJson(res, 401, { errors: [{ code: 'UNAUTHORIZED' }] }, { 'www-authenticate': `${challenge},scope="repository:peers/busybox:pull",error="invalid_token"` });
+      sendJson(
+        res,
+        401,
+        { errors: [{ code: 'UNAUTHORIZED' }] },
+        { 'www-authenticate': `${challenge},scope="repository:peers/busybox:pull",error="invalid_token"` },
+      );
       return true;
     }
     return false;
@@ -139,7 +173,11 @@ test('C9: a 401 invalid_token mid-blob gets one new token and the transfer resum
   const f2 = await server();
   const s2 = { n: 0, valid: (a: string | undefined) => a !== undefined && !a.includes('never') && false };
   bearerRegistry(f2, s2);
-  await rejects(collect(client(), f2.host, layer), (e) => e instanceof RegistryAuthError && e.status === 401, 'two 401s');
+  await rejects(
+    collect(client(), f2.host, layer),
+    (e) => e instanceof RegistryAuthError && e.status === 401,
+    'two 401s',
+  );
   assert.equal(f2.requests(/^\/token$/).length, 2);
 });
 
@@ -147,9 +185,14 @@ test('C10/I2/I4: Authorization never crosses hosts; same-origin redirects keep i
   const cdn = await server({ host: '127.0.0.2' });
   const f = await server();
   f.handlers.push((req, res) => {
-    if (req.headers.authorization !== BASIC) { sendJson(res, 401, {}, { 'www-authenticate': 'Basic realm="fault"' }); return true; }
+    if (req.headers.authorization !== BASIC) {
+      sendJson(res, 401, {}, { 'www-authenticate': 'Basic realm="fault"' });
+      return true;
+    }
     if (isBlob(req) && !req.url!.includes('same=1')) {
-      const target = req.url!.includes('?cross') ? `${cdn.url}${blobPath()}?X-Amz-Signature=secret` : `${blobPath()}?same=1`;
+      const target = req.url!.includes('?cross')
+        ? `${cdn.url}${blobPath()}?X-Amz-Signature=secret`
+        : `${blobPath()}?same=1`;
       res.writeHead(307, { location: target, 'content-length': '0' });
       res.end();
       return true;
@@ -158,7 +201,12 @@ test('C10/I2/I4: Authorization never crosses hosts; same-origin redirects keep i
   });
   // Cross host: the first GET goes to F (with Basic), then 127.0.0.2 gets no Authorization.
   f.handlers.unshift((req, res) => {
-    if (isBlob(req) && !req.url!.includes('?') && (req.headers as Record<string, string>)['x-cross'] === undefined && crossMode) {
+    if (
+      isBlob(req) &&
+      !req.url!.includes('?') &&
+      (req.headers as Record<string, string>)['x-cross'] === undefined &&
+      crossMode
+    ) {
       if (req.headers.authorization !== BASIC) return false;
       res.writeHead(307, { location: `${cdn.url}${blobPath()}?X-Amz-Signature=secret`, 'content-length': '0' });
       res.end();
@@ -186,14 +234,25 @@ test('C10/I2/I4: Authorization never crosses hosts; same-origin redirects keep i
   assert.equal(same[0]!.headers.authorization, BASIC, 'same-origin redirect keeps Authorization');
 
   // 5 hops are fine, the 6th is REGISTRY.
-  for (const [hops, ok] of [[5, true], [6, false]] as const) {
+  for (const [hops, ok] of [
+    [5, true],
+    [6, false],
+  ] as const) {
     const h = await server();
     h.handlers.push((req, res) => {
       const m = /^\/hop\/(\d+)/.exec(req.url ?? '');
-      if (isBlob(req)) { res.writeHead(307, { location: '/hop/1' }); res.end(); return true; }
+      if (isBlob(req)) {
+        res.writeHead(307, { location: '/hop/1' });
+        res.end();
+        return true;
+      }
       if (m) {
         const k = Number(m[1]);
-        if (k < hops) { res.writeHead(302, { location: `/hop/${k + 1}` }); res.end(); return true; }
+        if (k < hops) {
+          res.writeHead(302, { location: `/hop/${k + 1}` });
+          res.end();
+          return true;
+        }
         req.url = blobPath();
         return false;
       }
@@ -201,30 +260,62 @@ test('C10/I2/I4: Authorization never crosses hosts; same-origin redirects keep i
     });
     const p = collect(client(), h.host, layer);
     if (ok) assert.equal((await p).digest, layer.digest);
-    else await rejects(p, (e) => e instanceof RegistryError && e.code === 'REGISTRY' && /too many redirects/.test(e.message), '6 hops');
+    else
+      await rejects(
+        p,
+        (e) => e instanceof RegistryError && e.code === 'REGISTRY' && /too many redirects/.test(e.message),
+        '6 hops',
+      );
   }
 });
 
 test('C10/I4/I5: over TLS (caCerts): https→http redirect refused with a redacted URL; an http realm is refused; insecure allows the downgrade', async () => {
   const key = join(tmp.dir, 'k.pem');
   const cert = join(tmp.dir, 'c.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const plain = await server();
   const tls = await server({ tls: { key: readFileSync(key), cert: readFileSync(cert) } });
   tls.handlers.push((req, res) => {
-    if (isBlob(req)) { res.writeHead(302, { location: `${plain.url}${blobPath()}?X-Amz-Signature=secret` }); res.end(); return true; }
+    if (isBlob(req)) {
+      res.writeHead(302, { location: `${plain.url}${blobPath()}?X-Amz-Signature=secret` });
+      res.end();
+      return true;
+    }
     return false;
   });
   const c = client({ caCerts: [cert] });
   const m = await c.fetchManifest({ domain: tls.host, repository: 'peers/busybox' }, 'latest');
   assert.equal(m.digest, manifestDigest, 'https with a private CA works');
-  await rejects(collect(c, tls.host, layer), (e) => {
-    assert.ok(e instanceof RegistryError, String(e));
-    assert.match(e.message, /https to http refused/);
-    assert.ok(e.message.includes('?…') && !e.message.includes('secret'), e.message);
-    return true;
-  }, 'downgrade');
+  await rejects(
+    collect(c, tls.host, layer),
+    (e) => {
+      assert.ok(e instanceof RegistryError, String(e));
+      assert.match(e.message, /https to http refused/);
+      assert.ok(e.message.includes('?…') && !e.message.includes('secret'), e.message);
+      return true;
+    },
+    'downgrade',
+  );
   assert.equal(plain.requests(/\/blobs\//).length, 0, 'nothing was sent over http');
   // insecure: the downgrade is allowed.
   const ci = client({ insecure: true });
@@ -233,11 +324,17 @@ test('C10/I4/I5: over TLS (caCerts): https→http redirect refused with a redact
   // An http realm for an https registry is refused, and gets no request.
   const tls2 = await server({ tls: { key: readFileSync(key), cert: readFileSync(cert) } });
   tls2.handlers.push((req, res) => {
-    if (req.url === '/v2/' || !req.headers.authorization) { sendJson(res, 401, {}, { 'www-authenticate': `Bearer realm="${plain.url}/token",service="x"` }); return true; }
+    if (req.url === '/v2/' || !req.headers.authorization) {
+      sendJson(res, 401, {}, { 'www-authenticate': `Bearer realm="${plain.url}/token",service="x"` });
+      return true;
+    }
     return false;
   });
-  await rejects(client({ caCerts: [cert] }).fetchManifest({ domain: tls2.host, repository: 'peers/busybox' }, 'latest'),
-    (e) => e instanceof RegistryAuthError && /must be https/.test(e.message), 'http realm');
+  await rejects(
+    client({ caCerts: [cert] }).fetchManifest({ domain: tls2.host, repository: 'peers/busybox' }, 'latest'),
+    (e) => e instanceof RegistryAuthError && /must be https/.test(e.message),
+    'http realm',
+  );
   assert.equal(plain.requests(/token/).length, 0);
 });
 
@@ -245,23 +342,38 @@ test('I5: a link-local realm is refused and receives no request', async () => {
   const f = await server();
   const realmHost = 'metadata.invalid.test';
   f.handlers.push((req, res) => {
-    if (req.url?.startsWith('/token')) { sendJson(res, 200, { token: 'leaked' }); return true; }
-    const realm = req.headers['x-which'] === 'name' ? `http://${realmHost}:${f.port}/token` : 'http://169.254.169.254/latest/api/token';
+    if (req.url?.startsWith('/token')) {
+      sendJson(res, 200, { token: 'leaked' });
+      return true;
+    }
+    const realm =
+      req.headers['x-which'] === 'name'
+        ? `http://${realmHost}:${f.port}/token`
+        : 'http://169.254.169.254/latest/api/token';
     sendJson(res, 401, {}, { 'www-authenticate': `Bearer realm="${realm}",service="x"` });
     return true;
   });
-  await rejects(client().fetchManifest({ domain: f.host, repository: 'peers/busybox' }, 'latest'),
-    (e) => e instanceof RegistryAuthError && /link-local/.test(e.message) && e.message.includes('169.254.169.254'), 'literal');
+  await rejects(
+    client().fetchManifest({ domain: f.host, repository: 'peers/busybox' }, 'latest'),
+    (e) => e instanceof RegistryAuthError && /link-local/.test(e.message) && e.message.includes('169.254.169.254'),
+    'literal',
+  );
   // By name: the name resolves to 169.254.x.x (stub resolver); in reality it would reach F.
   const f2 = await server();
   f2.handlers.push((req, res) => {
-    if (req.url?.startsWith('/token')) { sendJson(res, 200, { token: 'leaked' }); return true; }
+    if (req.url?.startsWith('/token')) {
+      sendJson(res, 200, { token: 'leaked' });
+      return true;
+    }
     sendJson(res, 401, {}, { 'www-authenticate': `Bearer realm="http://${realmHost}:${f2.port}/token",service="x"` });
     return true;
   });
   const resolve = async (h: string) => (h === realmHost ? ['169.254.10.20'] : h === '127.0.0.1' ? ['127.0.0.1'] : []);
-  await rejects(client({ resolve }).fetchManifest({ domain: f2.host, repository: 'peers/busybox' }, 'latest'),
-    (e) => e instanceof RegistryAuthError && /link-local/.test(e.message), 'by name');
+  await rejects(
+    client({ resolve }).fetchManifest({ domain: f2.host, repository: 'peers/busybox' }, 'latest'),
+    (e) => e instanceof RegistryAuthError && /link-local/.test(e.message),
+    'by name',
+  );
   assert.equal(f2.requests(/token/).length, 0, 'no request reached the realm');
 });
 
@@ -271,9 +383,25 @@ test('C11: 503,503,200 → 2 retries; 429 Retry-After 1 waits; Retry-After 120 f
   let mode = '';
   f.handlers.push((req, res) => {
     if (!(req.url ?? '').includes('/manifests/')) return false;
-    if (mode === '503' && n503 < 2) { n503++; sendJson(res, 503, { errors: [{ code: 'UNAVAILABLE' }] }); return true; }
-    if (mode === '429-1') { mode = ''; sendJson(res, 429, {}, { 'retry-after': '1' }); return true; }
-    if (mode === '429-120') { sendJson(res, 429, { errors: [{ code: 'TOOMANYREQUESTS' }] }, { 'retry-after': '120', 'ratelimit-remaining': '0', 'ratelimit-limit': '100;w=21600' }); return true; }
+    if (mode === '503' && n503 < 2) {
+      n503++;
+      sendJson(res, 503, { errors: [{ code: 'UNAVAILABLE' }] });
+      return true;
+    }
+    if (mode === '429-1') {
+      mode = '';
+      sendJson(res, 429, {}, { 'retry-after': '1' });
+      return true;
+    }
+    if (mode === '429-120') {
+      sendJson(
+        res,
+        429,
+        { errors: [{ code: 'TOOMANYREQUESTS' }] },
+        { 'retry-after': '120', 'ratelimit-remaining': '0', 'ratelimit-limit': '100;w=21600' },
+      );
+      return true;
+    }
     return false;
   });
   const ref = { domain: f.host, repository: 'peers/busybox' };
@@ -283,7 +411,10 @@ test('C11: 503,503,200 → 2 retries; 429 Retry-After 1 waits; Retry-After 120 f
   assert.equal(c.rec.retries.length, 2);
   assert.equal(f.requests(/\/manifests\//).length, 3);
   assert.ok(c.rec.retries.every((r) => r.layerIndex === null && /503/.test(r.reason)));
-  assert.deepEqual(c.rec.retries.map((r) => r.attempt), [1, 2]);
+  assert.deepEqual(
+    c.rec.retries.map((r) => r.attempt),
+    [1, 2],
+  );
 
   mode = '429-1';
   const c2 = client();
@@ -294,21 +425,29 @@ test('C11: 503,503,200 → 2 retries; 429 Retry-After 1 waits; Retry-After 120 f
   mode = '429-120';
   f.log.length = 0;
   const c3 = client();
-  await rejects(c3.fetchManifest(ref, 'latest'), (e) => {
-    assert.ok(e instanceof RegistryError);
-    assert.equal(e.status, 429);
-    assert.equal(e.retryAfterMs, 120_000);
-    assert.equal(e.details.rateLimitRemaining, '0');
-    assert.equal(e.details.rateLimitLimit, '100;w=21600');
-    return true;
-  }, '429 120');
+  await rejects(
+    c3.fetchManifest(ref, 'latest'),
+    (e) => {
+      assert.ok(e instanceof RegistryError);
+      assert.equal(e.status, 429);
+      assert.equal(e.retryAfterMs, 120_000);
+      assert.equal(e.details.rateLimitRemaining, '0');
+      assert.equal(e.details.rateLimitLimit, '100;w=21600');
+      return true;
+    },
+    '429 120',
+  );
   assert.equal(f.requests(/\/manifests\//).length, 1, 'no retry');
   assert.equal(c3.rec.retries.length, 0);
 
   mode = '';
   f.log.length = 0;
   const c4 = client();
-  await rejects(c4.fetchManifest(ref, 'no-such-tag'), (e) => e instanceof RegistryError && e.status === 404 && e.registryCode === 'MANIFEST_UNKNOWN', '404');
+  await rejects(
+    c4.fetchManifest(ref, 'no-such-tag'),
+    (e) => e instanceof RegistryError && e.status === 404 && e.registryCode === 'MANIFEST_UNKNOWN',
+    '404',
+  );
   assert.equal(f.requests(/\/manifests\//).length, 1);
   assert.equal(c4.rec.retries.length, 0);
 });
@@ -320,8 +459,14 @@ test('C12: a reset at 60 % resumes with Range; a server ignoring Range restarts 
   f.handlers.push(async (req, res, ff) => {
     if (!isBlob(req)) return false;
     gets++;
-    if (gets === 1) { await ff.proxy(req, res, { resetAfter: Math.floor(layer.size * 0.6) }); return true; }
-    if (mode === 'reset-ignore') { await ff.proxy(req, res, { ignoreRange: true }); return true; }
+    if (gets === 1) {
+      await ff.proxy(req, res, { resetAfter: Math.floor(layer.size * 0.6) });
+      return true;
+    }
+    if (mode === 'reset-ignore') {
+      await ff.proxy(req, res, { ignoreRange: true });
+      return true;
+    }
     return false;
   });
   const c = client();
@@ -354,18 +499,43 @@ test('C12: a reset at 60 % resumes with Range; a server ignoring Range restarts 
 
 test('C14/C15: flipped bytes: config and manifest digests are checked (reference digest and Docker-Content-Digest)', async () => {
   const f = await server();
-  const flip = (b: Buffer) => { const o = Buffer.from(b); o[o.length >> 1]! ^= 0x20; return o; };
+  const flip = (b: Buffer) => {
+    const o = Buffer.from(b);
+    o[o.length >> 1]! ^= 0x20;
+    return o;
+  };
   f.handlers.push(async (req, res, ff) => {
-    if ((req.url ?? '').includes(configDesc.digest) || (req.url ?? '').includes('/manifests/')) { await ff.proxy(req, res, { mutate: flip }); return true; }
+    if ((req.url ?? '').includes(configDesc.digest) || (req.url ?? '').includes('/manifests/')) {
+      await ff.proxy(req, res, { mutate: flip });
+      return true;
+    }
     return false;
   });
   const ref = { domain: f.host, repository: 'peers/busybox' };
-  await rejects(client().fetchBlobBytes(ref, configDesc), (e) => e instanceof DigestMismatchError && e.what === 'config' && e.expected === configDesc.digest, 'config');
-  await rejects(client().fetchManifest(ref, 'latest'), (e) => e instanceof DigestMismatchError && e.what === 'manifest' && e.expected === manifestDigest, 'Docker-Content-Digest');
-  await rejects(client().fetchManifest(ref, manifestDigest), (e) => e instanceof DigestMismatchError && e.expected === manifestDigest, 'reference digest');
+  await rejects(
+    client().fetchBlobBytes(ref, configDesc),
+    (e) => e instanceof DigestMismatchError && e.what === 'config' && e.expected === configDesc.digest,
+    'config',
+  );
+  await rejects(
+    client().fetchManifest(ref, 'latest'),
+    (e) => e instanceof DigestMismatchError && e.what === 'manifest' && e.expected === manifestDigest,
+    'Docker-Content-Digest',
+  );
+  await rejects(
+    client().fetchManifest(ref, manifestDigest),
+    (e) => e instanceof DigestMismatchError && e.expected === manifestDigest,
+    'reference digest',
+  );
   // A layer blob with a flipped byte streams through; its digest differs (the pipeline's check).
   const g = await server();
-  g.handlers.push(async (req, res, ff) => { if (isBlob(req)) { await ff.proxy(req, res, { mutate: flip }); return true; } return false; });
+  g.handlers.push(async (req, res, ff) => {
+    if (isBlob(req)) {
+      await ff.proxy(req, res, { mutate: flip });
+      return true;
+    }
+    return false;
+  });
   const got = await collect(client(), g.host, layer);
   assert.equal(got.bytes.length, layer.size);
   assert.notEqual(got.digest, layer.digest);
@@ -380,7 +550,10 @@ test('C16/I7: oversized manifest, endless chunked body, 10 GiB Content-Length; s
     const u = req.url ?? '';
     if (u.endsWith('/manifests/big')) {
       const body = Buffer.alloc(5 * MiB, 0x20);
-      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(body.length) });
+      res.writeHead(200, {
+        'content-type': 'application/vnd.oci.image.manifest.v1+json',
+        'content-length': String(body.length),
+      });
       res.end(body);
       return true;
     }
@@ -391,7 +564,10 @@ test('C16/I7: oversized manifest, endless chunked body, 10 GiB Content-Length; s
       const pump = () => {
         while (!res.destroyed) {
           serverWrote += chunk.length;
-          if (!res.write(chunk)) { res.once('drain', pump); return; }
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
         }
       };
       pump();
@@ -403,25 +579,58 @@ test('C16/I7: oversized manifest, endless chunked body, 10 GiB Content-Length; s
       return true; // never ends: the client must refuse on the header alone
     }
     if (u.endsWith('/manifests/schema1')) {
-      const b = Buffer.from(JSON.stringify({ schemaVersion: 1, name: 'peers/busybox', tag: 'schema1', architecture: 'amd64', fsLayers: [], history: [], signatures: [] }));
-      res.writeHead(200, { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws', 'content-length': String(b.length) });
+      const b = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 1,
+          name: 'peers/busybox',
+          tag: 'schema1',
+          architecture: 'amd64',
+          fsLayers: [],
+          history: [],
+          signatures: [],
+        }),
+      );
+      res.writeHead(200, {
+        'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+        'content-length': String(b.length),
+      });
       res.end(b);
       return true;
     }
     return false;
   });
   const ref = { domain: f.host, repository: 'peers/busybox' };
-  await rejects(client().fetchManifest(ref, 'big'), (e) => e instanceof LimitExceededError && e.limit === 'maxManifestBytes' && e.value === 5 * MiB, 'big');
-  await rejects(client().fetchManifest(ref, 'endless'), (e) => {
-    assert.ok(e instanceof LimitExceededError, String(e));
-    assert.ok(e.value > 4 * MiB && e.value <= 4 * MiB + 64 * 1024, `read ${e.value}`);
-    return true;
-  }, 'endless');
+  await rejects(
+    client().fetchManifest(ref, 'big'),
+    (e) => e instanceof LimitExceededError && e.limit === 'maxManifestBytes' && e.value === 5 * MiB,
+    'big',
+  );
+  await rejects(
+    client().fetchManifest(ref, 'endless'),
+    (e) => {
+      assert.ok(e instanceof LimitExceededError, String(e));
+      assert.ok(e.value > 4 * MiB && e.value <= 4 * MiB + 64 * 1024, `read ${e.value}`);
+      return true;
+    },
+    'endless',
+  );
   await endlessClosed; // the client hung up: the endless body stopped
   assert.ok(serverWrote > 0);
-  await rejects(client().fetchManifest(ref, 'huge'), (e) => e instanceof LimitExceededError && e.value === 10 * 1024 * MiB, '10 GiB manifest');
-  await rejects(client().fetchBlobBytes(ref, configDesc), (e) => e instanceof LimitExceededError && e.value === 10 * 1024 * MiB, '10 GiB config');
-  await rejects(resolveImage(client(), parseReference(`${f.host}/peers/busybox:schema1`)), (e) => e instanceof ManifestInvalidError && /schema 1/.test(e.message), 'schema 1');
+  await rejects(
+    client().fetchManifest(ref, 'huge'),
+    (e) => e instanceof LimitExceededError && e.value === 10 * 1024 * MiB,
+    '10 GiB manifest',
+  );
+  await rejects(
+    client().fetchBlobBytes(ref, configDesc),
+    (e) => e instanceof LimitExceededError && e.value === 10 * 1024 * MiB,
+    '10 GiB config',
+  );
+  await rejects(
+    resolveImage(client(), parseReference(`${f.host}/peers/busybox:schema1`)),
+    (e) => e instanceof ManifestInvalidError && /schema 1/.test(e.message),
+    'schema 1',
+  );
 });
 
 test('abort: a stalled blob body is cancelled by the signal', async () => {
@@ -434,9 +643,13 @@ test('abort: a stalled blob body is cancelled by the signal', async () => {
   });
   const ac = new AbortController();
   const it = client().readBlob({ domain: f.host, repository: 'peers/busybox' }, layer, { signal: ac.signal });
-  await rejects((async () => {
-    for await (const ev of it) if (ev.type === 'data') ac.abort('stop');
-  })(), (e) => e instanceof AbortedError && (e.cause as unknown) === 'stop', 'abort');
+  await rejects(
+    (async () => {
+      for await (const ev of it) if (ev.type === 'data') ac.abort('stop');
+    })(),
+    (e) => e instanceof AbortedError && (e.cause as unknown) === 'stop',
+    'abort',
+  );
 });
 
 test('C26: mirrors are tried first with their own credentials; fallback on down/corrupt with MIRROR_FALLBACK', async () => {
@@ -450,7 +663,10 @@ test('C26: mirrors are tried first with their own credentials; fallback on down/
   assert.equal(r.source, mirror.url);
   assert.equal((await collect(c, origin.host, layer)).digest, layer.digest);
   assert.equal(origin.log.length, 0, 'the origin got no request');
-  assert.ok(mirror.log.every((q) => q.headers.authorization === undefined), "the origin's credentials never reach the mirror");
+  assert.ok(
+    mirror.log.every((q) => q.headers.authorization === undefined),
+    "the origin's credentials never reach the mirror",
+  );
 
   // Mirror down → origin, with a warning.
   const deadPort = mirror.port;
@@ -459,17 +675,26 @@ test('C26: mirrors are tried first with their own credentials; fallback on down/
   const c2 = client({ settings, auth: { username: 'testuser', password: PASS } });
   const r2 = await resolveImage(c2, ref);
   assert.equal(r2.source, origin.host);
-  assert.ok(c2.rec.warnings.some((w) => w.code === 'MIRROR_FALLBACK'), JSON.stringify(c2.rec.warnings));
+  assert.ok(
+    c2.rec.warnings.some((w) => w.code === 'MIRROR_FALLBACK'),
+    JSON.stringify(c2.rec.warnings),
+  );
   assert.ok(origin.log.some((q) => q.headers.authorization === BASIC));
   assert.ok(deadPort > 0);
 
   // A corrupted config from the mirror → fallback to the origin, then success.
   const bad = await server();
   bad.handlers.push(async (req, res, ff) => {
-    if ((req.url ?? '').includes(configDesc.digest)) { await ff.proxy(req, res, { mutate: (b) => Buffer.concat([b.subarray(0, b.length - 1), Buffer.from('x')]) }); return true; }
+    if ((req.url ?? '').includes(configDesc.digest)) {
+      await ff.proxy(req, res, { mutate: (b) => Buffer.concat([b.subarray(0, b.length - 1), Buffer.from('x')]) });
+      return true;
+    }
     return false;
   });
-  const c3 = client({ settings: { registries: { hosts: { [origin.host]: { mirrors: [bad.url] } } } }, auth: { username: 'testuser', password: PASS } });
+  const c3 = client({
+    settings: { registries: { hosts: { [origin.host]: { mirrors: [bad.url] } } } },
+    auth: { username: 'testuser', password: PASS },
+  });
   const r3 = await resolveImage(c3, ref);
   assert.equal(r3.source, bad.url, 'the manifest came from the mirror');
   assert.ok(c3.rec.warnings.some((w) => w.code === 'MIRROR_FALLBACK' && /digest/.test(w.message)));
@@ -483,7 +708,10 @@ test('identity token (docker auths identitytoken): refresh-token POST; a 403 nam
   let forbidOnce = true;
   f.handlers.push(async (req, res) => {
     const challenge = `Bearer realm="${f.url}/oauth2/token",service="fault-svc"`;
-    if (req.url === '/v2/') { sendJson(res, 401, {}, { 'www-authenticate': challenge }); return true; }
+    if (req.url === '/v2/') {
+      sendJson(res, 401, {}, { 'www-authenticate': challenge });
+      return true;
+    }
     if (req.url === '/oauth2/token') {
       let body = '';
       for await (const c of req) body += c;
@@ -494,7 +722,10 @@ test('identity token (docker auths identitytoken): refresh-token POST; a 403 nam
       sendJson(res, 200, { access_token: token, expires_in: 600, refresh_token: 'rotated-refresh-secret' });
       return true;
     }
-    if (!String(req.headers.authorization ?? '').startsWith('Bearer idtok-')) { sendJson(res, 401, {}, { 'www-authenticate': challenge }); return true; }
+    if (!String(req.headers.authorization ?? '').startsWith('Bearer idtok-')) {
+      sendJson(res, 401, {}, { 'www-authenticate': challenge });
+      return true;
+    }
     if ((req.url ?? '').includes('/manifests/') && forbidOnce) {
       forbidOnce = false;
       sendJson(res, 403, { errors: [{ code: 'DENIED', message: 'invalid_token: expired' }] });
@@ -505,7 +736,14 @@ test('identity token (docker auths identitytoken): refresh-token POST; a 403 nam
   const dc = join(tmp.dir, 'dc-identity');
   const { mkdirSync, writeFileSync } = await import('node:fs');
   mkdirSync(dc, { recursive: true });
-  writeFileSync(join(dc, 'config.json'), JSON.stringify({ auths: { [f.host]: { auth: Buffer.from('someone:').toString('base64'), identitytoken: 'the-refresh-token-secret' } } }));
+  writeFileSync(
+    join(dc, 'config.json'),
+    JSON.stringify({
+      auths: {
+        [f.host]: { auth: Buffer.from('someone:').toString('base64'), identitytoken: 'the-refresh-token-secret' },
+      },
+    }),
+  );
   const c = client({ env: { PATH: process.env.PATH, DOCKER_CONFIG: dc } });
   const m = await c.fetchManifest({ domain: f.host, repository: 'peers/busybox' }, 'latest');
   assert.equal(m.digest, manifestDigest);
@@ -519,8 +757,18 @@ test('identity token (docker auths identitytoken): refresh-token POST; a 403 nam
   }
   // A plain 403 is "denied" at once.
   const g = await server();
-  g.handlers.push((req, res) => { if ((req.url ?? '').includes('/manifests/')) { sendJson(res, 403, { errors: [{ code: 'DENIED' }] }); return true; } return false; });
-  await rejects(client().fetchManifest({ domain: g.host, repository: 'peers/busybox' }, 'latest'), (e) => e instanceof RegistryAuthError && e.status === 403 && /denied/.test(e.message), '403');
+  g.handlers.push((req, res) => {
+    if ((req.url ?? '').includes('/manifests/')) {
+      sendJson(res, 403, { errors: [{ code: 'DENIED' }] });
+      return true;
+    }
+    return false;
+  });
+  await rejects(
+    client().fetchManifest({ domain: g.host, repository: 'peers/busybox' }, 'latest'),
+    (e) => e instanceof RegistryAuthError && e.status === 403 && /denied/.test(e.message),
+    '403',
+  );
   assert.equal(g.requests(/\/manifests\//).length, 1);
   tokensIssued.push('the-refresh-token-secret', 'rotated-refresh-secret');
 });
@@ -548,25 +796,43 @@ test('HTTPS_PROXY/HTTP_PROXY are honoured (CONNECT tunnels) and NO_PROXY bypasse
   assert.ok(tunnels.length >= 1 && tunnels.every((t) => t === R0.host), JSON.stringify(tunnels));
   tunnels.length = 0;
   const c2 = client({ env: { ...base, HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url, NO_PROXY: '127.0.0.1' } });
-  assert.equal((await c2.fetchManifest({ domain: R0.host, repository: 'peers/busybox' }, 'latest')).digest, manifestDigest);
+  assert.equal(
+    (await c2.fetchManifest({ domain: R0.host, repository: 'peers/busybox' }, 'latest')).digest,
+    manifestDigest,
+  );
   assert.equal(tunnels.length, 0, 'NO_PROXY bypasses the proxy');
 
   // A proxy that drops every CONNECT: undici would retry it forever; the header deadline ends it.
   const dead = await server();
   dead.server.on('connect', (_req: IncomingMessage, sock: import('node:net').Socket) => sock.destroy());
-  const c3 = client({ env: { ...base, HTTP_PROXY: dead.url, HTTPS_PROXY: dead.url, NO_PROXY: '' },
-    settings: { pull: { retries: 2, timeouts: { connectMs: 200, headersMs: 200 } } } });
-  await rejects(c3.fetchManifest({ domain: R0.host, repository: 'peers/busybox' }, 'latest'), (e) => e instanceof MsbError && e.code === 'NETWORK' && /ETIMEDOUT/.test(e.message), 'stuck proxy');
+  const c3 = client({
+    env: { ...base, HTTP_PROXY: dead.url, HTTPS_PROXY: dead.url, NO_PROXY: '' },
+    settings: { pull: { retries: 2, timeouts: { connectMs: 200, headersMs: 200 } } },
+  });
+  await rejects(
+    c3.fetchManifest({ domain: R0.host, repository: 'peers/busybox' }, 'latest'),
+    (e) => e instanceof MsbError && e.code === 'NETWORK' && /ETIMEDOUT/.test(e.message),
+    'stuck proxy',
+  );
 });
 
 test('I3: no password, base64 form or token in any error, cause or JSON', () => {
   assert.ok(seenErrors.length >= 12, `collected ${seenErrors.length}`);
-  const secrets = [PASS, Buffer.from(PASS).toString('base64'), Buffer.from(`testuser:${PASS}`).toString('base64'), ...tokensIssued, 'X-Amz-Signature=secret'];
+  const secrets = [
+    PASS,
+    Buffer.from(PASS).toString('base64'),
+    Buffer.from(`testuser:${PASS}`).toString('base64'),
+    ...tokensIssued,
+    'X-Amz-Signature=secret',
+  ];
   for (const e of seenErrors) {
     assert.ok(e instanceof MsbError, `not typed: ${String(e)}`);
     let text = `${String(e)}\n${JSON.stringify(e)}\n${inspect(e, { depth: 10 })}`;
     let cur: unknown = (e as Error).cause;
-    while (cur) { text += `\n${String(cur)}\n${inspect(cur, { depth: 5 })}`; cur = (cur as Error).cause; }
+    while (cur) {
+      text += `\n${String(cur)}\n${inspect(cur, { depth: 5 })}`;
+      cur = (cur as Error).cause;
+    }
     for (const s of secrets) assert.ok(!text.includes(s), `${s} leaked in ${String(e)}`);
   }
 });

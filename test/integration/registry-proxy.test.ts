@@ -30,7 +30,11 @@ const backends: LocalBackend[] = [];
 const faults: FaultServer[] = [];
 const cleanups: (() => unknown)[] = [];
 /** The registries live for the whole file: their cleanup runs in the file's after hook. */
-const fileScope = { after: (fn: () => unknown) => { cleanups.push(fn); } };
+const fileScope = {
+  after: (fn: () => unknown) => {
+    cleanups.push(fn);
+  },
+};
 after(async () => {
   for (const b of backends) await b.close();
   for (const f of faults) await f.close();
@@ -48,10 +52,13 @@ const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('he
 function home(mirrors: unknown[]): string {
   const dir = join(work.dir, `home-${++homeN}`);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    registries: { hosts: { [U.host]: { mirrors } } },
-    pull: { retries: 2 },
-  }));
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      registries: { hosts: { [U.host]: { mirrors } } },
+      pull: { retries: 2 },
+    }),
+  );
   return dir;
 }
 
@@ -63,8 +70,12 @@ async function pull(dir: string, ref: string): Promise<{ r: PullResult; events: 
   return { r, events };
 }
 
-const resolvedSource = (events: PullEvent[]) => (events.find((e) => e.type === 'resolved') as Extract<PullEvent, { type: 'resolved' }>).source;
-const fallbacks = (events: PullEvent[]) => events.filter((e): e is Extract<PullEvent, { type: 'warning' }> => e.type === 'warning' && e.code === 'MIRROR_FALLBACK');
+const resolvedSource = (events: PullEvent[]) =>
+  (events.find((e) => e.type === 'resolved') as Extract<PullEvent, { type: 'resolved' }>).source;
+const fallbacks = (events: PullEvent[]) =>
+  events.filter(
+    (e): e is Extract<PullEvent, { type: 'warning' }> => e.type === 'warning' && e.code === 'MIRROR_FALLBACK',
+  );
 const layerHashes = (r: PullResult) => r.artifacts.layers.map((l) => sha(readFileSync(l.path)));
 
 let first: PullResult;
@@ -83,7 +94,10 @@ test('one home pulls through the proxy, then seven at once: the upstream sees no
   assert.deepEqual(fallbacks(h1.events), []);
   const u1 = U.blobRequests().length;
   // The counter sees the proxy's misses (the control that makes the next assertion meaningful).
-  assert.ok(u1 - u0 >= h1.r.layers.length + 1, `the proxy fetched every blob from the upstream once: ${u1 - u0} requests`);
+  assert.ok(
+    u1 - u0 >= h1.r.layers.length + 1,
+    `the proxy fetched every blob from the upstream once: ${u1 - u0} requests`,
+  );
   const p1 = P.blobGets().length;
 
   const homes = Array.from({ length: 7 }, () => home([proxyUrl]));
@@ -93,7 +107,11 @@ test('one home pulls through the proxy, then seven at once: the upstream sees no
     assert.equal(r.stdout, `Pulled ${ref} (${h1.r.manifestDigest}) from ${proxyUrl}\n`);
     assert.doesNotMatch(r.stderr, /MIRROR_FALLBACK|warning/);
   }
-  assert.equal(U.blobRequests().length, u1, `no blob request reached the upstream after the first home:\n${U.blobRequests().slice(u1).join('\n')}`);
+  assert.equal(
+    U.blobRequests().length,
+    u1,
+    `no blob request reached the upstream after the first home:\n${U.blobRequests().slice(u1).join('\n')}`,
+  );
   assert.ok(P.blobGets().length - p1 >= 7 * (h1.r.layers.length + 1), 'every home fetched every blob from the proxy');
   for (const h of homes) assert.deepEqual(await indexProblems(h), []);
 });
@@ -105,8 +123,10 @@ test('upstream down: a new home still pulls the tag the proxy cached; a tag it n
   assert.equal(h.r.source, proxyUrl);
   assert.equal(h.r.manifestDigest, first.manifestDigest);
   assert.deepEqual(layerHashes(h.r), layerHashes(first), 'the same verified layers');
-  await assert.rejects(pull(home([proxyUrl]), `${U.host}/peers/busybox:v2s2`),
-    (e: unknown) => e instanceof MsbError && e.code === 'NETWORK' && !/:\/\/[^/\s]*@/.test(e.message));
+  await assert.rejects(
+    pull(home([proxyUrl]), `${U.host}/peers/busybox:v2s2`),
+    (e: unknown) => e instanceof MsbError && e.code === 'NETWORK' && !/:\/\/[^/\s]*@/.test(e.message),
+  );
 });
 
 test('proxy down: pulls fall back to the upstream with MIRROR_FALLBACK', async () => {
@@ -144,7 +164,13 @@ test('a mirror serving a wrong blob: caught by the digest check, the pull falls 
   faults.push(f);
   f.handlers.push(async (req, res, srv) => {
     if (req.method !== 'GET' || !req.url?.endsWith(`/blobs/${victim}`)) return false;
-    await srv.proxy(req, res, { mutate: (b) => { const c = Buffer.from(b); flipByte(c, c.length >> 1, 0xff); return c; } });
+    await srv.proxy(req, res, {
+      mutate: (b) => {
+        const c = Buffer.from(b);
+        flipByte(c, c.length >> 1, 0xff);
+        return c;
+      },
+    });
     return true;
   });
   const before = U.blobGets().filter((l) => l.includes(victim)).length;
@@ -152,7 +178,10 @@ test('a mirror serving a wrong blob: caught by the digest check, the pull falls 
   const h = await pull(dir, `${U.host}/${REPO}:latest`);
   assert.equal(h.r.source, f.url, 'the manifest came from the mirror');
   const fb = fallbacks(h.events);
-  assert.ok(fb.some((w) => w.message.includes(victim) && w.message.includes(f.url)), JSON.stringify(fb));
+  assert.ok(
+    fb.some((w) => w.message.includes(victim) && w.message.includes(f.url)),
+    JSON.stringify(fb),
+  );
   assert.ok(f.requests(new RegExp(`/blobs/${victim}$`), 'GET').length >= 1, 'the mirror served the bad bytes');
   assert.ok(U.blobGets().filter((l) => l.includes(victim)).length > before, 'the upstream served the good bytes');
   assert.deepEqual(layerHashes(h.r), layerHashes(first), 'the published layers are the verified ones');

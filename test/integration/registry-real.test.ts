@@ -29,7 +29,9 @@ after(() => tmp.cleanup());
 /** Every error seen, checked for secrets at the end (I3). */
 const seenErrors: unknown[] = [];
 const clients: RegistryClient[] = [];
-after(async () => { for (const c of clients) await c.close(); });
+after(async () => {
+  for (const c of clients) await c.close();
+});
 
 let homeN = 0;
 function makeHome(config?: unknown, secret?: { rel: string; value: string; mode: number }): string {
@@ -65,7 +67,10 @@ async function pullAll(c: RegistryClient, ref: string, platform?: string): Promi
     let n = 0;
     for await (const ev of c.readBlob(r, l, { layerIndex: i })) {
       if (ev.type === 'open') assert.equal(ev.rangeStart, 0);
-      else { h.update(ev.chunk); n += ev.chunk.length; }
+      else {
+        h.update(ev.chunk);
+        n += ev.chunk.length;
+      }
     }
     assert.equal(n, l.size, `${ref} layer ${i} size`);
     assert.equal(`sha256:${h.digest('hex')}`, l.digest, `${ref} layer ${i} digest`);
@@ -74,14 +79,25 @@ async function pullAll(c: RegistryClient, ref: string, platform?: string): Promi
 }
 
 async function rejects(p: Promise<unknown>, check: (e: unknown) => boolean, label: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => { seenErrors.push(e); return check(e); }, label);
+  await assert.rejects(
+    p,
+    (e: unknown) => {
+      seenErrors.push(e);
+      return check(e);
+    },
+    label,
+  );
 }
 
 test('R0: every fixture resolves and its blobs verify (OCI, index, v2s2, list, zstd, uncompressed)', async () => {
   const c = client();
   const bb = await pullAll(c, `${R0.host}/peers/busybox`);
   assert.equal(bb.indexDigest, null);
-  assert.equal(bb.manifest.mediaType, MEDIA_TYPES.ociManifest, 'umoci manifest without mediaType is typed by Content-Type');
+  assert.equal(
+    bb.manifest.mediaType,
+    MEDIA_TYPES.ociManifest,
+    'umoci manifest without mediaType is typed by Content-Type',
+  );
   assert.equal(bb.manifest.layers.length, 1);
   assert.equal(bb.source, R0.host);
 
@@ -94,8 +110,11 @@ test('R0: every fixture resolves and its blobs verify (OCI, index, v2s2, list, z
     assert.notEqual(arm.manifestDigest, ma.manifestDigest);
     assert.equal(arm.indexDigest, ma.indexDigest);
   }
-  await rejects(resolveImage(c, parseReference(`${R0.host}/peers/multiarch`), { platform: 'linux/s390x' }), (e) =>
-    e instanceof PlatformNotFoundError && JSON.stringify(e.available) === '["linux/amd64","linux/arm64/v8"]', 's390x');
+  await rejects(
+    resolveImage(c, parseReference(`${R0.host}/peers/multiarch`), { platform: 'linux/s390x' }),
+    (e) => e instanceof PlatformNotFoundError && JSON.stringify(e.available) === '["linux/amd64","linux/arm64/v8"]',
+    's390x',
+  );
 
   const list = await pullAll(c, `${R0.host}/peers/multiarch:v2s2`, 'linux/arm64');
   assert.equal(list.manifest.mediaType, MEDIA_TYPES.dockerManifest);
@@ -111,7 +130,11 @@ test('R0: every fixture resolves and its blobs verify (OCI, index, v2s2, list, z
   const mlv2 = await pullAll(c, `${R0.host}/peers/multilayer:v2s2`);
   assert.deepEqual(mlv2.config.diffIds, ml.config.diffIds);
   const zstd = await pullAll(c, `${R0.host}/peers/multilayer:zstd`);
-  assert.ok(zstd.manifest.layers.every((l) => l.compression === 'zstd' && l.mediaType === 'application/vnd.oci.image.layer.v1.tar+zstd'));
+  assert.ok(
+    zstd.manifest.layers.every(
+      (l) => l.compression === 'zstd' && l.mediaType === 'application/vnd.oci.image.layer.v1.tar+zstd',
+    ),
+  );
   assert.deepEqual(zstd.config.diffIds, ml.config.diffIds, 'zstd blobs carry the same diff_ids');
   const mli = await pullAll(c, `${R0.host}/peers/multilayer:index`, 'linux/amd64');
   assert.ok(mli.indexDigest);
@@ -132,67 +155,118 @@ test('R0: every fixture resolves and its blobs verify (OCI, index, v2s2, list, z
 
 test('RB (Basic): anonymous fails; explicit, config.json secret, password_env, docker auths and a credHelper succeed; a wrong explicit auth overrides', async () => {
   const ref = `${RB.host}/peers/busybox`;
-  await rejects(pullAll(client(), ref), (e) => e instanceof RegistryAuthError && e.code === 'REGISTRY_AUTH', 'anonymous');
+  await rejects(
+    pullAll(client(), ref),
+    (e) => e instanceof RegistryAuthError && e.code === 'REGISTRY_AUTH',
+    'anonymous',
+  );
   await pullAll(client({ auth: { username: 'testuser', password: PASS } }), ref);
 
   const cfg = { registries: { hosts: { [RB.host]: { auth: { username: 'testuser', secret: 'registries/rb' } } } } };
-  const settings: RegistrySettings = { registries: { hosts: { [RB.host]: { auth: { username: 'testuser', secret: 'registries/rb' } } } } };
+  const settings: RegistrySettings = {
+    registries: { hosts: { [RB.host]: { auth: { username: 'testuser', secret: 'registries/rb' } } } },
+  };
   const home = makeHome(cfg, { rel: 'registries/rb', value: PASS, mode: 0o600 });
   await pullAll(client({ home, settings }), ref);
 
   // A wrong explicit auth overrides the valid stored secret, and fails.
-  await rejects(pullAll(client({ home, settings, auth: { username: 'testuser', password: 'wrong-password' } }), ref),
-    (e) => e instanceof RegistryAuthError, 'wrong explicit');
+  await rejects(
+    pullAll(client({ home, settings, auth: { username: 'testuser', password: 'wrong-password' } }), ref),
+    (e) => e instanceof RegistryAuthError,
+    'wrong explicit',
+  );
 
   // A secret readable by group/others is refused and not used (I6).
   const home644 = makeHome(cfg, { rel: 'registries/rb', value: PASS, mode: 0o644 });
-  await rejects(pullAll(client({ home: home644, settings }), ref), (e) => e instanceof SettingsError && /0600/.test(e.message), 'mode 0644');
+  await rejects(
+    pullAll(client({ home: home644, settings }), ref),
+    (e) => e instanceof SettingsError && /0600/.test(e.message),
+    'mode 0644',
+  );
 
   // password_env.
-  const envSettings: RegistrySettings = { registries: { hosts: { [RB.host]: { auth: { username: 'testuser', passwordEnv: 'RB_PASS' } } } } };
+  const envSettings: RegistrySettings = {
+    registries: { hosts: { [RB.host]: { auth: { username: 'testuser', passwordEnv: 'RB_PASS' } } } },
+  };
   await pullAll(client({ settings: envSettings, env: env({ RB_PASS: PASS }) }), ref);
-  await rejects(pullAll(client({ settings: envSettings }), ref), (e) => e instanceof SettingsError && /RB_PASS/.test(e.message), 'unset env');
+  await rejects(
+    pullAll(client({ settings: envSettings }), ref),
+    (e) => e instanceof SettingsError && /RB_PASS/.test(e.message),
+    'unset env',
+  );
 
   // docker config auths (key variants: http://host).
   const dcAuths = join(tmp.dir, 'dc-auths');
   mkdirSync(dcAuths, { recursive: true });
-  writeFileSync(join(dcAuths, 'config.json'), JSON.stringify({ auths: { [`http://${RB.host}`]: { auth: Buffer.from(`testuser:${PASS}`).toString('base64') } } }));
+  writeFileSync(
+    join(dcAuths, 'config.json'),
+    JSON.stringify({ auths: { [`http://${RB.host}`]: { auth: Buffer.from(`testuser:${PASS}`).toString('base64') } } }),
+  );
   await pullAll(client({ env: env({ DOCKER_CONFIG: dcAuths }) }), ref);
 
   // credHelpers: a helper script on PATH.
   const bin = join(tmp.dir, 'bin');
   mkdirSync(bin, { recursive: true });
-  writeFileSync(join(bin, 'docker-credential-msbtest'), `#!/bin/sh
+  writeFileSync(
+    join(bin, 'docker-credential-msbtest'),
+    `#!/bin/sh
 read key
 echo "called $key" >> "${join(tmp.dir, 'helper.log')}"
 echo "helper stderr must not be echoed ${PASS}" >&2
 if [ "$key" = "${RB.host}" ]; then printf '{"ServerURL":"%s","Username":"testuser","Secret":"${PASS}"}' "$key"; exit 0; fi
 echo "credentials not found in native keychain"; exit 1
-`, { mode: 0o755 });
+`,
+    { mode: 0o755 },
+  );
   writeFileSync(join(bin, 'docker-credential-hang'), '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
   const dcHelper = join(tmp.dir, 'dc-helper');
   mkdirSync(dcHelper, { recursive: true });
-  writeFileSync(join(dcHelper, 'config.json'), JSON.stringify({ credHelpers: { [RB.host]: 'msbtest', 'other.example': 'msbtest' } }));
+  writeFileSync(
+    join(dcHelper, 'config.json'),
+    JSON.stringify({ credHelpers: { [RB.host]: 'msbtest', 'other.example': 'msbtest' } }),
+  );
   const helperEnv = env({ DOCKER_CONFIG: dcHelper, PATH: `${bin}:${process.env.PATH}` });
   await pullAll(client({ env: helperEnv }), ref);
 
   // credsStore answering "credentials not found" falls through to auths.
   const dcStore = join(tmp.dir, 'dc-store');
   mkdirSync(dcStore, { recursive: true });
-  writeFileSync(join(dcStore, 'config.json'), JSON.stringify({ credsStore: 'msbtest', auths: { [`${R0.host}`]: { auth: Buffer.from('u:p').toString('base64') } } }));
-  const r0 = await resolveImage(client({ env: env({ DOCKER_CONFIG: dcStore, PATH: `${bin}:${process.env.PATH}` }) }), parseReference(`${R0.host}/peers/busybox`));
+  writeFileSync(
+    join(dcStore, 'config.json'),
+    JSON.stringify({
+      credsStore: 'msbtest',
+      auths: { [`${R0.host}`]: { auth: Buffer.from('u:p').toString('base64') } },
+    }),
+  );
+  const r0 = await resolveImage(
+    client({ env: env({ DOCKER_CONFIG: dcStore, PATH: `${bin}:${process.env.PATH}` }) }),
+    parseReference(`${R0.host}/peers/busybox`),
+  );
   assert.ok(r0.manifestDigest);
 
   // A helper name with '/' is never executed (I10); a hanging helper is killed at the timeout.
   const dcBad = join(tmp.dir, 'dc-bad');
   mkdirSync(dcBad, { recursive: true });
   writeFileSync(join(dcBad, 'config.json'), JSON.stringify({ credHelpers: { [RB.host]: '../../bin/sh' } }));
-  await rejects(pullAll(client({ env: env({ DOCKER_CONFIG: dcBad }) }), ref), (e) => e instanceof SettingsError, 'bad helper name');
+  await rejects(
+    pullAll(client({ env: env({ DOCKER_CONFIG: dcBad }) }), ref),
+    (e) => e instanceof SettingsError,
+    'bad helper name',
+  );
   const dcHang = join(tmp.dir, 'dc-hang');
   mkdirSync(dcHang, { recursive: true });
   writeFileSync(join(dcHang, 'config.json'), JSON.stringify({ credsStore: 'hang' }));
-  await rejects(pullAll(client({ env: env({ DOCKER_CONFIG: dcHang, PATH: `${bin}:${process.env.PATH}` }), settings: { registries: { credHelperTimeoutMs: 300 } } }), ref),
-    (e) => e instanceof RegistryAuthError && /300 ms/.test(e.message), 'hanging helper');
+  await rejects(
+    pullAll(
+      client({
+        env: env({ DOCKER_CONFIG: dcHang, PATH: `${bin}:${process.env.PATH}` }),
+        settings: { registries: { credHelperTimeoutMs: 300 } },
+      }),
+      ref,
+    ),
+    (e) => e instanceof RegistryAuthError && /300 ms/.test(e.message),
+    'hanging helper',
+  );
 });
 
 test('RT (Bearer): anonymous public/* only; the token request carries the repository scope and Basic credentials', async () => {
@@ -204,15 +278,26 @@ test('RT (Bearer): anonymous public/* only; the token request carries the reposi
     if (req.url !== '/v2/') return false;
     const up = await f.fetchUpstream('GET', '/v2/', req.headers);
     const www = String(up.headers['www-authenticate'] ?? '').replace('http://127.0.0.1:5082/token', `${ft.url}/token`);
-    res.writeHead(up.status, { 'www-authenticate': www, 'content-type': 'application/json', 'content-length': String(up.body.length) });
+    res.writeHead(up.status, {
+      'www-authenticate': www,
+      'content-type': 'application/json',
+      'content-length': String(up.body.length),
+    });
     res.end(up.body);
     return true;
   });
   await pullAll(client(), `${f.host}/public/busybox`);
   const anonTok = ft.requests(/^\/token$/);
   assert.ok(anonTok.length >= 1);
-  assert.ok(anonTok.every((r) => r.headers.authorization === undefined), 'anonymous token requests carry no credentials');
-  await rejects(pullAll(client(), `${f.host}/peers/busybox`), (e) => e instanceof RegistryAuthError, 'anonymous peers/busybox');
+  assert.ok(
+    anonTok.every((r) => r.headers.authorization === undefined),
+    'anonymous token requests carry no credentials',
+  );
+  await rejects(
+    pullAll(client(), `${f.host}/peers/busybox`),
+    (e) => e instanceof RegistryAuthError,
+    'anonymous peers/busybox',
+  );
 
   ft.log.length = 0;
   const c = client({ auth: { username: 'testuser', password: PASS } });
@@ -230,12 +315,22 @@ test('RT (Bearer): anonymous public/* only; the token request carries the reposi
   await resolveImage(c, parseReference(`${f.host}/peers/busybox`));
   assert.equal(ft.requests(/^\/token$/).length, before);
   // The registry itself never saw Basic credentials, only the bearer token.
-  assert.ok(f.log.filter((r) => r.path !== '/v2/').every((r) => String(r.headers.authorization ?? '').startsWith('Bearer ')));
+  assert.ok(
+    f.log.filter((r) => r.path !== '/v2/').every((r) => String(r.headers.authorization ?? '').startsWith('Bearer ')),
+  );
 
   // Direct to RT (its realm is http on loopback, the registry is http: allowed).
-  await pullAll(client({ auth: { username: 'testuser', password: PASS } }), `${RT.host}/peers/multiarch`, 'linux/arm64');
+  await pullAll(
+    client({ auth: { username: 'testuser', password: PASS } }),
+    `${RT.host}/peers/multiarch`,
+    'linux/arm64',
+  );
   await pullAll(client(), `${RT.host}/public/busybox`);
-  await rejects(pullAll(client({ auth: { username: 'testuser', password: 'nope' } }), `${RT.host}/peers/busybox`), (e) => e instanceof RegistryAuthError, 'wrong password RT');
+  await rejects(
+    pullAll(client({ auth: { username: 'testuser', password: 'nope' } }), `${RT.host}/peers/busybox`),
+    (e) => e instanceof RegistryAuthError,
+    'wrong password RT',
+  );
 });
 
 test('the ping is cached per host in a shared cache', async () => {
@@ -251,7 +346,12 @@ test('the ping is cached per host in a shared cache', async () => {
   const gets = f.requests(/\/manifests\//);
   assert.ok(gets.length >= 2);
   for (const g of gets) {
-    for (const t of [MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList]) {
+    for (const t of [
+      MEDIA_TYPES.ociManifest,
+      MEDIA_TYPES.ociIndex,
+      MEDIA_TYPES.dockerManifest,
+      MEDIA_TYPES.dockerManifestList,
+    ]) {
       assert.ok(String(g.headers.accept).includes(t), `${g.url} Accept lacks ${t}`);
     }
   }
@@ -263,7 +363,10 @@ test('no secret in any error (I3)', () => {
     assert.ok(e instanceof MsbError, String(e));
     let text = `${String(e)}\n${JSON.stringify(e)}\n${inspect(e, { depth: 10 })}\n${(e as Error).stack}`;
     let cur: unknown = (e as Error).cause;
-    while (cur) { text += `\n${String(cur)}\n${inspect(cur, { depth: 5 })}`; cur = (cur as Error).cause; }
+    while (cur) {
+      text += `\n${String(cur)}\n${inspect(cur, { depth: 5 })}`;
+      cur = (cur as Error).cause;
+    }
     for (const s of SECRETS) assert.ok(!text.includes(s), `secret ${s} leaked in ${String(e)}`);
   }
 });

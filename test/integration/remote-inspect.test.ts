@@ -35,20 +35,28 @@ const HOME = join(work.dir, 'home');
 mkdirSync(HOME);
 
 /** `msb --home HOME …` with stdout as bytes. */
-function msbRaw(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: Buffer; stderr: string } {
-  const r = spawnSync(process.execPath, [...msbArgv(), '--home', HOME, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 << 20 });
+function msbRaw(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { status: number | null; stdout: Buffer; stderr: string } {
+  const r = spawnSync(process.execPath, [...msbArgv(), '--home', HOME, ...args], {
+    env: { ...process.env, ...env },
+    maxBuffer: 64 << 20,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
 }
 function skopeo(args: string[]): Buffer {
   return spawnSync('skopeo', ['inspect', '--tls-verify=false', ...args], { maxBuffer: 64 << 20 }).stdout;
 }
-const getJson = (path: string) => JSON.parse(run('curl', ['-sf', `http://${R0.host}${path}`])) as Record<string, unknown>;
+const getJson = (path: string) =>
+  JSON.parse(run('curl', ['-sf', `http://${R0.host}${path}`])) as Record<string, unknown>;
 
 /** Every fixture tag of R0 (the repositories push-test-images.sh writes). */
 function fixtureTags(): string[] {
   const repos = (getJson('/v2/_catalog?n=1000').repositories as string[]).filter((r) => /^(peers|public)\//.test(r));
   const out: string[] = [];
-  for (const r of repos) for (const t of (getJson(`/v2/${r}/tags/list`).tags as string[] | null) ?? []) out.push(`${R0.host}/${r}:${t}`);
+  for (const r of repos)
+    for (const t of (getJson(`/v2/${r}/tags/list`).tags as string[] | null) ?? []) out.push(`${R0.host}/${r}:${t}`);
   return out.sort();
 }
 
@@ -59,7 +67,9 @@ test('every fixture tag: msb image digest = skopeo Digest, manifest inspect --ra
   for (const ref of refs) {
     const d = msbRaw(['image', 'digest', ref]);
     assert.equal(d.status, 0, `${ref}: ${d.stderr}`);
-    const theirs = skopeo(['--format', '{{.Digest}}', `docker://${ref}`]).toString('utf8').trim();
+    const theirs = skopeo(['--format', '{{.Digest}}', `docker://${ref}`])
+      .toString('utf8')
+      .trim();
     assert.match(theirs, /^sha256:[0-9a-f]{64}$/, `${ref}: skopeo answered`);
     assert.equal(d.stdout.toString('utf8'), `${theirs}\n`, `${ref}: digest`);
 
@@ -69,7 +79,11 @@ test('every fixture tag: msb image digest = skopeo Digest, manifest inspect --ra
     assert.ok(skopeoRaw.length > 0, `${ref}: skopeo --raw answered`);
     assert.ok(raw.stdout.equals(skopeoRaw), `${ref}: --raw differs from skopeo's bytes`);
     const pretty = msbRaw(['manifest', 'inspect', ref]);
-    assert.deepEqual(JSON.parse(pretty.stdout.toString('utf8')), JSON.parse(skopeoRaw.toString('utf8')), `${ref}: pretty JSON`);
+    assert.deepEqual(
+      JSON.parse(pretty.stdout.toString('utf8')),
+      JSON.parse(skopeoRaw.toString('utf8')),
+      `${ref}: pretty JSON`,
+    );
   }
   for (const repo of new Set(refs.map((r) => r.replace(/:[^:/]+$/, '')))) {
     const t = msbRaw(['ls-tags', repo]);
@@ -97,7 +111,10 @@ test('a multi-arch tag: the digest is the index (what a pull records); --platfor
   const arm = await Image.resolveLocal(b, ref, { platform: 'linux/arm64' });
   assert.notEqual(arm.manifestDigest, pulled.manifestDigest);
   assert.equal(arm.platform.architecture, 'arm64');
-  assert.equal(msbRaw(['image', 'digest', '--platform', 'linux/arm64', ref]).stdout.toString('utf8'), `${arm.manifestDigest}\n`);
+  assert.equal(
+    msbRaw(['image', 'digest', '--platform', 'linux/arm64', ref]).stdout.toString('utf8'),
+    `${arm.manifestDigest}\n`,
+  );
   const armRaw = msbRaw(['manifest', 'inspect', '--raw', '--platform', 'linux/arm64', ref]);
   assert.ok(armRaw.stdout.equals(skopeo(['--raw', `docker://${R0.host}/peers/multiarch@${arm.manifestDigest}`])));
   const m = await Image.remoteManifestLocal(b, ref);
@@ -107,7 +124,10 @@ test('a multi-arch tag: the digest is the index (what a pull records); --platfor
   const single = await Image.resolveLocal(b, `${R0.host}/peers/busybox:latest`);
   assert.equal(single.indexDigest, null);
   assert.equal(single.digest, single.manifestDigest);
-  await assert.rejects(Image.resolveLocal(b, `${R0.host}/peers/busybox:no-such-tag`), (e: unknown) => e instanceof MsbError && e.code === 'REGISTRY');
+  await assert.rejects(
+    Image.resolveLocal(b, `${R0.host}/peers/busybox:no-such-tag`),
+    (e: unknown) => e instanceof MsbError && e.code === 'REGISTRY',
+  );
 });
 
 test('ls-tags follows Link pages from the endpoint that served the first page; a link elsewhere or a loop is refused', async () => {
@@ -121,9 +141,12 @@ test('ls-tags follows Link pages from the endpoint that served the first page; a
     const size = Number(u.searchParams.get('n') ?? all.length);
     const from = u.searchParams.has('last') ? all.indexOf(u.searchParams.get('last')!) + 1 : 0;
     const page = all.slice(from, from + size);
-    const next = from + size < all.length
-      ? mode === 'elsewhere' ? '/v2/peers/busybox/tags/list?n=2' : `${u.pathname}?n=${size}&last=${mode === 'loop' ? all[0] : page[page.length - 1]}`
-      : null;
+    const next =
+      from + size < all.length
+        ? mode === 'elsewhere'
+          ? '/v2/peers/busybox/tags/list?n=2'
+          : `${u.pathname}?n=${size}&last=${mode === 'loop' ? all[0] : page[page.length - 1]}`
+        : null;
     sendJson(res, 200, { name: 'peers/multilayer', tags: page }, next ? { link: `<${next}>; rel="next"` } : {});
     return true;
   });
@@ -145,17 +168,28 @@ test('ls-tags follows Link pages from the endpoint that served the first page; a
 });
 
 test('remote inspection goes through the configured mirrors and writes nothing', async () => {
-  const M = await privateRegistry({ after: (fn) => { cleanups.push(fn); } });
+  const M = await privateRegistry({
+    after: (fn) => {
+      cleanups.push(fn);
+    },
+  });
   const home = join(work.dir, 'mirror-home');
   mkdirSync(home);
-  writeFileSync(join(home, 'config.json'), JSON.stringify({ registries: { hosts: { [R0.host]: { mirrors: [`http://${M.host}`] } } } }));
+  writeFileSync(
+    join(home, 'config.json'),
+    JSON.stringify({ registries: { hosts: { [R0.host]: { mirrors: [`http://${M.host}`] } } } }),
+  );
   const before = M.manifestRequests().length;
   const ref = `${R0.host}/peers/busybox:latest`;
   const r = spawnSync(process.execPath, [...msbArgv(), '--home', home, 'image', 'digest', ref], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, skopeo(['--format', '{{.Digest}}', `docker://${ref}`]).toString('utf8'));
   assert.ok(M.manifestRequests().length > before, 'the mirror answered');
-  const t = spawnSync(process.execPath, [...msbArgv(), '--home', home, 'ls-tags', '--format', 'json', `${R0.host}/peers/busybox`], { encoding: 'utf8' });
+  const t = spawnSync(
+    process.execPath,
+    [...msbArgv(), '--home', home, 'ls-tags', '--format', 'json', `${R0.host}/peers/busybox`],
+    { encoding: 'utf8' },
+  );
   assert.equal(t.status, 0, t.stderr);
   assert.equal((JSON.parse(t.stdout) as { source: string }).source, `http://${M.host}`);
   assert.deepEqual(readdirSync(home), ['config.json']);

@@ -7,7 +7,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, lstatSync, openSync, readFileSync, readSync, writeFileSync, writeSync, ftruncateSync, mkdirSync } from 'node:fs';
+import {
+  closeSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  writeFileSync,
+  writeSync,
+  ftruncateSync,
+  mkdirSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { convertLayer } from '../../src/erofs/convert.js';
 import { stitchLayers } from '../../src/stitch/index.js';
@@ -33,7 +43,10 @@ function readAt(path: string, off: number, n: number): Buffer {
 test('E12 big-sparse: extents split at 4194304 sectors; sentinels past 2 GiB read through qemu-img + kernel', async (t) => {
   const { dir, cleanup } = tempDir('msb-bigsparse-');
   const undo: (() => void)[] = [];
-  t.after(() => { for (const u of undo.reverse()) u(); cleanup(); });
+  t.after(() => {
+    for (const u of undo.reverse()) u();
+    cleanup();
+  });
 
   // The layer: GNU tar --sparse (PAX 1.0) of a 3 GiB file holding only the two sentinels, then a small file.
   const src = join(dir, 'src');
@@ -95,7 +108,10 @@ test('E12 big-sparse: extents split at 4194304 sectors; sentinels past 2 GiB rea
   // The mutation: the second piece's offset in bytes instead of sectors.
   const bad = text.replace(`"${layer}" 4194304\n`, `"${layer}" ${2 * GiB}\n`);
   assert.notEqual(bad, text);
-  assert.match(validateVmdk(bad, { paths: [res.fsmetaPath, layer], sizes: [res.fsmetaSizeBytes, layerSize] })!, /starts at sector/);
+  assert.match(
+    validateVmdk(bad, { paths: [res.fsmetaPath, layer], sizes: [res.fsmetaSizeBytes, layerSize] })!,
+    /starts at sector/,
+  );
   const badVmdk = join(dir, 'bad.vmdk');
   writeFileSync(badVmdk, bad);
   const got = checkDisk(badVmdk, join(dir, 'bad.raw'));

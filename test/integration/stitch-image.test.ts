@@ -18,16 +18,38 @@ import { convertLayer } from '../../src/erofs/convert.js';
 import { buildFsmeta, planFsmeta } from '../../src/stitch/build.js';
 import { diffIdTag, standInDigest, uuidTag } from '../../src/stitch/fsmeta.js';
 import { stitchLayers } from '../../src/stitch/index.js';
-import { fsmetaHeaderProblem, validateFsmetaFile, validateLayerFile, validateVmdkFile } from '../../src/stitch/validate.js';
+import {
+  fsmetaHeaderProblem,
+  validateFsmetaFile,
+  validateLayerFile,
+  validateVmdkFile,
+} from '../../src/stitch/validate.js';
 import { cidOf } from '../../src/stitch/vmdk.js';
 import { digestUuid } from '../../src/util/digest.js';
 import { ociLayers } from '../helpers/stitch-fixtures.js';
-import { ensureImages, erofsUtils, mountErofs, run, runStatus, tempDir, treeManifest, umociUnpack } from '../helpers/env.js';
+import {
+  ensureImages,
+  erofsUtils,
+  mountErofs,
+  run,
+  runStatus,
+  tempDir,
+  treeManifest,
+  umociUnpack,
+} from '../helpers/env.js';
 import { flipByte } from '../helpers/bytes.js';
 
 const ctx: {
-  tmp: string; cleanup: () => void; layerPaths: string[]; diffIds: string[]; out: string;
-  res: Awaited<ReturnType<typeof stitchLayers>>; trees: DirNode[]; manifestDigest: string; umociRoot: string; umociStart: number;
+  tmp: string;
+  cleanup: () => void;
+  layerPaths: string[];
+  diffIds: string[];
+  out: string;
+  res: Awaited<ReturnType<typeof stitchLayers>>;
+  trees: DirNode[];
+  manifestDigest: string;
+  umociRoot: string;
+  umociStart: number;
 } = {} as never;
 const undo: (() => void)[] = [];
 
@@ -101,7 +123,10 @@ function byPath(listing: string): Map<string, string> {
 
 test('E1: qemu-img raw == fsmeta ‖ L1…L5 byte for byte, and the kernel tree equals umoci unpack', async () => {
   const raw = await flattened();
-  const concat = Buffer.concat([await readFile(ctx.res.fsmetaPath), ...(await Promise.all(ctx.layerPaths.map((p) => readFile(p))))]);
+  const concat = Buffer.concat([
+    await readFile(ctx.res.fsmetaPath),
+    ...(await Promise.all(ctx.layerPaths.map((p) => readFile(p)))),
+  ]);
   const disk = await readFile(raw);
   assert.equal(disk.length, ctx.res.diskSizeBytes);
   assert.ok(disk.equals(concat), 'disk.raw is byte-identical to the concatenation');
@@ -124,7 +149,11 @@ test('E1: qemu-img raw == fsmeta ‖ L1…L5 byte for byte, and the kernel tree 
     const umociMtime = Number(/ mtime=(\d+)\./.exec(want)![1]);
     assert.ok(umociMtime >= ctx.umociStart, `${path}: umoci mtime ${umociMtime} is not its unpack time`);
     const ourMtime = / mtime=(\S+)/.exec(got)![1]!;
-    assert.equal(ourMtime, explicit.get(path) ?? '0.000000000', `${path}: the topmost explicit entry's mtime, or 0 when no layer created it`);
+    assert.equal(
+      ourMtime,
+      explicit.get(path) ?? '0.000000000',
+      `${path}: the topmost explicit entry's mtime, or 0 when no layer created it`,
+    );
     allowed.push(path);
   }
   assert.ok(allowed.length < 10, `few allowed differences: ${allowed.join(', ')}`);
@@ -187,7 +216,11 @@ test('E6: fsmeta structure through stitchLayers (stand-ins) and with in-cache id
   assert.match(vmdk, new RegExp(`^CID=${cidOf(stand)}$`, 'm'));
 
   // Every non-empty regular file is CHUNK_BASED with exactly one index; empty files FLAT_PLAIN.
-  const layers = ctx.trees.map((root, i) => ({ root, sizeBytes: lstatSync(ctx.layerPaths[i]!).size, tag: uuidTag(uuids[i]!) }));
+  const layers = ctx.trees.map((root, i) => ({
+    root,
+    sizeBytes: lstatSync(ctx.layerPaths[i]!).size,
+    tag: uuidTag(uuids[i]!),
+  }));
   const plan = planFsmeta(layers);
   const base = plan.layout.metaBlkaddr * 4096;
   let files = 0;
@@ -195,7 +228,11 @@ test('E6: fsmeta structure through stitchLayers (stand-ins) and with in-cache id
   for (const p of plan.layout.nodes) {
     if (p.entry.kind !== 'file') continue;
     const fmt = fb.readUInt16LE(base + p.offset);
-    if (p.entry.size === 0) { assert.equal(fmt, 0x0001); empty++; continue; }
+    if (p.entry.size === 0) {
+      assert.equal(fmt, 0x0001);
+      empty++;
+      continue;
+    }
     assert.equal(fmt, 0x0009);
     const idx = base + p.offset + Math.ceil((64 + p.ibody) / 8) * 8;
     assert.equal(p.slot, Math.ceil((idx + 8 - base - p.offset) / 32) * 32, 'one chunk index');
@@ -207,11 +244,19 @@ test('E6: fsmeta structure through stitchLayers (stand-ins) and with in-cache id
 
   // In the cache: tags = diff_id hex, uuid = the manifest digest's.
   const cached = join(ctx.tmp, 'cached-fsmeta.erofs');
-  const inCache = ctx.trees.map((root, i) => ({ root, sizeBytes: layers[i]!.sizeBytes, tag: diffIdTag(ctx.diffIds[i]!) }));
+  const inCache = ctx.trees.map((root, i) => ({
+    root,
+    sizeBytes: layers[i]!.sizeBytes,
+    tag: diffIdTag(ctx.diffIds[i]!),
+  }));
   await buildFsmeta(inCache, cached, { uuid: digestUuid(ctx.manifestDigest) });
   const cb = await readFile(cached);
-  for (let i = 0; i < 5; i++) assert.equal(cb.subarray(1152 + 128 * i, 1152 + 128 * i + 64).toString('latin1'), ctx.diffIds[i]!.slice(7));
-  const expected = { uuid: digestUuid(ctx.manifestDigest), layers: inCache.map((l) => ({ sizeBytes: l.sizeBytes, tag: l.tag })) };
+  for (let i = 0; i < 5; i++)
+    assert.equal(cb.subarray(1152 + 128 * i, 1152 + 128 * i + 64).toString('latin1'), ctx.diffIds[i]!.slice(7));
+  const expected = {
+    uuid: digestUuid(ctx.manifestDigest),
+    layers: inCache.map((l) => ({ sizeBytes: l.sizeBytes, tag: l.tag })),
+  };
   assert.equal(await validateFsmetaFile(cached, expected), null);
   assert.equal(await validateFsmetaFile(cached, { ...expected, sizeBytes: cb.length }), null);
   assert.match((await validateFsmetaFile(cached, { ...expected, uuid: Buffer.alloc(16) }))!, /uuid/);
@@ -220,14 +265,21 @@ test('E6: fsmeta structure through stitchLayers (stand-ins) and with in-cache id
   const swapped = [expected.layers[1]!, expected.layers[0]!, ...expected.layers.slice(2)];
   assert.ok(await validateFsmetaFile(cached, { ...expected, layers: swapped }));
   // The pure device-table checks, each mutation on its own (the CRC would catch them first on disk).
-  const mutate = (off: number, v: number) => { const b = Buffer.from(cb.subarray(0, 4096)); b.writeUInt32LE(v, off); return fsmetaHeaderProblem(b, expected); };
+  const mutate = (off: number, v: number) => {
+    const b = Buffer.from(cb.subarray(0, 4096));
+    b.writeUInt32LE(v, off);
+    return fsmetaHeaderProblem(b, expected);
+  };
   assert.equal(fsmetaHeaderProblem(cb.subarray(0, 4096), expected), null);
   assert.match(mutate(1152 + 128 + 0x40, cb.readUInt32LE(1152 + 128 + 0x40) + 1)!, /blocks/);
   assert.match(mutate(1152 + 256 + 0x44, cb.readUInt32LE(1152 + 256 + 0x44) - 1)!, /mapped/);
   assert.match(mutate(1152 + 3 * 128, 0x41414141)!, /tag/);
   assert.match(mutate(1024 + 0x50, 0x4)!, /feature_incompat/);
   // Layer checks: a diff_id uuid mismatch, a length that disagrees with the row.
-  assert.equal(await validateLayerFile(ctx.layerPaths[0]!, { uuid: digestUuid(ctx.diffIds[0]!), sizeBytes: layers[0]!.sizeBytes }), null);
+  assert.equal(
+    await validateLayerFile(ctx.layerPaths[0]!, { uuid: digestUuid(ctx.diffIds[0]!), sizeBytes: layers[0]!.sizeBytes }),
+    null,
+  );
   assert.ok(await validateLayerFile(ctx.layerPaths[0]!, { uuid: digestUuid(ctx.diffIds[1]!) }));
   assert.ok(await validateLayerFile(ctx.layerPaths[0]!, { sizeBytes: layers[0]!.sizeBytes + 4096 }));
   assert.ok(await validateLayerFile(ctx.res.fsmetaPath), 'fsmeta is not a layer image');
@@ -255,7 +307,9 @@ test('docs/erofs.md §9 fallback: overlayfs over per-layer kernel mounts shows t
   const ov = join(ctx.tmp, 'overlay');
   run('mkdir', ['-p', ov]);
   run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${[...lowers].reverse().join(':')}`, ov]);
-  undo.push(() => { runStatus('umount', [ov]); });
+  undo.push(() => {
+    runStatus('umount', [ov]);
+  });
   const m = mount(await flattened());
   const flags = ['--skip-xattr-prefix', 'trusted.'];
   const stitched = byPath(treeManifest(m.dir, flags));
@@ -267,7 +321,9 @@ test('docs/erofs.md §9 fallback: overlayfs over per-layer kernel mounts shows t
     for (let k = ctx.trees.length - 1; k >= 0; k--) {
       let d: DirNode | undefined = ctx.trees[k];
       for (const c of path.split('/').filter(Boolean)) {
-        const n: import('../../src/erofs/tree.js').Entry | undefined = d?.children.get(Buffer.from(c, 'utf8').toString('latin1'));
+        const n: import('../../src/erofs/tree.js').Entry | undefined = d?.children.get(
+          Buffer.from(c, 'utf8').toString('latin1'),
+        );
         d = n && isDir(n) ? n : undefined;
       }
       if (d) return d.implicit;
@@ -277,7 +333,10 @@ test('docs/erofs.md §9 fallback: overlayfs over per-layer kernel mounts shows t
   for (const [path, want] of stitched) {
     const got = overlay.get(path)!;
     if (got === want) continue;
-    assert.ok(want.startsWith('dir ') && got.startsWith('dir ') && topImplicit(path), `${path}:\n  overlay: ${got}\n  stitched: ${want}`);
+    assert.ok(
+      want.startsWith('dir ') && got.startsWith('dir ') && topImplicit(path),
+      `${path}:\n  overlay: ${got}\n  stitched: ${want}`,
+    );
   }
 });
 
@@ -289,16 +348,26 @@ test('E11: VMDK text and qemu-img info', () => {
   assert.match(text, /^createType="twoGbMaxExtentFlat"$/m);
   const ext = lines.filter((l) => /^(RW|RDONLY|NOACCESS) /.test(l));
   const files = [ctx.res.fsmetaPath, ...ctx.layerPaths];
-  assert.deepEqual(ext, files.map((f) => `RW ${lstatSync(f).size / 512} FLAT "${f}" 0`), 'absolute real paths, in order, sectors');
+  assert.deepEqual(
+    ext,
+    files.map((f) => `RW ${lstatSync(f).size / 512} FLAT "${f}" 0`),
+    'absolute real paths, in order, sectors',
+  );
   const total = files.reduce((s, f) => s + lstatSync(f).size, 0);
   assert.equal(total, ctx.res.diskSizeBytes);
   assert.match(text, new RegExp(`^ddb.geometry.cylinders = "${Math.ceil(total / 512 / 1008)}"$`, 'm'));
-  const info = JSON.parse(run('qemu-img', ['info', '--output=json', ctx.res.vmdkPath])) as { format: string; 'virtual-size': number };
+  const info = JSON.parse(run('qemu-img', ['info', '--output=json', ctx.res.vmdkPath])) as {
+    format: string;
+    'virtual-size': number;
+  };
   assert.equal(info.format, 'vmdk');
   assert.equal(info['virtual-size'], total);
   assert.deepEqual(ctx.res, {
-    fsmetaPath: join(ctx.out, 'fsmeta.erofs'), vmdkPath: join(ctx.out, 'rootfs.vmdk'), layers: 5,
-    fsmetaSizeBytes: lstatSync(ctx.res.fsmetaPath).size, diskSizeBytes: total,
+    fsmetaPath: join(ctx.out, 'fsmeta.erofs'),
+    vmdkPath: join(ctx.out, 'rootfs.vmdk'),
+    layers: 5,
+    fsmetaSizeBytes: lstatSync(ctx.res.fsmetaPath).size,
+    diskSizeBytes: total,
   });
 });
 
@@ -347,7 +416,10 @@ test('stitchLayers: the same layer at several positions (edge-dup shape) gets a 
   assert.equal(fb.readUInt16LE(1024 + 0x56), 3);
   const b1 = lstatSync(L1).size / 4096;
   const b2 = lstatSync(ctx.layerPaths[1]!).size / 4096;
-  assert.deepEqual([0, 1, 2].map((i) => fb.readUInt32LE(1152 + 128 * i + 0x44)), [fb.length / 4096, fb.length / 4096 + b1, fb.length / 4096 + b1 + b2]);
+  assert.deepEqual(
+    [0, 1, 2].map((i) => fb.readUInt32LE(1152 + 128 * i + 0x44)),
+    [fb.length / 4096, fb.length / 4096 + b1, fb.length / 4096 + b1 + b2],
+  );
   const raw = join(ctx.tmp, 'dup.raw');
   run('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', res.vmdkPath, raw]);
   const m = mount(raw);
@@ -369,20 +441,33 @@ test('stitchLayers: invalid inputs are CACHE_CORRUPT naming the path and leave n
   flipByte(fbuf, 1024 + 0x28, 1); // meta_blkaddr: the CRC no longer matches
   writeFileSync(flipped, fbuf);
   for (const p of [bad, truncated, flipped, ctx.res.fsmetaPath, join(ctx.tmp, 'missing.erofs')]) {
-    await assert.rejects(stitchLayers([ctx.layerPaths[0]!, p], out),
-      (e: unknown) => e instanceof MsbError && e.code === 'CACHE_CORRUPT' && (e.details as { path: string }).path === p && e.message.startsWith(`${p}: `), p);
+    await assert.rejects(
+      stitchLayers([ctx.layerPaths[0]!, p], out),
+      (e: unknown) =>
+        e instanceof MsbError &&
+        e.code === 'CACHE_CORRUPT' &&
+        (e.details as { path: string }).path === p &&
+        e.message.startsWith(`${p}: `),
+      p,
+    );
   }
   assert.deepEqual(existsSync(out) ? readdirSync(out) : [], []);
   await assert.rejects(stitchLayers([], out), (e: unknown) => e instanceof MsbError && e.code === 'INVALID_ARGUMENT');
   const ac = new AbortController();
   ac.abort('stop');
-  await assert.rejects(stitchLayers(ctx.layerPaths, out, { signal: ac.signal }), (e: unknown) => e instanceof MsbError && e.code === 'ABORTED');
+  await assert.rejects(
+    stitchLayers(ctx.layerPaths, out, { signal: ac.signal }),
+    (e: unknown) => e instanceof MsbError && e.code === 'ABORTED',
+  );
   assert.deepEqual(existsSync(out) ? readdirSync(out) : [], []);
 });
 
 class Sink extends Writable {
   text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void) { this.text += chunk.toString(); cb(); }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void) {
+    this.text += chunk.toString();
+    cb();
+  }
 }
 
 test('docs/cli.md §10: msb layer stitch prints one JSON line; a bad layer exits 1 with CACHE_CORRUPT', async () => {
@@ -404,12 +489,20 @@ test('docs/cli.md §10: msb layer stitch prints one JSON line; a bad layer exits
   writeFileSync(bad, 'nope');
   const so = new Sink();
   const se = new Sink();
-  const st = await main(['layer', 'stitch', '-o', join(ctx.tmp, 'cli-bad-out'), ctx.layerPaths[0]!, bad], { stdout: so, stderr: se, signal });
+  const st = await main(['layer', 'stitch', '-o', join(ctx.tmp, 'cli-bad-out'), ctx.layerPaths[0]!, bad], {
+    stdout: so,
+    stderr: se,
+    signal,
+  });
   assert.equal(st, 1);
   assert.equal(so.text, '');
   assert.match(se.text, new RegExp(`^msb: CACHE_CORRUPT: ${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `));
   assert.ok(!existsSync(join(ctx.tmp, 'cli-bad-out', 'fsmeta.erofs')));
 
   const su = new Sink();
-  assert.equal(await main(['layer', 'stitch', ...ctx.layerPaths], { stdout: new Sink(), stderr: su, signal }), 2, 'missing -o is a usage error');
+  assert.equal(
+    await main(['layer', 'stitch', ...ctx.layerPaths], { stdout: new Sink(), stderr: su, signal }),
+    2,
+    'missing -o is a usage error',
+  );
 });

@@ -55,6 +55,9 @@ for (const tag of ['multilayer', 'edge-dup']) {
     const [ba, bb] = [await readFile(a), await readFile(b)];
     assert.equal(ba.length, bb.length);
     assert.ok(ba.equals(bb), 'byte-identical');
-    assert.equal(await validateFsmetaFile(b, { uuid, layers: cached.map((l) => ({ sizeBytes: l.sizeBytes, tag: l.tag })) }), null);
+    assert.equal(
+      await validateFsmetaFile(b, { uuid, layers: cached.map((l) => ({ sizeBytes: l.sizeBytes, tag: l.tag })) }),
+      null,
+    );
   });
 }

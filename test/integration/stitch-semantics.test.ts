@@ -10,7 +10,17 @@ import { convertLayer } from '../../src/erofs/convert.js';
 import { stitchLayers } from '../../src/stitch/index.js';
 import { mountErofs, run, tempDir, treeManifest } from '../helpers/env.js';
 
-interface TarEntry { name: string; type?: 'file' | 'dir' | 'hardlink' | 'chr'; mode?: number; mtime?: number; uid?: number; data?: string; link?: string; major?: number; minor?: number }
+interface TarEntry {
+  name: string;
+  type?: 'file' | 'dir' | 'hardlink' | 'chr';
+  mode?: number;
+  mtime?: number;
+  uid?: number;
+  data?: string;
+  link?: string;
+  major?: number;
+  minor?: number;
+}
 
 const PY = `
 import io, json, sys, tarfile
@@ -52,7 +62,10 @@ const T = 1600000000;
 test('E3: an implicit upper /etc keeps the lower metadata; an explicit one overrides it', async (t) => {
   const { dir, cleanup } = tempDir('msb-sem-');
   t.after(cleanup);
-  const lower: TarEntry[] = [{ name: 'etc', type: 'dir', mode: 0o750, mtime: T, uid: 7 }, { name: 'etc/passwd', data: 'root\n' }];
+  const lower: TarEntry[] = [
+    { name: 'etc', type: 'dir', mode: 0o750, mtime: T, uid: 7 },
+    { name: 'etc/passwd', data: 'root\n' },
+  ];
   const m1 = await stitchTars(join(dir, 'a'), [lower, [{ name: 'etc/foo', data: 'foo\n' }]], t);
   const st = lstatSync(join(m1, 'etc'));
   assert.equal(st.mode & 0o7777, 0o750);
@@ -61,7 +74,17 @@ test('E3: an implicit upper /etc keeps the lower metadata; an explicit one overr
   assert.deepEqual(readdirSync(join(m1, 'etc')).sort(), ['foo', 'passwd']);
   assert.doesNotMatch(treeManifest(m1), /trusted\.msb|trusted\.overlay/);
 
-  const m2 = await stitchTars(join(dir, 'b'), [lower, [{ name: 'etc/', type: 'dir', mode: 0o711, mtime: T + 5 }, { name: 'etc/foo', data: 'foo\n' }]], t);
+  const m2 = await stitchTars(
+    join(dir, 'b'),
+    [
+      lower,
+      [
+        { name: 'etc/', type: 'dir', mode: 0o711, mtime: T + 5 },
+        { name: 'etc/foo', data: 'foo\n' },
+      ],
+    ],
+    t,
+  );
   const st2 = lstatSync(join(m2, 'etc'));
   assert.equal(st2.mode & 0o7777, 0o711);
   assert.equal(st2.mtimeMs, (T + 5) * 1000);
@@ -71,16 +94,33 @@ test('E3: an implicit upper /etc keeps the lower metadata; an explicit one overr
 test('E4: root metadata from the topmost explicit root, defaults otherwise; a root opaque marker hides all lower files', async (t) => {
   const { dir, cleanup } = tempDir('msb-sem-');
   t.after(cleanup);
-  const m1 = await stitchTars(join(dir, 'a'), [[{ name: 'a', data: 'a' }], [{ name: './', type: 'dir', mode: 0o700, mtime: T }, { name: 'b', data: 'b' }]], t);
+  const m1 = await stitchTars(
+    join(dir, 'a'),
+    [
+      [{ name: 'a', data: 'a' }],
+      [
+        { name: './', type: 'dir', mode: 0o700, mtime: T },
+        { name: 'b', data: 'b' },
+      ],
+    ],
+    t,
+  );
   assert.equal(lstatSync(m1).mode & 0o7777, 0o700);
   assert.equal(lstatSync(m1).mtimeMs, T * 1000);
   const m2 = await stitchTars(join(dir, 'b'), [[{ name: 'a', data: 'a' }], [{ name: 'd/b', data: 'b' }]], t);
   const r = lstatSync(m2);
   assert.deepEqual([r.mode & 0o7777, r.uid, r.gid, r.mtimeMs], [0o755, 0, 0, 0]);
-  const m3 = await stitchTars(join(dir, 'c'), [
-    [{ name: 'a', data: 'a' }, { name: 'd/x', data: 'x' }],
-    [{ name: '.wh..wh..opq' }, { name: 'new', data: 'new' }],
-  ], t);
+  const m3 = await stitchTars(
+    join(dir, 'c'),
+    [
+      [
+        { name: 'a', data: 'a' },
+        { name: 'd/x', data: 'x' },
+      ],
+      [{ name: '.wh..wh..opq' }, { name: 'new', data: 'new' }],
+    ],
+    t,
+  );
   assert.deepEqual(readdirSync(m3), ['new']);
 });
 
@@ -88,16 +128,25 @@ test('E5: whiteout or replacement of a hardlink alias lowers nlink; a dir replac
   const { dir, cleanup } = tempDir('msb-sem-');
   t.after(cleanup);
   const lower: TarEntry[] = [
-    { name: 'l/orig', data: 'shared\n' }, { name: 'l/h1', type: 'hardlink', link: 'l/orig' }, { name: 'l/h2', type: 'hardlink', link: 'l/orig' },
+    { name: 'l/orig', data: 'shared\n' },
+    { name: 'l/h1', type: 'hardlink', link: 'l/orig' },
+    { name: 'l/h2', type: 'hardlink', link: 'l/orig' },
     { name: 'f', data: 'was a file' },
   ];
-  const m = await stitchTars(dir, [lower, [
-    { name: 'l/.wh.h1' },
-    { name: 'f/inside', data: 'now a dir' }, { name: 'f/.wh.ghost' },
-    { name: 'z', type: 'chr', major: 0, minor: 0 }, // a genuine 0/0 device is a whiteout too
-  ], [
-    { name: 'l/h2', data: 'replaced\n' },
-  ]], t);
+  const m = await stitchTars(
+    dir,
+    [
+      lower,
+      [
+        { name: 'l/.wh.h1' },
+        { name: 'f/inside', data: 'now a dir' },
+        { name: 'f/.wh.ghost' },
+        { name: 'z', type: 'chr', major: 0, minor: 0 }, // a genuine 0/0 device is a whiteout too
+      ],
+      [{ name: 'l/h2', data: 'replaced\n' }],
+    ],
+    t,
+  );
   const o = lstatSync(join(m, 'l/orig'));
   assert.equal(o.nlink, 1, 'one alias whited out, one replaced');
   assert.equal(readFileSync(join(m, 'l/orig'), 'utf8'), 'shared\n');

@@ -43,19 +43,42 @@ test('zero layers: fsmeta (empty device table) + fsmeta-only VMDK validate and m
 test('zero layers through the cache: load commits it, a never pull hits it, a corrupt fsmeta is rebuilt offline', async (t) => {
   const w = tempDir('msb-zero-load-');
   t.after(w.cleanup);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} }));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length }, layers: [],
-  }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [],
+    }),
+  );
   const archive = join(w.dir, 'zero.oci.tar');
-  writeFileSync(archive, tar(dir('blobs/'), dir('blobs/sha256/'),
-    file(`blobs/sha256/${sha(config).slice(7)}`, config), file(`blobs/sha256/${sha(manifest).slice(7)}`, manifest),
-    file('oci-layout', '{"imageLayoutVersion":"1.0.0"}'),
-    file('index.json', JSON.stringify({ schemaVersion: 2, manifests: [{
-      mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length,
-      annotations: { 'org.opencontainers.image.ref.name': 'example.com/zero:1' },
-    }] }))));
+  writeFileSync(
+    archive,
+    tar(
+      dir('blobs/'),
+      dir('blobs/sha256/'),
+      file(`blobs/sha256/${sha(config).slice(7)}`, config),
+      file(`blobs/sha256/${sha(manifest).slice(7)}`, manifest),
+      file('oci-layout', '{"imageLayoutVersion":"1.0.0"}'),
+      file(
+        'index.json',
+        JSON.stringify({
+          schemaVersion: 2,
+          manifests: [
+            {
+              mediaType: 'application/vnd.oci.image.manifest.v1+json',
+              digest: sha(manifest),
+              size: manifest.length,
+              annotations: { 'org.opencontainers.image.ref.name': 'example.com/zero:1' },
+            },
+          ],
+        }),
+      ),
+    ),
+  );
   const A = await freshHome(t);
   const [h] = await Image.loadLocal(A.backend, archive);
   assert.equal(h!.manifestDigest, sha(manifest));
@@ -71,9 +94,15 @@ test('zero layers through the cache: load commits it, a never pull hits it, a co
 
   writeFileSync(hit.artifacts.fsmetaPath, Buffer.alloc(4096));
   const events: PullEvent[] = [];
-  const again = await Image.pullLocal(A.backend, 'example.com/zero:1', { policy: 'never', onProgress: (e) => events.push(e) });
+  const again = await Image.pullLocal(A.backend, 'example.com/zero:1', {
+    policy: 'never',
+    onProgress: (e) => events.push(e),
+  });
   assert.equal(again.cached, false);
-  assert.ok(events.some((e) => e.type === 'warning' && e.code === 'ARTIFACT_REBUILT'), 'the rebuild is reported');
+  assert.ok(
+    events.some((e) => e.type === 'warning' && e.code === 'ARTIFACT_REBUILT'),
+    'the rebuild is reported',
+  );
   assert.ok(events.some((e) => e.type === 'stitchComplete' && !e.reused));
   assert.deepEqual(await indexProblems(A.home), []);
 });

@@ -13,7 +13,8 @@ import * as T from '../helpers/tar-writer.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const statf = (path: string, fmt: string) => run('stat', ['-c', fmt, path]).trim();
-const getx = (path: string, name: string) => run('getfattr', ['-h', '--only-values', '-n', name, path], { encoding: 'buffer' } as never) as unknown as Buffer;
+const getx = (path: string, name: string) =>
+  run('getfattr', ['-h', '--only-values', '-n', name, path], { encoding: 'buffer' } as never) as unknown as Buffer;
 
 function setup(t: { after: (fn: () => void) => void }) {
   const d = tempDir();
@@ -39,7 +40,12 @@ test('D5/D10/D11/D13/D14/D16: sizes, modes, owners, mtimes, names, header format
     T.file('modes/m000', 'x', { mode: 0 }),
     T.file('owners/u1000', 'x', { uid: 1000, gid: 1000 }),
     T.file('owners/u70000', 'x', { uid: 70000, gid: 70000 }),
-    T.file('owners/u3000000', 'x', { pax: [['uid', '3000000'], ['gid', '3000001']] }),
+    T.file('owners/u3000000', 'x', {
+      pax: [
+        ['uid', '3000000'],
+        ['gid', '3000001'],
+      ],
+    }),
     T.file('owners/u65534', 'x', { uid: 65534, gid: 65534 }),
     T.file('owners/b256', 'base-256 uid and size', { uid: 3000000, base256: ['uid', 'size', 'gid'], gid: 7 }),
     T.file('times/t0', 'x', { mtime: 0 }),
@@ -52,7 +58,12 @@ test('D5/D10/D11/D13/D14/D16: sizes, modes, owners, mtimes, names, header format
     T.file('names/x', 'long', { pax: [['path', `names/${name200}`]] }),
     T.file('names/y', 'deep', { pax: [['path', `names/${deep}`]] }),
     T.file('names/-leading', 'dash'),
-    T.file('./a', 'a'), T.file('/b', 'b'), T.dir('c/'), T.file('d//e/./f', 'f'), T.file('././g', 'g'), T.file('..foo', 'dots'),
+    T.file('./a', 'a'),
+    T.file('/b', 'b'),
+    T.dir('c/'),
+    T.file('d//e/./f', 'f'),
+    T.file('././g', 'g'),
+    T.file('..foo', 'dots'),
     T.file('fmt/v7', 'v7 body', { format: 'v7' }),
     T.file('fmt/gnu', 'gnu body', { format: 'gnu' }),
     T.file('fmt/signed-\xe9', 'signed checksum', { checksum: 'signed' }),
@@ -94,7 +105,14 @@ test('D5/D10/D11/D13/D14/D16: sizes, modes, owners, mtimes, names, header format
     assert.equal(readFileSync(join(m, 'names', name200), 'utf8'), 'long');
     assert.equal(readFileSync(join(m, 'names', deep), 'utf8'), 'deep');
     assert.equal(readFileSync(join(m, 'names/-leading'), 'utf8'), 'dash');
-    for (const [n, c] of [['a', 'a'], ['b', 'b'], ['d/e/f', 'f'], ['g', 'g'], ['..foo', 'dots']]) assert.equal(readFileSync(join(m, n!), 'utf8'), c);
+    for (const [n, c] of [
+      ['a', 'a'],
+      ['b', 'b'],
+      ['d/e/f', 'f'],
+      ['g', 'g'],
+      ['..foo', 'dots'],
+    ])
+      assert.equal(readFileSync(join(m, n!), 'utf8'), c);
     assert.ok(statSync(join(m, 'c')).isDirectory());
     assert.equal(readFileSync(join(m, 'fmt/v7'), 'utf8'), 'v7 body');
     assert.equal(readFileSync(join(m, 'fmt/gnu'), 'utf8'), 'gnu body');
@@ -115,10 +133,15 @@ test('D7: symlink targets of 1…4095 bytes read back exactly; dangling, self-lo
   const lens = [1, 160, 300, 4000, 4095];
   const tgt = (n: number) => Array.from({ length: n }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
   const img = join(dir, 's.erofs');
-  await convertBuffer(T.tar(
-    ...lens.map((n) => T.entry({ name: `l${n}`, type: '2', linkname: 'x', pax: [['linkpath', tgt(n)]] })),
-    T.symlink('dangling', 'does/not/exist'), T.symlink('self', 'self'), T.symlink('abs', '/etc/passwd'),
-  ), img);
+  await convertBuffer(
+    T.tar(
+      ...lens.map((n) => T.entry({ name: `l${n}`, type: '2', linkname: 'x', pax: [['linkpath', tgt(n)]] })),
+      T.symlink('dangling', 'does/not/exist'),
+      T.symlink('self', 'self'),
+      T.symlink('abs', '/etc/passwd'),
+    ),
+    img,
+  );
   fsckOk(img);
   await withMount(img, (m) => {
     for (const n of lens) assert.equal(readlinkSync(join(m, `l${n}`)), tgt(n), `l${n}`);
@@ -127,26 +150,44 @@ test('D7: symlink targets of 1…4095 bytes read back exactly; dangling, self-lo
     assert.equal(readlinkSync(join(m, 'abs')), '/etc/passwd');
     assert.equal(statf(join(m, 'l4095'), '%s'), '4095');
   });
-  for (const [name, target] of [['l4096', tgt(4096)], ['empty', '']] as const) {
-    await rejectsTyped(convertBuffer(T.tar(T.entry({ name, type: '2', linkname: '', pax: target ? [['linkpath', target]] : [] })), join(dir, `${name}.erofs`)),
-      'LAYER_INVALID', /symlink target/, { dir, prefix: `${name}.erofs` });
+  for (const [name, target] of [
+    ['l4096', tgt(4096)],
+    ['empty', ''],
+  ] as const) {
+    await rejectsTyped(
+      convertBuffer(
+        T.tar(T.entry({ name, type: '2', linkname: '', pax: target ? [['linkpath', target]] : [] })),
+        join(dir, `${name}.erofs`),
+      ),
+      'LAYER_INVALID',
+      /symlink target/,
+      { dir, prefix: `${name}.erofs` },
+    );
   }
 });
 
 test('D8: hardlinks share one inode; chains; a replaced target keeps the old content for its links', async (t) => {
   const dir = setup(t);
   const img = join(dir, 'h.erofs');
-  await convertBuffer(T.tar(
-    T.file('links/orig', 'original content', { mode: 0o640, uid: 5 }),
-    T.hardlink('links/h1', 'links/orig', { mode: 0o777, uid: 9 }),
-    T.hardlink('links/sub/h2', './links/orig'),
-    T.symlink('links/sym', 'orig'),
-    T.hardlink('links/symlink-alias', 'links/sym'),
-    T.file('chain/a', 'chain'), T.hardlink('chain/b', 'chain/a'), T.hardlink('chain/c', 'chain/b'),
-    T.hardlink('chain/a', 'chain/a'),
-    T.file('rep/f', 'old'), T.hardlink('rep/h', 'rep/f'), T.file('rep/f', 'new!'),
-    T.file('fifo-target', '', { type: '6' }), T.hardlink('fifo-alias', 'fifo-target'),
-  ), img);
+  await convertBuffer(
+    T.tar(
+      T.file('links/orig', 'original content', { mode: 0o640, uid: 5 }),
+      T.hardlink('links/h1', 'links/orig', { mode: 0o777, uid: 9 }),
+      T.hardlink('links/sub/h2', './links/orig'),
+      T.symlink('links/sym', 'orig'),
+      T.hardlink('links/symlink-alias', 'links/sym'),
+      T.file('chain/a', 'chain'),
+      T.hardlink('chain/b', 'chain/a'),
+      T.hardlink('chain/c', 'chain/b'),
+      T.hardlink('chain/a', 'chain/a'),
+      T.file('rep/f', 'old'),
+      T.hardlink('rep/h', 'rep/f'),
+      T.file('rep/f', 'new!'),
+      T.file('fifo-target', '', { type: '6' }),
+      T.hardlink('fifo-alias', 'fifo-target'),
+    ),
+    img,
+  );
   fsckOk(img);
   await withMount(img, (m) => {
     const o = lstatSync(join(m, 'links/orig'));
@@ -178,20 +219,33 @@ test('D8: hardlinks share one inode; chains; a replaced target keeps the old con
     ['lower-only', T.tar(T.hardlink('x', 'bin/busybox'))],
   ];
   for (const [name, buf] of bad) {
-    await rejectsTyped(convertBuffer(buf, join(dir, `${name}.erofs`)), 'LAYER_INVALID', /hardlink target/, { dir, prefix: `${name}.erofs` });
+    await rejectsTyped(convertBuffer(buf, join(dir, `${name}.erofs`)), 'LAYER_INVALID', /hardlink target/, {
+      dir,
+      prefix: `${name}.erofs`,
+    });
   }
 });
 
 test('D9: devices keep exact rdev (incl. 250:70000), fifos are fifos; major 5000 is LAYER_INVALID', async (t) => {
   const dir = setup(t);
   const img = join(dir, 'dev.erofs');
-  await convertBuffer(T.tar(
-    T.entry({ name: 'null', type: '3', devmajor: 1, devminor: 3, mode: 0o666 }),
-    T.entry({ name: 'loop7', type: '4', devmajor: 7, devminor: 7, mode: 0o660 }),
-    T.entry({ name: 'big', type: '3', devmajor: 250, devminor: 70000 }),
-    T.entry({ name: 'paxdev', type: '3', pax: [['SCHILY.devmajor', '4095'], ['SCHILY.devminor', '1048575']] }),
-    T.entry({ name: 'fifo', type: '6', mode: 0o600 }),
-  ), img);
+  await convertBuffer(
+    T.tar(
+      T.entry({ name: 'null', type: '3', devmajor: 1, devminor: 3, mode: 0o666 }),
+      T.entry({ name: 'loop7', type: '4', devmajor: 7, devminor: 7, mode: 0o660 }),
+      T.entry({ name: 'big', type: '3', devmajor: 250, devminor: 70000 }),
+      T.entry({
+        name: 'paxdev',
+        type: '3',
+        pax: [
+          ['SCHILY.devmajor', '4095'],
+          ['SCHILY.devminor', '1048575'],
+        ],
+      }),
+      T.entry({ name: 'fifo', type: '6', mode: 0o600 }),
+    ),
+    img,
+  );
   fsckOk(img);
   await withMount(img, (m) => {
     assert.equal(statf(join(m, 'null'), '%F %t:%T %a'), 'character special file 1:3 666');
@@ -200,15 +254,29 @@ test('D9: devices keep exact rdev (incl. 250:70000), fifos are fifos; major 5000
     assert.equal(statf(join(m, 'paxdev'), '%t:%T'), 'fff:fffff');
     assert.equal(statf(join(m, 'fifo'), '%F'), 'fifo');
   });
-  await rejectsTyped(convertBuffer(T.tar(T.entry({ name: 'd', type: '3', devmajor: 5000, devminor: 1 })), join(dir, 'bad.erofs')), 'LAYER_INVALID', /device/);
+  await rejectsTyped(
+    convertBuffer(T.tar(T.entry({ name: 'd', type: '3', devmajor: 5000, devminor: 1 })), join(dir, 'bad.erofs')),
+    'LAYER_INVALID',
+    /device/,
+  );
 });
 
 /** A valid POSIX ACL xattr value: user::rw- user:1000:r-- group::r-- mask::r-- other::r--. */
 function aclValue(): Buffer {
-  const ents: Array<[number, number, number]> = [[1, 6, 0xffffffff], [2, 4, 1000], [4, 4, 0xffffffff], [0x10, 4, 0xffffffff], [0x20, 4, 0xffffffff]];
+  const ents: Array<[number, number, number]> = [
+    [1, 6, 0xffffffff],
+    [2, 4, 1000],
+    [4, 4, 0xffffffff],
+    [0x10, 4, 0xffffffff],
+    [0x20, 4, 0xffffffff],
+  ];
   const b = Buffer.alloc(4 + 8 * ents.length);
   b.writeUInt32LE(2, 0);
-  ents.forEach(([tag, perm, id], i) => { b.writeUInt16LE(tag, 4 + i * 8); b.writeUInt16LE(perm, 6 + i * 8); b.writeUInt32LE(id, 8 + i * 8); });
+  ents.forEach(([tag, perm, id], i) => {
+    b.writeUInt16LE(tag, 4 + i * 8);
+    b.writeUInt16LE(perm, 6 + i * 8);
+    b.writeUInt32LE(id, 8 + i * 8);
+  });
   return b;
 }
 
@@ -219,23 +287,32 @@ test('D12/I9: xattrs byte-exact (binary, security.capability, ACL); reserved and
   // cap_net_bind_service+ep, VFS_CAP_REVISION_2
   const cap = Buffer.from('0100000200040000000000000000000000000000', 'hex');
   const warnings: string[] = [];
-  const res = await convertBuffer(T.tar(
-    T.dir('xattr', { pax: [['SCHILY.xattr.user.dirattr', 'on a dir'], ['SCHILY.xattr.trusted.overlay.opaque', 'y']] }),
-    T.file('xattr/f', 'x', {
-      pax: [
-        ['SCHILY.xattr.user.mykey', 'myvalue'],
-        ['SCHILY.xattr.user.binary', Buffer.from([0x00, 0xff, 0x10])],
-        ['SCHILY.xattr.user.big', big],
-        ['SCHILY.xattr.security.capability', cap],
-        ['SCHILY.xattr.system.posix_acl_access', aclValue()],
-        ['SCHILY.xattr.trusted.overlay.redirect', '/x'],
-        ['SCHILY.xattr.foo.bar', 'dropped'],
-        ['LIBARCHIVE.xattr.user.lib%20name', Buffer.from('bGliYXJjaGl2ZQ==')],
-        ['SCHILY.xattr.user.nl', Buffer.from('a\nb=c\n')],
-      ],
-    }),
-    T.hardlink('xattr/alias', 'xattr/f', { pax: [['SCHILY.xattr.user.ignored', 'on a link']] }),
-  ), img, { onWarning: (code, msg) => warnings.push(`${code}: ${msg}`) });
+  const res = await convertBuffer(
+    T.tar(
+      T.dir('xattr', {
+        pax: [
+          ['SCHILY.xattr.user.dirattr', 'on a dir'],
+          ['SCHILY.xattr.trusted.overlay.opaque', 'y'],
+        ],
+      }),
+      T.file('xattr/f', 'x', {
+        pax: [
+          ['SCHILY.xattr.user.mykey', 'myvalue'],
+          ['SCHILY.xattr.user.binary', Buffer.from([0x00, 0xff, 0x10])],
+          ['SCHILY.xattr.user.big', big],
+          ['SCHILY.xattr.security.capability', cap],
+          ['SCHILY.xattr.system.posix_acl_access', aclValue()],
+          ['SCHILY.xattr.trusted.overlay.redirect', '/x'],
+          ['SCHILY.xattr.foo.bar', 'dropped'],
+          ['LIBARCHIVE.xattr.user.lib%20name', Buffer.from('bGliYXJjaGl2ZQ==')],
+          ['SCHILY.xattr.user.nl', Buffer.from('a\nb=c\n')],
+        ],
+      }),
+      T.hardlink('xattr/alias', 'xattr/f', { pax: [['SCHILY.xattr.user.ignored', 'on a link']] }),
+    ),
+    img,
+    { onWarning: (code, msg) => warnings.push(`${code}: ${msg}`) },
+  );
   assert.equal(res.xattrsDropped, 3); // trusted.overlay.opaque (I9), trusted.overlay.redirect, foo.bar
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /^XATTR_DROPPED/);
@@ -288,27 +365,51 @@ test('D15: sparse files of every kind expand with holes; a 100 MiB zero file sta
     }
     assert.equal(statSync(join(m, 'zeros')).size, zeros.length);
     assert.equal(sha(readFileSync(join(m, 'zeros'))), sha(zeros));
-    assert.deepEqual(readdirSync(m).filter((n) => n.startsWith('GNUSparseFile')), []);
+    assert.deepEqual(
+      readdirSync(m).filter((n) => n.startsWith('GNUSparseFile')),
+      [],
+    );
   });
   // Hostile maps: overlapping, out of order, beyond the real size, data/map size mismatch.
   const badMaps: Array<[string, Buffer]> = [
-    ['overlap', T.paxSparse('0.1', 'a', 100, [[0, Buffer.alloc(10, 1)], [5, Buffer.alloc(10, 1)]])],
-    ['order', T.paxSparse('0.1', 'a', 100, [[50, Buffer.alloc(10, 1)], [0, Buffer.alloc(10, 1)]])],
+    [
+      'overlap',
+      T.paxSparse('0.1', 'a', 100, [
+        [0, Buffer.alloc(10, 1)],
+        [5, Buffer.alloc(10, 1)],
+      ]),
+    ],
+    [
+      'order',
+      T.paxSparse('0.1', 'a', 100, [
+        [50, Buffer.alloc(10, 1)],
+        [0, Buffer.alloc(10, 1)],
+      ]),
+    ],
     ['beyond', T.paxSparse('1.0', 'a', 100, [[95, Buffer.alloc(10, 1)]])],
   ];
-  for (const [name, e] of badMaps) await rejectsTyped(convertBuffer(T.tar(e), join(dir, `${name}.erofs`)), 'LAYER_INVALID', /sparse/);
+  for (const [name, e] of badMaps)
+    await rejectsTyped(convertBuffer(T.tar(e), join(dir, `${name}.erofs`)), 'LAYER_INVALID', /sparse/);
 });
 
 test('D19/D20: duplicates (later wins), type replacement, implicit parents, explicit root', async (t) => {
   const dir = setup(t);
   const img = join(dir, 'dup.erofs');
-  await convertBuffer(T.tar(
-    T.file('foo', 'first'), T.file('foo', 'second'),
-    T.dir('dirthenfile'), T.file('dirthenfile/child', 'c'), T.file('dirthenfile', 'now a file'),
-    T.file('filethendir', 'f'), T.dir('filethendir', { mode: 0o711 }),
-    T.file('late/child', 'kept'), T.dir('late', { mode: 0o750, uid: 3, mtime: 1234 }),
-    T.file('x/y/z', 'deep'),
-  ), img);
+  await convertBuffer(
+    T.tar(
+      T.file('foo', 'first'),
+      T.file('foo', 'second'),
+      T.dir('dirthenfile'),
+      T.file('dirthenfile/child', 'c'),
+      T.file('dirthenfile', 'now a file'),
+      T.file('filethendir', 'f'),
+      T.dir('filethendir', { mode: 0o711 }),
+      T.file('late/child', 'kept'),
+      T.dir('late', { mode: 0o750, uid: 3, mtime: 1234 }),
+      T.file('x/y/z', 'deep'),
+    ),
+    img,
+  );
   fsckOk(img);
   await withMount(img, (m) => {
     assert.equal(readFileSync(join(m, 'foo'), 'utf8'), 'second');
@@ -334,17 +435,27 @@ test('D19/D20: duplicates (later wins), type replacement, implicit parents, expl
 test('D21/D22: whiteouts are char 0/0 with header bits; opaque markers; within one layer nothing cancels', async (t) => {
   const dir = setup(t);
   const img = join(dir, 'wh.erofs');
-  await convertBuffer(T.tar(
-    T.file('data/.wh.deleteme.txt', '', { mode: 0o640, uid: 7, mtime: 99 }),
-    T.file('opaque/.wh..wh..opq', ''), T.dir('opaque', { mode: 0o700 }), T.file('opaque/new', 'n'),
-    T.dir('op2'), T.file('op2/.wh..wh..opq', ''),
-    T.file('.wh..wh.plnk', ''),
-    T.file('.wh....', ''),
-    T.file('wd/.wh.foo', ''), T.file('wd/foo/bar', 'bar'),
-    T.file('dw/foo/bar', 'bar'), T.file('dw/.wh.foo', ''),
-    T.file('wf/.wh.f', ''), T.file('wf/f', 'file wins'),
-    T.file('fw/f', 'file stays'), T.file('fw/.wh.f', ''),
-  ), img);
+  await convertBuffer(
+    T.tar(
+      T.file('data/.wh.deleteme.txt', '', { mode: 0o640, uid: 7, mtime: 99 }),
+      T.file('opaque/.wh..wh..opq', ''),
+      T.dir('opaque', { mode: 0o700 }),
+      T.file('opaque/new', 'n'),
+      T.dir('op2'),
+      T.file('op2/.wh..wh..opq', ''),
+      T.file('.wh..wh.plnk', ''),
+      T.file('.wh....', ''),
+      T.file('wd/.wh.foo', ''),
+      T.file('wd/foo/bar', 'bar'),
+      T.file('dw/foo/bar', 'bar'),
+      T.file('dw/.wh.foo', ''),
+      T.file('wf/.wh.f', ''),
+      T.file('wf/f', 'file wins'),
+      T.file('fw/f', 'file stays'),
+      T.file('fw/.wh.f', ''),
+    ),
+    img,
+  );
   fsckOk(img);
   await withMount(img, (m) => {
     assert.equal(statf(join(m, 'data/deleteme.txt'), '%F %t:%T %a %u %Y'), 'character special file 0:0 640 7 99');
@@ -365,22 +476,34 @@ test('D21/D22: whiteouts are char 0/0 with header bits; opaque markers; within o
   await convertBuffer(T.tar(T.file('.wh..wh..opq', '')), img2);
   await withMount(img2, (m) => assert.deepEqual(getx(m, 'trusted.overlay.opaque'), Buffer.from('y')));
   for (const name of ['.wh.', '.wh..', '.wh...']) {
-    await rejectsTyped(convertBuffer(T.tar(T.file(`d/${name}`, '')), join(dir, 'bad.erofs')), 'LAYER_INVALID', /whiteout/);
+    await rejectsTyped(
+      convertBuffer(T.tar(T.file(`d/${name}`, '')), join(dir, 'bad.erofs')),
+      'LAYER_INVALID',
+      /whiteout/,
+    );
   }
 });
 
 test('D6: directories of 600 and 5000 entries list completely; "-x" sorts before "."', async (t) => {
   const dir = setup(t);
   const img = join(dir, 'big.erofs');
-  const names = (n: number) => Array.from({ length: n }, (_, i) => `entry-${String(i).padStart(5, '0')}-${'p'.repeat(i % 40)}`);
-  await convertBuffer(T.tar(
-    ...names(600).map((n) => T.file(`d600/${n}`, '')),
-    ...names(5000).map((n) => T.file(`d5000/${n}`, n)),
-    T.file('-x', 'dash'), T.file('a', 'a'),
-  ), img);
+  const names = (n: number) =>
+    Array.from({ length: n }, (_, i) => `entry-${String(i).padStart(5, '0')}-${'p'.repeat(i % 40)}`);
+  await convertBuffer(
+    T.tar(
+      ...names(600).map((n) => T.file(`d600/${n}`, '')),
+      ...names(5000).map((n) => T.file(`d5000/${n}`, n)),
+      T.file('-x', 'dash'),
+      T.file('a', 'a'),
+    ),
+    img,
+  );
   fsckOk(img);
   await withMount(img, (m) => {
-    for (const [d, n] of [['d600', 600], ['d5000', 5000]] as const) {
+    for (const [d, n] of [
+      ['d600', 600],
+      ['d5000', 5000],
+    ] as const) {
       const want = names(n);
       assert.deepEqual(readdirSync(join(m, d)).sort(), [...want].sort());
       for (const i of [0, Math.floor(n / 2), n - 1]) assert.ok(lstatSync(join(m, d, want[i]!)).isFile());

@@ -9,7 +9,16 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import {
-  CloudBackend, defaultBackend, Image, LocalBackend, MsbError, Sandbox, setDefaultBackend, SettingsError, Snapshot, UnsupportedError,
+  CloudBackend,
+  defaultBackend,
+  Image,
+  LocalBackend,
+  MsbError,
+  Sandbox,
+  setDefaultBackend,
+  SettingsError,
+  Snapshot,
+  UnsupportedError,
 } from '../../src/index.js';
 import { _resetDefaultBackend } from '../../src/api/backend.js';
 import { parseSettings, readSettings } from '../../src/settings/settings.js';
@@ -32,7 +41,10 @@ const AMBIENT: [string, () => Promise<unknown>][] = [
   ['Sandbox.get', () => Sandbox.get('web')],
   ['Sandbox.list', () => Sandbox.list()],
   ['Sandbox.remove', () => Sandbox.remove('web')],
-  ['Snapshot.index', () => Snapshot.index({ digest: 'sha256:' + 'a'.repeat(64), imageManifestDigest: 'sha256:' + 'b'.repeat(64) })],
+  [
+    'Snapshot.index',
+    () => Snapshot.index({ digest: 'sha256:' + 'a'.repeat(64), imageManifestDigest: 'sha256:' + 'b'.repeat(64) }),
+  ],
   ['Snapshot.list', () => Snapshot.list()],
   ['Snapshot.remove', () => Snapshot.remove('n')],
 ];
@@ -41,11 +53,15 @@ function withEnv(vars: Record<string, string | undefined>, t: { after(fn: () => 
   const saved: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries(vars)) {
     saved[k] = process.env[k];
-    if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
   }
   _resetDefaultBackend();
   t.after(() => {
-    for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
     _resetDefaultBackend();
   });
 }
@@ -76,14 +92,27 @@ test('A20: MSB_BACKEND=cloud without MSB_API_KEY, or a bogus value → SETTINGS_
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   withEnv({ MSB_BACKEND: 'cloud', MSB_API_KEY: undefined, MSB_HOME: dir }, t);
-  assert.throws(() => defaultBackend(), (e: unknown) => e instanceof SettingsError && e.source === 'MSB_API_KEY' && /MSB_API_KEY/.test(e.message));
+  assert.throws(
+    () => defaultBackend(),
+    (e: unknown) => e instanceof SettingsError && e.source === 'MSB_API_KEY' && /MSB_API_KEY/.test(e.message),
+  );
   for (const [name, call] of AMBIENT) {
-    await assert.rejects(call(), (e: unknown) => e instanceof SettingsError && e.code === 'SETTINGS_INVALID' && /MSB_API_KEY/.test(e.message), name);
+    await assert.rejects(
+      call(),
+      (e: unknown) => e instanceof SettingsError && e.code === 'SETTINGS_INVALID' && /MSB_API_KEY/.test(e.message),
+      name,
+    );
   }
   process.env.MSB_BACKEND = ' BoGuS ';
   _resetDefaultBackend();
-  assert.throws(() => defaultBackend(), (e: unknown) => e instanceof SettingsError && /MSB_BACKEND/.test(e.message));
-  await assert.rejects(Image.list(), (e: unknown) => e instanceof SettingsError && /MSB_BACKEND/.test((e as Error).message));
+  assert.throws(
+    () => defaultBackend(),
+    (e: unknown) => e instanceof SettingsError && /MSB_BACKEND/.test(e.message),
+  );
+  await assert.rejects(
+    Image.list(),
+    (e: unknown) => e instanceof SettingsError && /MSB_BACKEND/.test((e as Error).message),
+  );
   process.env.MSB_BACKEND = ' Cloud ';
   process.env.MSB_API_KEY = 'key';
   process.env.MSB_API_URL = 'https://cloud.example';
@@ -112,7 +141,10 @@ test('setDefaultBackend(LocalBackend) routes ambient calls to it', async (t) => 
   const b = LocalBackend.lazy({ home: dir });
   setDefaultBackend(b);
   await publishFakeImage(b, { refs: ['amb'], layers: ['a'] });
-  assert.deepEqual((await Image.list()).map((h) => h.reference), ['amb:latest']);
+  assert.deepEqual(
+    (await Image.list()).map((h) => h.reference),
+    ['amb:latest'],
+  );
   assert.equal((await Image.get('amb')).reference, 'amb:latest');
   await b.close();
 });
@@ -122,7 +154,9 @@ test('CloudBackend never exposes its apiKey (JSON, inspect, errors)', () => {
   assert.equal(c.kind, 'cloud');
   assert.ok(!JSON.stringify(c).includes('sk-very-secret'));
   assert.ok(!inspect(c, { showHidden: true, depth: 5 }).includes('sk-very-secret'));
-  assert.ok(!Object.keys(c).some((k) => String((c as unknown as Record<string, unknown>)[k]).includes('sk-very-secret')));
+  assert.ok(
+    !Object.keys(c).some((k) => String((c as unknown as Record<string, unknown>)[k]).includes('sk-very-secret')),
+  );
   assert.throws(() => new CloudBackend({ apiKey: '' }), SettingsError);
 });
 
@@ -130,15 +164,41 @@ test('config.json: defaults, camelCase, unknown keys ignored, wrong types → Se
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   assert.equal(readSettings(dir).pull.retries, 5);
-  const s = parseSettings(JSON.stringify({
-    paths: { cache: 'c2' }, unknown: 1,
-    registries: { ca_certs: ['/ca.pem'], cred_helper_timeout_ms: 5000, hosts: { '127.0.0.1:5001': { insecure: true, auth: { username: 'u', secret: 'registries/x' }, mirrors: ['http://127.0.0.1:5000'] } } },
-    pull: { concurrency: 2, retries: 3, max_layers: 10, timeouts: { idle_ms: 1000 } }, prune: { temp_grace: '2h' },
-  }), join(dir, 'config.json'), dir);
+  const s = parseSettings(
+    JSON.stringify({
+      paths: { cache: 'c2' },
+      unknown: 1,
+      registries: {
+        ca_certs: ['/ca.pem'],
+        cred_helper_timeout_ms: 5000,
+        hosts: {
+          '127.0.0.1:5001': {
+            insecure: true,
+            auth: { username: 'u', secret: 'registries/x' },
+            mirrors: ['http://127.0.0.1:5000'],
+          },
+        },
+      },
+      pull: { concurrency: 2, retries: 3, max_layers: 10, timeouts: { idle_ms: 1000 } },
+      prune: { temp_grace: '2h' },
+    }),
+    join(dir, 'config.json'),
+    dir,
+  );
   assert.equal(s.paths.cache, join(dir, 'c2'));
-  assert.deepEqual(s.registries.hosts['127.0.0.1:5001'], { insecure: true, auth: { username: 'u', secret: 'registries/x' }, mirrors: ['http://127.0.0.1:5000'], caCerts: [] });
+  assert.deepEqual(s.registries.hosts['127.0.0.1:5001'], {
+    insecure: true,
+    auth: { username: 'u', secret: 'registries/x' },
+    mirrors: ['http://127.0.0.1:5000'],
+    caCerts: [],
+  });
   assert.equal(s.registries.credHelperTimeoutMs, 5000);
-  assert.deepEqual(s.pull, { concurrency: 2, retries: 3, maxLayers: 10, timeouts: { connectMs: 30000, headersMs: 30000, idleMs: 1000 } });
+  assert.deepEqual(s.pull, {
+    concurrency: 2,
+    retries: 3,
+    maxLayers: 10,
+    timeouts: { connectMs: 30000, headersMs: 30000, idleMs: 1000 },
+  });
   assert.equal(s.prune.tempGrace, '2h');
   const bad: [unknown, RegExp][] = [
     [{ pull: { timeouts: { idle_ms: 'soon' } } }, /pull\.timeouts\.idle_ms/],
@@ -151,12 +211,19 @@ test('config.json: defaults, camelCase, unknown keys ignored, wrong types → Se
     [[1], /top level/],
   ];
   for (const [json, re] of bad) {
-    assert.throws(() => parseSettings(JSON.stringify(json), 'config.json', dir), (e: unknown) => e instanceof SettingsError && re.test(e.message), JSON.stringify(json));
+    assert.throws(
+      () => parseSettings(JSON.stringify(json), 'config.json', dir),
+      (e: unknown) => e instanceof SettingsError && re.test(e.message),
+      JSON.stringify(json),
+    );
   }
   assert.throws(() => parseSettings('{oops', 'config.json', dir), SettingsError);
   // A malformed file rejects every call (no silent fallback).
   writeFileSync(join(dir, 'config.json'), '{"pull": {"retries": "many"}}');
-  await assert.rejects(Image.listLocal(LocalBackend.lazy({ home: dir })), (e: unknown) => e instanceof SettingsError && /pull\.retries/.test((e as Error).message));
+  await assert.rejects(
+    Image.listLocal(LocalBackend.lazy({ home: dir })),
+    (e: unknown) => e instanceof SettingsError && /pull\.retries/.test((e as Error).message),
+  );
 });
 
 test('B17: two homes whose paths.cache name one directory: the second is refused, and the cache is untouched', async (t) => {
@@ -174,8 +241,15 @@ test('B17: two homes whose paths.cache name one directory: the second is refused
   const before = listing();
   const marker = readFileSync(join(cache, 'msb-cache.json'), 'utf8');
   const b2 = LocalBackend.lazy({ home: join(dir, 'h2') });
-  for (const call of [() => Image.listLocal(b2), () => Image.pruneLocal(b2), () => LocalBackend.builder().home(join(dir, 'h2')).build()]) {
-    await assert.rejects(call(), (e: unknown) => e instanceof SettingsError && e.code === 'SETTINGS_INVALID' && e.message.includes(cache));
+  for (const call of [
+    () => Image.listLocal(b2),
+    () => Image.pruneLocal(b2),
+    () => LocalBackend.builder().home(join(dir, 'h2')).build(),
+  ]) {
+    await assert.rejects(
+      call(),
+      (e: unknown) => e instanceof SettingsError && e.code === 'SETTINGS_INVALID' && e.message.includes(cache),
+    );
   }
   assert.deepEqual(listing(), before);
   assert.equal(readFileSync(join(cache, 'msb-cache.json'), 'utf8'), marker);
@@ -200,7 +274,11 @@ test('B17: a cache directory with layers/ but no marker is refused and its files
 test('builder cacheDir: artifacts live there, inspect reports its real path; errors are MsbErrors', async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
-  const b = await LocalBackend.builder().home(join(dir, 'h')).cacheDir(join(dir, 'elsewhere')).tempGraceMs(1000).build();
+  const b = await LocalBackend.builder()
+    .home(join(dir, 'h'))
+    .cacheDir(join(dir, 'elsewhere'))
+    .tempGraceMs(1000)
+    .build();
   t.after(() => b.close());
   await publishFakeImage(b, { refs: ['moved'], layers: ['m'] });
   const d = await Image.inspectLocal(b, 'moved');

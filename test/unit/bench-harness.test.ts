@@ -16,7 +16,9 @@ test('compare alternates sides with a rotating start and skips warm-up runs in t
   const order: string[] = [];
   const side = (label: string): Side => ({ label, cmd: { argv: ['true'], before: () => order.push(label) } });
   const lines: string[] = [];
-  const c = compare('t', [side('a'), side('b'), side('c')], { rounds: 3, warmup: 1, log: (s) => lines.push(s) }, [{ vs: 1, ratio: 100 }]);
+  const c = compare('t', [side('a'), side('b'), side('c')], { rounds: 3, warmup: 1, log: (s) => lines.push(s) }, [
+    { vs: 1, ratio: 100 },
+  ]);
   assert.deepEqual(order, ['a', 'b', 'c', /* rounds: */ 'a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b']);
   for (const s of c.sides) {
     assert.equal(s.samples.length, 3);
@@ -36,5 +38,14 @@ test('a command that fails fails the run, with its stderr', () => {
 test('check() sees stdout and its number becomes the inner figure', () => {
   const r = runOnce({ argv: ['echo', '{"ms": 12.5}'], check: (out) => (JSON.parse(out) as { ms: number }).ms });
   assert.equal(r.inner, 12.5);
-  assert.throws(() => runOnce({ argv: ['echo', 'x'], check: () => { throw new Error('bad output'); } }), /bad output/);
+  assert.throws(
+    () =>
+      runOnce({
+        argv: ['echo', 'x'],
+        check: () => {
+          throw new Error('bad output');
+        },
+      }),
+    /bad output/,
+  );
 });

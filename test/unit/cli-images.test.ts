@@ -15,11 +15,21 @@ async function seeded(t: { after(fn: () => unknown): void }) {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   const b = LocalBackend.lazy({ home: dir });
-  const web = await publishFakeImage(b, { refs: ['python:3.12'], layers: ['base', 'py'], now: Date.now() - 3 * 3600_000 });
+  const web = await publishFakeImage(b, {
+    refs: ['python:3.12'],
+    layers: ['base', 'py'],
+    now: Date.now() - 3 * 3600_000,
+  });
   const other = await publishFakeImage(b, { refs: ['127.0.0.1:5000/peers/busybox'], layers: ['base'] });
   const store = await b._open('write');
-  store.index.db.prepare("INSERT INTO pin VALUES ('sandbox', 'web', 'web', ?, 'docker.io/library/python:3.12', 1)").run(web.manifestDigest);
-  await Snapshot.indexLocal(b, { digest: 'sha256:' + '3'.repeat(64), imageManifestDigest: web.manifestDigest, name: 'nightly' });
+  store.index.db
+    .prepare("INSERT INTO pin VALUES ('sandbox', 'web', 'web', ?, 'docker.io/library/python:3.12', 1)")
+    .run(web.manifestDigest);
+  await Snapshot.indexLocal(b, {
+    digest: 'sha256:' + '3'.repeat(64),
+    imageManifestDigest: web.manifestDigest,
+    name: 'nightly',
+  });
   await b.close();
   return { dir, b, web, other };
 }
@@ -32,7 +42,16 @@ test('format helpers: decimal sizes with 3 significant digits, aligned tables, r
   assert.equal(formatSize(999_999), '1MB');
   assert.equal(formatSize(0), '0B');
   assert.equal(formatSize(null), '-');
-  assert.equal(table(['A', 'BB'], [['xxx', 'y'], ['z', 'w']]), 'A     BB\nxxx   y\nz     w\n');
+  assert.equal(
+    table(
+      ['A', 'BB'],
+      [
+        ['xxx', 'y'],
+        ['z', 'w'],
+      ],
+    ),
+    'A     BB\nxxx   y\nz     w\n',
+  );
   const now = Date.now();
   assert.equal(relativeTime(new Date(now - 3 * 3600_000), now), '3 hours ago');
   assert.equal(relativeTime(new Date(now - 90_000), now), 'About a minute ago');
@@ -47,7 +66,7 @@ test('G2: msb images header, -q, --format json = JSON of Image.list(); an empty 
   assert.match(lines[0]!, /^REFERENCE\s+DIGEST\s+PLATFORM\s+LAYERS\s+SIZE\s+CREATED\s+LAST USED$/);
   assert.match(lines[1]!, /^127\.0\.0\.1:5000\/peers\/busybox:latest\s+[0-9a-f]{12}\s+linux\/amd64\s+1\s+/);
   assert.match(lines[2]!, /^python:3\.12\s+.*3 hours ago\s+3 hours ago$/);
-  const cols = lines.map((l) => l.indexOf('DIGEST') >= 0 ? l.indexOf('DIGEST') : l.search(/[0-9a-f]{12}/));
+  const cols = lines.map((l) => (l.indexOf('DIGEST') >= 0 ? l.indexOf('DIGEST') : l.search(/[0-9a-f]{12}/)));
   assert.equal(new Set(cols).size, 1, 'DIGEST column aligned');
   const q = await cli(['--home', dir, 'images', '-q']);
   assert.equal(q.stdout, '127.0.0.1:5000/peers/busybox:latest\npython:3.12\n');
@@ -59,7 +78,11 @@ test('G2: msb images header, -q, --format json = JSON of Image.list(); an empty 
   assert.match(nt.stdout, /sha256:[0-9a-f]{64}/);
   const empty = tempDir();
   t.after(empty.cleanup);
-  assert.deepEqual(await cli(['--home', empty.dir, 'images']), { status: 0, stdout: 'REFERENCE   DIGEST   PLATFORM   LAYERS   SIZE   CREATED   LAST USED\n', stderr: '' });
+  assert.deepEqual(await cli(['--home', empty.dir, 'images']), {
+    status: 0,
+    stdout: 'REFERENCE   DIGEST   PLATFORM   LAYERS   SIZE   CREATED   LAST USED\n',
+    stderr: '',
+  });
   assert.equal((await cli(['--home', empty.dir, 'images', '-q'])).stdout, '');
   assert.equal((await cli(['--home', empty.dir, 'images', '--format', 'json'])).stdout, '[]\n');
   assert.equal(existsSync(empty.dir + '/db'), false);
@@ -71,8 +94,16 @@ test('G3-style: msb image inspect --format json prints ImageDetail objects whose
   assert.equal(r.status, 0, r.stderr);
   const arr = JSON.parse(r.stdout);
   assert.equal(arr.length, 1);
-  for (const p of [arr[0].artifacts.vmdkPath, arr[0].artifacts.fsmetaPath, ...arr[0].artifacts.layers.map((l: { path: string }) => l.path)]) assert.ok(existsSync(p), p);
-  assert.deepEqual(arr[0].pins, [{ kind: 'sandbox', name: 'web' }, { kind: 'snapshot', name: 'nightly' }]);
+  for (const p of [
+    arr[0].artifacts.vmdkPath,
+    arr[0].artifacts.fsmetaPath,
+    ...arr[0].artifacts.layers.map((l: { path: string }) => l.path),
+  ])
+    assert.ok(existsSync(p), p);
+  assert.deepEqual(arr[0].pins, [
+    { kind: 'sandbox', name: 'web' },
+    { kind: 'snapshot', name: 'nightly' },
+  ]);
   const b = LocalBackend.lazy({ home: dir });
   assert.equal(r.stdout, JSON.stringify([await Image.inspectLocal(b, 'python:3.12')]) + '\n');
   await b.close();
@@ -88,12 +119,18 @@ test('G4: rmi of a pinned image exits 4 naming the pins; -f untags; rmi a missin
   const { dir, web } = await seeded(t);
   const r = await cli(['--home', dir, 'rmi', 'python:3.12']);
   assert.equal(r.status, 4);
-  assert.equal(r.stderr, "msb: IMAGE_IN_USE: python:3.12 is used by sandbox 'web', snapshot 'nightly' (use -f to untag anyway)\n");
+  assert.equal(
+    r.stderr,
+    "msb: IMAGE_IN_USE: python:3.12 is used by sandbox 'web', snapshot 'nightly' (use -f to untag anyway)\n",
+  );
   const sl = await cli(['--home', dir, 'sandbox', 'ls', '--format', 'json']);
   const b = LocalBackend.lazy({ home: dir });
   assert.equal(sl.stdout, JSON.stringify(await Sandbox.listLocal(b)) + '\n');
   const st = await cli(['--home', dir, 'sandbox', 'ls']);
-  assert.match(st.stdout, /^NAME\s+REFERENCE\s+DIGEST\s+PLATFORM\s+CREATED\nweb\s+python:3\.12\s+[0-9a-f]{12}\s+linux\/amd64\s+/);
+  assert.match(
+    st.stdout,
+    /^NAME\s+REFERENCE\s+DIGEST\s+PLATFORM\s+CREATED\nweb\s+python:3\.12\s+[0-9a-f]{12}\s+linux\/amd64\s+/,
+  );
   const snl = await cli(['--home', dir, 'snapshot', 'ls']);
   assert.match(snl.stdout, /^DIGEST\s+NAME\s+IMAGE\s+REFERENCE\s+CREATED\n3{12}\s+nightly\s+/);
   assert.equal((await cli(['--home', dir, 'sandbox', 'rm', 'zzz'])).status, 3);
@@ -101,7 +138,10 @@ test('G4: rmi of a pinned image exits 4 naming the pins; -f untags; rmi a missin
   assert.equal(rm.status, 3);
   assert.equal(rm.stdout, 'web\n');
   assert.match(rm.stderr, /PIN_NOT_FOUND: sandbox 'zzz' not found/);
-  assert.equal((await cli(['--home', dir, 'snapshot', 'rm', 'sha256:' + '3'.repeat(64)])).stdout, 'sha256:' + '3'.repeat(64) + '\n');
+  assert.equal(
+    (await cli(['--home', dir, 'snapshot', 'rm', 'sha256:' + '3'.repeat(64)])).stdout,
+    'sha256:' + '3'.repeat(64) + '\n',
+  );
   const ok = await cli(['--home', dir, 'rmi', 'python:3.12']);
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, new RegExp(`^Untagged: python:3\\.12\\nDeleted: ${web.manifestDigest}\\nDeleted: sha256:`));
@@ -140,13 +180,25 @@ test('G5: image prune refuses without -y off a TTY (exit 2, nothing deleted); --
   assert.match(dfTable.stdout, new RegExp(`RECLAIMABLE\\s+${formatSize(dry.bytesReclaimed).replace('.', '\\.')}\\n`));
   assert.match(dfTable.stdout, /REFERENCES\s+DIGEST\s+SIZE\s+SHARED\s+UNIQUE\s+PINNED/);
   const dryText = await cli(['--home', dir, 'image', 'prune', '--dry-run']);
-  assert.match(dryText.stdout, /^Would remove:\n {2}reference 127\.0\.0\.1:5000\/peers\/busybox:latest\n[\s\S]*Would reclaim /);
+  assert.match(
+    dryText.stdout,
+    /^Would remove:\n {2}reference 127\.0\.0\.1:5000\/peers\/busybox:latest\n[\s\S]*Would reclaim /,
+  );
   // On a TTY: asks; "n" keeps everything, "yes" prunes.
   const no = await cli(['--home', dir, 'image', 'prune'], { tty: true, stdin: 'n\n' });
-  assert.match(no.stderr, /This removes every image not used by a sandbox or snapshot \(1 references\)\. Continue\? \[y\/N\]/);
+  assert.match(
+    no.stderr,
+    /This removes every image not used by a sandbox or snapshot \(1 references\)\. Continue\? \[y\/N\]/,
+  );
   assert.equal((await Image.listLocal(b)).length, before);
-  const filt = await cli(['--home', dir, 'image', 'prune', '--filter', 'reference=127.0.0.1:5000/peers/*'], { tty: true, stdin: 'nope\n' });
-  assert.match(filt.stderr, /This removes 1 references matching the filters, and the images and layers only they use\. Continue\? \[y\/N\]/);
+  const filt = await cli(['--home', dir, 'image', 'prune', '--filter', 'reference=127.0.0.1:5000/peers/*'], {
+    tty: true,
+    stdin: 'nope\n',
+  });
+  assert.match(
+    filt.stderr,
+    /This removes 1 references matching the filters, and the images and layers only they use\. Continue\? \[y\/N\]/,
+  );
   const yes = await cli(['--home', dir, 'image', 'prune', '--format', 'json'], { tty: true, stdin: 'yes\n' });
   assert.equal(yes.status, 0, yes.stderr);
   const rep = JSON.parse(yes.stdout);
@@ -173,15 +225,26 @@ test('G9: exit codes (bad reference 2, unknown flag 2, cloud 6), --home override
   assert.equal(spawnMsb(['rmi'], { env: { MSB_HOME: dir } }).status, 2);
   const cloud = spawnMsb(['images'], { env: { MSB_BACKEND: 'cloud', MSB_API_KEY: 'x' } });
   assert.equal(cloud.status, 6);
-  assert.equal(cloud.stderr, 'msb: UNSUPPORTED: this command needs a local backend; the active backend is cloud (MSB_BACKEND=cloud)\n');
+  assert.equal(
+    cloud.stderr,
+    'msb: UNSUPPORTED: this command needs a local backend; the active backend is cloud (MSB_BACKEND=cloud)\n',
+  );
   const bogus = spawnMsb(['images'], { env: { MSB_BACKEND: 'bogus' } });
   assert.equal(bogus.status, 1);
   assert.match(bogus.stderr, /SETTINGS_INVALID: .*MSB_BACKEND/);
   const help: [string[], RegExp][] = [
-    [['images'], /--format[\s\S]*--no-trunc[\s\S]*-q/], [['image', 'ls'], /--no-trunc/], [['image', 'inspect'], /--format/],
-    [['rmi'], /--force/], [['image', 'rm'], /--force/], [['image', 'prune'], /--yes[\s\S]*--dry-run[\s\S]*--filter[\s\S]*--unused-for[\s\S]*--grace/],
-    [['image', 'df'], /-v[\s\S]*--format/], [['tag'], /SOURCE TARGET/], [['sandbox', 'ls'], /--format/], [['sandbox', 'rm'], /NAME/],
-    [['snapshot', 'ls'], /--format/], [['snapshot', 'rm'], /DIGEST/],
+    [['images'], /--format[\s\S]*--no-trunc[\s\S]*-q/],
+    [['image', 'ls'], /--no-trunc/],
+    [['image', 'inspect'], /--format/],
+    [['rmi'], /--force/],
+    [['image', 'rm'], /--force/],
+    [['image', 'prune'], /--yes[\s\S]*--dry-run[\s\S]*--filter[\s\S]*--unused-for[\s\S]*--grace/],
+    [['image', 'df'], /-v[\s\S]*--format/],
+    [['tag'], /SOURCE TARGET/],
+    [['sandbox', 'ls'], /--format/],
+    [['sandbox', 'rm'], /NAME/],
+    [['snapshot', 'ls'], /--format/],
+    [['snapshot', 'rm'], /DIGEST/],
   ];
   for (const [cmd, re] of help) {
     const h = await cli([...cmd, '--help']);

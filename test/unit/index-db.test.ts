@@ -29,7 +29,18 @@ test('a fresh open creates schema v1 (WAL, index_info) and a reopen changes noth
   await b.close();
   const db = join(dir, 'db', 'msb.db');
   const schema1 = sqlite(db, 'SELECT type, name, sql FROM sqlite_master ORDER BY name');
-  for (const table of ['schema_migrations', 'index_info', 'config', 'manifest', 'layer', 'manifest_layer', 'image_ref', 'pin', 'lease', 'lease_item']) {
+  for (const table of [
+    'schema_migrations',
+    'index_info',
+    'config',
+    'manifest',
+    'layer',
+    'manifest_layer',
+    'image_ref',
+    'pin',
+    'lease',
+    'lease_item',
+  ]) {
     assert.match(schema1, new RegExp(`table\\|${table}\\|`), table);
   }
   assert.equal(sqlite(db, 'PRAGMA journal_mode').trim(), 'wal');
@@ -82,24 +93,51 @@ async function expectRefused(t: { after(fn: () => void): void }, setup: (db: str
 }
 
 test('B3: a schema newer than this program is refused, and nothing is written to it', async (t) => {
-  await expectRefused(t, (db) => sqlite(db, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;
-    INSERT INTO schema_migrations VALUES (1, '${MIGRATION_1_NAME}', 1), (99, 'from-the-future', 2); PRAGMA user_version = 99;`),
-  /index schema v99 is newer than this msb \(v1\)/);
+  await expectRefused(
+    t,
+    (db) =>
+      sqlite(
+        db,
+        `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;
+    INSERT INTO schema_migrations VALUES (1, '${MIGRATION_1_NAME}', 1), (99, 'from-the-future', 2); PRAGMA user_version = 99;`,
+      ),
+    /index schema v99 is newer than this msb \(v1\)/,
+  );
 });
 
 test('B3: a newer schema whose only row is version 99 is reported as newer too', async (t) => {
-  await expectRefused(t, (db) => sqlite(db, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
-    INSERT INTO schema_migrations VALUES (99, 'x', 2);`), /newer than this msb/);
+  await expectRefused(
+    t,
+    (db) =>
+      sqlite(
+        db,
+        `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+    INSERT INTO schema_migrations VALUES (99, 'x', 2);`,
+      ),
+    /newer than this msb/,
+  );
 });
 
 test('B3: a foreign database (manifest + seaql_migrations, no schema_migrations) is refused naming the path and MSB_HOME', async (t) => {
-  const { db } = await expectRefused(t, (p) => sqlite(p, `CREATE TABLE seaql_migrations (version TEXT PRIMARY KEY, applied_at INTEGER);
-    CREATE TABLE manifest (id INTEGER PRIMARY KEY, digest TEXT); INSERT INTO manifest VALUES (1, 'x');`), /is not an msb-image index; set MSB_HOME/);
+  const { db } = await expectRefused(
+    t,
+    (p) =>
+      sqlite(
+        p,
+        `CREATE TABLE seaql_migrations (version TEXT PRIMARY KEY, applied_at INTEGER);
+    CREATE TABLE manifest (id INTEGER PRIMARY KEY, digest TEXT); INSERT INTO manifest VALUES (1, 'x');`,
+      ),
+    /is not an msb-image index; set MSB_HOME/,
+  );
   void db;
 });
 
 test('a corrupt database file is a DatabaseError, never a crash, and is not overwritten', async (t) => {
-  await expectRefused(t, (p) => writeFileSync(p, Buffer.concat([Buffer.from('definitely not sqlite'), Buffer.alloc(5000, 7)])), /msb\.db/);
+  await expectRefused(
+    t,
+    (p) => writeFileSync(p, Buffer.concat([Buffer.from('definitely not sqlite'), Buffer.alloc(5000, 7)])),
+    /msb\.db/,
+  );
 });
 
 test('an empty home answers reads without creating anything; the first write creates db, marker and dirs', async (t) => {
@@ -113,7 +151,16 @@ test('an empty home answers reads without creating anything; the first write cre
   assert.equal(db, null);
   assert.equal(existsSync(home), false);
   await publishFakeImage(b, { refs: ['x'], layers: ['l'] });
-  for (const p of ['db/msb.db', 'db/migrate.lock', 'cache/msb-cache.json', 'cache/layers', 'cache/fsmeta', 'cache/vmdk', 'cache/tmp', 'cache/locks']) {
+  for (const p of [
+    'db/msb.db',
+    'db/migrate.lock',
+    'cache/msb-cache.json',
+    'cache/layers',
+    'cache/fsmeta',
+    'cache/vmdk',
+    'cache/tmp',
+    'cache/locks',
+  ]) {
     assert.ok(existsSync(join(home, p)), p);
   }
   await b.close();
@@ -130,9 +177,13 @@ function holdWriteLock(dbPath: string, ms: number): Promise<{ done: Promise<void
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${ms});
     db.exec('COMMIT'); db.close();`;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const done = new Promise<void>((resolve, reject) => child.on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`holder exited ${c}`)))));
+  const done = new Promise<void>((resolve, reject) =>
+    child.on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`holder exited ${c}`)))),
+  );
   return new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => { if (String(d).includes('locked')) resolve({ done }); });
+    child.stdout.on('data', (d) => {
+      if (String(d).includes('locked')) resolve({ done });
+    });
     child.on('error', reject);
   });
 }
@@ -146,7 +197,11 @@ test('H9: while another process holds a write transaction, our write waits async
   const holder = await holdWriteLock(join(dir, 'db', 'msb.db'), 1500);
   let turns = 0;
   let spinning = true;
-  const spin = () => { if (!spinning) return; turns++; setImmediate(spin); };
+  const spin = () => {
+    if (!spinning) return;
+    turns++;
+    setImmediate(spin);
+  };
   setImmediate(spin);
   const h = await Image.tagLocal(b, 'src:1', 'dst:1');
   spinning = false;
@@ -168,7 +223,11 @@ test('H9: a prune waits asynchronously for gc.lock held by another process', asy
   await new Promise<void>((r) => child.stdout.on('data', () => r()));
   let turns = 0;
   let spinning = true;
-  const spin = () => { if (!spinning) return; turns++; setImmediate(spin); };
+  const spin = () => {
+    if (!spinning) return;
+    turns++;
+    setImmediate(spin);
+  };
   setImmediate(spin);
   const r = await Image.pruneLocal(b);
   spinning = false;

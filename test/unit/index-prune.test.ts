@@ -6,7 +6,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs, { existsSync, linkSync, mkdirSync, readdirSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import fs, {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { Image, LocalBackend, type ImagePruneReport } from '../../src/index.js';
@@ -19,15 +28,20 @@ import { tempDir } from '../helpers/env.js';
 async function backend(t: { after(fn: () => unknown): void }) {
   const { dir, cleanup } = tempDir();
   const b = await LocalBackend.builder().home(dir).build();
-  t.after(async () => { await b.close(); cleanup(); });
+  t.after(async () => {
+    await b.close();
+    cleanup();
+  });
   const store = await b._open('write');
   return { dir, b, store, paths: store.paths, db: store.index.db };
 }
 
-
 function dbDump(db: { prepare(s: string): { all(): unknown[] } }): string {
-  return JSON.stringify(['image_ref', 'manifest', 'config', 'layer', 'manifest_layer', 'pin', 'lease', 'lease_item']
-    .map((tname) => db.prepare(`SELECT * FROM ${tname} ORDER BY 1, 2`).all()));
+  return JSON.stringify(
+    ['image_ref', 'manifest', 'config', 'layer', 'manifest_layer', 'pin', 'lease', 'lease_item'].map((tname) =>
+      db.prepare(`SELECT * FROM ${tname} ORDER BY 1, 2`).all(),
+    ),
+  );
 }
 
 function comparable(r: ImagePruneReport) {
@@ -38,10 +52,19 @@ function comparable(r: ImagePruneReport) {
 /** B4's scene: A (a1, a2; sandbox via a1), B (snapshot), C (two tags, unpinned), D (refless after a retag); shared layers. */
 async function scene(b: LocalBackend, db: { prepare(s: string): { run(...a: unknown[]): unknown } }) {
   const A = await publishFakeImage(b, { refs: ['a1', 'a2'], layers: ['base', 'a-only'], layerBlocks: [2, 1] });
-  db.prepare("INSERT INTO pin VALUES ('sandbox', 'web', 'web', ?, 'docker.io/library/a1:latest', 1)").run(A.manifestDigest);
+  db.prepare("INSERT INTO pin VALUES ('sandbox', 'web', 'web', ?, 'docker.io/library/a1:latest', 1)").run(
+    A.manifestDigest,
+  );
   const B = await publishFakeImage(b, { refs: ['b'], layers: ['base', 'b-only'], layerBlocks: [2, 3] });
-  db.prepare("INSERT INTO pin VALUES ('snapshot', ?, 'nightly', ?, NULL, 1)").run('sha256:' + '9'.repeat(64), B.manifestDigest);
-  const C = await publishFakeImage(b, { refs: ['c:1', 'c:2'], layers: ['base', 'c-only', 'cd-shared'], layerBlocks: [2, 4, 1] });
+  db.prepare("INSERT INTO pin VALUES ('snapshot', ?, 'nightly', ?, NULL, 1)").run(
+    'sha256:' + '9'.repeat(64),
+    B.manifestDigest,
+  );
+  const C = await publishFakeImage(b, {
+    refs: ['c:1', 'c:2'],
+    layers: ['base', 'c-only', 'cd-shared'],
+    layerBlocks: [2, 4, 1],
+  });
   const D = await publishFakeImage(b, { refs: ['d'], layers: ['cd-shared', 'd-only'], layerBlocks: [1, 5] });
   await publishFakeImage(b, { refs: ['d'], layers: ['a-only'], salt: 'retag' }); // d moves; D keeps no ref
   const E = await Image.getLocal(b, 'd');
@@ -85,7 +108,10 @@ test('B4 (acceptance counts): unpinned C with two tags and refless D go; pinned 
   const A = await publishFakeImage(b, { refs: ['a1', 'a2'], layers: ['s', 'a'] });
   db.prepare("INSERT INTO pin VALUES ('sandbox', 'web', 'web', ?, NULL, 1)").run(A.manifestDigest);
   const B = await publishFakeImage(b, { refs: ['b'], layers: ['s', 'b'] });
-  db.prepare("INSERT INTO pin VALUES ('snapshot', ?, NULL, ?, NULL, 1)").run('sha256:' + '1'.repeat(64), B.manifestDigest);
+  db.prepare("INSERT INTO pin VALUES ('snapshot', ?, NULL, ?, NULL, 1)").run(
+    'sha256:' + '1'.repeat(64),
+    B.manifestDigest,
+  );
   await publishFakeImage(b, { refs: ['c:1', 'c:2'], layers: ['s', 'c'] });
   await publishFakeImage(b, { refs: ['a2'], layers: ['d'] }); // D: a2 moves here …
   await Image.tagLocal(b, A.manifestDigest, 'a2'); // … and back: D keeps no ref
@@ -99,8 +125,20 @@ test('B4 (acceptance counts): unpinned C with two tags and refless D go; pinned 
 
 test('B5: an empty cache and a second prune report zeros and bytesReclaimed null', async (t) => {
   const { b } = await backend(t);
-  const zero = { imageRefsRemoved: 0, manifestsRemoved: 0, layersRemoved: 0, fsmetaRemoved: 0, vmdkRemoved: 0, bytesReclaimed: null,
-    tempRemoved: 0, orphansRemoved: 0, skippedInUse: 0, errors: [], dryRun: false, removed: { references: [], manifests: [], layers: [] } };
+  const zero = {
+    imageRefsRemoved: 0,
+    manifestsRemoved: 0,
+    layersRemoved: 0,
+    fsmetaRemoved: 0,
+    vmdkRemoved: 0,
+    bytesReclaimed: null,
+    tempRemoved: 0,
+    orphansRemoved: 0,
+    skippedInUse: 0,
+    errors: [],
+    dryRun: false,
+    removed: { references: [], manifests: [], layers: [] },
+  };
   assert.deepEqual(await Image.pruneLocal(b), zero);
   await publishFakeImage(b, { refs: ['x'], layers: ['y'] });
   assert.notEqual((await Image.pruneLocal(b)).bytesReclaimed, null);
@@ -112,7 +150,10 @@ test('B7: unusedFor and filter restrict the prune to what the matching refs rele
   const { b, db, paths } = await backend(t);
   const old = await publishFakeImage(b, { refs: ['old'], layers: ['shared', 'old-only'] });
   await publishFakeImage(b, { refs: ['fresh'], layers: ['shared', 'fresh-only'] });
-  db.prepare('UPDATE image_ref SET last_used_at = ? WHERE reference = ?').run(Date.now() - 2 * 3600_000, 'docker.io/library/old:latest');
+  db.prepare('UPDATE image_ref SET last_used_at = ? WHERE reference = ?').run(
+    Date.now() - 2 * 3600_000,
+    'docker.io/library/old:latest',
+  );
   const orphanM = await publishFakeImage(b, { refs: ['unrelated'], layers: ['u'] });
   await publishFakeImage(b, { refs: ['unrelated'], layers: ['u2'] }); // orphanM now has no ref
   const tmpFile = join(paths.tmpDir, 'layer-aged.tmp');
@@ -130,10 +171,16 @@ test('B7: unusedFor and filter restrict the prune to what the matching refs rele
   assert.ok(existsSync(paths.fsmeta(orphanM.manifestDigest)), 'an unrelated refless manifest stays');
   assert.equal((await Image.getLocal(b, 'fresh')).reference, 'fresh:latest');
 
-  const m1 = await publishFakeImage(b, { refs: ['127.0.0.1:5000/peers/multilayer', '127.0.0.1:5000/peers/multiarch:v2'], layers: ['ml'] });
+  const m1 = await publishFakeImage(b, {
+    refs: ['127.0.0.1:5000/peers/multilayer', '127.0.0.1:5000/peers/multiarch:v2'],
+    layers: ['ml'],
+  });
   await publishFakeImage(b, { refs: ['127.0.0.1:5000/peers/busybox'], layers: ['ml', 'bb'] });
   const f = await Image.pruneLocal(b, { filter: { reference: '127.0.0.1:5000/peers/multi*' } });
-  assert.deepEqual(f.removed.references, ['127.0.0.1:5000/peers/multiarch:v2', '127.0.0.1:5000/peers/multilayer:latest']);
+  assert.deepEqual(f.removed.references, [
+    '127.0.0.1:5000/peers/multiarch:v2',
+    '127.0.0.1:5000/peers/multilayer:latest',
+  ]);
   assert.deepEqual(f.removed.manifests, [m1.manifestDigest]);
   assert.deepEqual(f.removed.layers, [], 'ml is still used by busybox');
   assert.ok(existsSync(paths.fsmeta(orphanM.manifestDigest)));
@@ -146,7 +193,8 @@ test('B8: measures are allocated blocks; a hard-linked layer frees 0 bytes; an e
   const sparse = await publishFakeImage(b, { refs: ['sparse'], layers: ['sp'], layerBlocks: [1] });
   const lp = paths.layer(sparse.diffIds[0]!);
   truncateSync(lp, 64 * 1024 * 1024); // 64 MiB long, a few blocks allocated
-  const expected = allocOf(lp) + allocOf(paths.fsmeta(sparse.manifestDigest)) + allocOf(paths.vmdk(sparse.manifestDigest));
+  const expected =
+    allocOf(lp) + allocOf(paths.fsmeta(sparse.manifestDigest)) + allocOf(paths.vmdk(sparse.manifestDigest));
   assert.ok(allocOf(lp) < 1024 * 1024);
   const r = await Image.pruneLocal(b);
   assert.equal(r.bytesReclaimed, expected);
@@ -307,7 +355,9 @@ test('remove leaves a layer whose lock is busy for prune', async (t) => {
   const { b, paths } = await backend(t);
   const x = await publishFakeImage(b, { refs: ['rm'], layers: ['r1', 'r2'] });
   let rep: Awaited<ReturnType<typeof Image.removeLocal>> | undefined;
-  await withLock(await b._open('write'), 'layer', x.diffIds[0]!, async () => { rep = await Image.removeLocal(b, 'rm'); });
+  await withLock(await b._open('write'), 'layer', x.diffIds[0]!, async () => {
+    rep = await Image.removeLocal(b, 'rm');
+  });
   assert.deepEqual(rep!.deletedLayers, [x.diffIds[1]!]);
   assert.ok(existsSync(paths.layer(x.diffIds[0]!)));
   const p = await Image.pruneLocal(b);
@@ -324,13 +374,36 @@ test('B16: list() over 10,000 refs is one query in order, with no filesystem cal
     for (const n of names) {
       const orig = obj[n] as (...a: unknown[]) => unknown;
       if (typeof orig !== 'function') continue;
-      obj[n] = function (this: unknown, ...a: unknown[]) { calls.push(`${label}.${n}`); return orig.apply(this, a); };
-      restore.push(() => { obj[n] = orig; });
+      obj[n] = function (this: unknown, ...a: unknown[]) {
+        calls.push(`${label}.${n}`);
+        return orig.apply(this, a);
+      };
+      restore.push(() => {
+        obj[n] = orig;
+      });
     }
   };
-  const fsNames = ['statSync', 'lstatSync', 'readFileSync', 'openSync', 'readdirSync', 'realpathSync', 'existsSync', 'accessSync', 'stat', 'lstat', 'readdir', 'open', 'readFile'];
+  const fsNames = [
+    'statSync',
+    'lstatSync',
+    'readFileSync',
+    'openSync',
+    'readdirSync',
+    'realpathSync',
+    'existsSync',
+    'accessSync',
+    'stat',
+    'lstat',
+    'readdir',
+    'open',
+    'readFile',
+  ];
   spy(fs as unknown as Record<string, unknown>, fsNames, 'fs');
-  spy(fs.promises as unknown as Record<string, unknown>, ['stat', 'lstat', 'readdir', 'open', 'readFile', 'access', 'realpath'], 'fs.promises');
+  spy(
+    fs.promises as unknown as Record<string, unknown>,
+    ['stat', 'lstat', 'readdir', 'open', 'readFile', 'access', 'realpath'],
+    'fs.promises',
+  );
   syncBuiltinESMExports();
   let list: Awaited<ReturnType<typeof Image.listLocal>> | undefined;
   let spyWorks: string[] = [];
@@ -348,8 +421,12 @@ test('B16: list() over 10,000 refs is one query in order, with no filesystem cal
   assert.ok(spyWorks.length > 0, 'the spy observes filesystem calls of the API');
   assert.equal(list.length, 10_000);
   for (let i = 1; i < list.length; i++) {
-    const a = list[i - 1]!, c = list[i]!;
-    assert.ok(a.createdAt > c.createdAt || (a.createdAt.getTime() === c.createdAt.getTime() && a.canonicalReference < c.canonicalReference));
+    const a = list[i - 1]!,
+      c = list[i]!;
+    assert.ok(
+      a.createdAt > c.createdAt ||
+        (a.createdAt.getTime() === c.createdAt.getTime() && a.canonicalReference < c.canonicalReference),
+    );
   }
 });
 
@@ -373,7 +450,9 @@ test('diskUsage: lstat-only accounting, reclaimable = dry-run bytes, and the inv
   const { A, B } = await scene(b, db);
   writeFileSync(paths.layer('sha256:' + '4'.repeat(64)), Buffer.alloc(4096, 1)); // orphan
   writeFileSync(join(paths.tmpDir, 'x.tmp'), Buffer.alloc(4096, 1));
-  db.prepare("INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at) VALUES (?, 4096, 4096, 1, 1, 0, 0)").run(diffIdOf('unused'));
+  db.prepare(
+    'INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at) VALUES (?, 4096, 4096, 1, 1, 0, 0)',
+  ).run(diffIdOf('unused'));
   writeFileSync(paths.layer(diffIdOf('unused')), Buffer.alloc(4096, 1));
   const du = await Image.diskUsageLocal(b);
   const dry = await Image.pruneLocal(b, { dryRun: true });
@@ -388,7 +467,9 @@ test('diskUsage: lstat-only accounting, reclaimable = dry-run bytes, and the inv
   assert.equal(du.images.find((i) => i.manifestDigest === B.manifestDigest)!.pinned, true);
   // Invariant
   const users = new Map<string, number>();
-  for (const r of db.prepare('SELECT DISTINCT ml.manifest_id, l.diff_id FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id').all() as { diff_id: string }[]) {
+  for (const r of db
+    .prepare('SELECT DISTINCT ml.manifest_id, l.diff_id FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id')
+    .all() as { diff_id: string }[]) {
     users.set(r.diff_id, (users.get(r.diff_id) ?? 0) + 1);
   }
   let shared = 0;
@@ -404,14 +485,20 @@ test('abort: a prune rejects with ABORTED (cause = signal.reason), also while wa
   await publishFakeImage(b, { refs: ['ab'], layers: ['ab1'] });
   const ac = new AbortController();
   ac.abort('early');
-  await assert.rejects(Image.pruneLocal(b, { signal: ac.signal }), (e: unknown) => (e as { code?: string }).code === 'ABORTED' && (e as Error).cause === 'early');
+  await assert.rejects(
+    Image.pruneLocal(b, { signal: ac.signal }),
+    (e: unknown) => (e as { code?: string }).code === 'ABORTED' && (e as Error).cause === 'early',
+  );
   const ac2 = new AbortController();
   let p!: Promise<unknown>;
   await withLock(await b._open('write'), 'gc', null, async () => {
     p = Image.pruneLocal(b, { signal: ac2.signal });
     await new Promise((r) => setTimeout(r, 30));
     ac2.abort('late');
-    await assert.rejects(p, (e: unknown) => (e as { code?: string }).code === 'ABORTED' && (e as Error).cause === 'late');
+    await assert.rejects(
+      p,
+      (e: unknown) => (e as { code?: string }).code === 'ABORTED' && (e as Error).cause === 'late',
+    );
   });
   assert.equal((await Image.listLocal(b)).length, 1, 'nothing was pruned');
   assert.ok(existsSync(paths.locksDir));
@@ -421,10 +508,17 @@ test('close() waits for running operations, then closes; a later call reopens', 
   const { b } = await backend(t);
   await publishFakeImage(b, { refs: ['c1'], layers: ['c'] });
   let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
-  const running = b._run(async () => { await gate; return Image.listLocal(b); });
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const running = b._run(async () => {
+    await gate;
+    return Image.listLocal(b);
+  });
   let closed = false;
-  const closing = b.close().then(() => { closed = true; });
+  const closing = b.close().then(() => {
+    closed = true;
+  });
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(closed, false, 'close waits for the running operation');
   release();

@@ -2,7 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  hostPlatform, parsePlatform, normalizePlatform, isPlatformCompatible, selectPlatform, recordedPlatform, formatPlatform,
+  hostPlatform,
+  parsePlatform,
+  normalizePlatform,
+  isPlatformCompatible,
+  selectPlatform,
+  recordedPlatform,
+  formatPlatform,
   type Platform,
 } from '../../src/oci/platform.js';
 import type { ImageIndex, IndexEntry } from '../../src/oci/manifest.js';
@@ -17,7 +23,9 @@ function entry(platform: IndexEntry['platform'] | undefined, extra: Partial<Inde
   return e;
 }
 const idx = (...manifests: IndexEntry[]): ImageIndex => ({ kind: 'index', mediaType: MEDIA_TYPES.ociIndex, manifests });
-const noNested = async (): Promise<ImageIndex> => { throw new Error('no nested index expected'); };
+const noNested = async (): Promise<ImageIndex> => {
+  throw new Error('no nested index expected');
+};
 const P = (s: string): Platform => parsePlatform(s);
 
 test('host platform from process.arch', () => {
@@ -35,20 +43,48 @@ test('host platform from process.arch', () => {
 test('platform strings parse; bad ones are INVALID_ARGUMENT', () => {
   assert.deepEqual(P('linux/arm64/v8'), { os: 'linux', architecture: 'arm64', variant: 'v8' });
   assert.deepEqual(P(' linux/amd64 '), { os: 'linux', architecture: 'amd64', variant: null });
-  assert.deepEqual(parsePlatform({ os: 'linux', architecture: 'arm' }), { os: 'linux', architecture: 'arm', variant: null });
+  assert.deepEqual(parsePlatform({ os: 'linux', architecture: 'arm' }), {
+    os: 'linux',
+    architecture: 'arm',
+    variant: null,
+  });
   for (const b of ['linux', 'linux/', '/amd64', 'linux/amd64/v8/x', 'linux amd64', '', 'linux//v7', 'linux/../x']) {
-    assert.throws(() => parsePlatform(b), (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'platform', b);
+    assert.throws(
+      () => parsePlatform(b),
+      (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'platform',
+      b,
+    );
   }
   assert.throws(() => parsePlatform({ os: 'linux' } as never), InvalidArgumentError);
   assert.throws(() => parsePlatform(42 as never), InvalidArgumentError);
 });
 
 test('normalization on both sides', () => {
-  assert.deepEqual(normalizePlatform(P('Linux/x86_64')), { os: 'linux', architecture: 'amd64', variant: 'v1', variantImplied: true });
+  assert.deepEqual(normalizePlatform(P('Linux/x86_64')), {
+    os: 'linux',
+    architecture: 'amd64',
+    variant: 'v1',
+    variantImplied: true,
+  });
   assert.equal(normalizePlatform(P('linux/x86-64')).architecture, 'amd64');
-  assert.deepEqual(normalizePlatform(P('linux/aarch64')), { os: 'linux', architecture: 'arm64', variant: 'v8', variantImplied: true });
-  assert.deepEqual(normalizePlatform(P('linux/armhf')), { os: 'linux', architecture: 'arm', variant: 'v7', variantImplied: false });
-  assert.deepEqual(normalizePlatform(P('linux/armel')), { os: 'linux', architecture: 'arm', variant: 'v6', variantImplied: false });
+  assert.deepEqual(normalizePlatform(P('linux/aarch64')), {
+    os: 'linux',
+    architecture: 'arm64',
+    variant: 'v8',
+    variantImplied: true,
+  });
+  assert.deepEqual(normalizePlatform(P('linux/armhf')), {
+    os: 'linux',
+    architecture: 'arm',
+    variant: 'v7',
+    variantImplied: false,
+  });
+  assert.deepEqual(normalizePlatform(P('linux/armel')), {
+    os: 'linux',
+    architecture: 'arm',
+    variant: 'v6',
+    variantImplied: false,
+  });
   assert.equal(normalizePlatform(P('linux/i386')).architecture, '386');
   assert.equal(normalizePlatform(P('linux/arm')).variant, 'v7');
   assert.equal(normalizePlatform(P('linux/ARM64/8')).variant, 'v8');
@@ -72,7 +108,10 @@ test('variant order: never a higher variant', () => {
 test('multiarch-like index: arm64 and arm64/v8 targets choose the arm64 entry; s390x lists available', async () => {
   const amd = entry({ os: 'linux', architecture: 'amd64' });
   const arm = entry({ os: 'linux', architecture: 'arm64', variant: 'v8' });
-  const att = entry({ os: 'unknown', architecture: 'unknown' }, { annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } });
+  const att = entry(
+    { os: 'unknown', architecture: 'unknown' },
+    { annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } },
+  );
   const i = idx(amd, arm, att);
   assert.equal((await selectPlatform(i, P('linux/arm64'), noNested)).descriptor.digest, arm.digest);
   assert.equal((await selectPlatform(i, P('linux/arm64/v8'), noNested)).descriptor.digest, arm.digest);
@@ -95,15 +134,26 @@ test('arm v6/v7 choices, exact variant beats implied, highest compatible wins, i
   assert.equal((await selectPlatform(idx(v7, v6), P('linux/arm/v6'), noNested)).descriptor.digest, v6.digest);
   await assert.rejects(selectPlatform(idx(v7), P('linux/arm/v6'), noNested), PlatformNotFoundError);
   const v5 = entry({ os: 'linux', architecture: 'arm', variant: 'v5' });
-  assert.equal((await selectPlatform(idx(v5, v6), P('linux/arm/v7'), noNested)).descriptor.digest, v6.digest, 'highest compatible');
+  assert.equal(
+    (await selectPlatform(idx(v5, v6), P('linux/arm/v7'), noNested)).descriptor.digest,
+    v6.digest,
+    'highest compatible',
+  );
   // An exact variant beats an entry that states none (both normalize to v8 / v7).
   const armNone = entry({ os: 'linux', architecture: 'arm64' });
   const arm8 = entry({ os: 'linux', architecture: 'arm64', variant: 'v8' });
-  assert.equal((await selectPlatform(idx(armNone, arm8), P('linux/arm64/v8'), noNested)).descriptor.digest, arm8.digest);
+  assert.equal(
+    (await selectPlatform(idx(armNone, arm8), P('linux/arm64/v8'), noNested)).descriptor.digest,
+    arm8.digest,
+  );
   assert.equal((await selectPlatform(idx(armNone, arm8), P('linux/arm64'), noNested)).descriptor.digest, arm8.digest);
   const a1 = entry({ os: 'linux', architecture: 'amd64' });
   const a2 = entry({ os: 'linux', architecture: 'amd64' });
-  assert.equal((await selectPlatform(idx(a1, a2), P('linux/amd64'), noNested)).descriptor.digest, a1.digest, 'index order');
+  assert.equal(
+    (await selectPlatform(idx(a1, a2), P('linux/amd64'), noNested)).descriptor.digest,
+    a1.digest,
+    'index order',
+  );
   // Recorded platform keeps the spelling as written.
   const x = entry({ os: 'linux', architecture: 'aarch64' });
   const s = await selectPlatform(idx(x), P('linux/arm64/v8'), noNested);
@@ -113,15 +163,24 @@ test('arm v6/v7 choices, exact variant beats implied, highest compatible wins, i
 test('candidates: no platform, attestations, unknown media types are skipped and not listed', async () => {
   const noPlat = entry(undefined);
   const attUnknown = entry({ os: 'unknown', architecture: 'unknown' });
-  const attAnn = entry({ os: 'linux', architecture: 'amd64' }, { annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } });
-  const artifact = entry({ os: 'linux', architecture: 'amd64' }, { mediaType: 'application/vnd.example.artifact+json' });
+  const attAnn = entry(
+    { os: 'linux', architecture: 'amd64' },
+    { annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } },
+  );
+  const artifact = entry(
+    { os: 'linux', architecture: 'amd64' },
+    { mediaType: 'application/vnd.example.artifact+json' },
+  );
   const noType = entry({ os: 'linux', architecture: 'amd64' });
   delete (noType as { mediaType?: string }).mediaType;
-  await assert.rejects(selectPlatform(idx(noPlat, attUnknown, attAnn, artifact, noType), P('linux/amd64'), noNested), (e: unknown) => {
-    assert.ok(e instanceof PlatformNotFoundError);
-    assert.deepEqual(e.available, []);
-    return true;
-  });
+  await assert.rejects(
+    selectPlatform(idx(noPlat, attUnknown, attAnn, artifact, noType), P('linux/amd64'), noNested),
+    (e: unknown) => {
+      assert.ok(e instanceof PlatformNotFoundError);
+      assert.deepEqual(e.available, []);
+      return true;
+    },
+  );
   const good = entry({ os: 'linux', architecture: 'amd64' }, { mediaType: MEDIA_TYPES.dockerManifest });
   assert.equal((await selectPlatform(idx(attAnn, good), P('linux/amd64'), noNested)).descriptor.digest, good.digest);
 });
@@ -143,26 +202,43 @@ test('nested indexes: followed when platform matches or is absent; depth and ent
 
   // Depth: a chain of 8 indexes (top = 1) is fine, 9 is LIMIT_EXCEEDED indexDepth.
   const chain = (n: number) => {
-    const load2 = async (e: IndexEntry) => (Number(BigInt('0x' + e.digest.slice(7))) < n
-      ? idx(entry(undefined, { mediaType: MEDIA_TYPES.ociIndex, digest: dig(Number(BigInt('0x' + e.digest.slice(7))) + 1) }))
-      : idx(entry({ os: 'linux', architecture: 'amd64' })));
-    return selectPlatform(idx(entry(undefined, { mediaType: MEDIA_TYPES.ociIndex, digest: dig(2) })), P('linux/amd64'), load2);
+    const load2 = async (e: IndexEntry) =>
+      Number(BigInt('0x' + e.digest.slice(7))) < n
+        ? idx(
+            entry(undefined, {
+              mediaType: MEDIA_TYPES.ociIndex,
+              digest: dig(Number(BigInt('0x' + e.digest.slice(7))) + 1),
+            }),
+          )
+        : idx(entry({ os: 'linux', architecture: 'amd64' }));
+    return selectPlatform(
+      idx(entry(undefined, { mediaType: MEDIA_TYPES.ociIndex, digest: dig(2) })),
+      P('linux/amd64'),
+      load2,
+    );
   };
   await chain(8);
   await assert.rejects(chain(9), (e: unknown) => e instanceof LimitExceededError && e.limit === 'indexDepth');
 
   const many = idx(...Array.from({ length: 1025 }, () => entry({ os: 'linux', architecture: 'ppc64le' })));
-  await assert.rejects(selectPlatform(many, P('linux/amd64'), noNested), (e: unknown) => e instanceof LimitExceededError && e.limit === 'indexEntries' && e.max === 1024);
+  await assert.rejects(
+    selectPlatform(many, P('linux/amd64'), noNested),
+    (e: unknown) => e instanceof LimitExceededError && e.limit === 'indexEntries' && e.max === 1024,
+  );
   const ok = idx(...Array.from({ length: 1024 }, () => entry({ os: 'linux', architecture: 'amd64' })));
   await selectPlatform(ok, P('linux/amd64'), noNested);
 });
 
 test('recorded platform: config of a single manifest; explicit mismatch is PLATFORM_NOT_FOUND, host mismatch warns', () => {
   const cfg = { os: 'linux', architecture: 'arm64', variant: 'v8' };
-  assert.deepEqual(recordedPlatform({ indexEntry: null, config: cfg, target: P('linux/arm64'), explicit: true }),
-    { platform: { os: 'linux', architecture: 'arm64', variant: 'v8' }, warning: null });
-  assert.throws(() => recordedPlatform({ indexEntry: null, config: cfg, target: P('linux/amd64'), explicit: true }),
-    (e: unknown) => e instanceof PlatformNotFoundError && e.available[0] === 'linux/arm64/v8');
+  assert.deepEqual(recordedPlatform({ indexEntry: null, config: cfg, target: P('linux/arm64'), explicit: true }), {
+    platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+    warning: null,
+  });
+  assert.throws(
+    () => recordedPlatform({ indexEntry: null, config: cfg, target: P('linux/amd64'), explicit: true }),
+    (e: unknown) => e instanceof PlatformNotFoundError && e.available[0] === 'linux/arm64/v8',
+  );
   const r = recordedPlatform({ indexEntry: null, config: cfg, target: P('linux/amd64'), explicit: false });
   assert.equal(r.warning?.code, 'PLATFORM_MISMATCH');
   assert.equal(formatPlatform(r.platform), 'linux/arm64/v8');
@@ -170,6 +246,11 @@ test('recorded platform: config of a single manifest; explicit mismatch is PLATF
   const r2 = recordedPlatform({ indexEntry: P('linux/amd64'), config: cfg, target: P('linux/amd64'), explicit: true });
   assert.equal(formatPlatform(r2.platform), 'linux/amd64');
   assert.equal(r2.warning?.code, 'PLATFORM_MISMATCH');
-  const r3 = recordedPlatform({ indexEntry: P('linux/arm64/v8'), config: { os: 'linux', architecture: 'arm64' }, target: P('linux/arm64'), explicit: false });
+  const r3 = recordedPlatform({
+    indexEntry: P('linux/arm64/v8'),
+    config: { os: 'linux', architecture: 'arm64' },
+    target: P('linux/arm64'),
+    explicit: false,
+  });
   assert.equal(r3.warning, null);
 });

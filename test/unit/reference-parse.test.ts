@@ -67,12 +67,20 @@ test('valid references normalize to the canonical and familiar forms of docs/pul
 
 test('parsed fields', () => {
   assert.deepEqual(parseReference(`python:3.12@${D}`), {
-    canonical: `docker.io/library/python:3.12@${D}`, familiar: `python:3.12@${D}`,
-    domain: 'docker.io', repository: 'library/python', tag: '3.12', digest: D,
+    canonical: `docker.io/library/python:3.12@${D}`,
+    familiar: `python:3.12@${D}`,
+    domain: 'docker.io',
+    repository: 'library/python',
+    tag: '3.12',
+    digest: D,
   });
   assert.deepEqual(parseReference(`localhost:5000/app@${D}`), {
-    canonical: `localhost:5000/app@${D}`, familiar: `localhost:5000/app@${D}`,
-    domain: 'localhost:5000', repository: 'app', tag: null, digest: D,
+    canonical: `localhost:5000/app@${D}`,
+    familiar: `localhost:5000/app@${D}`,
+    domain: 'localhost:5000',
+    repository: 'app',
+    tag: null,
+    digest: D,
   });
   const r = parseReference('[::1]:5000/app:v2');
   assert.equal(r.domain, '[::1]:5000');
@@ -84,7 +92,7 @@ test('parsed fields', () => {
 const INVALID: [string, string][] = [
   ['Python', 'must be lowercase'],
   ['Foo/bar', "registry host must contain '.' or ':' or be 'localhost'"],
-  ['LOCALHOST/app', "registry host must contain"],
+  ['LOCALHOST/app', 'registry host must contain'],
   ['app:tag:x', 'invalid repository path component'],
   ['app@sha256:abc', 'invalid digest'],
   [H64, 'a 64-character hex string is not a repository name'],
@@ -124,12 +132,19 @@ const INVALID: [string, string][] = [
 
 test('invalid references throw InvalidReferenceError with a reason', () => {
   for (const [input, reason] of INVALID) {
-    assert.throws(() => parseReference(input), (e: unknown) => {
-      assert.ok(e instanceof InvalidReferenceError, `${JSON.stringify(input)}: ${String(e)}`);
-      assert.equal(e.code, 'INVALID_REFERENCE');
-      assert.ok(e.reason.includes(reason), `${JSON.stringify(input)}: reason ${JSON.stringify(e.reason)} lacks ${JSON.stringify(reason)}`);
-      return true;
-    }, JSON.stringify(input));
+    assert.throws(
+      () => parseReference(input),
+      (e: unknown) => {
+        assert.ok(e instanceof InvalidReferenceError, `${JSON.stringify(input)}: ${String(e)}`);
+        assert.equal(e.code, 'INVALID_REFERENCE');
+        assert.ok(
+          e.reason.includes(reason),
+          `${JSON.stringify(input)}: reason ${JSON.stringify(e.reason)} lacks ${JSON.stringify(reason)}`,
+        );
+        return true;
+      },
+      JSON.stringify(input),
+    );
   }
 });
 

@@ -8,7 +8,12 @@ test('digests are validated before they become path names', () => {
   assert.equal(isDigest(d), true);
   assert.equal(digestPathForm(d), 'sha256_' + 'a'.repeat(64));
   assert.equal(digestFromPathForm('sha256_' + 'a'.repeat(64) + '.erofs', '.erofs'), d);
-  for (const bad of ['sha256:' + 'A'.repeat(64), 'sha256:../../etc/passwd', 'md5:' + 'a'.repeat(32), 'sha256:' + 'a'.repeat(63)]) {
+  for (const bad of [
+    'sha256:' + 'A'.repeat(64),
+    'sha256:../../etc/passwd',
+    'md5:' + 'a'.repeat(32),
+    'sha256:' + 'a'.repeat(63),
+  ]) {
     assert.equal(isDigest(bad), false, bad);
     assert.throws(() => digestPathForm(bad));
   }

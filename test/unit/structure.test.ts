@@ -27,7 +27,10 @@ test('check-layers: the real tree passes; an upward import and a cycle are repor
   const ok = node([script('check-layers.mjs'), join(PROJECT_ROOT, 'src')]);
   assert.equal(ok.status, 0, ok.stderr);
   const dir = copyOf(t, ['src']);
-  append(join(dir, 'src/store/gc.ts'), "\nimport type { ImageDetail } from '../api/types.js';\nexport type X = ImageDetail;\n");
+  append(
+    join(dir, 'src/store/gc.ts'),
+    "\nimport type { ImageDetail } from '../api/types.js';\nexport type X = ImageDetail;\n",
+  );
   const up = node([script('check-layers.mjs'), join(dir, 'src')]);
   assert.equal(up.status, 1);
   assert.match(up.stderr, /store\/gc\.ts imports \.\.\/api\/types\.js: 'api' is not below 'store'/);
@@ -45,11 +48,17 @@ test('check-size: a long function fails unless a `long:` comment says why', (t) 
   assert.equal(ok.status, 0, ok.stderr);
   const dir = copyOf(t, ['src']);
   const body = Array.from({ length: 85 }, (_, i) => `  x += ${i};`).join('\n');
-  writeFileSync(join(dir, 'src/util/long.ts'), `export function tooLong(): number {\n  let x = 0;\n${body}\n  return x;\n}\n`);
+  writeFileSync(
+    join(dir, 'src/util/long.ts'),
+    `export function tooLong(): number {\n  let x = 0;\n${body}\n  return x;\n}\n`,
+  );
   const bad = node([script('check-size.mjs'), join(dir, 'src')]);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /util\/long\.ts:1: function tooLong is \d+ lines/);
-  writeFileSync(join(dir, 'src/util/long.ts'), `// long: a test of the escape hatch\nexport function tooLong(): number {\n  let x = 0;\n${body}\n  return x;\n}\n`);
+  writeFileSync(
+    join(dir, 'src/util/long.ts'),
+    `// long: a test of the escape hatch\nexport function tooLong(): number {\n  let x = 0;\n${body}\n  return x;\n}\n`,
+  );
   assert.equal(node([script('check-size.mjs'), join(dir, 'src')]).status, 0);
 });
 

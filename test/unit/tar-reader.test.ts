@@ -22,7 +22,11 @@ async function entries(buf: Buffer, chunk = 1000): Promise<Array<TarEntry & { bo
     onEntry: (e) => {
       const rec = { ...e, body: Buffer.alloc(e.kind === 'file' ? e.size : 0) };
       out.push(rec);
-      return { write: (d, off) => { d.copy(rec.body, off); } };
+      return {
+        write: (d, off) => {
+          d.copy(rec.body, off);
+        },
+      };
     },
   });
   for (let i = 0; i < buf.length; i += chunk) await r.write(buf.subarray(i, i + chunk));
@@ -32,12 +36,27 @@ async function entries(buf: Buffer, chunk = 1000): Promise<Array<TarEntry & { bo
 
 test('PAX records are raw bytes: every byte value, newlines and "=" in values, last record wins, empty = no override', async () => {
   const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-  const es = await entries(T.tar(T.file('hdr-name', 'x', {
-    pax: [
-      ['SCHILY.xattr.user.all', all], ['SCHILY.xattr.user.nl', 'a=b\nc\n'], ['path', 'first'], ['path', 'second'],
-      ['linkpath', 'ignored-for-files'], ['uname', 'nobody'], ['SCHILY.xattr.user.empty', ''],
-    ],
-  }), T.file('keep-header-name', 'y', { pax: [['path', 'z'], ['path', '']] })));
+  const es = await entries(
+    T.tar(
+      T.file('hdr-name', 'x', {
+        pax: [
+          ['SCHILY.xattr.user.all', all],
+          ['SCHILY.xattr.user.nl', 'a=b\nc\n'],
+          ['path', 'first'],
+          ['path', 'second'],
+          ['linkpath', 'ignored-for-files'],
+          ['uname', 'nobody'],
+          ['SCHILY.xattr.user.empty', ''],
+        ],
+      }),
+      T.file('keep-header-name', 'y', {
+        pax: [
+          ['path', 'z'],
+          ['path', ''],
+        ],
+      }),
+    ),
+  );
   assert.equal(es.length, 2);
   assert.deepEqual(es[0]!.xattrs.get('user.all'), all);
   assert.deepEqual(es[0]!.xattrs.get('user.nl'), Buffer.from('a=b\nc\n'));
@@ -46,13 +65,24 @@ test('PAX records are raw bytes: every byte value, newlines and "=" in values, l
   assert.equal(es[1]!.path.toString(), 'keep-header-name');
   assert.deepEqual(es[1]!.body, Buffer.from('y'));
   for (const bad of ['5 a=b\n', '10 a=b\n', '6 a=b\r', '4 =b\n', 'x a=b\n', '06 ab\n']) {
-    assert.throws(() => parsePaxRecords(Buffer.from(bad)), (e: unknown) => e instanceof MsbError && e.code === 'LAYER_INVALID', bad);
+    assert.throws(
+      () => parsePaxRecords(Buffer.from(bad)),
+      (e: unknown) => e instanceof MsbError && e.code === 'LAYER_INVALID',
+      bad,
+    );
   }
-  assert.deepEqual(parsePaxRecords(Buffer.concat([T.paxRecord('k', 'v'), Buffer.alloc(20)])).map((r) => r.key), ['k']);
+  assert.deepEqual(
+    parsePaxRecords(Buffer.concat([T.paxRecord('k', 'v'), Buffer.alloc(20)])).map((r) => r.key),
+    ['k'],
+  );
 });
 
 test('numbers: octal with spaces/NUL/space endings, empty fields, base-256 (negative only for mtime), bad digits', () => {
-  const f = (s: string | Buffer) => { const b = Buffer.alloc(12); (typeof s === 'string' ? Buffer.from(s, 'latin1') : s).copy(b); return b; };
+  const f = (s: string | Buffer) => {
+    const b = Buffer.alloc(12);
+    (typeof s === 'string' ? Buffer.from(s, 'latin1') : s).copy(b);
+    return b;
+  };
   assert.equal(parseNumber(f('  0000755 \0'), 0, 12, 'x', 0), 0o755n);
   assert.equal(parseNumber(f('0000755\0'), 0, 12, 'x', 0), 0o755n);
   assert.equal(parseNumber(f(''), 0, 12, 'x', 0), 0n);
@@ -85,7 +115,10 @@ test('backpressure: while the body sink is blocked, the reader pulls nothing mor
     }),
   });
   async function* source() {
-    for (let i = 0; i < tarBuf.length; i += CHUNK) { produced = Math.min(tarBuf.length, i + CHUNK); yield tarBuf.subarray(i, i + CHUNK); }
+    for (let i = 0; i < tarBuf.length; i += CHUNK) {
+      produced = Math.min(tarBuf.length, i + CHUNK);
+      yield tarBuf.subarray(i, i + CHUNK);
+    }
   }
   for await (const c of source()) await r.write(c);
   await r.end();
@@ -108,9 +141,15 @@ test('memory: a 1 GiB file body streams through writeLayer with bounded RSS grow
   global.gc?.();
   const before = process.memoryUsage().rss;
   let peak = before;
-  const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 5);
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 5);
   try {
-    const res = await writeLayer(source(), join(dir, 'huge.erofs'), { onProgress: () => { peak = Math.max(peak, process.memoryUsage().rss); } });
+    const res = await writeLayer(source(), join(dir, 'huge.erofs'), {
+      onProgress: () => {
+        peak = Math.max(peak, process.memoryUsage().rss);
+      },
+    });
     assert.equal(res.entries, 2);
     // Block 0, the data blocks, one metadata block (the root's dirents are inline).
     assert.equal(res.blocks, 1 + size / 4096 + 1);

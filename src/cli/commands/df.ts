@@ -19,14 +19,21 @@ Flags:
 `;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    verbose: { kind: 'bool', names: ['-v', '--verbose'] },
-    format: { kind: 'value', names: ['--format'] },
-  }, usage);
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      verbose: { kind: 'bool', names: ['-v', '--verbose'] },
+      format: { kind: 'value', names: ['--format'] },
+    },
+    usage,
+  );
   if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
   const format = formatOption(values.format, usage);
   const r = await withLocalBackend(ctx, 'msb image df', (b) => Image.diskUsageLocal(b));
-  if (format === 'json') { writeJson(ctx, r); return 0; }
+  if (format === 'json') {
+    writeJson(ctx, r);
+    return 0;
+  }
   const rows: string[][] = [
     ['images', String(r.images.length), formatSize(r.layers.bytes + r.fsmeta.bytes + r.vmdk.bytes)],
     ['layers', String(r.layers.count), formatSize(r.layers.bytes)],
@@ -40,10 +47,19 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
   ctx.stdout.write(table(['TYPE', 'COUNT', 'SIZE'], rows));
   if (values.verbose) {
     ctx.stdout.write('\n');
-    ctx.stdout.write(table(['REFERENCES', 'DIGEST', 'SIZE', 'SHARED', 'UNIQUE', 'PINNED'], r.images.map((i) => [
-      i.references.length ? i.references.join(',') : '<none>', showDigest(i.manifestDigest), formatSize(i.sizeBytes),
-      formatSize(i.sharedBytes), formatSize(i.uniqueBytes), i.pinned ? 'yes' : 'no',
-    ])));
+    ctx.stdout.write(
+      table(
+        ['REFERENCES', 'DIGEST', 'SIZE', 'SHARED', 'UNIQUE', 'PINNED'],
+        r.images.map((i) => [
+          i.references.length ? i.references.join(',') : '<none>',
+          showDigest(i.manifestDigest),
+          formatSize(i.sizeBytes),
+          formatSize(i.sharedBytes),
+          formatSize(i.uniqueBytes),
+          i.pinned ? 'yes' : 'no',
+        ]),
+      ),
+    );
   }
   return 0;
 }

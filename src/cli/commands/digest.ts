@@ -20,11 +20,18 @@ Flags:
 ${REMOTE_FLAGS_HELP}`;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, { platform: { kind: 'value', names: ['--platform'] }, ...REMOTE_FLAGS }, usage);
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REF', usage);
+  const { values, positionals } = parseFlags(
+    args,
+    { platform: { kind: 'value', names: ['--platform'] }, ...REMOTE_FLAGS },
+    usage,
+  );
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REF', usage);
   const digest = await withLocalBackend(ctx, 'msb image digest', async (b) => {
     const o = remoteOptions(values, ctx);
-    if (values.platform !== undefined) return (await Image.resolveLocal(b, positionals[0]!, { ...o, platform: values.platform as string })).manifestDigest;
+    if (values.platform !== undefined)
+      return (await Image.resolveLocal(b, positionals[0]!, { ...o, platform: values.platform as string }))
+        .manifestDigest;
     return (await Image.remoteManifestLocal(b, positionals[0]!, o)).digest;
   });
   ctx.stdout.write(`${digest}\n`);

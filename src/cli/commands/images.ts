@@ -2,7 +2,16 @@
 import { Image } from '../../api/image.js';
 import { UsageError, type CliContext } from '../context.js';
 import { withLocalBackend } from '../backend.js';
-import { formatOption, formatSize, parseFlags, platformString, relativeTime, showDigest, table, writeJson } from '../format.js';
+import {
+  formatOption,
+  formatSize,
+  parseFlags,
+  platformString,
+  relativeTime,
+  showDigest,
+  table,
+  writeJson,
+} from '../format.js';
 
 export const usage = `Usage: msb images [-q] [--format table|json] [--no-trunc]
 
@@ -15,15 +24,22 @@ Flags:
 `;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    quiet: { kind: 'bool', names: ['-q', '--quiet'] },
-    format: { kind: 'value', names: ['--format'] },
-    noTrunc: { kind: 'bool', names: ['--no-trunc'] },
-  }, usage);
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      quiet: { kind: 'bool', names: ['-q', '--quiet'] },
+      format: { kind: 'value', names: ['--format'] },
+      noTrunc: { kind: 'bool', names: ['--no-trunc'] },
+    },
+    usage,
+  );
   if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
   const format = formatOption(values.format, usage);
   const list = await withLocalBackend(ctx, 'msb images', (b) => Image.listLocal(b));
-  if (format === 'json') { writeJson(ctx, list); return 0; }
+  if (format === 'json') {
+    writeJson(ctx, list);
+    return 0;
+  }
   if (values.quiet) {
     for (const h of list) ctx.stdout.write(`${h.reference}\n`);
     return 0;
@@ -36,17 +52,25 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
   const ago = (d: Date) => {
     const k = Math.floor((now - d.getTime()) / 1000);
     let v = rel.get(k);
-    if (v === undefined) { v = relativeTime(d, now); rel.set(k, v); }
+    if (v === undefined) {
+      v = relativeTime(d, now);
+      rel.set(k, v);
+    }
     return v;
   };
   const noTrunc = values.noTrunc === true;
-  ctx.stdout.write(table(['REFERENCE', 'DIGEST', 'PLATFORM', 'LAYERS', 'SIZE', 'CREATED', 'LAST USED'], list.map((h) => {
-    let m = perManifest.get(h.manifestDigest);
-    if (!m) {
-      m = [showDigest(h.manifestDigest, noTrunc), platformString(h), String(h.layerCount), formatSize(h.sizeBytes)];
-      perManifest.set(h.manifestDigest, m);
-    }
-    return [h.reference, m[0]!, m[1]!, m[2]!, m[3]!, ago(h.createdAt), ago(h.lastUsedAt)];
-  })));
+  ctx.stdout.write(
+    table(
+      ['REFERENCE', 'DIGEST', 'PLATFORM', 'LAYERS', 'SIZE', 'CREATED', 'LAST USED'],
+      list.map((h) => {
+        let m = perManifest.get(h.manifestDigest);
+        if (!m) {
+          m = [showDigest(h.manifestDigest, noTrunc), platformString(h), String(h.layerCount), formatSize(h.sizeBytes)];
+          perManifest.set(h.manifestDigest, m);
+        }
+        return [h.reference, m[0]!, m[1]!, m[2]!, m[3]!, ago(h.createdAt), ago(h.lastUsedAt)];
+      }),
+    ),
+  );
   return 0;
 }

@@ -8,7 +8,16 @@ import type { ImageDetail } from '../../api/types.js';
 import { UsageError, type CliContext } from '../context.js';
 import { withLocalBackend } from '../backend.js';
 import { exitCodeFor, reportError } from '../main.js';
-import { formatOption, formatSize, parseFlags, platformString, relativeTime, showDigest, table, writeJson } from '../format.js';
+import {
+  formatOption,
+  formatSize,
+  parseFlags,
+  platformString,
+  relativeTime,
+  showDigest,
+  table,
+  writeJson,
+} from '../format.js';
 
 export const usage = `Usage: msb image inspect [--format table|json] REF...
 
@@ -38,20 +47,38 @@ function summary(d: ImageDetail, now: number): string {
     lines.push(`  Digest:      ${c.digest}`);
     lines.push(`  Env:         ${c.env.length ? c.env[0] : '-'}`);
     for (const e of c.env.slice(1)) lines.push(`               ${e}`);
-    lines.push(`  Cmd:         ${j(c.cmd)}`, `  Entrypoint:  ${j(c.entrypoint)}`, `  WorkingDir:  ${c.workingDir ?? '-'}`,
-      `  User:        ${c.user ?? '-'}`, `  StopSignal:  ${c.stopSignal ?? '-'}`);
+    lines.push(
+      `  Cmd:         ${j(c.cmd)}`,
+      `  Entrypoint:  ${j(c.entrypoint)}`,
+      `  WorkingDir:  ${c.workingDir ?? '-'}`,
+      `  User:        ${c.user ?? '-'}`,
+      `  StopSignal:  ${c.stopSignal ?? '-'}`,
+    );
     const labels = Object.entries(c.labels ?? {});
     lines.push(`  Labels:      ${labels.length ? `${labels[0]![0]}=${labels[0]![1]}` : '-'}`);
     for (const [k, v] of labels.slice(1)) lines.push(`               ${k}=${v}`);
   }
   lines.push('Layers:');
-  const t = table(['POS', 'DIFF_ID', 'BLOB', 'MEDIA TYPE', 'COMPRESSED', 'EROFS'], d.layers.map((l) => [
-    String(l.position), showDigest(l.diffId), showDigest(l.blobDigest), l.mediaType ?? '-',
-    formatSize(l.compressedSizeBytes), formatSize(l.erofsSizeBytes),
-  ]));
-  lines.push(...t.trimEnd().split('\n').map((s) => `  ${s}`));
+  const t = table(
+    ['POS', 'DIFF_ID', 'BLOB', 'MEDIA TYPE', 'COMPRESSED', 'EROFS'],
+    d.layers.map((l) => [
+      String(l.position),
+      showDigest(l.diffId),
+      showDigest(l.blobDigest),
+      l.mediaType ?? '-',
+      formatSize(l.compressedSizeBytes),
+      formatSize(l.erofsSizeBytes),
+    ]),
+  );
+  lines.push(
+    ...t
+      .trimEnd()
+      .split('\n')
+      .map((s) => `  ${s}`),
+  );
   lines.push('Artifacts:', `  VMDK:        ${d.artifacts.vmdkPath}`, `  fsmeta:      ${d.artifacts.fsmetaPath}`);
-  for (const l of d.artifacts.layers) lines.push(`  layer ${l.position}:${' '.repeat(Math.max(1, 6 - String(l.position).length))}${l.path}`);
+  for (const l of d.artifacts.layers)
+    lines.push(`  layer ${l.position}:${' '.repeat(Math.max(1, 6 - String(l.position).length))}${l.path}`);
   lines.push(`Pins:          ${d.pins.length ? d.pins.map((p) => `${p.kind} '${p.name}'`).join(', ') : '-'}`);
   return lines.join('\n') + '\n';
 }

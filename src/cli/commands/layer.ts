@@ -36,11 +36,15 @@ async function convert(args: string[], ctx: CliContext): Promise<number> {
   const inputs: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === '--') { inputs.push(...args.slice(i + 1)); break; }
+    if (a === '--') {
+      inputs.push(...args.slice(i + 1));
+      break;
+    }
     if (a === '-o' || a === '--output' || a === '--expect-diff-id') {
       const v = args[++i];
       if (v === undefined || v === '') throw new UsageError(`${a} needs a value`, usage);
-      if (a === '--expect-diff-id') expect = v; else out = v;
+      if (a === '--expect-diff-id') expect = v;
+      else out = v;
     } else if (a.startsWith('--output=')) out = a.slice('--output='.length);
     else if (a.startsWith('--expect-diff-id=')) expect = a.slice('--expect-diff-id='.length);
     else if (a.startsWith('-o') && a.length > 2) out = a.slice(2);
@@ -49,11 +53,17 @@ async function convert(args: string[], ctx: CliContext): Promise<number> {
   }
   if (out === undefined || out === '') throw new UsageError('msb layer convert needs -o OUT.erofs', usage);
   if (inputs.length !== 1) throw new UsageError('msb layer convert needs exactly one input (FILE or -)', usage);
-  if (expect !== undefined && !isDigest(expect)) throw new InvalidArgumentError('expect-diff-id', `--expect-diff-id ${JSON.stringify(expect)} is not a digest`);
+  if (expect !== undefined && !isDigest(expect))
+    throw new InvalidArgumentError('expect-diff-id', `--expect-diff-id ${JSON.stringify(expect)} is not a digest`);
   const { convertLayer } = await import('../../erofs/convert.js');
   const input = inputs[0] === '-' ? ctx.stdin : inputs[0]!;
-  const res = await convertLayer(input, out, { signal: ctx.signal, ...(expect !== undefined ? { expectDiffId: expect } : {}) });
-  ctx.stdout.write(JSON.stringify({ diffId: res.diffId, sizeBytes: res.sizeBytes, inodes: res.inodes, blocks: res.blocks }) + '\n');
+  const res = await convertLayer(input, out, {
+    signal: ctx.signal,
+    ...(expect !== undefined ? { expectDiffId: expect } : {}),
+  });
+  ctx.stdout.write(
+    JSON.stringify({ diffId: res.diffId, sizeBytes: res.sizeBytes, inodes: res.inodes, blocks: res.blocks }) + '\n',
+  );
   return 0;
 }
 
@@ -67,7 +77,10 @@ async function stitch(args: string[], ctx: CliContext): Promise<number> {
   const layers: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === '--') { layers.push(...args.slice(i + 1)); break; }
+    if (a === '--') {
+      layers.push(...args.slice(i + 1));
+      break;
+    }
     if (a === '-o' || a === '--output') {
       const v = args[++i];
       if (v === undefined || v === '') throw new UsageError(`${a} needs a directory`, usage);

@@ -23,22 +23,30 @@ Flags:
 `;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    input: { kind: 'value', names: ['-i', '--input'] },
-    tag: { kind: 'multi', names: ['-t', '--tag'] },
-    platform: { kind: 'value', names: ['--platform'] },
-    quiet: { kind: 'bool', names: ['-q', '--quiet'] },
-  }, usage);
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      input: { kind: 'value', names: ['-i', '--input'] },
+      tag: { kind: 'multi', names: ['-t', '--tag'] },
+      platform: { kind: 'value', names: ['--platform'] },
+      quiet: { kind: 'bool', names: ['-q', '--quiet'] },
+    },
+    usage,
+  );
   if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
   const file = values.input as string | undefined;
   const quiet = values.quiet === true;
   const input = file === undefined || file === '-' ? ctx.stdin : file;
-  const handles = await withLocalBackend(ctx, 'msb load', (b) => Image.loadLocal(b, input, {
-    ...(values.tag !== undefined ? { tag: values.tag as string[] } : {}),
-    ...(values.platform !== undefined ? { platform: values.platform as string } : {}),
-    signal: ctx.signal,
-    onProgress: (e: PullEvent) => { if (e.type === 'warning') ctx.stderr.write(`msb: warning: ${e.message}\n`); },
-  }));
+  const handles = await withLocalBackend(ctx, 'msb load', (b) =>
+    Image.loadLocal(b, input, {
+      ...(values.tag !== undefined ? { tag: values.tag as string[] } : {}),
+      ...(values.platform !== undefined ? { platform: values.platform as string } : {}),
+      signal: ctx.signal,
+      onProgress: (e: PullEvent) => {
+        if (e.type === 'warning') ctx.stderr.write(`msb: warning: ${e.message}\n`);
+      },
+    }),
+  );
   for (const h of handles) ctx.stdout.write(quiet ? `${h.reference}\n` : `Loaded image: ${h.reference}\n`);
   return 0;
 }

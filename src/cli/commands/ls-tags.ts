@@ -19,21 +19,30 @@ Flags:
 ${REMOTE_FLAGS_HELP}`;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    format: { kind: 'value', names: ['--format'] },
-    pageSize: { kind: 'value', names: ['--page-size'] },
-    ...REMOTE_FLAGS,
-  }, usage);
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REPO', usage);
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      format: { kind: 'value', names: ['--format'] },
+      pageSize: { kind: 'value', names: ['--page-size'] },
+      ...REMOTE_FLAGS,
+    },
+    usage,
+  );
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REPO', usage);
   const format = formatOption(values.format, usage);
   let pageSize: number | undefined;
   if (values.pageSize !== undefined) {
-    if (!/^[1-9]\d{0,6}$/.test(values.pageSize as string)) throw new UsageError('--page-size must be an integer from 1 to 9999999', usage);
+    if (!/^[1-9]\d{0,6}$/.test(values.pageSize as string))
+      throw new UsageError('--page-size must be an integer from 1 to 9999999', usage);
     pageSize = Number(values.pageSize);
   }
-  const list = await withLocalBackend(ctx, 'msb ls-tags', (b) => Image.listTagsLocal(b, positionals[0]!, {
-    ...remoteOptions(values, ctx), ...(pageSize !== undefined ? { pageSize } : {}),
-  }));
+  const list = await withLocalBackend(ctx, 'msb ls-tags', (b) =>
+    Image.listTagsLocal(b, positionals[0]!, {
+      ...remoteOptions(values, ctx),
+      ...(pageSize !== undefined ? { pageSize } : {}),
+    }),
+  );
   if (format === 'json') writeJson(ctx, list);
   else ctx.stdout.write(list.tags.map((t) => `${t}\n`).join(''));
   return 0;

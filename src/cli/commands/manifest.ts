@@ -21,16 +21,23 @@ Flags:
 ${REMOTE_FLAGS_HELP}`;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    platform: { kind: 'value', names: ['--platform'] },
-    raw: { kind: 'bool', names: ['--raw'] },
-    ...REMOTE_FLAGS,
-  }, usage);
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REF', usage);
-  const m = await withLocalBackend(ctx, 'msb manifest inspect', (b) => Image.remoteManifestLocal(b, positionals[0]!, {
-    ...remoteOptions(values, ctx),
-    ...(values.platform !== undefined ? { platform: values.platform as string } : {}),
-  }));
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      platform: { kind: 'value', names: ['--platform'] },
+      raw: { kind: 'bool', names: ['--raw'] },
+      ...REMOTE_FLAGS,
+    },
+    usage,
+  );
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REF', usage);
+  const m = await withLocalBackend(ctx, 'msb manifest inspect', (b) =>
+    Image.remoteManifestLocal(b, positionals[0]!, {
+      ...remoteOptions(values, ctx),
+      ...(values.platform !== undefined ? { platform: values.platform as string } : {}),
+    }),
+  );
   if (values.raw === true) ctx.stdout.write(m.raw);
   else ctx.stdout.write(JSON.stringify(JSON.parse(m.raw.toString('utf8')), null, 2) + '\n');
   return 0;

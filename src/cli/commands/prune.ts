@@ -37,7 +37,10 @@ function readLine(stdin: NodeJS.ReadableStream): Promise<string> {
       stdin.pause();
       resolve(buf.split('\n')[0] ?? '');
     };
-    const onData = (c: Buffer | string) => { buf += c.toString(); if (buf.includes('\n')) done(); };
+    const onData = (c: Buffer | string) => {
+      buf += c.toString();
+      if (buf.includes('\n')) done();
+    };
     stdin.on('data', onData);
     stdin.on('end', done);
     stdin.resume();
@@ -45,30 +48,50 @@ function readLine(stdin: NodeJS.ReadableStream): Promise<string> {
 }
 
 function hasAnything(r: ImagePruneReport): boolean {
-  return r.imageRefsRemoved + r.manifestsRemoved + r.layersRemoved + r.fsmetaRemoved + r.vmdkRemoved + r.tempRemoved
-    + r.orphansRemoved + r.skippedInUse > 0 || r.bytesReclaimed !== null || r.errors.length > 0;
+  return (
+    r.imageRefsRemoved +
+      r.manifestsRemoved +
+      r.layersRemoved +
+      r.fsmetaRemoved +
+      r.vmdkRemoved +
+      r.tempRemoved +
+      r.orphansRemoved +
+      r.skippedInUse >
+      0 ||
+    r.bytesReclaimed !== null ||
+    r.errors.length > 0
+  );
 }
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    yes: { kind: 'bool', names: ['-y', '--yes'] },
-    dryRun: { kind: 'bool', names: ['--dry-run'] },
-    format: { kind: 'value', names: ['--format'] },
-    filter: { kind: 'multi', names: ['--filter'] },
-    unusedFor: { kind: 'value', names: ['--unused-for'] },
-    grace: { kind: 'value', names: ['--grace'] },
-  }, usage);
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      yes: { kind: 'bool', names: ['-y', '--yes'] },
+      dryRun: { kind: 'bool', names: ['--dry-run'] },
+      format: { kind: 'value', names: ['--format'] },
+      filter: { kind: 'multi', names: ['--filter'] },
+      unusedFor: { kind: 'value', names: ['--unused-for'] },
+      grace: { kind: 'value', names: ['--grace'] },
+    },
+    usage,
+  );
   if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
   const format = formatOption(values.format, usage);
   const globs: string[] = [];
   for (const f of (values.filter as string[] | undefined) ?? []) {
-    if (!f.startsWith('reference=') || f.length === 'reference='.length) throw new UsageError(`unsupported filter ${JSON.stringify(f)} (expected reference=GLOB)`, usage);
+    if (!f.startsWith('reference=') || f.length === 'reference='.length)
+      throw new UsageError(`unsupported filter ${JSON.stringify(f)} (expected reference=GLOB)`, usage);
     globs.push(f.slice('reference='.length));
   }
   const durRe = /^\d+(s|m|h|d)$/;
   for (const k of ['unusedFor', 'grace'] as const) {
     const v = values[k];
-    if (typeof v === 'string' && !durRe.test(v)) throw new UsageError(`--${k === 'grace' ? 'grace' : 'unused-for'} takes <int>(s|m|h|d), not ${JSON.stringify(v)}`, usage);
+    if (typeof v === 'string' && !durRe.test(v))
+      throw new UsageError(
+        `--${k === 'grace' ? 'grace' : 'unused-for'} takes <int>(s|m|h|d), not ${JSON.stringify(v)}`,
+        usage,
+      );
   }
   const restricted = globs.length > 0 || values.unusedFor !== undefined;
   const opts: PruneOptions = {
@@ -86,15 +109,26 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
       }
       const preview = await Image.pruneLocal(b, { ...opts, dryRun: true });
       const n = preview.imageRefsRemoved;
-      ctx.stderr.write(restricted
-        ? `This removes ${n} references matching the filters, and the images and layers only they use. Continue? [y/N] `
-        : `This removes every image not used by a sandbox or snapshot (${n} references). Continue? [y/N] `);
+      ctx.stderr.write(
+        restricted
+          ? `This removes ${n} references matching the filters, and the images and layers only they use. Continue? [y/N] `
+          : `This removes every image not used by a sandbox or snapshot (${n} references). Continue? [y/N] `,
+      );
       const answer = (await readLine(ctx.stdin)).trim().toLowerCase();
-      if (answer !== 'y' && answer !== 'yes') { ctx.stderr.write('Aborted.\n'); return 0; }
+      if (answer !== 'y' && answer !== 'yes') {
+        ctx.stderr.write('Aborted.\n');
+        return 0;
+      }
     }
     const r = await Image.pruneLocal(b, { ...opts, dryRun });
-    if (format === 'json') { writeJson(ctx, r); return r.errors.length ? 1 : 0; }
-    if (!hasAnything(r)) { ctx.stdout.write('Nothing to prune.\n'); return 0; }
+    if (format === 'json') {
+      writeJson(ctx, r);
+      return r.errors.length ? 1 : 0;
+    }
+    if (!hasAnything(r)) {
+      ctx.stdout.write('Nothing to prune.\n');
+      return 0;
+    }
     if (dryRun) {
       ctx.stdout.write('Would remove:\n');
       for (const x of r.removed.references) ctx.stdout.write(`  reference ${x}\n`);
@@ -108,12 +142,17 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
     for (const x of r.removed.references) ctx.stdout.write(`Untagged: ${x}\n`);
     for (const x of r.removed.manifests) ctx.stdout.write(`Deleted: ${x}\n`);
     for (const x of r.removed.layers) ctx.stdout.write(`Deleted: ${x}\n`);
-    ctx.stdout.write(`References removed: ${r.imageRefsRemoved}\nManifests removed: ${r.manifestsRemoved}\n` +
-      `Layers removed: ${r.layersRemoved}\nfsmeta files removed: ${r.fsmetaRemoved}\nVMDK files removed: ${r.vmdkRemoved}\n` +
-      `Temporary files removed: ${r.tempRemoved}\nOrphaned files removed: ${r.orphansRemoved}\n` +
-      (r.skippedInUse ? `Skipped (in use): ${r.skippedInUse}\n` : ''));
-    ctx.stdout.write(r.bytesReclaimed === null ? 'Reclaimed: unknown\n' : `Reclaimed ${formatSize(r.bytesReclaimed)}\n`);
-    for (const e of r.errors) ctx.stderr.write(`msb: error: ${e.kind} ${e.item}${e.path ? ` (${e.path})` : ''}: ${e.code}: ${e.message}\n`);
+    ctx.stdout.write(
+      `References removed: ${r.imageRefsRemoved}\nManifests removed: ${r.manifestsRemoved}\n` +
+        `Layers removed: ${r.layersRemoved}\nfsmeta files removed: ${r.fsmetaRemoved}\nVMDK files removed: ${r.vmdkRemoved}\n` +
+        `Temporary files removed: ${r.tempRemoved}\nOrphaned files removed: ${r.orphansRemoved}\n` +
+        (r.skippedInUse ? `Skipped (in use): ${r.skippedInUse}\n` : ''),
+    );
+    ctx.stdout.write(
+      r.bytesReclaimed === null ? 'Reclaimed: unknown\n' : `Reclaimed ${formatSize(r.bytesReclaimed)}\n`,
+    );
+    for (const e of r.errors)
+      ctx.stderr.write(`msb: error: ${e.kind} ${e.item}${e.path ? ` (${e.path})` : ''}: ${e.code}: ${e.message}\n`);
     return r.errors.length ? 1 : 0;
   });
 }

@@ -28,18 +28,25 @@ Flags:
 const POLICIES = new Set(['if-missing', 'always', 'never']);
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    quiet: { kind: 'bool', names: ['-q', '--quiet'] },
-    platform: { kind: 'value', names: ['--platform'] },
-    policy: { kind: 'value', names: ['--policy'] },
-    force: { kind: 'bool', names: ['--force'] },
-    insecure: { kind: 'bool', names: ['--insecure'] },
-    caCerts: { kind: 'multi', names: ['--ca-certs'] },
-  }, usage);
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REF', usage);
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      quiet: { kind: 'bool', names: ['-q', '--quiet'] },
+      platform: { kind: 'value', names: ['--platform'] },
+      policy: { kind: 'value', names: ['--policy'] },
+      force: { kind: 'bool', names: ['--force'] },
+      insecure: { kind: 'bool', names: ['--insecure'] },
+      caCerts: { kind: 'multi', names: ['--ca-certs'] },
+    },
+    usage,
+  );
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REF', usage);
   const policy = values.policy as string | undefined;
-  if (policy !== undefined && !POLICIES.has(policy)) throw new UsageError(`--policy must be if-missing, always or never, not ${JSON.stringify(policy)}`, usage);
-  if (values.force === true && policy === 'never') throw new UsageError('--force cannot be combined with --policy never', usage);
+  if (policy !== undefined && !POLICIES.has(policy))
+    throw new UsageError(`--policy must be if-missing, always or never, not ${JSON.stringify(policy)}`, usage);
+  if (values.force === true && policy === 'never')
+    throw new UsageError('--force cannot be combined with --policy never', usage);
   const quiet = values.quiet === true;
   const ref = parseReference(positionals[0]!); // a bad reference exits 2 before any I/O
 
@@ -78,7 +85,10 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
     }
     if (quiet) ctx.stdout.write(`${result.reference}\n`);
     else if (result.cached) ctx.stdout.write(`${result.reference} is up to date (cached)\n`);
-    else ctx.stdout.write(`Pulled ${result.reference} (${result.manifestDigest})${result.source ? ` from ${result.source}` : ''}\n`);
+    else
+      ctx.stdout.write(
+        `Pulled ${result.reference} (${result.manifestDigest})${result.source ? ` from ${result.source}` : ''}\n`,
+      );
     return 0;
   } finally {
     await backend.close();

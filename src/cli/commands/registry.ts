@@ -20,7 +20,7 @@
  */
 import { mkdirSync, readFileSync, unlinkSync, chmodSync } from 'node:fs';
 import { homedir } from 'node:os';
-import {  join, relative, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { InvalidArgumentError, SettingsError, toIoError } from '../../errors.js';
 import { parseSettings, readSettings } from '../../settings/settings.js';
 import { acquireFileLock } from '../../util/flock.js';
@@ -54,11 +54,15 @@ function homeOf(ctx: CliContext): string {
 
 /** docs/cli.md §7 step 1: validate and normalize HOST. */
 export function normalizeRegistryHost(input: string): string {
-  let h = input.trim().replace(/^https?:\/\//i, '').replace(/\/+$/, '');
+  let h = input
+    .trim()
+    .replace(/^https?:\/\//i, '')
+    .replace(/\/+$/, '');
   if (h.toLowerCase() === 'index.docker.io/v1') h = 'docker.io';
   const lower = h.toLowerCase();
   if (lower === 'docker.io' || lower === 'index.docker.io' || lower === 'registry-1.docker.io') return 'docker.io';
-  if (!h || h.includes('/') || h.includes('@')) throw new InvalidArgumentError('host', `invalid registry host ${JSON.stringify(input)}`);
+  if (!h || h.includes('/') || h.includes('@'))
+    throw new InvalidArgumentError('host', `invalid registry host ${JSON.stringify(input)}`);
   let domain: string;
   try {
     domain = parseReference(`${h}/x`).domain;
@@ -66,7 +70,10 @@ export function normalizeRegistryHost(input: string): string {
     throw new InvalidArgumentError('host', `invalid registry host ${JSON.stringify(input)}`);
   }
   if (domain === 'docker.io' && lower !== 'docker.io') {
-    throw new InvalidArgumentError('host', `invalid registry host ${JSON.stringify(input)}: it must contain '.' or ':' or be 'localhost'`);
+    throw new InvalidArgumentError(
+      'host',
+      `invalid registry host ${JSON.stringify(input)}: it must contain '.' or ':' or be 'localhost'`,
+    );
   }
   return domain;
 }
@@ -110,14 +117,32 @@ async function promptLine(ctx: CliContext, label: string, hidden: boolean): Prom
       let buf = '';
       const onData = (d: Buffer | string) => {
         for (const ch of d.toString()) {
-          if (ch === '\r' || ch === '\n') { cleanup(); if (hidden) ctx.stderr.write('\n'); done(buf); return; }
-          if (ch === '\u0003') { cleanup(); fail(new UsageError('interrupted')); return; }
-          if (ch === '\u007f' || ch === '\b') { buf = buf.slice(0, -1); continue; }
+          if (ch === '\r' || ch === '\n') {
+            cleanup();
+            if (hidden) ctx.stderr.write('\n');
+            done(buf);
+            return;
+          }
+          if (ch === '\u0003') {
+            cleanup();
+            fail(new UsageError('interrupted'));
+            return;
+          }
+          if (ch === '\u007f' || ch === '\b') {
+            buf = buf.slice(0, -1);
+            continue;
+          }
           buf += ch;
         }
       };
-      const onEnd = () => { cleanup(); done(buf); };
-      const cleanup = () => { input.off('data', onData); input.off('end', onEnd); };
+      const onEnd = () => {
+        cleanup();
+        done(buf);
+      };
+      const cleanup = () => {
+        input.off('data', onData);
+        input.off('end', onEnd);
+      };
       input.on('data', onData);
       input.on('end', onEnd);
     });
@@ -179,10 +204,14 @@ async function withConfigLock<T>(home: string, ctx: CliContext, fn: () => T): Pr
 // ───────────────────────────── verbs ─────────────────────────────
 
 async function login(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    username: { kind: 'value', names: ['-u', '--username'] },
-    passwordStdin: { kind: 'bool', names: ['--password-stdin'] },
-  }, usage);
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      username: { kind: 'value', names: ['-u', '--username'] },
+      passwordStdin: { kind: 'bool', names: ['--password-stdin'] },
+    },
+    usage,
+  );
   if (positionals.length !== 1) throw new UsageError('msb registry login needs exactly one HOST', usage);
   const host = normalizeRegistryHost(positionals[0]!);
   const home = homeOf(ctx);
@@ -248,7 +277,11 @@ async function logout(args: string[], ctx: CliContext): Promise<number> {
       const p = resolve(dir, auth.secret);
       const r = relative(dir, p);
       if (r && !r.startsWith('..')) {
-        try { unlinkSync(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw toIoError(e, p); }
+        try {
+          unlinkSync(p);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw toIoError(e, p);
+        }
       }
     }
     return true;
@@ -286,9 +319,12 @@ async function ls(args: string[], ctx: CliContext): Promise<number> {
   const entries = new Map<string, RegistryListEntry>();
   for (const [host, h] of Object.entries(settings.registries.hosts)) {
     entries.set(host, {
-      host, username: h.auth?.username ?? null,
+      host,
+      username: h.auth?.username ?? null,
       auth: h.auth ? (h.auth.secret !== undefined ? 'secret' : `env:${h.auth.passwordEnv}`) : '-',
-      insecure: h.insecure, mirrors: [], caCerts: h.caCerts,
+      insecure: h.insecure,
+      mirrors: [],
+      caCerts: h.caCerts,
     });
   }
   // The mirrors in force (MSB_REGISTRY_MIRRORS included), shown without userinfo.
@@ -303,7 +339,13 @@ async function ls(args: string[], ctx: CliContext): Promise<number> {
       const host = dockerKeyHost(key);
       if (!host) return;
       const e = entries.get(host);
-      if (e) { if (e.auth === '-') { e.auth = 'docker-config'; e.username = username; } return; }
+      if (e) {
+        if (e.auth === '-') {
+          e.auth = 'docker-config';
+          e.username = username;
+        }
+        return;
+      }
       entries.set(host, { host, username, auth: 'docker-config', insecure: false, mirrors: [], caCerts: [] });
     };
     for (const [k, a] of Object.entries(dc.config.auths ?? {})) {
@@ -318,9 +360,22 @@ async function ls(args: string[], ctx: CliContext): Promise<number> {
     for (const k of Object.keys(dc.config.credHelpers ?? {})) add(k, null);
   }
   const list = [...entries.values()].sort((a, b) => a.host.localeCompare(b.host));
-  if (format === 'json') { writeJson(ctx, list); return 0; }
-  ctx.stdout.write(table(['HOST', 'USERNAME', 'AUTH', 'INSECURE', 'MIRRORS', 'CA_CERTS'], list.map((e) => [
-    e.host, e.username ?? '-', e.auth, e.insecure ? 'yes' : 'no', e.mirrors.length ? e.mirrors.join(',') : '-', e.caCerts.length ? e.caCerts.join(',') : '-',
-  ])));
+  if (format === 'json') {
+    writeJson(ctx, list);
+    return 0;
+  }
+  ctx.stdout.write(
+    table(
+      ['HOST', 'USERNAME', 'AUTH', 'INSECURE', 'MIRRORS', 'CA_CERTS'],
+      list.map((e) => [
+        e.host,
+        e.username ?? '-',
+        e.auth,
+        e.insecure ? 'yes' : 'no',
+        e.mirrors.length ? e.mirrors.join(',') : '-',
+        e.caCerts.length ? e.caCerts.join(',') : '-',
+      ]),
+    ),
+  );
   return 0;
 }

@@ -22,16 +22,24 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseFlags(args, { force: { kind: 'bool', names: ['-f', '--force'] } }, usage);
   if (positionals.length === 0) throw new UsageError('msb rmi needs at least one REF', usage);
   const force = values.force === true;
-  return withLocalBackend(ctx, 'msb rmi', (b) => forEachArgument(ctx, positionals, async (ref) => {
-    const pins = force ? await Image.inspectLocal(b, ref).then((d) => d.pins).catch(() => []) : [];
-    const r = await Image.removeLocal(b, ref, { force, signal: ctx.signal });
-    for (const u of r.untagged) ctx.stdout.write(`Untagged: ${u}\n`);
-    for (const m of r.deletedManifests) ctx.stdout.write(`Deleted: ${m}\n`);
-    for (const l of r.deletedLayers) ctx.stdout.write(`Deleted: ${l}\n`);
-    if (pins.length > 0 && r.deletedManifests.length === 0) {
-      const who = pins.map((p) => `${p.kind} '${p.name}'`).join(', ');
-      ctx.stderr.write(`msb: note: the image stays cached while ${who} pin${pins.length > 1 ? '' : 's'} it; ` +
-        'remove the pins with `msb sandbox rm` / `msb snapshot rm`, then `msb image prune` reclaims it\n');
-    }
-  }));
+  return withLocalBackend(ctx, 'msb rmi', (b) =>
+    forEachArgument(ctx, positionals, async (ref) => {
+      const pins = force
+        ? await Image.inspectLocal(b, ref)
+            .then((d) => d.pins)
+            .catch(() => [])
+        : [];
+      const r = await Image.removeLocal(b, ref, { force, signal: ctx.signal });
+      for (const u of r.untagged) ctx.stdout.write(`Untagged: ${u}\n`);
+      for (const m of r.deletedManifests) ctx.stdout.write(`Deleted: ${m}\n`);
+      for (const l of r.deletedLayers) ctx.stdout.write(`Deleted: ${l}\n`);
+      if (pins.length > 0 && r.deletedManifests.length === 0) {
+        const who = pins.map((p) => `${p.kind} '${p.name}'`).join(', ');
+        ctx.stderr.write(
+          `msb: note: the image stays cached while ${who} pin${pins.length > 1 ? '' : 's'} it; ` +
+            'remove the pins with `msb sandbox rm` / `msb snapshot rm`, then `msb image prune` reclaims it\n',
+        );
+      }
+    }),
+  );
 }

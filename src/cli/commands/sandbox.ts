@@ -16,9 +16,23 @@ Flags:
 `;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  return runPinCommand({
-    noun: 'sandbox', usage, list: (b) => Sandbox.listLocal(b), columns: ['NAME', 'REFERENCE', 'DIGEST', 'PLATFORM', 'CREATED'],
-    row: (s, now) => [s.name, s.reference, showDigest(s.manifestDigest), platformString(s.platform), relativeTime(s.createdAt, now)],
-    rmArgs: 'NAME', remove: (b, x) => Sandbox.removeLocal(b, x),
-  }, args, ctx);
+  return runPinCommand(
+    {
+      noun: 'sandbox',
+      usage,
+      list: (b) => Sandbox.listLocal(b),
+      columns: ['NAME', 'REFERENCE', 'DIGEST', 'PLATFORM', 'CREATED'],
+      row: (s, now) => [
+        s.name,
+        s.reference,
+        showDigest(s.manifestDigest),
+        platformString(s.platform),
+        relativeTime(s.createdAt, now),
+      ],
+      rmArgs: 'NAME',
+      remove: (b, x) => Sandbox.removeLocal(b, x),
+    },
+    args,
+    ctx,
+  );
 }

@@ -18,18 +18,27 @@ Flags:
 `;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    output: { kind: 'value', names: ['-o', '--output'] },
-    format: { kind: 'value', names: ['--format'] },
-  }, usage);
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      output: { kind: 'value', names: ['-o', '--output'] },
+      format: { kind: 'value', names: ['--format'] },
+    },
+    usage,
+  );
   if (positionals.length === 0) throw new UsageError('missing REF', usage);
   const format = (values.format as string | undefined) ?? 'docker';
-  if (format !== 'docker' && format !== 'oci') throw new UsageError(`--format must be docker or oci, not ${JSON.stringify(format)}`, usage);
+  if (format !== 'docker' && format !== 'oci')
+    throw new UsageError(`--format must be docker or oci, not ${JSON.stringify(format)}`, usage);
   const file = values.output as string | undefined;
   const toStdout = file === undefined || file === '-';
-  if (toStdout && ctx.stdout.isTTY) throw new UsageError('refusing to write an archive to a terminal; use -o or a pipe');
-  await withLocalBackend(ctx, 'msb save', (b) => Image.saveLocal(b, positionals, toStdout ? ctx.stdout : file!, {
-    format, signal: ctx.signal,
-  }));
+  if (toStdout && ctx.stdout.isTTY)
+    throw new UsageError('refusing to write an archive to a terminal; use -o or a pipe');
+  await withLocalBackend(ctx, 'msb save', (b) =>
+    Image.saveLocal(b, positionals, toStdout ? ctx.stdout : file!, {
+      format,
+      signal: ctx.signal,
+    }),
+  );
   return 0;
 }

@@ -17,9 +17,23 @@ Flags:
 `;
 
 export async function run(args: string[], ctx: CliContext): Promise<number> {
-  return runPinCommand({
-    noun: 'snapshot', usage, list: (b) => Snapshot.listLocal(b), columns: ['DIGEST', 'NAME', 'IMAGE', 'REFERENCE', 'CREATED'],
-    row: (s, now) => [showDigest(s.digest), s.name ?? '-', showDigest(s.imageManifestDigest), s.reference ?? '-', relativeTime(s.createdAt, now)],
-    rmArgs: 'NAME or DIGEST', remove: (b, x) => Snapshot.removeLocal(b, x),
-  }, args, ctx);
+  return runPinCommand(
+    {
+      noun: 'snapshot',
+      usage,
+      list: (b) => Snapshot.listLocal(b),
+      columns: ['DIGEST', 'NAME', 'IMAGE', 'REFERENCE', 'CREATED'],
+      row: (s, now) => [
+        showDigest(s.digest),
+        s.name ?? '-',
+        showDigest(s.imageManifestDigest),
+        s.reference ?? '-',
+        relativeTime(s.createdAt, now),
+      ],
+      rmArgs: 'NAME or DIGEST',
+      remove: (b, x) => Snapshot.removeLocal(b, x),
+    },
+    args,
+    ctx,
+  );
 }
