@@ -68,19 +68,29 @@ test('in one process, waiters on one stripe run one after another; tryOnly sees 
   assert.equal(await withLock(await b._open('write'), 'layer', d2, () => 'free', { tryOnly: true }), 'free');
 });
 
+/**
+ * flock(1) holding `path` while its shell sleeps. The shell inherits the locked descriptor, so
+ * "the process dies" means the whole process group: `kill()` signals the group.
+ */
 function holdFlock(path: string, seconds: number) {
-  const child = spawn('flock', [path, '-c', `echo locked; sleep ${seconds}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('flock', [path, '-c', `echo locked; sleep ${seconds}`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
+  });
   const exited = new Promise<void>((r) => child.on('exit', () => r()));
   const locked = new Promise<void>((r) => child.stdout.on('data', () => r()));
-  return { child, exited, locked };
+  const kill = () => process.kill(-child.pid!, 'SIGKILL');
+  return { child, exited, locked, kill };
 }
 
-test('H4: a lock held by another process excludes us; when that process is killed we get it at once', async (t) => {
+test('H4: a lock held by another process excludes us; when that process is killed we get it at once', {
+  timeout: 120_000,
+}, async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   mkdirSync(join(dir, 'locks'));
   const p = join(dir, 'locks', 'layer-abc.lock');
-  const h = holdFlock(p, 60);
+  const h = holdFlock(p, 3600);
   await h.locked;
   assert.equal(await acquireFileLock(p, { tryOnly: true }), LOCK_BUSY);
   const waiting = acquireFileLock(p);
@@ -90,8 +100,10 @@ test('H4: a lock held by another process excludes us; when that process is kille
   });
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(got, false);
-  h.child.kill('SIGKILL');
+  h.kill();
   await h.exited;
+  // The holder would sleep for an hour: only its death can free the lock (the test's timeout
+  // turns "never" into a failure).
   const lock = await waiting;
   lock.release();
 });
@@ -103,7 +115,7 @@ test('a lock wait honours AbortSignal', async (t) => {
   const p = join(dir, 'locks', 'gc.lock');
   const h = holdFlock(p, 60);
   t.after(() => {
-    h.child.kill('SIGKILL');
+    h.kill();
   });
   await h.locked;
   const ac = new AbortController();
