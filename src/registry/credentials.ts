@@ -238,86 +238,104 @@ export async function runCredentialHelper(
     signal?: AbortSignal | undefined;
   },
 ): Promise<Credential | null> {
+  const where = opts.configPath ?? 'docker config';
   if (!HELPER_NAME_RE.test(name)) {
     throw new SettingsError(
-      opts.configPath ?? 'docker config',
+      where,
       `credential helper name ${JSON.stringify(name)} is invalid (allowed: [A-Za-z0-9_.-]+)`,
     );
   }
   const bin = `docker-credential-${name}`;
-  const result = await new Promise<{ code: number | null; stdout: Buffer; error?: string }>((done) => {
+  const result = await runHelperProcess(bin, serverKey, opts.timeoutMs, opts.env, opts.signal);
+  return helperAnswer(result, bin, { registry: opts.registry, where, timeoutMs: opts.timeoutMs });
+}
+
+/** How a helper process ended: its exit code and stdout, or why it was not heard out. */
+export interface HelperRun {
+  code: number | null;
+  stdout: Buffer;
+  /** `timeout`, `aborted`, `stdout over 64 KiB`, or a spawn errno (`ENOENT`…). */
+  error?: string;
+}
+
+/** Spawns the helper with `input` on stdin; never rejects (failures are in `error`). */
+function runHelperProcess(
+  bin: string,
+  input: string,
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv,
+  signal: AbortSignal | undefined,
+): Promise<HelperRun> {
+  return new Promise<HelperRun>((done) => {
+    const failed = (error: string): HelperRun => ({ code: null, stdout: Buffer.alloc(0), error });
     let child: ReturnType<typeof spawn>;
     try {
-      child = spawn(bin, ['get'], {
-        stdio: ['pipe', 'pipe', 'ignore'],
-        env: opts.env,
-        shell: false,
-        windowsHide: true,
-      });
+      child = spawn(bin, ['get'], { stdio: ['pipe', 'pipe', 'ignore'], env, shell: false, windowsHide: true });
     } catch (e) {
-      done({ code: null, stdout: Buffer.alloc(0), error: (e as NodeJS.ErrnoException).code ?? 'spawn failed' });
+      done(failed((e as NodeJS.ErrnoException).code ?? 'spawn failed'));
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
     let settled = false;
-    const finish = (r: { code: number | null; stdout: Buffer; error?: string }) => {
+    const finish = (r: HelperRun) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      opts.signal?.removeEventListener('abort', onAbort);
+      signal?.removeEventListener('abort', onAbort);
       done(r);
     };
-    const timer = setTimeout(() => {
+    const kill = (why: string) => {
       child.kill('SIGKILL');
-      finish({ code: null, stdout: Buffer.alloc(0), error: 'timeout' });
-    }, opts.timeoutMs);
-    const onAbort = () => {
-      child.kill('SIGKILL');
-      finish({ code: null, stdout: Buffer.alloc(0), error: 'aborted' });
+      finish(failed(why));
     };
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      finish({ code: null, stdout: Buffer.alloc(0), error: e.code ?? 'spawn failed' }),
-    );
+    const timer = setTimeout(() => kill('timeout'), timeoutMs);
+    const onAbort = () => kill('aborted');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (e: NodeJS.ErrnoException) => finish(failed(e.code ?? 'spawn failed')));
     child.stdout!.on('data', (b: Buffer) => {
       size += b.length;
-      if (size > HELPER_STDOUT_MAX) {
-        child.kill('SIGKILL');
-        finish({ code: null, stdout: Buffer.alloc(0), error: 'stdout over 64 KiB' });
-        return;
-      }
+      if (size > HELPER_STDOUT_MAX) return kill('stdout over 64 KiB');
       chunks.push(b);
     });
     child.on('close', (code) => finish({ code, stdout: Buffer.concat(chunks) }));
     child.stdin!.on('error', () => {
       /* the helper may exit before reading stdin */
     });
-    child.stdin!.end(serverKey + '\n');
+    child.stdin!.end(`${input}\n`);
   });
-  if (result.error === 'ENOENT')
-    throw new SettingsError(opts.configPath ?? 'docker config', `credential helper ${bin} was not found on PATH`);
-  if (result.error === 'aborted') return null;
-  if (result.error === 'timeout')
-    throw new RegistryAuthError(
-      opts.registry,
-      0,
-      `credential helper ${bin} did not finish within ${opts.timeoutMs} ms and was killed`,
-    );
-  if (result.error) throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} failed: ${result.error}`);
-  const out = result.stdout.toString('utf8');
-  if (result.code !== 0) {
-    if (/credentials not found/i.test(out)) return null;
-    throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} exited with status ${result.code}`);
+}
+
+/**
+ * What a helper's run means (pure): a credential, null for "credentials not found" (or an
+ * abort), SettingsError when the helper is not installed, RegistryAuthError for anything else.
+ * Its output is never quoted in a message: it may hold the secret.
+ */
+export function helperAnswer(
+  r: HelperRun,
+  bin: string,
+  at: { registry: string; where: string; timeoutMs: number },
+): Credential | null {
+  if (r.error === 'ENOENT') throw new SettingsError(at.where, `credential helper ${bin} was not found on PATH`);
+  if (r.error === 'aborted') return null;
+  if (r.error === 'timeout') {
+    const msg = `credential helper ${bin} did not finish within ${at.timeoutMs} ms and was killed`;
+    throw new RegistryAuthError(at.registry, 0, msg);
   }
-  let v: { Username?: unknown; Secret?: unknown };
+  if (r.error) throw new RegistryAuthError(at.registry, 0, `credential helper ${bin} failed: ${r.error}`);
+  const out = r.stdout.toString('utf8');
+  if (r.code !== 0) {
+    if (/credentials not found/i.test(out)) return null;
+    throw new RegistryAuthError(at.registry, 0, `credential helper ${bin} exited with status ${r.code}`);
+  }
+  let v: { Username?: unknown; Secret?: unknown } | null;
   try {
     v = JSON.parse(out) as typeof v;
   } catch {
-    throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} printed something that is not JSON`);
+    throw new RegistryAuthError(at.registry, 0, `credential helper ${bin} printed something that is not JSON`);
   }
-  if (typeof v.Secret !== 'string' || typeof v.Username !== 'string') {
-    throw new RegistryAuthError(opts.registry, 0, `credential helper ${bin} returned no Username/Secret`);
+  if (typeof v?.Secret !== 'string' || typeof v.Username !== 'string') {
+    throw new RegistryAuthError(at.registry, 0, `credential helper ${bin} returned no Username/Secret`);
   }
   return toCredential(v.Username, v.Secret);
 }

@@ -91,3 +91,9 @@ export interface Endpoint {
   /** Distinguishes mirrors on one host with different credentials (credential cache key). */
   id: string;
 }
+
+/** Anything with a registry domain and a repository (a ParsedReference fits). */
+export interface RepoRef {
+  domain: string;
+  repository: string;
+}

@@ -1,0 +1,88 @@
+/**
+ * The ping (docs/pull.md §1.3, §2.2): `GET /v2/` tells whether a host is a registry at all, which
+ * scheme it speaks, and how it wants to be authenticated (its challenges). It is asked once per
+ * endpoint per cache, so a pull of many blobs pays for it once. An endpoint with both schemes
+ * (loopback or insecure) is asked over https first; a connection-level failure falls to http.
+ */
+import { AbortedError, NetworkError, RegistryError } from '../errors.js';
+import { discard } from './body.js';
+import { parseWwwAuthenticate, type Challenge } from './challenge.js';
+import type { Retrier } from './retry.js';
+import type { Transport } from './transport.js';
+import type { Endpoint } from './types.js';
+
+export interface PingResult {
+  /** `scheme://host[:port]` actually spoken to. */
+  base: string;
+  scheme: 'http' | 'https';
+  challenges: Challenge[];
+}
+
+/** What makes two endpoints' pings different (their TLS settings and schemes included). */
+export function pingKey(ep: Endpoint): string {
+  return `${ep.key}|${ep.host}|${ep.schemes.join(',')}|${ep.insecure}`;
+}
+
+export class Pinger {
+  constructor(
+    private readonly cache: Map<string, Promise<PingResult>>,
+    private readonly transport: Transport,
+    private readonly retrier: Retrier,
+  ) {}
+
+  /** The endpoint's ping, from the cache or asked now (a failed ping is forgotten). */
+  ping(ep: Endpoint, signal: AbortSignal | undefined): Promise<PingResult> {
+    const key = pingKey(ep);
+    let p = this.cache.get(key);
+    if (!p) {
+      p = this.pingSchemes(ep, signal);
+      this.cache.set(key, p);
+      p.catch(() => this.cache.delete(key));
+    }
+    return p;
+  }
+
+  private async pingSchemes(ep: Endpoint, signal: AbortSignal | undefined): Promise<PingResult> {
+    let lastErr: unknown;
+    for (let i = 0; i < ep.schemes.length; i++) {
+      const scheme = ep.schemes[i]!;
+      const last = i === ep.schemes.length - 1;
+      try {
+        // Only the last scheme gets retries: an https that fails at once is someone speaking http.
+        return await this.pingOnce(ep, scheme, last ? this.retrier.attempts : 1, signal);
+      } catch (e) {
+        lastErr = e;
+        if (e instanceof AbortedError || last) throw e;
+        // https failed at the TLS/connection level: the next scheme (http) is tried (§1.3).
+        if (!(e instanceof NetworkError)) throw e;
+      }
+    }
+    throw lastErr;
+  }
+
+  private async pingOnce(
+    ep: Endpoint,
+    scheme: 'http' | 'https',
+    attempts: number,
+    signal: AbortSignal | undefined,
+  ): Promise<PingResult> {
+    const base = `${scheme}://${ep.host}`;
+    const res = await this.retrier.run(
+      ep.key,
+      `GET ${base}/v2/`,
+      null,
+      signal,
+      () => this.transport.follow(ep, base, 'GET', `${base}/v2/`, {}, null, signal).then((r) => r.res),
+      attempts,
+    );
+    const status = res.statusCode;
+    const challenges = status === 401 ? parseWwwAuthenticate(res.headers['www-authenticate']) : [];
+    await discard(res);
+    if (status === 200 || status === 401) return { base, scheme, challenges };
+    throw new RegistryError(
+      ep.key,
+      status,
+      `${ep.source} is not an OCI distribution registry (GET /v2/ answered ${status})`,
+    );
+  }
+}
