@@ -54,21 +54,22 @@ export function readSmallOrEmpty(res: Resp, max: number): Promise<Buffer> {
 
 /**
  * Reads a body of at most `max` bytes: a larger Content-Length is refused unread
- * (LimitExceededError `limit`); streaming stops as soon as the count passes the limit.
+ * (LimitExceededError `limit`); streaming stops as soon as the count passes the limit. A body
+ * cut off is NetworkError(`registry`), its description cleaned by `scrub`.
  */
 export async function readLimited(
   res: Resp,
   max: number,
   limit: string,
   what: string,
-  signal?: AbortSignal,
+  at: { registry: string; signal?: AbortSignal | undefined; scrub: (s: string) => string },
 ): Promise<Buffer> {
   const len = contentLength(res.headers);
   if (len !== null && len > max) {
     res.body.destroy();
     throw new LimitExceededError(limit, len, max, what);
   }
-  return collect(res.body, max, limit, what, what, signal);
+  return collect(res.body, max, limit, what, at.registry, at.signal, at.scrub);
 }
 
 /**

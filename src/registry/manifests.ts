@@ -80,7 +80,8 @@ async function getSmall(
     await discard(res);
     throw new RegistryError(ep.key, 416, `${what}: unexpected HTTP 416`);
   }
-  return { res, bytes: await readLimited(res, maxBytes, 'maxManifestBytes', what, signal) };
+  const at = { registry: ep.key, signal, scrub: (m: string) => s.scrubber.scrub(m) };
+  return { res, bytes: await readLimited(res, maxBytes, 'maxManifestBytes', what, at) };
 }
 
 /**

@@ -23,6 +23,36 @@ export function pingKey(ep: Endpoint): string {
   return `${ep.key}|${ep.host}|${ep.schemes.join(',')}|${ep.insecure}`;
 }
 
+/**
+ * Pings in flight: how many callers still wait with a signal of their own, and the controller
+ * that stops the ping once every one of them has given up. A ping is shared by every client of
+ * one cache (concurrent pulls of one backend), so no single caller's signal may end it for all.
+ */
+interface Flight {
+  waiters: number;
+  ctl: AbortController;
+}
+const flights = new WeakMap<Promise<PingResult>, Flight>();
+
+/** Waits for a shared ping as one caller: its abort ends its own wait, and the ping only with the last one. */
+function waitFor(p: Promise<PingResult>, signal: AbortSignal | undefined): Promise<PingResult> {
+  const f = flights.get(p);
+  if (!f || !signal) {
+    if (f) f.waiters = Number.POSITIVE_INFINITY; // a caller that never gives up keeps it going
+    return p;
+  }
+  if (signal.aborted) return Promise.reject(new AbortedError(signal.reason));
+  f.waiters++;
+  return new Promise<PingResult>((resolve, reject) => {
+    const onAbort = () => {
+      if (--f.waiters === 0) f.ctl.abort(signal.reason);
+      reject(new AbortedError(signal.reason));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 export class Pinger {
   constructor(
     private readonly cache: Map<string, Promise<PingResult>>,
@@ -30,16 +60,28 @@ export class Pinger {
     private readonly retrier: Retrier,
   ) {}
 
-  /** The endpoint's ping, from the cache or asked now (a failed ping is forgotten). */
+  /**
+   * The endpoint's ping, from the cache or asked now (a failed ping is forgotten). `signal` ends
+   * this caller's wait; the ping itself stops only when no caller is left waiting for it.
+   */
   ping(ep: Endpoint, signal: AbortSignal | undefined): Promise<PingResult> {
     const key = pingKey(ep);
     let p = this.cache.get(key);
-    if (!p) {
-      p = this.pingSchemes(ep, signal);
-      this.cache.set(key, p);
-      p.catch(() => this.cache.delete(key));
+    if (!p || flights.get(p)?.ctl.signal.aborted) {
+      const ctl = new AbortController();
+      const flight = this.pingSchemes(ep, ctl.signal);
+      flights.set(flight, { waiters: 0, ctl });
+      this.cache.set(key, flight);
+      flight.then(
+        () => flights.delete(flight),
+        () => {
+          flights.delete(flight);
+          if (this.cache.get(key) === flight) this.cache.delete(key);
+        },
+      );
+      p = flight;
     }
-    return p;
+    return waitFor(p, signal);
   }
 
   private async pingSchemes(ep: Endpoint, signal: AbortSignal | undefined): Promise<PingResult> {

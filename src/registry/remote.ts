@@ -8,7 +8,8 @@ import { LimitExceededError, RegistryError } from '../errors.js';
 import { DEFAULT_LIMITS } from '../limits.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import type { ParsedReference } from '../reference/reference.js';
-import type { RegistryClient, RepoRef } from './client.js';
+import type { RegistryClient } from './client.js';
+import type { RepoRef } from './types.js';
 
 export interface TopManifest {
   /** Digest of the exact bytes (verified against the reference's digest and Docker-Content-Digest). */

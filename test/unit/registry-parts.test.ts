@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import {
+  AbortedError,
   DigestMismatchError,
   LimitExceededError,
   NetworkError,
@@ -23,7 +24,7 @@ import {
 import { bearerScopes, needsReauth } from '../../src/registry/auth.js';
 import { rangeStartsAt } from '../../src/registry/blobs.js';
 import { collect } from '../../src/registry/body.js';
-import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryCache, RegistryClient } from '../../src/registry/client.js';
 import { helperAnswer, runCredentialHelper } from '../../src/registry/credentials.js';
 import { isFallbackable, withFallback } from '../../src/registry/fallback.js';
 import { verifyManifestBytes } from '../../src/registry/manifests.js';
@@ -419,6 +420,105 @@ test('a token realm answering `null` is a RegistryAuthError, not a crash', async
       await c.close();
     }
     assert.equal(f.requests(/^\/token$/).length, 1);
+  } finally {
+    await f.close();
+  }
+});
+
+test('a manifest body cut off mid-way is a NetworkError naming the registry, its description scrubbed', async () => {
+  const f = await FaultServer.start();
+  try {
+    f.handlers.push((req, res) => {
+      if (req.url === '/v2/') sendJson(res, 200, {});
+      else {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+        res.write('{"schemaVersion":');
+        setTimeout(() => res.socket?.destroy(), 50);
+      }
+      return true;
+    });
+    const c = new RegistryClient({
+      home: dir,
+      settings: {},
+      env: { DOCKER_CONFIG: join(dir, 'none') },
+      backoffMs: () => 1,
+    });
+    try {
+      await assert.rejects(
+        c.fetchManifest({ domain: f.host, repository: 'a/b' }, 'latest'),
+        (e: unknown) =>
+          e instanceof NetworkError && e.registry === f.host && /manifest .*a\/b:latest: /.test(e.message),
+      );
+    } finally {
+      await c.close();
+    }
+  } finally {
+    await f.close();
+  }
+});
+
+test('clients sharing a cache: cancelling one while the ping is in flight does not fail the others', async () => {
+  const f = await FaultServer.start();
+  try {
+    f.handlers.push((req, res) => {
+      if (req.url === '/v2/') setTimeout(() => sendJson(res, 200, {}), 300);
+      else sendJson(res, 200, { schemaVersion: 2 }, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
+      return true;
+    });
+    const cache = new RegistryCache();
+    const ac = new AbortController();
+    const opts = { home: dir, settings: {}, env: { DOCKER_CONFIG: join(dir, 'none') }, cache };
+    const a = new RegistryClient({ ...opts, signal: ac.signal });
+    const b = new RegistryClient(opts);
+    const c = new RegistryClient({ ...opts, signal: new AbortController().signal });
+    const ref = { domain: f.host, repository: 'a/b' };
+    try {
+      const pa = a.fetchManifest(ref, 'latest');
+      const pb = b.fetchManifest(ref, 'latest');
+      const pc = c.fetchManifest(ref, 'latest');
+      setTimeout(() => ac.abort(new Error('cancelled')), 100);
+      await assert.rejects(pa, AbortedError);
+      assert.equal((await pb).source, f.host);
+      assert.equal((await pc).source, f.host);
+      assert.equal(f.requests(/^\/v2\/$/).length, 1, 'one ping for the three');
+    } finally {
+      await Promise.all([a.close(), b.close(), c.close()]);
+    }
+  } finally {
+    await f.close();
+  }
+});
+
+test('a cancelled ping with no one left waiting stops, and the next caller pings afresh', async () => {
+  const f = await FaultServer.start();
+  try {
+    let pings = 0;
+    let cancelled = 0;
+    f.handlers.push((req, res) => {
+      if (req.url === '/v2/') {
+        res.on('close', () => {
+          if (!res.writableEnded) cancelled++;
+        });
+        setTimeout(() => !res.destroyed && sendJson(res, 200, {}), ++pings === 1 ? 2_000 : 0);
+      } else sendJson(res, 200, { schemaVersion: 2 }, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
+      return true;
+    });
+    const cache = new RegistryCache();
+    const opts = { home: dir, settings: {}, env: { DOCKER_CONFIG: join(dir, 'none') }, cache };
+    const ac = new AbortController();
+    const a = new RegistryClient({ ...opts, signal: ac.signal });
+    const b = new RegistryClient(opts);
+    const ref = { domain: f.host, repository: 'a/b' };
+    try {
+      const pa = a.fetchManifest(ref, 'latest');
+      setTimeout(() => ac.abort(new Error('cancelled')), 100);
+      await assert.rejects(pa, AbortedError);
+      assert.equal((await b.fetchManifest(ref, 'latest')).source, f.host);
+      assert.equal(f.requests(/^\/v2\/$/).length, 2);
+      assert.equal(cancelled, 1, 'the abandoned ping was cancelled, not left running');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   } finally {
     await f.close();
   }
