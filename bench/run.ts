@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark as whole processes beside its peer in the same run (see
  * bench/harness.ts for the rule), then a markdown summary table of all comparisons.
- * Usage: npm run bench [-- [--rounds N] [--warmup N] [--json FILE] [startup convert pull many index stitch]]
+ * Usage: npm run bench [-- [--rounds N] [--warmup N] [--json FILE] [startup convert pull many index stitch versus]]
  * Benchmarks never gate a test.
  */
 import { execFileSync } from 'node:child_process';
@@ -17,6 +17,7 @@ const ALL: Record<string, [string, string]> = {
   many: ['pull', 'benchMany'], // cold pull of the 7-layer image, gzip and zstd
   index: ['index', 'benchIndex'], // msb images on 10,000 refs; in-process API latencies
   stitch: ['stitch', 'benchStitch'], // in-process fsmeta + VMDK micro-figures
+  versus: ['versus', 'benchVersus'], // this build vs MSB_BENCH_BASELINE's build (refactor regressions)
 };
 
 function parseArgs(argv: string[]): { names: string[]; rounds: number; warmup: number; json?: string | undefined } {
@@ -39,7 +40,8 @@ function parseArgs(argv: string[]): { names: string[]; rounds: number; warmup: n
   }
   if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(warmup) || warmup < 0)
     throw new Error('--rounds ≥ 1 and --warmup ≥ 0, integers');
-  return { names: names.length ? names : Object.keys(ALL), rounds, warmup, json };
+  // versus needs a second build (MSB_BENCH_BASELINE): only when named
+  return { names: names.length ? names : Object.keys(ALL).filter((n) => n !== 'versus'), rounds, warmup, json };
 }
 
 function header(o: BenchOptions): void {
