@@ -337,3 +337,73 @@ export function redactUrl(text: string): string {
   // A URL in a message ends before whitespace, quotes and trailing punctuation.
   return text.replace(/\bhttps?:\/\/[^\s"'<>]*[^\s"'<>.,:;)\]]/gi, one);
 }
+
+/** Errors thrown by the caller's own callbacks (`onProgress`): returned to them unchanged. */
+const callerErrors = new WeakSet<object>();
+
+/** Marks `err` as the caller's own (a throwing `onProgress`): `wrapError` passes it through as is. */
+export function markCallerError(err: unknown): void {
+  if (typeof err === 'object' && err !== null) callerErrors.add(err);
+}
+
+/** SQLite result codes that are the filesystem's doing, with the errno they stand for. */
+const SQLITE_IO: Record<string, string> = {
+  SQLITE_FULL: 'ENOSPC',
+  SQLITE_READONLY: 'EROFS',
+  SQLITE_CANTOPEN: 'EACCES',
+  SQLITE_IOERR: 'EIO',
+  SQLITE_PERM: 'EPERM',
+};
+
+/** errno of a SQLite error that is an I/O condition (`SQLITE_FULL` → ENOSPC, …), else null. */
+export function sqliteErrno(code: string): string | null {
+  for (const [k, errno] of Object.entries(SQLITE_IO)) if (code === k || code.startsWith(`${k}_`)) return errno;
+  return null;
+}
+
+/**
+ * The one wrapping of an error that reaches an API boundary (docs/api.md §9): an MsbError passes;
+ * a Node system error (`code` + `syscall`, or an errno-like code) → IoError with that errno; a
+ * SQLite error → IoError for I/O conditions (disk full, read-only, cannot open, I/O error), else
+ * DatabaseError; an AbortError → AbortedError; anything else is a bug → InternalError (the original
+ * as `cause`). Errors the caller's own callbacks threw (`markCallerError`) and non-object values
+ * (which only a caller's callback throws) are returned unchanged.
+ */
+export function wrapError(err: unknown, path = '<unknown>'): unknown {
+  if (err instanceof MsbError) return err;
+  if (typeof err !== 'object' || err === null) return err;
+  if (callerErrors.has(err)) return err;
+  return toMsbError(err, path);
+}
+
+/** As `wrapError`, for any value: the result is always an MsbError. */
+export function toMsbError(err: unknown, path = '<unknown>'): MsbError {
+  if (err instanceof MsbError) return err;
+  const e = err as { code?: unknown; syscall?: unknown; path?: unknown; name?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  const msg = typeof e?.message === 'string' ? e.message : String(err);
+  const where = typeof e?.path === 'string' ? e.path : path;
+  if (e?.name === 'AbortError') return new AbortedError(err);
+  if (code.startsWith('SQLITE_')) {
+    const errno = sqliteErrno(code);
+    if (errno) return new IoError(where, errno, `${errno}: ${where}: ${msg}`, err);
+    return new DatabaseError(msg, err);
+  }
+  if (/^E[A-Z0-9]+$/.test(code) && (typeof e?.syscall === 'string' || typeof e?.path === 'string'))
+    return toIoError(err, where);
+  return new InternalError(msg, err);
+}
+
+/**
+ * An API function whose every rejection leaves through `wrapError`: the boundary of the standalone
+ * utilities (`convertLayer`, `stitchLayers`), which have no backend and so no `_run`.
+ */
+export function guarded<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A): Promise<R> => {
+    try {
+      return await fn(...args);
+    } catch (err) {
+      throw wrapError(err);
+    }
+  };
+}

@@ -82,5 +82,10 @@ export {
   type ErrorCode,
   type PinRef,
 } from './errors.js';
-export { convertLayer } from './erofs/convert.js';
-export { stitchLayers } from './stitch/index.js';
+import { guarded } from './errors.js';
+import { convertLayer as convertLayerUnguarded } from './erofs/convert.js';
+import { stitchLayers as stitchLayersUnguarded } from './stitch/index.js';
+/** docs/api.md §5; every rejection is an MsbError (the one wrapping point of this boundary). */
+export const convertLayer = guarded(convertLayerUnguarded);
+/** docs/api.md §5; every rejection is an MsbError (the one wrapping point of this boundary). */
+export const stitchLayers = guarded(stitchLayersUnguarded);

@@ -16,6 +16,11 @@ export interface Limits {
   maxXattrBytes: number;
   maxPaxHeaderBytes: number;
   maxArchiveMembers: number;
+  /**
+   * Bytes a load may keep in its spool directory (docs/archives.md §2): a stream copied as it
+   * arrives, small members, and the layer members a plan names.
+   */
+  maxArchiveSpoolBytes: number;
 }
 
 const MiB = 1024 * 1024;
@@ -32,6 +37,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxXattrBytes: 64 * 1024,
   maxPaxHeaderBytes: 1 * MiB,
   maxArchiveMembers: 1_000_000,
+  maxArchiveSpoolBytes: 256 * GiB,
 });
 
 /** Fixed limits outside `Limits` (their LimitExceededError.limit names). */
@@ -44,6 +50,16 @@ export const FIXED_LIMITS = Object.freeze({
   archiveImages: 1000,
   /** Extension headers allowed before one tar entry (docs/erofs.md §6.2). */
   extensionHeaders: 8,
+  /** Bytes after the end-of-archive blocks of a load archive (docs/archives.md §2). */
+  archiveTrailingBytes: 1 * MiB,
+  /** `<home>/config.json` and the docker config file (docs/cli.md §8). */
+  configFileBytes: 4 * MiB,
+  /** One PEM CA file (`ca_certs`, `--ca-certs`). */
+  caCertFileBytes: 4 * MiB,
+  /** One registry secret file under `<home>/secrets/`. */
+  secretFileBytes: 64 * 1024,
+  /** The cache marker `msb-cache.json` (docs/storage.md §1). */
+  markerFileBytes: 64 * 1024,
 });
 
 export function resolveLimits(...overlays: (Partial<Limits> | undefined)[]): Limits {

@@ -15,7 +15,7 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { inspect as utilInspect } from 'node:util';
-import { SettingsError } from '../errors.js';
+import { SettingsError, wrapError } from '../errors.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { openStore, type Store, type StoreConfig, type StoreOpener } from '../store/store.js';
 import { tryParseDuration } from '../util/duration.js';
@@ -121,11 +121,18 @@ export class LocalBackend implements StoreOpener {
     return store;
   }
 
-  /** @internal Tracks a running operation so that close() can wait for it. */
+  /**
+   * @internal Tracks a running operation so that close() can wait for it. The API's one wrapping
+   * point (docs/api.md §9): whatever `fn` throws leaves as an MsbError (`wrapError`: fs errors →
+   * IO with their errno, SQLite → IO or DATABASE, anything else → INTERNAL), except the caller's
+   * own `onProgress` error, which is returned unchanged.
+   */
   async _run<T>(fn: () => Promise<T>): Promise<T> {
     this.running++;
     try {
       return await fn();
+    } catch (err) {
+      throw wrapError(err, this.home);
     } finally {
       this.running--;
       if (this.running === 0) {
@@ -189,7 +196,7 @@ export class LocalBackendBuilder {
   /** Eager: creates directories, opens and migrates the DB, writes the cache marker, reads settings. */
   async build(): Promise<LocalBackend> {
     const b = new LocalBackend(this.opts);
-    await b._open('write');
+    await b._run(() => b._open('write'));
     return b;
   }
   buildLazy(): LocalBackend {

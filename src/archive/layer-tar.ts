@@ -146,6 +146,123 @@ function xattrsOf(meta: Meta): [Buffer, Buffer][] {
 
 const READ_CHUNK = 1 << 20;
 
+/** Metadata of an entry's header, from its inode. */
+function common(meta: Meta): Pick<HeaderFields, 'mode' | 'uid' | 'gid' | 'mtime'> & { mtimeNsec: number } {
+  return { mode: meta.mode & 0o7777, uid: meta.uid, gid: meta.gid, mtime: meta.mtime, mtimeNsec: meta.mtimeNsec };
+}
+
+/** The walk of one layer's tree into tar entries (docs/archives.md §8.2), writing to `sink`. */
+class Regenerator {
+  /** Hardlinks: the first alias in walk order carries the data; later ones link to its name. */
+  private readonly firstAlias = new Map<Inode, Buffer>();
+  constructor(
+    private readonly layerPath: string,
+    private readonly fh: FileHandle,
+    private readonly sink: Sink,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  private async emit(b: Buffer): Promise<void> {
+    await this.sink(b);
+  }
+
+  /** An opaque directory's marker: empty, mode 0, root-owned, mtime 0. */
+  async marker(dirName: Buffer): Promise<void> {
+    const name = Buffer.concat([dirName, Buffer.from('.wh..wh..opq', 'latin1')]);
+    await this.emit(entryHeaders({ name, mode: 0, uid: 0, gid: 0, size: 0, mtime: 0n, typeflag: '0' }));
+  }
+
+  /** A directory's own entry (explicit directories only). */
+  async dirEntry(name: Buffer, d: DirNode): Promise<void> {
+    await this.emit(entryHeaders({ name, ...common(d.meta), size: 0, typeflag: '5', xattrs: xattrsOf(d.meta) }));
+  }
+
+  /** The data blocks of a regular file, then its padding. */
+  private async fileData(ino: Inode, name: Buffer): Promise<void> {
+    if (ino.size === 0) return;
+    const where = `file ${name.toString('utf8')}`;
+    if (ino.data?.device !== 0)
+      throw new CacheCorruptError(this.layerPath, `${where} has no data blocks in this layer`);
+    const base = ino.data.startBlock * 4096;
+    let done = 0;
+    while (done < ino.size) {
+      if (this.signal?.aborted) throw new AbortedError(this.signal.reason);
+      const n = Math.min(READ_CHUNK, ino.size - done);
+      const buf = Buffer.alloc(n);
+      let got = 0;
+      while (got < n) {
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await this.fh.read(buf, got, n - got, base + done + got));
+        } catch (err) {
+          throw toIoError(err, this.layerPath);
+        }
+        if (bytesRead === 0) throw new CacheCorruptError(this.layerPath, `${where} extends beyond the image`);
+        got += bytesRead;
+      }
+      await this.emit(buf);
+      done += n;
+    }
+    await this.emit(padding(ino.size));
+  }
+
+  /** Depth-first pre-order, children in byte-wise name order. */
+  async walk(dir: DirNode, prefix: Buffer): Promise<void> {
+    const names = [...dir.children.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const n of names) {
+      if (this.signal?.aborted) throw new AbortedError(this.signal.reason);
+      const e = dir.children.get(n)!;
+      const nameBytes = Buffer.concat([prefix, Buffer.from(n, 'latin1')]);
+      if (isDir(e)) {
+        const dn = Buffer.concat([nameBytes, Buffer.from('/')]);
+        if (!e.implicit) await this.dirEntry(dn, e);
+        if (e.opaque) await this.marker(dn);
+        await this.walk(e, dn);
+      } else if (isWhiteout(e)) {
+        const wh = Buffer.concat([prefix, Buffer.from('.wh.', 'latin1'), Buffer.from(n, 'latin1')]);
+        await this.emit(entryHeaders({ name: wh, ...common(e.meta), size: 0, typeflag: '0' }));
+      } else await this.nonDir(e, nameBytes);
+    }
+  }
+
+  /** A file, symlink, device or FIFO (a second alias of an inode: a hardlink; a socket: skipped). */
+  private async nonDir(e: Inode, name: Buffer): Promise<void> {
+    if (e.kind === 'sock') return;
+    const base = { name, ...common(e.meta), size: 0 };
+    const first = this.firstAlias.get(e);
+    if (first) {
+      await this.emit(entryHeaders({ ...base, typeflag: '1', linkname: first }));
+      return;
+    }
+    this.firstAlias.set(e, name);
+    const xattrs = xattrsOf(e.meta);
+    switch (e.kind) {
+      case 'file':
+        await this.emit(entryHeaders({ ...base, size: e.size, typeflag: '0', xattrs }));
+        await this.fileData(e, name);
+        break;
+      case 'symlink':
+        await this.emit(entryHeaders({ ...base, typeflag: '2', linkname: e.target ?? Buffer.alloc(0), xattrs }));
+        break;
+      case 'chr':
+      case 'blk':
+        await this.emit(
+          entryHeaders({
+            ...base,
+            typeflag: e.kind === 'chr' ? '3' : '4',
+            devmajor: e.rdevMajor ?? 0,
+            devminor: e.rdevMinor ?? 0,
+            xattrs,
+          }),
+        );
+        break;
+      case 'fifo':
+        await this.emit(entryHeaders({ ...base, typeflag: '6', xattrs }));
+        break;
+    }
+  }
+}
+
 /**
  * Writes the regenerated tar of the layer EROFS at `layerPath` to `sink`, in order. A layer that
  * the reader refuses is CacheCorruptError (naming the path).
@@ -162,142 +279,13 @@ export async function writeLayerTar(
   } catch (err) {
     throw toIoError(err, layerPath);
   }
-  const signal = opts.signal;
-  const firstAlias = new Map<Inode, Buffer>();
-  const emit = async (b: Buffer) => {
-    await sink(b);
-  };
-  const marker = async (dirName: Buffer) => {
-    const name = Buffer.concat([dirName, Buffer.from('.wh..wh..opq', 'latin1')]);
-    await emit(entryHeaders({ name, mode: 0, uid: 0, gid: 0, size: 0, mtime: 0n, typeflag: '0' }));
-  };
-  const fileData = async (ino: Inode, name: Buffer) => {
-    if (ino.size === 0) return;
-    if (ino.data?.device !== 0)
-      throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} has no data blocks in this layer`);
-    const base = ino.data.startBlock * 4096;
-    let done = 0;
-    while (done < ino.size) {
-      if (signal?.aborted) throw new AbortedError(signal.reason);
-      const n = Math.min(READ_CHUNK, ino.size - done);
-      const buf = Buffer.alloc(n);
-      let got = 0;
-      while (got < n) {
-        const { bytesRead } = await fh.read(buf, got, n - got, base + done + got);
-        if (bytesRead === 0)
-          throw new CacheCorruptError(layerPath, `file ${name.toString('utf8')} extends beyond the image`);
-        got += bytesRead;
-      }
-      await emit(buf);
-      done += n;
-    }
-    await emit(padding(ino.size));
-  };
-  const walk = async (dir: DirNode, prefix: Buffer): Promise<void> => {
-    const names = [...dir.children.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const n of names) {
-      if (signal?.aborted) throw new AbortedError(signal.reason);
-      const e = dir.children.get(n)!;
-      const nameBytes = Buffer.concat([prefix, Buffer.from(n, 'latin1')]);
-      if (isDir(e)) {
-        const dn = Buffer.concat([nameBytes, Buffer.from('/')]);
-        if (!e.implicit) {
-          await emit(
-            entryHeaders({
-              name: dn,
-              mode: e.meta.mode & 0o7777,
-              uid: e.meta.uid,
-              gid: e.meta.gid,
-              size: 0,
-              mtime: e.meta.mtime,
-              mtimeNsec: e.meta.mtimeNsec,
-              typeflag: '5',
-              xattrs: xattrsOf(e.meta),
-            }),
-          );
-        }
-        if (e.opaque) await marker(dn);
-        await walk(e, dn);
-        continue;
-      }
-      const meta = e.meta;
-      const common = {
-        mode: meta.mode & 0o7777,
-        uid: meta.uid,
-        gid: meta.gid,
-        mtime: meta.mtime,
-        mtimeNsec: meta.mtimeNsec,
-      };
-      if (isWhiteout(e)) {
-        const wh = Buffer.concat([prefix, Buffer.from('.wh.', 'latin1'), Buffer.from(n, 'latin1')]);
-        await emit(entryHeaders({ name: wh, ...common, size: 0, typeflag: '0' }));
-        continue;
-      }
-      if (e.kind === 'sock') continue;
-      const first = firstAlias.get(e);
-      if (first) {
-        await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: '1', linkname: first }));
-        continue;
-      }
-      firstAlias.set(e, nameBytes);
-      const xattrs = xattrsOf(meta);
-      switch (e.kind) {
-        case 'file':
-          await emit(entryHeaders({ name: nameBytes, ...common, size: e.size, typeflag: '0', xattrs }));
-          await fileData(e, nameBytes);
-          break;
-        case 'symlink':
-          await emit(
-            entryHeaders({
-              name: nameBytes,
-              ...common,
-              size: 0,
-              typeflag: '2',
-              linkname: e.target ?? Buffer.alloc(0),
-              xattrs,
-            }),
-          );
-          break;
-        case 'chr':
-        case 'blk':
-          await emit(
-            entryHeaders({
-              name: nameBytes,
-              ...common,
-              size: 0,
-              typeflag: e.kind === 'chr' ? '3' : '4',
-              devmajor: e.rdevMajor ?? 0,
-              devminor: e.rdevMinor ?? 0,
-              xattrs,
-            }),
-          );
-          break;
-        case 'fifo':
-          await emit(entryHeaders({ name: nameBytes, ...common, size: 0, typeflag: '6', xattrs }));
-          break;
-      }
-    }
-  };
   try {
+    const r = new Regenerator(layerPath, fh, sink, opts.signal);
     const rootName = Buffer.from('./', 'latin1');
-    if (!root.implicit) {
-      await emit(
-        entryHeaders({
-          name: rootName,
-          mode: root.meta.mode & 0o7777,
-          uid: root.meta.uid,
-          gid: root.meta.gid,
-          size: 0,
-          mtime: root.meta.mtime,
-          mtimeNsec: root.meta.mtimeNsec,
-          typeflag: '5',
-          xattrs: xattrsOf(root.meta),
-        }),
-      );
-    }
-    if (root.opaque) await marker(Buffer.alloc(0));
-    await walk(root, Buffer.alloc(0));
-    await emit(Buffer.concat([ZERO, ZERO]));
+    if (!root.implicit) await r.dirEntry(rootName, root);
+    if (root.opaque) await r.marker(Buffer.alloc(0));
+    await r.walk(root, Buffer.alloc(0));
+    await sink(Buffer.concat([ZERO, ZERO]));
   } finally {
     await fh.close().catch(() => {});
   }

@@ -11,6 +11,10 @@
  * Every step runs under one lease: the spool directory, each manifest digest and diff_id are
  * lease items before they are checked or created; candidates before they are created.
  *
+ * The member table (members.ts) reads the archive once; after planning, the layer members the
+ * load will read (every Docker-path layer, and each OCI layer not already cached) are copied out
+ * of a compressed archive in one more pass (`ensureResident`); nothing else is spooled.
+ *
  * Choices where the contract is silent:
  * - Events (pull union without download events, §7): per image `resolving` and `resolved`
  *   (`totalDownloadBytes` 0), the layer and stitch events; the `complete` events of all images
@@ -18,30 +22,28 @@
  * - Images are processed one after the other, layers of one image one at a time: an archive is
  *   local, so disk bandwidth, not latency, bounds the work.
  */
-import { unlink, mkdir } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import { AbortedError, DigestMismatchError, LayerInvalidError, MsbError, toIoError } from '../errors.js';
+import { mkdir, unlink } from 'node:fs/promises';
+import { AbortedError, MsbError, toIoError } from '../errors.js';
 import type { Store, StoreOpener } from '../store/store.js';
 import type { ImageHandle } from '../store/handle.js';
 import type { LoadOptions } from './types.js';
 import { readErofsTree } from '../erofs/reader.js';
 import type { DirNode } from '../erofs/tree.js';
-import { DETECT_BYTES, takeHead } from '../layer/compression.js';
-import { compressionOfMediaType, ociLayerMediaType, type Compression } from '../oci/media-types.js';
-import { resolveLimits, type Limits } from '../limits.js';
-import type { ConverterDeps } from '../pull/blob-pipeline.js';
+import { resolveLimits } from '../limits.js';
 import { defaultConverterDeps } from '../pull/deps-default.js';
 import { PullEmitter, linkedAbort, type PullEvent } from '../pull/events.js';
 import { checkLayer, publishLayerCandidate } from '../store/artifacts.js';
 import { stitchStep } from '../pull/stitch-step.js';
-import { hostPlatform, parsePlatform } from '../oci/platform.js';
+import { hostPlatform, parsePlatform, type Platform } from '../oci/platform.js';
 import { parseReference } from '../reference/reference.js';
 import { createLease, type Lease } from '../store/lease.js';
 import { withLock } from '../store/locks.js';
 import { loadSpoolPath } from '../store/paths.js';
 import { publishImages, upsertLayerRow, type PublishImageRecord } from '../store/publish.js';
-import { digestAlgorithm, digestOf, newHash } from '../util/digest.js';
-import { ArchiveMembers } from './members.js';
+import { digestOf } from '../util/digest.js';
+import { ensureDirSync } from '../util/fs.js';
+import { convertMember, hashOnly, type LayerCtx } from './load-layer.js';
+import { ArchiveMembers, type Member } from './members.js';
 import { planArchive, syntheticManifest, type PlannedImage, type PlannedLayer } from './plan.js';
 
 interface LayerDone {
@@ -49,27 +51,21 @@ interface LayerDone {
   root: DirNode | null;
 }
 
-interface Ctx {
-  backend: StoreOpener;
+interface Ctx extends LayerCtx {
   store: Store;
   lease: Lease;
-  members: ArchiveMembers;
-  emitter: PullEmitter;
-  signal: AbortSignal;
-  limits: Limits;
-  deps: ConverterDeps;
-  warn(code: string, message: string): void;
   /** Per diff_id, once per load (shared layers are read once). */
   layers: Map<string, LayerDone>;
 }
 
-/** Loads an archive from a path or a stream; resolves to one handle per loaded name, archive order. */
-export async function loadArchive(
-  backend: StoreOpener,
-  input: string | NodeJS.ReadableStream,
-  options: LoadOptions = {},
-): Promise<ImageHandle[]> {
-  // Argument errors before any I/O.
+interface Args {
+  tags: string[];
+  target: Platform;
+  explicitPlatform: boolean;
+}
+
+/** Argument errors before any I/O. */
+function parseArgs(options: LoadOptions): Args {
   const tagsIn =
     options.tag === undefined || options.tag === null ? [] : Array.isArray(options.tag) ? options.tag : [options.tag];
   const tags: string[] = [];
@@ -79,7 +75,16 @@ export async function loadArchive(
   }
   const explicitPlatform = options.platform !== undefined && options.platform !== null;
   const target = explicitPlatform ? parsePlatform(options.platform) : hostPlatform();
+  return { tags, target, explicitPlatform };
+}
 
+/** Loads an archive from a path or a stream; resolves to one handle per loaded name, archive order. */
+export async function loadArchive(
+  backend: StoreOpener,
+  input: string | NodeJS.ReadableStream,
+  options: LoadOptions = {},
+): Promise<ImageHandle[]> {
+  const args = parseArgs(options);
   const emitter = new PullEmitter();
   if (options.onProgress) emitter.addListener(options.onProgress as (e: PullEvent) => void);
   const ac = linkedAbort(options.signal, emitter);
@@ -87,19 +92,18 @@ export async function loadArchive(
   try {
     return await backend._run(async () => {
       const store = await backend._open('write', signal);
-      const limits = resolveLimits(store.limits);
       const lease = await createLease(store, 'load', { signal });
       let spool: string | null = null;
+      let members: ArchiveMembers | null = null;
       try {
-        const members = await ArchiveMembers.open(input, {
+        const limits = resolveLimits(store.limits);
+        members = await ArchiveMembers.open(input, {
           limits,
           signal,
           spoolDir: async () => {
             const s = loadSpoolPath(store.paths.root);
             await lease.addItem('temp', s.name);
-            await mkdir(store.paths.tmpDir, { recursive: true }).catch((err) => {
-              throw toIoError(err, store.paths.tmpDir);
-            });
+            ensureDirSync(store.paths.tmpDir, 0o700);
             try {
               await mkdir(s.path, { mode: 0o700 });
             } catch (err) {
@@ -110,9 +114,7 @@ export async function loadArchive(
           },
         });
         const warn = (code: string, message: string) => emitter.emit({ type: 'warning', code, message });
-        const images = await planArchive(members, { limits, target, explicitPlatform, tags, warn });
         const ctx: Ctx = {
-          backend,
           store,
           lease,
           members,
@@ -123,36 +125,17 @@ export async function loadArchive(
           warn,
           layers: new Map(),
         };
-        await lease.addItems([
-          ...images
-            .filter((i) => i.manifestDigest)
-            .map((i) => ({ kind: 'manifest' as const, value: i.manifestDigest! })),
-          ...[...new Set(images.flatMap((i) => i.layers.map((l) => l.diffId)))].map((d) => ({
-            kind: 'layer' as const,
-            value: d,
-          })),
-        ]);
-        for (const img of images) await materializeImage(ctx, img);
-        if (signal.aborted) throw new AbortedError(signal.reason);
-        const handles = await commitArchive(store, images, signal);
-        for (const img of images) {
-          emitter.emit({
-            type: 'complete',
-            reference: img.names[0]!,
-            manifestDigest: img.manifestDigest!,
-            cached: false,
-            layerCount: img.layers.length,
-          });
-        }
-        return handles;
+        return await loadPlanned(ctx, await planArchive(members, { limits, ...args, warn }));
       } finally {
+        await members?.close();
         await ArchiveMembers.removeSpool(spool);
         await lease.release();
       }
     });
   } catch (err) {
     if (emitter.listenerError) throw emitter.listenerError.error;
-    if (signal.aborted && !(err instanceof AbortedError) && (!(err instanceof MsbError) || err.code === 'IO'))
+    // A stream torn down or a lock wait cut short by the abort: it is the abort.
+    if (signal.aborted && err instanceof MsbError && (err.code === 'IO' || err.code === 'INTERNAL'))
       throw new AbortedError(signal.reason);
     throw err;
   } finally {
@@ -160,20 +143,59 @@ export async function loadArchive(
   }
 }
 
+/** Leases, the needed members copied out, each image materialized, ONE commit, the `complete` events. */
+async function loadPlanned(ctx: Ctx, images: PlannedImage[]): Promise<ImageHandle[]> {
+  await ctx.lease.addItems([
+    ...images.filter((i) => i.manifestDigest).map((i) => ({ kind: 'manifest' as const, value: i.manifestDigest! })),
+    ...[...new Set(images.flatMap((i) => i.layers.map((l) => l.diffId)))].map((d) => ({
+      kind: 'layer' as const,
+      value: d,
+    })),
+  ]);
+  await ctx.members.ensureResident(await membersToRead(ctx.store, images));
+  for (const img of images) await materializeImage(ctx, img);
+  if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
+  const handles = await commitArchive(ctx.store, images, ctx.signal);
+  for (const img of images) {
+    ctx.emitter.emit({
+      type: 'complete',
+      reference: img.names[0]!,
+      manifestDigest: img.manifestDigest!,
+      cached: false,
+      layerCount: img.layers.length,
+    });
+  }
+  return handles;
+}
+
+/**
+ * The layer members this load will read: every Docker-path layer (its digest is needed), each
+ * OCI layer whose layer file is not valid now. A hint, read without locks: a layer that turns out
+ * invalid later is copied out when it is read.
+ */
+async function membersToRead(store: Store, images: PlannedImage[]): Promise<Member[]> {
+  const out = new Set<Member>();
+  const valid = new Map<string, boolean>();
+  for (const img of images) {
+    for (const l of img.layers) {
+      if (img.kind === 'oci') {
+        if (!valid.has(l.diffId)) valid.set(l.diffId, (await checkLayer(store, l.diffId)).valid);
+        if (valid.get(l.diffId)) continue;
+      }
+      out.add(l.member);
+    }
+  }
+  return [...out];
+}
+
 /** Layers, synthetic manifest (Docker path), stitch — everything but the commit. */
 async function materializeImage(ctx: Ctx, img: PlannedImage): Promise<void> {
   const { emitter } = ctx;
   emitter.emit({ type: 'resolving', reference: img.names[0]! });
   if (img.kind === 'docker') {
-    // The synthetic manifest needs every blob digest: hash the layer members first, so that
-    // `resolved` (with the manifest digest) precedes every layer event, as in a pull.
-    for (const l of img.layers) {
-      const same = img.layers.find((x) => x !== l && x.member === l.member && x.blobDigest);
-      if (same) {
-        l.blobDigest = same.blobDigest;
-        l.mediaType = same.mediaType;
-      } else await hashOnly(ctx, l);
-    }
+    // The synthetic manifest needs every blob digest: hash the layer members first (each member
+    // once per load, whatever number of images name it), so that `resolved` precedes every layer event.
+    for (const l of img.layers) await hashOnly(ctx, l);
     const raw = syntheticManifest(
       img.configDigest,
       img.configRaw.length,
@@ -280,177 +302,6 @@ async function layer(ctx: Ctx, l: PlannedLayer): Promise<void> {
     erofsSizeBytes: done.sizeBytes,
     reused: done.reused,
   });
-}
-
-function setDockerBlob(l: PlannedLayer, digest: string, kind: Compression): void {
-  if (l.pathDigest && l.pathDigest !== digest) {
-    throw new DigestMismatchError(
-      'blob',
-      l.pathDigest,
-      digest,
-      `archive member ${l.memberName} does not match its name (${digest})`,
-    );
-  }
-  l.blobDigest = digest;
-  l.mediaType = ociLayerMediaType(kind);
-}
-
-/** Docker path, cached layer: the blob digest and the magic, nothing decompressed. */
-async function hashOnly(ctx: Ctx, l: PlannedLayer): Promise<void> {
-  const h = newHash('sha256');
-  let head = Buffer.alloc(0);
-  for await (const c of ctx.members.stream(l.member) as AsyncIterable<Buffer>) {
-    if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
-    if (head.length < DETECT_BYTES) head = Buffer.concat([head, c.subarray(0, DETECT_BYTES - head.length)]);
-    h.update(c);
-  }
-  const kind = ctx.deps.detectCompression(head);
-  if (kind === null)
-    throw new LayerInvalidError(`layer member ${l.memberName} is neither gzip, zstd nor tar`, { diffId: l.diffId });
-  setDockerBlob(l, `sha256:${h.digest('hex')}`, kind);
-}
-
-/**
- * One pass over a layer member: blob hash, decompressor, writeLayer (diff_id checked by the
- * writer). Precedence (docs/pull.md §7): the blob digest first, then a decode/tar error, then the
- * diff_id; the member is read to its end whatever the decoder does.
- */
-async function convertMember(
-  ctx: Ctx,
-  l: PlannedLayer,
-  candidate: string,
-): Promise<{ sizeBytes: number; inodes: number; blocks: number; root: DirNode }> {
-  const { signal, emitter } = ctx;
-  const alg = l.blobDigest ? digestAlgorithm(l.blobDigest) : 'sha256';
-  const h = newHash(alg);
-  const src = ctx.members.stream(l.member);
-  const it = (src as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  const { head, chunks: headParts, ended: eof } = await takeHead(it);
-  const kind = ctx.deps.detectCompression(head);
-  let failed: unknown = null;
-  let dec: NodeJS.ReadWriteStream | null = null;
-  let writer: Promise<
-    { ok: true; v: Awaited<ReturnType<ConverterDeps['writeLayer']>> } | { ok: false; e: unknown }
-  > | null = null;
-  const wac = new AbortController();
-  const onAbort = () => wac.abort(signal.reason);
-  signal.addEventListener('abort', onAbort, { once: true });
-  if (kind !== null) {
-    const announced = l.mediaType ? compressionOfMediaType(l.mediaType) : null;
-    if (announced !== null && announced !== kind) {
-      ctx.warn(
-        'MEDIA_TYPE_MISMATCH',
-        `layer ${l.position + 1} (${l.blobDigest}): media type ${l.mediaType} does not match its content (${kind}); decoding it as ${kind}`,
-      );
-    }
-    dec = ctx.deps.createDecompressor(kind, { signal: wac.signal });
-    dec.on('error', (e: unknown) => {
-      if (failed === null) failed = e;
-    });
-    writer = ctx.deps
-      .writeLayer(dec as unknown as Readable, candidate, {
-        signal: wac.signal,
-        diffIdAlgorithm: digestAlgorithm(l.diffId),
-        limits: ctx.limits,
-        onProgress: (p) =>
-          emitter.progress({
-            type: 'layerMaterializeProgress',
-            layerIndex: l.position,
-            diffId: l.diffId,
-            tarBytes: p.tarBytes,
-            entries: p.entries,
-          }),
-        onWarning: (w) => ctx.warn(w.code, w.message),
-      })
-      .then(
-        (v) => ({ ok: true as const, v }),
-        (e: unknown) => {
-          if (failed === null) failed = e;
-          (dec as unknown as Readable).destroy?.();
-          return { ok: false as const, e };
-        },
-      );
-  }
-  const feed = async (c: Buffer) => {
-    h.update(c);
-    if (!dec || failed !== null) return;
-    let ok: boolean;
-    try {
-      ok = (dec as unknown as NodeJS.WritableStream).write(c);
-    } catch (e) {
-      failed = e;
-      return;
-    }
-    if (!ok) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          dec!.off('drain', done);
-          dec!.off('close', done);
-          dec!.off('error', done);
-          resolve();
-        };
-        dec!.on('drain', done);
-        dec!.on('close', done);
-        dec!.on('error', done);
-        void writer!.then(done);
-      });
-    }
-  };
-  try {
-    for (const c of headParts) await feed(c);
-    if (!eof) {
-      for (;;) {
-        if (signal.aborted) throw new AbortedError(signal.reason);
-        const r = await it.next();
-        if (r.done) break;
-        await feed(r.value);
-      }
-    }
-    if (dec && failed === null) (dec as unknown as NodeJS.WritableStream).end();
-    const res = writer ? await writer : null;
-    if (signal.aborted) throw new AbortedError(signal.reason);
-    const blob = `${alg}:${h.digest('hex')}`;
-    if (l.blobDigest) {
-      if (blob !== l.blobDigest)
-        throw new DigestMismatchError(
-          'blob',
-          l.blobDigest,
-          blob,
-          `archive member ${l.memberName} does not match its digest (${blob})`,
-        );
-    }
-    if (kind === null)
-      throw new LayerInvalidError(`layer member ${l.memberName} is neither gzip, zstd nor tar`, { diffId: l.diffId });
-    if (!l.blobDigest) setDockerBlob(l, blob, kind);
-    if (!res?.ok) {
-      const e = res && !res.ok ? res.e : failed;
-      if (e instanceof MsbError) throw e;
-      throw ctx.deps.mapDecodeError
-        ? ctx.deps.mapDecodeError(kind, e)
-        : new LayerInvalidError(String(e), { diffId: l.diffId });
-    }
-    if (failed !== null)
-      throw failed instanceof MsbError
-        ? failed
-        : (ctx.deps.mapDecodeError?.(kind, failed) ?? new LayerInvalidError(String(failed)));
-    const v = res.v;
-    if (v.diffId !== l.diffId)
-      throw new DigestMismatchError(
-        'diffId',
-        l.diffId,
-        v.diffId,
-        `layer ${l.memberName}: diff_id ${v.diffId} does not match the config's ${l.diffId}`,
-      );
-    return { sizeBytes: v.sizeBytes, inodes: v.inodes, blocks: v.blocks, root: v.root as DirNode };
-  } catch (err) {
-    wac.abort(err);
-    (dec as unknown as Readable | null)?.destroy?.();
-    if (writer) await writer;
-    throw err;
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-    src.destroy();
-  }
 }
 
 /**

@@ -148,6 +148,12 @@ export async function planArchive(t: ArchiveMembers, o: PlanOptions): Promise<Pl
       'not a docker-save or OCI-layout archive (no manifest.json, nor oci-layout + index.json)',
     );
   }
+  // An index with no manifest (or only entries of unknown types) loads nothing: an error, never a silent success.
+  if (images.length === 0)
+    throw new ArchiveInvalidError(
+      'the archive holds no image (index.json lists no image manifest or index)',
+      'index.json',
+    );
   applyTags(images, o.tags);
   checkNames(images);
   return images;

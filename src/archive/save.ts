@@ -9,6 +9,11 @@
  * A path output goes to `<output>.<rand>.partial`, renamed into place on success and removed on
  * failure; a stream output is written directly.
  *
+ * Before anything is written, each image's `manifest_layer` rows are cross-checked against its
+ * stored manifest and config (store/consistency.ts): rows that disagree are CACHE_CORRUPT (a pull
+ * of the name repairs them), so a damaged index never exports a different image under the tag.
+ * The archive's bytes are written by save-writer.ts.
+ *
  * Choices where the contract is silent:
  * - `SaveResult.images[i].manifestDigest` and `diffIds` are those of the archive just written (the
  *   regenerated manifest and layers), in request order, one entry per requested name.
@@ -17,115 +22,25 @@
  * - Save emits no progress events (they describe pulls and loads); `onProgress` is accepted.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { AbortedError, CacheCorruptError, ImageNotFoundError, InvalidArgumentError, toIoError } from '../errors.js';
 import type { Store, StoreOpener } from '../store/store.js';
 import type { SaveOptions, SaveResult } from './types.js';
 import { configRaw, findManifest, findRef, manifestLayers, type ManifestRow } from '../catalog/queries.js';
 import { checkLayer } from '../store/artifacts.js';
-import { parseImageSelector, type ImageSelector } from '../reference/reference.js';
+import { crossCheckImage } from '../store/consistency.js';
+import { parseImageSelector } from '../reference/reference.js';
 import { createLease } from '../store/lease.js';
 import { withLock } from '../store/locks.js';
-import { saveSpoolPath } from '../store/paths.js';
-import { digestOf, newHash } from '../util/digest.js';
-import { MEDIA_TYPES, ociLayerMediaType } from '../oci/media-types.js';
 import { renameDurable } from '../util/fs.js';
-import { replaceDiffIds } from './json-edit.js';
-import { entryHeaders, padding, writeLayerTar } from './layer-tar.js';
+import { Out, writeArchive, type ImageToSave, type Requested } from './save-writer.js';
 
-interface Requested {
-  sel: ImageSelector;
-  input: string;
-}
-
-interface ImageToSave {
-  manifest: ManifestRow;
-  config: Buffer;
-  layers: { position: number; diffId: string }[];
-  /** Filled while writing. */
-  saved?: {
-    manifestDigest: string;
-    manifestRaw: Buffer;
-    configDigest: string;
-    diffIds: string[];
-    layerDigests: string[];
-  };
-}
-
-/** Buffered, byte-counting writer over a file handle or a stream (backpressure honoured). */
-class Out {
-  bytes = 0;
-  private buf: Buffer[] = [];
-  private len = 0;
-  constructor(
-    private readonly fh: FileHandle | null,
-    private readonly stream: NodeJS.WritableStream | null,
-    private readonly path: string,
-  ) {}
-
-  async write(b: Buffer): Promise<void> {
-    this.bytes += b.length;
-    this.buf.push(b);
-    this.len += b.length;
-    if (this.len >= 1 << 20) await this.flush();
-  }
-
-  async flush(): Promise<void> {
-    if (this.len === 0) return;
-    const data = Buffer.concat(this.buf, this.len);
-    this.buf = [];
-    this.len = 0;
-    if (this.fh) {
-      try {
-        let off = 0;
-        while (off < data.length) off += (await this.fh.write(data, off, data.length - off)).bytesWritten;
-      } catch (err) {
-        throw toIoError(err, this.path);
-      }
-      return;
-    }
-    const s = this.stream!;
-    await new Promise<void>((resolve, reject) => {
-      const onErr = (e: unknown) => reject(toIoError(e, this.path));
-      s.once('error', onErr);
-      const ok = s.write(data, (e?: Error | null) => {
-        if (e) onErr(e);
-      });
-      if (ok) {
-        s.off('error', onErr);
-        resolve();
-      } else
-        s.once('drain', () => {
-          s.off('error', onErr);
-          resolve();
-        });
-    });
-  }
-}
-
-function fileHeader(name: string, size: number): Buffer {
-  return entryHeaders({ name: Buffer.from(name, 'utf8'), mode: 0o644, uid: 0, gid: 0, size, mtime: 0n, typeflag: '0' });
-}
-
-function dirHeader(name: string): Buffer {
-  return entryHeaders({
-    name: Buffer.from(name, 'utf8'),
-    mode: 0o755,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    mtime: 0n,
-    typeflag: '5',
-  });
-}
-
-/** Saves `references` to `output` (a path or a writable stream). */
-export async function saveArchive(
-  backend: StoreOpener,
+/** Argument errors before any I/O: the de-duplicated requests (first occurrence sets the order) and the format. */
+function parseSaveArgs(
   references: string | string[],
   output: string | NodeJS.WritableStream,
-  options: SaveOptions = {},
-): Promise<SaveResult> {
+  options: SaveOptions,
+): { requested: Requested[]; format: 'docker' | 'oci' } {
   const list = Array.isArray(references) ? references : [references];
   if (list.length === 0) throw new InvalidArgumentError('references', 'save needs at least one image reference');
   const format = options.format ?? 'docker';
@@ -146,41 +61,26 @@ export async function saveArchive(
     seen.add(key);
     requested.push({ sel, input });
   }
-  const signal = options.signal;
-  const notFound = (r: Requested) => new ImageNotFoundError(r.sel.kind === 'digest' ? r.sel.digest : r.sel.familiar);
+  return { requested, format };
+}
 
+function notFound(r: Requested): ImageNotFoundError {
+  return new ImageNotFoundError(r.sel.kind === 'digest' ? r.sel.digest : r.sel.familiar);
+}
+
+/** Saves `references` to `output` (a path or a writable stream). */
+export async function saveArchive(
+  backend: StoreOpener,
+  references: string | string[],
+  output: string | NodeJS.WritableStream,
+  options: SaveOptions = {},
+): Promise<SaveResult> {
+  const { requested, format } = parseSaveArgs(references, output, options);
+  const signal = options.signal;
   return backend._run(async () => {
     if (!(await backend._open('read'))) throw notFound(requested[0]!);
     const store = await backend._open('write', signal);
-    const index = store.index;
-    // Every reference is resolved first (the index decides, never the files).
-    const rows = await index.read(() =>
-      requested.map((r) => {
-        if (r.sel.kind === 'digest') return findManifest(index, r.sel.digest) ?? null;
-        const ref = findRef(index, r.sel.canonical);
-        return ref ? (findManifest(index, ref.digest) ?? null) : null;
-      }),
-    );
-    rows.forEach((m, i) => {
-      if (!m) throw notFound(requested[i]!);
-    });
-    const images = new Map<string, ImageToSave>();
-    await index.read(() => {
-      for (const m of rows as ManifestRow[]) {
-        if (images.has(m.digest)) continue;
-        const cfg = configRaw(index, m.config_digest);
-        if (!cfg)
-          throw new CacheCorruptError(
-            store.paths.root,
-            `the config ${m.config_digest} of ${m.digest} is missing from the index`,
-          );
-        images.set(m.digest, {
-          manifest: m,
-          config: cfg,
-          layers: manifestLayers(index, m.id).map((l) => ({ position: l.position, diffId: l.diff_id })),
-        });
-      }
-    });
+    const { rows, images } = await resolveImages(store, requested);
     const lease = await createLease(store, 'save', { signal });
     let partial: string | null = null;
     let fh: FileHandle | null = null;
@@ -190,15 +90,7 @@ export async function saveArchive(
         ...[...images.keys()].map((d) => ({ kind: 'manifest' as const, value: d })),
         ...diffIds.map((d) => ({ kind: 'layer' as const, value: d })),
       ]);
-      for (const d of diffIds) {
-        const c = await withLock(store, 'layer', d, () => checkLayer(store, d), { signal });
-        if (typeof c !== 'object' || !c.valid) {
-          throw new CacheCorruptError(
-            store.paths.layer(d),
-            `layer ${d} is ${typeof c === 'object' ? c.reason : 'busy'}`,
-          );
-        }
-      }
+      await checkLayerFiles(store, diffIds, signal);
       // Only now: the output.
       let out: Out;
       if (typeof output === 'string') {
@@ -209,35 +101,15 @@ export async function saveArchive(
           throw toIoError(err, partial);
         }
         out = new Out(fh, null, partial);
-      } else {
-        out = new Out(null, output, '<stream>');
-      }
-      await writeArchive(store, lease, out, format, requested, rows as ManifestRow[], images, signal);
+      } else out = new Out(null, output, '<stream>');
+      await writeArchive({ store, lease, out, format, requested, rows, images, signal });
       await out.flush();
       if (fh) {
-        try {
-          await fh.sync();
-        } catch (err) {
-          throw toIoError(err, partial!);
-        }
-        await fh.close();
+        await finishFile(fh, partial!, output as string, signal);
         fh = null;
-        if (signal?.aborted) throw new AbortedError(signal.reason);
-        await renameDurable(partial!, output as string);
         partial = null;
       }
-      return {
-        format,
-        bytesWritten: out.bytes,
-        images: requested.map((r, i) => {
-          const s = images.get((rows as ManifestRow[])[i]!.digest)!.saved!;
-          return {
-            reference: r.sel.kind === 'digest' ? r.sel.digest : r.sel.familiar,
-            manifestDigest: s.manifestDigest,
-            diffIds: s.diffIds,
-          };
-        }),
-      };
+      return saveResult(format, out.bytes, requested, rows, images);
     } finally {
       if (fh) await fh.close().catch(() => {});
       if (partial) await unlink(partial).catch(() => {});
@@ -246,192 +118,99 @@ export async function saveArchive(
   });
 }
 
-async function writeArchive(
+/**
+ * Every requested name resolved in the index (the index decides, never the files), and each
+ * distinct manifest's config and layers, cross-checked against its stored bytes.
+ */
+async function resolveImages(
   store: Store,
-  lease: Awaited<ReturnType<typeof createLease>>,
-  out: Out,
+  requested: Requested[],
+): Promise<{ rows: ManifestRow[]; images: Map<string, ImageToSave> }> {
+  const index = store.index;
+  return index.read(() => {
+    const rows = requested.map((r) => {
+      const ref = r.sel.kind === 'digest' ? null : findRef(index, r.sel.canonical);
+      const m = r.sel.kind === 'digest' ? findManifest(index, r.sel.digest) : ref && findManifest(index, ref.digest);
+      if (!m) throw notFound(r);
+      return m;
+    });
+    const images = new Map<string, ImageToSave>();
+    for (const [i, m] of rows.entries()) {
+      if (images.has(m.digest)) continue;
+      const cfg = configRaw(index, m.config_digest);
+      if (!cfg)
+        throw new CacheCorruptError(
+          store.paths.root,
+          `the config ${m.config_digest} of ${m.digest} is missing from the index`,
+        );
+      const stored = manifestLayers(index, m.id);
+      const check = crossCheckImage({
+        manifestDigest: m.digest,
+        manifestMediaType: m.media_type,
+        manifestRaw: m.raw,
+        layerCount: m.layer_count,
+        configDigest: m.config_digest,
+        configRaw: cfg,
+        rows: stored.map((l) => ({ position: l.position, diffId: l.diff_id, blobDigest: l.blob_digest })),
+      });
+      if (check.problem) {
+        const e = new CacheCorruptError(index.path, check.problem);
+        (e.details as Record<string, unknown>).hint =
+          `msb pull --policy never ${requested[i]!.input} repairs the rows from the stored manifest (offline when its layers are cached)`;
+        throw e;
+      }
+      const layers = stored.map((l) => ({ position: l.position, diffId: l.diff_id }));
+      images.set(m.digest, { manifest: m, config: cfg, layers });
+    }
+    return { rows, images };
+  });
+}
+
+/** Every layer file validated under its lock (docs/storage.md §5) BEFORE anything is written. */
+async function checkLayerFiles(store: Store, diffIds: string[], signal: AbortSignal | undefined): Promise<void> {
+  for (const d of diffIds) {
+    const c = await withLock(store, 'layer', d, () => checkLayer(store, d), { signal });
+    if (typeof c !== 'object' || !c.valid) {
+      throw new CacheCorruptError(store.paths.layer(d), `layer ${d} is ${typeof c === 'object' ? c.reason : 'busy'}`);
+    }
+  }
+}
+
+/** fsync, close, and rename the partial file into place (unless aborted meanwhile). */
+async function finishFile(
+  fh: FileHandle,
+  partial: string,
+  output: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  try {
+    await fh.sync();
+  } catch (err) {
+    throw toIoError(err, partial);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+  if (signal?.aborted) throw new AbortedError(signal.reason);
+  await renameDurable(partial, output);
+}
+
+function saveResult(
   format: 'docker' | 'oci',
+  bytesWritten: number,
   requested: Requested[],
   rows: ManifestRow[],
   images: Map<string, ImageToSave>,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  const written = new Set<string>();
-  const blob = async (digest: string, data: Buffer) => {
-    if (written.has(digest)) return;
-    written.add(digest);
-    await out.write(fileHeader(`blobs/sha256/${digest.slice(7)}`, data.length));
-    await out.write(data);
-    await out.write(padding(data.length));
+): SaveResult {
+  return {
+    format,
+    bytesWritten,
+    images: requested.map((r, i) => {
+      const s = images.get(rows[i]!.digest)!.saved!;
+      return {
+        reference: r.sel.kind === 'digest' ? r.sel.digest : r.sel.familiar,
+        manifestDigest: s.manifestDigest,
+        diffIds: s.diffIds,
+      };
+    }),
   };
-  await out.write(dirHeader('blobs/'));
-  await out.write(dirHeader('blobs/sha256/'));
-  const regenerated = new Map<string, { digest: string; size: number }>();
-  for (const img of images.values()) {
-    const layerDigests: string[] = [];
-    for (const l of img.layers) {
-      if (signal?.aborted) throw new AbortedError(signal.reason);
-      let r = regenerated.get(l.diffId);
-      if (!r) {
-        r = await layerBlob(store, lease, out, l.diffId, written, signal);
-        regenerated.set(l.diffId, r);
-      }
-      layerDigests.push(r.digest);
-    }
-    const stored = img.layers.map((l) => l.diffId);
-    const same = stored.every((d, i) => d === layerDigests[i]);
-    const config = same ? img.config : replaceDiffIds(img.config, layerDigests, img.manifest.config_digest);
-    const configDigest = digestOf(config);
-    await blob(configDigest, config);
-    const manifestRaw = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: MEDIA_TYPES.ociManifest,
-        config: { mediaType: MEDIA_TYPES.ociConfig, digest: configDigest, size: config.length },
-        layers: img.layers.map((_, i) => ({
-          mediaType: ociLayerMediaType('none'),
-          digest: layerDigests[i]!,
-          size: regenerated.get(img.layers[i]!.diffId)!.size,
-        })),
-      }),
-      'utf8',
-    );
-    const manifestDigest = digestOf(manifestRaw);
-    await blob(manifestDigest, manifestRaw);
-    img.saved = { manifestDigest, manifestRaw, configDigest, diffIds: layerDigests, layerDigests };
-  }
-  // index.json: one descriptor per requested name, in request order.
-  const descriptors = requested.map((r, i) => {
-    const img = images.get(rows[i]!.digest)!;
-    const m = img.manifest;
-    const platform: Record<string, string> = { architecture: m.architecture ?? 'unknown', os: m.os ?? 'unknown' };
-    if (m.variant) platform.variant = m.variant;
-    const d: Record<string, unknown> = {
-      mediaType: MEDIA_TYPES.ociManifest,
-      digest: img.saved!.manifestDigest,
-      size: img.saved!.manifestRaw.length,
-    };
-    if (r.sel.kind === 'reference') {
-      const ann: Record<string, string> = { 'io.containerd.image.name': r.sel.canonical };
-      if (r.sel.tag !== null) ann['org.opencontainers.image.ref.name'] = r.sel.tag;
-      d.annotations = ann;
-    }
-    d.platform = platform;
-    return d;
-  });
-  const indexJson = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: descriptors }),
-    'utf8',
-  );
-  await out.write(fileHeader('index.json', indexJson.length));
-  await out.write(indexJson);
-  await out.write(padding(indexJson.length));
-  if (format === 'docker') {
-    const entries: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
-    const byManifest = new Map<string, { Config: string; RepoTags: string[]; Layers: string[] }>();
-    requested.forEach((r, i) => {
-      const img = images.get(rows[i]!.digest)!;
-      let e = byManifest.get(img.manifest.digest);
-      if (!e) {
-        e = {
-          Config: `blobs/sha256/${img.saved!.configDigest.slice(7)}`,
-          RepoTags: [],
-          Layers: img.saved!.layerDigests.map((d) => `blobs/sha256/${d.slice(7)}`),
-        };
-        byManifest.set(img.manifest.digest, e);
-        entries.push(e);
-      }
-      if (
-        r.sel.kind === 'reference' &&
-        r.sel.tag !== null &&
-        r.sel.digest === null &&
-        !e.RepoTags.includes(r.sel.familiar)
-      )
-        e.RepoTags.push(r.sel.familiar);
-    });
-    const mj = Buffer.from(JSON.stringify(entries), 'utf8');
-    await out.write(fileHeader('manifest.json', mj.length));
-    await out.write(mj);
-    await out.write(padding(mj.length));
-  }
-  const layout = Buffer.from('{"imageLayoutVersion":"1.0.0"}', 'utf8');
-  await out.write(fileHeader('oci-layout', layout.length));
-  await out.write(layout);
-  await out.write(padding(layout.length));
-  await out.write(Buffer.alloc(1024));
-}
-
-/**
- * Regenerates one layer into a spool (hashing it), then writes its member (unless a blob with the
- * same digest was already written) and removes the spool.
- */
-async function layerBlob(
-  store: Store,
-  lease: Awaited<ReturnType<typeof createLease>>,
-  out: Out,
-  diffId: string,
-  written: Set<string>,
-  signal: AbortSignal | undefined,
-): Promise<{ digest: string; size: number }> {
-  const spool = saveSpoolPath(store.paths.root);
-  await lease.addItem('temp', spool.name);
-  await mkdir(store.paths.tmpDir, { recursive: true }).catch((err) => {
-    throw toIoError(err, store.paths.tmpDir);
-  });
-  let sh: FileHandle | null = null;
-  try {
-    try {
-      sh = await open(spool.path, 'wx+', 0o600);
-    } catch (err) {
-      throw toIoError(err, spool.path);
-    }
-    const h = newHash('sha256');
-    let size = 0;
-    const pending: Buffer[] = [];
-    let plen = 0;
-    const flush = async () => {
-      if (plen === 0) return;
-      const data = Buffer.concat(pending, plen);
-      pending.length = 0;
-      plen = 0;
-      let off = 0;
-      try {
-        while (off < data.length)
-          off += (await sh!.write(data, off, data.length - off, size - data.length + off)).bytesWritten;
-      } catch (err) {
-        throw toIoError(err, spool.path);
-      }
-    };
-    await writeLayerTar(
-      store.paths.layer(diffId),
-      async (b) => {
-        h.update(b);
-        size += b.length;
-        pending.push(b);
-        plen += b.length;
-        if (plen >= 1 << 20) await flush();
-      },
-      signal ? { signal } : {},
-    );
-    await flush();
-    const digest = `sha256:${h.digest('hex')}`;
-    if (!written.has(digest)) {
-      written.add(digest);
-      await out.write(fileHeader(`blobs/sha256/${digest.slice(7)}`, size));
-      const chunk = Buffer.alloc(1 << 20);
-      let pos = 0;
-      while (pos < size) {
-        if (signal?.aborted) throw new AbortedError(signal.reason);
-        const { bytesRead } = await sh.read(chunk, 0, Math.min(chunk.length, size - pos), pos);
-        if (bytesRead === 0) throw new CacheCorruptError(spool.path, 'save spool is shorter than written');
-        await out.write(Buffer.from(chunk.subarray(0, bytesRead)));
-        pos += bytesRead;
-      }
-      await out.write(padding(size));
-    }
-    return { digest, size };
-  } finally {
-    if (sh) await sh.close().catch(() => {});
-    await unlink(spool.path).catch(() => {});
-  }
 }

@@ -8,13 +8,14 @@
  * async backoff (10 ms doubling to 500 ms, 10 s in all), then fail with DatabaseError. Callbacks
  * given to `write`/`read` are synchronous and must do no file or network I/O.
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
-import { DatabaseError, MsbError, throwIfAborted, toIoError } from '../errors.js';
+import { DatabaseError, IoError, MsbError, sqliteErrno, throwIfAborted, toIoError } from '../errors.js';
 import { sleep } from '../util/abort.js';
 import { acquireFileLock } from '../util/flock.js';
+import { ensureDirSync } from '../util/fs.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, MIGRATION_1_NAME } from './migrations.js';
 
 export type Db = BetterSqlite3.Database;
@@ -34,10 +35,19 @@ function isSqliteError(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('SQLITE_');
 }
 
-/** SQLite failures become DatabaseError; typed errors (thrown by callbacks) pass through. */
-export function toDatabaseError(err: unknown, what: string): unknown {
+/**
+ * SQLite failures become typed errors; typed errors (thrown by callbacks) pass through. A failure
+ * that is the filesystem's (disk full, read-only, cannot open, I/O error) is IoError on `path`
+ * (docs/acceptance.md H8: a full disk is `IO` `ENOSPC`), any other DatabaseError.
+ */
+export function toDatabaseError(err: unknown, what: string, path?: string): unknown {
   if (err instanceof MsbError) return err;
-  if (isSqliteError(err)) return new DatabaseError(`${what}: ${(err as Error).message}`, err);
+  if (isSqliteError(err)) {
+    const errno = sqliteErrno((err as { code: string }).code);
+    if (errno !== null && path !== undefined)
+      return new IoError(path, errno, `${errno}: ${path}: ${what}: ${(err as Error).message}`, err);
+    return new DatabaseError(`${what}: ${(err as Error).message}`, err);
+  }
   return err;
 }
 
@@ -50,13 +60,16 @@ export class IndexDb {
   readonly path: string;
   readonly db: Db;
   readonly indexId: string;
+  /** Opened without write access (a read-only home): every write fails with IoError EROFS. */
+  readonly readOnly: boolean;
   private readonly stmts = new Map<string, BetterSqlite3.Statement>();
   private closed = false;
 
-  constructor(path: string, db: Db, indexId: string) {
+  constructor(path: string, db: Db, indexId: string, readOnly = false) {
     this.path = path;
     this.db = db;
     this.indexId = indexId;
+    this.readOnly = readOnly;
   }
 
   /** A cached prepared statement in raw mode (rows as arrays). */
@@ -85,6 +98,12 @@ export class IndexDb {
    * the whole transaction; after 10 s → DatabaseError. An exception from `fn` rolls back.
    */
   async write<T>(fn: (db: Db) => T, opts: TxOptions = {}): Promise<T> {
+    if (this.readOnly) {
+      throw withHint(
+        new IoError(dirname(this.path), 'EROFS', `EROFS: ${dirname(this.path)}: the index is read-only here`),
+        'this home is not writable: images, inspect and df work; anything that changes the cache needs a writable home',
+      );
+    }
     return this.retrying('write transaction', opts.signal, () => this.transaction('BEGIN IMMEDIATE', fn));
   }
 
@@ -118,7 +137,7 @@ export class IndexDb {
       try {
         return attempt();
       } catch (err) {
-        if (!isBusyError(err)) throw toDatabaseError(err, `${what} on ${this.path}`);
+        if (!isBusyError(err)) throw toDatabaseError(err, `${what} on ${this.path}`, this.path);
         if (Date.now() + delay > deadline) {
           throw new DatabaseError(
             `${what} on ${this.path}: database is busy (gave up after ${RETRY_TOTAL_MS / 1000}s)`,
@@ -149,33 +168,43 @@ interface Inspection {
   userVersion: number;
 }
 
-/** Step 1 of docs/storage.md §3.3: reads only. Busy → retried like a read. */
+/** Step 1 of docs/storage.md §3.3, one attempt: reads only. */
+function inspectSync(db: Db): Inspection {
+  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+    (r) => r.name,
+  );
+  let versions: { version: number; name: string }[] = [];
+  if (tables.includes('schema_migrations')) {
+    try {
+      versions = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as {
+        version: number;
+        name: string;
+      }[];
+    } catch (err) {
+      if (isBusyError(err)) throw err;
+      versions = []; // a foreign table of that name: treated as "not ours" below
+    }
+  }
+  const userVersion = db.pragma('user_version', { simple: true }) as number;
+  return { tables, versions, userVersion };
+}
+
+/** Step 1, busy → retried like a read. A file SQLite cannot read is DatabaseError with a hint. */
 async function inspect(db: Db, path: string, signal?: AbortSignal): Promise<Inspection> {
   const deadline = Date.now() + RETRY_TOTAL_MS;
   let delay = RETRY_MIN_MS;
   for (;;) {
     throwIfAborted(signal);
     try {
-      const tables = (
-        db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]
-      ).map((r) => r.name);
-      let versions: { version: number; name: string }[] = [];
-      if (tables.includes('schema_migrations')) {
-        try {
-          versions = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as {
-            version: number;
-            name: string;
-          }[];
-        } catch (err) {
-          if (isBusyError(err)) throw err;
-          versions = []; // a foreign table of that name: treated as "not ours" below
-        }
-      }
-      const userVersion = db.pragma('user_version', { simple: true }) as number;
-      return { tables, versions, userVersion };
+      return inspectSync(db);
     } catch (err) {
       if (!isBusyError(err) || Date.now() + delay > deadline) {
-        throw new DatabaseError(`cannot read index ${path}: ${(err as Error).message}`, err);
+        const io = toDatabaseError(err, `cannot read index ${path}`, path);
+        if (io instanceof IoError) throw io;
+        throw withHint(
+          new DatabaseError(`cannot read index ${path}: ${(err as Error).message}`, err),
+          `the index is damaged: restore ${path} from a backup, or move it aside to start an empty index (the cache's files are then adopted or pruned)`,
+        );
       }
     }
     await sleep(delay, signal);
@@ -191,7 +220,7 @@ async function retryBusy<T>(what: string, path: string, fn: () => T, signal?: Ab
     try {
       return fn();
     } catch (err) {
-      if (!isBusyError(err)) throw toDatabaseError(err, `${what} on ${path}`);
+      if (!isBusyError(err)) throw toDatabaseError(err, `${what} on ${path}`, path);
       if (Date.now() + delay > deadline) throw new DatabaseError(`${what} on ${path}: database is busy`, err);
     }
     await sleep(delay, signal);
@@ -202,15 +231,131 @@ async function retryBusy<T>(what: string, path: string, fn: () => T, signal?: Ab
 export interface OpenIndexOptions {
   /**
    * true: create `db/`, the database and its schema when missing (any call that writes).
-   * false: a home with no database (or an empty one) answers `null`; nothing is created.
+   * false: a home with no database (or an empty one) answers `null`; nothing is created. When
+   * `db/` is not writable (a read-only home), the index is opened read-only without the migrate
+   * lock, so listing and inspecting still work; writes then fail with IoError EROFS.
    */
   create: boolean;
   signal?: AbortSignal | undefined;
+  /**
+   * Called when the file exists but holds no table (0 bytes, or a never-initialized database),
+   * before anything is created in it: the store refuses an empty index whose cache names another
+   * (a lost or truncated index, docs/storage.md §3.3).
+   */
+  onEmpty?: (() => void) | undefined;
 }
 
 /** `<home>/db/msb.db` */
 export function indexPath(home: string): string {
   return join(home, 'db', 'msb.db');
+}
+
+/** A `DatabaseError` with a recovery hint (printed by the CLI under the message). */
+function withHint<E extends MsbError>(e: E, hint: string): E {
+  (e.details as Record<string, unknown>).hint = hint;
+  return e;
+}
+
+/** Refuses a foreign or newer database (steps 2–3 of docs/storage.md §3.3); nothing is written. */
+function checkOurs(found: Inspection, path: string): void {
+  const ours = found.versions.some((v) => v.version === 1 && v.name === MIGRATION_1_NAME);
+  const known = new Set(MIGRATIONS.map((m) => m.version));
+  const newest = Math.max(found.userVersion, ...found.versions.map((v) => v.version));
+  const unknown = found.versions.some((v) => !known.has(v.version));
+  // A schema_migrations of our shape that records a version we do not know is a newer msb's
+  // index (reported as such even if its version-1 row was written by a later naming scheme).
+  if ((found.versions.length > 0 || found.tables.length === 0) && (unknown || newest > LATEST_SCHEMA_VERSION)) {
+    throw new DatabaseError(`index schema v${newest} is newer than this msb (v${LATEST_SCHEMA_VERSION})`);
+  }
+  if (found.tables.length > 0 && !ours) {
+    throw new DatabaseError(`${path} is not an msb-image index; set MSB_HOME to use another home`);
+  }
+}
+
+/** Step 4: the pragmas, then each missing migration in its own transaction. */
+async function migrate(conn: Db, found: Inspection, path: string, signal?: AbortSignal): Promise<void> {
+  await retryBusy('set journal mode', path, () => conn.pragma('journal_mode = WAL'), signal);
+  conn.pragma('synchronous = NORMAL');
+  conn.pragma('foreign_keys = ON');
+  conn.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  const applied = new Set(found.versions.map((v) => v.version));
+  for (const m of MIGRATIONS) {
+    if (applied.has(m.version)) continue;
+    await retryBusy(
+      `migration ${m.version}`,
+      path,
+      () => {
+        conn.exec('BEGIN IMMEDIATE');
+        try {
+          const now = Date.now();
+          m.up(conn, now);
+          conn
+            .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+            .run(m.version, m.name, now);
+          conn.pragma(`user_version = ${m.version}`);
+          conn.exec('COMMIT');
+        } catch (err) {
+          if (conn.inTransaction) conn.exec('ROLLBACK');
+          throw err;
+        }
+      },
+      signal,
+    );
+  }
+}
+
+/** The `index_info` id of an opened (and migrated) index. */
+function indexIdOf(conn: Db, path: string): string {
+  const info = conn.prepare('SELECT index_id FROM index_info WHERE id = 1').get() as { index_id: string } | undefined;
+  if (!info) throw new DatabaseError(`index ${path} has no index_info row`);
+  return info.index_id;
+}
+
+/** True when `dir` can be written by this process (false on a read-only mount or without permission). */
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, fsConstants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The index of a home whose `db/` cannot be written. SQLite cannot open a WAL database read-only
+ * when it cannot create the `-shm` file, so: with a `-wal` beside it (uncheckpointed commits, and
+ * so a `-shm`), a plain read-only open; without one the file is the whole index, read into memory
+ * (its journal-mode bytes set to rollback, the in-memory copy only). Never migrates.
+ */
+function openReadOnly(path: string): IndexDb | null {
+  let conn: Db;
+  try {
+    const wal = statSync(`${path}-wal`, { throwIfNoEntry: false });
+    if (wal && wal.size > 0) conn = new Database(path, { readonly: true, fileMustExist: true });
+    else {
+      const buf = readFileSync(path);
+      if (buf.length === 0) return null;
+      if (buf.length >= 20 && buf[18] === 2 && buf[19] === 2) buf[18] = buf[19] = 1;
+      conn = new Database(buf, { readonly: true });
+    }
+  } catch (err) {
+    throw toDatabaseError(err, `open index ${path} read-only`, path);
+  }
+  try {
+    const found = inspectSync(conn);
+    if (found.tables.length === 0) return null;
+    checkOurs(found, path);
+    if (!MIGRATIONS.every((m) => found.versions.some((v) => v.version === m.version))) {
+      throw withHint(
+        new DatabaseError(`index ${path} needs a migration, but ${dirname(path)} is read-only`),
+        'run this msb once on a writable home to migrate it',
+      );
+    }
+    return new IndexDb(path, conn, indexIdOf(conn, path), true);
+  } catch (err) {
+    conn.close();
+    throw toDatabaseError(err, `open index ${path} read-only`, path);
+  }
 }
 
 /**
@@ -228,12 +373,9 @@ export async function openIndex(home: string, opts: OpenIndexOptions): Promise<I
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw toIoError(err, path);
     }
+    if (!writable(dbDir)) return openReadOnly(path);
   } else {
-    try {
-      mkdirSync(dbDir, { recursive: true, mode: 0o700 });
-    } catch (err) {
-      throw toIoError(err, dbDir);
-    }
+    ensureDirSync(dbDir, 0o700);
   }
   const lock = await acquireFileLock(join(dbDir, 'migrate.lock'), { signal: opts.signal });
   let db: Db | null = null;
@@ -242,59 +384,20 @@ export async function openIndex(home: string, opts: OpenIndexOptions): Promise<I
     try {
       db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
     } catch (err) {
-      throw new DatabaseError(`cannot open index ${path}: ${(err as Error).message}`, err);
+      throw toDatabaseError(err, `cannot open index ${path}`, path);
     }
     const found = await inspect(db, path, opts.signal);
-    const ours = found.versions.some((v) => v.version === 1 && v.name === MIGRATION_1_NAME);
-    const known = new Set(MIGRATIONS.map((m) => m.version));
-    const newest = Math.max(found.userVersion, ...found.versions.map((v) => v.version));
-    const unknown = found.versions.some((v) => !known.has(v.version));
-    // A schema_migrations of our shape that records a version we do not know is a newer msb's
-    // index (reported as such even if its version-1 row was written by a later naming scheme).
-    if ((found.versions.length > 0 || found.tables.length === 0) && (unknown || newest > LATEST_SCHEMA_VERSION)) {
-      throw new DatabaseError(`index schema v${newest} is newer than this msb (v${LATEST_SCHEMA_VERSION})`);
+    checkOurs(found, path);
+    if (found.tables.length === 0) {
+      opts.onEmpty?.();
+      if (!opts.create) return null; // an empty file: nothing to read, nothing to create
     }
-    if (found.tables.length > 0 && !ours) {
-      throw new DatabaseError(`${path} is not an msb-image index; set MSB_HOME to use another home`);
-    }
-    if (found.tables.length === 0 && !opts.create) return null; // an empty file: nothing to read, nothing to create
-    const conn = db;
-    // Step 4: only now anything that may write.
-    await retryBusy('set journal mode', path, () => conn.pragma('journal_mode = WAL'), opts.signal);
-    conn.pragma('synchronous = NORMAL');
-    conn.pragma('foreign_keys = ON');
-    conn.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    const applied = new Set(found.versions.map((v) => v.version));
-    for (const m of MIGRATIONS) {
-      if (applied.has(m.version)) continue;
-      await retryBusy(
-        `migration ${m.version}`,
-        path,
-        () => {
-          conn.exec('BEGIN IMMEDIATE');
-          try {
-            const now = Date.now();
-            m.up(conn, now);
-            conn
-              .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
-              .run(m.version, m.name, now);
-            conn.pragma(`user_version = ${m.version}`);
-            conn.exec('COMMIT');
-          } catch (err) {
-            if (conn.inTransaction) conn.exec('ROLLBACK');
-            throw err;
-          }
-        },
-        opts.signal,
-      );
-    }
-    const info = conn.prepare('SELECT index_id FROM index_info WHERE id = 1').get() as { index_id: string } | undefined;
-    if (!info) throw new DatabaseError(`index ${path} has no index_info row`);
-    const out = new IndexDb(path, conn, info.index_id);
+    await migrate(db, found, path, opts.signal);
+    const out = new IndexDb(path, db, indexIdOf(db, path));
     db = null; // ownership passes to IndexDb
     return out;
   } catch (err) {
-    throw toDatabaseError(err, `open index ${path}`);
+    throw toDatabaseError(err, `open index ${path}`, path);
   } finally {
     if (db)
       try {

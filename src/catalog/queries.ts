@@ -204,13 +204,18 @@ export interface ManifestInput {
   sizeBytes: number;
 }
 
-/** Inserts a manifest, or updates platform, sizes and `materialized_at` of an existing one. Returns its id. */
+/**
+ * Inserts a manifest, or updates platform, sizes and `materialized_at` of an existing one, and its
+ * raw bytes and layer count (publication re-verifies them, so a damaged row is repaired by the
+ * next commit of the same digest). Returns its id.
+ */
 export function upsertManifest(index: IndexDb, m: ManifestInput, now: number): number {
   index
     .stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
       fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, os = excluded.os,
+    ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, raw = excluded.raw,
+      layer_count = excluded.layer_count, os = excluded.os,
       architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
       vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
     .run(

@@ -4,7 +4,7 @@
  * convert` never loads SQLite and `msb --help` loads nothing.
  */
 import { readFileSync } from 'node:fs';
-import { MsbError, type ErrorCode } from '../errors.js';
+import { MsbError, toMsbError, type ErrorCode } from '../errors.js';
 import { UsageError, type CliContext } from './context.js';
 
 interface CommandModule {
@@ -87,18 +87,21 @@ function globalUsage(): string {
   return lines.join('\n') + '\n';
 }
 
-/** Prints one error line (plus a hint, plus details under --debug) and returns the exit status. */
-export function reportError(err: unknown, ctx: CliContext): number {
+/**
+ * Prints one error line `msb: CODE: message` (plus a hint, plus the stack only under --debug) and
+ * returns the exit status. The CLI's one wrapping point: anything that is not an MsbError (or a
+ * usage error) is typed by `toMsbError` first (an fs error → IO, anything else → INTERNAL).
+ */
+export function reportError(raw: unknown, ctx: CliContext): number {
+  const err = raw instanceof UsageError ? raw : toMsbError(raw);
   const status = exitCodeFor(err, ctx.signal);
   if (err instanceof UsageError) {
     ctx.stderr.write(`msb: ${err.message}\n`);
     if (err.usage) ctx.stderr.write(err.usage.endsWith('\n') ? err.usage : err.usage + '\n');
-  } else if (err instanceof MsbError) {
+  } else {
     ctx.stderr.write(`msb: ${err.code}: ${err.message}\n`);
     const hint = (err.details as { hint?: unknown }).hint;
     if (typeof hint === 'string') ctx.stderr.write(`hint: ${hint}\n`);
-  } else {
-    ctx.stderr.write(`msb: ${(err as Error)?.message ?? String(err)}\n`);
   }
   if (ctx.debug && err instanceof Error) {
     let e: unknown = err;
@@ -205,4 +208,20 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
       process.off('SIGTERM', onSignal);
     }
   }
+}
+
+/**
+ * For the `msb` process only (bin/msb.js): an exception nothing caught, or a rejection nothing
+ * handled, is a bug; it is printed as one `msb: INTERNAL: …` line (the stack only with MSB_DEBUG=1),
+ * never as Node's stack dump, and the process exits with status 1.
+ */
+export function installCrashGuard(stderr: NodeJS.WritableStream = process.stderr): void {
+  const die = (err: unknown) => {
+    const e = toMsbError(err);
+    stderr.write(`msb: ${e.code}: ${e.message}\n`);
+    if (process.env.MSB_DEBUG === '1' && err instanceof Error) stderr.write(`${err.stack ?? ''}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', die);
+  process.on('unhandledRejection', die);
 }

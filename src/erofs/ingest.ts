@@ -70,7 +70,7 @@ const WH = '.wh.';
 /**
  * Maps one tar xattr name to its EROFS prefix index (§4.2, §6.9); null = dropped (other prefixes,
  * trusted.overlay.* / trusted.msb.*, empty suffix except the ACL names, suffix > 255 bytes,
- * value > 65535 bytes).
+ * a NUL in the name, value > 65535 bytes).
  */
 export function mapXattr(name: string, value: Buffer): Xattr | null {
   if (value.length > 65535) return null;
@@ -93,7 +93,8 @@ export function mapXattr(name: string, value: Buffer): Xattr | null {
     index = XATTR_INDEX_SECURITY;
     suffix = name.slice(9);
   } else return null;
-  if (suffix.length === 0 || suffix.length > 255) return null;
+  // A NUL cannot be part of an xattr name (the kernel's names are C strings): dropped, never written.
+  if (suffix.length === 0 || suffix.length > 255 || suffix.includes('\0')) return null;
   return { index, suffix: Buffer.from(suffix, 'latin1'), value };
 }
 

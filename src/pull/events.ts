@@ -5,6 +5,7 @@
  */
 
 import type { Platform } from '../oci/platform.js';
+import { markCallerError } from '../errors.js';
 
 /** Event payloads without `elapsedMs`; the emitter stamps it. */
 export type PullEventBody =
@@ -102,6 +103,7 @@ export class PullEmitter {
       } catch (error) {
         l.dead = true;
         if (!this.listenerError) {
+          markCallerError(error); // returned to the caller unchanged (not wrapped as INTERNAL)
           this.listenerError = { error };
           this.onListenerError?.(error);
         }

@@ -53,6 +53,7 @@ import { parseManifest } from '../oci/manifest.js';
 import { materializeLayers, type LayerOutcome, type LayerPosition } from './layer.js';
 import { checkLayer, checkStitch, type StitchCheck } from '../store/artifacts.js';
 import { stitchStep } from './stitch-step.js';
+import { crossCheckImage } from '../store/consistency.js';
 import { formatPlatform, hostPlatform, isPlatformCompatible, parsePlatform, type Platform } from '../oci/platform.js';
 
 type Policy = 'if-missing' | 'always' | 'never';
@@ -123,9 +124,12 @@ function platformOfRow(m: ManifestRow): Platform {
 interface CachedImage {
   ref: RefRow | null;
   manifest: ManifestRow;
-  layers: ManifestLayerRow[];
+  /** The layers as the stored manifest and config define them (store/consistency.ts), never the rows. */
+  layers: Pick<ManifestLayerRow, 'position' | 'diff_id' | 'blob_digest'>[];
   configRaw: Buffer;
   indexDigest: string | null;
+  /** The rows disagree with the stored manifest (CACHE_CORRUPT): the pull repairs them by committing again. */
+  corrupt: string | null;
 }
 
 /** Step 3 lookup: the ref, else (digest reference) a manifest with that digest or a ref resolved through that index. */
@@ -154,7 +158,21 @@ async function lookupCached(store: Store, parsed: ParsedReference, n: Normalized
     if (!manifest) return null;
     const raw = configRaw(index, manifest.config_digest);
     if (!raw) return null;
-    return { ref, manifest, layers: manifestLayers(index, manifest.id), configRaw: raw, indexDigest };
+    const check = crossCheckImage({
+      manifestDigest: manifest.digest,
+      manifestMediaType: manifest.media_type,
+      manifestRaw: manifest.raw,
+      layerCount: manifest.layer_count,
+      configDigest: manifest.config_digest,
+      configRaw: raw,
+      rows: manifestLayers(index, manifest.id).map((l) => ({
+        position: l.position,
+        diffId: l.diff_id,
+        blobDigest: l.blob_digest,
+      })),
+    });
+    const layers = check.layers.map((l) => ({ position: l.position, diff_id: l.diffId, blob_digest: l.blobDigest }));
+    return { ref, manifest, layers, configRaw: raw, indexDigest, corrupt: check.problem };
   });
 }
 
@@ -311,8 +329,9 @@ async function doPull(
           { kind: 'manifest', value: cached.manifest.digest },
           ...[...new Set(cached.layers.map((l) => l.diff_id))].map((d) => ({ kind: 'layer' as const, value: d })),
         ]);
+        if (cached.corrupt) warn('CACHE_CORRUPT', `${cached.corrupt}; repairing them from the stored manifest`);
         const hit = await validateCached(store, cached, signal);
-        if (hit.allValid) {
+        if (hit.allValid && !cached.corrupt) {
           let handle: ImageHandle | null = null;
           if (cached.ref) handle = await touchRef(store, canonical, { signal });
           const p = planFromCache(cached);

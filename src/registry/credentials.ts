@@ -18,10 +18,12 @@
  * - `auths[<key>]` with `username` + `password` fields (no `auth`) is accepted too.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, constants as FS, fstatSync, openSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { RegistryAuthError, SettingsError } from '../errors.js';
+import { IoError, RegistryAuthError, SettingsError } from '../errors.js';
+import { FIXED_LIMITS } from '../limits.js';
+import { readConfigText } from '../settings/settings.js';
+import { readSmallFileSync } from '../util/fs.js';
 import type { ConfigAuth, Credential, CredentialSource, RegistryAuth, RegistrySettings } from './types.js';
 
 export const HELPER_NAME_RE = /^[A-Za-z0-9_.-]+$/;
@@ -91,7 +93,8 @@ export function configAuthCredential(auth: ConfigAuth, key: string, ctx: Credent
 
 /**
  * Reads `<home>/secrets/<rel>`: it must stay under secrets/, must not be a symlink (O_NOFOLLOW),
- * must be a regular file with no group/other permission bits. Content is trimmed.
+ * must be a regular file (never a FIFO or a device: the one small-file reader) of at most
+ * `secretFileBytes`, with no group/other permission bits. Content is trimmed.
  */
 export function readSecretFile(home: string, rel: string, key = 'secret'): string {
   const dir = resolve(home, 'secrets');
@@ -100,28 +103,27 @@ export function readSecretFile(home: string, rel: string, key = 'secret'): strin
   if (isAbsolute(rel) || r === '' || r.startsWith('..') || isAbsolute(r)) {
     throw new SettingsError(key, `${key}.secret must be a path under ${dir}`);
   }
-  let fd: number;
+  let file: { data: Buffer; mode: number };
   try {
-    fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW);
+    file = readSmallFileSync(path, {
+      maxBytes: FIXED_LIMITS.secretFileBytes,
+      limitName: 'secretFileBytes',
+      noFollow: true,
+    });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new SettingsError(key, `${key}.secret: cannot open ${path}: ${code === 'ELOOP' ? 'it is a symlink' : code}`);
+    if (!(e instanceof IoError)) throw e;
+    const why = e.errno === 'ELOOP' ? 'it is a symlink' : e.errno === 'EINVAL' ? 'it is not a regular file' : e.errno;
+    throw new SettingsError(key, `${key}.secret: cannot open ${path}: ${why}`);
   }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new SettingsError(key, `${key}.secret: ${path} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) {
-      throw new SettingsError(
-        key,
-        `${key}.secret: ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be 0600 or stricter`,
-      );
-    }
-    const v = readFileSync(fd, 'utf8').trim();
-    if (v === '') throw new SettingsError(key, `${key}.secret: ${path} is empty`);
-    return v;
-  } finally {
-    closeSync(fd);
+  if ((file.mode & 0o077) !== 0) {
+    throw new SettingsError(
+      key,
+      `${key}.secret: ${path} has mode ${(file.mode & 0o777).toString(8).padStart(4, '0')}; it must be 0600 or stricter`,
+    );
   }
+  const v = file.data.toString('utf8').trim();
+  if (v === '') throw new SettingsError(key, `${key}.secret: ${path} is empty`);
+  return v;
 }
 
 interface DockerConfig {
@@ -138,13 +140,8 @@ export function dockerConfigPath(env: NodeJS.ProcessEnv): string {
 
 export function readDockerConfig(env: NodeJS.ProcessEnv): { path: string; config: DockerConfig } | null {
   const path = dockerConfigPath(env);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
-    throw new SettingsError(path, `${path}: cannot read: ${(e as NodeJS.ErrnoException).code}`);
-  }
+  const text = readConfigText(path);
+  if (text === null) return null;
   let v: unknown;
   try {
     v = JSON.parse(text);

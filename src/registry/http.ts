@@ -4,10 +4,11 @@
  * `EnvHttpProxyAgent`, the three timeouts, and the error classification the retry loop uses.
  */
 import { rootCertificates } from 'node:tls';
-import { readFileSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import { Agent, envHttpProxyAgent } from './undici.js';
-import { SettingsError } from '../errors.js';
+import { IoError, SettingsError } from '../errors.js';
+import { FIXED_LIMITS } from '../limits.js';
+import { readSmallFileSync } from '../util/fs.js';
 
 export interface Timeouts {
   connectMs: number;
@@ -22,18 +23,23 @@ export function proxyConfigured(env: NodeJS.ProcessEnv): boolean {
 }
 
 /**
- * Reads PEM CA files. An unreadable file, or one with no certificate in it, is SettingsError
- * (docs/pull.md §1.3).
+ * Reads PEM CA files. An unreadable file, one that is not a regular file (a FIFO, a device), or one
+ * with no certificate in it, is SettingsError (docs/pull.md §1.3); one over `caCertFileBytes` is
+ * LIMIT_EXCEEDED.
  */
 export function loadCaFiles(files: string[]): string[] {
   return files.map((f) => {
     let text: string;
     try {
-      text = readFileSync(f, 'utf8');
+      text = readSmallFileSync(f, {
+        maxBytes: FIXED_LIMITS.caCertFileBytes,
+        limitName: 'caCertFileBytes',
+      }).data.toString('utf8');
     } catch (e) {
+      if (!(e instanceof IoError)) throw e;
       throw new SettingsError(
         f,
-        `CA certificate file ${f} cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+        `CA certificate file ${f} cannot be read: ${e.errno === 'EINVAL' ? e.message : e.errno}`,
       );
     }
     if (!/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(text)) {

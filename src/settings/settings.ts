@@ -8,10 +8,11 @@
  * - a secret file's mode is checked where it is read (registry credentials), not here, so a
  *   settings read never touches `secrets/`.
  */
-import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { SettingsError } from '../errors.js';
+import { IoError, SettingsError } from '../errors.js';
+import { FIXED_LIMITS } from '../limits.js';
 import { tryParseDuration } from '../util/duration.js';
+import { readSmallFileSync } from '../util/fs.js';
 
 export interface HostAuthSettings {
   username: string;
@@ -219,18 +220,29 @@ export function parseSettings(text: string, file: string, home: string): Setting
   return s;
 }
 
+/**
+ * The text of a JSON settings file (config.json, the docker config) through the one small-file
+ * reader: never blocks on a FIFO, never reads a device, at most `configFileBytes` (LIMIT_EXCEEDED
+ * beyond). null when it does not exist; any other failure is SettingsError naming the file.
+ */
+export function readConfigText(file: string): string | null {
+  try {
+    return readSmallFileSync(file, {
+      maxBytes: FIXED_LIMITS.configFileBytes,
+      limitName: 'configFileBytes',
+    }).data.toString('utf8');
+  } catch (err) {
+    if (!(err instanceof IoError)) throw err;
+    if (err.errno === 'ENOENT' || err.errno === 'ENOTDIR') return null;
+    throw new SettingsError(file, `${file}: cannot read: ${err.errno === 'EINVAL' ? err.message : err.errno}`);
+  }
+}
+
 /** Reads `<home>/config.json`; a missing file means the defaults. */
 export function readSettings(home: string): Settings {
   const file = join(home, 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return defaultSettings();
-    throw new SettingsError(file, `${file}: cannot read: ${code ?? (err as Error).message}`);
-  }
-  return parseSettings(text, file, home);
+  const text = readConfigText(file);
+  return text === null ? defaultSettings() : parseSettings(text, file, home);
 }
 
 /** Deep overlay of a partial Settings (builder / options) on parsed settings. */

@@ -5,19 +5,11 @@
  * replaced.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  fsyncSync,
-  linkSync,
-  lstatSync,
-  openSync,
-  readFileSync,
-  unlinkSync,
-  writeSync,
-  constants as C,
-} from 'node:fs';
+import { closeSync, fsyncSync, linkSync, lstatSync, openSync, unlinkSync, writeSync, constants as C } from 'node:fs';
 import { join } from 'node:path';
-import { SettingsError, toIoError } from '../errors.js';
+import { IoError, MsbError, SettingsError, toIoError } from '../errors.js';
+import { FIXED_LIMITS } from '../limits.js';
+import { readSmallFileSync } from '../util/fs.js';
 import { MARKER_NAME } from './paths.js';
 
 export const MARKER_FORMAT = 'msb-image/1';
@@ -43,9 +35,13 @@ export function readMarker(cacheDir: string, indexId: string | null): MarkerStat
   const file = join(cacheDir, MARKER_NAME);
   let text: string | null = null;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readSmallFileSync(file, {
+      maxBytes: FIXED_LIMITS.markerFileBytes,
+      limitName: 'markerFileBytes',
+      noFollow: true,
+    }).data.toString('utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = err instanceof IoError ? err.errno : err instanceof MsbError ? err.code : 'EIO';
     if (code !== 'ENOENT' && code !== 'ENOTDIR') return { kind: 'foreign', reason: `unreadable marker (${code})` };
   }
   if (text === null) {
@@ -63,14 +59,25 @@ export function readMarker(cacheDir: string, indexId: string | null): MarkerStat
   }
 }
 
-export function foreignCacheError(cacheDir: string): SettingsError {
-  return new SettingsError(join(cacheDir, MARKER_NAME), `cache directory ${cacheDir} belongs to another msb home`);
+/**
+ * "belongs to another msb home", with the reason and a recovery hint: the usual cause is another
+ * home's cache; the other is this home's index lost or re-created (the marker names the old one).
+ */
+export function foreignCacheError(cacheDir: string, reason?: string): SettingsError {
+  const marker = join(cacheDir, MARKER_NAME);
+  const e = new SettingsError(
+    marker,
+    `cache directory ${cacheDir} belongs to another msb home${reason ? ` (${reason})` : ''}`,
+  );
+  (e.details as Record<string, unknown>).hint =
+    `use that home (MSB_HOME) or another paths.cache; if this home's index was lost or re-created, move ${marker} aside to adopt the cache (msb image prune then removes the files no image uses)`;
+  return e;
 }
 
 /** Throws SettingsError unless the cache is ours or new. */
 export function checkMarker(cacheDir: string, indexId: string | null): MarkerState {
   const st = readMarker(cacheDir, indexId);
-  if (st.kind === 'foreign') throw foreignCacheError(cacheDir);
+  if (st.kind === 'foreign') throw foreignCacheError(cacheDir, st.reason);
   return st;
 }
 

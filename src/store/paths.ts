@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { digestHex, digestPathForm, isDigest } from '../util/digest.js';
+import { digestHex, digestPathForm, invalidStoredDigest, isDigest } from '../util/digest.js';
 import type { ImageArtifacts } from './types.js';
 
 export type LockKind = 'ref' | 'layer' | 'image' | 'gc';
@@ -58,7 +58,7 @@ export function saveSpoolPath(cacheDir: string): { name: string; path: string } 
 /** The stripe (first 3 hex characters of the key's digest) of a lock key. */
 export function lockStripe(kind: Exclude<LockKind, 'gc'>, key: string): string {
   if (kind === 'ref') return createHash('sha256').update(key).digest('hex').slice(0, 3);
-  if (!isDigest(key)) throw new Error(`invalid digest ${JSON.stringify(key)} for a ${kind} lock`);
+  if (!isDigest(key)) throw invalidStoredDigest(key);
   return digestHex(key).slice(0, 3);
 }
 

@@ -206,23 +206,31 @@ export async function pruneDryRun(store: Store | null, o: ResolvedPrune): Promis
     throwIfAborted(o.signal);
     report.manifestsRemoved++;
     report.removed.manifests.push(man.digest);
-    const f = await predictUnlink(store.paths.fsmeta(man.digest));
-    if (f.deleted) {
-      report.fsmetaRemoved++;
-      m.add(f.bytes);
-    }
-    const v = await predictUnlink(store.paths.vmdk(man.digest));
-    if (v.deleted) {
-      report.vmdkRemoved++;
-      m.add(v.bytes);
+    try {
+      const f = await predictUnlink(store.paths.fsmeta(man.digest));
+      if (f.deleted) {
+        report.fsmetaRemoved++;
+        m.add(f.bytes);
+      }
+      const v = await predictUnlink(store.paths.vmdk(man.digest));
+      if (v.deleted) {
+        report.vmdkRemoved++;
+        m.add(v.bytes);
+      }
+    } catch (err) {
+      report.errors.push(itemError('manifest', man.digest, err)); // a damaged row: recorded, the run goes on
     }
   }
   for (const l of plan.layers) {
     throwIfAborted(o.signal);
     report.layersRemoved++;
     report.removed.layers.push(l.diffId);
-    const r = await predictUnlink(store.paths.layer(l.diffId));
-    if (r.deleted) m.add(r.bytes);
+    try {
+      const r = await predictUnlink(store.paths.layer(l.diffId));
+      if (r.deleted) m.add(r.bytes);
+    } catch (err) {
+      report.errors.push(itemError('layer', l.diffId, err));
+    }
   }
   if (!o.restricted) {
     for (const t of await tempCandidates(store, now, o.tempGraceMs, s.leasedBlobs, s.leasedTemps)) {
@@ -413,8 +421,11 @@ async function deleteLayers(run: PruneRun, released: Set<string>): Promise<void>
   }
   for (const l of layers) {
     throwIfAborted(o.signal);
-    const path = store.paths.layer(l.diffId);
+    let path: string | undefined;
     try {
+      // Inside the try: a damaged row's digest (CACHE_CORRUPT from the path builder) is one item's error.
+      path = store.paths.layer(l.diffId);
+      const layerPath = path;
       const res = await withLock(
         store,
         'layer',
@@ -424,10 +435,10 @@ async function deleteLayers(run: PruneRun, released: Set<string>): Promise<void>
           report.layersRemoved++;
           report.removed.layers.push(l.diffId);
           try {
-            const r = await unlinkMeasured(path);
+            const r = await unlinkMeasured(layerPath);
             if (r.deleted) run.m.add(r.bytes);
           } catch (err) {
-            report.errors.push(itemError('layer', l.diffId, err, path));
+            report.errors.push(itemError('layer', l.diffId, err, layerPath));
           }
         },
         { signal: o.signal, tryOnly: true },

@@ -7,15 +7,16 @@
  * writing creates the directories, the database and the cache marker, in that order (the marker
  * before `layers/`, which would otherwise read as another home's cache).
  */
-import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { lstatSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { toIoError } from '../errors.js';
+import { DatabaseError, IoError } from '../errors.js';
 import { openIndex, indexPath, type IndexDb } from '../catalog/db.js';
 import type { Limits } from '../limits.js';
 import type { Settings } from '../settings/settings.js';
 import { deleteStaleLeases } from './lease.js';
-import { checkMarker, ensureMarker } from './marker.js';
-import { CachePaths } from './paths.js';
+import { checkMarker, ensureMarker, readMarker } from './marker.js';
+import { CachePaths, MARKER_NAME } from './paths.js';
+import { ensureDirSync } from '../util/fs.js';
 
 /**
  * Everything an operation needs once the cache is open. `paths.root` is the REAL path of the cache
@@ -80,12 +81,44 @@ function existsDir(p: string): boolean {
   }
 }
 
-function mkdirOrThrow(p: string, mode?: number): void {
-  try {
-    mkdirSync(p, { recursive: true, ...(mode !== undefined ? { mode } : {}) });
-  } catch (err) {
-    throw toIoError(err, p);
-  }
+/**
+ * Modes of the directories we create, whatever the umask (util/fs.ts `ensureDirSync`): the home and
+ * the cache's private parts 0700; the cache and its artifact directories 0755, so that a VMM
+ * running as another user can read the layer files it is given.
+ */
+const PRIVATE = 0o700;
+const SHARED = 0o755;
+const CACHE_DIRS: [string, number][] = [
+  ['layers', SHARED],
+  ['fsmeta', SHARED],
+  ['vmdk', SHARED],
+  ['tmp', PRIVATE],
+  ['locks', PRIVATE],
+];
+
+/**
+ * The index file exists but is empty while the cache holds a marker (or layers/): the index was
+ * lost or truncated. Creating a new one would tie nothing to the cache, and every later command
+ * would call the cache another home's. Refused with what happened and how to recover.
+ */
+function refuseEmptyIndex(home: string, cacheDir: string): void {
+  const st = readMarker(cacheDir, null);
+  if (st.kind !== 'foreign') return;
+  const marker = join(cacheDir, MARKER_NAME);
+  const e = new DatabaseError(
+    `index ${indexPath(home)} is empty, but the cache ${cacheDir} belongs to an index (${st.reason}): the index was lost or truncated`,
+  );
+  (e.details as Record<string, unknown>).hint =
+    `restore ${indexPath(home)} from a backup; or start over without the cached images: move ${marker} aside (later pulls adopt valid layer files, msb image prune removes the rest)`;
+  throw e;
+}
+
+/** A failure to create the home: on a read-only home, say so (reads still work, docs/storage.md §1). */
+function homeWriteError(err: unknown, home: string): unknown {
+  if (err instanceof IoError && (err.errno === 'EROFS' || err.errno === 'EACCES' || err.errno === 'EPERM'))
+    (err.details as Record<string, unknown>).hint =
+      `${home} is not writable: msb images, image inspect and image df still work; commands that change the cache need a writable home`;
+  return err;
 }
 
 /**
@@ -99,6 +132,11 @@ export async function openStore(
   signal?: AbortSignal,
 ): Promise<Store | null> {
   let store = current && !current.index.isClosed ? current : null;
+  // A store opened read-only (read-only home) is reopened for writing: the error then says why.
+  if (store && mode === 'write' && store.index.readOnly) {
+    store.index.close();
+    store = null;
+  }
   if (!store) {
     const dbExists = (() => {
       try {
@@ -110,8 +148,17 @@ export async function openStore(
     })();
     // A cache that already carries a marker (or layers/) cannot be ours when we have no index.
     if (!dbExists) checkMarker(cfg.cacheDir, null);
-    if (mode === 'write') mkdirOrThrow(cfg.home, 0o700);
-    const index = await openIndex(cfg.home, { create: mode === 'write', ...(signal ? { signal } : {}) });
+    let index: IndexDb | null;
+    try {
+      if (mode === 'write') ensureDirSync(cfg.home, PRIVATE);
+      index = await openIndex(cfg.home, {
+        create: mode === 'write',
+        signal,
+        onEmpty: () => refuseEmptyIndex(cfg.home, cfg.cacheDir),
+      });
+    } catch (err) {
+      throw homeWriteError(err, cfg.home);
+    }
     if (!index) return null;
     try {
       checkMarker(cfg.cacheDir, index.indexId);
@@ -139,9 +186,9 @@ export async function openStore(
 async function makeWriteReady(store: Store, cacheDir: string, signal?: AbortSignal): Promise<Store> {
   const existed = existsDir(cacheDir);
   // The marker first: `layers/` without a marker would read as another home's cache.
-  mkdirOrThrow(cacheDir);
+  ensureDirSync(cacheDir, SHARED);
   ensureMarker(cacheDir, store.index.indexId);
-  for (const d of ['layers', 'fsmeta', 'vmdk', 'tmp', 'locks']) mkdirOrThrow(join(cacheDir, d));
+  for (const [d, m] of CACHE_DIRS) ensureDirSync(join(cacheDir, d), m);
   // The directory did not exist when its real path was first computed.
   const root = existed ? store.cacheDir : realpathSync(cacheDir);
   const ready: Store = {

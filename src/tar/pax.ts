@@ -67,3 +67,44 @@ export function paxTime(v: Buffer, entry?: string): { sec: bigint; nsec: number 
   }
   return { sec, nsec };
 }
+
+/** Standard base64, with or without `=` padding (libarchive writes none); nothing else. */
+const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
+
+/**
+ * Percent-decoding of a `LIBARCHIVE.xattr.` name to raw bytes (as latin1). A `%` not followed by
+ * two hex digits is a malformed record: LAYER_INVALID (never kept literally, which would name a
+ * different xattr than the writer meant).
+ */
+function percentDecode(s: string, where: string): string {
+  const out: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x25) {
+      out.push(c & 0xff);
+      continue;
+    }
+    const hex = s.slice(i + 1, i + 3);
+    if (!/^[0-9a-fA-F]{2}$/.test(hex))
+      throw new LayerInvalidError(`malformed PAX record: bad percent escape in LIBARCHIVE.xattr name (${where})`);
+    out.push(parseInt(hex, 16));
+    i += 2;
+  }
+  return Buffer.from(out).toString('latin1');
+}
+
+/**
+ * The xattr a PAX record carries (docs/erofs.md §6.2), or null when the record is not one:
+ * `SCHILY.xattr.<name>` = raw value bytes; `LIBARCHIVE.xattr.<percent-encoded name>` = base64
+ * value. Invalid base64 or a bad percent escape is a malformed record → LAYER_INVALID (`where`
+ * locates it). Whether the NAME is acceptable is the ingest's rule (erofs/ingest.ts `mapXattr`).
+ */
+export function paxXattr(key: string, value: Buffer, where: string): [string, Buffer] | null {
+  if (key.startsWith('SCHILY.xattr.')) return [key.slice(13), value];
+  if (!key.startsWith('LIBARCHIVE.xattr.')) return null;
+  const name = percentDecode(key.slice(17), where);
+  const b64 = value.toString('latin1');
+  if (!BASE64_RE.test(b64))
+    throw new LayerInvalidError(`malformed PAX record: invalid base64 value of LIBARCHIVE.xattr.${name} (${where})`);
+  return [name, Buffer.from(b64, 'base64')];
+}

@@ -17,7 +17,7 @@ import {
   isZeroBlock,
   type RawHeader,
 } from './header.js';
-import { paxTime, paxUint, parsePaxRecords, type PaxRecord } from './pax.js';
+import { paxTime, paxUint, parsePaxRecords, paxXattr, type PaxRecord } from './pax.js';
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'hardlink' | 'chr' | 'blk' | 'fifo';
 
@@ -363,11 +363,9 @@ export class TarReader {
     const xattrs = new Map<string, Buffer>();
     const sparse00: Array<[string, Buffer]> = [];
     for (const r of p.pax) {
-      if (r.key.startsWith('SCHILY.xattr.')) {
-        xattrs.set(r.key.slice(13), r.value);
-      } else if (r.key.startsWith('LIBARCHIVE.xattr.')) {
-        const name = Buffer.from(decodeURIComponentBytes(r.key.slice(17))).toString('latin1');
-        xattrs.set(name, Buffer.from(r.value.toString('latin1'), 'base64'));
+      const x = paxXattr(r.key, r.value, `tar header at byte ${at}`);
+      if (x) {
+        xattrs.set(x[0], x[1]);
       } else if (r.key === 'GNU.sparse.offset' || r.key === 'GNU.sparse.numbytes') {
         sparse00.push([r.key, r.value]);
       } else if (r.value.length === 0) {
@@ -587,17 +585,4 @@ function parseSparseMapLines(b: Buffer, entry: string): number[] | null {
     out.push(v);
   }
   return out;
-}
-
-/** Percent-decoding to raw bytes (LIBARCHIVE.xattr names); malformed escapes stay literal. */
-function decodeURIComponentBytes(s: string): Buffer {
-  const out: number[] = [];
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x25 && i + 2 < s.length && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
-      out.push(parseInt(s.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else out.push(c & 0xff);
-  }
-  return Buffer.from(out);
 }

@@ -3,6 +3,7 @@
  * sha256/sha384/sha512, lowercase hex of exactly the right length. Path form is `<alg>_<hex>`.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { CacheCorruptError } from '../errors.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha384' | 'sha512';
 
@@ -26,10 +27,19 @@ export function shortDigest(d: string): string {
   return digestHex(d).slice(0, 12);
 }
 
-/** `sha256:abc…` → `sha256_abc…`. Throws on an invalid digest: paths are never built from one. */
+/**
+ * `sha256:abc…` → `sha256_abc…`. Paths are never built from an invalid digest: every input is
+ * validated where it enters, so an invalid one here came from a damaged index row (a digest the
+ * index holds) and is CACHE_CORRUPT, which callers such as prune record per item.
+ */
 export function digestPathForm(d: string): string {
-  if (!isDigest(d)) throw new Error(`invalid digest ${JSON.stringify(d)}`);
+  if (!isDigest(d)) throw invalidStoredDigest(d);
   return d.replace(':', '_');
+}
+
+/** CACHE_CORRUPT for a digest that reached a path or lock builder unvalidated (see digestPathForm). */
+export function invalidStoredDigest(d: unknown): CacheCorruptError {
+  return new CacheCorruptError(JSON.stringify(d), 'not a valid digest (a damaged index row?)');
 }
 
 /** `sha256_abc….erofs` → `sha256:abc…` or null when the name is not of that form. */

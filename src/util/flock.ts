@@ -12,11 +12,12 @@
  *   That queue is the only in-process registry shared between backends: two backends on one home
  *   serialize correctly, two homes never share a path.
  */
-import { closeSync, constants as C, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants as C, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { AbortedError, throwIfAborted, toIoError } from '../errors.js';
 import { sleep } from './abort.js';
+import { ensureDirSync } from './fs.js';
 
 const require = createRequire(import.meta.url);
 const fsExt = require('fs-ext') as { flockSync(fd: number, flags: 'exnb' | 'un'): void };
@@ -93,7 +94,7 @@ function openLockFile(path: string): number {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toIoError(err, path);
     try {
-      mkdirSync(dirname(path), { recursive: true });
+      ensureDirSync(dirname(path), 0o700);
       return openSync(path, OPEN_FLAGS, 0o644);
     } catch (err2) {
       throw toIoError(err2, path);

@@ -3,20 +3,29 @@
  * final name, fsync the directory" (docs/storage.md §4). A rename is only durable once its
  * directory is fsynced; every helper here does both and reports failures as IoError naming the
  * final path.
+ *
+ * Also the one reader of small files we are told to trust (settings, CA certificates, secrets, the
+ * docker config, the cache marker): `readSmallFileSync`.
  */
 import {
+  chmodSync,
   closeSync,
   constants as C,
+  fstatSync,
+  mkdirSync,
   fsyncSync,
   openSync,
   promises as fsp,
+  readSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
+  type Stats,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
-import { toIoError } from '../errors.js';
+import { dirname, join, resolve } from 'node:path';
+import { IoError, LimitExceededError, toIoError } from '../errors.js';
 
 /** fsync a directory (makes a rename in it durable). */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -86,5 +95,100 @@ export function writeFileAtomicSync(path: string, data: string | Buffer, mode = 
     if (fd !== null) closeSync(fd);
     rmSync(tmp, { force: true });
     throw toIoError(e, path);
+  }
+}
+
+/** What a small file turned out to be, in words (for "is not a regular file (…)"). */
+function fileKind(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+export interface SmallFileOptions {
+  /** More bytes than this → LimitExceededError naming `limitName` (a key of FIXED_LIMITS). */
+  maxBytes: number;
+  limitName: string;
+  /** Refuse a symlink as the last component (O_NOFOLLOW → errno ELOOP). */
+  noFollow?: boolean;
+}
+
+/**
+ * Reads a small regular file whole, without ever blocking or growing without bound: the open is
+ * `O_RDONLY|O_NONBLOCK` (close-on-exec, as every libuv open; a FIFO opens at once instead of waiting for a writer), `fstat`
+ * must show a regular file (a FIFO, device, socket or directory is refused before any read), and at
+ * most `maxBytes + 1` bytes are read (a file that grows while read is still caught).
+ *
+ * Errors: IoError (errno of open/read; `EINVAL` with "is not a regular file (a FIFO)" for the wrong
+ * kind of file) and LimitExceededError. Callers re-type them (SettingsError naming their key).
+ * Returns the bytes and the mode bits (a secret's permissions are checked by its caller).
+ */
+export function readSmallFileSync(path: string, o: SmallFileOptions): { data: Buffer; mode: number } {
+  let fd: number;
+  try {
+    fd = openSync(path, C.O_RDONLY | C.O_NONBLOCK | (o.noFollow ? C.O_NOFOLLOW : 0));
+  } catch (err) {
+    throw toIoError(err, path);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new IoError(path, 'EINVAL', `${path} is not a regular file (${fileKind(st)})`);
+    if (st.size > o.maxBytes) throw new LimitExceededError(o.limitName, st.size, o.maxBytes, path);
+    let buf = Buffer.alloc(Math.min(o.maxBytes, st.size) + 1);
+    let got = 0;
+    for (;;) {
+      const n = readSync(fd, buf, got, buf.length - got, null);
+      if (n === 0) break;
+      got += n;
+      if (got > o.maxBytes) throw new LimitExceededError(o.limitName, got, o.maxBytes, path);
+      if (got === buf.length) {
+        // The file grew since fstat: keep reading, never past maxBytes + 1.
+        const next = Buffer.alloc(Math.min(o.maxBytes + 1, buf.length * 2));
+        buf.copy(next, 0, 0, got);
+        buf = next;
+      }
+    }
+    return { data: buf.subarray(0, got), mode: st.mode };
+  } catch (err) {
+    throw toIoError(err, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * `mkdir -p` whose every created directory gets exactly `mode` (0700 or 0755), whatever the umask:
+ * created with `mode`, then chmod-ed (a umask of 000 would leave 0777, one of 077 would hide a cache
+ * from the VMM's user). Directories that already exist are left as they are.
+ */
+export function ensureDirSync(path: string, mode: number): void {
+  const missing: string[] = [];
+  for (let p = resolve(path); ; ) {
+    let st: Stats | undefined;
+    try {
+      st = statSync(p, { throwIfNoEntry: false });
+    } catch (err) {
+      throw toIoError(err, p);
+    }
+    if (st) {
+      if (!st.isDirectory()) throw new IoError(p, 'ENOTDIR', `ENOTDIR: ${p}: not a directory`);
+      break;
+    }
+    missing.push(p);
+    const parent = dirname(p);
+    if (parent === p) break;
+    p = parent;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d, mode);
+      chmodSync(d, mode);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // created by a concurrent process
+      throw toIoError(err, d);
+    }
   }
 }

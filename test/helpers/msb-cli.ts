@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { main } from '../../src/cli/main.js';
+import { installCrashGuard, main } from '../../src/cli/main.js';
 
 export interface CliResult {
   status: number;
@@ -50,6 +50,7 @@ export function spawnMsb(args: string[], opts: { env?: NodeJS.ProcessEnv; input?
 }
 
 if (process.argv[1] === SELF && process.env.MSB_CLI_CHILD !== '0') {
+  installCrashGuard();
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

@@ -18,11 +18,11 @@
  * - Without `-u`, the username is prompted for on a TTY (exit 2 without one).
  * - logout drops a host entry that is left empty.
  */
-import { mkdirSync, readFileSync, unlinkSync, chmodSync } from 'node:fs';
+import { mkdirSync, unlinkSync, chmodSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { InvalidArgumentError, SettingsError, toIoError } from '../../errors.js';
-import { parseSettings, readSettings } from '../../settings/settings.js';
+import { InvalidArgumentError, toIoError } from '../../errors.js';
+import { parseSettings, readConfigText, readSettings } from '../../settings/settings.js';
 import { acquireFileLock } from '../../util/flock.js';
 import { writeFileAtomicSync } from '../../util/fs.js';
 import { parseReference } from '../../reference/reference.js';
@@ -164,13 +164,8 @@ type JsonObject = Record<string, unknown>;
 
 function readConfigRaw(home: string): JsonObject {
   const file = join(home, 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new SettingsError(file, `${file}: cannot read: ${(e as NodeJS.ErrnoException).code}`);
-  }
+  const text = readConfigText(file);
+  if (text === null) return {};
   parseSettings(text, file, home); // the same validation as every other reader
   const v = JSON.parse(text) as unknown;
   return v as JsonObject;
