@@ -18,6 +18,8 @@ import { FIXED_LIMITS } from '../limits.js';
 import type { TarReader } from '../tar/reader.js';
 
 export const CHUNK = 1 << 20;
+/** The reader is fed at most this much at once (the precision of the trailing-bytes count). */
+const SLICE = 64 << 10;
 
 /** Shared by the raw and decoded sides of one pass: set once the tar's end was seen. */
 export interface Trailing {
@@ -113,13 +115,18 @@ export async function runPass(chunks: Readable, reader: TarReader, o: PassOption
   try {
     for await (const chunk of chunks as AsyncIterable<Buffer>) {
       if (o.signal?.aborted) throw new AbortedError(o.signal.reason);
-      if (o.trailing.ended) {
-        o.trailing.decoded += chunk.length;
-        if (o.trailing.decoded > FIXED_LIMITS.archiveTrailingBytes) throw overTrailing(o.trailing.decoded);
-        continue;
+      // In slices: a stream's read() may hand over everything buffered at once, the end of the
+      // archive and megabytes after it in one chunk; the bytes past the end are counted to a slice.
+      for (let off = 0; off < chunk.length; off += SLICE) {
+        const piece = chunk.subarray(off, off + SLICE);
+        if (o.trailing.ended) {
+          o.trailing.decoded += piece.length;
+          if (o.trailing.decoded > FIXED_LIMITS.archiveTrailingBytes) throw overTrailing(o.trailing.decoded);
+          continue;
+        }
+        await reader.write(piece);
+        if (reader.done) o.trailing.ended = true;
       }
-      await reader.write(chunk);
-      if (reader.done) o.trailing.ended = true;
       if (o.done?.()) return;
     }
     await reader.end();

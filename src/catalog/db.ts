@@ -8,7 +8,7 @@
  * async backoff (10 ms doubling to 500 ms, 10 s in all), then fail with DatabaseError. Callbacks
  * given to `write`/`read` are synchronous and must do no file or network I/O.
  */
-import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -43,12 +43,35 @@ function isSqliteError(err: unknown): boolean {
 export function toDatabaseError(err: unknown, what: string, path?: string): unknown {
   if (err instanceof MsbError) return err;
   if (isSqliteError(err)) {
-    const errno = sqliteErrno((err as { code: string }).code);
+    let errno = sqliteErrno((err as { code: string }).code);
+    // SQLite does not say which errno it met: a full disk while mapping its `-shm` file is an
+    // "I/O error", a read-only mount "cannot open"; ask the filesystem.
+    if (errno === 'EIO' && path !== undefined && diskFull(dirname(path))) errno = 'ENOSPC';
+    if ((errno === 'EACCES' || errno === 'EROFS') && path !== undefined) errno = writeErrno(dirname(path)) ?? errno;
     if (errno !== null && path !== undefined)
-      return new IoError(path, errno, `${errno}: ${path}: ${what}: ${(err as Error).message}`, err);
+      return new IoError(path, errno, `${errno}: ${what}: ${(err as Error).message}`, err);
     return new DatabaseError(`${what}: ${(err as Error).message}`, err);
   }
   return err;
+}
+
+/** Why `dir` cannot be written (EROFS, EACCES, …), or null when it can. */
+function writeErrno(dir: string): string | null {
+  try {
+    accessSync(dir, fsConstants.W_OK);
+    return null;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? null;
+  }
+}
+
+/** True when the filesystem holding `dir` has no free block left (statfs). */
+function diskFull(dir: string): boolean {
+  try {
+    return statfsSync(dir).bavail === 0;
+  } catch {
+    return false;
+  }
 }
 
 export interface TxOptions {
@@ -203,7 +226,7 @@ async function inspect(db: Db, path: string, signal?: AbortSignal): Promise<Insp
         if (io instanceof IoError) throw io;
         throw withHint(
           new DatabaseError(`cannot read index ${path}: ${(err as Error).message}`, err),
-          `the index is damaged: restore ${path} from a backup, or move it aside to start an empty index (the cache's files are then adopted or pruned)`,
+          `the index is damaged: restore ${path} from a backup; or move it and the cache directory aside to start over`,
         );
       }
     }
@@ -311,15 +334,6 @@ function indexIdOf(conn: Db, path: string): string {
   return info.index_id;
 }
 
-/** True when `dir` can be written by this process (false on a read-only mount or without permission). */
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, fsConstants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The index of a home whose `db/` cannot be written. SQLite cannot open a WAL database read-only
@@ -373,7 +387,8 @@ export async function openIndex(home: string, opts: OpenIndexOptions): Promise<I
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw toIoError(err, path);
     }
-    if (!writable(dbDir)) return openReadOnly(path);
+    // A read-only mount or no write permission: open read-only (listing and inspecting still work).
+    if (writeErrno(dbDir) !== null) return openReadOnly(path);
   } else {
     ensureDirSync(dbDir, 0o700);
   }

@@ -70,7 +70,7 @@ export function foreignCacheError(cacheDir: string, reason?: string): SettingsEr
     `cache directory ${cacheDir} belongs to another msb home${reason ? ` (${reason})` : ''}`,
   );
   (e.details as Record<string, unknown>).hint =
-    `use that home (MSB_HOME) or another paths.cache; if this home's index was lost or re-created, move ${marker} aside to adopt the cache (msb image prune then removes the files no image uses)`;
+    `use that home (MSB_HOME), or another paths.cache; if this home's index was lost or re-created, move ${cacheDir} aside (or delete it): the next command starts a new cache`;
   return e;
 }
 

@@ -15,7 +15,7 @@ import type { Limits } from '../limits.js';
 import type { Settings } from '../settings/settings.js';
 import { deleteStaleLeases } from './lease.js';
 import { checkMarker, ensureMarker, readMarker } from './marker.js';
-import { CachePaths, MARKER_NAME } from './paths.js';
+import { CachePaths } from './paths.js';
 import { ensureDirSync } from '../util/fs.js';
 
 /**
@@ -104,12 +104,11 @@ const CACHE_DIRS: [string, number][] = [
 function refuseEmptyIndex(home: string, cacheDir: string): void {
   const st = readMarker(cacheDir, null);
   if (st.kind !== 'foreign') return;
-  const marker = join(cacheDir, MARKER_NAME);
   const e = new DatabaseError(
-    `index ${indexPath(home)} is empty, but the cache ${cacheDir} belongs to an index (${st.reason}): the index was lost or truncated`,
+    `index ${indexPath(home)} is empty, but the cache ${cacheDir} was filled for an index: the index was lost or truncated`,
   );
   (e.details as Record<string, unknown>).hint =
-    `restore ${indexPath(home)} from a backup; or start over without the cached images: move ${marker} aside (later pulls adopt valid layer files, msb image prune removes the rest)`;
+    `restore ${indexPath(home)} from a backup; or start over without the cached images: move ${cacheDir} aside (or delete it) and run the command again`;
   throw e;
 }
 

@@ -39,7 +39,7 @@ export function digestPathForm(d: string): string {
 
 /** CACHE_CORRUPT for a digest that reached a path or lock builder unvalidated (see digestPathForm). */
 export function invalidStoredDigest(d: unknown): CacheCorruptError {
-  return new CacheCorruptError(JSON.stringify(d), 'not a valid digest (a damaged index row?)');
+  return new CacheCorruptError(`index row ${JSON.stringify(d)}`, 'not a valid digest (the index is damaged)');
 }
 
 /** `sha256_abc….erofs` → `sha256:abc…` or null when the name is not of that form. */
