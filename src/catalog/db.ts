@@ -334,7 +334,6 @@ function indexIdOf(conn: Db, path: string): string {
   return info.index_id;
 }
 
-
 /**
  * The index of a home whose `db/` cannot be written. SQLite cannot open a WAL database read-only
  * when it cannot create the `-shm` file, so: with a `-wal` beside it (uncheckpointed commits, and

@@ -183,5 +183,5 @@ test('small files through the real CLI (one msb process): config.json and --ca-c
   }
   const batch = await runCliBatch(cases, { timeoutMs: 60_000 });
   assert.equal(batch.exit, 0, `the CLI process died or hung: ${batch.stderr}`);
-  batch.results.forEach((r, i) => assertCliFailure(r, labels[i]![1], labels[i]![0]));
+  for (const [i, r] of batch.results.entries()) assertCliFailure(r, labels[i]![1], labels[i]![0]);
 });
