@@ -8,14 +8,14 @@
  * async backoff (10 ms doubling to 500 ms, 10 s in all), then fail with DatabaseError. Callbacks
  * given to `write`/`read` are synchronous and must do no file or network I/O.
  */
-import { accessSync, constants as fsConstants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DatabaseError, IoError, MsbError, sqliteErrno, throwIfAborted, toIoError } from '../errors.js';
 import { sleep } from '../util/abort.js';
 import { acquireFileLock } from '../util/flock.js';
-import { ensureDirSync } from '../util/fs.js';
+import { ensureDirSync, writeErrnoSync } from '../util/fs.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, MIGRATION_1_NAME } from './migrations.js';
 
 export type Db = BetterSqlite3.Database;
@@ -47,22 +47,12 @@ export function toDatabaseError(err: unknown, what: string, path?: string): unkn
     // SQLite does not say which errno it met: a full disk while mapping its `-shm` file is an
     // "I/O error", a read-only mount "cannot open"; ask the filesystem.
     if (errno === 'EIO' && path !== undefined && diskFull(dirname(path))) errno = 'ENOSPC';
-    if ((errno === 'EACCES' || errno === 'EROFS') && path !== undefined) errno = writeErrno(dirname(path)) ?? errno;
+    if ((errno === 'EACCES' || errno === 'EROFS') && path !== undefined) errno = writeErrnoSync(dirname(path)) ?? errno;
     if (errno !== null && path !== undefined)
       return new IoError(path, errno, `${errno}: ${what}: ${(err as Error).message}`, err);
     return new DatabaseError(`${what}: ${(err as Error).message}`, err);
   }
   return err;
-}
-
-/** Why `dir` cannot be written (EROFS, EACCES, …), or null when it can. */
-function writeErrno(dir: string): string | null {
-  try {
-    accessSync(dir, fsConstants.W_OK);
-    return null;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code ?? null;
-  }
 }
 
 /** True when the filesystem holding `dir` has no free block left (statfs). */
@@ -387,11 +377,22 @@ export async function openIndex(home: string, opts: OpenIndexOptions): Promise<I
       throw toIoError(err, path);
     }
     // A read-only mount or no write permission: open read-only (listing and inspecting still work).
-    if (writeErrno(dbDir) !== null) return openReadOnly(path);
-  } else {
-    ensureDirSync(dbDir, 0o700);
+    if (writeErrnoSync(dbDir) !== null) return openReadOnly(path);
+    try {
+      return await openWritable(path, opts);
+    } catch (err) {
+      // A full disk cannot hold the `-shm` file a WAL reader needs: a read still works from a copy.
+      if (err instanceof IoError && err.errno === 'ENOSPC') return openReadOnly(path);
+      throw err;
+    }
   }
-  const lock = await acquireFileLock(join(dbDir, 'migrate.lock'), { signal: opts.signal });
+  ensureDirSync(dbDir, 0o700);
+  return openWritable(path, opts);
+}
+
+/** Steps 1–5 of docs/storage.md §3.3 under `db/migrate.lock` (creating the database when `opts.create`). */
+async function openWritable(path: string, opts: OpenIndexOptions): Promise<IndexDb | null> {
+  const lock = await acquireFileLock(join(dirname(path), 'migrate.lock'), { signal: opts.signal });
   let db: Db | null = null;
   try {
     if (!opts.create && !existsSync(path)) return null;

@@ -16,7 +16,7 @@ import type { Settings } from '../settings/settings.js';
 import { deleteStaleLeases } from './lease.js';
 import { checkMarker, ensureMarker, readMarker } from './marker.js';
 import { CachePaths } from './paths.js';
-import { ensureDirSync } from '../util/fs.js';
+import { ensureDirSync, writeErrnoSync } from '../util/fs.js';
 
 /**
  * Everything an operation needs once the cache is open. `paths.root` is the REAL path of the cache
@@ -112,12 +112,28 @@ function refuseEmptyIndex(home: string, cacheDir: string): void {
   throw e;
 }
 
+const READ_ONLY_HINT = (home: string) =>
+  `${home} is not writable: msb images, image inspect and image df still work; commands that change the cache need a writable home`;
+
 /** A failure to create the home: on a read-only home, say so (reads still work, docs/storage.md §1). */
 function homeWriteError(err: unknown, home: string): unknown {
   if (err instanceof IoError && (err.errno === 'EROFS' || err.errno === 'EACCES' || err.errno === 'EPERM'))
-    (err.details as Record<string, unknown>).hint =
-      `${home} is not writable: msb images, image inspect and image df still work; commands that change the cache need a writable home`;
+    (err.details as Record<string, unknown>).hint = READ_ONLY_HINT(home);
   return err;
+}
+
+/**
+ * Opening for writing: the directories that exist must be writable, checked first, so that a
+ * read-only home fails here, with the reason and the hint, and not at some lock file later.
+ */
+function checkWritable(home: string, dirs: string[]): void {
+  for (const d of dirs) {
+    const errno = writeErrnoSync(d);
+    if (errno === null || errno === 'ENOENT') continue;
+    const e = new IoError(d, errno, `${errno}: ${d}: cannot write here`);
+    (e.details as Record<string, unknown>).hint = READ_ONLY_HINT(home);
+    throw e;
+  }
 }
 
 /**
@@ -147,6 +163,7 @@ export async function openStore(
     })();
     // A cache that already carries a marker (or layers/) cannot be ours when we have no index.
     if (!dbExists) checkMarker(cfg.cacheDir, null);
+    if (mode === 'write') checkWritable(cfg.home, [cfg.home, dirname(indexPath(cfg.home)), cfg.cacheDir]);
     let index: IndexDb | null;
     try {
       if (mode === 'write') ensureDirSync(cfg.home, PRIVATE);

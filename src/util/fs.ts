@@ -8,6 +8,7 @@
  * docker config, the cache marker): `readSmallFileSync`.
  */
 import {
+  accessSync,
   chmodSync,
   closeSync,
   constants as C,
@@ -190,5 +191,15 @@ export function ensureDirSync(path: string, mode: number): void {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // created by a concurrent process
       throw toIoError(err, d);
     }
+  }
+}
+
+/** Why `dir` cannot be written by this process (EROFS, EACCES, ENOENT, …), or null when it can. */
+export function writeErrnoSync(dir: string): string | null {
+  try {
+    accessSync(dir, C.W_OK);
+    return null;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'EACCES';
   }
 }
