@@ -110,7 +110,15 @@ export async function convertMember(ctx: LayerCtx, l: PlannedLayer, candidate: s
     })(),
     { objectMode: false, highWaterMark: 1 << 20 },
   );
-  const dec = ctx.deps.createDecompressor(kind, { signal: wac.signal }) as unknown as Readable & NodeJS.WritableStream;
+  let dec: Readable & NodeJS.WritableStream;
+  try {
+    dec = ctx.deps.createDecompressor(kind, { signal: wac.signal }) as unknown as Readable & NodeJS.WritableStream;
+  } catch (err) {
+    // `src` is open with nothing reading it yet: closed here, or its fd outlives the load.
+    src.destroy();
+    ctx.signal.removeEventListener('abort', onAbort);
+    throw err;
+  }
   pipeline(hashed, dec, () => {
     /* the error reaches the writer through `dec` */
   });

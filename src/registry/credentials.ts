@@ -295,6 +295,7 @@ function runHelperProcess(
       if (size > HELPER_STDOUT_MAX) return kill('stdout over 64 KiB');
       chunks.push(b);
     });
+    child.stdout!.on('error', (e: NodeJS.ErrnoException) => kill(e.code ?? 'stdout read failed'));
     child.on('close', (code) => finish({ code, stdout: Buffer.concat(chunks) }));
     child.stdin!.on('error', () => {
       /* the helper may exit before reading stdin */
