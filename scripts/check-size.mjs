@@ -34,9 +34,6 @@ const PENDING = new Set([
   'tar/reader.ts',
   'tar/reader.ts#entry',
   'stitch/stitch.ts#stitchLayers',
-  // the CLI
-  'cli/progress.ts#handle',
-  'cli/commands/prune.ts#run',
   // the store (with the cache governance work)
   'store/prune.ts',
   'store/remove.ts#removeImage',

@@ -7,6 +7,7 @@
 export type ErrorCode =
   | 'IMAGE_NOT_FOUND'
   | 'IMAGE_IN_USE'
+  | 'IMAGE_REFERENCED'
   | 'UNSUPPORTED'
   | 'INVALID_REFERENCE'
   | 'INVALID_ARGUMENT'
@@ -29,6 +30,11 @@ export type ErrorCode =
   | 'PIN_NOT_FOUND'
   | 'INTERNAL';
 
+/**
+ * The base of every typed error. An error whose remedy is an API option sets `details.option` to
+ * that option's name and ends its message with `; <advice naming the option>`: a front end (the
+ * CLI) replaces that last clause with its own wording (`-f`, `--tag`).
+ */
 export class MsbError extends Error {
   readonly code: ErrorCode;
   readonly details: Record<string, unknown>;
@@ -65,14 +71,36 @@ export class ImageInUseError extends MsbError {
   readonly pins: PinRef[];
   constructor(reference: string, manifestDigest: string, pins: PinRef[]) {
     const used = pins.map((p) => `${p.kind} '${p.name}'`).join(', ');
-    super('IMAGE_IN_USE', `${reference} is used by ${used} (use -f to untag anyway)`, {
+    super('IMAGE_IN_USE', `${reference} is used by ${used}; pass { force: true } to untag anyway`, {
       reference,
       manifestDigest,
       pins,
+      option: 'force',
     });
     this.reference = reference;
     this.manifestDigest = manifestDigest;
     this.pins = pins;
+  }
+}
+
+/**
+ * A digest or image ID given to `remove` names a manifest several references point at; without
+ * `force` nothing is untagged (docker: "image is referenced in multiple repositories").
+ */
+export class ImageReferencedError extends MsbError {
+  readonly reference: string;
+  readonly manifestDigest: string;
+  /** The references (familiar forms) the removal would untag. */
+  readonly references: string[];
+  constructor(reference: string, manifestDigest: string, references: string[]) {
+    super(
+      'IMAGE_REFERENCED',
+      `${reference} is referenced by ${references.join(', ')}; pass { force: true } to untag them all`,
+      { reference, manifestDigest, references, option: 'force' },
+    );
+    this.reference = reference;
+    this.manifestDigest = manifestDigest;
+    this.references = references;
   }
 }
 

@@ -60,6 +60,8 @@ export const FIXED_LIMITS = Object.freeze({
   secretFileBytes: 64 * 1024,
   /** The cache marker `msb-cache.json` (docs/storage.md §1). */
   markerFileBytes: 64 * 1024,
+  /** Characters of one reference glob (`--filter reference=`, `PruneOptions.filter`). */
+  globPatternChars: 1024,
 });
 
 export function resolveLimits(...overlays: (Partial<Limits> | undefined)[]): Limits {

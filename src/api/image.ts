@@ -9,7 +9,7 @@
  * A target with a digest component must carry the source's manifest digest.
  */
 import { ImageNotFoundError, InvalidArgumentError, UnsupportedError } from '../errors.js';
-import { findManifest, findRef, listRefs, newestRefOfManifest, upsertImageRef } from '../catalog/queries.js';
+import { findRef, listRefs, untaggedManifests, upsertImageRef } from '../catalog/queries.js';
 import { makeOperation } from '../pull/events.js';
 import { pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
 import { listRowToHandle, refRowToHandle } from '../store/publish.js';
@@ -30,11 +30,14 @@ import {
 } from './remote.js';
 import type { ImageHandle } from '../store/handle.js';
 import { parseImageSelector, parseReference, type ImageSelector } from '../reference/reference.js';
+import { resolveImage, shownSelector, targetRow, untaggedRow } from '../store/select.js';
+import { deepFreeze } from '../util/freeze.js';
 import type {
   DiskUsageReport,
   ImageDetail,
   ImagePruneReport,
   ImageRemoveReport,
+  ListOptions,
   LoadOptions,
   PruneOptions,
   PullOperation,
@@ -58,8 +61,8 @@ function requireLocal(b: unknown, operation: string): LocalBackend {
   throw new InvalidArgumentError('backend', `${operation} needs a LocalBackend`);
 }
 
-function notFound(sel: ImageSelector): ImageNotFoundError {
-  return sel.kind === 'digest' ? new ImageNotFoundError(sel.digest) : new ImageNotFoundError(sel.familiar);
+function notFound(sel: ImageSelector, input: string): ImageNotFoundError {
+  return new ImageNotFoundError(shownSelector(sel, input));
 }
 
 function removeOptions(o: RemoveOptions | boolean | undefined): RemoveOptions {
@@ -75,8 +78,8 @@ export class Image {
   static async get(reference: string): Promise<ImageHandle> {
     return Image.getLocal(ambientLocal('Image.get'), reference);
   }
-  static async list(): Promise<ImageHandle[]> {
-    return Image.listLocal(ambientLocal('Image.list'));
+  static async list(options?: ListOptions): Promise<ImageHandle[]> {
+    return Image.listLocal(ambientLocal('Image.list'), options);
   }
   static async inspect(reference: string): Promise<ImageDetail> {
     return Image.inspectLocal(ambientLocal('Image.inspect'), reference);
@@ -137,25 +140,30 @@ export class Image {
     const sel = parseImageSelector(reference);
     return backend._run(async () => {
       const store = await backend._open('read');
-      if (!store) throw notFound(sel);
+      if (!store) throw notFound(sel, reference);
       const index = store.index;
-      const row = await index.read(() =>
-        sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical),
-      );
-      if (!row) throw notFound(sel);
-      return refRowToHandle(row);
+      return refRowToHandle(await index.read(() => targetRow(index, resolveImage(index, sel, reference))));
     });
   }
 
-  /** One indexed query; stats no files. Newest first, ties by canonical reference. */
-  static async listLocal(b: LocalBackend): Promise<ImageHandle[]> {
+  /**
+   * One indexed query; stats no files. Newest first, ties by canonical reference. With `all`, the
+   * manifests no reference names (kept by a pin or a lease, or waiting for prune) follow, newest
+   * first, as handles whose `reference` and `canonicalReference` are their digest.
+   */
+  static async listLocal(b: LocalBackend, options?: ListOptions): Promise<ImageHandle[]> {
     const backend = requireLocal(b, 'Image.listLocal');
     return backend._run(async () => {
       const store = await backend._open('read');
       if (!store) return [];
       const index = store.index;
       const rows = await index.read(() => listRefs(index));
-      return rows.map(listRowToHandle);
+      const handles = rows.map(listRowToHandle);
+      if (options?.all === true) {
+        const untagged = await index.read(() => untaggedManifests(index));
+        for (const m of untagged) handles.push(refRowToHandle(untaggedRow(m)));
+      }
+      return handles;
     });
   }
 
@@ -165,14 +173,12 @@ export class Image {
     const sel = parseImageSelector(reference);
     return backend._run(async () => {
       const store = await backend._open('read');
-      if (!store) throw notFound(sel);
+      if (!store) throw notFound(sel, reference);
       const index = store.index;
-      const detail = await index.read(() => {
-        const row = sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical);
-        return row ? buildDetail(index, store.paths, row) : null;
-      });
-      if (!detail) throw notFound(sel);
-      return detail;
+      const detail = await index.read(() =>
+        buildDetail(index, store.paths, targetRow(index, resolveImage(index, sel, reference))),
+      );
+      return deepFreeze(detail);
     });
   }
 
@@ -186,12 +192,14 @@ export class Image {
     const sel = parseImageSelector(reference);
     return backend._run(async () => {
       const existing = await backend._open('read');
-      if (!existing) throw notFound(sel);
+      if (!existing) throw notFound(sel, reference);
       const store = await backend._open('write', o.signal);
-      return removeImage(store, reference, {
-        ...(o.force !== undefined ? { force: o.force } : {}),
-        ...(o.signal ? { signal: o.signal } : {}),
-      });
+      return deepFreeze(
+        await removeImage(store, reference, {
+          ...(o.force !== undefined ? { force: o.force } : {}),
+          ...(o.signal ? { signal: o.signal } : {}),
+        }),
+      );
     });
   }
 
@@ -200,10 +208,10 @@ export class Image {
     return backend._run(async () => {
       if (options?.dryRun) {
         const store = await backend._open('read');
-        return pruneDryRun(store, resolvePruneOptions(options, store?.tempGraceMs ?? 0));
+        return deepFreeze(await pruneDryRun(store, resolvePruneOptions(options, store?.tempGraceMs ?? 0)));
       }
       const store = await backend._open('write', options?.signal);
-      return pruneReal(store, resolvePruneOptions(options, store.tempGraceMs));
+      return deepFreeze(await pruneReal(store, resolvePruneOptions(options, store.tempGraceMs)));
     });
   }
 
@@ -272,8 +280,8 @@ export class Image {
     const backend = requireLocal(b, 'Image.diskUsageLocal');
     return backend._run(async () => {
       const store = await backend._open('read');
-      if (!store) return emptyDiskUsage();
-      return diskUsage(store, resolvePruneOptions({ dryRun: true }, store.tempGraceMs));
+      if (!store) return deepFreeze(emptyDiskUsage());
+      return deepFreeze(await diskUsage(store, resolvePruneOptions({ dryRun: true }, store.tempGraceMs)));
     });
   }
 
@@ -283,27 +291,16 @@ export class Image {
     const sel = parseImageSelector(source);
     const dst = parseReference(target);
     return backend._run(async () => {
-      if (!(await backend._open('read'))) throw notFound(sel);
+      if (!(await backend._open('read'))) throw notFound(sel, source);
       const store = await backend._open('write');
       const index = store.index;
       const out = await withLock(store, 'ref', dst.canonical, () =>
         index.write(() => {
-          const src = sel.kind === 'digest' ? newestRefOfManifest(index, sel.digest) : findRef(index, sel.canonical);
-          let manifestId: number;
-          let digest: string;
-          let indexDigest: string | null = null;
-          if (src) {
-            manifestId = src.manifest_id;
-            digest = src.digest;
-            indexDigest = src.index_digest;
-          } else if (sel.kind === 'digest') {
-            const man = findManifest(index, sel.digest);
-            if (!man) throw notFound(sel);
-            manifestId = man.id;
-            digest = man.digest;
-          } else {
-            throw notFound(sel);
-          }
+          const target = resolveImage(index, sel, source);
+          const src = targetRow(index, target);
+          const manifestId = target.kind === 'ref' ? target.ref.manifest_id : target.manifest.id;
+          const digest = src.digest;
+          const indexDigest = src.index_digest;
           if (dst.digest !== null && dst.digest !== digest) {
             throw new InvalidArgumentError(
               'target',

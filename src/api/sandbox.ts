@@ -8,7 +8,7 @@
  * - Re-creating a sandbox name replaces its pin and resets its `createdAt` (it is a new sandbox);
  *   re-indexing a snapshot digest keeps its `createdAt`.
  */
-import { CacheCorruptError, InvalidArgumentError, PinNotFoundError } from '../errors.js';
+import { CacheCorruptError, ImageNotFoundError, InvalidArgumentError, PinNotFoundError } from '../errors.js';
 import type { IndexDb } from '../catalog/db.js';
 import { configRaw, findManifest, manifestLayers } from '../catalog/queries.js';
 import {
@@ -28,7 +28,8 @@ import { isDigest } from '../util/digest.js';
 import type { LocalBackend, Store } from './backend.js';
 import { configDetail, layerPositions } from './detail.js';
 import { ambientLocal } from './image.js';
-import { familiarOf, parseReference } from '../reference/reference.js';
+import { familiarOf, parseImageSelector, parseReference, type ImageSelector } from '../reference/reference.js';
+import { resolveImage, targetRow, type ImageTarget } from '../store/select.js';
 import { checkPinName } from './pins.js';
 import type {
   ImageConfigDetail,
@@ -102,6 +103,38 @@ async function checkArtifacts(store: Store, manifestDigest: string): Promise<voi
   if (!st.vmdkValid) throw new CacheCorruptError(paths.vmdk(manifestDigest), st.vmWhy ?? 'invalid');
 }
 
+/**
+ * An image ID (a digest, 4+ hex digits) or `REPO@digest` naming a cached manifest other than
+ * through an exact cached reference: that manifest and the reference to record (its newest ref,
+ * or null). Null when the pull path decides (a name, or nothing cached by that ID). A full digest
+ * that is not cached is ImageNotFoundError: there is no name to pull it by.
+ */
+async function cachedById(
+  b: LocalBackend,
+  sel: ImageSelector,
+  input: string,
+): Promise<{ manifestDigest: string; canonical: string | null } | null> {
+  if (sel.kind === 'reference' && sel.idPrefix === null && sel.digest === null) return null;
+  const store = await b._open('read');
+  if (!store) {
+    if (sel.kind === 'digest') throw new ImageNotFoundError(sel.digest);
+    return null;
+  }
+  const index = store.index;
+  return index.read(() => {
+    let t: ImageTarget;
+    try {
+      t = resolveImage(index, sel, input);
+    } catch (err) {
+      if (err instanceof ImageNotFoundError && sel.kind !== 'digest') return null;
+      throw err;
+    }
+    if (t.kind === 'ref') return null;
+    const row = targetRow(index, t);
+    return { manifestDigest: t.manifest.digest, canonical: row.ref_id > 0 ? row.reference : null };
+  });
+}
+
 export class Sandbox {
   static async create(name: string, options: SandboxCreateOptions): Promise<SandboxHandle> {
     return Sandbox.createLocal(ambientLocal('Sandbox.create'), name, options);
@@ -119,7 +152,9 @@ export class Sandbox {
   /**
    * Pulls `options.image` with the given PullOptions while holding a lease, checks the artifacts,
    * then in ONE transaction refreshes the ref's lastUsedAt and writes (or atomically replaces) the
-   * pin `sandbox/<name>` → manifest digest + canonical reference.
+   * pin `sandbox/<name>` → manifest digest + canonical reference. An image ID (digest or short ID)
+   * or `REPO@digest` of a cached manifest pins that manifest without a pull (the pull options do
+   * not apply: an ID is content-addressed).
    */
   static async createLocal(b: LocalBackend, name: string, options: SandboxCreateOptions): Promise<SandboxHandle> {
     checkPinName(name, 'sandbox');
@@ -127,33 +162,29 @@ export class Sandbox {
       throw new InvalidArgumentError('image', 'Sandbox.create needs options.image (the reference to pull and pin)');
     }
     const { image, ...pullOptions } = options;
-    const ref = parseReference(image);
+    const sel = parseImageSelector(image); // InvalidReferenceError before any I/O
     return b._run(async () => {
       const lease = await createLease(await b._open('write', options.signal), 'create', {
         ...(options.signal ? { signal: options.signal } : {}),
       });
       try {
-        const { pullImage } = await import('../pull/pull.js');
-        const result = await pullImage(b, image, { ...pullOptions, lease });
-        await lease.addItem('manifest', result.manifestDigest);
+        let picked = await cachedById(b, sel, image);
+        if (!picked) {
+          const { pullImage } = await import('../pull/pull.js');
+          const result = await pullImage(b, image, { ...pullOptions, lease });
+          const canonical = result.canonicalReference ?? (sel.kind === 'reference' ? sel.canonical : null);
+          picked = { manifestDigest: result.manifestDigest, canonical };
+        }
+        const { manifestDigest, canonical } = picked;
+        await lease.addItem('manifest', manifestDigest);
         const store = await b._open('write', options.signal);
-        await checkArtifacts(store, result.manifestDigest);
+        await checkArtifacts(store, manifestDigest);
         const { index, paths } = store;
         return await index.write(
           () => {
             const now = Date.now();
-            touchRefSync(index, result.canonicalReference ?? ref.canonical, now);
-            upsertPin(
-              index,
-              {
-                kind: 'sandbox',
-                key: name,
-                name,
-                manifestDigest: result.manifestDigest,
-                reference: result.canonicalReference ?? ref.canonical,
-              },
-              now,
-            );
+            if (canonical !== null) touchRefSync(index, canonical, now);
+            upsertPin(index, { kind: 'sandbox', key: name, name, manifestDigest, reference: canonical }, now);
             return sandboxHandle(index, paths, findPin(index, 'sandbox', name)!);
           },
           { ...(options.signal ? { signal: options.signal } : {}) },

@@ -18,11 +18,21 @@ export type {
   ImageRemoveReport,
   PruneOptions,
   PruneItemError,
+  PinnedImage,
   ImagePruneReport,
   DiskUsageReport,
 } from '../store/types.js';
 export type { PullPolicy, PullOptions, PullResult, PullOperation } from '../pull/types.js';
 export type { LoadOptions, SaveOptions, SaveResult } from '../archive/types.js';
+
+/** Options of `Image.list`. */
+export interface ListOptions {
+  /**
+   * Also list the manifests no reference names (kept by a sandbox or snapshot pin or a running
+   * operation's lease, or waiting for prune), as handles whose `reference` is their digest.
+   */
+  all?: boolean;
+}
 
 export interface ImageConfigDetail {
   digest: string;

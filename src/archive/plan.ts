@@ -163,7 +163,12 @@ export async function planArchive(t: ArchiveMembers, o: PlanOptions): Promise<Pl
 function applyTags(images: PlannedImage[], tags: string[]): void {
   if (tags.length === 0) return;
   if (images.length !== 1) {
-    throw new InvalidArgumentError('tag', `archive holds ${images.length} images; --tag needs a single-image archive`);
+    const e = new InvalidArgumentError(
+      'tag',
+      `archive holds ${images.length} images; the tag option needs a single-image archive`,
+    );
+    e.details.option = 'tag';
+    throw e;
   }
   const img = images[0]!;
   for (const tag of tags) if (!img.names.includes(tag)) img.names.push(tag);
@@ -178,8 +183,8 @@ function checkNames(images: PlannedImage[]): void {
         img.kind === 'oci'
           ? `image ${shortDigest(img.manifestDigest!)} has no name`
           : `image ${shortDigest(img.configDigest)} has no tag`;
-      const e = new ArchiveInvalidError(`${what}; pass --tag`);
-      (e.details as Record<string, unknown>).hint = 'pass --tag to name it';
+      const e = new ArchiveInvalidError(`${what}; pass the tag option to name it`);
+      e.details.option = 'tag';
       throw e;
     }
     for (const n of img.names) {

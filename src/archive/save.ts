@@ -26,7 +26,8 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { AbortedError, CacheCorruptError, ImageNotFoundError, InvalidArgumentError, toIoError } from '../errors.js';
 import type { Store, StoreOpener } from '../store/store.js';
 import type { SaveOptions, SaveResult } from './types.js';
-import { configRaw, findManifest, findRef, manifestLayers, type ManifestRow } from '../catalog/queries.js';
+import { configRaw, findManifest, manifestLayers, type ManifestRow } from '../catalog/queries.js';
+import { resolveImage } from '../store/select.js';
 import { checkLayer } from '../store/artifacts.js';
 import { crossCheckImage } from '../store/consistency.js';
 import { parseImageSelector } from '../reference/reference.js';
@@ -129,8 +130,13 @@ async function resolveImages(
   const index = store.index;
   return index.read(() => {
     const rows = requested.map((r) => {
-      const ref = r.sel.kind === 'digest' ? null : findRef(index, r.sel.canonical);
-      const m = r.sel.kind === 'digest' ? findManifest(index, r.sel.digest) : ref && findManifest(index, ref.digest);
+      const t = resolveImage(index, r.sel, r.input);
+      if (t.kind !== 'ref') {
+        // Found by image ID: saved by digest, without a name.
+        if (r.sel.kind === 'reference' && r.sel.digest === null) r.sel = { kind: 'digest', digest: t.manifest.digest };
+        return t.manifest;
+      }
+      const m = findManifest(index, t.ref.digest);
       if (!m) throw notFound(r);
       return m;
     });

@@ -77,3 +77,8 @@ export function pinnedDigests(index: IndexDb): Set<string> {
 export function isPinned(index: IndexDb, manifestDigest: string): boolean {
   return index.stmt('SELECT 1 FROM pin WHERE manifest_digest = ? LIMIT 1').get(manifestDigest) !== undefined;
 }
+
+/** Every pin, by manifest digest, then kind and key. */
+export function allPins(index: IndexDb): PinRow[] {
+  return index.stmt('SELECT * FROM pin ORDER BY manifest_digest, kind, key').all() as PinRow[];
+}

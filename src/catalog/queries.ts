@@ -331,3 +331,34 @@ export function manifestExists(index: IndexDb, digest: string): boolean {
 export function layerExists(index: IndexDb, diffId: string): boolean {
   return index.stmt('SELECT 1 FROM layer WHERE diff_id = ?').get(diffId) !== undefined;
 }
+
+/**
+ * Manifests whose digest starts with `prefix` (`sha256:d3db`), by digest, at most `limit`: the
+ * lookup of docker-style short image IDs (a range scan on the digest index).
+ */
+export function manifestsByDigestPrefix(index: IndexDb, prefix: string, limit: number): ManifestRow[] {
+  return index
+    .stmt('SELECT * FROM manifest WHERE digest >= ? AND digest < ? ORDER BY digest LIMIT ?')
+    .all(prefix, `${prefix}~`, limit) as ManifestRow[];
+}
+
+/** One manifest no ref points at (`msb images -a`'s `<none>` rows). */
+export interface UntaggedRow {
+  digest: string;
+  os: string | null;
+  architecture: string | null;
+  variant: string | null;
+  layer_count: number;
+  size_bytes: number | null;
+  created_at: number;
+  materialized_at: number | null;
+}
+
+/** Manifests no ref points at, newest first (ties by digest). */
+export function untaggedManifests(index: IndexDb): UntaggedRow[] {
+  return index
+    .stmt(`SELECT m.digest, m.os, m.architecture, m.variant, m.layer_count, m.size_bytes, m.created_at, m.materialized_at
+    FROM manifest m WHERE NOT EXISTS (SELECT 1 FROM image_ref r WHERE r.manifest_id = m.id)
+    ORDER BY m.created_at DESC, m.digest`)
+    .all() as UntaggedRow[];
+}

@@ -2,11 +2,12 @@
  * Output helpers for `msb` (docs/cli.md §2): aligned tables with capitalised headers, decimal sizes with
  * 3 significant digits (`1.09MB`, `203MB`, `4.1kB`, `-` for null), docker-style relative times
  * ("3 hours ago"), 12-hex digests unless `--no-trunc`, and `--format json` = exactly
- * `JSON.stringify` of the API object plus a newline. Also the small flag parser the image commands
- * share (unknown flags and missing values are UsageErrors → exit 2).
+ * `JSON.stringify` of the API object plus a newline. Table cells are escaped for the terminal
+ * (src/cli/escape.ts); JSON is not.
  */
 import { shortDigest } from '../util/digest.js';
-import { UsageError, type CliContext } from './context.js';
+import type { CliContext } from './context.js';
+import { termSafe } from './escape.js';
 
 /** Decimal units, 3 significant digits, trailing zeros trimmed. */
 export function formatSize(bytes: number | null | undefined): string {
@@ -60,8 +61,9 @@ export function platformString(p: { os: string | null; architecture: string | nu
 }
 
 /** Columns separated by three spaces, each padded to its widest cell; the last is not padded. */
-export function table(headers: string[], rows: string[][]): string {
+export function table(headers: string[], cells: string[][]): string {
   const n = headers.length;
+  const rows = cells.map((r) => r.map(termSafe));
   const widths = headers.map((h) => h.length);
   for (const r of rows)
     for (let i = 0; i < n; i++) {
@@ -83,57 +85,4 @@ export function table(headers: string[], rows: string[][]): string {
 /** `--format json`: exactly JSON.stringify of the API object, then a newline. */
 export function writeJson(ctx: CliContext, value: unknown): void {
   ctx.stdout.write(JSON.stringify(value) + '\n');
-}
-
-export type FlagKind = 'bool' | 'value' | 'multi';
-export interface FlagDef {
-  kind: FlagKind;
-  names: string[];
-}
-export type ParsedFlags = { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
-
-/**
- * Parses `args` against `defs` (key → names such as ['-q', '--quiet']). Supports `--name=value`,
- * `--` (end of flags) and `-` as a positional. Unknown flags / missing values → UsageError.
- */
-export function parseFlags(args: string[], defs: Record<string, FlagDef>, usage: string): ParsedFlags {
-  const byName = new Map<string, [string, FlagDef]>();
-  for (const [k, d] of Object.entries(defs)) for (const n of d.names) byName.set(n, [k, d]);
-  const values: ParsedFlags['values'] = {};
-  const positionals: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '--') {
-      positionals.push(...args.slice(i + 1));
-      break;
-    }
-    if (!a.startsWith('-') || a === '-') {
-      positionals.push(a);
-      continue;
-    }
-    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    const hit = byName.get(name);
-    if (!hit) throw new UsageError(`unknown flag ${name}`, usage);
-    const [key, def] = hit;
-    if (def.kind === 'bool') {
-      if (eq > 0) throw new UsageError(`flag ${name} takes no value`, usage);
-      values[key] = true;
-      continue;
-    }
-    let v: string | undefined;
-    if (eq > 0) v = a.slice(eq + 1);
-    else v = args[++i];
-    if (v === undefined) throw new UsageError(`flag ${name} needs a value`, usage);
-    if (def.kind === 'value') values[key] = v;
-    else values[key] = [...((values[key] as string[] | undefined) ?? []), v];
-  }
-  return { values, positionals };
-}
-
-/** `--format table|json` → 'table' | 'json' (UsageError otherwise). */
-export function formatOption(v: unknown, usage: string): 'table' | 'json' {
-  if (v === undefined) return 'table';
-  if (v === 'table' || v === 'json') return v;
-  throw new UsageError(`--format must be table or json, not ${JSON.stringify(v)}`, usage);
 }

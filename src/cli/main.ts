@@ -1,142 +1,130 @@
 /**
- * `msb` entry point: global flags, command dispatch, error printing and exit codes (docs/cli.md §1–§3).
- * Each command lives in its own module under ./commands and is imported lazily, so `msb layer
- * convert` never loads SQLite and `msb --help` loads nothing.
+ * `msb` entry point (docs/cli.md §1–§3): global flags, help, dispatch through the command table
+ * (src/cli/command-table.ts), error printing and exit codes, signals and closed pipes.
  */
-import { readFileSync } from 'node:fs';
-import { MsbError, toMsbError, type ErrorCode } from '../errors.js';
+import { MsbError, toMsbError } from '../errors.js';
+import { helpText, parseCommandArgs } from './command.js';
+import { COMMAND_MODULES, GROUPS, loadSpec } from './command-table.js';
 import { UsageError, type CliContext } from './context.js';
+import { globalHelp, groupHelp } from './help.js';
+import { reportError } from './report.js';
+import { packageVersion } from './version-info.js';
 
-interface CommandModule {
-  run(args: string[], ctx: CliContext): Promise<number>;
-  usage: string;
-}
+export { EXIT_BY_CODE, exitCodeFor, forEachArgument, reportError } from './report.js';
 
-/** command words → module file (without extension). Aliases map to the same module. */
-const COMMANDS: Record<string, { module: string; summary: string }> = {
-  pull: { module: 'pull', summary: 'Pull an image from a registry' },
-  images: { module: 'images', summary: 'List cached images' },
-  'image ls': { module: 'images', summary: 'List cached images (alias of images)' },
-  'image pull': { module: 'pull', summary: 'Pull an image (alias of pull)' },
-  'image inspect': { module: 'inspect', summary: 'Show details of one or more images' },
-  rmi: { module: 'rmi', summary: 'Remove one or more images' },
-  'image rm': { module: 'rmi', summary: 'Remove one or more images (alias of rmi)' },
-  'image prune': { module: 'prune', summary: 'Remove images not used by a sandbox or snapshot' },
-  'image df': { module: 'df', summary: 'Show cache disk usage' },
-  'image digest': { module: 'digest', summary: 'Print the digest a reference resolves to in its registry' },
-  'manifest inspect': { module: 'manifest', summary: 'Show the index or manifest of a remote image' },
-  'ls-tags': { module: 'ls-tags', summary: 'List the tags of a remote repository' },
-  tag: { module: 'tag', summary: 'Create a tag TARGET that refers to SOURCE' },
-  'image tag': { module: 'tag', summary: 'Create a tag (alias of tag)' },
-  load: { module: 'load', summary: 'Load images from a docker-save or OCI archive' },
-  'image load': { module: 'load', summary: 'Load images (alias of load)' },
-  save: { module: 'save', summary: 'Save images to an archive' },
-  'image save': { module: 'save', summary: 'Save images (alias of save)' },
-  'sandbox ls': { module: 'sandbox', summary: 'List sandboxes (image pins)' },
-  'sandbox rm': { module: 'sandbox', summary: 'Remove sandbox pins' },
-  'snapshot ls': { module: 'snapshot', summary: 'List snapshots (image pins)' },
-  'snapshot rm': { module: 'snapshot', summary: 'Remove snapshot pins' },
-  'registry login': { module: 'registry', summary: 'Store credentials for a registry' },
-  'registry logout': { module: 'registry', summary: 'Remove stored credentials for a registry' },
-  'registry ls': { module: 'registry', summary: 'List configured registries' },
-  'layer convert': { module: 'layer', summary: 'Convert a layer tar into a layer EROFS image' },
-  'layer stitch': { module: 'layer', summary: 'Stitch layer EROFS images into fsmeta + VMDK' },
-};
-
-export const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
-  INVALID_ARGUMENT: 2,
-  INVALID_REFERENCE: 2,
-  IMAGE_NOT_FOUND: 3,
-  NOT_CACHED: 3,
-  PIN_NOT_FOUND: 3,
-  PLATFORM_NOT_FOUND: 3,
-  IMAGE_IN_USE: 4,
-  REGISTRY_AUTH: 5,
-  UNSUPPORTED: 6,
-};
-
-export function exitCodeFor(err: unknown, signal?: AbortSignal): number {
-  if (err instanceof UsageError) return 2;
-  if (err instanceof MsbError) {
-    if (err.code === 'ABORTED') return abortExitCode(signal);
-    return EXIT_BY_CODE[err.code] ?? 1;
+/** A write error that means "the reader went away" (`msb images | head -1`). */
+function isClosedPipe(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED') return true;
   }
-  return 1;
+  return false;
 }
 
-function abortExitCode(signal?: AbortSignal): number {
-  return signal?.reason === 'SIGTERM' ? 143 : 130;
-}
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-      version: string;
-    };
-    return pkg.version;
-  } catch {
-    return 'unknown';
-  }
-}
-
-function globalUsage(): string {
-  const lines = ['Usage: msb [--home DIR] [--debug] [--no-color] <command> [args]', '', 'Commands:'];
-  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
-  for (const [k, v] of Object.entries(COMMANDS)) lines.push(`  ${k.padEnd(width)}  ${v.summary}`);
-  lines.push('', 'Run `msb <command> --help` for the flags of a command.');
-  return lines.join('\n') + '\n';
+interface Output {
+  /** The reader of stdout or stderr went away. */
+  closed: boolean;
+  /** Another write error (EIO, ENOSPC on a redirected file). */
+  error: Error | null;
 }
 
 /**
- * Prints one error line `msb: CODE: message` (plus a hint, plus the stack only under --debug) and
- * returns the exit status. The CLI's one wrapping point: anything that is not an MsbError (or a
- * usage error) is typed by `toMsbError` first (an fs error → IO, anything else → INTERNAL).
+ * A closed stdout or stderr ends the command quietly, exit 0, like `git log | head` (docs/cli.md
+ * §2): the running operation is aborted and nothing more is printed. Any other write error aborts
+ * too and is reported once, on stderr if it still works.
  */
-export function reportError(raw: unknown, ctx: CliContext): number {
-  const err = raw instanceof UsageError ? raw : toMsbError(raw);
-  const status = exitCodeFor(err, ctx.signal);
-  if (err instanceof UsageError) {
-    ctx.stderr.write(`msb: ${err.message}\n`);
-    if (err.usage) ctx.stderr.write(err.usage.endsWith('\n') ? err.usage : err.usage + '\n');
-  } else {
-    ctx.stderr.write(`msb: ${err.code}: ${err.message}\n`);
-    const hint = (err.details as { hint?: unknown }).hint;
-    if (typeof hint === 'string') ctx.stderr.write(`hint: ${hint}\n`);
+function watchOutput(ctx: CliContext, ac: AbortController): Output {
+  const o: Output = { closed: false, error: null };
+  for (const s of [ctx.stdout, ctx.stderr]) {
+    s.on('error', (err: Error) => {
+      if (isClosedPipe(err)) o.closed = true;
+      else o.error ??= err;
+      if (!ac.signal.aborted) ac.abort(o.closed ? 'EPIPE' : 'output error');
+    });
   }
-  if (ctx.debug && err instanceof Error) {
-    let e: unknown = err;
-    while (e instanceof Error) {
-      ctx.stderr.write(`${e.stack ?? e.message}\n`);
-      e = e.cause;
-      if (e !== undefined) ctx.stderr.write('caused by: ');
-    }
-  }
-  return status;
+  return o;
 }
 
-/**
- * Runs `fn` for every argument of a multi-argument command (rmi, sandbox rm, snapshot rm): a
- * failed argument is reported and the others still run; the first failure's exit status is
- * returned (0 when all succeeded). A signal or internal error (≥ 128) stops at once.
- */
-export async function forEachArgument(
-  ctx: CliContext,
-  args: readonly string[],
-  fn: (arg: string) => Promise<void>,
-): Promise<number> {
-  let status = 0;
-  for (const a of args) {
-    try {
-      await fn(a);
-    } catch (err) {
-      if (exitCodeFor(err, ctx.signal) >= 128) throw err;
-      const s = reportError(err, ctx);
-      if (status === 0) status = s;
-    }
+/** Leading global flags; returns the rest, or a number to exit with. */
+async function globalFlags(args: string[], ctx: CliContext): Promise<string[] | number> {
+  while (args.length && args[0]!.startsWith('-')) {
+    const a = args.shift()!;
+    if (a === '--home') {
+      const v = args.shift();
+      if (!v) throw new UsageError('--home needs a directory', await globalHelp());
+      ctx.home = v;
+    } else if (a.startsWith('--home=')) ctx.home = a.slice(7);
+    else if (a === '--debug') ctx.debug = true;
+    else if (a === '--no-color') ctx.color = false;
+    else if (a === '--help' || a === '-h') {
+      ctx.stdout.write(await globalHelp());
+      return 0;
+    } else if (a === '--version' || a === '-v') {
+      ctx.stdout.write(`msb ${packageVersion()}\n`);
+      return 0;
+    } else throw new UsageError(`unknown flag ${a}`, await globalHelp());
   }
-  return status;
+  return args;
 }
 
+/** `msb help [WORDS…]`: the help of a command or group, or the global help. */
+async function help(words: string[], ctx: CliContext): Promise<number> {
+  const w = words.join(' ');
+  if (w === '') ctx.stdout.write(await globalHelp());
+  else if (GROUPS[w] !== undefined) ctx.stdout.write(await groupHelp(w));
+  else if (COMMAND_MODULES[w] !== undefined) ctx.stdout.write(helpText(await loadSpec(w)));
+  else throw new UsageError(`unknown command ${JSON.stringify(w)}`, await globalHelp());
+  return 0;
+}
+
+/** `--help`/`-h` among the command's arguments (before a `--`). */
+function asksHelp(rest: readonly string[]): boolean {
+  const end = rest.indexOf('--');
+  return (end < 0 ? rest : rest.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
+
+/** The hidden `msb __complete WORD... CURRENT` the completion scripts run (src/cli/completion.ts). */
+async function completeWords(words: string[], ctx: CliContext): Promise<number> {
+  const { complete } = await import('./completion.js');
+  const r = await complete(words.slice(0, -1), words[words.length - 1] ?? '', ctx.env);
+  ctx.stdout.write([...r.items, ...(r.files ? [':files'] : [])].map((x) => `${x}\n`).join(''));
+  return 0;
+}
+
+async function dispatch(argv: string[], ctx: CliContext): Promise<number> {
+  if (argv[0] === '__complete') return completeWords(argv.slice(1), ctx);
+  const parsed = await globalFlags([...argv], ctx);
+  if (typeof parsed === 'number') return parsed;
+  const args = parsed;
+  if (args.length === 0) {
+    ctx.stderr.write(await globalHelp());
+    return 2;
+  }
+  if (args[0] === 'help') return help(args.slice(1), ctx);
+  const group = GROUPS[args[0]!] !== undefined ? args[0]! : null;
+  if (group !== null && (args.length === 1 || args[1] === '--help' || args[1] === '-h')) {
+    ctx.stdout.write(await groupHelp(group));
+    return 0;
+  }
+  const two = args.length >= 2 ? `${args[0]} ${args[1]}` : '';
+  const words = COMMAND_MODULES[two] !== undefined ? two : COMMAND_MODULES[args[0]!] !== undefined ? args[0]! : null;
+  if (words === null) {
+    const shown = group !== null ? two : args[0]!;
+    throw new UsageError(
+      `unknown command ${JSON.stringify(shown)}`,
+      group !== null ? await groupHelp(group) : await globalHelp(),
+    );
+  }
+  const spec = await loadSpec(words);
+  const rest = args.slice(words.split(' ').length);
+  if (asksHelp(rest)) {
+    ctx.stdout.write(helpText(spec));
+    return 0;
+  }
+  return spec.run(parseCommandArgs(spec, rest), ctx);
+}
+
+/** Runs `msb argv`; resolves to the exit status. `io` replaces the process streams (tests). */
 export async function main(argv: string[], io: Partial<CliContext> = {}): Promise<number> {
   const ac = new AbortController();
   const ctx: CliContext = {
@@ -145,10 +133,11 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
     stdout: io.stdout ?? process.stdout,
     stderr: io.stderr ?? process.stderr,
     stdin: io.stdin ?? process.stdin,
-    signal: io.signal ?? ac.signal,
+    signal: ac.signal,
     env: io.env ?? process.env,
   };
   if (ctx.env.NO_COLOR) ctx.color = false;
+  const out = watchOutput(ctx, ac);
   let interrupted = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     interrupted++;
@@ -160,47 +149,16 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   }
+  // A caller's signal (tests, embedders) aborts like SIGINT/SIGTERM would.
+  if (io.signal?.aborted) ac.abort(io.signal.reason);
+  else io.signal?.addEventListener('abort', () => ac.abort(io.signal!.reason), { once: true });
   try {
-    const args = [...argv];
-    while (args.length && args[0]!.startsWith('-')) {
-      const a = args.shift()!;
-      if (a === '--home') {
-        const v = args.shift();
-        if (!v) throw new UsageError('--home needs a directory', globalUsage());
-        ctx.home = v;
-      } else if (a.startsWith('--home=')) ctx.home = a.slice(7);
-      else if (a === '--debug') ctx.debug = true;
-      else if (a === '--no-color') ctx.color = false;
-      else if (a === '--help' || a === '-h') {
-        ctx.stdout.write(globalUsage());
-        return 0;
-      } else if (a === '--version' || a === '-v') {
-        ctx.stdout.write(`msb ${version()}\n`);
-        return 0;
-      } else throw new UsageError(`unknown flag ${a}`, globalUsage());
-    }
-    if (args.length === 0) {
-      ctx.stderr.write(globalUsage());
-      return 2;
-    }
-    const two = args.length >= 2 ? `${args[0]} ${args[1]}` : '';
-    let cmd = COMMANDS[two];
-    let rest: string[];
-    if (cmd) rest = args.slice(2);
-    else {
-      cmd = COMMANDS[args[0]!];
-      rest = args.slice(1);
-      if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(args.slice(0, 2).join(' '))}`, globalUsage());
-    }
-    // Sub-command modules (sandbox, snapshot, registry, layer) receive their verb as the first argument.
-    if (['sandbox', 'snapshot', 'registry', 'layer'].includes(cmd.module)) rest = [args[1]!, ...rest];
-    const mod = (await import(`./commands/${cmd.module}.js`)) as CommandModule;
-    if (rest.includes('--help') || rest.includes('-h')) {
-      ctx.stdout.write(mod.usage.endsWith('\n') ? mod.usage : mod.usage + '\n');
-      return 0;
-    }
-    return await mod.run(rest, ctx);
+    const status = await dispatch(argv, ctx);
+    return out.closed ? 0 : status;
   } catch (err) {
+    if (out.closed || isClosedPipe(err)) return 0;
+    if (err instanceof MsbError && err.code === 'ABORTED' && out.error !== null)
+      return reportError(new MsbError('IO', `cannot write the output: ${out.error.message}`), ctx);
     return reportError(err, ctx);
   } finally {
     if (installSignals) {

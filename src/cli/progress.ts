@@ -10,9 +10,18 @@
 import { shortDigest } from '../util/digest.js';
 import type { PullEvent } from '../pull/events.js';
 
+import { termSafe } from './escape.js';
 import { formatSize } from './format.js';
 
 export { formatSize };
+
+/** The event of one `type`. */
+type Ev<K extends PullEvent['type']> = Extract<PullEvent, { type: K }>;
+
+/** `sha256:` + 12 hex. */
+function short(d: string): string {
+  return d.slice(0, d.indexOf(':') + 13);
+}
 
 /** `2.4s`, `850ms`, `1m05s`. */
 export function formatDuration(ms: number): string {
@@ -124,7 +133,7 @@ export class ProgressRenderer {
 
   private plainPrefix(l: LayerLine): string {
     const d = l.digest ?? l.diffId;
-    return `layer ${l.index + 1}/${Math.max(this.layerCount, l.index + 1)}${d ? ' ' + d.slice(0, d.indexOf(':') + 13) : ''}`;
+    return `layer ${l.index + 1}/${Math.max(this.layerCount, l.index + 1)}${d ? ' ' + short(d) : ''}`;
   }
 
   /** A permanent line (above the live block on a TTY). */
@@ -140,68 +149,26 @@ export class ProgressRenderer {
 
   /** `msb: warning: <message>` — printed whatever the mode, above the live block. */
   warn(message: string): void {
-    this.line(`msb: warning: ${message}`);
+    this.line(`msb: warning: ${termSafe(message)}`);
   }
 
   handle(e: PullEvent): void {
     switch (e.type) {
       case 'resolving':
-        if (!this.opts.tty) this.out.write(`resolving ${e.reference}\n`);
+        if (!this.opts.tty) this.out.write(`resolving ${termSafe(e.reference)}\n`);
         break;
-      case 'resolved': {
-        this.layerCount = e.layerCount;
-        const p = e.platform;
-        const plat = `${p.os}/${p.architecture}${p.variant ? '/' + p.variant : ''}`;
-        const size = e.totalDownloadBytes === null ? '' : `, ${formatSize(e.totalDownloadBytes)}`;
-        const text = `${this.opts.displayName ?? e.reference} resolved ${e.manifestDigest.slice(0, e.manifestDigest.indexOf(':') + 13)} (${plat}, ${e.layerCount} layer${e.layerCount === 1 ? '' : 's'}${size})${e.source ? ` from ${e.source}` : ''}${e.cached ? ' cached' : ''}`;
-        if (!e.cached) for (let i = 0; i < e.layerCount; i++) this.layer(i);
-        this.line(text);
+      case 'resolved':
+        this.onResolved(e);
         break;
-      }
-      case 'layerDownloadStarted': {
-        const l = this.layer(e.layerIndex);
-        l.digest = e.digest;
-        l.state = 'Downloading';
-        l.total = e.totalBytes;
-        l.resumeFrom = e.resumeFrom;
-        l.downloaded = e.resumeFrom;
-        l.downloadStartedAt = this.now();
-        l.downloadDoneAt = null;
-        l.retry = null;
-        if (!this.opts.tty) {
-          l.lastPlainAt = this.now();
-          this.out.write(
-            `${this.plainPrefix(l)} downloading${e.totalBytes !== null ? ' ' + formatSize(e.totalBytes) : ''}${e.resumeFrom > 0 ? ` (resuming at ${formatSize(e.resumeFrom)})` : ''}\n`,
-          );
-        }
+      case 'layerDownloadStarted':
+        this.onDownloadStarted(e);
         break;
-      }
-      case 'layerDownloadProgress': {
-        const l = this.layer(e.layerIndex);
-        l.downloaded = e.downloadedBytes;
-        if (e.totalBytes !== null) l.total = e.totalBytes;
-        if (l.state === 'Waiting' || l.state === 'Retrying') l.state = 'Downloading';
-        if (!this.opts.tty && this.now() - l.lastPlainAt >= this.plainInterval) {
-          l.lastPlainAt = this.now();
-          this.out.write(
-            `${this.plainPrefix(l)} downloading ${formatSize(l.downloaded)}${l.total !== null ? '/' + formatSize(l.total) : ''}\n`,
-          );
-        }
+      case 'layerDownloadProgress':
+        this.onDownloadProgress(e);
         break;
-      }
-      case 'layerDownloadComplete': {
-        const l = this.layer(e.layerIndex);
-        l.downloaded = e.downloadedBytes;
-        l.downloadDoneAt = this.now();
-        l.state = 'Converting';
-        if (!this.opts.tty) {
-          l.lastPlainAt = this.now();
-          this.out.write(
-            `${this.plainPrefix(l)} downloaded ${formatSize(e.downloadedBytes)} in ${formatDuration(this.now() - l.downloadStartedAt)}\n`,
-          );
-        }
+      case 'layerDownloadComplete':
+        this.onDownloadComplete(e);
         break;
-      }
       case 'layerMaterializeStarted': {
         const l = this.layer(e.layerIndex);
         l.diffId = e.diffId;
@@ -210,81 +177,143 @@ export class ProgressRenderer {
         l.materializeStartedAt = this.now();
         break;
       }
-      case 'layerMaterializeProgress': {
-        const l = this.layer(e.layerIndex);
-        l.tarBytes = e.tarBytes;
-        l.entries = e.entries;
-        if (!this.opts.tty && l.state === 'Converting' && this.now() - l.lastPlainAt >= this.plainInterval) {
-          l.lastPlainAt = this.now();
-          this.out.write(`${this.plainPrefix(l)} converting ${formatSize(e.tarBytes)}, ${e.entries} entries\n`);
-        }
+      case 'layerMaterializeProgress':
+        this.onMaterializeProgress(e);
         break;
-      }
-      case 'layerMaterializeComplete': {
-        const l = this.layer(e.layerIndex);
-        l.diffId = e.diffId;
-        l.erofsBytes = e.erofsSizeBytes;
-        l.state = e.reused ? 'Done (cached)' : 'Done';
-        if (!this.opts.tty) {
-          this.out.write(
-            e.reused
-              ? `${this.plainPrefix(l)} already present (${formatSize(e.erofsSizeBytes)})\n`
-              : `${this.plainPrefix(l)} converted ${formatSize(l.tarBytes)} in ${formatDuration(this.now() - l.materializeStartedAt)}\n`,
-          );
-        }
+      case 'layerMaterializeComplete':
+        this.onMaterializeComplete(e);
         break;
-      }
-      case 'retry': {
-        if (e.layerIndex === null) {
-          this.line(`retrying (${e.attempt}/${this.retries} in ${formatDuration(e.delayMs)}): ${e.reason}`);
-          break;
-        }
-        const l = this.layer(e.layerIndex);
-        l.state = 'Retrying';
-        l.retry = { attempt: e.attempt, delayMs: e.delayMs };
-        if (!this.opts.tty)
-          this.out.write(
-            `${this.plainPrefix(l)} retrying (${e.attempt}/${this.retries} in ${formatDuration(e.delayMs)}): ${e.reason}\n`,
-          );
+      case 'retry':
+        this.onRetry(e);
         break;
-      }
       case 'warning':
         this.warn(e.message);
         break;
       case 'stitchStarted':
-        if (this.opts.tty) {
-          this.drawLive();
-          this.freeze();
-          this.out.write('Stitching fsmeta + vmdk … ');
-          this.stitchOpen = true;
-        } else {
-          this.out.write(`stitching fsmeta + vmdk (${e.layerCount} layer${e.layerCount === 1 ? '' : 's'})\n`);
-        }
-        break;
       case 'stitchComplete':
-        if (this.opts.tty) {
-          this.out.write(e.reused ? 'done (cached)\n' : 'done\n');
-          this.stitchOpen = false;
-        } else {
-          this.out.write(`stitched fsmeta ${formatSize(e.fsmetaSizeBytes)}${e.reused ? ' (cached)' : ''}\n`);
-        }
+        this.onStitch(e);
         break;
-      case 'complete': {
-        if (this.opts.tty) {
-          this.drawLive();
-          this.freeze();
-        }
-        const all = [...this.layers.values()];
-        const downloaded = all.filter((l) => l.state === 'Done').reduce((a, l) => a + l.downloaded, 0);
-        const fetched = all.filter((l) => l.state === 'Done').length;
-        const summary = e.cached
-          ? `${this.opts.displayName ?? e.reference}: ${e.layerCount} layer${e.layerCount === 1 ? '' : 's'}, all cached, in ${formatDuration(e.elapsedMs)}`
-          : `${this.opts.displayName ?? e.reference}: ${e.layerCount} layer${e.layerCount === 1 ? '' : 's'} (${fetched} downloaded, ${e.layerCount - fetched} cached), ${formatSize(downloaded)} in ${formatDuration(e.elapsedMs)}`;
-        this.out.write(summary + '\n');
+      case 'complete':
+        this.onComplete(e);
         break;
-      }
     }
     if (this.opts.tty && !this.frozen) this.schedule();
+  }
+
+  private onResolved(e: Ev<'resolved'>): void {
+    this.layerCount = e.layerCount;
+    const p = e.platform;
+    const plat = `${p.os}/${p.architecture}${p.variant ? '/' + p.variant : ''}`;
+    const size = e.totalDownloadBytes === null ? '' : `, ${formatSize(e.totalDownloadBytes)}`;
+    const layers = `${e.layerCount} layer${e.layerCount === 1 ? '' : 's'}`;
+    const from = e.source ? ` from ${e.source}` : '';
+    const text = `${this.opts.displayName ?? e.reference} resolved ${short(e.manifestDigest)} (${plat}, ${layers}${size})${from}${e.cached ? ' cached' : ''}`;
+    if (!e.cached) for (let i = 0; i < e.layerCount; i++) this.layer(i);
+    this.line(termSafe(text));
+  }
+
+  private onDownloadStarted(e: Ev<'layerDownloadStarted'>): void {
+    const l = this.layer(e.layerIndex);
+    l.digest = e.digest;
+    l.state = 'Downloading';
+    l.total = e.totalBytes;
+    l.resumeFrom = e.resumeFrom;
+    l.downloaded = e.resumeFrom;
+    l.downloadStartedAt = this.now();
+    l.downloadDoneAt = null;
+    l.retry = null;
+    if (this.opts.tty) return;
+    l.lastPlainAt = this.now();
+    const size = e.totalBytes !== null ? ' ' + formatSize(e.totalBytes) : '';
+    const resume = e.resumeFrom > 0 ? ` (resuming at ${formatSize(e.resumeFrom)})` : '';
+    this.out.write(`${this.plainPrefix(l)} downloading${size}${resume}\n`);
+  }
+
+  private onDownloadProgress(e: Ev<'layerDownloadProgress'>): void {
+    const l = this.layer(e.layerIndex);
+    l.downloaded = e.downloadedBytes;
+    if (e.totalBytes !== null) l.total = e.totalBytes;
+    if (l.state === 'Waiting' || l.state === 'Retrying') l.state = 'Downloading';
+    if (this.opts.tty || this.now() - l.lastPlainAt < this.plainInterval) return;
+    l.lastPlainAt = this.now();
+    const total = l.total !== null ? '/' + formatSize(l.total) : '';
+    this.out.write(`${this.plainPrefix(l)} downloading ${formatSize(l.downloaded)}${total}\n`);
+  }
+
+  private onDownloadComplete(e: Ev<'layerDownloadComplete'>): void {
+    const l = this.layer(e.layerIndex);
+    l.downloaded = e.downloadedBytes;
+    l.downloadDoneAt = this.now();
+    l.state = 'Converting';
+    if (this.opts.tty) return;
+    l.lastPlainAt = this.now();
+    const took = formatDuration(this.now() - l.downloadStartedAt);
+    this.out.write(`${this.plainPrefix(l)} downloaded ${formatSize(e.downloadedBytes)} in ${took}\n`);
+  }
+
+  private onMaterializeProgress(e: Ev<'layerMaterializeProgress'>): void {
+    const l = this.layer(e.layerIndex);
+    l.tarBytes = e.tarBytes;
+    l.entries = e.entries;
+    if (this.opts.tty || l.state !== 'Converting' || this.now() - l.lastPlainAt < this.plainInterval) return;
+    l.lastPlainAt = this.now();
+    this.out.write(`${this.plainPrefix(l)} converting ${formatSize(e.tarBytes)}, ${e.entries} entries\n`);
+  }
+
+  private onMaterializeComplete(e: Ev<'layerMaterializeComplete'>): void {
+    const l = this.layer(e.layerIndex);
+    l.diffId = e.diffId;
+    l.erofsBytes = e.erofsSizeBytes;
+    l.state = e.reused ? 'Done (cached)' : 'Done';
+    if (this.opts.tty) return;
+    const took = formatDuration(this.now() - l.materializeStartedAt);
+    this.out.write(
+      e.reused
+        ? `${this.plainPrefix(l)} already present (${formatSize(e.erofsSizeBytes)})\n`
+        : `${this.plainPrefix(l)} converted ${formatSize(l.tarBytes)} in ${took}\n`,
+    );
+  }
+
+  private onRetry(e: Ev<'retry'>): void {
+    const when = `${e.attempt}/${this.retries} in ${formatDuration(e.delayMs)}`;
+    if (e.layerIndex === null) {
+      this.line(`retrying (${when}): ${termSafe(e.reason)}`);
+      return;
+    }
+    const l = this.layer(e.layerIndex);
+    l.state = 'Retrying';
+    l.retry = { attempt: e.attempt, delayMs: e.delayMs };
+    if (!this.opts.tty) this.out.write(`${this.plainPrefix(l)} retrying (${when}): ${termSafe(e.reason)}\n`);
+  }
+
+  private onStitch(e: Ev<'stitchStarted'> | Ev<'stitchComplete'>): void {
+    if (e.type === 'stitchStarted') {
+      if (this.opts.tty) {
+        this.drawLive();
+        this.freeze();
+        this.out.write('Stitching fsmeta + vmdk … ');
+        this.stitchOpen = true;
+      } else this.out.write(`stitching fsmeta + vmdk (${e.layerCount} layer${e.layerCount === 1 ? '' : 's'})\n`);
+    } else if (this.opts.tty) {
+      this.out.write(e.reused ? 'done (cached)\n' : 'done\n');
+      this.stitchOpen = false;
+    } else this.out.write(`stitched fsmeta ${formatSize(e.fsmetaSizeBytes)}${e.reused ? ' (cached)' : ''}\n`);
+  }
+
+  private onComplete(e: Ev<'complete'>): void {
+    if (this.opts.tty) {
+      this.drawLive();
+      this.freeze();
+    }
+    const all = [...this.layers.values()];
+    const downloaded = all.filter((l) => l.state === 'Done').reduce((a, l) => a + l.downloaded, 0);
+    const fetched = all.filter((l) => l.state === 'Done').length;
+    const name = termSafe(this.opts.displayName ?? e.reference);
+    const layers = `${e.layerCount} layer${e.layerCount === 1 ? '' : 's'}`;
+    const summary = e.cached
+      ? `${name}: ${layers}, all cached, in ${formatDuration(e.elapsedMs)}`
+      : `${name}: ${layers} (${fetched} downloaded, ${e.layerCount - fetched} cached), ${formatSize(downloaded)} in ${formatDuration(e.elapsedMs)}`;
+    this.out.write(summary + '\n');
   }
 
   /** The operation failed: mark running layers Failed and draw once more. */

@@ -30,7 +30,14 @@ export interface ParsedReference {
   digest: string | null;
 }
 
-export type ImageSelector = { kind: 'digest'; digest: string } | ({ kind: 'reference' } & ParsedReference);
+/**
+ * What an image argument names (docs/api.md §2): a manifest digest, or a reference. A reference
+ * spelled as hex (`d3db7b32be7f`, `sha256:d3db`, 4 or more hex digits) also carries `idPrefix`:
+ * when no such reference is cached, it is looked up as a docker-style short image ID.
+ */
+export type ImageSelector =
+  | { kind: 'digest'; digest: string }
+  | ({ kind: 'reference'; idPrefix: string | null } & ParsedReference);
 
 export const DOCKER_HUB_DOMAIN = 'docker.io';
 export const DOCKER_HUB_ENDPOINT = 'registry-1.docker.io';
@@ -162,14 +169,31 @@ export function familiarOf(canonical: string): string {
   return familiarName(DOCKER_HUB_DOMAIN, repository, tag, digest) + rest.slice(repository.length);
 }
 
+const HEX_LENGTH: Record<string, number> = { sha256: 64, sha384: 96, sha512: 128 };
+const ID_PREFIX_RE = /^(?:(sha256|sha384|sha512):)?([0-9a-f]{4,128})$/;
+
 /**
- * For get/inspect/remove/save (docs/pull.md §1.2 step 9): an input that is exactly `alg:hex` (after
- * trimming) is a manifest digest selector; anything else is parsed as a reference.
+ * For get/inspect/remove/tag/save (docs/pull.md §1.2 step 9, docs/api.md §2): an input that is
+ * exactly `alg:hex` (after trimming), or 64 bare hex digits (a sha256 image ID), is a manifest
+ * digest selector; anything else is parsed as a reference, with `idPrefix` set when it could also
+ * be a short image ID (docker looks a name up first, then an ID prefix).
  */
 export function parseImageSelector(input: string): ImageSelector {
   const s = typeof input === 'string' ? input.trim() : input;
   if (isDigest(s)) return { kind: 'digest', digest: s };
-  return { kind: 'reference', ...parseReference(input) };
+  if (typeof s === 'string' && HEX64_RE.test(s)) return { kind: 'digest', digest: `sha256:${s}` };
+  const m = typeof s === 'string' ? ID_PREFIX_RE.exec(s) : null;
+  const alg = m ? (m[1] ?? 'sha256') : '';
+  const idPrefix = m && m[2]!.length < HEX_LENGTH[alg]! ? `${alg}:${m[2]}` : null;
+  return { kind: 'reference', idPrefix, ...parseReference(input) };
+}
+
+/** `name[:tag][@digest]` → `name`, for a canonical or familiar reference (a domain's `:port` is kept). */
+export function referenceName(ref: string): string {
+  const at = ref.indexOf('@');
+  const named = at < 0 ? ref : ref.slice(0, at);
+  const colon = named.lastIndexOf(':');
+  return colon > named.lastIndexOf('/') ? named.slice(0, colon) : named;
 }
 
 /** docs/pull.md §1.3: the host[:port] to contact for a domain (`docker.io` → `registry-1.docker.io`). */

@@ -3,37 +3,60 @@
  * The real prune, its dry run, `remove` and `diskUsage().reclaimableBytes` all decide with these
  * functions, so the rule "what may be deleted" is written once.
  */
+import { referenceMatches, type Glob } from '../reference/glob.js';
 import { familiarOf } from '../reference/reference.js';
+import { forEachSliced } from '../util/abort.js';
 import { getOrCreate } from '../util/collections.js';
 import type { GcLayer, GcManifest, GcManifestLayer, GcRef } from '../catalog/gc.js';
+import type { PinnedImage } from './types.js';
 
 export type { GcLayer, GcManifest, GcManifestLayer, GcRef };
 
-/** `*` = any run of characters except `/`, `?` = one such character; anchored (docs/api.md §2.5). */
-export function globToRegExp(glob: string): RegExp {
-  let re = '^';
-  for (const ch of glob) {
-    if (ch === '*') re += '[^/]*';
-    else if (ch === '?') re += '[^/]';
-    else re += ch.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
-  }
-  return new RegExp(re + '$');
-}
-
 export interface RefFilter {
-  /** Compiled globs; null = no filter. */
-  patterns: RegExp[] | null;
+  /** Compiled `reference=` globs (src/reference/glob.ts); null = no filter. */
+  patterns: Glob[] | null;
   /** last_used_at must be < this (now − unusedFor); null = no age condition. */
   usedBefore: number | null;
+  /**
+   * Pattern results computed ahead (canonical → matches), so that a write transaction never runs
+   * long matching work: see `precomputeMatches`. A reference missing from it is matched on the spot.
+   */
+  known?: ReadonlyMap<string, boolean> | undefined;
+}
+
+function patternsMatch(f: RefFilter, canonical: string): boolean {
+  const k = f.known?.get(canonical);
+  if (k !== undefined) return k;
+  return referenceMatches(f.patterns ?? [], canonical, familiarOf(canonical));
 }
 
 export function refMatchesFilter(canonical: string, lastUsedAt: number, f: RefFilter): boolean {
   if (f.usedBefore !== null && !(lastUsedAt < f.usedBefore)) return false;
-  if (f.patterns) {
-    const familiar = familiarOf(canonical);
-    if (!f.patterns.some((p) => p.test(familiar) || p.test(canonical))) return false;
-  }
-  return true;
+  return f.patterns === null || patternsMatch(f, canonical);
+}
+
+/**
+ * `f` with the pattern result of every reference in `canonicals` computed ahead, in slices that
+ * yield to the event loop and honour `signal` (a long filter list over 10,000 references stays
+ * interruptible by SIGINT).
+ */
+export async function precomputeMatches(
+  f: RefFilter,
+  canonicals: readonly string[],
+  signal?: AbortSignal,
+): Promise<RefFilter> {
+  if (f.patterns === null) return f;
+  const patterns = f.patterns;
+  const known = new Map<string, boolean>();
+  await forEachSliced(
+    canonicals.length,
+    (i) => {
+      const c = canonicals[i]!;
+      known.set(c, referenceMatches(patterns, c, familiarOf(c)));
+    },
+    signal,
+  );
+  return { ...f, known };
 }
 
 /** What keeps a manifest: its refs, a pin, a live lease. */
@@ -135,4 +158,38 @@ export function planPrune(s: GcState, f: RefFilter, restricted: boolean): PruneP
 /** Byte-wise string order (SQLite's default BINARY collation). */
 export function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The pinned images a prune keeps that it would otherwise remove: every cached pinned manifest, or
+ * with a filter (`restricted`), those with a reference the filter selects. Pure: `refs` carry their
+ * manifest digest, `pins` are pin rows, `cached` says whether a manifest row exists.
+ */
+export function pinnedKept(
+  refs: readonly { reference: string; lastUsedAt: number; digest: string }[],
+  pins: readonly { kind: 'sandbox' | 'snapshot'; key: string; name: string | null; manifest_digest: string }[],
+  cached: (digest: string) => boolean,
+  f: RefFilter,
+  restricted: boolean,
+): PinnedImage[] {
+  const byDigest = new Map<string, PinnedImage>();
+  for (const p of pins) {
+    if (!cached(p.manifest_digest)) continue;
+    const img = getOrCreate(byDigest, p.manifest_digest, () => ({
+      manifestDigest: p.manifest_digest,
+      references: [],
+      pins: [],
+    }));
+    img.pins.push({ kind: p.kind, name: p.name ?? p.key });
+  }
+  const selected = new Set<string>();
+  for (const r of refs) {
+    const img = byDigest.get(r.digest);
+    if (!img) continue;
+    img.references.push(familiarOf(r.reference));
+    if (refMatchesFilter(r.reference, r.lastUsedAt, f)) selected.add(r.digest);
+  }
+  return [...byDigest.values()]
+    .filter((i) => !restricted || selected.has(i.manifestDigest))
+    .sort((a, b) => cmp(a.manifestDigest, b.manifestDigest));
 }

@@ -10,18 +10,20 @@ import { join } from 'node:path';
 import { InvalidArgumentError, MsbError, throwIfAborted, toIoError, type ErrorCode } from '../errors.js';
 import type { IndexDb } from '../catalog/db.js';
 import { gcTables, layersWithoutUsers, manifestsWithoutRefs, refsWithDigest } from '../catalog/gc.js';
-import { pinnedDigests } from '../catalog/pins.js';
+import { allPins, pinnedDigests } from '../catalog/pins.js';
 import { countRefsOfManifest, deleteImageRef, layerExists, manifestExists } from '../catalog/queries.js';
 import { familiarOf } from '../reference/reference.js';
 import { digestFromPathForm } from '../util/digest.js';
 import { parseDuration } from '../util/duration.js';
 import { acquireFileLock } from '../util/flock.js';
+import { compileGlob, type Glob } from '../reference/glob.js';
 import {
   cmp,
-  globToRegExp,
   layerIsFree,
   manifestIsFree,
+  pinnedKept,
   planPrune,
+  precomputeMatches,
   refIsCandidate,
   type GcState,
   type RefFilter,
@@ -51,7 +53,7 @@ export function resolvePruneOptions(
 ): ResolvedPrune {
   const opts = o ?? {};
   if (typeof opts !== 'object') throw new InvalidArgumentError('options', 'prune options must be an object');
-  let patterns: RegExp[] | null = null;
+  let patterns: Glob[] | null = null;
   if (opts.filter !== undefined) {
     const f = opts.filter;
     if (f === null || typeof f !== 'object')
@@ -60,7 +62,7 @@ export function resolvePruneOptions(
       const list = Array.isArray(f.reference) ? f.reference : [f.reference];
       if (list.length === 0 || list.some((p) => typeof p !== 'string' || p === ''))
         throw new InvalidArgumentError('filter', 'filter.reference must be a non-empty glob or list of globs');
-      patterns = list.map(globToRegExp);
+      patterns = list.map(compileGlob);
     }
   }
   const usedBefore = opts.unusedFor !== undefined ? now - parseDuration(opts.unusedFor, 'unusedFor') : null;
@@ -85,6 +87,7 @@ export function emptyPruneReport(dryRun: boolean): ImagePruneReport {
     tempRemoved: 0,
     orphansRemoved: 0,
     skippedInUse: 0,
+    keptPinned: [],
     errors: [],
     dryRun,
     removed: { references: [], manifests: [], layers: [] },
@@ -108,10 +111,11 @@ function snapshot(
   index: IndexDb,
   now: number,
   stale: Set<string>,
-): GcState & { leasedBlobs: Set<string>; leasedTemps: Set<string> } {
+): GcState & { leasedBlobs: Set<string>; leasedTemps: Set<string>; pins: ReturnType<typeof allPins> } {
   const leased = liveLeaseItems(index, now, stale);
   return {
     ...gcTables(index),
+    pins: allPins(index),
     pinned: pinnedDigests(index),
     leasedManifests: leased.manifest,
     leasedLayers: leased.layer,
@@ -198,7 +202,21 @@ export async function pruneDryRun(store: Store | null, o: ResolvedPrune): Promis
   const now = Date.now();
   const stale = await findStaleLeases(index, { now, signal: o.signal });
   const s = await index.read(() => snapshot(index, now, stale), { signal: o.signal });
-  const plan = planPrune(s, o.filter, o.restricted);
+  const filter = await precomputeMatches(
+    o.filter,
+    s.refs.map((r) => r.reference),
+    o.signal,
+  );
+  const plan = planPrune(s, filter, o.restricted);
+  const digestOf = new Map(s.manifests.map((x) => [x.id, x.digest]));
+  const cached = new Set(digestOf.values());
+  report.keptPinned = pinnedKept(
+    s.refs.map((r) => ({ ...r, digest: digestOf.get(r.manifestId)! })),
+    s.pins,
+    (d) => cached.has(d),
+    filter,
+    o.restricted,
+  );
   const m = new Measures();
   report.imageRefsRemoved = plan.refs.length;
   report.removed.references = plan.refs.map((r) => familiarOf(r.reference));
@@ -315,12 +333,23 @@ async function reapStaleLeases(run: PruneRun): Promise<void> {
 async function untagRefs(run: PruneRun): Promise<Set<number>> {
   const { index } = run.store;
   try {
+    // Pattern matching runs ahead, sliced and abortable; the transaction only looks results up.
+    const names = await index.read(() => refsWithDigest(index).map((x) => x.reference), { signal: run.o.signal });
+    const filter = await precomputeMatches(run.o.filter, names, run.o.signal);
     const r = await index.write(
       () => {
         const leased = liveLeaseItems(index, Date.now(), run.stale);
         const pinned = pinnedDigests(index);
-        const cands = refsWithDigest(index).filter((x) =>
-          refIsCandidate(x, { pinned: pinned.has(x.digest), leased: leased.manifest.has(x.digest) }, run.o.filter),
+        const all = refsWithDigest(index);
+        run.report.keptPinned = pinnedKept(
+          all,
+          allPins(index),
+          (d) => manifestExists(index, d),
+          filter,
+          run.o.restricted,
+        );
+        const cands = all.filter((x) =>
+          refIsCandidate(x, { pinned: pinned.has(x.digest), leased: leased.manifest.has(x.digest) }, filter),
         );
         for (const c of cands) deleteImageRef(index, c.id);
         const lost = new Set<number>();

@@ -5,11 +5,12 @@
  * re-checked inside its own transaction (store/reclaim.ts), so a concurrent pull that leased the
  * artifact keeps it.
  */
-import { ImageInUseError, ImageNotFoundError, throwIfAborted } from '../errors.js';
+import { ImageInUseError, ImageReferencedError, throwIfAborted } from '../errors.js';
 import { pinsOfManifest, type PinRow } from '../catalog/pins.js';
-import { countRefsOfManifest, deleteImageRef, findManifest, findRef, refsOfManifest } from '../catalog/queries.js';
+import { countRefsOfManifest, deleteImageRef } from '../catalog/queries.js';
 import { familiarOf, parseImageSelector } from '../reference/reference.js';
 import { manifestIsFree, removeNeedsForce } from './gc.js';
+import { resolveImage, shownSelector } from './select.js';
 import { findStaleLeases } from './lease.js';
 import { withLock } from './locks.js';
 import { Measures, unlinkMeasured } from './measure.js';
@@ -30,40 +31,45 @@ export async function removeImage(
   const force = opts.force === true;
   const signal = opts.signal;
   const { index, paths } = store;
-  const report: ImageRemoveReport = { untagged: [], deletedManifests: [], deletedLayers: [], bytesReclaimed: null };
-  const shown = sel.kind === 'digest' ? sel.digest : sel.familiar;
+  const report: ImageRemoveReport = {
+    untagged: [],
+    deletedManifests: [],
+    deletedLayers: [],
+    bytesReclaimed: null,
+    pinnedBy: [],
+  };
+  const shown = shownSelector(sel, input);
   const stale = await findStaleLeases(index, { signal });
 
   // Step 2: decide and untag in one transaction.
   const decided = await index.write(
     () => {
-      let manifestId: number;
-      let digest: string;
-      let refs: { id: number; reference: string }[];
-      if (sel.kind === 'digest') {
-        const man = findManifest(index, sel.digest);
-        if (!man) throw new ImageNotFoundError(sel.digest);
-        manifestId = man.id;
-        digest = man.digest;
-        refs = refsOfManifest(index, man.id);
-      } else {
-        const r = findRef(index, sel.canonical);
-        if (!r) throw new ImageNotFoundError(sel.familiar);
-        manifestId = r.manifest_id;
-        digest = r.digest;
-        refs = [{ id: r.ref_id, reference: r.reference }];
-      }
+      const t = resolveImage(index, sel, input);
+      const manifestId = t.kind === 'ref' ? t.ref.manifest_id : t.manifest.id;
+      const digest = t.kind === 'ref' ? t.ref.digest : t.manifest.digest;
+      const refs = t.kind === 'ref' ? [{ id: t.ref.ref_id, reference: t.ref.reference }] : t.refs;
+      // An ID names an image, not a tag: untagging several references at once needs force.
+      if (refs.length > 1 && !force)
+        throw new ImageReferencedError(
+          shown,
+          digest,
+          refs.map((r) => familiarOf(r.reference)),
+        );
       const pins = pinsOfManifest(index, digest);
       if (removeNeedsForce(pins.length, countRefsOfManifest(index, manifestId), refs.length, force))
         throw new ImageInUseError(shown, digest, pins.map(pinInfo));
       for (const r of refs) deleteImageRef(index, r.id);
       const untagged = refs.map((r) => familiarOf(r.reference));
-      return { untagged, digest, free: manifestIsFree(manifestFacts(index, manifestId, digest, Date.now(), stale)) };
+      const free = manifestIsFree(manifestFacts(index, manifestId, digest, Date.now(), stale));
+      return { untagged, digest, free, pinnedBy: pins.map(pinInfo) };
     },
     { signal },
   );
   report.untagged = decided.untagged;
-  if (!decided.free) return report;
+  if (!decided.free) {
+    report.pinnedBy = decided.pinnedBy;
+    return report;
+  }
 
   const m = new Measures();
   let firstIoError: unknown = null;

@@ -13,6 +13,14 @@ export interface PinInfo {
   name: string;
 }
 
+/** A cached image a prune keeps because sandboxes or snapshots pin it. */
+export interface PinnedImage {
+  manifestDigest: string;
+  /** Its references (familiar forms), kept with it. */
+  references: string[];
+  pins: PinInfo[];
+}
+
 export interface RemoveOptions {
   force?: boolean;
   signal?: AbortSignal | undefined;
@@ -25,6 +33,11 @@ export interface ImageRemoveReport {
   /** diff_ids */
   deletedLayers: string[];
   bytesReclaimed: number | null;
+  /**
+   * The sandboxes and snapshots pinning the manifest when it stays cached because of them (after
+   * untagging one of several tags, or a forced removal); empty when it was deleted or is not pinned.
+   */
+  pinnedBy: PinInfo[];
 }
 
 export interface PruneOptions {
@@ -32,7 +45,11 @@ export interface PruneOptions {
   dryRun?: boolean;
   /** only refs with lastUsedAt older than this (ms, or "36h", "7d") */
   unusedFor?: number | string;
-  /** glob(s) tested against familiar and canonical forms */
+  /**
+   * `reference`: glob(s) in Go `path.Match` syntax, as docker's `--filter reference=`; a reference
+   * is selected when any pattern matches its familiar form or name (`busybox:latest`, `busybox`)
+   * or its canonical form or name
+   */
   filter?: { reference?: string | string[] };
   /** minimum age of temp files it deletes; default: builder tempGraceMs, else config prune.temp_grace, else "1h" */
   tempGrace?: number | string;
@@ -57,7 +74,16 @@ export interface ImagePruneReport {
   bytesReclaimed: number | null;
   tempRemoved: number;
   orphansRemoved: number;
+  /**
+   * Items left because another operation (a pull, load, save or remove) held their lock at that
+   * moment; a later prune retries them. Not images in use by sandboxes: those are `keptPinned`.
+   */
   skippedInUse: number;
+  /**
+   * Images kept because sandboxes or snapshots pin them, with their references and pins: every
+   * pinned image, or with `filter`/`unusedFor`, those with a reference the filter selects.
+   */
+  keptPinned: PinnedImage[];
   errors: PruneItemError[];
   dryRun: boolean;
   removed: { references: string[]; manifests: string[]; layers: string[] };

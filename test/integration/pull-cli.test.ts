@@ -25,7 +25,7 @@ function home(t: { after(fn: () => unknown): void }): string {
   return td.dir;
 }
 
-test('G1: not a TTY: plain progress lines without control characters, `Pulled …` on stdout; then `is up to date (cached)`', async (t) => {
+test('G1: not a TTY: plain progress lines without control characters, `Pulled …` on stdout; then what a cache hit checked', async (t) => {
   const h = home(t);
   const ref = `${R0.host}/peers/busybox`;
   const r = await msb(['--home', h, 'pull', ref]);
@@ -41,10 +41,14 @@ test('G1: not a TTY: plain progress lines without control characters, `Pulled �
   assert.match(r.stderr, /^layer 1\/1 sha256:[0-9a-f]{12} downloading/m);
   assert.match(r.stderr, /^layer 1\/1 sha256:[0-9a-f]{12} converted /m);
   assert.match(r.stderr, /^stitching fsmeta \+ vmdk/m);
+  // The default policy uses the cached tag without asking the registry, and says so.
   const again = await msb(['--home', h, 'pull', ref]);
   assert.equal(again.status, 0);
-  assert.equal(again.stdout, `${ref}:latest is up to date (cached)\n`);
+  assert.equal(again.stdout, `${ref}:latest is cached; not checked against the registry (use --policy always)\n`);
   assert.doesNotMatch(again.stderr, /[\x1b\r]/);
+  const checked = await msb(['--home', h, 'pull', '--policy', 'always', ref]);
+  assert.equal(checked.status, 0, checked.stderr);
+  assert.equal(checked.stdout, `${ref}:latest is up to date (checked against ${R0.host})\n`);
 });
 
 test('G1: -q prints only the familiar reference and nothing on stderr', async (t) => {

@@ -10,6 +10,7 @@ import {
   Image,
   ImageHandle,
   ImageInUseError,
+  ImageReferencedError,
   ImageNotFoundError,
   InvalidReferenceError,
   LocalBackend,
@@ -86,7 +87,8 @@ test('A4: malformed references are INVALID_REFERENCE, never not-found; a digest 
   const { b } = await home(t);
   const img = await publishFakeImage(b, { refs: ['older:1'], layers: ['x'], now: 1000 });
   await publishFakeImage(b, { refs: ['newer:1'], layers: ['x'], now: 2000 });
-  for (const bad of ['Python', 'Foo/bar', 'app@sha256:abc', '', 'a//b', '-app', 'app:tag:x', 'a'.repeat(64)]) {
+  // (64 lowercase hex digits are a full image ID now: see api-image-ids.test.ts.)
+  for (const bad of ['Python', 'Foo/bar', 'app@sha256:abc', '', 'a//b', '-app', 'app:tag:x', 'A'.repeat(64)]) {
     for (const call of [Image.getLocal, Image.inspectLocal, Image.removeLocal]) {
       await assert.rejects(
         call(b, bad),
@@ -253,7 +255,13 @@ test('A12/A15: remove of an unknown ref is IMAGE_NOT_FOUND; "python" removes doc
   await publishFakeImage(b, { refs: ['python', 'python:3'], layers: ['p'] });
   const before = files(dir);
   const r = await Image.removeLocal(b, 'python');
-  assert.deepEqual(r, { untagged: ['python:latest'], deletedManifests: [], deletedLayers: [], bytesReclaimed: null });
+  assert.deepEqual(r, {
+    untagged: ['python:latest'],
+    deletedManifests: [],
+    deletedLayers: [],
+    bytesReclaimed: null,
+    pinnedBy: [],
+  });
   assert.equal((await Image.getLocal(b, 'python:3')).reference, 'python:3');
   assert.deepEqual(files(dir), before);
   await assert.rejects(Image.removeLocal(b, 'docker.io/library/python:latest'), ImageNotFoundError);
@@ -301,7 +309,16 @@ test('A14: force-removing the last tag of a pinned image keeps manifest and file
     name: 'nightly',
   });
   const r = await Image.removeLocal(b, 'keep', true);
-  assert.deepEqual(r, { untagged: ['keep:latest'], deletedManifests: [], deletedLayers: [], bytesReclaimed: null });
+  assert.deepEqual(r, {
+    untagged: ['keep:latest'],
+    deletedManifests: [],
+    deletedLayers: [],
+    bytesReclaimed: null,
+    pinnedBy: [
+      { kind: 'sandbox', name: 'web' },
+      { kind: 'snapshot', name: 'nightly' },
+    ],
+  });
   assert.deepEqual(await Image.listLocal(b), []);
   const artifacts = [
     store.paths.fsmeta(img.manifestDigest),
@@ -345,17 +362,26 @@ test('A16: removing the last tag of a 5-layer image deletes its fsmeta, VMDK and
     deletedManifests: [multi.manifestDigest],
     deletedLayers: [...multi.diffIds.slice(1)].sort(),
     bytesReclaimed: bytes,
+    pinnedBy: [],
   });
   for (const p of doomed) assert.equal(existsSync(p), false, p);
   assert.ok(existsSync(store.paths.layer(busybox.diffIds[0]!)), 'shared L1 kept');
   assert.equal((await Image.getLocal(b, 'busybox')).manifestDigest, busybox.manifestDigest);
 });
 
-test('A17: remove("sha256:<m>") untags every tag and deletes the manifest; a refless unpinned manifest is removable by digest', async (t) => {
+test('A17: remove("sha256:<m>") of a manifest with two tags needs force, then untags both and deletes the manifest; a refless unpinned manifest is removable by digest', async (t) => {
   const { b } = await home(t);
   const img = await publishFakeImage(b, { refs: ['two:a', 'two:b'], layers: ['t'] });
-  const r = await Image.removeLocal(b, img.manifestDigest);
-  assert.deepEqual(r.untagged.sort(), ['two:a', 'two:b']);
+  await assert.rejects(Image.removeLocal(b, img.manifestDigest), (e: unknown) => {
+    assert.ok(e instanceof ImageReferencedError);
+    assert.equal(e.code, 'IMAGE_REFERENCED');
+    assert.deepEqual(e.references, ['two:a', 'two:b']);
+    assert.match(e.message, /referenced by two:a, two:b; pass \{ force: true \} to untag them all$/);
+    return true;
+  });
+  assert.equal((await Image.listLocal(b)).length, 2, 'nothing untagged');
+  const r = await Image.removeLocal(b, img.manifestDigest, { force: true });
+  assert.deepEqual([...r.untagged].sort(), ['two:a', 'two:b']);
   assert.deepEqual(r.deletedManifests, [img.manifestDigest]);
   const other = await publishFakeImage(b, { refs: ['moving'], layers: ['m1'] });
   await publishFakeImage(b, { refs: ['moving'], layers: ['m2'] }); // the tag moves: `other` has no ref now

@@ -119,9 +119,11 @@ test('G4: rmi of a pinned image exits 4 naming the pins; -f untags; rmi a missin
   const { dir, web } = await seeded(t);
   const r = await cli(['--home', dir, 'rmi', 'python:3.12']);
   assert.equal(r.status, 4);
+  // The API's advice ({ force: true }) is replaced by the CLI's flag.
   assert.equal(
     r.stderr,
-    "msb: IMAGE_IN_USE: python:3.12 is used by sandbox 'web', snapshot 'nightly' (use -f to untag anyway)\n",
+    "msb: IMAGE_IN_USE: python:3.12 is used by sandbox 'web', snapshot 'nightly'\n" +
+      'hint: use -f to untag anyway (the image stays cached until its pins are removed with msb sandbox rm / msb snapshot rm)\n',
   );
   const sl = await cli(['--home', dir, 'sandbox', 'ls', '--format', 'json']);
   const b = LocalBackend.lazy({ home: dir });
@@ -159,7 +161,7 @@ test('G4: rmi -f of a pinned image untags and notes that the manifest is kept', 
   const r = await cli(['--home', dir, 'rmi', '-f', 'python:3.12']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, 'Untagged: python:3.12\n');
-  assert.match(r.stderr, /sandbox 'web', snapshot 'nightly'.*msb sandbox rm/);
+  assert.match(r.stderr, /image itself stays cached: pinned by sandbox 'web', snapshot 'nightly'.*msb sandbox rm/);
 });
 
 test('G5: image prune refuses without -y off a TTY (exit 2, nothing deleted); --dry-run never asks; -y deletes; JSON; df RECLAIMABLE = dry-run bytes', async (t) => {
@@ -204,7 +206,10 @@ test('G5: image prune refuses without -y off a TTY (exit 2, nothing deleted); --
   const rep = JSON.parse(yes.stdout);
   assert.deepEqual({ ...rep, dryRun: true }, dry);
   const again = await cli(['--home', dir, 'image', 'prune', '-y']);
-  assert.equal(again.stdout, 'Nothing to prune.\n');
+  assert.match(
+    again.stdout,
+    /^Nothing to prune\.\nKept 1 pinned image\(s\):\n {2}python:3\.12 \([0-9a-f]{12}\): pinned by sandbox 'web', snapshot 'nightly'\n$/,
+  );
   await b.close();
 });
 
@@ -233,7 +238,7 @@ test('G9: exit codes (bad reference 2, unknown flag 2, cloud 6), --home override
   assert.equal(bogus.status, 1);
   assert.match(bogus.stderr, /SETTINGS_INVALID: .*MSB_BACKEND/);
   const help: [string[], RegExp][] = [
-    [['images'], /--format[\s\S]*--no-trunc[\s\S]*-q/],
+    [['images'], /^(?=[\s\S]*--format)(?=[\s\S]*--no-trunc)(?=[\s\S]*-q, --quiet)/],
     [['image', 'ls'], /--no-trunc/],
     [['image', 'inspect'], /--format/],
     [['rmi'], /--force/],

@@ -89,9 +89,9 @@ test('B4/B6: prune keeps pinned images, removes the rest, and the report matches
   assert.equal(real.dryRun, false);
   assert.deepEqual(real.errors, []);
   // C's two tags and the moved d (E is unpinned too) go; A's and B's stay.
-  assert.deepEqual(real.removed.references.sort(), ['c:1', 'c:2', 'd:latest']);
+  assert.deepEqual([...real.removed.references].sort(), ['c:1', 'c:2', 'd:latest']);
   assert.equal(real.imageRefsRemoved, 3);
-  assert.deepEqual(real.removed.manifests.sort(), [C.manifestDigest, D.manifestDigest, E.manifestDigest].sort());
+  assert.deepEqual([...real.removed.manifests].sort(), [C.manifestDigest, D.manifestDigest, E.manifestDigest].sort());
   assert.equal(real.manifestsRemoved, 3);
   assert.equal(real.fsmetaRemoved, 3);
   assert.equal(real.vmdkRemoved, 3);
@@ -135,6 +135,7 @@ test('B5: an empty cache and a second prune report zeros and bytesReclaimed null
     tempRemoved: 0,
     orphansRemoved: 0,
     skippedInUse: 0,
+    keptPinned: [],
     errors: [],
     dryRun: false,
     removed: { references: [], manifests: [], layers: [] },
@@ -462,7 +463,7 @@ test('diskUsage: lstat-only accounting, reclaimable = dry-run bytes, and the inv
   assert.equal(du.images.length, 5);
   const a = du.images.find((i) => i.manifestDigest === A.manifestDigest)!;
   assert.equal(a.pinned, true);
-  assert.deepEqual(a.references.sort(), ['a1:latest', 'a2:latest']);
+  assert.deepEqual([...a.references].sort(), ['a1:latest', 'a2:latest']);
   assert.equal(a.sizeBytes, (await Image.getLocal(b, 'a1')).sizeBytes);
   assert.equal(du.images.find((i) => i.manifestDigest === B.manifestDigest)!.pinned, true);
   // Invariant

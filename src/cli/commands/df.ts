@@ -5,61 +5,64 @@
  * index row, each file once).
  */
 import { Image } from '../../api/image.js';
-import { UsageError, type CliContext } from '../context.js';
 import { withLocalBackend } from '../backend.js';
-import { formatOption, formatSize, parseFlags, showDigest, table, writeJson } from '../format.js';
+import { FORMAT_FLAG, formatValue, type CommandSpec } from '../command.js';
+import { UsageError } from '../context.js';
+import { formatSize, showDigest, table, writeJson } from '../format.js';
 
-export const usage = `Usage: msb image df [-v] [--format table|json]
-
-Show cache disk usage (allocated bytes).
-
-Flags:
-  -v, --verbose      add one row per image (REFERENCES DIGEST SIZE SHARED UNIQUE PINNED)
-      --format F     table (default) or json (the DiskUsageReport)
-`;
-
-export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(
-    args,
-    {
-      verbose: { kind: 'bool', names: ['-v', '--verbose'] },
-      format: { kind: 'value', names: ['--format'] },
+export const commands: CommandSpec[] = [
+  {
+    name: 'image df',
+    summary: 'Show cache disk usage',
+    synopsis: 'image df [-v] [--format table|json]',
+    description:
+      'Allocated bytes per type (images, layers, fsmeta, vmdk, temp, orphans), TOTAL and RECLAIMABLE\n(what msb image prune would free). An image no reference names shows as <none>; msb image\ninspect accepts its digest.',
+    flags: [
+      {
+        name: 'verbose',
+        short: 'v',
+        type: 'boolean',
+        help: 'add one row per image (REFERENCES DIGEST SIZE SHARED UNIQUE PINNED)',
+      },
+      { ...FORMAT_FLAG, help: 'table (default) or json (the DiskUsageReport)' },
+    ],
+    operands: 'none',
+    async run({ values, positionals, usage }, ctx) {
+      if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
+      const format = formatValue(values.format, usage);
+      const r = await withLocalBackend(ctx, 'msb image df', (b) => Image.diskUsageLocal(b));
+      if (format === 'json') {
+        writeJson(ctx, r);
+        return 0;
+      }
+      const rows: string[][] = [
+        ['images', String(r.images.length), formatSize(r.layers.bytes + r.fsmeta.bytes + r.vmdk.bytes)],
+        ['layers', String(r.layers.count), formatSize(r.layers.bytes)],
+        ['fsmeta', String(r.fsmeta.count), formatSize(r.fsmeta.bytes)],
+        ['vmdk', String(r.vmdk.count), formatSize(r.vmdk.bytes)],
+        ['temp', String(r.temp.count), formatSize(r.temp.bytes)],
+        ['orphans', String(r.orphans.count), formatSize(r.orphans.bytes)],
+        ['TOTAL', '', formatSize(r.totalBytes)],
+        ['RECLAIMABLE', '', formatSize(r.reclaimableBytes ?? 0)],
+      ];
+      ctx.stdout.write(table(['TYPE', 'COUNT', 'SIZE'], rows));
+      if (values.verbose) {
+        ctx.stdout.write('\n');
+        ctx.stdout.write(
+          table(
+            ['REFERENCES', 'DIGEST', 'SIZE', 'SHARED', 'UNIQUE', 'PINNED'],
+            r.images.map((i) => [
+              i.references.length ? i.references.join(',') : '<none>',
+              showDigest(i.manifestDigest),
+              formatSize(i.sizeBytes),
+              formatSize(i.sharedBytes),
+              formatSize(i.uniqueBytes),
+              i.pinned ? 'yes' : 'no',
+            ]),
+          ),
+        );
+      }
+      return 0;
     },
-    usage,
-  );
-  if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
-  const format = formatOption(values.format, usage);
-  const r = await withLocalBackend(ctx, 'msb image df', (b) => Image.diskUsageLocal(b));
-  if (format === 'json') {
-    writeJson(ctx, r);
-    return 0;
-  }
-  const rows: string[][] = [
-    ['images', String(r.images.length), formatSize(r.layers.bytes + r.fsmeta.bytes + r.vmdk.bytes)],
-    ['layers', String(r.layers.count), formatSize(r.layers.bytes)],
-    ['fsmeta', String(r.fsmeta.count), formatSize(r.fsmeta.bytes)],
-    ['vmdk', String(r.vmdk.count), formatSize(r.vmdk.bytes)],
-    ['temp', String(r.temp.count), formatSize(r.temp.bytes)],
-    ['orphans', String(r.orphans.count), formatSize(r.orphans.bytes)],
-    ['TOTAL', '', formatSize(r.totalBytes)],
-    ['RECLAIMABLE', '', formatSize(r.reclaimableBytes ?? 0)],
-  ];
-  ctx.stdout.write(table(['TYPE', 'COUNT', 'SIZE'], rows));
-  if (values.verbose) {
-    ctx.stdout.write('\n');
-    ctx.stdout.write(
-      table(
-        ['REFERENCES', 'DIGEST', 'SIZE', 'SHARED', 'UNIQUE', 'PINNED'],
-        r.images.map((i) => [
-          i.references.length ? i.references.join(',') : '<none>',
-          showDigest(i.manifestDigest),
-          formatSize(i.sizeBytes),
-          formatSize(i.sharedBytes),
-          formatSize(i.uniqueBytes),
-          i.pinned ? 'yes' : 'no',
-        ]),
-      ),
-    );
-  }
-  return 0;
-}
+  },
+];

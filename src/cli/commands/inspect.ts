@@ -1,39 +1,25 @@
 /**
- * `msb image inspect [--format json] REF…` (docs/cli.md §5): Image.inspect per REF. Every argument is
- * processed; failures are reported one per line and the exit status is the first failure's. JSON
- * is an array of the ImageDetail objects that were found (docker prints the found ones too).
+ * `msb image inspect [--format json] IMAGE…` (docs/cli.md §5): Image.inspect per IMAGE (a reference,
+ * a digest or a short image ID). Every argument is processed; failures are reported one per line
+ * and the exit status is the first failure's. JSON is an array of the ImageDetail objects that
+ * were found (docker prints the found ones too). The summary comes from image content (Env,
+ * Labels, User, …), so every line is escaped for the terminal; JSON is exact.
  */
 import { Image } from '../../api/image.js';
 import type { ImageDetail } from '../../api/types.js';
-import { UsageError, type CliContext } from '../context.js';
 import { withLocalBackend } from '../backend.js';
-import { exitCodeFor, reportError } from '../main.js';
-import {
-  formatOption,
-  formatSize,
-  parseFlags,
-  platformString,
-  relativeTime,
-  showDigest,
-  table,
-  writeJson,
-} from '../format.js';
-
-export const usage = `Usage: msb image inspect [--format table|json] REF...
-
-Show details of one or more images: references, digest, platform, size, times, config, layers,
-artifact paths (VMDK, fsmeta, layer EROFS files) and pins.
-
-Flags:
-      --format F     table (default, a readable summary) or json (an array of ImageDetail objects)
-`;
+import { FORMAT_FLAG, formatValue, type CommandSpec } from '../command.js';
+import { UsageError } from '../context.js';
+import { termSafe } from '../escape.js';
+import { formatSize, platformString, relativeTime, showDigest, table, writeJson } from '../format.js';
+import { forEachArgument } from '../report.js';
 
 function summary(d: ImageDetail, now: number): string {
   const h = d.handle;
   const c = d.config;
   const lines = [
-    `Reference:     ${h.reference}`,
-    `Canonical:     ${h.canonicalReference}`,
+    `Reference:     ${h.reference === h.manifestDigest ? '<none>' : h.reference}`,
+    `Canonical:     ${h.reference === h.manifestDigest ? '-' : h.canonicalReference}`,
     `Digest:        ${h.manifestDigest}`,
     `Platform:      ${platformString(h)}`,
     `Size:          ${formatSize(h.sizeBytes)}`,
@@ -80,30 +66,33 @@ function summary(d: ImageDetail, now: number): string {
   for (const l of d.artifacts.layers)
     lines.push(`  layer ${l.position}:${' '.repeat(Math.max(1, 6 - String(l.position).length))}${l.path}`);
   lines.push(`Pins:          ${d.pins.length ? d.pins.map((p) => `${p.kind} '${p.name}'`).join(', ') : '-'}`);
-  return lines.join('\n') + '\n';
+  return lines.map(termSafe).join('\n') + '\n';
 }
 
-export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, { format: { kind: 'value', names: ['--format'] } }, usage);
-  const format = formatOption(values.format, usage);
-  if (positionals.length === 0) throw new UsageError('msb image inspect needs at least one REF', usage);
-  const found: ImageDetail[] = [];
-  let status = 0;
-  await withLocalBackend(ctx, 'msb image inspect', async (b) => {
-    for (const ref of positionals) {
-      try {
-        found.push(await Image.inspectLocal(b, ref));
-      } catch (err) {
-        if (exitCodeFor(err, ctx.signal) >= 128) throw err;
-        const s = reportError(err, ctx);
-        if (status === 0) status = s;
+export const commands: CommandSpec[] = [
+  {
+    name: 'image inspect',
+    summary: 'Show details of one or more images',
+    synopsis: 'image inspect [--format table|json] IMAGE...',
+    description:
+      'Shows references, digest, platform, size, times, config, layers, artifact paths (VMDK, fsmeta,\nlayer EROFS files) and pins. IMAGE is a reference, a digest (sha256: optional), a short image\nID (4+ hex digits, as msb images shows) or REPO@sha256:… of any cached manifest of REPO.',
+    flags: [{ ...FORMAT_FLAG, help: 'table (default, a readable summary) or json (an array of ImageDetail objects)' }],
+    operands: 'image',
+    async run({ values, positionals, usage }, ctx) {
+      const format = formatValue(values.format, usage);
+      if (positionals.length === 0) throw new UsageError('msb image inspect needs at least one IMAGE', usage);
+      const found: ImageDetail[] = [];
+      const status = await withLocalBackend(ctx, 'msb image inspect', (b) =>
+        forEachArgument(ctx, positionals, async (ref) => {
+          found.push(await Image.inspectLocal(b, ref));
+        }),
+      );
+      if (format === 'json') writeJson(ctx, found);
+      else {
+        const now = Date.now();
+        ctx.stdout.write(found.map((d) => summary(d, now)).join('\n'));
       }
-    }
-  });
-  if (format === 'json') writeJson(ctx, found);
-  else {
-    const now = Date.now();
-    ctx.stdout.write(found.map((d) => summary(d, now)).join('\n'));
-  }
-  return status;
-}
+      return status;
+    },
+  },
+];

@@ -4,36 +4,28 @@
  *
  * Confirmation: on a TTY (stdin) without `-y` it asks on stderr (the reference count comes from a
  * dry run); only `y`/`yes` continues. Without a TTY and without `-y` it exits 2. `--dry-run`
- * never asks. A report with per-item errors exits 1.
+ * never asks. The report says what was removed, which pinned images were kept and by what, and
+ * how many items another operation held (skipped, retried by the next prune). A report with
+ * per-item errors exits 1.
  */
 import { Image } from '../../api/image.js';
+import { throwIfAborted } from '../../errors.js';
 import type { ImagePruneReport, PruneOptions } from '../../api/types.js';
-import { UsageError, type CliContext } from '../context.js';
+import type { LocalBackend } from '../../api/backend.js';
 import { withLocalBackend } from '../backend.js';
-import { formatOption, formatSize, parseFlags, writeJson } from '../format.js';
+import { FORMAT_FLAG, formatValue, type CommandSpec, type ParsedArgs } from '../command.js';
+import { UsageError, type CliContext } from '../context.js';
+import { termSafe } from '../escape.js';
+import { formatSize, showDigest, writeJson } from '../format.js';
 
-export const usage = `Usage: msb image prune [-y|--yes] [--dry-run] [--format table|json]
-                       [--filter reference=GLOB]... [--unused-for DUR] [--grace DUR]
-
-Remove every image not used by a sandbox or snapshot, then unused layers, old temporary files
-and orphaned artifacts. DUR is <int>(s|m|h|d).
-
-Flags:
-  -y, --yes                 do not ask for confirmation
-      --dry-run             report what would be removed; delete nothing
-      --format F            table (default) or json (the ImagePruneReport)
-      --filter reference=G  only references matching glob G (familiar or canonical form); repeatable
-      --unused-for DUR      only references not used for DUR
-      --grace DUR           minimum age of temporary files to delete (default: config, else 1h)
-`;
-
-/** Reads one line from `stdin` (the prompt answer). */
-function readLine(stdin: NodeJS.ReadableStream): Promise<string> {
+/** Reads one line from `stdin` (the prompt answer); an abort (SIGINT) ends the wait. */
+function readLine(stdin: NodeJS.ReadableStream, signal: AbortSignal): Promise<string> {
   return new Promise((resolve) => {
     let buf = '';
     const done = () => {
       stdin.off('data', onData);
       stdin.off('end', done);
+      signal.removeEventListener('abort', done);
       stdin.pause();
       resolve(buf.split('\n')[0] ?? '');
     };
@@ -43,116 +35,156 @@ function readLine(stdin: NodeJS.ReadableStream): Promise<string> {
     };
     stdin.on('data', onData);
     stdin.on('end', done);
+    signal.addEventListener('abort', done, { once: true });
     stdin.resume();
   });
 }
 
 function hasAnything(r: ImagePruneReport): boolean {
-  return (
+  const n =
     r.imageRefsRemoved +
-      r.manifestsRemoved +
-      r.layersRemoved +
-      r.fsmetaRemoved +
-      r.vmdkRemoved +
-      r.tempRemoved +
-      r.orphansRemoved +
-      r.skippedInUse >
-      0 ||
-    r.bytesReclaimed !== null ||
-    r.errors.length > 0
-  );
+    r.manifestsRemoved +
+    r.layersRemoved +
+    r.fsmetaRemoved +
+    r.vmdkRemoved +
+    r.tempRemoved +
+    r.orphansRemoved +
+    r.skippedInUse;
+  return n > 0 || r.bytesReclaimed !== null || r.errors.length > 0;
 }
 
-export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(
-    args,
-    {
-      yes: { kind: 'bool', names: ['-y', '--yes'] },
-      dryRun: { kind: 'bool', names: ['--dry-run'] },
-      format: { kind: 'value', names: ['--format'] },
-      filter: { kind: 'multi', names: ['--filter'] },
-      unusedFor: { kind: 'value', names: ['--unused-for'] },
-      grace: { kind: 'value', names: ['--grace'] },
-    },
-    usage,
-  );
-  if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
-  const format = formatOption(values.format, usage);
+/** `Kept (pinned): …` lines: each pinned image, its references and its pins. */
+function keptLines(r: ImagePruneReport, indent: string): string {
+  if (r.keptPinned.length === 0) return '';
+  let out = `${indent}Kept ${r.keptPinned.length} pinned image(s):\n`;
+  for (const k of r.keptPinned) {
+    const names = k.references.length ? k.references.join(', ') : '<none>';
+    const pins = k.pins.map((p) => `${p.kind} '${p.name}'`).join(', ');
+    out += `${indent}  ${termSafe(names)} (${showDigest(k.manifestDigest)}): pinned by ${termSafe(pins)}\n`;
+  }
+  return out;
+}
+
+function dryRunText(r: ImagePruneReport): string {
+  let out = 'Would remove:\n';
+  for (const x of r.removed.references) out += `  reference ${termSafe(x)}\n`;
+  for (const x of r.removed.manifests) out += `  manifest  ${x}\n`;
+  for (const x of r.removed.layers) out += `  layer     ${x}\n`;
+  if (r.tempRemoved) out += `  ${r.tempRemoved} temporary file(s)\n`;
+  if (r.orphansRemoved) out += `  ${r.orphansRemoved} orphaned artifact file(s)\n`;
+  return out + keptLines(r, '') + `Would reclaim ${formatSize(r.bytesReclaimed ?? 0)}\n`;
+}
+
+function realRunText(r: ImagePruneReport): string {
+  let out = '';
+  for (const x of r.removed.references) out += `Untagged: ${termSafe(x)}\n`;
+  for (const x of r.removed.manifests) out += `Deleted: ${x}\n`;
+  for (const x of r.removed.layers) out += `Deleted: ${x}\n`;
+  out +=
+    `References removed: ${r.imageRefsRemoved}\nManifests removed: ${r.manifestsRemoved}\n` +
+    `Layers removed: ${r.layersRemoved}\nfsmeta files removed: ${r.fsmetaRemoved}\nVMDK files removed: ${r.vmdkRemoved}\n` +
+    `Temporary files removed: ${r.tempRemoved}\nOrphaned files removed: ${r.orphansRemoved}\n`;
+  if (r.skippedInUse)
+    out += `Skipped (held by another running operation; the next prune retries them): ${r.skippedInUse}\n`;
+  out += keptLines(r, '');
+  return out + (r.bytesReclaimed === null ? 'Reclaimed: unknown\n' : `Reclaimed ${formatSize(r.bytesReclaimed)}\n`);
+}
+
+/** PruneOptions from the flags (UsageError on a bad filter or duration). */
+function pruneOptions(values: ParsedArgs['values'], usage: string, signal: AbortSignal): PruneOptions {
   const globs: string[] = [];
   for (const f of (values.filter as string[] | undefined) ?? []) {
     if (!f.startsWith('reference=') || f.length === 'reference='.length)
       throw new UsageError(`unsupported filter ${JSON.stringify(f)} (expected reference=GLOB)`, usage);
     globs.push(f.slice('reference='.length));
   }
-  const durRe = /^\d+(s|m|h|d)$/;
-  for (const k of ['unusedFor', 'grace'] as const) {
+  for (const k of ['unused-for', 'grace'] as const) {
     const v = values[k];
-    if (typeof v === 'string' && !durRe.test(v))
-      throw new UsageError(
-        `--${k === 'grace' ? 'grace' : 'unused-for'} takes <int>(s|m|h|d), not ${JSON.stringify(v)}`,
-        usage,
-      );
+    if (typeof v === 'string' && !/^\d+(s|m|h|d)$/.test(v))
+      throw new UsageError(`--${k} takes <int>(s|m|h|d), not ${JSON.stringify(v)}`, usage);
   }
-  const restricted = globs.length > 0 || values.unusedFor !== undefined;
-  const opts: PruneOptions = {
+  return {
     ...(globs.length ? { filter: { reference: globs } } : {}),
-    ...(typeof values.unusedFor === 'string' ? { unusedFor: values.unusedFor } : {}),
+    ...(typeof values['unused-for'] === 'string' ? { unusedFor: values['unused-for'] } : {}),
     ...(typeof values.grace === 'string' ? { tempGrace: values.grace } : {}),
-    signal: ctx.signal,
+    signal,
   };
-  const dryRun = values.dryRun === true;
+}
+
+/** Asks on a TTY; false when the user did not say yes. Exit 2 (by the caller) without a TTY. */
+async function confirm(b: LocalBackend, opts: PruneOptions, ctx: CliContext): Promise<boolean> {
+  const preview = await Image.pruneLocal(b, { ...opts, dryRun: true });
+  const n = preview.imageRefsRemoved;
+  const restricted = opts.filter !== undefined || opts.unusedFor !== undefined;
+  ctx.stderr.write(
+    restricted
+      ? `This removes ${n} references matching the filters, and the images and layers only they use. Continue? [y/N] `
+      : `This removes every image not used by a sandbox or snapshot (${n} references). Continue? [y/N] `,
+  );
+  const answer = (await readLine(ctx.stdin, ctx.signal)).trim().toLowerCase();
+  return answer === 'y' || answer === 'yes';
+}
+
+async function run({ values, positionals, usage }: ParsedArgs, ctx: CliContext): Promise<number> {
+  if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
+  const format = formatValue(values.format, usage);
+  const opts = pruneOptions(values, usage, ctx.signal);
+  const dryRun = values['dry-run'] === true;
   return withLocalBackend(ctx, 'msb image prune', async (b) => {
     if (!dryRun && values.yes !== true) {
       if (!ctx.stdin.isTTY) {
         ctx.stderr.write('msb: refusing to prune without confirmation; pass -y\n');
         return 2;
       }
-      const preview = await Image.pruneLocal(b, { ...opts, dryRun: true });
-      const n = preview.imageRefsRemoved;
-      ctx.stderr.write(
-        restricted
-          ? `This removes ${n} references matching the filters, and the images and layers only they use. Continue? [y/N] `
-          : `This removes every image not used by a sandbox or snapshot (${n} references). Continue? [y/N] `,
-      );
-      const answer = (await readLine(ctx.stdin)).trim().toLowerCase();
-      if (answer !== 'y' && answer !== 'yes') {
+      if (!(await confirm(b, opts, ctx))) {
+        throwIfAborted(ctx.signal); // SIGINT at the prompt: 130, not 'Aborted.'
         ctx.stderr.write('Aborted.\n');
         return 0;
       }
     }
     const r = await Image.pruneLocal(b, { ...opts, dryRun });
-    if (format === 'json') {
-      writeJson(ctx, r);
-      return r.errors.length ? 1 : 0;
-    }
-    if (!hasAnything(r)) {
-      ctx.stdout.write('Nothing to prune.\n');
-      return 0;
-    }
-    if (dryRun) {
-      ctx.stdout.write('Would remove:\n');
-      for (const x of r.removed.references) ctx.stdout.write(`  reference ${x}\n`);
-      for (const x of r.removed.manifests) ctx.stdout.write(`  manifest  ${x}\n`);
-      for (const x of r.removed.layers) ctx.stdout.write(`  layer     ${x}\n`);
-      if (r.tempRemoved) ctx.stdout.write(`  ${r.tempRemoved} temporary file(s)\n`);
-      if (r.orphansRemoved) ctx.stdout.write(`  ${r.orphansRemoved} orphaned artifact file(s)\n`);
-      ctx.stdout.write(`Would reclaim ${formatSize(r.bytesReclaimed ?? 0)}\n`);
-      return 0;
-    }
-    for (const x of r.removed.references) ctx.stdout.write(`Untagged: ${x}\n`);
-    for (const x of r.removed.manifests) ctx.stdout.write(`Deleted: ${x}\n`);
-    for (const x of r.removed.layers) ctx.stdout.write(`Deleted: ${x}\n`);
-    ctx.stdout.write(
-      `References removed: ${r.imageRefsRemoved}\nManifests removed: ${r.manifestsRemoved}\n` +
-        `Layers removed: ${r.layersRemoved}\nfsmeta files removed: ${r.fsmetaRemoved}\nVMDK files removed: ${r.vmdkRemoved}\n` +
-        `Temporary files removed: ${r.tempRemoved}\nOrphaned files removed: ${r.orphansRemoved}\n` +
-        (r.skippedInUse ? `Skipped (in use): ${r.skippedInUse}\n` : ''),
-    );
-    ctx.stdout.write(
-      r.bytesReclaimed === null ? 'Reclaimed: unknown\n' : `Reclaimed ${formatSize(r.bytesReclaimed)}\n`,
-    );
-    for (const e of r.errors)
-      ctx.stderr.write(`msb: error: ${e.kind} ${e.item}${e.path ? ` (${e.path})` : ''}: ${e.code}: ${e.message}\n`);
+    if (format === 'json') writeJson(ctx, r);
+    else if (!hasAnything(r)) ctx.stdout.write('Nothing to prune.\n' + keptLines(r, ''));
+    else ctx.stdout.write(dryRun ? dryRunText(r) : realRunText(r));
+    if (format !== 'json')
+      for (const e of r.errors)
+        ctx.stderr.write(
+          termSafe(`msb: error: ${e.kind} ${e.item}${e.path ? ` (${e.path})` : ''}: ${e.code}: ${e.message}`) + '\n',
+        );
     return r.errors.length ? 1 : 0;
   });
 }
+
+export const commands: CommandSpec[] = [
+  {
+    name: 'image prune',
+    summary: 'Remove images not used by a sandbox or snapshot',
+    synopsis:
+      'image prune [-y|--yes] [--dry-run] [--format table|json] [--filter reference=GLOB]...\n            [--unused-for DUR] [--grace DUR]',
+    description: `Removes every image no sandbox or snapshot pins, then unused layers, old temporary files and
+orphaned artifacts. The report lists the pinned images kept, with their pins. DUR is
+<int>(s|m|h|d). GLOB is docker's reference filter: a name without a tag matches every tag
+(reference=busybox), * and ? never cross /, [a-z] classes and \\ escapes as in Go's path.Match.`,
+    flags: [
+      { name: 'yes', short: 'y', type: 'boolean', help: 'do not ask for confirmation' },
+      { name: 'dry-run', type: 'boolean', help: 'report what would be removed; delete nothing' },
+      { ...FORMAT_FLAG, help: 'table (default) or json (the ImagePruneReport)' },
+      {
+        name: 'filter',
+        type: 'string',
+        multiple: true,
+        value: 'reference=GLOB',
+        help: 'only references matching GLOB (familiar or canonical form, or their name); repeatable',
+      },
+      { name: 'unused-for', type: 'string', value: 'DUR', help: 'only references not used for DUR' },
+      {
+        name: 'grace',
+        type: 'string',
+        value: 'DUR',
+        help: 'minimum age of temporary files to delete (default: config, else 1h)',
+      },
+    ],
+    operands: 'none',
+    run,
+  },
+];

@@ -1,49 +1,40 @@
 /**
  * `msb pull [-q] [--platform P] [--policy if-missing|always|never] [--force] [--insecure]
- * [--ca-certs FILE]… REF` (docs/cli.md §5): Image.pullLocal with progress on stderr (docs/cli.md §4) and the
- * result line on stdout.
+ * [--ca-certs FILE]… REF` (docs/cli.md §5): Image.pullLocal with progress on stderr (docs/cli.md §4)
+ * and the result line on stdout. The line says what happened: pulled (and from where), up to date
+ * after asking the registry, or cached without asking it (the default policy never asks for a
+ * cached tag).
  */
 import { Image } from '../../api/image.js';
-import type { PullPolicy } from '../../api/types.js';
+import type { PullPolicy, PullResult } from '../../api/types.js';
 import type { PullEvent } from '../../pull/events.js';
 import { parseReference } from '../../reference/reference.js';
 import { localBackendFor } from '../backend.js';
+import type { CommandSpec } from '../command.js';
 import { UsageError, type CliContext } from '../context.js';
-import { parseFlags } from '../format.js';
+import { termSafe } from '../escape.js';
 import { ProgressRenderer } from '../progress.js';
+import { PLATFORM_FLAG, REMOTE_FLAGS, warn } from '../remote-flags.js';
 
-export const usage = `Usage: msb pull [-q] [--platform P] [--policy if-missing|always|never] [--force] [--insecure] [--ca-certs FILE]... REF
+const POLICIES = ['if-missing', 'always', 'never'] as const;
 
-Pull an image from a registry into the local cache (alias: msb image pull).
+/** The result line (docs/cli.md §5). */
+export function pullResultLine(r: PullResult): string {
+  if (!r.cached) return `Pulled ${r.reference} (${r.manifestDigest})${r.source ? ` from ${termSafe(r.source)}` : ''}`;
+  if (r.source === null) return `${r.reference} is cached; not checked against the registry (use --policy always)`;
+  return `${r.reference} is up to date (checked against ${termSafe(r.source)})`;
+}
 
-Flags:
-  -q, --quiet          print only the image reference (no progress)
-      --platform P     os/arch[/variant], e.g. linux/arm64/v8 (default: the host's)
-      --policy P       if-missing (default), always (re-resolve the tag), never (cache only)
-      --force          download and rebuild every artifact of the image
-      --insecure       allow plain HTTP / unverified TLS for this registry
-      --ca-certs FILE  extra PEM CA file to trust (repeatable)
-`;
-
-const POLICIES = new Set(['if-missing', 'always', 'never']);
-
-export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(
-    args,
-    {
-      quiet: { kind: 'bool', names: ['-q', '--quiet'] },
-      platform: { kind: 'value', names: ['--platform'] },
-      policy: { kind: 'value', names: ['--policy'] },
-      force: { kind: 'bool', names: ['--force'] },
-      insecure: { kind: 'bool', names: ['--insecure'] },
-      caCerts: { kind: 'multi', names: ['--ca-certs'] },
-    },
-    usage,
-  );
+async function run(
+  values: Record<string, string | boolean | string[] | undefined>,
+  positionals: string[],
+  usage: string,
+  ctx: CliContext,
+): Promise<number> {
   if (positionals.length !== 1)
     throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REF', usage);
   const policy = values.policy as string | undefined;
-  if (policy !== undefined && !POLICIES.has(policy))
+  if (policy !== undefined && !(POLICIES as readonly string[]).includes(policy))
     throw new UsageError(`--policy must be if-missing, always or never, not ${JSON.stringify(policy)}`, usage);
   if (values.force === true && policy === 'never')
     throw new UsageError('--force cannot be combined with --policy never', usage);
@@ -64,16 +55,16 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
     const r = renderer;
     const onProgress = (e: PullEvent) => {
       if (r) r.handle(e);
-      else if (e.type === 'warning') ctx.stderr.write(`msb: warning: ${e.message}\n`);
+      else if (e.type === 'warning') warn(ctx, e.message);
     };
-    let result: Awaited<ReturnType<typeof Image.pullLocal>>;
+    let result: PullResult;
     try {
       result = await Image.pullLocal(backend, positionals[0]!, {
         ...(policy !== undefined ? { policy: policy as PullPolicy } : {}),
         ...(values.force === true ? { force: true } : {}),
         ...(values.platform !== undefined ? { platform: values.platform as string } : {}),
         ...(values.insecure === true ? { insecure: true } : {}),
-        ...(values.caCerts !== undefined ? { caCerts: values.caCerts as string[] } : {}),
+        ...(values['ca-certs'] !== undefined ? { caCerts: values['ca-certs'] as string[] } : {}),
         signal: ctx.signal,
         onProgress,
       });
@@ -83,14 +74,36 @@ export async function run(args: string[], ctx: CliContext): Promise<number> {
     } finally {
       renderer?.close();
     }
-    if (quiet) ctx.stdout.write(`${result.reference}\n`);
-    else if (result.cached) ctx.stdout.write(`${result.reference} is up to date (cached)\n`);
-    else
-      ctx.stdout.write(
-        `Pulled ${result.reference} (${result.manifestDigest})${result.source ? ` from ${result.source}` : ''}\n`,
-      );
+    ctx.stdout.write(quiet ? `${result.reference}\n` : `${pullResultLine(result)}\n`);
     return 0;
   } finally {
     await backend.close();
   }
 }
+
+export const commands: CommandSpec[] = [
+  {
+    name: 'pull',
+    aliases: ['image pull'],
+    summary: 'Pull an image from a registry',
+    synopsis:
+      'pull [-q] [--platform P] [--policy if-missing|always|never] [--force] [--insecure]\n     [--ca-certs FILE]... REF',
+    description:
+      'Pulls REF into the local cache: progress on stderr, the result on stdout. With the default\npolicy a cached tag is used without asking the registry; --policy always asks whether it moved.',
+    flags: [
+      { name: 'quiet', short: 'q', type: 'boolean', help: 'print only the image reference (no progress)' },
+      PLATFORM_FLAG,
+      {
+        name: 'policy',
+        type: 'string',
+        value: 'P',
+        help: 'if-missing (default: use a cached tag as is), always (ask the registry whether the tag moved), never (cache only)',
+        complete: POLICIES,
+      },
+      { name: 'force', type: 'boolean', help: 'download and rebuild every artifact of the image' },
+      ...REMOTE_FLAGS,
+    ],
+    operands: 'other',
+    run: ({ values, positionals, usage }, ctx) => run(values, positionals, usage, ctx),
+  },
+];

@@ -29,22 +29,9 @@ import { parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../registry/client.js';
 import { readDockerConfig } from '../../registry/credentials.js';
 import { configuredMirrors, mirrorDisplayUrl, MIRRORS_ENV, parseMirrorsEnv } from '../../registry/mirrors.js';
+import { FORMAT_FLAG, formatValue, type CommandSpec, type ParsedArgs } from '../command.js';
 import { UsageError, type CliContext } from '../context.js';
-import { formatOption, parseFlags, table, writeJson } from '../format.js';
-
-export const usage = `Usage:
-  msb registry login [-u USER] [--password-stdin] HOST
-  msb registry logout HOST
-  msb registry ls [--format table|json]
-
-login   Check the credentials against HOST, then store them: the password goes to
-        <home>/secrets/registries/<host> (mode 0600), config.json names it.
-        -u, --username USER   user name (prompted for on a TTY when absent)
-        --password-stdin      read the password from stdin (trailing newline stripped)
-logout  Remove the stored credentials of HOST (docker config credentials are never touched).
-ls      List configured registries: HOST USERNAME AUTH INSECURE MIRRORS CA_CERTS.
-        --format table|json   output format (default table)
-`;
+import { table, writeJson } from '../format.js';
 
 function homeOf(ctx: CliContext): string {
   if (ctx.home) return resolve(ctx.home);
@@ -80,15 +67,6 @@ export function normalizeRegistryHost(input: string): string {
 
 export function hostKey(host: string): string {
   return host.replace(/[^A-Za-z0-9._-]/g, '_');
-}
-
-export async function run(args: string[], ctx: CliContext): Promise<number> {
-  const verb = args[0];
-  const rest = args.slice(1);
-  if (verb === 'login') return login(rest, ctx);
-  if (verb === 'logout') return logout(rest, ctx);
-  if (verb === 'ls') return ls(rest, ctx);
-  throw new UsageError(`unknown registry command ${JSON.stringify(verb ?? '')}`, usage);
 }
 
 // ───────────────────────────── input ─────────────────────────────
@@ -198,15 +176,7 @@ async function withConfigLock<T>(home: string, ctx: CliContext, fn: () => T): Pr
 
 // ───────────────────────────── verbs ─────────────────────────────
 
-async function login(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(
-    args,
-    {
-      username: { kind: 'value', names: ['-u', '--username'] },
-      passwordStdin: { kind: 'bool', names: ['--password-stdin'] },
-    },
-    usage,
-  );
+async function login({ values, positionals, usage }: ParsedArgs, ctx: CliContext): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('msb registry login needs exactly one HOST', usage);
   const host = normalizeRegistryHost(positionals[0]!);
   const home = homeOf(ctx);
@@ -214,12 +184,13 @@ async function login(args: string[], ctx: CliContext): Promise<number> {
 
   let username = values.username as string | undefined;
   if (username === undefined) {
-    if (!tty || values.passwordStdin) throw new UsageError('-u USER is required when stdin is not a terminal', usage);
+    if (!tty || values['password-stdin'])
+      throw new UsageError('-u USER is required when stdin is not a terminal', usage);
     username = (await promptLine(ctx, 'Username: ', false)).trim();
   }
   if (!username) throw new UsageError('the username is empty', usage);
   let password: string;
-  if (values.passwordStdin) {
+  if (values['password-stdin']) {
     password = (await readAll(ctx.stdin)).replace(/\r?\n$/, '');
   } else {
     if (!tty) throw new UsageError('no terminal to prompt for the password: use --password-stdin', usage);
@@ -252,8 +223,7 @@ async function login(args: string[], ctx: CliContext): Promise<number> {
   return 0;
 }
 
-async function logout(args: string[], ctx: CliContext): Promise<number> {
-  const { positionals } = parseFlags(args, {}, usage);
+async function logout({ positionals, usage }: ParsedArgs, ctx: CliContext): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('msb registry logout needs exactly one HOST', usage);
   const host = normalizeRegistryHost(positionals[0]!);
   const home = homeOf(ctx);
@@ -305,10 +275,9 @@ function dockerKeyHost(key: string): string | null {
   }
 }
 
-async function ls(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags(args, { format: { kind: 'value', names: ['--format'] } }, usage);
+async function ls({ values, positionals, usage }: ParsedArgs, ctx: CliContext): Promise<number> {
   if (positionals.length) throw new UsageError('msb registry ls takes no arguments', usage);
-  const format = formatOption(values.format, usage);
+  const format = formatValue(values.format, usage);
   const home = homeOf(ctx);
   const settings = readSettings(home);
   const entries = new Map<string, RegistryListEntry>();
@@ -374,3 +343,43 @@ async function ls(args: string[], ctx: CliContext): Promise<number> {
   );
   return 0;
 }
+
+export const commands: CommandSpec[] = [
+  {
+    name: 'registry login',
+    summary: 'Store credentials for a registry',
+    synopsis: 'registry login [-u USER] [--password-stdin] HOST',
+    description:
+      'Checks the credentials against HOST, then stores them: the password goes to\n<home>/secrets/registries/<host> (mode 0600) and config.json names it. Without\n--password-stdin the password is prompted for on the terminal, with echo off.',
+    flags: [
+      {
+        name: 'username',
+        short: 'u',
+        type: 'string',
+        value: 'USER',
+        help: 'user name (prompted for on a TTY when absent)',
+      },
+      { name: 'password-stdin', type: 'boolean', help: 'read the password from stdin (trailing newline stripped)' },
+    ],
+    operands: 'other',
+    run: login,
+  },
+  {
+    name: 'registry logout',
+    summary: 'Remove stored credentials for a registry',
+    synopsis: 'registry logout HOST',
+    description: 'Removes the stored credentials of HOST (docker config credentials are never touched).',
+    flags: [],
+    operands: 'other',
+    run: logout,
+  },
+  {
+    name: 'registry ls',
+    summary: 'List configured registries',
+    synopsis: 'registry ls [--format table|json]',
+    description: 'Columns: HOST USERNAME AUTH INSECURE MIRRORS CA_CERTS. No secret is ever printed.',
+    flags: [FORMAT_FLAG],
+    operands: 'none',
+    run: ls,
+  },
+];

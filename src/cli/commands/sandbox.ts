@@ -3,36 +3,24 @@
  * Sandbox.list and Sandbox.remove. `rm` processes every name; an unknown one exits 3 at the end.
  */
 import { Sandbox } from '../../api/sandbox.js';
-import type { CliContext } from '../context.js';
+import type { CommandSpec } from '../command.js';
 import { platformString, relativeTime, showDigest } from '../format.js';
-import { runPinCommand } from '../pin-command.js';
+import { pinCommands } from '../pin-command.js';
 
-export const usage = `Usage:
-  msb sandbox ls [--format table|json]     list sandboxes (image pins)
-  msb sandbox rm NAME...                   remove sandbox pins (the images stay cached)
-
-Flags:
-      --format F     table (default) or json (an array of SandboxHandle objects)
-`;
-
-export async function run(args: string[], ctx: CliContext): Promise<number> {
-  return runPinCommand(
-    {
-      noun: 'sandbox',
-      usage,
-      list: (b) => Sandbox.listLocal(b),
-      columns: ['NAME', 'REFERENCE', 'DIGEST', 'PLATFORM', 'CREATED'],
-      row: (s, now) => [
-        s.name,
-        s.reference,
-        showDigest(s.manifestDigest),
-        platformString(s.platform),
-        relativeTime(s.createdAt, now),
-      ],
-      rmArgs: 'NAME',
-      remove: (b, x) => Sandbox.removeLocal(b, x),
-    },
-    args,
-    ctx,
-  );
-}
+export const commands: CommandSpec[] = pinCommands({
+  noun: 'sandbox',
+  list: (b) => Sandbox.listLocal(b),
+  jsonType: 'SandboxHandle',
+  columns: ['NAME', 'REFERENCE', 'DIGEST', 'PLATFORM', 'CREATED'],
+  row: (s, now) => [
+    s.name,
+    s.reference,
+    showDigest(s.manifestDigest),
+    platformString(s.platform),
+    relativeTime(s.createdAt, now),
+  ],
+  rmArgs: 'NAME',
+  rmHelp:
+    'Removes each named sandbox pin; the image stays cached until msb image prune. An unknown\nname exits 3 after the other names are processed.',
+  remove: (b, x) => Sandbox.removeLocal(b, x),
+});
