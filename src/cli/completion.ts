@@ -115,7 +115,7 @@ _msb() {
   out="$(command msb __complete "\${words[@]:1}" "$cur" 2>/dev/null)"
   local IFS=$'\\n'
   COMPREPLY=($out)
-  if [[ "\${COMPREPLY[-1]}" == ":files" ]]; then
+  if ((\${#COMPREPLY[@]})) && [[ "\${COMPREPLY[-1]}" == ":files" ]]; then
     unset 'COMPREPLY[-1]'
     COMPREPLY+=($(compgen -f -- "$cur"))
   fi
