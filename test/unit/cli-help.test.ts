@@ -156,7 +156,7 @@ test('msb load refuses a terminal stdin at once (exit 2), like save refuses a te
 
 test('docs/cli-reference.md is what the CLI prints (regenerate with npm run docs:cli)', async () => {
   const want = await cliReferenceMarkdown();
-  const have = readFileSync(join(ROOT, 'docs', 'cli-reference.md'), 'utf8');
+  const have = readFileSync(join(ROOT, 'docs/cli-reference.md'), 'utf8');
   assert.equal(have, want, 'docs/cli-reference.md is stale: run npm run docs:cli');
   for (const s of await allSpecs()) assert.ok(have.includes(`## \`msb ${s.name}\``), s.name);
 });
