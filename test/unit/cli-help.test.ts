@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -152,6 +152,24 @@ test('msb load refuses a terminal stdin at once (exit 2), like save refuses a te
   const dash = await cli(['--home', dir, 'load', '-i', '-'], { tty: true });
   assert.equal(dash.status, 2);
   assert.equal(existsSync(join(dir, 'db')), false, 'nothing opened');
+});
+
+test('msb load in a real pty (util-linux script) exits 2 at once instead of waiting', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const bin = join(ROOT, 'bin', 'msb.js');
+  const r = spawnSync(
+    'script',
+    ['-qec', `${process.execPath} ${bin} --home ${dir} load; echo "EXIT=$?"`, '/dev/null'],
+    {
+      encoding: 'utf8',
+      timeout: 30_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  assert.equal(r.error, undefined, 'script(1) from util-linux is needed');
+  assert.match(r.stdout, /msb: refusing to read an archive from a terminal/);
+  assert.match(r.stdout, /EXIT=2\r?\n/);
 });
 
 test('docs/cli-reference.md is what the CLI prints (regenerate with npm run docs:cli)', async () => {
