@@ -194,6 +194,18 @@ async function artifactFiles(dirPath: string, ext: string): Promise<{ name: stri
   return out;
 }
 
+/** The pinned images the run keeps, for the report (docs/api.md §2.5). */
+function keptPinnedOf(
+  s: ReturnType<typeof snapshot>,
+  filter: Parameters<typeof pinnedKept>[3],
+  restricted: boolean,
+): ReturnType<typeof pinnedKept> {
+  const digestOf = new Map(s.manifests.map((x) => [x.id, x.digest]));
+  const cached = new Set(digestOf.values());
+  const refs = s.refs.map((r) => ({ ...r, digest: digestOf.get(r.manifestId)! }));
+  return pinnedKept(refs, s.pins, (d) => cached.has(d), filter, restricted);
+}
+
 /** The dry run (also diskUsage().reclaimableBytes). `store` null = no index: nothing to prune. */
 export async function pruneDryRun(store: Store | null, o: ResolvedPrune): Promise<ImagePruneReport> {
   const report = emptyPruneReport(true);
@@ -208,15 +220,7 @@ export async function pruneDryRun(store: Store | null, o: ResolvedPrune): Promis
     o.signal,
   );
   const plan = planPrune(s, filter, o.restricted);
-  const digestOf = new Map(s.manifests.map((x) => [x.id, x.digest]));
-  const cached = new Set(digestOf.values());
-  report.keptPinned = pinnedKept(
-    s.refs.map((r) => ({ ...r, digest: digestOf.get(r.manifestId)! })),
-    s.pins,
-    (d) => cached.has(d),
-    filter,
-    o.restricted,
-  );
+  report.keptPinned = keptPinnedOf(s, filter, o.restricted);
   const m = new Measures();
   report.imageRefsRemoved = plan.refs.length;
   report.removed.references = plan.refs.map((r) => familiarOf(r.reference));
