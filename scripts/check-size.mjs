@@ -19,12 +19,6 @@ const ts = createRequire(import.meta.url)('typescript');
  */
 const PENDING = new Set([
   // pull, tar, erofs, stitch (with the performance work)
-  'pull/blob-pipeline.ts',
-  'pull/blob-pipeline.ts#onePass',
-  'pull/pull.ts',
-  'pull/pull.ts#doPull',
-  'pull/layer.ts#runLayer',
-  'pull/stitch-step.ts#stitchStep',
   'erofs/layer-writer.ts#writeLayer',
   'erofs/layout.ts#planImage',
   'erofs/layout.ts#plan',

@@ -9,6 +9,7 @@ import { UsageError, type CliContext } from './context.js';
 import { globalHelp, groupHelp } from './help.js';
 import { reportError } from './report.js';
 import { packageVersion } from './version-info.js';
+import { markEntry, markTeardown, timed } from '../util/profile.js';
 
 export { EXIT_BY_CODE, exitCodeFor, forEachArgument, reportError } from './report.js';
 
@@ -115,17 +116,20 @@ async function dispatch(argv: string[], ctx: CliContext): Promise<number> {
       group !== null ? await groupHelp(group) : await globalHelp(),
     );
   }
-  const spec = await loadSpec(words);
+  const spec = await timed('module-load', () => loadSpec(words));
   const rest = args.slice(words.split(' ').length);
   if (asksHelp(rest)) {
     ctx.stdout.write(helpText(spec));
     return 0;
   }
-  return spec.run(parseCommandArgs(spec, rest), ctx);
+  const status = await spec.run(parseCommandArgs(spec, rest), ctx);
+  markTeardown();
+  return status;
 }
 
 /** Runs `msb argv`; resolves to the exit status. `io` replaces the process streams (tests). */
 export async function main(argv: string[], io: Partial<CliContext> = {}): Promise<number> {
+  markEntry();
   const ac = new AbortController();
   const ctx: CliContext = {
     debug: false,

@@ -211,6 +211,16 @@ export async function writeImageMetadata(
   layout: ImageLayout,
   opts: { uuid: Buffer; devices?: DeviceSlot[] },
 ): Promise<void> {
+  await writeImageBody(fh, layout, opts);
+  await finishImage(fh, layout);
+}
+
+/** `writeImageMetadata` without the final truncate + fsync (`finishImage`). */
+export async function writeImageBody(
+  fh: FileHandle,
+  layout: ImageLayout,
+  opts: { uuid: Buffer; devices?: DeviceSlot[] },
+): Promise<void> {
   // `devices` given (even empty: a zero-layer image) means fsmeta, which always carries the
   // device-table header fields (docs/erofs.md §3) so that docs/storage.md §5 checks one shape.
   const fsmeta = opts.devices !== undefined;
@@ -241,6 +251,10 @@ export async function writeImageMetadata(
     devtSlotoff: fsmeta ? DEVT_SLOTOFF : 0,
   });
   await writeFully(fh, header.subarray(0, BLOCK_SIZE), 0);
+}
+
+/** Truncates to totalBlocks × 4096, fsyncs and asserts the length (docs/erofs.md §5 Finish). */
+export async function finishImage(fh: FileHandle, layout: ImageLayout): Promise<void> {
   const len = layout.totalBlocks * BLOCK_SIZE;
   await fh.truncate(len);
   await fh.sync();

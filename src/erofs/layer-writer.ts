@@ -13,8 +13,9 @@ import { TarReader, type BodySink } from '../tar/reader.js';
 import { BlockDataWriter } from './data-writer.js';
 import { BLOCK_SIZE } from './format.js';
 import { LayerTreeBuilder } from './ingest.js';
-import { layoutImage, writeImageMetadata } from './image-writer.js';
+import { finishImage, layoutImage, writeImageBody } from './image-writer.js';
 import type { DirNode } from './tree.js';
+import { PROFILING, phaseAdd, phaseEnd, phaseStart, timed } from '../util/profile.js';
 
 export interface WriteLayerOptions {
   limits?: Partial<Limits>;
@@ -94,7 +95,22 @@ export async function writeLayer(
     const builder = new LayerTreeBuilder(limits);
     let cursor = 1; // block 0 holds the superblock (docs/erofs.md §2)
     let fileBase = 0;
-    const sink: BodySink = { write: (buf, offset) => data.write(fileBase + offset, buf) };
+    let sinkMs = 0;
+    const sink: BodySink = PROFILING
+      ? {
+          write: (buf, offset) => {
+            const t = phaseStart();
+            const r = data.write(fileBase + offset, buf);
+            if (!r) {
+              sinkMs += phaseStart() - t;
+              return r;
+            }
+            return r.then(() => {
+              sinkMs += phaseStart() - t;
+            });
+          },
+        }
+      : { write: (buf, offset) => data.write(fileBase + offset, buf) };
     const reader = new TarReader({
       limits,
       onEntry: (e) => {
@@ -115,8 +131,10 @@ export async function writeLayer(
     try {
       for (;;) {
         let r: IteratorResult<Buffer | string>;
+        const tw = phaseStart();
         try {
           r = await it.next();
+          phaseEnd('decompress-wait', tw);
         } catch (err) {
           // A source error (network, decompressor) is the caller's to classify: passed through.
           throw new SourceError(err);
@@ -127,10 +145,18 @@ export async function writeLayer(
         tarBytes += chunk.length;
         if (tarBytes > limits.maxLayerBytes)
           throw new LimitExceededError('maxLayerBytes', tarBytes, limits.maxLayerBytes, 'uncompressed layer');
+        const th = phaseStart();
         hash.update(chunk);
+        phaseEnd('diffid-hash', th);
         if (parseError === null && !reader.done) {
           try {
+            const tp = phaseStart();
             await reader.write(chunk);
+            if (PROFILING) {
+              phaseAdd('tar-parse', phaseStart() - tp - sinkMs);
+              phaseAdd('erofs-data-write', sinkMs);
+              sinkMs = 0;
+            }
           } catch (err) {
             if (!isContentError(err)) throw err;
             parseError = err;
@@ -156,15 +182,18 @@ export async function writeLayer(
       throw new DigestMismatchError('diffId', opts.expectDiffId, diffId);
     }
     if (parseError !== null) throw parseError;
-    await data.flush();
+    await timed('erofs-data-write', () => data.flush());
     if (builder.xattrsDropped > 0) {
       opts.onWarning?.(
         'XATTR_DROPPED',
         `${builder.xattrsDropped} xattr(s) with unsupported or reserved names were dropped`,
       );
     }
+    const tm = phaseStart();
     const layout = layoutImage(builder.root, { firstFreeBlock: cursor });
-    await writeImageMetadata(fh, layout, { uuid: digestUuid(diffId) });
+    await writeImageBody(fh, layout, { uuid: digestUuid(diffId) });
+    phaseEnd('erofs-metadata', tm);
+    await timed('erofs-fsync', () => finishImage(fh, layout));
     ok = true;
     return {
       diffId,

@@ -29,6 +29,7 @@ import {
 import { checkLayer, publishLayerCandidate } from '../store/artifacts.js';
 import type { PullHookPoint } from './deps.js';
 import type { PullEmitter } from './events.js';
+import { phaseEnd, phaseStart } from '../util/profile.js';
 
 export interface LayerPosition {
   position: number;
@@ -64,10 +65,21 @@ export interface LayerContext {
   hook?: (point: PullHookPoint) => void | Promise<void>;
 }
 
+/** The outcome of a layer already in the cache (`sizeBytes` of its file), with its event. */
+function reused(ctx: LayerContext, p: LayerPosition, sizeBytes: number): LayerOutcome {
+  ctx.emitter.emit({
+    type: 'layerMaterializeComplete',
+    layerIndex: p.position,
+    diffId: p.diffId,
+    erofsSizeBytes: sizeBytes,
+    reused: true,
+  });
+  return { diffId: p.diffId, sizeBytes, root: null, downloaded: false, materialized: false };
+}
+
 /** Converts one distinct diff_id (first position `p`) under its layer lock. */
 async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal): Promise<LayerOutcome> {
-  const { store, emitter } = ctx;
-  const finalPath = store.paths.layer(p.diffId);
+  const { store } = ctx;
   return withLock(
     store,
     'layer',
@@ -75,16 +87,7 @@ async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal
     async (): Promise<LayerOutcome> => {
       if (signal.aborted) throw new AbortedError(signal.reason);
       const check = await checkLayer(store, p.diffId);
-      if (check.valid && !ctx.force) {
-        emitter.emit({
-          type: 'layerMaterializeComplete',
-          layerIndex: p.position,
-          diffId: p.diffId,
-          erofsSizeBytes: check.sizeBytes,
-          reused: true,
-        });
-        return { diffId: p.diffId, sizeBytes: check.sizeBytes, root: null, downloaded: false, materialized: false };
-      }
+      if (check.valid && !ctx.force) return reused(ctx, p, check.sizeBytes);
       if (!check.valid && check.orphan && !ctx.force) {
         // A file published by a process that died before its row (docs/storage.md §9): adopt it.
         const sb = check.orphan;
@@ -93,66 +96,67 @@ async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal
           { diffId: p.diffId, erofsSizeBytes: sb.length, inodes: Number(sb.inos), blocks: sb.blocks },
           { signal },
         );
-        emitter.emit({
-          type: 'layerMaterializeComplete',
-          layerIndex: p.position,
-          diffId: p.diffId,
-          erofsSizeBytes: sb.length,
-          reused: true,
-        });
-        return { diffId: p.diffId, sizeBytes: sb.length, root: null, downloaded: false, materialized: false };
+        return reused(ctx, p, sb.length);
       }
       if (!check.valid && (check.fileExists || check.row)) {
         ctx.warn('ARTIFACT_REBUILT', `layer ${p.diffId} is invalid (${check.reason}); fetching it again`);
       }
-      await ctx.lease.addItem('blob', p.blob.digest);
-      const cand = store.paths.tmp('layer', p.diffId);
-      await ctx.lease.addItem('temp', cand.name);
-      try {
-        const r = await downloadAndConvert({
-          layerIndex: p.position,
-          blob: p.blob,
-          diffId: p.diffId,
-          partPath: store.paths.part(p.blob.digest),
-          candidatePath: cand.path,
-          source: ctx.sourceFor(p.blob, p.position),
-          deps: ctx.deps,
-          emitter,
-          signal,
-          retries: ctx.retries,
-          limits: ctx.limits,
-          onWarning: (code, message) => ctx.warn(code, message),
-        });
-        await ctx.hook?.('layer-converted');
-        if (signal.aborted) throw new AbortedError(signal.reason);
-        await publishLayerCandidate(cand.path, finalPath, p.diffId, ctx.force);
-        await ctx.hook?.('layer-renamed');
-        await upsertLayerRow(ctx.store, {
-          diffId: p.diffId,
-          erofsSizeBytes: r.sizeBytes,
-          inodes: r.inodes,
-          blocks: r.blocks,
-        });
-        emitter.emit({
-          type: 'layerMaterializeComplete',
-          layerIndex: p.position,
-          diffId: p.diffId,
-          erofsSizeBytes: r.sizeBytes,
-          reused: false,
-        });
-        return {
-          diffId: p.diffId,
-          sizeBytes: r.sizeBytes,
-          root: (r.root as DirNode | undefined) ?? null,
-          downloaded: r.networkBytes > 0 || r.resumedFrom > 0,
-          materialized: true,
-        };
-      } finally {
-        await unlinkQuiet(cand.path);
-      }
+      return fetchLayer(ctx, p, signal);
     },
     { signal },
   ) as Promise<LayerOutcome>; // never LOCK_BUSY: not tryOnly
+}
+
+/** Under the layer lock: lease, download + convert in one pass, publish, then its row. */
+async function fetchLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal): Promise<LayerOutcome> {
+  const { store, emitter } = ctx;
+  await ctx.lease.addItem('blob', p.blob.digest);
+  const cand = store.paths.tmp('layer', p.diffId);
+  await ctx.lease.addItem('temp', cand.name);
+  try {
+    const r = await downloadAndConvert({
+      layerIndex: p.position,
+      blob: p.blob,
+      diffId: p.diffId,
+      partPath: store.paths.part(p.blob.digest),
+      candidatePath: cand.path,
+      source: ctx.sourceFor(p.blob, p.position),
+      deps: ctx.deps,
+      emitter,
+      signal,
+      retries: ctx.retries,
+      limits: ctx.limits,
+      onWarning: (code, message) => ctx.warn(code, message),
+    });
+    await ctx.hook?.('layer-converted');
+    if (signal.aborted) throw new AbortedError(signal.reason);
+    const tp = phaseStart();
+    await publishLayerCandidate(cand.path, store.paths.layer(p.diffId), p.diffId, ctx.force);
+    await ctx.hook?.('layer-renamed');
+    await upsertLayerRow(ctx.store, {
+      diffId: p.diffId,
+      erofsSizeBytes: r.sizeBytes,
+      inodes: r.inodes,
+      blocks: r.blocks,
+    });
+    phaseEnd('layer-publish', tp, p.position);
+    emitter.emit({
+      type: 'layerMaterializeComplete',
+      layerIndex: p.position,
+      diffId: p.diffId,
+      erofsSizeBytes: r.sizeBytes,
+      reused: false,
+    });
+    return {
+      diffId: p.diffId,
+      sizeBytes: r.sizeBytes,
+      root: (r.root as DirNode | undefined) ?? null,
+      downloaded: r.networkBytes > 0 || r.resumedFrom > 0,
+      materialized: true,
+    };
+  } finally {
+    await unlinkQuiet(cand.path);
+  }
 }
 
 /**

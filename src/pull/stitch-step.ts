@@ -21,6 +21,7 @@ import { digestUuid } from '../util/digest.js';
 import { checkStitch } from '../store/artifacts.js';
 import type { PullHookPoint } from './deps.js';
 import type { PullEmitter } from './events.js';
+import { timed } from '../util/profile.js';
 
 export interface StitchStepInput {
   store: Store;
@@ -41,7 +42,7 @@ export interface StitchStepInput {
 
 /** Emits `stitchStarted`, stitches (see the module comment), emits `stitchComplete`. */
 export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: number; reused: boolean }> {
-  const { store, lease, emitter, signal, diffIds, force = false } = input;
+  const { store, emitter, signal, diffIds, force = false } = input;
   const m = input.manifestDigest;
   const warn = (message: string) => emitter.emit({ type: 'warning', code: 'ARTIFACT_REBUILT', message });
   const sizes = new Map<string, number>();
@@ -52,8 +53,6 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
     'image',
     m,
     async () => {
-      const fsPath = store.paths.fsmeta(m);
-      const vmPath = store.paths.vmdk(m);
       const row = await store.index.read(() => findManifest(store.index, m));
       const cur = await checkStitch(store, m, diffIds, sizes, row?.fsmeta_bytes ?? null);
       let fsmetaSize = cur.fsmetaSize;
@@ -63,64 +62,14 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
         if (!force && (cur.fsExists || (row?.fsmeta_bytes ?? null) !== null)) {
           warn(`fsmeta of ${m} is ${cur.fsExists ? `invalid (${cur.fsWhy})` : 'missing'}; rebuilding it`);
         }
-        const trees = new Map<string, DirNode>();
-        for (const d of diffIds) {
-          if (trees.has(d)) continue;
-          if (signal.aborted) throw new AbortedError(signal.reason);
-          trees.set(d, input.layers.get(d)!.root ?? (await input.readTree(store.paths.layer(d))));
-        }
-        const fsLayers = diffIds.map((d) => ({ sizeBytes: sizes.get(d)!, tag: diffIdTag(d) }));
-        const cand = store.paths.tmp('fsmeta', m);
-        await lease.addItem('temp', cand.name);
-        try {
-          // Loaded on demand: the EROFS writer is not needed by a cache hit.
-          const { buildFsmeta } = await import('../stitch/build.js');
-          const built = await buildFsmeta(
-            diffIds.map((d, i) => ({ root: trees.get(d)!, ...fsLayers[i]! })),
-            cand.path,
-            { uuid: digestUuid(m), signal },
-          );
-          trees.clear();
-          // buildFsmeta already fsynced the candidate through its own handle (image-writer.ts).
-          const why = await validateFsmetaFile(cand.path, { uuid: digestUuid(m), layers: fsLayers });
-          if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
-          if (signal.aborted) throw new AbortedError(signal.reason);
-          await renameDurable(cand.path, fsPath);
-          fsmetaSize = built.sizeBytes;
-          await input.hook?.('fsmeta-written');
-        } finally {
-          await unlink(cand.path).catch(() => {});
-        }
+        fsmetaSize = await rebuildFsmeta(input, sizes);
       }
       const vmReused = !force && fsReused && cur.vmdkValid;
       if (!vmReused) {
         if (!force && fsReused && (cur.vmExists || (row?.vmdk_bytes ?? null) !== null)) {
           warn(`VMDK of ${m} is ${cur.vmExists ? `invalid (${cur.vmWhy})` : 'missing'}; rewriting it`);
         }
-        const layerFiles = diffIds.map((d) => ({ path: store.paths.layer(d), sizeBytes: sizes.get(d)! }));
-        const { stitchVmdkText } = await import('../stitch/build.js');
-        const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize! }, layerFiles);
-        const cand = store.paths.tmp('vmdk', m);
-        await atomicPublish({
-          candidate: cand.path,
-          candidateName: cand.name,
-          lease,
-          finalPath: vmPath,
-          force: true,
-          signal,
-          write: async (h) => {
-            await h.writeFile(text);
-          },
-          validate: async (p) => {
-            const why = await validateVmdkFile(p, {
-              paths: [fsPath, ...layerFiles.map((l) => l.path)],
-              sizes: [fsmetaSize!, ...layerFiles.map((l) => l.sizeBytes)],
-              cid: cidOf(m),
-            });
-            if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
-          },
-        });
-        await input.hook?.('vmdk-written');
+        await timed('stitch-vmdk', () => rewriteVmdk(input, sizes, fsmetaSize!));
       }
       return { fsmetaSize: fsmetaSize!, reused: fsReused && vmReused };
     },
@@ -128,4 +77,80 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
   )) as { fsmetaSize: number; reused: boolean };
   emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: r.fsmetaSize, reused: r.reused });
   return r;
+}
+
+/** The layer trees, bottom first: kept from this operation's conversions, else read back. */
+async function layerTrees(input: StitchStepInput): Promise<Map<string, DirNode>> {
+  const { store, signal } = input;
+  const trees = new Map<string, DirNode>();
+  for (const d of input.diffIds) {
+    if (trees.has(d)) continue;
+    if (signal.aborted) throw new AbortedError(signal.reason);
+    trees.set(d, input.layers.get(d)!.root ?? (await input.readTree(store.paths.layer(d))));
+  }
+  return trees;
+}
+
+/** fsmeta built to a candidate, validated, renamed into place; returns its length. */
+async function rebuildFsmeta(input: StitchStepInput, sizes: Map<string, number>): Promise<number> {
+  const { store, lease, signal, diffIds } = input;
+  const m = input.manifestDigest;
+  const trees = await timed('stitch-read-trees', () => layerTrees(input));
+  const fsLayers = diffIds.map((d) => ({ sizeBytes: sizes.get(d)!, tag: diffIdTag(d) }));
+  const cand = store.paths.tmp('fsmeta', m);
+  await lease.addItem('temp', cand.name);
+  try {
+    // Loaded on demand: the EROFS writer is not needed by a cache hit.
+    const { buildFsmeta } = await import('../stitch/build.js');
+    const built = await timed('stitch-fsmeta', () =>
+      buildFsmeta(
+        diffIds.map((d, i) => ({ root: trees.get(d)!, ...fsLayers[i]! })),
+        cand.path,
+        { uuid: digestUuid(m), signal },
+      ),
+    );
+    trees.clear();
+    // buildFsmeta already fsynced the candidate through its own handle (image-writer.ts).
+    const why = await timed('stitch-validate', () =>
+      validateFsmetaFile(cand.path, { uuid: digestUuid(m), layers: fsLayers }),
+    );
+    if (why) throw new CacheCorruptError(cand.path, `built fsmeta fails validation: ${why}`);
+    if (signal.aborted) throw new AbortedError(signal.reason);
+    await renameDurable(cand.path, store.paths.fsmeta(m));
+    await input.hook?.('fsmeta-written');
+    return built.sizeBytes;
+  } finally {
+    await unlink(cand.path).catch(() => {});
+  }
+}
+
+/** The VMDK descriptor written, validated and published atomically. */
+async function rewriteVmdk(input: StitchStepInput, sizes: Map<string, number>, fsmetaSize: number): Promise<void> {
+  const { store, diffIds } = input;
+  const m = input.manifestDigest;
+  const fsPath = store.paths.fsmeta(m);
+  const layerFiles = diffIds.map((d) => ({ path: store.paths.layer(d), sizeBytes: sizes.get(d)! }));
+  const { stitchVmdkText } = await import('../stitch/build.js');
+  const text = stitchVmdkText(cidOf(m), { path: fsPath, sizeBytes: fsmetaSize }, layerFiles);
+  const cand = store.paths.tmp('vmdk', m);
+  await atomicPublish({
+    candidate: cand.path,
+    candidateName: cand.name,
+    lease: input.lease,
+    finalPath: store.paths.vmdk(m),
+    force: true,
+    signal: input.signal,
+    write: async (h) => {
+      await h.writeFile(text);
+    },
+    validate: async (p) => {
+      const why = await validateVmdkFile(p, {
+        paths: [fsPath, ...layerFiles.map((l) => l.path)],
+        sizes: [fsmetaSize, ...layerFiles.map((l) => l.sizeBytes)],
+        cid: cidOf(m),
+      });
+      if (why) throw new CacheCorruptError(p, `built VMDK fails validation: ${why}`);
+    },
+  });
+  await input.hook?.('vmdk-written');
 }

@@ -15,6 +15,7 @@ import { UsageError, type CliContext } from '../context.js';
 import { termSafe } from '../escape.js';
 import { ProgressRenderer } from '../progress.js';
 import { PLATFORM_FLAG, REMOTE_FLAGS, warn } from '../remote-flags.js';
+import { markTeardown } from '../../util/profile.js';
 
 const POLICIES = ['if-missing', 'always', 'never'] as const;
 
@@ -68,6 +69,7 @@ async function run(
         signal: ctx.signal,
         onProgress,
       });
+      markTeardown();
     } catch (err) {
       renderer?.fail();
       throw err;
