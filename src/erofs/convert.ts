@@ -36,6 +36,48 @@ export interface ConvertLayerOptions {
 
 const READ_CHUNK = 1 << 20;
 
+/** A file input: its head from a positional read, and a stream of it from byte 0 straight into the decoder (no re-injection layer on the hot path). */
+async function openInputFile(path: string): Promise<{ src: NodeJS.ReadableStream; head: Buffer }> {
+  try {
+    const fh = await open(path, 'r');
+    let head: Buffer;
+    try {
+      const buf = Buffer.alloc(DETECT_BYTES);
+      const { bytesRead } = await fh.read(buf, 0, DETECT_BYTES, 0);
+      head = buf.subarray(0, bytesRead);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    return { src: fh.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true }), head };
+  } catch (err) {
+    throw toIoError(err, path);
+  }
+}
+
+/** A stream input: its head taken from the iterator, and a stream that yields the head again, then the rest. */
+async function sniffStream(
+  it: AsyncIterator<Buffer | string>,
+  inputPath: string,
+): Promise<{ head: Buffer; raw: NodeJS.ReadableStream }> {
+  let head: Buffer;
+  let headChunks: Buffer[];
+  try {
+    ({ head, chunks: headChunks } = await takeHead(it));
+  } catch (err) {
+    throw mapDecoderError('none', err, inputPath);
+  }
+  const rest = async function* (): AsyncGenerator<Buffer> {
+    for (const c of headChunks) yield c;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+    }
+  };
+  return { head, raw: Readable.from(rest(), { objectMode: false, highWaterMark: READ_CHUNK }) };
+}
+
 export async function convertLayer(
   input: string | NodeJS.ReadableStream,
   outputPath: string,
@@ -43,10 +85,8 @@ export async function convertLayer(
 ): Promise<ConvertLayerResult> {
   const { signal } = options;
   if (options.expectDiffId !== undefined && !isDigest(options.expectDiffId)) {
-    throw new InvalidArgumentError(
-      'expectDiffId',
-      `expectDiffId ${JSON.stringify(options.expectDiffId)} is not a digest`,
-    );
+    const shown = JSON.stringify(options.expectDiffId);
+    throw new InvalidArgumentError('expectDiffId', `expectDiffId ${shown} is not a digest`);
   }
   if (signal?.aborted) throw new AbortedError(signal.reason);
   const out = resolve(outputPath);
@@ -56,60 +96,27 @@ export async function convertLayer(
   let it: AsyncIterator<Buffer | string> | undefined;
   let kind: Compression | null = null;
   let fileHead: Buffer | undefined;
-  if (typeof input === 'string') {
-    // A file: peek at the head with a positional read, then stream it from byte 0 straight into the
-    // decoder (no re-injection layer on the hot path).
-    try {
-      const fh = await open(input, 'r');
-      try {
-        const head = Buffer.alloc(DETECT_BYTES);
-        const { bytesRead } = await fh.read(head, 0, DETECT_BYTES, 0);
-        fileHead = head.subarray(0, bytesRead);
-      } catch (err) {
-        await fh.close();
-        throw err;
-      }
-      src = fh.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true });
-    } catch (err) {
-      throw toIoError(err, input);
-    }
-  } else {
-    src = input;
-  }
+  if (typeof input === 'string') ({ src, head: fileHead } = await openInputFile(input));
+  else src = input;
   const destroySrc = () => (src as Readable).destroy?.();
   signal?.addEventListener('abort', destroySrc, { once: true });
   try {
     let head: Buffer;
-    let headChunks: Buffer[] = [];
+    let raw: NodeJS.ReadableStream;
     if (fileHead) {
       head = fileHead;
+      raw = src;
     } else {
       it = (src as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
-      try {
-        ({ head, chunks: headChunks } = await takeHead(it));
-      } catch (err) {
-        throw mapDecoderError('none', err, inputPath);
-      }
+      ({ head, raw } = await sniffStream(it, inputPath));
     }
     kind = detectCompression(head);
-    const streamIt = it;
-    const rest = async function* (): AsyncGenerator<Buffer> {
-      for (const c of headChunks) yield c;
-      for (;;) {
-        const r = await streamIt!.next();
-        if (r.done) return;
-        yield typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
-      }
-    };
     // Content that is neither gzip, zstd nor tar: hashed as-is when a diff_id is expected, so a
     // mismatch is still reported as such (the uncompressed rule of docs/pull.md §7).
     if (kind === null && options.expectDiffId === undefined) {
       throw new LayerInvalidError('layer content is neither gzip, zstd nor tar');
     }
     const effective: Compression = kind ?? 'none';
-    const raw: NodeJS.ReadableStream | AsyncIterable<Buffer> = fileHead
-      ? src
-      : Readable.from(rest(), { objectMode: false, highWaterMark: READ_CHUNK });
     let tar: AsyncIterable<Buffer>;
     if (effective === 'none') {
       tar = raw as AsyncIterable<Buffer>;

@@ -124,31 +124,8 @@ export class LayerTreeBuilder {
     const base = comps.length ? comps[comps.length - 1]! : '';
 
     // §6.8: whiteout names, whatever the typeflag; their bodies are never read.
-    if (base === OPQ) {
-      const parent = this.ensureDir(comps.slice(0, -1), entry);
-      parent.opaque = true;
-      return null;
-    }
-    if (base.startsWith(AUFS)) return null;
-    if (base.startsWith(WH)) {
-      const target = base.slice(WH.length);
-      if (target === '' || target === '.' || target === '..')
-        throw new LayerInvalidError(`invalid whiteout name ${JSON.stringify(base)}`, { entry: entry() });
-      const parent = this.ensureDir(comps.slice(0, -1), entry);
-      const existing = parent.children.get(target);
-      if (existing && isDir(existing)) {
-        existing.opaque = true;
-        return null;
-      }
-      // Within one layer a real entry and a whiteout never cancel each other.
-      if (existing && !isWhiteout(existing)) return null;
-      parent.children.set(target, {
-        kind: 'chr',
-        size: 0,
-        rdevMajor: 0,
-        rdevMinor: 0,
-        meta: { ...this.meta(e, entry), xattrs: [] },
-      });
+    if (base === OPQ || base.startsWith(AUFS) || base.startsWith(WH)) {
+      this.whiteout(comps, base, e, entry);
       return null;
     }
 
@@ -164,21 +141,7 @@ export class LayerTreeBuilder {
     const existing = parent.children.get(base);
 
     if (e.kind === 'hardlink') {
-      const tcomps = normalizePath(e.linkpath, this.limits, 'hardlink target');
-      const target = this.lookup(tcomps);
-      if (!target)
-        throw new LayerInvalidError(
-          `hardlink target ${JSON.stringify(nameDisplay(tcomps))} does not exist in this layer`,
-          { entry: entry() },
-        );
-      if (isDir(target) || isWhiteout(target)) {
-        throw new LayerInvalidError(
-          `hardlink target ${JSON.stringify(nameDisplay(tcomps))} is a ${isDir(target) ? 'directory' : 'whiteout'}`,
-          { entry: entry() },
-        );
-      }
-      if (existing === target) return null; // a link to itself (or an alias already there)
-      parent.children.set(base, target);
+      this.hardlink(parent, base, existing, e, entry);
       return null;
     }
 
@@ -200,6 +163,52 @@ export class LayerTreeBuilder {
     const node = this.nonDir(e, entry);
     parent.children.set(base, node);
     return node.kind === 'file' && node.size > 0 ? node : null;
+  }
+
+  /** A whiteout entry (opaque marker, AUFS metadata or `.wh.<name>`) in this layer's tree. */
+  private whiteout(comps: string[], base: string, e: TarEntry, entry: () => string): void {
+    if (base === OPQ) {
+      const parent = this.ensureDir(comps.slice(0, -1), entry);
+      parent.opaque = true;
+      return;
+    }
+    if (base.startsWith(AUFS)) return;
+    const target = base.slice(WH.length);
+    if (target === '' || target === '.' || target === '..')
+      throw new LayerInvalidError(`invalid whiteout name ${JSON.stringify(base)}`, { entry: entry() });
+    const parent = this.ensureDir(comps.slice(0, -1), entry);
+    const existing = parent.children.get(target);
+    if (existing && isDir(existing)) {
+      existing.opaque = true;
+      return;
+    }
+    // Within one layer a real entry and a whiteout never cancel each other.
+    if (existing && !isWhiteout(existing)) return;
+    parent.children.set(target, {
+      kind: 'chr',
+      size: 0,
+      rdevMajor: 0,
+      rdevMinor: 0,
+      meta: { ...this.meta(e, entry), xattrs: [] },
+    });
+  }
+
+  private hardlink(parent: DirNode, base: string, existing: Entry | undefined, e: TarEntry, entry: () => string): void {
+    const tcomps = normalizePath(e.linkpath, this.limits, 'hardlink target');
+    const target = this.lookup(tcomps);
+    if (!target)
+      throw new LayerInvalidError(
+        `hardlink target ${JSON.stringify(nameDisplay(tcomps))} does not exist in this layer`,
+        { entry: entry() },
+      );
+    if (isDir(target) || isWhiteout(target)) {
+      throw new LayerInvalidError(
+        `hardlink target ${JSON.stringify(nameDisplay(tcomps))} is a ${isDir(target) ? 'directory' : 'whiteout'}`,
+        { entry: entry() },
+      );
+    }
+    if (existing === target) return; // a link to itself (or an alias already there)
+    parent.children.set(base, target);
   }
 
   private nonDir(e: TarEntry, entry: () => string): Inode {

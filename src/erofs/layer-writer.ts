@@ -6,16 +6,15 @@
  * B × 4096, fsynced and its length asserted. Any error or abort deletes the candidate.
  */
 import { open, unlink, type FileHandle } from 'node:fs/promises';
-import { AbortedError, DigestMismatchError, LimitExceededError, MsbError, toIoError } from '../errors.js';
+import { AbortedError, DigestMismatchError, MsbError, toIoError } from '../errors.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { digestAlgorithm, digestUuid, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
-import { TarReader, type BodySink } from '../tar/reader.js';
 import { BlockDataWriter } from './data-writer.js';
 import { BLOCK_SIZE } from './format.js';
-import { LayerTreeBuilder } from './ingest.js';
+import { readTar, SourceError, TarIngest, type Source } from './layer-ingest.js';
 import { finishImage, layoutImage, writeImageBody } from './image-writer.js';
 import type { DirNode } from './tree.js';
-import { PROFILING, phaseAdd, phaseEnd, phaseStart, timed } from '../util/profile.js';
+import { phaseEnd, phaseStart, timed } from '../util/profile.js';
 
 export interface WriteLayerOptions {
   limits?: Partial<Limits>;
@@ -44,19 +43,6 @@ export interface WriteLayerResult {
   xattrsDropped: number;
   /** The ingested tree with its data map (each regular file's `data.startBlock`), for stitching. */
   root: DirNode;
-}
-
-type Source = NodeJS.ReadableStream | AsyncIterable<Buffer>;
-
-class SourceError extends Error {
-  constructor(override readonly cause: unknown) {
-    super('source error');
-  }
-}
-
-/** Errors that come from the tar content (not from I/O or the source): the stream can still be hashed. */
-function isContentError(e: unknown): boolean {
-  return e instanceof MsbError && (e.code === 'LAYER_INVALID' || e.code === 'LIMIT_EXCEEDED');
 }
 
 /**
@@ -92,96 +78,16 @@ export async function writeLayer(
       opts.diffIdAlgorithm ??
       (opts.expectDiffId !== undefined && isDigest(opts.expectDiffId) ? digestAlgorithm(opts.expectDiffId) : 'sha256');
     const hash = newHash(alg);
-    const builder = new LayerTreeBuilder(limits);
-    let cursor = 1; // block 0 holds the superblock (docs/erofs.md §2)
-    let fileBase = 0;
-    let sinkMs = 0;
-    const sink: BodySink = PROFILING
-      ? {
-          write: (buf, offset) => {
-            const t = phaseStart();
-            const r = data.write(fileBase + offset, buf);
-            if (!r) {
-              sinkMs += phaseStart() - t;
-              return r;
-            }
-            return r.then(() => {
-              sinkMs += phaseStart() - t;
-            });
-          },
-        }
-      : { write: (buf, offset) => data.write(fileBase + offset, buf) };
-    const reader = new TarReader({
-      limits,
-      onEntry: (e) => {
-        const file = builder.add(e);
-        if (!file) return null;
-        const nblocks = Math.ceil(file.size / BLOCK_SIZE);
-        if (cursor + nblocks >= 2 ** 32)
-          throw new LimitExceededError('diskBlocks', cursor + nblocks, 2 ** 32 - 1, 'layer image');
-        file.data = { device: 0, startBlock: cursor };
-        fileBase = cursor * BLOCK_SIZE;
-        cursor += nblocks;
-        return sink;
-      },
-    });
-    let tarBytes = 0;
-    let parseError: unknown = null;
-    const it = (tar as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
-    try {
-      for (;;) {
-        let r: IteratorResult<Buffer | string>;
-        const tw = phaseStart();
-        try {
-          r = await it.next();
-          phaseEnd('decompress-wait', tw);
-        } catch (err) {
-          // A source error (network, decompressor) is the caller's to classify: passed through.
-          throw new SourceError(err);
-        }
-        if (r.done) break;
-        if (signal?.aborted) throw new AbortedError(signal.reason);
-        const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
-        tarBytes += chunk.length;
-        if (tarBytes > limits.maxLayerBytes)
-          throw new LimitExceededError('maxLayerBytes', tarBytes, limits.maxLayerBytes, 'uncompressed layer');
-        const th = phaseStart();
-        hash.update(chunk);
-        phaseEnd('diffid-hash', th);
-        if (parseError === null && !reader.done) {
-          try {
-            const tp = phaseStart();
-            await reader.write(chunk);
-            if (PROFILING) {
-              phaseAdd('tar-parse', phaseStart() - tp - sinkMs);
-              phaseAdd('erofs-data-write', sinkMs);
-              sinkMs = 0;
-            }
-          } catch (err) {
-            if (!isContentError(err)) throw err;
-            parseError = err;
-          }
-        }
-        opts.onProgress?.({ tarBytes, entries: reader.entries });
-      }
-    } catch (err) {
-      await it.return?.().catch(() => undefined);
-      throw err;
-    }
+    const ingest = new TarIngest(limits, data);
+    await readTar(tar, ingest, hash, limits, signal, opts.onProgress);
     if (signal?.aborted) throw new AbortedError(signal.reason);
-    if (parseError === null) {
-      try {
-        await reader.end();
-      } catch (err) {
-        if (!isContentError(err)) throw err;
-        parseError = err;
-      }
-    }
+    await ingest.end();
+    const { builder, reader, cursor } = ingest;
     const diffId = `${alg}:${hash.digest('hex')}`;
     if (opts.expectDiffId !== undefined && opts.expectDiffId !== diffId) {
       throw new DigestMismatchError('diffId', opts.expectDiffId, diffId);
     }
-    if (parseError !== null) throw parseError;
+    if (ingest.parseError !== null) throw ingest.parseError;
     await timed('erofs-data-write', () => data.flush());
     if (builder.xattrsDropped > 0) {
       opts.onWarning?.(

@@ -143,20 +143,23 @@ function countAliases(root: DirNode): Map<Inode, number> {
   return counts;
 }
 
-/**
- * Plans the image for `root`: depth-first pre-order, children in byte order, nid 0 reserved, root
- * at nid 1; directory/symlink blocks allocated from `firstFreeBlock` in planning order.
- */
-export function planImage(root: DirNode, opts: { firstFreeBlock: number }): ImageLayout {
-  const aliases = countAliases(root);
-  const nodes: PlannedInode[] = [];
-  const byEntry = new Map<Entry, PlannedInode>();
-  let cursor = INODE_SLOT; // nid 0 reserved (docs/erofs.md §2)
-  let nextBlock = opts.firstFreeBlock;
+/** The allocation state of one `planImage` run: inode slots in the metadata area, directory/symlink blocks. */
+class Planner {
+  readonly nodes: PlannedInode[] = [];
+  readonly byEntry = new Map<Entry, PlannedInode>();
+  cursor = INODE_SLOT; // nid 0 reserved (docs/erofs.md §2)
+  nextBlock: number;
 
-  const plan = (e: Entry, parent: PlannedInode | undefined): PlannedInode => {
-    cursor = (cursor + INODE_SLOT - 1) & ~(INODE_SLOT - 1);
-    const offset = cursor;
+  constructor(
+    private readonly aliases: Map<Inode, number>,
+    firstFreeBlock: number,
+  ) {
+    this.nextBlock = firstFreeBlock;
+  }
+
+  plan(e: Entry, parent: PlannedInode | undefined): PlannedInode {
+    this.cursor = (this.cursor + INODE_SLOT - 1) & ~(INODE_SLOT - 1);
+    const offset = this.cursor;
     const xattrs = xattrsForWrite(e);
     const ibody = xattrIbodySize(xattrs);
     const fixed = INODE_EXTENDED_SIZE + ibody;
@@ -179,28 +182,6 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
       chunkPad: 0,
     };
     let extra = 0;
-    const dataLayout = (size: number) => {
-      // Directories and symlinks (docs/erofs.md §4.3).
-      p.size = size;
-      const tail = size % BLOCK_SIZE;
-      const full = Math.floor(size / BLOCK_SIZE);
-      if (size === 0) return;
-      if (tail === 0) {
-        p.nblocks = full;
-      } else if (fixed + tail <= BLOCK_SIZE - (offset % BLOCK_SIZE)) {
-        p.layout = LAYOUT_FLAT_INLINE;
-        p.nblocks = full;
-        p.inlineTail = tail;
-        extra = tail;
-      } else {
-        p.nblocks = full + 1;
-      }
-      if (p.nblocks > 0) {
-        p.blkaddr = nextBlock;
-        nextBlock += p.nblocks;
-      }
-      p.iu = p.blkaddr;
-    };
     if (isDir(e)) {
       const names = [...e.children.keys(), '.', '..'].sort();
       const { blockStarts, lastUsed } = packDirBlocks(names.map((n) => n.length));
@@ -210,42 +191,81 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
       let subdirs = 0;
       for (const c of e.children.values()) if (isDir(c)) subdirs++;
       p.nlink = 2 + subdirs;
-      dataLayout(BLOCK_SIZE * (blockStarts.length - 1) + lastUsed);
+      extra = this.dataLayout(p, BLOCK_SIZE * (blockStarts.length - 1) + lastUsed, fixed);
     } else {
-      p.nlink = aliases.get(e) ?? 1;
-      switch (e.kind) {
-        case 'file':
-          p.size = e.size;
-          if (e.size > 0) {
-            const data = e.data;
-            if (!data) throw new Error('regular file without a data map');
-            if (data.device === 0) {
-              p.iu = data.startBlock;
-            } else {
-              p.layout = LAYOUT_CHUNK_BASED;
-              p.iu = CHUNK_FORMAT_INDEXES | (chunkBitsFor(e.size) - 12);
-              p.chunkPad = ibody % 8 === 4 ? 4 : 0;
-              extra = p.chunkPad + CHUNK_INDEX_SIZE;
-            }
-          }
-          break;
-        case 'symlink':
-          dataLayout(e.target?.length ?? 0);
-          break;
-        case 'chr':
-        case 'blk':
-          p.iu = encodeDev(e.rdevMajor ?? 0, e.rdevMinor ?? 0);
-          break;
-        default:
-          p.iu = 0; // fifo, socket (docs/erofs.md §4.1)
-      }
+      p.nlink = this.aliases.get(e) ?? 1;
+      extra = this.nonDirLayout(p, e, ibody, fixed);
     }
     p.slot = Math.ceil((fixed + extra) / INODE_SLOT) * INODE_SLOT;
-    cursor += p.slot;
-    nodes.push(p);
-    byEntry.set(e, p);
+    this.cursor += p.slot;
+    this.nodes.push(p);
+    this.byEntry.set(e, p);
     return p;
-  };
+  }
+
+  /** Directories and symlinks (docs/erofs.md §4.3); returns the inline tail bytes kept in the inode slot. */
+  private dataLayout(p: PlannedInode, size: number, fixed: number): number {
+    let extra = 0;
+    p.size = size;
+    const tail = size % BLOCK_SIZE;
+    const full = Math.floor(size / BLOCK_SIZE);
+    if (size === 0) return 0;
+    if (tail === 0) {
+      p.nblocks = full;
+    } else if (fixed + tail <= BLOCK_SIZE - (p.offset % BLOCK_SIZE)) {
+      p.layout = LAYOUT_FLAT_INLINE;
+      p.nblocks = full;
+      p.inlineTail = tail;
+      extra = tail;
+    } else {
+      p.nblocks = full + 1;
+    }
+    if (p.nblocks > 0) {
+      p.blkaddr = this.nextBlock;
+      this.nextBlock += p.nblocks;
+    }
+    p.iu = p.blkaddr;
+    return extra;
+  }
+
+  /** Everything but a directory; returns the bytes after the fixed part of the inode slot. */
+  private nonDirLayout(p: PlannedInode, e: Inode, ibody: number, fixed: number): number {
+    switch (e.kind) {
+      case 'file': {
+        p.size = e.size;
+        if (e.size === 0) return 0;
+        const data = e.data;
+        if (!data) throw new Error('regular file without a data map');
+        if (data.device === 0) {
+          p.iu = data.startBlock;
+          return 0;
+        }
+        p.layout = LAYOUT_CHUNK_BASED;
+        p.iu = CHUNK_FORMAT_INDEXES | (chunkBitsFor(e.size) - 12);
+        p.chunkPad = ibody % 8 === 4 ? 4 : 0;
+        return p.chunkPad + CHUNK_INDEX_SIZE;
+      }
+      case 'symlink':
+        return this.dataLayout(p, e.target?.length ?? 0, fixed);
+      case 'chr':
+      case 'blk':
+        p.iu = encodeDev(e.rdevMajor ?? 0, e.rdevMinor ?? 0);
+        return 0;
+      default:
+        p.iu = 0; // fifo, socket (docs/erofs.md §4.1)
+        return 0;
+    }
+  }
+}
+
+/**
+ * Plans the image for `root`: depth-first pre-order, children in byte order, nid 0 reserved, root
+ * at nid 1; directory/symlink blocks allocated from `firstFreeBlock` in planning order.
+ */
+export function planImage(root: DirNode, opts: { firstFreeBlock: number }): ImageLayout {
+  const planner = new Planner(countAliases(root), opts.firstFreeBlock);
+  const plan = (e: Entry, parent: PlannedInode | undefined) => planner.plan(e, parent);
+  const byEntry = planner.byEntry;
 
   // Explicit stack: pre-order, children in byte order; a hardlink group is planned at its first alias.
   // The sorted dirent names (with '.' and '..', which no child can be named) drive the walk too.
@@ -266,15 +286,15 @@ export function planImage(root: DirNode, opts: { firstFreeBlock: number }): Imag
     if (isDir(c)) stack.push({ dir: c, plan: cp, i: 0 });
   }
 
-  const metaBlkaddr = nextBlock;
-  const metaBlocks = Math.ceil(cursor / BLOCK_SIZE);
+  const metaBlkaddr = planner.nextBlock;
+  const metaBlocks = Math.ceil(planner.cursor / BLOCK_SIZE);
   return {
     totalBlocks: metaBlkaddr + metaBlocks,
-    inodes: nodes.length,
+    inodes: planner.nodes.length,
     firstFreeBlock: opts.firstFreeBlock,
     metaBlkaddr,
-    metaBytes: cursor,
-    nodes,
+    metaBytes: planner.cursor,
+    nodes: planner.nodes,
     byEntry,
   };
 }

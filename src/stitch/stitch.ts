@@ -91,6 +91,31 @@ async function readInputLayers(layers: string[], signal: AbortSignal | undefined
   return read;
 }
 
+function checkStitchArgs(layers: string[], outDir: string): void {
+  if (!Array.isArray(layers) || layers.length === 0 || layers.some((l) => typeof l !== 'string' || l === '')) {
+    throw new InvalidArgumentError('layers', 'stitchLayers needs one or more layer file paths');
+  }
+  if (typeof outDir !== 'string' || outDir === '')
+    throw new InvalidArgumentError('outDir', 'stitchLayers needs an output directory');
+  if (layers.length > DEFAULT_LIMITS.maxLayers)
+    throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
+}
+
+/** Creates `outDir` (as `mkdir -p`) and returns its real path, which the VMDK must be able to name. */
+async function prepareOutDir(outDir: string): Promise<string> {
+  let dir: string;
+  try {
+    await mkdir(resolve(outDir), { recursive: true });
+    dir = await realpath(outDir);
+  } catch (err) {
+    throw toIoError(err, outDir);
+  }
+  const dirProblem = vmdkPathProblem(join(dir, FSMETA_NAME));
+  if (dirProblem)
+    throw new InvalidArgumentError('outDir', `${JSON.stringify(dir)} cannot be named in a VMDK: ${dirProblem}`);
+  return dir;
+}
+
 /**
  * `stitchLayers` (docs/api.md §5): layer EROFS files, bottom first → `<outDir>/fsmeta.erofs` and
  * `<outDir>/rootfs.vmdk`. Tags, fsmeta's uuid and the VMDK CID use the stand-ins of docs/erofs.md
@@ -105,28 +130,11 @@ export async function stitchLayers(
 ): Promise<StitchResult> {
   const { signal } = options;
   throwIfAborted(signal);
-  if (!Array.isArray(layers) || layers.length === 0 || layers.some((l) => typeof l !== 'string' || l === '')) {
-    throw new InvalidArgumentError('layers', 'stitchLayers needs one or more layer file paths');
-  }
-  if (typeof outDir !== 'string' || outDir === '')
-    throw new InvalidArgumentError('outDir', 'stitchLayers needs an output directory');
-  if (layers.length > DEFAULT_LIMITS.maxLayers)
-    throw new LimitExceededError('maxLayers', layers.length, DEFAULT_LIMITS.maxLayers);
-
+  checkStitchArgs(layers, outDir);
   const read = await readInputLayers(layers, signal);
-
-  let dir: string;
-  try {
-    await mkdir(resolve(outDir), { recursive: true });
-    dir = await realpath(outDir);
-  } catch (err) {
-    throw toIoError(err, outDir);
-  }
+  const dir = await prepareOutDir(outDir);
   const fsmetaPath = join(dir, FSMETA_NAME);
   const vmdkPath = join(dir, VMDK_NAME);
-  const dirProblem = vmdkPathProblem(fsmetaPath);
-  if (dirProblem)
-    throw new InvalidArgumentError('outDir', `${JSON.stringify(dir)} cannot be named in a VMDK: ${dirProblem}`);
 
   const uuids = read.map((r) => r.uuid);
   const stand = standInDigest(uuids);

@@ -17,14 +17,19 @@ import {
   isZeroBlock,
   type RawHeader,
 } from './header.js';
-import { paxTime, paxUint, parsePaxRecords, paxXattr, type PaxRecord } from './pax.js';
+import { paxTime, paxUint, parsePaxRecords, type PaxRecord } from './pax.js';
+import {
+  TF,
+  entryKind,
+  paxSparseMap,
+  parseSparseMapLines,
+  splitPaxRecords,
+  toNum,
+  type EntryKind,
+  type SparseSegment,
+} from './entry-fields.js';
 
-export type EntryKind = 'file' | 'dir' | 'symlink' | 'hardlink' | 'chr' | 'blk' | 'fifo';
-
-export interface SparseSegment {
-  offset: number;
-  length: number;
-}
+export type { EntryKind, SparseSegment } from './entry-fields.js';
 
 /** One tar entry with every extension header merged in. */
 export interface TarEntry {
@@ -69,33 +74,7 @@ export function displayPath(b: Buffer): string {
   return b.toString('utf8');
 }
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-function toNum(v: bigint, what: string, entry?: string): number {
-  if (v < 0n || v > MAX_SAFE) throw new LayerInvalidError(`${what} out of range`, entry === undefined ? {} : { entry });
-  return Number(v);
-}
-
 const EMPTY = Buffer.alloc(0);
-const NO_PAX: ReadonlyMap<string, Buffer> = new Map();
-
-const TF = {
-  REG: 0x30,
-  AREG: 0,
-  LINK: 0x31,
-  SYM: 0x32,
-  CHR: 0x33,
-  BLK: 0x34,
-  DIR: 0x35,
-  FIFO: 0x36,
-  CONT: 0x37,
-  PAX: 0x78,
-  GLOBAL: 0x67,
-  LONGNAME: 0x4c,
-  LONGLINK: 0x4b,
-  SPARSE: 0x53,
-  DUMPDIR: 0x44,
-  VOLUME: 0x56,
-} as const;
 
 interface Pending {
   exts: number;
@@ -358,22 +337,7 @@ export class TarReader {
   ): Promise<void> {
     const p = this.pending;
     this.pending = { exts: 0, pax: [] };
-    // PAX: last record wins; an empty value means "no override" (xattrs keep empty values).
-    const pax = p.pax.length ? new Map<string, Buffer>() : NO_PAX;
-    const xattrs = new Map<string, Buffer>();
-    const sparse00: Array<[string, Buffer]> = [];
-    for (const r of p.pax) {
-      const x = paxXattr(r.key, r.value, `tar header at byte ${at}`);
-      if (x) {
-        xattrs.set(x[0], x[1]);
-      } else if (r.key === 'GNU.sparse.offset' || r.key === 'GNU.sparse.numbytes') {
-        sparse00.push([r.key, r.value]);
-      } else if (r.value.length === 0) {
-        (pax as Map<string, Buffer>).delete(r.key);
-      } else {
-        (pax as Map<string, Buffer>).set(r.key, r.value);
-      }
-    }
+    const { pax, xattrs, sparse00 } = splitPaxRecords(p.pax, `tar header at byte ${at}`);
     const tfChar = String.fromCharCode(h.typeflag);
     const basePath = pax.get('path') ?? p.longName ?? h.name;
     let path = basePath;
@@ -392,87 +356,11 @@ export class TarReader {
       mtime = t.sec;
       mtimeNsec = t.nsec;
     }
-    let kind: EntryKind;
-    switch (h.typeflag) {
-      case TF.REG:
-      case TF.CONT:
-      case TF.SPARSE:
-        kind = 'file';
-        break;
-      case TF.AREG:
-        kind = basePath.length > 0 && basePath[basePath.length - 1] === 0x2f ? 'dir' : 'file';
-        break;
-      case TF.LINK:
-        kind = 'hardlink';
-        break;
-      case TF.SYM:
-        kind = 'symlink';
-        break;
-      case TF.CHR:
-        kind = 'chr';
-        break;
-      case TF.BLK:
-        kind = 'blk';
-        break;
-      case TF.DIR:
-      case TF.DUMPDIR:
-        kind = 'dir';
-        break;
-      case TF.FIFO:
-        kind = 'fifo';
-        break;
-      default:
-        throw new LayerInvalidError(`unsupported tar typeflag ${JSON.stringify(tfChar)}`, { entry: display });
-    }
-
-    // PAX sparse formats (docs/erofs.md §6.3): 0.0 offset/numbytes pairs, 0.1 map, 1.0 map in the body.
-    let paxSparse: 'none' | '0.x' | '1.0' = 'none';
-    let realSize = 0;
-    let segs: SparseSegment[] | null = sparse ? sparse.segs : null;
-    if (kind === 'file' && !sparse) {
-      const major = pax.get('GNU.sparse.major')?.toString('latin1');
-      const minor = pax.get('GNU.sparse.minor')?.toString('latin1');
-      const rs = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size');
-      if (major !== undefined && major !== '0') {
-        if (major !== '1' || (minor ?? '0') !== '0') {
-          throw new LayerInvalidError(`unsupported GNU sparse version ${major}.${minor ?? ''}`, { entry: display });
-        }
-        paxSparse = '1.0';
-      } else if (pax.has('GNU.sparse.map') || sparse00.length > 0) {
-        paxSparse = '0.x';
-      }
-      if (paxSparse !== 'none') {
-        if (rs === undefined)
-          throw new LayerInvalidError('sparse file without GNU.sparse.realsize', { entry: display });
-        realSize = toNum(paxUint(rs, 'GNU.sparse.realsize', display), 'sparse real size', display);
-      }
-      if (paxSparse === '0.x') {
-        const nums: bigint[] = [];
-        const map = pax.get('GNU.sparse.map');
-        if (map !== undefined) {
-          for (const s of map.toString('latin1').split(','))
-            nums.push(paxUint(Buffer.from(s, 'latin1'), 'GNU.sparse.map', display));
-        } else {
-          // 0.0: pairs in record order, offset then numbytes.
-          for (let i = 0; i < sparse00.length; i += 2) {
-            const a = sparse00[i]!;
-            const bb = sparse00[i + 1];
-            if (a[0] !== 'GNU.sparse.offset' || !bb || bb[0] !== 'GNU.sparse.numbytes') {
-              throw new LayerInvalidError('malformed GNU.sparse.offset/numbytes pairs', { entry: display });
-            }
-            nums.push(paxUint(a[1], 'GNU.sparse.offset', display), paxUint(bb[1], 'GNU.sparse.numbytes', display));
-          }
-        }
-        if (nums.length % 2 !== 0) throw new LayerInvalidError('odd GNU.sparse.map', { entry: display });
-        segs = [];
-        for (let i = 0; i < nums.length; i += 2)
-          segs.push({
-            offset: toNum(nums[i]!, 'sparse offset', display),
-            length: toNum(nums[i + 1]!, 'sparse length', display),
-          });
-      }
-    }
-    if (sparse) realSize = sparse.realSize;
+    const kind = entryKind(h.typeflag, basePath, display);
+    const ps = kind === 'file' && !sparse ? paxSparseMap(pax, sparse00, display) : null;
+    const paxSparse = ps?.format ?? 'none';
+    const segs = sparse ? sparse.segs : (ps?.segs ?? null);
+    const realSize = sparse ? sparse.realSize : (ps?.realSize ?? 0);
     // The real name of a PAX sparse file: GNU.sparse.name, else PAX path, else the header name.
     if (paxSparse !== 'none') {
       path = pax.get('GNU.sparse.name') ?? basePath;
@@ -562,27 +450,4 @@ export class TarReader {
     }
     this.state = { t: 'body', sink, data: bodyBytes, pad, off: 0, segs: e.sparse, seg: 0, segPos: 0 };
   }
-}
-
-/** Parses the GNU sparse 1.0 map lines; null when more bytes are needed. */
-function parseSparseMapLines(b: Buffer, entry: string): number[] | null {
-  let pos = 0;
-  const next = (): number | null => {
-    const nl = b.indexOf(0x0a, pos);
-    if (nl < 0) return null;
-    const s = b.subarray(pos, nl).toString('latin1');
-    if (!/^[0-9]+$/.test(s)) throw new LayerInvalidError('malformed GNU sparse 1.0 map', { entry });
-    pos = nl + 1;
-    return toNum(BigInt(s), 'sparse map number', entry);
-  };
-  const count = next();
-  if (count === null) return null;
-  if (count > 1_000_000) throw new LayerInvalidError('GNU sparse 1.0 map too long', { entry });
-  const out: number[] = [];
-  for (let i = 0; i < 2 * count; i++) {
-    const v = next();
-    if (v === null) return null;
-    out.push(v);
-  }
-  return out;
 }
