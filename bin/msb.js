@@ -1,7 +1,15 @@
 #!/usr/bin/env node
 // Thin launcher: the CLI lives in the compiled package (npm run build).
-import { installCrashGuard, main } from '../dist/src/cli/main.js';
+//
+// The CLI keeps V8's young generation at its initial size. V8 grows it when objects survive its
+// scavenges — and a layer's tree survives — up to 16 MiB per semi-space, which then stays
+// committed while a stream runs: ~30 MiB of heap per isolate holding a few MiB of live data.
+// Measured 15–40 MiB less peak RSS on the benchmark pulls and no more CPU. Set before the CLI's
+// modules load (their long-lived objects would grow it at once); worker threads inherit it. The
+// library never sets it: an embedding process owns its heap.
+import { setFlagsFromString } from 'node:v8';
+
+setFlagsFromString('--semi-space-growth-factor=1');
+const { installCrashGuard, main } = await import('../dist/src/cli/main.js');
 installCrashGuard();
-main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});
+process.exitCode = await main(process.argv.slice(2));

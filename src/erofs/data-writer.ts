@@ -3,7 +3,7 @@
  * grow (files are laid out in arrival order, sparse segments ascend), so data is copied into
  * block-aligned 1 MiB staging windows; a full window is written with positional writes of its
  * non-zero block runs — all-zero blocks are never written and stay holes. At most `maxInFlight`
- * windows (8 MiB) are being written at once; `write` returns a promise only when the caller must
+ * windows (4 MiB) are being written at once; `write` returns a promise only when the caller must
  * wait for one to drain, which pauses the tar parser and, through it, the source: backpressure.
  */
 import type { FileHandle } from 'node:fs/promises';
@@ -32,7 +32,7 @@ export class BlockDataWriter {
 
   constructor(
     private readonly fh: FileHandle,
-    private readonly maxInFlight = 8,
+    private readonly maxInFlight = 4,
   ) {}
 
   /** Copies `data` to file position `pos` (≥ every earlier position). */

@@ -73,7 +73,7 @@ export function createDecompressor(kind: Compression): Transform {
     case 'gzip': {
       // 1 MiB output chunks (3× the default's throughput) and a few MiB of read-ahead, so that
       // inflating (thread pool) overlaps with hashing and parsing (main thread).
-      return createGunzip({ chunkSize: 1 << 20, readableHighWaterMark: 4 << 20 } as ZlibOptions);
+      return createGunzip({ chunkSize: 1 << 20, readableHighWaterMark: 2 << 20 } as ZlibOptions);
     }
     case 'zstd':
       return new ZstdDecompress();
@@ -251,15 +251,14 @@ export class ZstdFrameScanner {
   }
 }
 
-/** Streaming zstd decoder on zstd-napi's DCtx, emitting ~1 MiB chunks. */
-class ZstdDecompress extends Transform {
+/** One zstd decoding context: the frame scanner in front of zstd-napi's DCtx. */
+class ZstdCore {
   private readonly dctx: ZstdDCtx;
   private readonly scanner = new ZstdFrameScanner(FIXED_LIMITS.zstdWindowBytes);
-  private out = Buffer.allocUnsafe(OUT_CHUNK);
-  private inFrame = false;
+  /** True while a frame is open (its end not yet decoded): EOF then is a truncated frame. */
+  inFrame = false;
 
   constructor() {
-    super({ readableHighWaterMark: 4 << 20 });
     const b = zstdBinding();
     const d = new b.DCtx();
     // Backstop for the scanner: the decoder itself refuses windows above 2^27 = 128 MiB.
@@ -267,32 +266,119 @@ class ZstdDecompress extends Transform {
     this.dctx = d;
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    try {
-      this.scanner.feed(chunk);
+  /** Checks the frame headers in `chunk` (LimitExceededError for a window above the limit). */
+  scan(chunk: Buffer): void {
+    this.scanner.feed(chunk);
+  }
+
+  /**
+   * Decodes from `src` into `out`: [bytes produced, bytes of src consumed, done with src]. Call
+   * again with the rest of `src` until done (the output may not have had room for everything).
+   */
+  step(out: Buffer, src: Buffer): [produced: number, consumed: number, done: boolean] {
+    const [ret, produced, consumed] = this.dctx.decompressStream(out, src);
+    const done = src.length === consumed && (produced === 0 || ret === 0);
+    if (done) this.inFrame = ret !== 0;
+    return [produced, consumed, done];
+  }
+
+  end(): void {
+    if (this.inFrame) throw new LayerInvalidError('zstd decompression failed: truncated frame');
+  }
+}
+
+/**
+ * Decodes a zstd stream into ONE reused output buffer: each yielded chunk is valid only until the
+ * next `next()` (a consumer that copies or finishes with a chunk before asking for the next one,
+ * as the layer writer does, allocates nothing per chunk). Errors are typed as the stream's are.
+ */
+export async function* decodeZstd(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const z = new ZstdCore();
+  const out = Buffer.allocUnsafe(OUT_CHUNK);
+  try {
+    for await (const chunk of input) {
+      z.scan(chunk);
       let src = chunk;
       for (;;) {
-        const [ret, produced, consumed] = this.dctx.decompressStream(this.out, src);
+        const [produced, consumed, done] = z.step(out, src);
         src = src.subarray(consumed);
+        if (produced > 0) yield out.subarray(0, produced);
+        if (done) break;
+      }
+    }
+    z.end();
+  } catch (err) {
+    throw zstdError(err);
+  }
+}
+
+/**
+ * Streaming zstd decoder emitting ~1 MiB chunks. Backpressure holds within an input chunk too:
+ * when the readable side is full, decoding pauses until it is read (a 1 MiB chunk can expand a
+ * hundredfold).
+ */
+class ZstdDecompress extends Transform {
+  private readonly z = new ZstdCore();
+  private out = Buffer.allocUnsafe(OUT_CHUNK);
+  /** Input not yet decoded, and the callback that asks for the next chunk once it is. */
+  private rest: Buffer | null = null;
+  private done: TransformCallback | null = null;
+
+  constructor() {
+    super({ readableHighWaterMark: 2 << 20 });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      this.z.scan(chunk);
+    } catch (err) {
+      done(zstdError(err));
+      return;
+    }
+    this.rest = chunk;
+    this.done = done;
+    this.pump();
+  }
+
+  private pump(): void {
+    try {
+      while (this.rest) {
+        const [produced, consumed, done] = this.z.step(this.out, this.rest);
+        this.rest = this.rest.subarray(consumed);
+        let room = true;
         if (produced > 0) {
-          this.push(this.out.subarray(0, produced));
+          room = this.push(this.out.subarray(0, produced));
           this.out =
             this.out.length - produced >= MIN_TAIL ? this.out.subarray(produced) : Buffer.allocUnsafe(OUT_CHUNK);
         }
-        if (src.length === 0 && (produced === 0 || ret === 0)) {
-          this.inFrame = ret !== 0;
-          break;
-        }
+        if (done) this.rest = null;
+        else if (!room) return; // resumed by _read
       }
-      done();
+      this.callDone();
     } catch (err) {
-      done(zstdError(err));
+      this.rest = null;
+      this.callDone(zstdError(err));
     }
   }
 
+  private callDone(err?: Error): void {
+    const d = this.done;
+    this.done = null;
+    d?.(err);
+  }
+
+  override _read(size: number): void {
+    if (this.rest) this.pump();
+    else super._read(size);
+  }
+
   override _flush(done: TransformCallback): void {
-    if (this.inFrame) done(new LayerInvalidError('zstd decompression failed: truncated frame'));
-    else done();
+    try {
+      this.z.end();
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
   }
 }
 

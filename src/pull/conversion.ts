@@ -87,15 +87,27 @@ export interface LayerConversion {
   settle(): Promise<void>;
 }
 
-/** Starts a conversion: in the deps' pool when they have one, else on this thread. */
+/**
+ * Starts a conversion. A layer announced as zstd goes to the deps' pool when they have one: zstd
+ * decodes on the calling thread (zstd-napi has no asynchronous API), so it would take the thread
+ * that reads the network. gzip inflates in libuv's thread pool and stays here: a worker would add
+ * an isolate, and with it a second allowance of garbage buffers, for little gain (docs/pull.md §7).
+ * The announcement only chooses the place; the content still chooses the decoder.
+ */
 export function startConversion(deps: ConverterDeps, o: ConversionOptions): LayerConversion {
-  return deps.pool ? deps.pool.start(o) : new InProcessConversion(deps, o);
+  if (deps.pool && runsInPool(o.blob.mediaType)) return deps.pool.start(o);
+  return new InProcessConversion(deps, o);
+}
+
+/** Whether a layer of this media type is converted in the pool (see `startConversion`). */
+export function runsInPool(mediaType: string): boolean {
+  return compressionOfMediaType(mediaType) === 'zstd';
 }
 
 /** Compressed bytes allowed to queue in front of the decoder. */
 const DECODE_BUFFER = 4 << 20;
 /** Decompressed bytes allowed to queue between the decoder and the layer writer. */
-const DECODED_BUFFER = 8 << 20;
+const DECODED_BUFFER = 2 << 20;
 /**
  * Compressed bytes gathered before one decoder write. A zlib stream runs one thread-pool job per
  * written chunk, one at a time: fed the ~64 KiB network chunks directly, a 95 MB layer costs
@@ -105,6 +117,18 @@ const DECODED_BUFFER = 8 << 20;
 export const DECODE_CHUNK = 1 << 20;
 
 const MEDIA_WARN = 'MEDIA_TYPE_MISMATCH';
+
+/** The MEDIA_TYPE_MISMATCH message when the content's compression is not the announced one (docs/pull.md §7). */
+export function mediaTypeWarning(
+  announced: Compression | null,
+  kind: Compression,
+  layerIndex: number,
+  blob: { digest: string; mediaType: string },
+): string | null {
+  if (announced === null || announced === kind) return null;
+  const name = (k: Compression) => (k === 'none' ? 'an uncompressed tar' : k);
+  return `layer ${layerIndex + 1} (${blob.digest}): media type ${blob.mediaType} announces ${name(announced)}, but the content is ${name(kind)}; decoding it as ${name(kind)}`;
+}
 
 /** Turns decoder/stream errors into typed ones (LayerInvalidError unless the deps say otherwise). */
 export function typeDecodeError(deps: ConverterDeps, kind: Compression | null, err: unknown, diffId: string): unknown {
@@ -153,14 +177,8 @@ export class InProcessConversion implements LayerConversion {
       this.fail(new LayerInvalidError(`layer ${blob.digest} is neither gzip, zstd nor tar`, { diffId: this.o.diffId }));
       return null;
     }
-    const announced = compressionOfMediaType(blob.mediaType);
-    if (announced !== null && announced !== kind) {
-      const name = (k: Compression) => (k === 'none' ? 'an uncompressed tar' : k);
-      this.o.onWarning(
-        MEDIA_WARN,
-        `layer ${layerIndex + 1} (${blob.digest}): media type ${blob.mediaType} announces ${name(announced)}, but the content is ${name(kind)}; decoding it as ${name(kind)}`,
-      );
-    }
+    const warning = mediaTypeWarning(compressionOfMediaType(blob.mediaType), kind, layerIndex, blob);
+    if (warning) this.o.onWarning(MEDIA_WARN, warning);
     return kind;
   }
 

@@ -1,89 +1,16 @@
 /**
- * A conversion worker (worker-pool.ts starts it): runs `InProcessConversion`s with the real
- * converter (decoders, the streaming layer writer) for the pool, several at a time. Input arrives
- * as transferred chunks and is fed in order, one write at a time; each chunk is acknowledged once
- * the conversion took it, which is the pool's backpressure. The result carries the layer's tree
- * (cloned to the pool's thread, for the stitch).
+ * A conversion worker (worker-pool.ts starts it): runs `WorkerJob`s (worker-job.ts), several at a
+ * time. Input arrives as transferred chunks; each goes back with its acknowledgement once the job
+ * consumed it, which is both the pool's backpressure and its supply of reusable memory. The result
+ * carries the layer's tree (cloned to the pool's thread, for the stitch).
  */
 import { parentPort } from 'node:worker_threads';
-import { AbortedError } from '../errors.js';
-import { writeLayer } from '../erofs/layer-writer.js';
-import { createDecompressor, detectCompression, mapDecoderError } from '../layer/compression.js';
-import { InProcessConversion, type ConverterDeps } from './conversion.js';
-import { fromWire, toWire, type FromWorker, type ToWorker } from './worker-wire.js';
 import { PROFILING, takePhases } from '../util/profile.js';
+import { WorkerJob } from './worker-job.js';
+import { fromWire, toWire, type FromWorker, type ToWorker } from './worker-wire.js';
 
 const port = parentPort!;
-const send = (m: FromWorker) => port.postMessage(m);
-
-const deps: ConverterDeps = {
-  detectCompression,
-  createDecompressor: (kind) => createDecompressor(kind),
-  mapDecodeError: (kind, err) => mapDecoderError(kind, err),
-  writeLayer: (tar, candidatePath, o) =>
-    writeLayer(tar, candidatePath, {
-      ...(o.limits ? { limits: o.limits } : {}),
-      signal: o.signal,
-      diffIdAlgorithm: o.diffIdAlgorithm,
-      onProgress: o.onProgress,
-      onWarning: (code, message) => o.onWarning({ code, message }),
-    }),
-};
-
-interface Job {
-  conv: InProcessConversion;
-  progress: Progress;
-  ac: AbortController;
-  queue: Buffer[];
-  ended: boolean;
-  /** True while `pump` is feeding the queue. */
-  pumping: boolean;
-}
-
-const jobs = new Map<number, Job>();
-
-function start(m: Extract<ToWorker, { t: 'start' }>): void {
-  const ac = new AbortController();
-  const progress = new Progress(m.id);
-  const conv = new InProcessConversion(deps, {
-    layerIndex: m.layerIndex,
-    blob: m.blob,
-    diffId: m.diffId,
-    candidatePath: m.candidatePath,
-    limits: m.limits,
-    signal: ac.signal,
-    onProgress: (p) => progress.update(p),
-    onWarning: (code, message) => send({ t: 'warning', id: m.id, code, message }),
-  });
-  jobs.set(m.id, { conv, ac, progress, queue: [], ended: false, pumping: false });
-}
-
-/** Feeds the queued chunks in order, waiting whenever the conversion asks to; then ends it. */
-async function pump(id: number, job: Job): Promise<void> {
-  if (job.pumping) return;
-  job.pumping = true;
-  try {
-    while (job.queue.length > 0) {
-      const buf = job.queue.shift()!;
-      const w = job.conv.write(buf);
-      if (w) await w;
-      send({ t: 'ack', id, bytes: buf.length });
-    }
-  } finally {
-    job.pumping = false;
-  }
-  if (job.ended && job.queue.length === 0 && jobs.get(id) === job) await finish(id, job);
-}
-
-async function finish(id: number, job: Job): Promise<void> {
-  jobs.delete(id);
-  const r = await job.conv.finish();
-  job.progress.flush();
-  const kind = job.conv.kind;
-  const phases = PROFILING ? takePhases() : undefined;
-  if (r.ok) send({ t: 'done', id, kind, phases, ok: true, value: r.value });
-  else send({ t: 'done', id, kind, phases, ok: false, error: toWire(r.error) });
-}
+const send = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
 
 /** Progress goes out once per MiB of tar at most (the pool's emitter throttles further); the last one always. */
 class Progress {
@@ -103,6 +30,35 @@ class Progress {
   }
 }
 
+const jobs = new Map<number, WorkerJob>();
+
+function start(m: Extract<ToWorker, { t: 'start' }>): void {
+  const { id } = m;
+  const progress = new Progress(id);
+  const job = new WorkerJob(
+    {
+      layerIndex: m.layerIndex,
+      blob: m.blob,
+      diffId: m.diffId,
+      candidatePath: m.candidatePath,
+      limits: m.limits,
+      onProgress: (p) => progress.update(p),
+      onWarning: (code, message) => send({ t: 'warning', id, code, message }),
+    },
+    // The chunk's memory goes back to the pool for reuse.
+    (b) => send({ t: 'ack', id, bytes: b.length, buf: b.buffer as ArrayBuffer }, [b.buffer as ArrayBuffer]),
+  );
+  jobs.set(id, job);
+  void job.result.then((r) => {
+    jobs.delete(id);
+    progress.flush();
+    const phases = PROFILING ? takePhases() : undefined;
+    const kind = job.kind;
+    if (r.ok) send({ t: 'done', id, kind, phases, ok: true, value: r.value });
+    else send({ t: 'done', id, kind, phases, ok: false, error: toWire(r.error) });
+  });
+}
+
 port.on('message', (m: ToWorker) => {
   if (m.t === 'start') {
     start(m);
@@ -110,27 +66,7 @@ port.on('message', (m: ToWorker) => {
   }
   const job = jobs.get(m.id);
   if (!job) return;
-  switch (m.t) {
-    case 'data':
-      job.queue.push(Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength));
-      void pump(m.id, job);
-      return;
-    case 'end':
-      job.ended = true;
-      void pump(m.id, job);
-      return;
-    case 'abort': {
-      const reason = fromWire(m.reason);
-      job.queue = [];
-      job.conv.destroy(reason);
-      job.ac.abort(reason);
-      jobs.delete(m.id);
-      void job.conv
-        .settle()
-        .then(() =>
-          send({ t: 'done', id: m.id, kind: job.conv.kind, ok: false, error: toWire(new AbortedError(reason)) }),
-        );
-      return;
-    }
-  }
+  if (m.t === 'data') job.input.push(Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength));
+  else if (m.t === 'end') job.input.end();
+  else job.abort(fromWire(m.reason));
 });

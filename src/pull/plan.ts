@@ -13,6 +13,7 @@ import type { ResolvedImage } from '../registry/resolve.js';
 import type { LayerOutcome, LayerPosition } from './layer.js';
 import type { PullEmitter } from './events.js';
 import type { PullResult } from './types.js';
+import { runsInPool } from './conversion.js';
 
 /** Everything the later steps need, whether it came from the registry or from the index. */
 export interface ImagePlan {
@@ -128,16 +129,16 @@ export function pullResult(
 }
 
 /**
- * The distinct layers whose file looks absent and the sum of their descriptor sizes (a progress
- * figure, §10; null when a size is unknown).
+ * The sum of the descriptor sizes of the distinct layers whose file looks absent (a progress
+ * figure, §10; null when a size is unknown), and how many of them convert in the worker pool.
  */
 export async function downloadEstimate(
   store: Store,
   plan: ImagePlan,
   force: boolean,
-): Promise<{ bytes: number | null; absent: number }> {
+): Promise<{ bytes: number | null; pooled: number }> {
   let bytes: number | null = 0;
-  let absent = 0;
+  let pooled = 0;
   const seen = new Set<string>();
   for (const p of plan.positions) {
     if (seen.has(p.diffId)) continue;
@@ -151,8 +152,8 @@ export async function downloadEstimate(
       }
     }
     if (present) continue;
-    absent++;
+    if (runsInPool(p.blob.mediaType)) pooled++;
     bytes = bytes !== null && Number.isSafeInteger(p.blob.size) ? bytes + p.blob.size : null;
   }
-  return { bytes, absent };
+  return { bytes, pooled };
 }

@@ -152,8 +152,9 @@ async function resolve(s: PullSession): Promise<ImagePlan> {
 /** `resolved{cached:false}`; the converter's workers start booting when layers are to be fetched. */
 async function announce(s: PullSession, plan: ImagePlan): Promise<void> {
   const est = await downloadEstimate(s.store, plan, s.n.force);
-  if (est.absent > 0 && s.n.policy !== 'never')
-    (await s.deps()).converter.pool?.prepare(Math.min(est.absent, s.n.concurrency));
+  if (est.pooled > 0 && s.n.policy !== 'never') {
+    (await s.deps()).converter.pool?.prepare(Math.min(est.pooled, s.n.concurrency));
+  }
   emitResolved(s.emitter, s.parsed.canonical, plan, { totalDownloadBytes: est.bytes, cached: false, source: s.source });
   await s.hook('resolved');
 }

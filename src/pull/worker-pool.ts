@@ -26,16 +26,33 @@ import { fromWire, reviveTree, toWire, type FromWorker, type ToWorker } from './
 import { addPhases } from '../util/profile.js';
 
 /** Unacknowledged input per conversion (the worker's decoder buffers its own share behind this). */
-const INFLIGHT = 4 << 20;
+const INFLIGHT = 2 << 20;
+/** Capacity of a reusable input buffer: a gathered chunk is DECODE_CHUNK plus at most one network chunk. */
+const CHUNK_CAPACITY = DECODE_CHUNK + (256 << 10);
+/** Reusable input buffers kept between uses, for all conversions of a pool. */
+const SPARE_BUFFERS = 8;
 
 const WORKER_URL = new URL('./convert-worker.js', import.meta.url);
+
+/** Input buffers coming back from the workers, reused instead of allocating (and collecting) new ones. */
+class Spares {
+  private free: ArrayBuffer[] = [];
+  give(b: ArrayBuffer): void {
+    if (this.free.length < SPARE_BUFFERS && b.byteLength === CHUNK_CAPACITY) this.free.push(b);
+  }
+  /** A view of `n` bytes on a buffer of its own (it is transferred). */
+  take(n: number): Uint8Array {
+    if (n <= CHUNK_CAPACITY) return new Uint8Array(this.free.pop() ?? new ArrayBuffer(CHUNK_CAPACITY), 0, n);
+    return new Uint8Array(n);
+  }
+}
 
 class PoolWorker {
   readonly worker: Worker;
   readonly jobs = new Map<number, WorkerConversion>();
   private dead: Error | null = null;
 
-  constructor() {
+  constructor(readonly spares: Spares) {
     this.worker = new Worker(WORKER_URL);
     // An idle worker never keeps the process alive; one with work does (its result is awaited).
     this.worker.unref();
@@ -72,12 +89,14 @@ class PoolWorker {
 export class WorkerPool implements ConversionPool {
   private workers: PoolWorker[] = [];
   private nextId = 1;
+  private readonly spares = new Spares();
 
-  constructor(private readonly max = Math.max(1, Math.min(4, availableParallelism()))) {}
+  /** One worker per core but one (the thread that reads the network keeps one). */
+  constructor(private readonly max = Math.max(1, Math.min(4, availableParallelism() - 1))) {}
 
   prepare(n: number): void {
     this.workers = this.workers.filter((w) => w.alive);
-    while (this.workers.length < Math.min(n, this.max)) this.workers.push(new PoolWorker());
+    while (this.workers.length < Math.min(n, this.max)) this.workers.push(new PoolWorker(this.spares));
   }
 
   /** The least busy live worker; a new one while there are fewer than `max` and all are busy. */
@@ -86,7 +105,7 @@ export class WorkerPool implements ConversionPool {
     let best: PoolWorker | null = null;
     for (const w of this.workers) if (!best || w.jobs.size < best.jobs.size) best = w;
     if (!best || (best.jobs.size > 0 && this.workers.length < this.max)) {
-      best = new PoolWorker();
+      best = new PoolWorker(this.spares);
       this.workers.push(best);
     }
     return best;
@@ -140,6 +159,7 @@ class WorkerConversion implements LayerConversion {
   onMessage(m: FromWorker): void {
     switch (m.t) {
       case 'ack':
+        if (m.buf) this.w.spares.give(m.buf);
         this.inflight -= m.bytes;
         if (this.inflight < INFLIGHT) this.release();
         return;
@@ -185,13 +205,7 @@ class WorkerConversion implements LayerConversion {
    */
   private send(): void {
     if (this.gatherLen === 0) return;
-    // allocUnsafe: no zero-filling of memory that is overwritten at once. Below 4 KiB it may hand
-    // out a slice of its shared pool, which must never be transferred.
-    const big = this.gatherLen >= 4096 ? Buffer.allocUnsafe(this.gatherLen) : null;
-    const u8 =
-      big && big.byteOffset === 0 && big.buffer.byteLength === big.length
-        ? new Uint8Array(big.buffer, 0, big.length)
-        : new Uint8Array(this.gatherLen);
+    const u8 = this.w.spares.take(this.gatherLen);
     let off = 0;
     for (const c of this.gather) {
       u8.set(c, off);
@@ -200,7 +214,7 @@ class WorkerConversion implements LayerConversion {
     this.gather = [];
     this.gatherLen = 0;
     this.inflight += u8.length;
-    this.w.post({ t: 'data', id: this.id, buf: u8 }, [u8.buffer]);
+    this.w.post({ t: 'data', id: this.id, buf: u8 }, [u8.buffer as ArrayBuffer]);
   }
 
   write(chunk: Buffer): Promise<void> | undefined {

@@ -39,8 +39,8 @@ export interface WireLayer {
 
 /** worker → pool */
 export type FromWorker =
-  /** `bytes` of input were taken by the decoder: the pool may send as many more. */
-  | { t: 'ack'; id: number; bytes: number }
+  /** A chunk of `bytes` was consumed: the pool may send as many more, and reuse `buf` (transferred back). */
+  | { t: 'ack'; id: number; bytes: number; buf?: ArrayBuffer }
   | { t: 'progress'; id: number; tarBytes: number; entries: number }
   | { t: 'warning'; id: number; code: string; message: string }
   | ({ t: 'done'; id: number; kind: Compression | null; phases?: PhaseLine[] | undefined } & (
