@@ -369,7 +369,10 @@ class ZstdDecompress extends Transform {
 
   override _read(size: number): void {
     if (this.rest) this.pump();
-    else super._read(size);
+    // Once the held input is decoded, release the write callback Transform parked for _read: a
+    // pump that ended without a push leaves the readable side "reading", so no later read() would
+    // call _read again (the stream would stall with a chunk pending).
+    if (!this.rest) super._read(size);
   }
 
   override _flush(done: TransformCallback): void {
