@@ -21,6 +21,7 @@ import {
   refsOfManifest,
   type ManifestRow,
   type RefRow,
+  type UntaggedRow,
 } from '../catalog/queries.js';
 import { referenceName, type ImageSelector } from '../reference/reference.js';
 import type { IndexDb } from '../catalog/db.js';
@@ -103,17 +104,7 @@ export function targetRow(index: IndexDb, t: ImageTarget): RefRow {
 }
 
 /** A manifest with no ref, as a RefRow: reference = digest, times from the manifest. */
-export function untaggedRow(m: {
-  id?: number;
-  digest: string;
-  os: string | null;
-  architecture: string | null;
-  variant: string | null;
-  layer_count: number;
-  size_bytes: number | null;
-  created_at: number;
-  materialized_at: number | null;
-}): RefRow {
+export function untaggedRow(m: UntaggedRow & { id?: number }): RefRow {
   return {
     ref_id: 0,
     reference: m.digest,

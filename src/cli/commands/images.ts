@@ -7,7 +7,7 @@
 import { Image } from '../../api/image.js';
 import type { ImageHandle } from '../../store/handle.js';
 import { withLocalBackend } from '../backend.js';
-import type { CommandSpec } from '../command.js';
+import type { CommandSpec, ParsedArgs } from '../command.js';
 import { UsageError, type CliContext } from '../context.js';
 import { termSafe } from '../escape.js';
 import { formatSize, platformString, relativeTime, showDigest, table, writeJson } from '../format.js';
@@ -77,12 +77,7 @@ function tableOf(list: readonly ImageHandle[], fullDigests: boolean): string {
   );
 }
 
-async function run(
-  values: Record<string, string | boolean | string[] | undefined>,
-  positionals: string[],
-  usage: string,
-  ctx: CliContext,
-): Promise<number> {
+async function run({ values, positionals, usage }: ParsedArgs, ctx: CliContext): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]}`, usage);
   const format = (values.format as string | undefined) ?? 'table';
   const template =
@@ -140,6 +135,6 @@ the JSON form (.Reference .CanonicalReference .ManifestDigest .Architecture .Os 
       },
     ],
     operands: 'image',
-    run: ({ values, positionals, usage }, ctx) => run(values, positionals, usage, ctx),
+    run,
   },
 ];

@@ -10,7 +10,7 @@ import type { PullPolicy, PullResult } from '../../api/types.js';
 import type { PullEvent } from '../../pull/events.js';
 import { parseReference } from '../../reference/reference.js';
 import { localBackendFor } from '../backend.js';
-import type { CommandSpec } from '../command.js';
+import type { CommandSpec, ParsedArgs } from '../command.js';
 import { UsageError, type CliContext } from '../context.js';
 import { termSafe } from '../escape.js';
 import { ProgressRenderer } from '../progress.js';
@@ -26,12 +26,7 @@ export function pullResultLine(r: PullResult): string {
   return `${r.reference} is up to date (checked against ${termSafe(r.source)})`;
 }
 
-async function run(
-  values: Record<string, string | boolean | string[] | undefined>,
-  positionals: string[],
-  usage: string,
-  ctx: CliContext,
-): Promise<number> {
+async function run({ values, positionals, usage }: ParsedArgs, ctx: CliContext): Promise<number> {
   if (positionals.length !== 1)
     throw new UsageError(positionals.length ? `unexpected argument ${positionals[1]}` : 'missing REF', usage);
   const policy = values.policy as string | undefined;
@@ -106,6 +101,6 @@ export const commands: CommandSpec[] = [
       ...REMOTE_FLAGS,
     ],
     operands: 'other',
-    run: ({ values, positionals, usage }, ctx) => run(values, positionals, usage, ctx),
+    run,
   },
 ];
