@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark as whole processes beside its peer in the same run (see
  * bench/harness.ts for the rule), then a markdown summary table of all comparisons.
- * Usage: npm run bench [-- [--rounds N] [--warmup N] [--json FILE] [startup convert pull many index stitch versus]]
+ * Usage: npm run bench [-- [--rounds N] [--warmup N] [--json FILE] [startup convert pull many index stitch versus verify]]
  * Benchmarks never gate a test.
  */
 import { execFileSync } from 'node:child_process';
@@ -18,6 +18,7 @@ const ALL: Record<string, [string, string]> = {
   index: ['index', 'benchIndex'], // msb images on 10,000 refs; in-process API latencies
   stitch: ['stitch', 'benchStitch'], // in-process fsmeta + VMDK micro-figures
   versus: ['versus', 'benchVersus'], // this build vs MSB_BENCH_BASELINE's build (refactor regressions)
+  verify: ['govern', 'benchVerify'], // msb image verify of 1,000 images vs sha256sum of the same files
 };
 
 function parseArgs(argv: string[]): { names: string[]; rounds: number; warmup: number; json?: string | undefined } {

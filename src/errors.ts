@@ -107,8 +107,9 @@ export class ImageReferencedError extends MsbError {
 export class UnsupportedError extends MsbError {
   readonly operation: string;
   readonly backend: string;
-  constructor(operation: string, backend = 'cloud') {
-    super('UNSUPPORTED', `${operation} is not supported by the ${backend} backend; use a local backend`, {
+  /** `message` when the reason is not the backend (msb image mount without root). */
+  constructor(operation: string, backend = 'cloud', message?: string) {
+    super('UNSUPPORTED', message ?? `${operation} is not supported by the ${backend} backend; use a local backend`, {
       operation,
       backend,
     });

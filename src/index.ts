@@ -56,6 +56,14 @@ export type {
   SnapshotHandle,
   SnapshotRecord,
   Limits,
+  BudgetStatus,
+  BudgetReport,
+  ExportOptions,
+  ExportResult,
+  MountResult,
+  VerifyOptions,
+  VerifyReport,
+  VerifyFinding,
 } from './api/types.js';
 export {
   MsbError,

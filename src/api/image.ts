@@ -11,7 +11,7 @@
 import { ImageNotFoundError, InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { findRef, listRefs, untaggedManifests, upsertImageRef } from '../catalog/queries.js';
 import { makeOperation } from '../pull/events.js';
-import { pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
+import { emptyPruneReport, pruneDryRun, pruneReal, resolvePruneOptions } from '../store/prune.js';
 import { listRowToHandle, refRowToHandle } from '../store/publish.js';
 import { removeImage } from '../store/remove.js';
 import { diskUsage, emptyDiskUsage } from '../store/usage.js';
@@ -46,6 +46,11 @@ import type {
   RemoveOptions,
   SaveOptions,
   SaveResult,
+  VerifyOptions,
+  VerifyReport,
+  ExportOptions,
+  ExportResult,
+  MountResult,
 } from './types.js';
 
 /** The ambient LocalBackend, or UnsupportedError naming `operation` on a cloud backend. */
@@ -71,6 +76,24 @@ function removeOptions(o: RemoveOptions | boolean | undefined): RemoveOptions {
   if (typeof o !== 'object')
     throw new InvalidArgumentError('options', 'remove options must be {force?, signal?} or a boolean');
   return o;
+}
+
+/** `prune({budget: true})` (docs/storage.md §11): the budget's eviction, or its dry run. */
+async function pruneBudget(backend: LocalBackend, o: PruneOptions): Promise<ImagePruneReport> {
+  for (const k of ['filter', 'unusedFor', 'tempGrace'] as const)
+    if (o[k] !== undefined) throw new InvalidArgumentError(k, `budget cannot be combined with ${k}`);
+  return backend._run(async () => {
+    const { enforceBudget } = await import('../store/budget.js');
+    const store = o.dryRun ? await backend._open('read') : await backend._open('write', o.signal);
+    if (!store) return emptyPruneReport(o.dryRun === true);
+    const r = await enforceBudget(store, {
+      dryRun: o.dryRun === true,
+      lock: 'wait',
+      tempGraceMs: store.tempGraceMs,
+      signal: o.signal,
+    });
+    return r!; // never null when waiting for the lock
+  });
 }
 
 export class Image {
@@ -119,6 +142,21 @@ export class Image {
   }
   static async tag(source: string, target: string): Promise<ImageHandle> {
     return Image.tagLocal(ambientLocal('Image.tag'), source, target);
+  }
+  static async mount(reference: string, dir: string): Promise<MountResult> {
+    return Image.mountLocal(ambientLocal('Image.mount'), reference, dir);
+  }
+  /** The image's merged root file system as one deterministic tar (docs/storage.md §12). */
+  static async export(
+    reference: string,
+    output: string | NodeJS.WritableStream,
+    options?: ExportOptions,
+  ): Promise<ExportResult> {
+    return Image.exportLocal(ambientLocal('Image.export'), reference, output, options);
+  }
+  /** Checks the cache (or the images named) and, with `repair`, fixes it (docs/storage.md §10). */
+  static async verify(references?: string | string[], options?: VerifyOptions): Promise<VerifyReport> {
+    return Image.verifyLocal(ambientLocal('Image.verify'), references, options);
   }
   /** What a pull of `reference` would resolve to, without pulling (src/api/remote.ts). */
   static async resolve(reference: string, options?: RemotePlatformOptions): Promise<ResolvedRemoteImage> {
@@ -205,6 +243,7 @@ export class Image {
 
   static async pruneLocal(b: LocalBackend, options?: PruneOptions): Promise<ImagePruneReport> {
     const backend = requireLocal(b, 'Image.pruneLocal');
+    if (options?.budget) return pruneBudget(backend, options);
     return backend._run(async () => {
       if (options?.dryRun) {
         const store = await backend._open('read');
@@ -282,6 +321,51 @@ export class Image {
       const store = await backend._open('read');
       if (!store) return deepFreeze(emptyDiskUsage());
       return deepFreeze(await diskUsage(store, resolvePruneOptions({ dryRun: true }, store.tempGraceMs)));
+    });
+  }
+
+  /** docs/storage.md §12 (src/archive/export.ts). */
+  static async exportLocal(
+    b: LocalBackend,
+    reference: string,
+    output: string | NodeJS.WritableStream,
+    options?: ExportOptions,
+  ): Promise<ExportResult> {
+    const backend = requireLocal(b, 'Image.exportLocal');
+    if (typeof output !== 'string' && typeof (output as NodeJS.WritableStream | null)?.write !== 'function')
+      throw new InvalidArgumentError('output', 'output must be a path or a writable stream');
+    const { exportImage } = await import('../archive/export.js');
+    return exportImage(backend, reference, output, options ?? {});
+  }
+
+  /** Mounts the image's merged tree read-only on `dir`; root only (docs/storage.md §13). */
+  static async mountLocal(b: LocalBackend, reference: string, dir: string): Promise<MountResult> {
+    const backend = requireLocal(b, 'Image.mountLocal');
+    if (typeof dir !== 'string' || dir === '') throw new InvalidArgumentError('dir', 'dir must be a directory path');
+    const { mountImage } = await import('../archive/mount.js');
+    return mountImage(backend, reference, dir);
+  }
+
+  /** Unmounts what `mountLocal` mounted on `dir`; root only (docs/storage.md §13). */
+  static async unmount(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || dir === '') throw new InvalidArgumentError('dir', 'dir must be a directory path');
+    const { unmountImage } = await import('../archive/mount.js');
+    return unmountImage(dir);
+  }
+
+  /** docs/storage.md §10 (src/store/verify.ts, src/pull/repair.ts). */
+  static async verifyLocal(
+    b: LocalBackend,
+    references?: string | string[],
+    options?: VerifyOptions,
+  ): Promise<VerifyReport> {
+    const backend = requireLocal(b, 'Image.verifyLocal');
+    const refs = references === undefined ? [] : Array.isArray(references) ? references : [references];
+    if (refs.some((r) => typeof r !== 'string'))
+      throw new InvalidArgumentError('references', 'references must be strings');
+    return backend._run(async () => {
+      const { verifyCache } = await import('../pull/repair.js');
+      return verifyCache(backend, refs, options ?? {});
     });
   }
 

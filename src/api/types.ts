@@ -21,9 +21,19 @@ export type {
   PinnedImage,
   ImagePruneReport,
   DiskUsageReport,
+  BudgetStatus,
+  BudgetReport,
+  VerifyOptions,
+  VerifyReport,
+  VerifyFinding,
+  VerifyFindingKind,
+  VerifyRepairOutcome,
+  VerifyStepReport,
 } from '../store/types.js';
 export type { PullPolicy, PullOptions, PullResult, PullOperation } from '../pull/types.js';
 export type { LoadOptions, SaveOptions, SaveResult } from '../archive/types.js';
+export type { ExportOptions, ExportResult } from '../archive/export.js';
+export type { MountResult } from '../archive/mount.js';
 
 /** Options of `Image.list`. */
 export interface ListOptions {

@@ -131,7 +131,7 @@ export function entryHeaders(h: HeaderFields & { mtimeNsec?: number; xattrs?: [B
   return Buffer.concat([ph, body, padding(body.length), main]);
 }
 
-function xattrsOf(meta: Meta): [Buffer, Buffer][] {
+export function xattrsOf(meta: Meta): [Buffer, Buffer][] {
   const out: [Buffer, Buffer][] = [];
   for (const x of meta.xattrs) {
     const prefix = xattrPrefixOf(x.index);

@@ -79,6 +79,8 @@ export interface Converted {
   sizeBytes: number;
   inodes: number;
   blocks: number;
+  /** `msb-chunked-sha256` of the layer file, computed while writing (docs/storage.md §10.1). */
+  contentDigest: string | null;
   root: DirNode;
 }
 
@@ -146,7 +148,8 @@ export async function convertMember(ctx: LayerCtx, l: PlannedLayer, candidate: s
         v.diffId,
         `layer ${l.memberName}: diff_id ${v.diffId} does not match the config's ${l.diffId}`,
       );
-    return { sizeBytes: v.sizeBytes, inodes: v.inodes, blocks: v.blocks, root: v.root as DirNode };
+    const { sizeBytes, inodes, blocks, contentDigest = null } = v;
+    return { sizeBytes, inodes, blocks, root: v.root as DirNode, contentDigest };
   } catch (err) {
     wac.abort(err);
     dec.destroy();

@@ -40,6 +40,7 @@ import { createLease, type Lease } from '../store/lease.js';
 import { withLock } from '../store/locks.js';
 import { loadSpoolPath } from '../store/paths.js';
 import { publishImages, upsertLayerRow, type PublishImageRecord } from '../store/publish.js';
+import { budgetAfterWrite } from '../store/budget.js';
 import { digestOf } from '../util/digest.js';
 import { ensureDirSync } from '../util/fs.js';
 import { convertMember, hashOnly, type LayerCtx } from './load-layer.js';
@@ -156,6 +157,7 @@ async function loadPlanned(ctx: Ctx, images: PlannedImage[]): Promise<ImageHandl
   for (const img of images) await materializeImage(ctx, img);
   if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
   const handles = await commitArchive(ctx.store, images, ctx.signal);
+  await budgetAfterWrite(ctx.store, ctx.warn); // docs/storage.md §11, the lease still held
   for (const img of images) {
     ctx.emitter.emit({
       type: 'complete',
@@ -220,7 +222,7 @@ async function materializeImage(ctx: Ctx, img: PlannedImage): Promise<void> {
     if (ctx.signal.aborted) throw new AbortedError(ctx.signal.reason);
     await layer(ctx, l);
   }
-  await stitchStep({
+  const st = await stitchStep({
     store: ctx.store,
     lease: ctx.lease,
     emitter,
@@ -230,6 +232,7 @@ async function materializeImage(ctx: Ctx, img: PlannedImage): Promise<void> {
     layers: ctx.layers,
     readTree: async (p) => (await readErofsTree(p)).root,
   });
+  img.artifactDigests = { fsmeta: st.fsmetaDigest, vmdk: st.vmdkDigest };
 }
 
 /**
@@ -285,6 +288,7 @@ async function layer(ctx: Ctx, l: PlannedLayer): Promise<void> {
           erofsSizeBytes: r.sizeBytes,
           inodes: r.inodes,
           blocks: r.blocks,
+          contentDigest: r.contentDigest,
         });
         return { sizeBytes: r.sizeBytes, root: r.root, reused: false };
       } finally {
@@ -330,6 +334,7 @@ async function commitArchive(store: Store, images: PlannedImage[], signal: Abort
           mediaType: l.mediaType!,
           compressedSizeBytes: l.size,
         })),
+        ...(img.artifactDigests ? { artifactDigests: img.artifactDigests } : {}),
         now,
       }),
     ),

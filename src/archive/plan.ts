@@ -65,6 +65,8 @@ export interface PlannedImage {
   layers: PlannedLayer[];
   /** Identity before layers are hashed (dup-name rule, merging). */
   key: string;
+  /** Content digests of the fsmeta and VMDK the stitch wrote (null = reused), for the commit. */
+  artifactDigests?: { fsmeta: string | null; vmdk: string | null };
 }
 
 export interface PlanOptions {

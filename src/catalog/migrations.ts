@@ -114,6 +114,19 @@ CREATE INDEX lease_item_by_value ON lease_item(kind, value);
       );
     },
   },
+  {
+    version: 2,
+    name: 'msb-image/artifact-digests',
+    // docs/storage.md §10.1: the content digest of each artifact, recorded when it is written.
+    // Rows of an older index get NULL, measured (and recorded) by the first verify.
+    up(db: BetterSqlite3.Database): void {
+      db.exec(`
+ALTER TABLE layer ADD COLUMN content_digest TEXT;
+ALTER TABLE manifest ADD COLUMN fsmeta_digest TEXT;
+ALTER TABLE manifest ADD COLUMN vmdk_digest TEXT;
+`);
+    },
+  },
 ]);
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

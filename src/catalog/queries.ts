@@ -87,6 +87,9 @@ export interface ManifestRow {
   size_bytes: number | null;
   created_at: number;
   materialized_at: number | null;
+  /** Content digests (docs/storage.md §10.1); NULL = not recorded yet. */
+  fsmeta_digest: string | null;
+  vmdk_digest: string | null;
 }
 
 export function findManifest(index: IndexDb, digest: string): ManifestRow | undefined {
@@ -108,13 +111,14 @@ export interface ManifestLayerRow {
   erofs_alloc_bytes: number | null;
   inodes: number;
   blocks: number;
+  content_digest: string | null;
 }
 
 /** Layers of a manifest, bottom (0) to top, duplicates included. */
 export function manifestLayers(index: IndexDb, manifestId: number): ManifestLayerRow[] {
   return index
     .stmt(`SELECT ml.position, ml.layer_id, ml.blob_digest, ml.media_type, ml.compressed_size_bytes,
-      l.diff_id, l.erofs_size_bytes, l.erofs_alloc_bytes, l.inodes, l.blocks
+      l.diff_id, l.erofs_size_bytes, l.erofs_alloc_bytes, l.inodes, l.blocks, l.content_digest
     FROM manifest_layer ml JOIN layer l ON l.id = ml.layer_id WHERE ml.manifest_id = ? ORDER BY ml.position`)
     .all(manifestId) as ManifestLayerRow[];
 }
@@ -128,6 +132,8 @@ export interface LayerRow {
   blocks: number;
   created_at: number;
   last_used_at: number;
+  /** Content digest of the file (docs/storage.md §10.1); NULL = not recorded yet. */
+  content_digest: string | null;
 }
 
 export function findLayer(index: IndexDb, diffId: string): LayerRow | undefined {
@@ -202,21 +208,30 @@ export interface ManifestInput {
   fsmetaBytes: number;
   vmdkBytes: number;
   sizeBytes: number;
+  /** Content digests of the files this operation wrote; null = reused (kept while the length is unchanged). */
+  fsmetaDigest?: string | null | undefined;
+  vmdkDigest?: string | null | undefined;
 }
 
 /**
- * Inserts a manifest, or updates platform, sizes and `materialized_at` of an existing one, and its
- * raw bytes and layer count (publication re-verifies them, so a damaged row is repaired by the
- * next commit of the same digest). Returns its id.
+ * Inserts a manifest, or updates platform, sizes, digests and `materialized_at` of an existing one,
+ * and its raw bytes and layer count (publication re-verifies them, so a damaged row is repaired by
+ * the next commit of the same digest). A content digest not given (the file was reused) keeps the
+ * recorded one while the length is unchanged. Returns its id.
  */
 export function upsertManifest(index: IndexDb, m: ManifestInput, now: number): number {
   index
     .stmt(`INSERT INTO manifest (digest, media_type, raw, config_digest, os, architecture, variant, layer_count, source,
-      fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      fsmeta_bytes, vmdk_bytes, size_bytes, created_at, materialized_at, fsmeta_digest, vmdk_digest)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type, raw = excluded.raw,
       layer_count = excluded.layer_count, os = excluded.os,
-      architecture = excluded.architecture, variant = excluded.variant, fsmeta_bytes = excluded.fsmeta_bytes,
+      architecture = excluded.architecture, variant = excluded.variant,
+      fsmeta_digest = COALESCE(excluded.fsmeta_digest,
+        CASE WHEN manifest.fsmeta_bytes = excluded.fsmeta_bytes THEN manifest.fsmeta_digest END),
+      vmdk_digest = COALESCE(excluded.vmdk_digest,
+        CASE WHEN manifest.vmdk_bytes = excluded.vmdk_bytes THEN manifest.vmdk_digest END),
+      fsmeta_bytes = excluded.fsmeta_bytes,
       vmdk_bytes = excluded.vmdk_bytes, size_bytes = excluded.size_bytes, materialized_at = excluded.materialized_at`)
     .run(
       m.digest,
@@ -233,6 +248,8 @@ export function upsertManifest(index: IndexDb, m: ManifestInput, now: number): n
       m.sizeBytes,
       now,
       now,
+      m.fsmetaDigest ?? null,
+      m.vmdkDigest ?? null,
     );
   return findManifest(index, m.digest)!.id;
 }
@@ -280,21 +297,22 @@ export interface LayerInput {
   erofsAllocBytes: number;
   inodes: number;
   blocks: number;
+  /** null: not computed (an adopted orphan), measured by the next verify. */
+  contentDigest: string | null;
 }
 
 export function insertLayer(index: IndexDb, l: LayerInput, now: number): void {
   index
-    .stmt(`INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?)`)
-    .run(l.diffId, l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, now);
+    .stmt(`INSERT INTO layer (diff_id, erofs_size_bytes, erofs_alloc_bytes, inodes, blocks, created_at, last_used_at,
+      content_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+    .run(l.diffId, l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, now, l.contentDigest);
 }
 
 export function updateLayer(index: IndexDb, layerId: number, l: LayerInput, now: number): void {
   index
-    .stmt(
-      'UPDATE layer SET erofs_size_bytes = ?, erofs_alloc_bytes = ?, inodes = ?, blocks = ?, last_used_at = ? WHERE id = ?',
-    )
-    .run(l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, layerId);
+    .stmt(`UPDATE layer SET erofs_size_bytes = ?, erofs_alloc_bytes = ?, inodes = ?, blocks = ?, last_used_at = ?,
+      content_digest = ? WHERE id = ?`)
+    .run(l.erofsSizeBytes, l.erofsAllocBytes, l.inodes, l.blocks, now, l.contentDigest, layerId);
 }
 
 /**
@@ -309,8 +327,8 @@ export function invalidateManifestsOfLayer(index: IndexDb, layerId: number): str
       .all(layerId) as { digest: string }[]
   ).map((r) => r.digest);
   index
-    .stmt(`UPDATE manifest SET fsmeta_bytes = NULL, vmdk_bytes = NULL, size_bytes = NULL
-    WHERE id IN (SELECT manifest_id FROM manifest_layer WHERE layer_id = ?)`)
+    .stmt(`UPDATE manifest SET fsmeta_bytes = NULL, vmdk_bytes = NULL, size_bytes = NULL, fsmeta_digest = NULL,
+      vmdk_digest = NULL WHERE id IN (SELECT manifest_id FROM manifest_layer WHERE layer_id = ?)`)
     .run(layerId);
   return digests;
 }

@@ -24,7 +24,7 @@ import {
   type Compression,
 } from '../layer/compression.js';
 
-export interface ConvertLayerResult extends Omit<WriteLayerResult, 'root'> {
+export interface ConvertLayerResult extends Omit<WriteLayerResult, 'root' | 'contentDigest'> {
   compression: Compression;
 }
 

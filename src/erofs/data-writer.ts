@@ -5,6 +5,10 @@
  * non-zero block runs — all-zero blocks are never written and stay holes. At most `maxInFlight`
  * windows (4 MiB) are being written at once; `write` returns a promise only when the caller must
  * wait for one to drain, which pauses the tar parser and, through it, the source: backpressure.
+ *
+ * An optional `WriteObserver` sees every window's bytes (zero blocks included) and the gaps
+ * between windows as zero ranges, before they are written: the content digest is computed from it
+ * while writing (docs/storage.md §10.1).
  */
 import type { FileHandle } from 'node:fs/promises';
 import { BLOCK_SIZE } from './format.js';
@@ -12,6 +16,16 @@ import { BLOCK_SIZE } from './format.js';
 const WINDOW = 1 << 20;
 const SYNC_EVERY = 32 << 20;
 const ZERO = Buffer.alloc(BLOCK_SIZE);
+
+/**
+ * Sees every byte range an EROFS writer puts into its file, exactly once each and in any order:
+ * `data` for bytes (the buffer may be reused once the call returns or its promise resolves),
+ * `zero` for a hole the writer skips. Ranges never reported read as zero (the file's holes).
+ */
+export interface WriteObserver {
+  data(pos: number, buf: Buffer): void | Promise<void>;
+  zero(pos: number, len: number): void;
+}
 
 interface Window {
   buf: Buffer;
@@ -30,9 +44,13 @@ export class BlockDataWriter {
   private sinceSync = 0;
   private syncing = false;
 
+  /** End of the last window reported to the observer (gaps after it are reported as zero). */
+  private observedEnd = -1;
+
   constructor(
     private readonly fh: FileHandle,
     private readonly maxInFlight = 4,
+    private readonly observer: WriteObserver | null = null,
   ) {}
 
   /** Copies `data` to file position `pos` (≥ every earlier position). */
@@ -74,10 +92,16 @@ export class BlockDataWriter {
   /** Writes the non-zero block runs of a window, then recycles its buffer. */
   private submit(w: Window): void {
     this.cur = null;
+    const nblocks = Math.ceil(w.hi / BLOCK_SIZE);
+    w.buf.fill(0, w.hi, nblocks * BLOCK_SIZE);
+    const obs = this.observer;
+    if (obs && this.observedEnd >= 0 && w.start > this.observedEnd)
+      obs.zero(this.observedEnd, w.start - this.observedEnd);
+    if (obs) this.observedEnd = w.start + nblocks * BLOCK_SIZE;
     const p = (async () => {
       try {
-        const nblocks = Math.ceil(w.hi / BLOCK_SIZE);
-        w.buf.fill(0, w.hi, nblocks * BLOCK_SIZE);
+        const seen = obs?.data(w.start, w.buf.subarray(0, nblocks * BLOCK_SIZE));
+        if (seen) await seen;
         let b = 0;
         while (b < nblocks) {
           while (b < nblocks && isZero(w.buf, b)) b++;

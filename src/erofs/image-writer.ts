@@ -27,6 +27,7 @@ import {
 } from './encode.js';
 import { planImage, type ImageLayout, type PlannedInode } from './layout.js';
 import { LimitExceededError } from '../errors.js';
+import type { WriteObserver } from './data-writer.js';
 
 export type { ImageLayout, PlannedInode } from './layout.js';
 
@@ -56,6 +57,7 @@ class SeqWriter {
   constructor(
     private readonly fh: FileHandle,
     start: number,
+    private readonly observer?: WriteObserver | undefined,
   ) {
     this.base = start;
   }
@@ -95,6 +97,8 @@ class SeqWriter {
     }
   }
   async flush(): Promise<void> {
+    const seen = this.observer?.data(this.base, this.buf.subarray(0, this.used));
+    if (seen) await seen;
     let done = 0;
     while (done < this.used) {
       const { bytesWritten } = await this.fh.write(this.buf, done, this.used - done, this.base + done);
@@ -135,8 +139,8 @@ function encodeDirBlockOf(p: PlannedInode, b: number, layout: ImageLayout, out: 
 }
 
 /** Writes the plain (non-inline) blocks of directories and symlinks, in planning order. */
-async function writeDataBlocks(fh: FileHandle, layout: ImageLayout): Promise<void> {
-  const w = new SeqWriter(fh, layout.firstFreeBlock * BLOCK_SIZE);
+async function writeDataBlocks(fh: FileHandle, layout: ImageLayout, obs?: WriteObserver): Promise<void> {
+  const w = new SeqWriter(fh, layout.firstFreeBlock * BLOCK_SIZE, obs);
   for (const p of layout.nodes) {
     if (p.nblocks === 0) continue;
     const sk = w.skipTo(p.blkaddr * BLOCK_SIZE);
@@ -159,9 +163,9 @@ async function writeDataBlocks(fh: FileHandle, layout: ImageLayout): Promise<voi
 }
 
 /** Writes the metadata area: inodes, inline xattrs, inline tails and chunk indexes (nid order). */
-async function writeMetadata(fh: FileHandle, layout: ImageLayout): Promise<void> {
+async function writeMetadata(fh: FileHandle, layout: ImageLayout, obs?: WriteObserver): Promise<void> {
   const base = layout.metaBlkaddr * BLOCK_SIZE;
-  const w = new SeqWriter(fh, base);
+  const w = new SeqWriter(fh, base, obs);
   for (const p of layout.nodes) {
     const sk = w.skipTo(base + p.offset);
     if (sk) await sk;
@@ -205,11 +209,12 @@ async function writeMetadata(fh: FileHandle, layout: ImageLayout): Promise<void>
  * (docs/erofs.md §5 Finish, §7.2). Regular files with `data.device === 0` are FLAT_PLAIN at
  * data.startBlock; `data.device > 0` are CHUNK_BASED with one chunk index. With `devices` (fsmeta,
  * possibly none): feature_incompat 0xC, extra_devices = devices.length, devt_slotoff 9.
+ * `observer` sees every range written here (WriteObserver, data-writer.ts).
  */
 export async function writeImageMetadata(
   fh: FileHandle,
   layout: ImageLayout,
-  opts: { uuid: Buffer; devices?: DeviceSlot[] },
+  opts: { uuid: Buffer; devices?: DeviceSlot[]; observer?: WriteObserver | undefined },
 ): Promise<void> {
   await writeImageBody(fh, layout, opts);
   await finishImage(fh, layout);
@@ -219,7 +224,7 @@ export async function writeImageMetadata(
 export async function writeImageBody(
   fh: FileHandle,
   layout: ImageLayout,
-  opts: { uuid: Buffer; devices?: DeviceSlot[] },
+  opts: { uuid: Buffer; devices?: DeviceSlot[]; observer?: WriteObserver | undefined },
 ): Promise<void> {
   // `devices` given (even empty: a zero-layer image) means fsmeta, which always carries the
   // device-table header fields (docs/erofs.md §3) so that docs/storage.md §5 checks one shape.
@@ -231,14 +236,15 @@ export async function writeImageBody(
       `device table needs ${Math.ceil(headerBytes / BLOCK_SIZE)} blocks before firstFreeBlock ${layout.firstFreeBlock}`,
     );
   }
-  await writeDataBlocks(fh, layout);
-  await writeMetadata(fh, layout);
+  const obs = opts.observer;
+  await writeDataBlocks(fh, layout, obs);
+  await writeMetadata(fh, layout, obs);
   // Header blocks 0 … H-1: device slots first, the superblock (CRC over [1024,4096)) last (§3).
   const header = Buffer.alloc(Math.max(BLOCK_SIZE, Math.ceil(headerBytes / BLOCK_SIZE) * BLOCK_SIZE));
   devices.forEach((d, i) => {
     encodeDeviceSlot(header, 1152 + i * DEVICE_SLOT_SIZE, d.tag, d.blocks, d.mappedBlkaddr);
   });
-  if (header.length > BLOCK_SIZE) await writeFully(fh, header.subarray(BLOCK_SIZE), BLOCK_SIZE);
+  if (header.length > BLOCK_SIZE) await writeFully(fh, header.subarray(BLOCK_SIZE), BLOCK_SIZE, obs);
   encodeSuperblock(header, {
     featureCompat: FEATURE_COMPAT_SB_CHKSUM,
     rootNid: layout.nodes[0]!.nid,
@@ -250,7 +256,7 @@ export async function writeImageBody(
     extraDevices: devices.length,
     devtSlotoff: fsmeta ? DEVT_SLOTOFF : 0,
   });
-  await writeFully(fh, header.subarray(0, BLOCK_SIZE), 0);
+  await writeFully(fh, header.subarray(0, BLOCK_SIZE), 0, obs);
 }
 
 /** Truncates to totalBlocks × 4096, fsyncs and asserts the length (docs/erofs.md §5 Finish). */
@@ -263,7 +269,9 @@ export async function finishImage(fh: FileHandle, layout: ImageLayout): Promise<
   if (st.size !== len) throw new Error(`EROFS image length ${st.size} != blocks × 4096 = ${len}`);
 }
 
-async function writeFully(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
+async function writeFully(fh: FileHandle, buf: Buffer, pos: number, obs?: WriteObserver): Promise<void> {
+  const seen = obs?.data(pos, buf);
+  if (seen) await seen;
   let done = 0;
   while (done < buf.length) {
     const { bytesWritten } = await fh.write(buf, done, buf.length - done, pos + done);

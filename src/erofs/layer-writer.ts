@@ -9,6 +9,7 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { AbortedError, DigestMismatchError, MsbError, toIoError } from '../errors.js';
 import { resolveLimits, type Limits } from '../limits.js';
 import { digestAlgorithm, digestUuid, isDigest, newHash, type DigestAlgorithm } from '../util/digest.js';
+import { ChunkedDigest } from '../util/chunked-digest.js';
 import { BlockDataWriter } from './data-writer.js';
 import { BLOCK_SIZE } from './format.js';
 import { readTar, SourceError, TarIngest, type Source } from './layer-ingest.js';
@@ -32,6 +33,8 @@ export interface WriteLayerOptions {
    * names it). Default: the algorithm of `expectDiffId` when given, else sha256.
    */
   diffIdAlgorithm?: DigestAlgorithm;
+  /** Compute the file's content digest while writing it (docs/storage.md §10.1). */
+  contentDigest?: boolean | undefined;
 }
 
 export interface WriteLayerResult {
@@ -43,6 +46,8 @@ export interface WriteLayerResult {
   xattrsDropped: number;
   /** The ingested tree with its data map (each regular file's `data.startBlock`), for stitching. */
   root: DirNode;
+  /** `msb-chunked-sha256:<hex>` of the file when asked for (`contentDigest`), else null. */
+  contentDigest: string | null;
 }
 
 /**
@@ -71,7 +76,8 @@ export async function writeLayer(
     if (typeof s.destroy === 'function') s.destroy(new AbortedError(signal?.reason));
   };
   signal?.addEventListener('abort', onAbort, { once: true });
-  const data = new BlockDataWriter(fh);
+  const digest = opts.contentDigest ? new ChunkedDigest() : null;
+  const data = new BlockDataWriter(fh, undefined, digest);
   let ok = false;
   try {
     const alg: DigestAlgorithm =
@@ -97,9 +103,10 @@ export async function writeLayer(
     }
     const tm = phaseStart();
     const layout = layoutImage(builder.root, { firstFreeBlock: cursor });
-    await writeImageBody(fh, layout, { uuid: digestUuid(diffId) });
+    await writeImageBody(fh, layout, { uuid: digestUuid(diffId), observer: digest ?? undefined });
     phaseEnd('erofs-metadata', tm);
     await timed('erofs-fsync', () => finishImage(fh, layout));
+    const contentDigest = digest ? await digest.finish(layout.totalBlocks * BLOCK_SIZE) : null;
     ok = true;
     return {
       diffId,
@@ -109,6 +116,7 @@ export async function writeLayer(
       entries: reader.entries,
       xattrsDropped: builder.xattrsDropped,
       root: builder.root,
+      contentDigest,
     };
   } catch (err) {
     if (signal?.aborted) throw new AbortedError(signal.reason);

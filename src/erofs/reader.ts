@@ -8,7 +8,8 @@
  * `checkErofsHeader` is the cheap validation of docs/storage.md §5 (erofs/header.ts's checks).
  */
 import type { Stats } from 'node:fs';
-import { lstat, open, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { type CacheCorruptError, MsbError, toIoError } from '../errors.js';
 import { DEFAULT_LIMITS } from '../limits.js';
 import {
@@ -317,21 +318,35 @@ class TreeReader {
 }
 
 async function openImage(path: string): Promise<{ fh: FileHandle; length: number }> {
+  let fh: FileHandle;
+  try {
+    // O_NOFOLLOW: a symlink planted in the cache is refused, never followed (docs/storage.md §5);
+    // O_NONBLOCK: a FIFO does not block the open. Checked on the descriptor, so nothing can swap
+    // the file between the check and the reads.
+    fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw corrupt(path, 'missing');
+    if (code === 'ELOOP') throw corrupt(path, 'not a regular file (a symbolic link)');
+    throw toIoError(err, path);
+  }
   let st: Stats;
   try {
-    st = await lstat(path);
+    st = await fh.stat();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw corrupt(path, 'missing');
+    await fh.close().catch(() => undefined);
     throw toIoError(err, path);
   }
-  if (!st.isFile()) throw corrupt(path, 'not a regular file');
-  if (st.size === 0 || st.size % BLOCK_SIZE !== 0)
-    throw corrupt(path, `length ${st.size} is not a positive multiple of 4096`);
-  try {
-    return { fh: await open(path, 'r'), length: st.size };
-  } catch (err) {
-    throw toIoError(err, path);
+  const why = !st.isFile()
+    ? 'not a regular file'
+    : st.size === 0 || st.size % BLOCK_SIZE !== 0
+      ? `length ${st.size} is not a positive multiple of 4096`
+      : null;
+  if (why) {
+    await fh.close().catch(() => undefined);
+    throw corrupt(path, why);
   }
+  return { fh, length: st.size };
 }
 
 async function readHeader(f: ImageFile, path: string): Promise<SuperblockInfo> {

@@ -131,8 +131,11 @@ async function validateCached(
   store: Store,
   c: CachedImage,
   signal: AbortSignal,
+  refetch?: ReadonlySet<string>,
 ): Promise<{ allValid: boolean; layersValid: boolean }> {
   const sizes = new Map<string, number>();
+  // A layer verify --repair asks to fetch again counts as invalid (docs/storage.md §10.3).
+  if (c.layers.some((l) => refetch?.has(l.diff_id))) return { allValid: false, layersValid: false };
   for (const d of [...new Set(c.layers.map((l) => l.diff_id))]) {
     const ok = await withLock(
       store,
@@ -218,7 +221,7 @@ export async function checkCache(s: PullSession): Promise<{ hit: PullResult } | 
     ),
   );
   if (cached.corrupt) s.warn('CACHE_CORRUPT', `${cached.corrupt}; repairing them from the stored manifest`);
-  const v = await validateCached(s.store, cached, s.signal);
+  const v = await validateCached(s.store, cached, s.signal, s.input.options.refetch);
   if (v.allValid && !cached.corrupt) return { hit: await cacheHit(s, cached) };
   if (n.policy === 'never' && !v.layersValid) {
     throw new NotCachedError(

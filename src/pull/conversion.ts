@@ -20,9 +20,11 @@ import { DETECT_BYTES } from '../layer/compression.js';
 import { digestAlgorithm, type DigestAlgorithm } from '../util/digest.js';
 
 /** Result of one converted layer (the subset of writeLayer's result the pull uses). */
-export interface ConvertedLayer extends Omit<WriteLayerResult, 'root'> {
+export interface ConvertedLayer extends Omit<WriteLayerResult, 'root' | 'contentDigest'> {
   /** The layer's in-memory tree, kept for stitching (`buildFsmeta`). */
   root?: unknown;
+  /** The file's content digest when the writer computed one (docs/storage.md §10.1). */
+  contentDigest?: string | null | undefined;
 }
 
 export interface ConverterDeps {

@@ -23,6 +23,8 @@ export async function defaultConverterDeps(): Promise<ConverterDeps> {
         ...(o.limits ? { limits: o.limits } : {}),
         signal: o.signal,
         diffIdAlgorithm: o.diffIdAlgorithm,
+        // Recorded in the index for verify (docs/storage.md §10.1).
+        contentDigest: true,
         onProgress: o.onProgress,
         onWarning: (code, message) => o.onWarning({ code, message }),
       }),

@@ -54,6 +54,8 @@ export interface LayerContext {
   emitter: PullEmitter;
   signal: AbortSignal;
   force: boolean;
+  /** diff_ids converted again and renamed over a file that passes the checks (verify --repair). */
+  refetch?: ReadonlySet<string>;
   retries: number;
   concurrency: number;
   deps: ConverterDeps;
@@ -77,9 +79,15 @@ function reused(ctx: LayerContext, p: LayerPosition, sizeBytes: number): LayerOu
   return { diffId: p.diffId, sizeBytes, root: null, downloaded: false, materialized: false };
 }
 
+/** Whether this layer is converted again even when its file passes the checks. */
+function forced(ctx: LayerContext, diffId: string): boolean {
+  return ctx.force || (ctx.refetch?.has(diffId) ?? false);
+}
+
 /** Converts one distinct diff_id (first position `p`) under its layer lock. */
 async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal): Promise<LayerOutcome> {
   const { store } = ctx;
+  const force = forced(ctx, p.diffId);
   return withLock(
     store,
     'layer',
@@ -87,8 +95,8 @@ async function runLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSignal
     async (): Promise<LayerOutcome> => {
       if (signal.aborted) throw new AbortedError(signal.reason);
       const check = await checkLayer(store, p.diffId);
-      if (check.valid && !ctx.force) return reused(ctx, p, check.sizeBytes);
-      if (!check.valid && check.orphan && !ctx.force) {
+      if (check.valid && !force) return reused(ctx, p, check.sizeBytes);
+      if (!check.valid && check.orphan && !force) {
         // A file published by a process that died before its row (docs/storage.md §9): adopt it.
         const sb = check.orphan;
         await upsertLayerRow(
@@ -131,13 +139,14 @@ async function fetchLayer(ctx: LayerContext, p: LayerPosition, signal: AbortSign
     await ctx.hook?.('layer-converted');
     if (signal.aborted) throw new AbortedError(signal.reason);
     const tp = phaseStart();
-    await publishLayerCandidate(cand.path, store.paths.layer(p.diffId), p.diffId, ctx.force);
+    await publishLayerCandidate(cand.path, store.paths.layer(p.diffId), p.diffId, forced(ctx, p.diffId));
     await ctx.hook?.('layer-renamed');
     await upsertLayerRow(ctx.store, {
       diffId: p.diffId,
       erofsSizeBytes: r.sizeBytes,
       inodes: r.inodes,
       blocks: r.blocks,
+      contentDigest: r.contentDigest,
     });
     phaseEnd('layer-publish', tp, p.position);
     emitter.emit({

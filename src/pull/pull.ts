@@ -27,13 +27,14 @@ import type { StoreOpener } from '../store/store.js';
 import type { PullOperation, PullOptions, PullResult } from './types.js';
 import { parseReference, type ParsedReference } from '../reference/reference.js';
 import { publishImage } from '../store/publish.js';
+import { budgetAfterWrite } from '../store/budget.js';
 import type { BlobEvent, BlobSource } from './blob-pipeline.js';
 import type { PullDeps } from './deps.js';
 import type { RegistryClient } from '../registry/client.js';
 import { resolveImage } from '../registry/resolve.js';
 import { PullEmitter, linkedAbort, makeOperation, type PullEvent } from './events.js';
 import { materializeLayers, type LayerOutcome } from './layer.js';
-import { stitchStep } from './stitch-step.js';
+import { stitchStep, type StitchStepResult } from './stitch-step.js';
 import { phaseEnd, phaseStart, timed } from '../util/profile.js';
 import { checkCache } from './cache-check.js';
 import {
@@ -45,7 +46,7 @@ import {
   pullResult,
   type ImagePlan,
 } from './plan.js';
-import { normalizeOptions, PullSession, type SessionInput } from './session.js';
+import { normalizeOptions, PullSession, type InternalPullOptions, type SessionInput } from './session.js';
 
 let depsOverride: PullDeps | null = null;
 /** @internal Test hook: replace the collaborators (e.g. to inject crashes). `null` restores. */
@@ -67,7 +68,7 @@ export async function _pullDeps(): Promise<PullDeps> {
 export async function pullImage(
   backend: StoreOpener,
   reference: string,
-  options: PullOptions & { lease?: unknown } = {},
+  options: PullOptions & InternalPullOptions = {},
 ): Promise<PullResult> {
   return runPull(backend, reference, options, null);
 }
@@ -82,7 +83,7 @@ export function startPull(backend: StoreOpener, reference: string, options: Pull
 async function runPull(
   backend: StoreOpener,
   reference: string,
-  options: PullOptions & { lease?: unknown },
+  options: PullOptions & InternalPullOptions,
   extraListener: ((e: PullEvent) => void) | null,
 ): Promise<PullResult> {
   const parsed = parseReference(reference);
@@ -119,8 +120,8 @@ async function doPull(input: SessionInput): Promise<PullResult> {
     const plan = cached?.plan ?? (await resolve(s)); // step 4
     await announce(s, plan);
     const outcomes = await layers(s, plan); // step 5
-    await stitch(s, plan, outcomes); // step 6
-    return await commit(s, plan, outcomes); // step 7
+    const stitched = await stitch(s, plan, outcomes); // step 6
+    return await commit(s, plan, outcomes, stitched); // step 7
   } finally {
     await s.close(); // step 8
   }
@@ -172,6 +173,7 @@ async function layers(s: PullSession, plan: ImagePlan): Promise<Map<string, Laye
       emitter: s.emitter,
       signal: s.signal,
       force: s.n.force,
+      ...(s.input.options.refetch ? { refetch: s.input.options.refetch } : {}),
       retries: s.store.settings.pull.retries,
       concurrency: s.n.concurrency,
       deps: deps.converter,
@@ -200,8 +202,8 @@ async function layers(s: PullSession, plan: ImagePlan): Promise<Map<string, Laye
 }
 
 /** Step 6 (stitch-step.ts). */
-async function stitch(s: PullSession, plan: ImagePlan, outcomes: Map<string, LayerOutcome>): Promise<void> {
-  await timed('stitch', () =>
+async function stitch(s: PullSession, plan: ImagePlan, outcomes: Map<string, LayerOutcome>): Promise<StitchStepResult> {
+  return timed('stitch', () =>
     stitchStep({
       store: s.store,
       lease: s.lease!,
@@ -218,12 +220,24 @@ async function stitch(s: PullSession, plan: ImagePlan, outcomes: Map<string, Lay
 }
 
 /** Step 7: the commit. From here on an abort is ignored (§11). */
-async function commit(s: PullSession, plan: ImagePlan, outcomes: Map<string, LayerOutcome>): Promise<PullResult> {
+async function commit(
+  s: PullSession,
+  plan: ImagePlan,
+  outcomes: Map<string, LayerOutcome>,
+  stitched: StitchStepResult,
+): Promise<PullResult> {
   if (s.signal.aborted) throw new AbortedError(s.signal.reason);
   await s.hook('before-commit');
   const canonical = s.parsed.canonical;
-  const pub = await timed('index-commit', () => publishImage(s.store, commitRecord(canonical, plan)));
+  const pub = await timed('index-commit', () =>
+    publishImage(s.store, {
+      ...commitRecord(canonical, plan),
+      artifactDigests: { fsmeta: stitched.fsmetaDigest, vmdk: stitched.vmdkDigest },
+    }),
+  );
   await s.hook('committed');
+  // docs/storage.md §11: the budget, while the lease still holds what this pull published.
+  await budgetAfterWrite(s.store, (code, message) => s.warn(code, message));
   s.emitter.emit({
     type: 'complete',
     reference: canonical,

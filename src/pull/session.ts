@@ -65,10 +65,21 @@ function registryCacheOf(backend: StoreOpener, deps: PullDeps): RegistryCache {
   return c;
 }
 
+/** What callers inside the library may add to a pull's options. */
+export interface InternalPullOptions {
+  /** Sandbox.create: the caller's lease (see pullImage). */
+  lease?: unknown;
+  /**
+   * verify --repair (docs/storage.md §10.3): diff_ids to fetch and convert again even though their
+   * files pass the §5 checks (a digest mismatch), each renamed over the old file.
+   */
+  refetch?: ReadonlySet<string>;
+}
+
 export interface SessionInput {
   backend: StoreOpener;
   parsed: ParsedReference;
-  options: PullOptions & { lease?: unknown };
+  options: PullOptions & InternalPullOptions;
   emitter: PullEmitter;
   signal: AbortSignal;
   /** The collaborators (the test override, else the real modules), loaded on first use. */

@@ -22,6 +22,7 @@ import { checkStitch } from '../store/artifacts.js';
 import type { PullHookPoint } from './deps.js';
 import type { PullEmitter } from './events.js';
 import { timed } from '../util/profile.js';
+import { contentDigestOfBuffer } from '../util/chunked-digest.js';
 
 export interface StitchStepInput {
   store: Store;
@@ -40,8 +41,16 @@ export interface StitchStepInput {
   hook?: (p: PullHookPoint) => void | Promise<void>;
 }
 
+export interface StitchStepResult {
+  fsmetaSize: number;
+  reused: boolean;
+  /** Content digests of the files written now (docs/storage.md §10.1); null = reused. */
+  fsmetaDigest: string | null;
+  vmdkDigest: string | null;
+}
+
 /** Emits `stitchStarted`, stitches (see the module comment), emits `stitchComplete`. */
-export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: number; reused: boolean }> {
+export async function stitchStep(input: StitchStepInput): Promise<StitchStepResult> {
   const { store, emitter, signal, diffIds, force = false } = input;
   const m = input.manifestDigest;
   const warn = (message: string) => emitter.emit({ type: 'warning', code: 'ARTIFACT_REBUILT', message });
@@ -56,25 +65,27 @@ export async function stitchStep(input: StitchStepInput): Promise<{ fsmetaSize: 
       const row = await store.index.read(() => findManifest(store.index, m));
       const cur = await checkStitch(store, m, diffIds, sizes, row?.fsmeta_bytes ?? null);
       let fsmetaSize = cur.fsmetaSize;
+      let fsmetaDigest: string | null = null;
+      let vmdkDigest: string | null = null;
       const fsReused = !force && cur.fsmetaValid;
       if (!fsReused) {
         // Missing or invalid where the index (or a file) says it existed: docs/storage.md §5 ARTIFACT_REBUILT.
         if (!force && (cur.fsExists || (row?.fsmeta_bytes ?? null) !== null)) {
           warn(`fsmeta of ${m} is ${cur.fsExists ? `invalid (${cur.fsWhy})` : 'missing'}; rebuilding it`);
         }
-        fsmetaSize = await rebuildFsmeta(input, sizes);
+        ({ sizeBytes: fsmetaSize, contentDigest: fsmetaDigest } = await rebuildFsmeta(input, sizes));
       }
       const vmReused = !force && fsReused && cur.vmdkValid;
       if (!vmReused) {
         if (!force && fsReused && (cur.vmExists || (row?.vmdk_bytes ?? null) !== null)) {
           warn(`VMDK of ${m} is ${cur.vmExists ? `invalid (${cur.vmWhy})` : 'missing'}; rewriting it`);
         }
-        await timed('stitch-vmdk', () => rewriteVmdk(input, sizes, fsmetaSize!));
+        vmdkDigest = await timed('stitch-vmdk', () => rewriteVmdk(input, sizes, fsmetaSize!));
       }
-      return { fsmetaSize: fsmetaSize!, reused: fsReused && vmReused };
+      return { fsmetaSize: fsmetaSize!, reused: fsReused && vmReused, fsmetaDigest, vmdkDigest };
     },
     { signal },
-  )) as { fsmetaSize: number; reused: boolean };
+  )) as StitchStepResult;
   emitter.emit({ type: 'stitchComplete', fsmetaSizeBytes: r.fsmetaSize, reused: r.reused });
   return r;
 }
@@ -91,8 +102,11 @@ async function layerTrees(input: StitchStepInput): Promise<Map<string, DirNode>>
   return trees;
 }
 
-/** fsmeta built to a candidate, validated, renamed into place; returns its length. */
-async function rebuildFsmeta(input: StitchStepInput, sizes: Map<string, number>): Promise<number> {
+/** fsmeta built to a candidate, validated, renamed into place; returns its length and content digest. */
+async function rebuildFsmeta(
+  input: StitchStepInput,
+  sizes: Map<string, number>,
+): Promise<{ sizeBytes: number; contentDigest: string | null }> {
   const { store, lease, signal, diffIds } = input;
   const m = input.manifestDigest;
   const trees = await timed('stitch-read-trees', () => layerTrees(input));
@@ -106,7 +120,7 @@ async function rebuildFsmeta(input: StitchStepInput, sizes: Map<string, number>)
       buildFsmeta(
         diffIds.map((d, i) => ({ root: trees.get(d)!, ...fsLayers[i]! })),
         cand.path,
-        { uuid: digestUuid(m), signal },
+        { uuid: digestUuid(m), signal, contentDigest: true },
       ),
     );
     trees.clear();
@@ -118,14 +132,14 @@ async function rebuildFsmeta(input: StitchStepInput, sizes: Map<string, number>)
     if (signal.aborted) throw new AbortedError(signal.reason);
     await renameDurable(cand.path, store.paths.fsmeta(m));
     await input.hook?.('fsmeta-written');
-    return built.sizeBytes;
+    return { sizeBytes: built.sizeBytes, contentDigest: built.contentDigest };
   } finally {
     await unlink(cand.path).catch(() => {});
   }
 }
 
-/** The VMDK descriptor written, validated and published atomically. */
-async function rewriteVmdk(input: StitchStepInput, sizes: Map<string, number>, fsmetaSize: number): Promise<void> {
+/** The VMDK descriptor written, validated and published atomically; returns its content digest. */
+async function rewriteVmdk(input: StitchStepInput, sizes: Map<string, number>, fsmetaSize: number): Promise<string> {
   const { store, diffIds } = input;
   const m = input.manifestDigest;
   const fsPath = store.paths.fsmeta(m);
@@ -153,4 +167,5 @@ async function rewriteVmdk(input: StitchStepInput, sizes: Map<string, number>, f
     },
   });
   await input.hook?.('vmdk-written');
+  return contentDigestOfBuffer(Buffer.from(text));
 }

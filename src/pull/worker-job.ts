@@ -173,6 +173,8 @@ export class WorkerJob {
         ...(o.limits ? { limits: o.limits } : {}),
         signal,
         diffIdAlgorithm: digestAlgorithm(o.diffId),
+        // Computed while the worker writes the file; travels back with the result (docs/storage.md §10.1).
+        contentDigest: true,
         onProgress: o.onProgress,
         onWarning: o.onWarning,
       });

@@ -35,6 +35,8 @@ export interface WireLayer {
   entries: number;
   xattrsDropped: number;
   root?: unknown;
+  /** `msb-chunked-sha256` of the layer file, computed in the worker while writing. */
+  contentDigest?: string | null | undefined;
 }
 
 /** worker → pool */

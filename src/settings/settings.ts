@@ -13,6 +13,7 @@ import { IoError, SettingsError } from '../errors.js';
 import { FIXED_LIMITS } from '../limits.js';
 import { tryParseDuration } from '../util/duration.js';
 import { readSmallFileSync } from '../util/fs.js';
+import { parseSize } from '../util/size.js';
 
 export interface HostAuthSettings {
   username: string;
@@ -55,6 +56,11 @@ export interface Settings {
     timeouts: { connectMs: number; headersMs: number; idleMs: number };
   };
   prune: { tempGrace: string | number };
+  /**
+   * The size budget (docs/storage.md §11), off by default: `maxBytes` of allocated cache bytes,
+   * and/or kubelet-style watermarks, percent of the cache's file system in use.
+   */
+  cache: { maxBytes: number | null; highWatermark: number | null; lowWatermark: number | null };
 }
 
 export const DEFAULT_TEMP_GRACE = '1h';
@@ -70,6 +76,7 @@ export function defaultSettings(): Settings {
       timeouts: { connectMs: 30_000, headersMs: 30_000, idleMs: 60_000 },
     },
     prune: { tempGrace: DEFAULT_TEMP_GRACE },
+    cache: { maxBytes: null, highWatermark: null, lowWatermark: null },
   };
 }
 
@@ -217,6 +224,7 @@ export function parseSettings(text: string, file: string, home: string): Setting
     if (tryParseDuration(prune.temp_grace) === null) p.fail('prune.temp_grace', 'a duration like "1h" or milliseconds');
     s.prune.tempGrace = prune.temp_grace as string | number;
   }
+  parseCache(p, top.cache, s);
   return s;
 }
 
@@ -236,6 +244,29 @@ export function readConfigText(file: string): string | null {
     if (err.errno === 'ENOENT' || err.errno === 'ENOTDIR') return null;
     throw new SettingsError(file, `${file}: cannot read: ${err.errno === 'EINVAL' ? err.message : err.errno}`);
   }
+}
+
+/** `cache.max_bytes` ("20GiB" or bytes) and `cache.high_watermark` / `cache.low_watermark` (percent). */
+function parseCache(p: Parser, v: Json, s: Settings): void {
+  const cache = p.obj(v, 'cache');
+  if (!cache) return;
+  if (cache.max_bytes !== undefined) {
+    const n = parseSize(cache.max_bytes);
+    if (n === null || n < 1) p.fail('cache.max_bytes', 'a size like "20GiB", "500MB" or a number of bytes ≥ 1');
+    s.cache.maxBytes = n;
+  }
+  const pct = (x: Json, key: string): number | null => {
+    if (x === undefined) return null;
+    if (typeof x !== 'number' || !(x > 0 && x <= 100)) p.fail(key, 'a percentage above 0 and at most 100');
+    return x;
+  };
+  const high = pct(cache.high_watermark, 'cache.high_watermark');
+  const low = pct(cache.low_watermark, 'cache.low_watermark');
+  if (low !== null && high === null) p.fail('cache.low_watermark', 'to be set together with cache.high_watermark');
+  if (low !== null && high !== null && low > high)
+    p.fail('cache.low_watermark', `at most cache.high_watermark (${high})`);
+  s.cache.highWatermark = high;
+  s.cache.lowWatermark = high === null ? null : (low ?? high);
 }
 
 /** Reads `<home>/config.json`; a missing file means the defaults. */

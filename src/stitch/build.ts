@@ -13,6 +13,7 @@ import type { DirNode } from '../erofs/tree.js';
 import { DEFAULT_LIMITS } from '../limits.js';
 import { BLOCK, deviceSlots, headerBlocks, type DeviceSlot } from './fsmeta.js';
 import { mergeLayers } from './merge.js';
+import { ChunkedDigest } from '../util/chunked-digest.js';
 import { vmdkText } from './vmdk.js';
 
 /** One manifest position as the fsmeta builder needs it. */
@@ -66,20 +67,27 @@ export function planFsmeta(layers: readonly FsmetaLayer[]): FsmetaPlan {
 export async function buildFsmeta(
   layers: readonly FsmetaLayer[],
   candidatePath: string,
-  opts: { uuid: Buffer; signal?: AbortSignal | undefined },
-): Promise<{ sizeBytes: number; blocks: number }> {
+  opts: FsmetaWriteOptions,
+): Promise<{ sizeBytes: number; blocks: number; contentDigest: string | null }> {
   throwIfAborted(opts.signal);
   const plan = planFsmeta(layers);
-  await writeFsmetaPlan(plan, candidatePath, opts);
-  return { sizeBytes: plan.blocks * BLOCK, blocks: plan.blocks };
+  const contentDigest = await writeFsmetaPlan(plan, candidatePath, opts);
+  return { sizeBytes: plan.blocks * BLOCK, blocks: plan.blocks, contentDigest };
 }
 
-/** Writes a planned fsmeta to a new file (see `buildFsmeta`). */
+export interface FsmetaWriteOptions {
+  uuid: Buffer;
+  signal?: AbortSignal | undefined;
+  /** Compute the content digest while writing (docs/storage.md §10.1); the result is null without it. */
+  contentDigest?: boolean | undefined;
+}
+
+/** Writes a planned fsmeta to a new file (see `buildFsmeta`); returns its content digest when asked for. */
 export async function writeFsmetaPlan(
   plan: FsmetaPlan,
   candidatePath: string,
-  opts: { uuid: Buffer; signal?: AbortSignal | undefined },
-): Promise<void> {
+  opts: FsmetaWriteOptions,
+): Promise<string | null> {
   let fh: FileHandle;
   try {
     fh = await open(candidatePath, 'wx', 0o644);
@@ -88,9 +96,12 @@ export async function writeFsmetaPlan(
   }
   let ok = false;
   try {
-    await writeImageMetadata(fh, plan.layout, { uuid: opts.uuid, devices: plan.devices });
+    const digest = opts.contentDigest ? new ChunkedDigest() : undefined;
+    await writeImageMetadata(fh, plan.layout, { uuid: opts.uuid, devices: plan.devices, observer: digest });
+    const contentDigest = digest ? await digest.finish(plan.blocks * BLOCK) : null;
     throwIfAborted(opts.signal);
     ok = true;
+    return contentDigest;
   } catch (err) {
     if (err instanceof MsbError || !(err as NodeJS.ErrnoException)?.code) throw err;
     throw toIoError(err, candidatePath);

@@ -18,6 +18,11 @@ export interface RefFilter {
   /** last_used_at must be < this (now − unusedFor); null = no age condition. */
   usedBefore: number | null;
   /**
+   * Budget eviction (docs/storage.md §11): only these canonical references, each only while its
+   * last_used_at is still the value the plan saw (a ref used since is spared); absent or null = any.
+   */
+  references?: ReadonlyMap<string, number> | null | undefined;
+  /**
    * Pattern results computed ahead (canonical → matches), so that a write transaction never runs
    * long matching work: see `precomputeMatches`. A reference missing from it is matched on the spot.
    */
@@ -31,6 +36,10 @@ function patternsMatch(f: RefFilter, canonical: string): boolean {
 }
 
 export function refMatchesFilter(canonical: string, lastUsedAt: number, f: RefFilter): boolean {
+  if (f.references) {
+    const planned = f.references.get(canonical);
+    if (planned === undefined || lastUsedAt > planned) return false;
+  }
   if (f.usedBefore !== null && !(lastUsedAt < f.usedBefore)) return false;
   return f.patterns === null || patternsMatch(f, canonical);
 }
@@ -192,4 +201,73 @@ export function pinnedKept(
   return [...byDigest.values()]
     .filter((i) => !restricted || selected.has(i.manifestDigest))
     .sort((a, b) => cmp(a.manifestDigest, b.manifestDigest));
+}
+
+/** What deleting a file would free (0 when absent or hard-linked elsewhere). */
+export interface FreedBytes {
+  /** fsmeta + VMDK of a manifest */
+  manifest(digest: string): number;
+  layer(diffId: string): number;
+}
+
+export interface EvictionPlan {
+  /** The refs to remove, least recently used image first (all refs of an image together). */
+  refs: GcRef[];
+  /** Bytes freed: garbage (what an unrestricted prune would delete) plus the evicted images. */
+  freedBytes: number;
+  /** freedBytes ≥ the need. */
+  enough: boolean;
+  /** Bytes nothing may evict: pinned or leased manifests, their layers and leased layers. */
+  heldBytes: number;
+}
+
+/**
+ * docs/storage.md §11: which images to evict to free `need` bytes. Garbage goes first (manifests
+ * no ref, pin or lease holds, and layers nothing uses, exactly as `planPrune` frees them); then
+ * unpinned, unleased images in least-recently-used order (an image's last use is the latest
+ * `last_used_at` of its refs, ties by digest), each freeing its fsmeta and VMDK and every layer
+ * whose last user it was — a shared layer counts only when its last user goes.
+ */
+export function planEviction(s: GcState, bytes: FreedBytes, need: number): EvictionPlan {
+  const garbage = planPrune(s, { patterns: null, usedBefore: null, references: new Map() }, false);
+  const gone = new Set(garbage.manifests.map((m) => m.id));
+  let freed = garbage.manifests.reduce((n, m) => n + bytes.manifest(m.digest), 0);
+  freed += garbage.layers.reduce((n, l) => n + bytes.layer(l.diffId), 0);
+  const layerOf = new Map(s.layers.map((l) => [l.id, l.diffId]));
+  const users = new Map<string, number>();
+  const layersOf = new Map<number, Set<string>>();
+  for (const ml of s.manifestLayers) {
+    const d = layerOf.get(ml.layerId)!;
+    const set = getOrCreate(layersOf, ml.manifestId, () => new Set<string>());
+    if (set.has(d) || gone.has(ml.manifestId)) continue;
+    set.add(d);
+    users.set(d, (users.get(d) ?? 0) + 1);
+  }
+  const held = (digest: string) => s.pinned.has(digest) || s.leasedManifests.has(digest);
+  const refsOf = new Map<number, GcRef[]>();
+  for (const r of s.refs) getOrCreate(refsOf, r.manifestId, () => []).push(r);
+  const lastUse = (id: number) => Math.max(...(refsOf.get(id) ?? []).map((r) => r.lastUsedAt));
+  const candidates = s.manifests
+    .filter((m) => !gone.has(m.id) && refsOf.has(m.id) && !held(m.digest))
+    .sort((a, b) => lastUse(a.id) - lastUse(b.id) || cmp(a.digest, b.digest));
+  const refs: GcRef[] = [];
+  for (const m of candidates) {
+    if (freed >= need) break;
+    refs.push(...refsOf.get(m.id)!);
+    freed += bytes.manifest(m.digest);
+    for (const d of layersOf.get(m.id) ?? []) {
+      const left = (users.get(d) ?? 1) - 1;
+      users.set(d, left);
+      if (layerIsFree({ userCount: left, leased: s.leasedLayers.has(d) })) freed += bytes.layer(d);
+    }
+  }
+  const heldLayers = new Set(s.leasedLayers);
+  let heldBytes = 0;
+  for (const m of s.manifests)
+    if (held(m.digest)) {
+      heldBytes += bytes.manifest(m.digest);
+      for (const d of layersOf.get(m.id) ?? []) heldLayers.add(d);
+    }
+  for (const d of heldLayers) heldBytes += bytes.layer(d);
+  return { refs, freedBytes: freed, enough: freed >= need, heldBytes };
 }

@@ -23,7 +23,7 @@ import {
 
 export type { LeaseItemKind, LeaseRow };
 
-export type LeaseOperation = 'pull' | 'load' | 'save' | 'create';
+export type LeaseOperation = 'pull' | 'load' | 'save' | 'create' | 'repair';
 
 export const LEASE_TTL_MS = 10 * 60_000;
 export const LEASE_RENEW_MS = 60_000;

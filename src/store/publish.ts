@@ -31,6 +31,7 @@ import {
   type RefRow,
 } from '../catalog/queries.js';
 import { upsertPin } from '../catalog/pins.js';
+import { updateManifestArtifacts } from '../catalog/verify.js';
 import { digestAlgorithm, digestOf, isDigest } from '../util/digest.js';
 
 /** st_blocks × 512 and length of a regular file (lstat: a symlink is not followed). */
@@ -83,6 +84,8 @@ export interface LayerRowInput {
   erofsAllocBytes?: number;
   inodes: number;
   blocks: number;
+  /** The file's content digest, computed while it was written (docs/storage.md §10.1); omitted = unknown. */
+  contentDigest?: string | null | undefined;
 }
 
 /**
@@ -108,6 +111,7 @@ export async function upsertLayerRow(
     erofsAllocBytes: alloc,
     inodes: input.inodes,
     blocks: input.blocks,
+    contentDigest: input.contentDigest ?? null,
   };
   return index.write(
     () => {
@@ -136,6 +140,11 @@ export interface PublishImageRecord {
   config: { digest: string; raw: Buffer };
   /** Bottom to top; every diffId must already have a `layer` row (upsertLayerRow). */
   layers: { diffId: string; blobDigest: string; mediaType: string; compressedSizeBytes: number | null }[];
+  /**
+   * Content digests of the fsmeta and VMDK this operation wrote (docs/storage.md §10.1); null or
+   * absent = reused, the recorded digest stays while the length is unchanged.
+   */
+  artifactDigests?: { fsmeta: string | null; vmdk: string | null };
   /** Sandbox.create: written in the same transaction (replaces a pin of the same kind and key). */
   pin?: { kind: 'sandbox' | 'snapshot'; key: string; name: string | null; reference: string | null };
   now?: number;
@@ -239,6 +248,8 @@ function writeImageRows(
       layerCount: record.layers.length,
       source: m.source,
       ...measured,
+      fsmetaDigest: record.artifactDigests?.fsmeta ?? null,
+      vmdkDigest: record.artifactDigests?.vmdk ?? null,
     },
     now,
   );
@@ -265,6 +276,30 @@ function writeImageRows(
   if (record.pin) upsertPin(index, { ...record.pin, manifestDigest: m.digest }, now);
   const handles = record.references.map((ref) => refRowToHandle(findRef(index, ref)!));
   return { manifestId, handles, sizeBytes: measured.sizeBytes };
+}
+
+/**
+ * A repair rebuilt fsmeta and the VMDK of a manifest (docs/storage.md §10.3): measures the files and
+ * records their lengths, the image size and the content digests the rebuild computed.
+ */
+export async function recordRebuiltArtifacts(
+  store: Store,
+  manifestDigest: string,
+  diffIds: string[],
+  digests: { fsmeta: string | null; vmdk: string | null },
+  opts: { signal?: AbortSignal | undefined } = {},
+): Promise<void> {
+  const m = await measureArtifacts(store, manifestDigest, diffIds);
+  await store.index.write(
+    () =>
+      updateManifestArtifacts(
+        store.index,
+        manifestDigest,
+        { ...m, fsmetaDigest: digests.fsmeta, vmdkDigest: digests.vmdk },
+        Date.now(),
+      ),
+    { signal: opts.signal },
+  );
 }
 
 /**

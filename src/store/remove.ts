@@ -8,7 +8,7 @@
 import { ImageInUseError, ImageReferencedError, throwIfAborted } from '../errors.js';
 import { pinsOfManifest, type PinRow } from '../catalog/pins.js';
 import { countRefsOfManifest, deleteImageRef } from '../catalog/queries.js';
-import { familiarOf, parseImageSelector } from '../reference/reference.js';
+import { familiarOf, parseImageSelector, type ImageSelector } from '../reference/reference.js';
 import { manifestIsFree, removeNeedsForce } from './gc.js';
 import { resolveImage, shownSelector } from './select.js';
 import { findStaleLeases } from './lease.js';
@@ -28,9 +28,7 @@ export async function removeImage(
   opts: { force?: boolean; signal?: AbortSignal | undefined },
 ): Promise<ImageRemoveReport> {
   const sel = parseImageSelector(input); // InvalidReferenceError first, before anything else
-  const force = opts.force === true;
   const signal = opts.signal;
-  const { index, paths } = store;
   const report: ImageRemoveReport = {
     untagged: [],
     deletedManifests: [],
@@ -38,11 +36,42 @@ export async function removeImage(
     bytesReclaimed: null,
     pinnedBy: [],
   };
-  const shown = shownSelector(sel, input);
-  const stale = await findStaleLeases(index, { signal });
+  const stale = await findStaleLeases(store.index, { signal });
+  const decided = await decide(store, sel, input, opts.force === true, stale, signal);
+  report.untagged = decided.untagged;
+  if (!decided.free) {
+    report.pinnedBy = decided.pinnedBy;
+    return report;
+  }
+  const m = new Measures();
+  let firstIoError: unknown = null;
+  const unlink = async (path: string) => {
+    try {
+      const r = await unlinkMeasured(path);
+      if (r.deleted) m.add(r.bytes);
+    } catch (err) {
+      firstIoError ??= err;
+    }
+  };
+  await reclaim(store, decided.digest, stale, report, unlink, signal);
+  report.bytesReclaimed = m.bytes;
+  // The rows are gone; a file that could not be unlinked is an orphan prune will reclaim.
+  if (firstIoError) throw firstIoError;
+  return report;
+}
 
-  // Step 2: decide and untag in one transaction.
-  const decided = await index.write(
+/** Step 2: decide and untag in one transaction. */
+async function decide(
+  store: Store,
+  sel: ImageSelector,
+  input: string,
+  force: boolean,
+  stale: Set<string>,
+  signal: AbortSignal | undefined,
+): Promise<{ untagged: string[]; digest: string; free: boolean; pinnedBy: PinInfo[] }> {
+  const { index } = store;
+  const shown = shownSelector(sel, input);
+  return index.write(
     () => {
       const t = resolveImage(index, sel, input);
       const manifestId = t.kind === 'ref' ? t.ref.manifest_id : t.manifest.id;
@@ -65,25 +94,21 @@ export async function removeImage(
     },
     { signal },
   );
-  report.untagged = decided.untagged;
-  if (!decided.free) {
-    report.pinnedBy = decided.pinnedBy;
-    return report;
-  }
+}
 
-  const m = new Measures();
-  let firstIoError: unknown = null;
-  const unlink = async (path: string) => {
-    try {
-      const r = await unlinkMeasured(path);
-      if (r.deleted) m.add(r.bytes);
-    } catch (err) {
-      firstIoError ??= err;
-    }
-  };
-
-  // Step 3: the manifest, under its image lock.
-  const digest = decided.digest;
+/**
+ * Steps 3–4: the manifest under its image lock, then each layer it released under a try-lock (a
+ * busy one is left for prune).
+ */
+async function reclaim(
+  store: Store,
+  digest: string,
+  stale: Set<string>,
+  report: ImageRemoveReport,
+  unlink: (path: string) => Promise<void>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const { paths } = store;
   const released = await withLock(
     store,
     'image',
@@ -97,26 +122,20 @@ export async function removeImage(
     },
     { signal },
   );
-  if (released) {
-    report.deletedManifests.push(digest);
-    // Step 4: layers it released, each under a try-lock (a busy one is left for prune).
-    for (const d of released) {
-      throwIfAborted(signal);
-      await withLock(
-        store,
-        'layer',
-        d,
-        async () => {
-          if (!(await deleteLayerRowIfFree(store, d, stale, signal))) return;
-          report.deletedLayers.push(d);
-          await unlink(paths.layer(d));
-        },
-        { signal, tryOnly: true },
-      );
-    }
+  if (!released) return;
+  report.deletedManifests.push(digest);
+  for (const d of released) {
+    throwIfAborted(signal);
+    await withLock(
+      store,
+      'layer',
+      d,
+      async () => {
+        if (!(await deleteLayerRowIfFree(store, d, stale, signal))) return;
+        report.deletedLayers.push(d);
+        await unlink(paths.layer(d));
+      },
+      { signal, tryOnly: true },
+    );
   }
-  report.bytesReclaimed = m.bytes;
-  // The rows are gone; a file that could not be unlinked is an orphan prune will reclaim.
-  if (firstIoError) throw firstIoError;
-  return report;
 }

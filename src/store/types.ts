@@ -53,6 +53,12 @@ export interface PruneOptions {
   filter?: { reference?: string | string[] };
   /** minimum age of temp files it deletes; default: builder tempGraceMs, else config prune.temp_grace, else "1h" */
   tempGrace?: number | string;
+  /**
+   * Enforce the size budget instead (docs/storage.md §11): when the cache is above its high mark,
+   * evict unpinned, unleased images in least-recently-used order until it is under the low mark.
+   * Not combinable with `filter`, `unusedFor` or `tempGrace`.
+   */
+  budget?: boolean;
   signal?: AbortSignal | undefined;
 }
 
@@ -87,6 +93,40 @@ export interface ImagePruneReport {
   errors: PruneItemError[];
   dryRun: boolean;
   removed: { references: string[]; manifests: string[]; layers: string[] };
+  /** With `budget`: where the cache stood and what the eviction could do. */
+  budget?: BudgetReport;
+}
+
+/** The size budget and how far the cache is from it (docs/storage.md §11). All sizes are allocated bytes. */
+export interface BudgetStatus {
+  /** False when no budget is set (cache.max_bytes and cache.high_watermark both unset). */
+  configured: boolean;
+  maxBytes: number | null;
+  /** Percent of the file system in use at which eviction starts, and down to which it evicts. */
+  highWatermark: number | null;
+  lowWatermark: number | null;
+  /** The cache now (= diskUsage().totalBytes). */
+  cacheBytes: number;
+  /** The file system holding the cache (statfs), when a watermark is set. */
+  filesystem: { sizeBytes: number; availableBytes: number; usedPercent: number } | null;
+  /** The high and low marks as cache sizes (given the rest of the file system as it is now). */
+  highMarkBytes: number | null;
+  lowMarkBytes: number | null;
+  /** Bytes above the high mark (0 when under it). */
+  overBytes: number;
+  /** Bytes left before the high mark (negative when over it); null when no budget is set. */
+  headroomBytes: number | null;
+  /** What an eviction must free to reach the low mark (0 unless over the high mark). */
+  toFreeBytes: number;
+}
+
+export interface BudgetReport extends BudgetStatus {
+  /** The references evicted (familiar forms), least recently used first. */
+  evicted: string[];
+  /** Bytes nothing may evict: images a sandbox, snapshot or running operation holds, and their layers. */
+  pinnedBytes: number;
+  /** False when evicting everything allowed still leaves the cache above its low mark. */
+  enough: boolean;
 }
 
 export interface DiskUsageReport {
@@ -108,4 +148,82 @@ export interface DiskUsageReport {
   totalBytes: number;
   /** equals prune({dryRun: true}).bytesReclaimed */
   reclaimableBytes: number | null;
+  /** The size budget and how far the cache is from it; null without an index. */
+  budget: BudgetStatus | null;
+}
+
+/** What verify found wrong (docs/storage.md §10.2). */
+export type VerifyFindingKind =
+  | 'missing'
+  | 'not-regular'
+  | 'size'
+  | 'structure'
+  | 'digest'
+  | 'stale'
+  | 'orphan'
+  | 'foreign'
+  | 'temp'
+  | 'index';
+
+export interface VerifyFinding {
+  kind: VerifyFindingKind;
+  /** What the finding is about: an artifact, an entry of the cache directory, or the index. */
+  artifact: 'layer' | 'fsmeta' | 'vmdk' | 'file' | 'temp' | 'index';
+  /** diff_id (layer), manifest digest (fsmeta, vmdk), entry name (file, temp), or 'index'. */
+  item: string;
+  /** Absolute path inside the cache, or the index file. */
+  path: string | null;
+  expected: string | number | null;
+  actual: string | number | null;
+  message: string;
+  /** With `repair`: what was done about it. */
+  repair?: VerifyRepairOutcome;
+}
+
+export interface VerifyRepairOutcome {
+  action: 'refetch' | 'rebuild' | 'remove' | 'none';
+  /** fixed: a re-check finds it no more; unfixable: nothing can be done here; failed: it was tried. */
+  result: 'fixed' | 'unfixable' | 'failed';
+  message?: string;
+}
+
+export interface VerifyStepReport {
+  name: 'index' | 'layers' | 'images' | 'orphans' | 'temp';
+  /** Items looked at (rows, files or entries). */
+  checked: number;
+  findings: number;
+  durationMs: number;
+}
+
+export interface VerifyOptions {
+  /** Fix what can be fixed (docs/storage.md §10.3), then check again. */
+  repair?: boolean;
+  signal?: AbortSignal | undefined;
+}
+
+export interface VerifyReport {
+  /** No finding remains (after the repair, with `repair`). */
+  ok: boolean;
+  repair: boolean;
+  /** The familiar references verified, or null for the whole cache. */
+  scope: string[] | null;
+  steps: VerifyStepReport[];
+  counts: {
+    layers: number;
+    fsmeta: number;
+    vmdk: number;
+    /** Bytes read to recompute content digests. */
+    bytesHashed: number;
+    /** Digests of older rows measured and recorded by this run (docs/storage.md §10.1). */
+    digestsRecorded: number;
+    findings: number;
+    fixed: number;
+    unfixable: number;
+    failed: number;
+  };
+  /** What the check found (with `repair`: each with its outcome). */
+  findings: VerifyFinding[];
+  /** What a check after the repair still finds (= `findings` without `repair`). */
+  remaining: VerifyFinding[];
+  durationMs: number;
 }

@@ -333,3 +333,33 @@ export function contiguousAsRegular(tar: Buffer): Buffer {
   }
   return out;
 }
+
+/**
+ * umoci rejects tar typeflag '7' (contiguous file), which POSIX says a reader treats as a regular
+ * file, so edge-conttype's reference is umoci's merge of the same layers with that one header
+ * rewritten to '0' (busybox + the rewritten layer, added with `umoci raw add-layer`).
+ */
+export async function conttypeReference(
+  h: GuestHarness,
+  fx: { oci: string; layers: string },
+  workDir: string,
+): Promise<Reference> {
+  const layout = join(workDir, 'conttype-oci');
+  await sh('skopeo', ['copy', '-q', `oci:${fx.oci}:busybox`, `oci:${layout}:conttype-as-regular`]);
+  const tar = join(workDir, 'conttype-as-regular.tar');
+  const orig = readFileSync(join(fx.layers, 'conttype.tar'));
+  const fixed = contiguousAsRegular(orig);
+  assert.equal(orig[156], 0x37, 'the fixture layer starts with a contiguous-file entry');
+  assert.equal(fixed[156], 0x30);
+  writeFileSync(tar, fixed);
+  await sh('umoci', [
+    'raw',
+    'add-layer',
+    '--history.created',
+    '2024-01-01T00:00:00Z',
+    '--image',
+    `${layout}:conttype-as-regular`,
+    tar,
+  ]);
+  return umociReference(h, layout, 'conttype-as-regular', join(workDir, 'umoci'));
+}

@@ -16,7 +16,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Image, LocalBackend } from '../../src/index.js';
 import { debianLayer } from '../../bench/convert.js';
@@ -33,7 +33,7 @@ import {
   asTreeManifest,
   assertSameListing,
   bootGuest,
-  contiguousAsRegular,
+  conttypeReference,
   describeRun,
   guestHarness,
   misplacedDeviceVmdk,
@@ -96,31 +96,8 @@ function debianRepo(): { layout: string; repo: string } {
   return { layout, repo };
 }
 
-/**
- * umoci rejects tar typeflag '7' (contiguous file), which POSIX says a reader treats as a regular
- * file, so edge-conttype's reference is umoci's merge of the same layers with that one header
- * rewritten to '0' (busybox + the rewritten layer, added with `umoci raw add-layer`).
- */
-async function conttypeReference(): Promise<Reference> {
-  const layout = join(work.dir, 'conttype-oci');
-  await sh('skopeo', ['copy', '-q', `oci:${fx.oci}:busybox`, `oci:${layout}:conttype-as-regular`]);
-  const tar = join(work.dir, 'conttype-as-regular.tar');
-  const orig = readFileSync(join(fx.layers, 'conttype.tar'));
-  const fixed = contiguousAsRegular(orig);
-  assert.equal(orig[156], 0x37, 'the fixture layer starts with a contiguous-file entry');
-  assert.equal(fixed[156], 0x30);
-  writeFileSync(tar, fixed);
-  await sh('umoci', [
-    'raw',
-    'add-layer',
-    '--history.created',
-    '2024-01-01T00:00:00Z',
-    '--image',
-    `${layout}:conttype-as-regular`,
-    tar,
-  ]);
-  return umociReference(h, layout, 'conttype-as-regular', join(work.dir, 'umoci'));
-}
+/** edge-conttype's reference (test/helpers/guest.ts `conttypeReference`). */
+const conttypeRef = () => conttypeReference(h, fx, work.dir);
 
 /** An image loaded from a docker-save archive, in a home of its own. */
 async function loadedFromArchive(): Promise<string> {
@@ -167,7 +144,7 @@ const CASES: Case[] = [
     reference: () => umoci(fx.oci, 'edge-uncompressed'),
   },
   { name: 'edge-sparse', disk: () => pulled('peers/edge-sparse'), reference: () => umoci(fx.oci, 'edge-sparse') },
-  { name: 'edge-conttype', disk: () => pulled('peers/edge-conttype'), reference: conttypeReference },
+  { name: 'edge-conttype', disk: () => pulled('peers/edge-conttype'), reference: conttypeRef },
   {
     name: 'multilayer (docker-archive, loaded)',
     disk: loadedFromArchive,

@@ -431,7 +431,7 @@ test('A22: lazy() creates nothing before its first call; builder().build() creat
   const built = await LocalBackend.builder().home(h).build();
   assert.ok(existsSync(join(h, 'db', 'msb.db')));
   const s = await built._open('read');
-  assert.equal((s!.index.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v, 1);
+  assert.equal((s!.index.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v, 2);
   assert.equal(s!.cacheDir, join(h, 'cache'));
   await built.close();
   await lazy.close();

@@ -46,7 +46,7 @@ test('a fresh open creates schema v1 (WAL, index_info) and a reopen changes noth
   assert.equal(sqlite(db, 'PRAGMA journal_mode').trim(), 'wal');
   assert.equal(sqlite(db, 'PRAGMA user_version').trim(), String(LATEST_SCHEMA_VERSION));
   const mig1 = sqlite(db, 'SELECT version, name FROM schema_migrations');
-  assert.equal(mig1.trim(), `1|${MIGRATION_1_NAME}`);
+  assert.equal(mig1.trim(), `1|${MIGRATION_1_NAME}\n2|msb-image/artifact-digests`);
   const info1 = sqlite(db, 'SELECT index_id, created_at FROM index_info');
   assert.match(info1, /^[0-9a-f]{32}\|\d+$/m);
   const marker = JSON.parse(readFileSync(join(dir, 'cache', 'msb-cache.json'), 'utf8'));
@@ -101,7 +101,7 @@ test('B3: a schema newer than this program is refused, and nothing is written to
         `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;
     INSERT INTO schema_migrations VALUES (1, '${MIGRATION_1_NAME}', 1), (99, 'from-the-future', 2); PRAGMA user_version = 99;`,
       ),
-    /index schema v99 is newer than this msb \(v1\)/,
+    /index schema v99 is newer than this msb \(v2\)/,
   );
 });
 

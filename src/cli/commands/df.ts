@@ -2,13 +2,15 @@
  * `msb image df [-v] [--format table|json]` (docs/cli.md §5): Image.diskUsage. One row per type, then
  * TOTAL and RECLAIMABLE (= `msb image prune --dry-run`'s bytes, by construction). The `images`
  * row counts manifests and sizes the artifacts they use (layer, fsmeta and VMDK files with an
- * index row, each file once).
+ * index row, each file once). A last line shows the size budget and how far the cache is from it
+ * (docs/storage.md §11).
  */
 import { Image } from '../../api/image.js';
 import { withLocalBackend } from '../backend.js';
 import { FORMAT_FLAG, formatValue, type CommandSpec } from '../command.js';
 import { UsageError } from '../context.js';
 import { formatSize, showDigest, table, writeJson } from '../format.js';
+import { budgetLine } from './prune-budget.js';
 
 export const commands: CommandSpec[] = [
   {
@@ -16,7 +18,7 @@ export const commands: CommandSpec[] = [
     summary: 'Show cache disk usage',
     synopsis: 'image df [-v] [--format table|json]',
     description:
-      'Allocated bytes per type (images, layers, fsmeta, vmdk, temp, orphans), TOTAL and RECLAIMABLE\n(what msb image prune would free). An image no reference names shows as <none>; msb image\ninspect accepts its digest.',
+      'Allocated bytes per type (images, layers, fsmeta, vmdk, temp, orphans), TOTAL and RECLAIMABLE\n(what msb image prune would free), then the size budget and how far the cache is from it. An\nimage no reference names shows as <none>; msb image inspect accepts its digest.',
     flags: [
       {
         name: 'verbose',
@@ -46,6 +48,7 @@ export const commands: CommandSpec[] = [
         ['RECLAIMABLE', '', formatSize(r.reclaimableBytes ?? 0)],
       ];
       ctx.stdout.write(table(['TYPE', 'COUNT', 'SIZE'], rows));
+      ctx.stdout.write(`${budgetLine(r.budget)}\n`);
       if (values.verbose) {
         ctx.stdout.write('\n');
         ctx.stdout.write(

@@ -6,7 +6,7 @@
  * dry run); only `y`/`yes` continues. Without a TTY and without `-y` it exits 2. `--dry-run`
  * never asks. The report says what was removed, which pinned images were kept and by what, and
  * how many items another operation held (skipped, retried by the next prune). A report with
- * per-item errors exits 1.
+ * per-item errors exits 1. `--budget` enforces the size budget instead (prune-budget.ts).
  */
 import { Image } from '../../api/image.js';
 import { throwIfAborted } from '../../errors.js';
@@ -128,6 +128,12 @@ async function confirm(b: LocalBackend, opts: PruneOptions, ctx: CliContext): Pr
 async function run({ values, positionals, usage }: ParsedArgs, ctx: CliContext): Promise<number> {
   if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`, usage);
   const format = formatValue(values.format, usage);
+  if (values.budget === true) {
+    for (const flag of ['filter', 'unused-for', 'grace'] as const)
+      if (values[flag] !== undefined) throw new UsageError(`--budget cannot be combined with --${flag}`, usage);
+    const { runBudget } = await import('./prune-budget.js');
+    return runBudget(ctx, format, values['dry-run'] === true);
+  }
   const opts = pruneOptions(values, usage, ctx.signal);
   const dryRun = values['dry-run'] === true;
   return withLocalBackend(ctx, 'msb image prune', async (b) => {
@@ -160,11 +166,16 @@ export const commands: CommandSpec[] = [
     name: 'image prune',
     summary: 'Remove images not used by a sandbox or snapshot',
     synopsis:
-      'image prune [-y|--yes] [--dry-run] [--format table|json] [--filter reference=GLOB]...\n            [--unused-for DUR] [--grace DUR]',
+      'image prune [-y|--yes] [--dry-run] [--format table|json] [--filter reference=GLOB]...\n            [--unused-for DUR] [--grace DUR]\nimage prune --budget [--dry-run] [--format table|json]',
     description: `Removes every image no sandbox or snapshot pins, then unused layers, old temporary files and
 orphaned artifacts. The report lists the pinned images kept, with their pins. DUR is
 <int>(s|m|h|d). GLOB is docker's reference filter: a name without a tag matches every tag
-(reference=busybox), * and ? never cross /, [a-z] classes and \\ escapes as in Go's path.Match.`,
+(reference=busybox), * and ? never cross /, [a-z] classes and \\ escapes as in Go's path.Match.
+
+With --budget, enforce the cache's size budget (cache.max_bytes, cache.high_watermark,
+cache.low_watermark in config.json) instead: when the cache is above its high mark, evict images
+no sandbox, snapshot or running operation holds, least recently used first, until it is under the
+low mark. It never asks for confirmation.`,
     flags: [
       { name: 'yes', short: 'y', type: 'boolean', help: 'do not ask for confirmation' },
       { name: 'dry-run', type: 'boolean', help: 'report what would be removed; delete nothing' },
@@ -182,6 +193,11 @@ orphaned artifacts. The report lists the pinned images kept, with their pins. DU
         type: 'string',
         value: 'DUR',
         help: 'minimum age of temporary files to delete (default: config, else 1h)',
+      },
+      {
+        name: 'budget',
+        type: 'boolean',
+        help: 'enforce the size budget (see above); not with --filter, --unused-for, --grace',
       },
     ],
     operands: 'none',
