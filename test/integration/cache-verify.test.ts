@@ -25,7 +25,7 @@ import {
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Image, Sandbox, type VerifyFinding } from '../../src/index.js';
-import { ensureImages, run, tempDir } from '../helpers/env.js';
+import { ensureImages, ensureRegistry, run, tempDir } from '../helpers/env.js';
 import { flipByte } from '../helpers/bytes.js';
 import { freshHome, privateRegistry, rows } from '../helpers/pull-env.js';
 import { cli } from '../helpers/msb-cli.js';
@@ -310,4 +310,32 @@ test('verify: scoped to REFs; digests of older rows are measured on first verify
   assert.match(idx[0]!.message, /foreign key/);
   assert.equal(idx[0]!.repair?.result, 'unfixable');
   assert.equal(damaged.ok, false);
+});
+
+test('verify: digests of zstd and gzip layers (whichever thread converts them) are recorded at the pull and match the file', async (t) => {
+  const reg = ensureRegistry('noauth');
+  const { home, backend: b } = await freshHome(t);
+  const zstd = await Image.pullLocal(b, `${reg.host}/peers/multilayer:zstd`);
+  const gzip = await Image.pullLocal(b, `${reg.host}/peers/busybox:latest`);
+  const store = await b._open('read');
+  for (const d of [...zstd.layers, ...gzip.layers].map((l) => l.diffId)) {
+    const [row] = rows<{ content_digest: string | null }>(
+      home,
+      'SELECT content_digest FROM layer WHERE diff_id = ?',
+      d,
+    );
+    assert.equal(row?.content_digest, chunkedSha256(store!.paths.layer(d)), d);
+  }
+  for (const m of [zstd.manifestDigest, gzip.manifestDigest]) {
+    const [row] = rows<{ fsmeta_digest: string; vmdk_digest: string }>(
+      home,
+      'SELECT fsmeta_digest, vmdk_digest FROM manifest WHERE digest = ?',
+      m,
+    );
+    assert.equal(row?.fsmeta_digest, chunkedSha256(store!.paths.fsmeta(m)));
+    assert.equal(row?.vmdk_digest, chunkedSha256(store!.paths.vmdk(m)));
+  }
+  const v = await Image.verifyLocal(b);
+  assert.equal(v.ok, true);
+  assert.equal(v.counts.digestsRecorded, 0, 'nothing left to measure: every digest was recorded at write');
 });
