@@ -46,8 +46,10 @@ function bashComplete(
     'complete -p msb',
     ...lines.flatMap((l) => [
       `COMP_LINE=${JSON.stringify(l)}; COMP_POINT=\${#COMP_LINE}`,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: bash text, meant literally
       'read -ra COMP_WORDS <<<"$COMP_LINE"; COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))',
       '_msb',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: bash text, meant literally
       'echo "<<${COMPREPLY[*]-}>>"',
     ]),
   ].join('\n');

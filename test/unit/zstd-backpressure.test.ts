@@ -39,10 +39,8 @@ async function slowDecode(compressed: Buffer, seed: number, pause: number): Prom
   const d = createDecompressor('zstd');
   pipeline(src, d, () => undefined);
   const h = createHash('sha256');
-  let n = 0;
   for await (const c of d as AsyncIterable<Buffer>) {
     h.update(c);
-    n++;
     await sleep(pause);
   }
   return h.digest();
