@@ -8,6 +8,7 @@ import * as errors from '../errors.js';
 import { isDir, type DirNode, type Entry } from '../erofs/tree.js';
 import type { Limits } from '../limits.js';
 import type { Compression } from '../oci/media-types.js';
+import type { WriteLayerResult } from '../erofs/layer-writer.js';
 import type { PhaseLine } from '../util/profile.js';
 
 /** pool → worker */
@@ -27,13 +28,7 @@ export type ToWorker =
   | { t: 'abort'; id: number; reason: WireError };
 
 /** The result of a conversion, tree included (cloned). */
-export interface WireLayer {
-  diffId: string;
-  sizeBytes: number;
-  inodes: number;
-  blocks: number;
-  entries: number;
-  xattrsDropped: number;
+export interface WireLayer extends Omit<WriteLayerResult, 'root' | 'contentDigest'> {
   root?: unknown;
   /** `msb-chunked-sha256` of the layer file, computed in the worker while writing. */
   contentDigest?: string | null | undefined;
