@@ -7,6 +7,7 @@ import { helpText, parseCommandArgs } from './command.js';
 import { COMMAND_MODULES, GROUPS, loadSpec } from './command-table.js';
 import { UsageError, type CliContext } from './context.js';
 import { globalHelp, groupHelp } from './help.js';
+import { termSafe } from './escape.js';
 import { reportError } from './report.js';
 import { packageVersion } from './version-info.js';
 import { markEntry, markTeardown, timed } from '../util/profile.js';
@@ -180,8 +181,8 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
 export function installCrashGuard(stderr: NodeJS.WritableStream = process.stderr): void {
   const die = (err: unknown) => {
     const e = toMsbError(err);
-    stderr.write(`msb: ${e.code}: ${e.message}\n`);
-    if (process.env.MSB_DEBUG === '1' && err instanceof Error) stderr.write(`${err.stack ?? ''}\n`);
+    stderr.write(`msb: ${e.code}: ${termSafe(e.message)}\n`); // the message may quote an image's bytes
+    if (process.env.MSB_DEBUG === '1' && err instanceof Error) stderr.write(`${(err.stack ?? '').split('\n').map(termSafe).join('\n')}\n`);
     process.exit(1);
   };
   process.on('uncaughtException', die);
