@@ -47,11 +47,13 @@ export class MsbError extends Error {
   override toString(): string {
     return `${this.code}: ${this.message}`;
   }
+  /** What `JSON.stringify(err)` gives: `{ name, code, message, details }` (no stack). */
   toJSON(): object {
     return { name: this.name, code: this.code, message: this.message, details: this.details };
   }
 }
 
+/** IMAGE_NOT_FOUND: the reference, digest or image ID is not in the local index. */
 export class ImageNotFoundError extends MsbError {
   readonly reference: string;
   constructor(reference: string, message = `image ${reference} not found`) {
@@ -60,11 +62,13 @@ export class ImageNotFoundError extends MsbError {
   }
 }
 
+/** A sandbox or snapshot pin, as listed by ImageInUseError.pins. */
 export interface PinRef {
   kind: 'sandbox' | 'snapshot';
   name: string;
 }
 
+/** IMAGE_IN_USE: `remove` without `{ force: true }` of a pinned manifest's last reference (docs/api.md §2.4). */
 export class ImageInUseError extends MsbError {
   readonly reference: string;
   readonly manifestDigest: string;
@@ -104,6 +108,10 @@ export class ImageReferencedError extends MsbError {
   }
 }
 
+/**
+ * UNSUPPORTED: the operation cannot run here: an ambient call on a cloud backend, or `mount` without root or kernel
+ * EROFS support.
+ */
 export class UnsupportedError extends MsbError {
   readonly operation: string;
   readonly backend: string;
@@ -118,6 +126,7 @@ export class UnsupportedError extends MsbError {
   }
 }
 
+/** INVALID_REFERENCE: a reference, digest or image ID that does not parse; `reason` says why. */
 export class InvalidReferenceError extends MsbError {
   readonly input: string;
   readonly reason: string;
@@ -128,6 +137,10 @@ export class InvalidReferenceError extends MsbError {
   }
 }
 
+/**
+ * INVALID_ARGUMENT: a bad option or argument value (platform, pin name, policy, conflicting options, a `tag` option on
+ * a multi-image archive); `argument` names it.
+ */
 export class InvalidArgumentError extends MsbError {
   readonly argument: string;
   constructor(argument: string, message: string) {
@@ -136,6 +149,9 @@ export class InvalidArgumentError extends MsbError {
   }
 }
 
+/**
+ * NOT_CACHED: a pull with `{ policy: 'never' }` found the image, or one of its layers, absent or invalid in the cache.
+ */
 export class NotCachedError extends MsbError {
   readonly reference: string;
   constructor(reference: string, message = `${reference} is not cached (policy 'never')`) {
@@ -144,6 +160,7 @@ export class NotCachedError extends MsbError {
   }
 }
 
+/** PLATFORM_NOT_FOUND: no index entry or config matches the platform asked for; `available` lists the image's. */
 export class PlatformNotFoundError extends MsbError {
   readonly requested: string;
   readonly available: string[];
@@ -159,6 +176,10 @@ export class PlatformNotFoundError extends MsbError {
   }
 }
 
+/**
+ * DIGEST_MISMATCH: a manifest, config, blob or diff_id hashed to something other than its expected digest; nothing is
+ * published.
+ */
 export class DigestMismatchError extends MsbError {
   readonly what: string;
   readonly expected: string;
@@ -175,6 +196,7 @@ export class DigestMismatchError extends MsbError {
   }
 }
 
+/** MANIFEST_INVALID: a malformed or unsupported manifest or index (schema 1, unknown layer type). */
 export class ManifestInvalidError extends MsbError {
   readonly digest?: string;
   constructor(message: string, digest?: string) {
@@ -183,6 +205,7 @@ export class ManifestInvalidError extends MsbError {
   }
 }
 
+/** CONFIG_INVALID: a malformed image config, or diff_ids that do not fit the layers. */
 export class ConfigInvalidError extends MsbError {
   readonly digest: string;
   constructor(digest: string, message: string) {
@@ -191,6 +214,10 @@ export class ConfigInvalidError extends MsbError {
   }
 }
 
+/**
+ * LAYER_INVALID: a hostile or corrupt layer tar (`entry` names the bad member), or content that is neither gzip, zstd
+ * nor tar.
+ */
 export class LayerInvalidError extends MsbError {
   readonly diffId?: string;
   readonly entry?: string;
@@ -212,6 +239,10 @@ export class LayerInvalidError extends MsbError {
   }
 }
 
+/**
+ * REGISTRY_AUTH: the registry refused the credentials (401/403 after re-authenticating), a refused token realm, or a
+ * failing credential helper.
+ */
 export class RegistryAuthError extends MsbError {
   readonly registry: string;
   readonly status: number;
@@ -222,6 +253,10 @@ export class RegistryAuthError extends MsbError {
   }
 }
 
+/**
+ * REGISTRY: any other HTTP or protocol failure of a registry: 404, 5xx/429 after the retries, a too long Retry-After,
+ * too many redirects.
+ */
 export class RegistryError extends MsbError {
   readonly registry: string;
   readonly status: number;
@@ -241,6 +276,7 @@ export class RegistryError extends MsbError {
   }
 }
 
+/** NETWORK: DNS, connect, TLS or connection-reset failure that outlasted the retries. */
 export class NetworkError extends MsbError {
   readonly registry: string;
   constructor(registry: string, message: string, cause?: unknown) {
@@ -249,6 +285,10 @@ export class NetworkError extends MsbError {
   }
 }
 
+/**
+ * ARCHIVE_INVALID: a malformed `docker save`/OCI archive, an image without a name, or a missing or escaping member
+ * (`member`); docs/archives.md §9.
+ */
 export class ArchiveInvalidError extends MsbError {
   readonly member?: string;
   constructor(message: string, member?: string) {
@@ -257,6 +297,10 @@ export class ArchiveInvalidError extends MsbError {
   }
 }
 
+/**
+ * CACHE_CORRUPT: a cached artifact or index row is corrupt and cannot be repaired by this call (e.g. `save` of a bad
+ * layer); `Image.verify(…, { repair: true })` may fix it.
+ */
 export class CacheCorruptError extends MsbError {
   readonly path: string;
   constructor(path: string, reason: string) {
@@ -265,6 +309,7 @@ export class CacheCorruptError extends MsbError {
   }
 }
 
+/** LIMIT_EXCEEDED: a resource limit (docs/api.md §6) was exceeded (`limit`, `value`, `max`); nothing published. */
 export class LimitExceededError extends MsbError {
   readonly limit: string;
   readonly value: number;
@@ -281,12 +326,17 @@ export class LimitExceededError extends MsbError {
   }
 }
 
+/** ABORTED: the caller's AbortSignal fired; `cause` is the signal's reason. */
 export class AbortedError extends MsbError {
   constructor(reason?: unknown) {
     super('ABORTED', 'the operation was aborted', {}, { cause: reason });
   }
 }
 
+/**
+ * SETTINGS_INVALID: bad config.json, environment variable, secret file mode, CA file or docker config, or a cache
+ * directory that belongs to another home; `source` names it.
+ */
 export class SettingsError extends MsbError {
   readonly source: string;
   constructor(source: string, message: string) {
@@ -295,6 +345,10 @@ export class SettingsError extends MsbError {
   }
 }
 
+/**
+ * IO: a filesystem failure (ENOSPC, EACCES, a planted symlink, a SQLite disk-full or read-only condition); `errno` is
+ * Node's error code, `path` where it happened.
+ */
 export class IoError extends MsbError {
   readonly path: string;
   readonly errno: string;
@@ -305,12 +359,17 @@ export class IoError extends MsbError {
   }
 }
 
+/**
+ * DATABASE: the SQLite index failed after its retries, has a newer schema, is foreign, or is empty or unreadable
+ * (docs/storage.md §3.3).
+ */
 export class DatabaseError extends MsbError {
   constructor(message: string, cause?: unknown) {
     super('DATABASE', message, {}, { cause });
   }
 }
 
+/** PIN_NOT_FOUND: no sandbox or snapshot of that name (or digest) exists. */
 export class PinNotFoundError extends MsbError {
   readonly kind: 'sandbox' | 'snapshot';
   /** The pin's name (docs/api.md §9 typed field); it shadows Error.name on purpose. */

@@ -21,6 +21,7 @@ import { openStore, type Store, type StoreConfig, type StoreOpener } from '../st
 import { tryParseDuration } from '../util/duration.js';
 import { DEFAULT_TEMP_GRACE, overlaySettings, readSettings, type Settings } from '../settings/settings.js';
 
+/** Options of a LocalBackend (docs/api.md §8); the builder sets the same fields. */
 export interface LocalBackendOptions {
   /** Default: MSB_HOME, else ~/.msb-image. */
   home?: string;
@@ -40,6 +41,10 @@ export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
   return h ? resolve(h) : join(homedir(), '.msb-image');
 }
 
+/**
+ * A local image cache: one home directory, one cache directory and its SQLite index
+ * (docs/api.md §8). Opens lazily; `close()` releases the database.
+ */
 export class LocalBackend implements StoreOpener {
   readonly kind = 'local' as const;
   readonly home: string;
@@ -56,6 +61,7 @@ export class LocalBackend implements StoreOpener {
     this.home = options.home !== undefined ? resolve(options.home) : defaultHome();
   }
 
+  /** A LocalBackendBuilder, to set options and then `build()` or `buildLazy()`. */
   static builder(): LocalBackendBuilder {
     return new LocalBackendBuilder();
   }
@@ -158,6 +164,7 @@ export class LocalBackend implements StoreOpener {
     s?.index.close();
   }
 
+  /** A plain `{ kind, home, cacheDir }` for JSON output. */
   toJSON(): object {
     return {
       kind: this.kind,
@@ -167,38 +174,49 @@ export class LocalBackend implements StoreOpener {
   }
 }
 
+/** Builds a LocalBackend: set fields, then `build()` (opens now) or `buildLazy()`. */
 export class LocalBackendBuilder {
   private readonly opts: LocalBackendOptions = {};
+  /** The home directory (default: MSB_HOME, else ~/.msb-image). */
   home(p: string): this {
     this.opts.home = p;
     return this;
   }
+  /** The cache directory (default: config.json `paths.cache`, else `<home>/cache`). */
   cacheDir(p: string): this {
     this.opts.cacheDir = p;
     return this;
   }
+  /** Settings overlaid on the home's config.json (docs/api.md §7). */
   settings(s: Partial<Settings>): this {
     this.opts.settings = s;
     return this;
   }
+  /** Layers fetched at once by a pull that sets no `concurrency` (default: config.json). */
   pullConcurrency(n: number): this {
     this.opts.pullConcurrency = n;
     return this;
   }
+  /** Resource limits overriding the defaults (docs/api.md §6). */
   limits(l: Partial<Limits>): this {
     this.opts.limits = l;
     return this;
   }
+  /** The minimum age of temp files prune deletes (default: config.json `prune.temp_grace`). */
   tempGraceMs(ms: number): this {
     this.opts.tempGraceMs = ms;
     return this;
   }
-  /** Eager: creates directories, opens and migrates the DB, writes the cache marker, reads settings. */
+  /**
+   * Eager: creates directories, opens and migrates the DB, writes the cache marker, reads settings.
+   * Rejects SETTINGS_INVALID, DATABASE, IO.
+   */
   async build(): Promise<LocalBackend> {
     const b = new LocalBackend(this.opts);
     await b._run(() => b._open('write'));
     return b;
   }
+  /** A LocalBackend that does no I/O until its first call; it never rejects here. */
   buildLazy(): LocalBackend {
     return LocalBackend.lazy(this.opts);
   }
@@ -206,6 +224,11 @@ export class LocalBackendBuilder {
 
 export const DEFAULT_CLOUD_URL = 'https://api.microsandbox.dev';
 
+/**
+ * A remote backend's connection settings (docs/api.md §8). It has no image cache: ambient `Image`,
+ * `Sandbox` and `Snapshot` calls reject with UNSUPPORTED while it is the default. The apiKey is
+ * never serialized or printed.
+ */
 export class CloudBackend {
   readonly kind = 'cloud' as const;
   readonly url: string;
@@ -221,6 +244,7 @@ export class CloudBackend {
   _apiKey(): string {
     return this.#apiKey;
   }
+  /** `{ kind, url }` for JSON output: never the apiKey. */
   toJSON(): object {
     return { kind: this.kind, url: this.url };
   }

@@ -96,26 +96,52 @@ async function pruneBudget(backend: LocalBackend, o: PruneOptions): Promise<Imag
   });
 }
 
+/**
+ * Image cache operations (docs/api.md §2). Ambient methods use the default backend and reject with UNSUPPORTED on a
+ * cloud one; `*Local` twins take a LocalBackend. Every rejection is an MsbError.
+ */
 export class Image {
   // ---- ambient ---------------------------------------------------------------------------------
+  /** The cached image `reference` (a reference, digest or ID) names. Rejects INVALID_REFERENCE, IMAGE_NOT_FOUND. */
   static async get(reference: string): Promise<ImageHandle> {
     return Image.getLocal(ambientLocal('Image.get'), reference);
   }
+  /** Cached references, newest first; `{ all: true }` adds untagged ones (docs/api.md §2.2). Rejects IO, DATABASE. */
   static async list(options?: ListOptions): Promise<ImageHandle[]> {
     return Image.listLocal(ambientLocal('Image.list'), options);
   }
+  /** Frozen ImageDetail of `reference`, index only (docs/api.md §2.3). Rejects INVALID_REFERENCE, IMAGE_NOT_FOUND. */
   static async inspect(reference: string): Promise<ImageDetail> {
     return Image.inspectLocal(ambientLocal('Image.inspect'), reference);
   }
+  /**
+   * Untags `reference` and deletes what nothing else holds (docs/api.md §2.4); `options` is RemoveOptions or a boolean
+   * `force`. Rejects INVALID_REFERENCE, IMAGE_NOT_FOUND, IMAGE_IN_USE and IMAGE_REFERENCED (both avoided with `{ force:
+   * true }`), INVALID_ARGUMENT, ABORTED.
+   */
   static async remove(reference: string, options?: RemoveOptions | boolean): Promise<ImageRemoveReport> {
     return Image.removeLocal(ambientLocal('Image.remove'), reference, options);
   }
+  /**
+   * Deletes unreferenced, unpinned images, stale temp files and orphans, or enforces the size budget with `{ budget:
+   * true }` (docs/api.md §2.5); `{ dryRun: true }` deletes nothing. Rejects INVALID_ARGUMENT (bad `unusedFor`,
+   * `filter`, `tempGrace`, or `budget` combined), ABORTED.
+   */
   static async prune(options?: PruneOptions): Promise<ImagePruneReport> {
     return Image.pruneLocal(ambientLocal('Image.prune'), options);
   }
+  /**
+   * Pulls `reference` into the cache, verifying every byte, and returns the PullResult (docs/api.md §2.6). Rejects
+   * INVALID_REFERENCE, INVALID_ARGUMENT, NOT_CACHED (policy `never`), PLATFORM_NOT_FOUND, REGISTRY_AUTH, REGISTRY,
+   * NETWORK, DIGEST_MISMATCH, MANIFEST_INVALID, CONFIG_INVALID, LAYER_INVALID, LIMIT_EXCEEDED, ABORTED, IO.
+   */
   static async pull(reference: string, options?: PullOptions): Promise<PullResult> {
     return Image.pullLocal(ambientLocal('Image.pull'), reference, options);
   }
+  /**
+   * As `pull`, as a PullOperation: iterate its events, await its `result` (which rejects with the codes of `pull`,
+   * UNSUPPORTED included); never throws synchronously (docs/api.md §2.6).
+   */
   static pullWithProgress(reference: string, options?: PullOptions): PullOperation {
     let b: LocalBackend;
     try {
@@ -127,9 +153,19 @@ export class Image {
     }
     return Image.pullWithProgressLocal(b, reference, options);
   }
+  /**
+   * Loads every image of a `docker save` or OCI archive (a path or a readable stream) and returns their handles
+   * (docs/api.md §2.7). Rejects ARCHIVE_INVALID, INVALID_ARGUMENT (`tag` with several images), PLATFORM_NOT_FOUND,
+   * DIGEST_MISMATCH, MANIFEST_INVALID, CONFIG_INVALID, LAYER_INVALID, LIMIT_EXCEEDED, ABORTED, IO.
+   */
   static async load(input: string | NodeJS.ReadableStream, options?: LoadOptions): Promise<ImageHandle[]> {
     return Image.loadLocal(ambientLocal('Image.load'), input, options);
   }
+  /**
+   * Writes the cached `references` as one archive (`format` docker or oci) to a path (atomically) or a writable stream
+   * (docs/api.md §2.7). Rejects INVALID_REFERENCE, IMAGE_NOT_FOUND, INVALID_ARGUMENT, CACHE_CORRUPT (a cached layer
+   * fails its check), ABORTED, IO.
+   */
   static async save(
     references: string | string[],
     output: string | NodeJS.WritableStream,
@@ -137,16 +173,26 @@ export class Image {
   ): Promise<SaveResult> {
     return Image.saveLocal(ambientLocal('Image.save'), references, output, options);
   }
+  /** Bytes per image and in total, what prune would free; lstats only (docs/api.md §2.8). Rejects IO, DATABASE. */
   static async diskUsage(): Promise<DiskUsageReport> {
     return Image.diskUsageLocal(ambientLocal('Image.diskUsage'));
   }
+  /** Points `target` at cached `source`'s manifest. Rejects INVALID_REFERENCE, IMAGE_NOT_FOUND, INVALID_ARGUMENT. */
   static async tag(source: string, target: string): Promise<ImageHandle> {
     return Image.tagLocal(ambientLocal('Image.tag'), source, target);
   }
+  /**
+   * Mounts the image's merged tree read-only on directory `dir` (docs/storage.md §13). Rejects UNSUPPORTED (not root,
+   * or no kernel EROFS), INVALID_ARGUMENT (`dir`), INVALID_REFERENCE, IMAGE_NOT_FOUND, IO (the mount failed).
+   */
   static async mount(reference: string, dir: string): Promise<MountResult> {
     return Image.mountLocal(ambientLocal('Image.mount'), reference, dir);
   }
-  /** The image's merged root file system as one deterministic tar (docs/storage.md §12). */
+  /**
+   * Writes the image's merged root file system as one deterministic tar to a path (atomically) or a writable stream
+   * (docs/storage.md §12). Rejects INVALID_REFERENCE, IMAGE_NOT_FOUND, INVALID_ARGUMENT (`output`), CACHE_CORRUPT,
+   * ABORTED, IO.
+   */
   static async export(
     reference: string,
     output: string | NodeJS.WritableStream,
@@ -154,25 +200,36 @@ export class Image {
   ): Promise<ExportResult> {
     return Image.exportLocal(ambientLocal('Image.export'), reference, output, options);
   }
-  /** Checks the cache (or the images named) and, with `repair`, fixes it (docs/storage.md §10). */
+  /**
+   * Checks the whole cache, or the images `references` names, and with `{ repair: true }` fixes what it can
+   * (docs/storage.md §10). Findings are in the report, not rejections; rejects INVALID_ARGUMENT, INVALID_REFERENCE,
+   * IMAGE_NOT_FOUND, ABORTED.
+   */
   static async verify(references?: string | string[], options?: VerifyOptions): Promise<VerifyReport> {
     return Image.verifyLocal(ambientLocal('Image.verify'), references, options);
   }
-  /** What a pull of `reference` would resolve to, without pulling (src/api/remote.ts). */
+  /**
+   * What a pull of `reference` would resolve to (digest, platform manifest), without pulling or touching the cache.
+   * Rejects INVALID_REFERENCE, INVALID_ARGUMENT, PLATFORM_NOT_FOUND, REGISTRY_AUTH, REGISTRY, NETWORK,
+   * MANIFEST_INVALID, DIGEST_MISMATCH, ABORTED.
+   */
   static async resolve(reference: string, options?: RemotePlatformOptions): Promise<ResolvedRemoteImage> {
     return Image.resolveLocal(ambientLocal('Image.resolve'), reference, options);
   }
-  /** The index or manifest a reference names, as the registry serves it. */
+  /** The index or manifest `reference` names, as served (`platform`: its manifest). Rejects as `Image.resolve`. */
   static async remoteManifest(reference: string, options?: RemotePlatformOptions): Promise<RemoteManifest> {
     return Image.remoteManifestLocal(ambientLocal('Image.remoteManifest'), reference, options);
   }
-  /** Every tag of a remote repository. */
+  /**
+   * Every tag of remote `repository` (a name without tag or digest), all pages. Rejects INVALID_ARGUMENT (a tag or
+   * digest given, bad `pageSize`), REGISTRY_AUTH, REGISTRY, NETWORK, ABORTED.
+   */
   static async listTags(repository: string, options?: RemoteOptions & { pageSize?: number }): Promise<RemoteTagList> {
     return Image.listTagsLocal(ambientLocal('Image.listTags'), repository, options);
   }
 
   // ---- explicit --------------------------------------------------------------------------------
-  /** Index only: never touches files or the network. */
+  /** As `Image.get`, on LocalBackend `b` (index only: never touches files or the network). */
   static async getLocal(b: LocalBackend, reference: string): Promise<ImageHandle> {
     const backend = requireLocal(b, 'Image.getLocal');
     const sel = parseImageSelector(reference);
@@ -185,9 +242,9 @@ export class Image {
   }
 
   /**
-   * One indexed query; stats no files. Newest first, ties by canonical reference. With `all`, the
-   * manifests no reference names (kept by a pin or a lease, or waiting for prune) follow, newest
-   * first, as handles whose `reference` and `canonicalReference` are their digest.
+   * As `Image.list`, on LocalBackend `b`. One indexed query; stats no files. Newest first, ties by canonical reference.
+   * With `all`, the manifests no reference names (kept by a pin or a lease, or waiting for prune) follow, newest first,
+   * as handles whose `reference` and `canonicalReference` are their digest.
    */
   static async listLocal(b: LocalBackend, options?: ListOptions): Promise<ImageHandle[]> {
     const backend = requireLocal(b, 'Image.listLocal');
@@ -205,7 +262,7 @@ export class Image {
     });
   }
 
-  /** Built from the index alone (no file access). */
+  /** As `Image.inspect`, on LocalBackend `b` (built from the index alone, no file access). */
   static async inspectLocal(b: LocalBackend, reference: string): Promise<ImageDetail> {
     const backend = requireLocal(b, 'Image.inspectLocal');
     const sel = parseImageSelector(reference);
@@ -220,6 +277,7 @@ export class Image {
     });
   }
 
+  /** As `Image.remove`, on LocalBackend `b`. */
   static async removeLocal(
     b: LocalBackend,
     reference: string,
@@ -241,6 +299,7 @@ export class Image {
     });
   }
 
+  /** As `Image.prune`, on LocalBackend `b`. */
   static async pruneLocal(b: LocalBackend, options?: PruneOptions): Promise<ImagePruneReport> {
     const backend = requireLocal(b, 'Image.pruneLocal');
     if (options?.budget) return pruneBudget(backend, options);
@@ -254,6 +313,7 @@ export class Image {
     });
   }
 
+  /** As `Image.pull`, on LocalBackend `b`. */
   static async pullLocal(b: LocalBackend, reference: string, options?: PullOptions): Promise<PullResult> {
     const backend = requireLocal(b, 'Image.pullLocal');
     return backend._run(async () => {
@@ -262,6 +322,7 @@ export class Image {
     });
   }
 
+  /** As `Image.pullWithProgress`, on LocalBackend `b`; never throws synchronously. */
   static pullWithProgressLocal(b: LocalBackend, reference: string, options?: PullOptions): PullOperation {
     let backend: LocalBackend;
     try {
@@ -287,7 +348,7 @@ export class Image {
     });
   }
 
-  /** docs/archives.md §2–§7 (src/archive/load.ts). */
+  /** As `Image.load`, on LocalBackend `b` (docs/archives.md §2–§7). */
   static async loadLocal(
     b: LocalBackend,
     input: string | NodeJS.ReadableStream,
@@ -300,7 +361,7 @@ export class Image {
     });
   }
 
-  /** docs/archives.md §8 (src/archive/save.ts). */
+  /** As `Image.save`, on LocalBackend `b` (docs/archives.md §8). */
   static async saveLocal(
     b: LocalBackend,
     references: string | string[],
@@ -314,7 +375,7 @@ export class Image {
     });
   }
 
-  /** Only lstats; never validates or rebuilds. `reclaimableBytes` = prune({dryRun:true}).bytesReclaimed. */
+  /** As `Image.diskUsage`, on `b`. `reclaimableBytes` = prune({dryRun:true}).bytesReclaimed. */
   static async diskUsageLocal(b: LocalBackend): Promise<DiskUsageReport> {
     const backend = requireLocal(b, 'Image.diskUsageLocal');
     return backend._run(async () => {
@@ -324,7 +385,7 @@ export class Image {
     });
   }
 
-  /** docs/storage.md §12 (src/archive/export.ts). */
+  /** As `Image.export`, on LocalBackend `b` (docs/storage.md §12). */
   static async exportLocal(
     b: LocalBackend,
     reference: string,
@@ -338,7 +399,7 @@ export class Image {
     return exportImage(backend, reference, output, options ?? {});
   }
 
-  /** Mounts the image's merged tree read-only on `dir`; root only (docs/storage.md §13). */
+  /** As `Image.mount`, on LocalBackend `b`; root only (docs/storage.md §13). */
   static async mountLocal(b: LocalBackend, reference: string, dir: string): Promise<MountResult> {
     const backend = requireLocal(b, 'Image.mountLocal');
     if (typeof dir !== 'string' || dir === '') throw new InvalidArgumentError('dir', 'dir must be a directory path');
@@ -346,14 +407,17 @@ export class Image {
     return mountImage(backend, reference, dir);
   }
 
-  /** Unmounts what `mountLocal` mounted on `dir`; root only (docs/storage.md §13). */
+  /**
+   * Unmounts what `mount` mounted on `dir` and frees its loop devices; root only (docs/storage.md §13). Rejects
+   * INVALID_ARGUMENT (not a directory msb-image mounted), UNSUPPORTED, IO.
+   */
   static async unmount(dir: string): Promise<void> {
     if (typeof dir !== 'string' || dir === '') throw new InvalidArgumentError('dir', 'dir must be a directory path');
     const { unmountImage } = await import('../archive/mount.js');
     return unmountImage(dir);
   }
 
-  /** docs/storage.md §10 (src/store/verify.ts, src/pull/repair.ts). */
+  /** As `Image.verify`, on LocalBackend `b` (docs/storage.md §10). */
   static async verifyLocal(
     b: LocalBackend,
     references?: string | string[],
@@ -369,7 +433,7 @@ export class Image {
     });
   }
 
-  /** Points `target` at the manifest of `source` (see the module comment). */
+  /** As `Image.tag`, on LocalBackend `b` (see the module comment). */
   static async tagLocal(b: LocalBackend, source: string, target: string): Promise<ImageHandle> {
     const backend = requireLocal(b, 'Image.tagLocal');
     const sel = parseImageSelector(source);
@@ -400,6 +464,7 @@ export class Image {
   }
 
   // ---- remote (no cache access: the backend lends its home and settings) ------------------------
+  /** As `Image.resolve`, with the home (credentials) and settings of LocalBackend `b`. */
   static async resolveLocal(
     b: LocalBackend,
     reference: string,
@@ -408,6 +473,7 @@ export class Image {
     const backend = requireLocal(b, 'Image.resolveLocal');
     return backend._run(() => resolveRemote(backend, reference, options));
   }
+  /** As `Image.remoteManifest`, with the home and settings of LocalBackend `b`. */
   static async remoteManifestLocal(
     b: LocalBackend,
     reference: string,
@@ -416,6 +482,7 @@ export class Image {
     const backend = requireLocal(b, 'Image.remoteManifestLocal');
     return backend._run(() => remoteManifest(backend, reference, options));
   }
+  /** As `Image.listTags`, with the home and settings of LocalBackend `b`. */
   static async listTagsLocal(
     b: LocalBackend,
     repository: string,

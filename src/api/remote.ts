@@ -19,6 +19,7 @@ import { parseReference, type ParsedReference } from '../reference/reference.js'
 import type { RegistryClient } from '../registry/client.js';
 import type { WarningInfo } from '../registry/types.js';
 
+/** Options of the remote calls (`Image.resolve`, `remoteManifest`, `listTags`). */
 export interface RemoteOptions {
   /** Credentials for the reference's registry (as PullOptions.auth; never sent to mirrors). */
   auth?: RegistryAuth;
@@ -31,11 +32,13 @@ export interface RemoteOptions {
   onWarning?: (w: WarningInfo) => void;
 }
 
+/** RemoteOptions plus the platform to resolve an index to. */
 export interface RemotePlatformOptions extends RemoteOptions {
   /** `os/arch[/variant]` or a Platform; absent: this host's platform. */
   platform?: string | Platform;
 }
 
+/** What `Image.resolve` found: the digest a pull would pin, and the platform manifest it would use. */
 export interface ResolvedRemoteImage {
   /** Canonical reference asked for. */
   reference: string;
@@ -53,6 +56,7 @@ export interface ResolvedRemoteImage {
   source: string;
 }
 
+/** What `Image.remoteManifest` fetched: the document's exact bytes, digest and media type. */
 export interface RemoteManifest {
   reference: string;
   digest: string;
@@ -62,6 +66,7 @@ export interface RemoteManifest {
   source: string;
 }
 
+/** What `Image.listTags` fetched: every tag of a repository. */
 export interface RemoteTagList {
   /** `domain/repository`. */
   repository: string;

@@ -135,26 +135,37 @@ async function cachedById(
   });
 }
 
+/**
+ * Sandbox pins (docs/api.md §4): a name holding an image manifest so that prune and remove keep it. Ambient methods use
+ * the default backend; `*Local` twins take a LocalBackend.
+ */
 export class Sandbox {
+  /**
+   * Pins `options.image` as sandbox `name`, pulling it first unless an image ID of a cached manifest names it, and
+   * returns the SandboxHandle (docs/api.md §4). Rejects INVALID_ARGUMENT (`name`, missing `image`), INVALID_REFERENCE,
+   * IMAGE_NOT_FOUND (an uncached digest), CACHE_CORRUPT, and every code of `Image.pull`.
+   */
   static async create(name: string, options: SandboxCreateOptions): Promise<SandboxHandle> {
     return Sandbox.createLocal(ambientLocal('Sandbox.create'), name, options);
   }
+  /** The sandbox pinned as `name`. Rejects PIN_NOT_FOUND (docs/api.md §4). */
   static async get(name: string): Promise<SandboxHandle> {
     return Sandbox.getLocal(ambientLocal('Sandbox.get'), name);
   }
+  /** Every sandbox, newest first (docs/api.md §4). Rejects only on index failures (DATABASE, IO). */
   static async list(): Promise<SandboxHandle[]> {
     return Sandbox.listLocal(ambientLocal('Sandbox.list'));
   }
+  /** Deletes the pin `name`; the image stays cached until prune. Rejects PIN_NOT_FOUND. */
   static async remove(name: string): Promise<void> {
     return Sandbox.removeLocal(ambientLocal('Sandbox.remove'), name);
   }
 
   /**
-   * Pulls `options.image` with the given PullOptions while holding a lease, checks the artifacts,
-   * then in ONE transaction refreshes the ref's lastUsedAt and writes (or atomically replaces) the
-   * pin `sandbox/<name>` → manifest digest + canonical reference. An image ID (digest or short ID)
-   * or `REPO@digest` of a cached manifest pins that manifest without a pull (the pull options do
-   * not apply: an ID is content-addressed).
+   * As `Sandbox.create`, on LocalBackend `b`. Pulls `options.image` with the given PullOptions while holding a lease,
+   * checks the artifacts, then in ONE transaction refreshes the ref's lastUsedAt and writes (or atomically replaces)
+   * the pin `sandbox/<name>` → manifest digest + canonical reference. An image ID (digest or short ID) or `REPO@digest`
+   * of a cached manifest pins that manifest without a pull (the pull options do not apply: an ID is content-addressed).
    */
   static async createLocal(b: LocalBackend, name: string, options: SandboxCreateOptions): Promise<SandboxHandle> {
     checkPinName(name, 'sandbox');
@@ -195,6 +206,7 @@ export class Sandbox {
     });
   }
 
+  /** As `Sandbox.get`, on LocalBackend `b`. */
   static async getLocal(b: LocalBackend, name: string): Promise<SandboxHandle> {
     return b._run(async () => {
       const store = await b._open('read');
@@ -208,6 +220,7 @@ export class Sandbox {
     });
   }
 
+  /** As `Sandbox.list`, on LocalBackend `b`. */
   static async listLocal(b: LocalBackend): Promise<SandboxHandle[]> {
     return b._run(async () => {
       const store = await b._open('read');
@@ -218,7 +231,7 @@ export class Sandbox {
     });
   }
 
-  /** Deletes the pin only; the image stays cached until prune. */
+  /** As `Sandbox.remove`, on LocalBackend `b`: deletes the pin only. */
   static async removeLocal(b: LocalBackend, name: string): Promise<void> {
     return b._run(async () => {
       const store = await b._open('read');
@@ -229,20 +242,34 @@ export class Sandbox {
   }
 }
 
+/**
+ * Snapshot pins (docs/api.md §4): a snapshot digest holding the image manifest it was taken from. Ambient methods use
+ * the default backend; `*Local` twins take a LocalBackend.
+ */
 export class Snapshot {
+  /**
+   * Records a snapshot pin (`record.digest` → `record.imageManifestDigest`) and returns its handle; the manifest need
+   * not be cached (docs/api.md §4). Rejects INVALID_ARGUMENT (a bad digest or name, a name another snapshot uses),
+   * INVALID_REFERENCE (`record.reference`).
+   */
   static async index(record: SnapshotRecord): Promise<SnapshotHandle> {
     return Snapshot.indexLocal(ambientLocal('Snapshot.index'), record);
   }
+  /** Every snapshot, newest first. Rejects only on index failures (DATABASE, IO). */
   static async list(): Promise<SnapshotHandle[]> {
     return Snapshot.listLocal(ambientLocal('Snapshot.list'));
   }
+  /**
+   * Deletes the snapshot pin named by `nameOrDigest` (a digest if it parses as one, else a name); the image stays
+   * cached until prune. Rejects PIN_NOT_FOUND.
+   */
   static async remove(nameOrDigest: string): Promise<void> {
     return Snapshot.removeLocal(ambientLocal('Snapshot.remove'), nameOrDigest);
   }
 
   /**
-   * Upserts the snapshot pin keyed by `digest` → `imageManifestDigest`. The manifest need not be
-   * cached. A name must be unique among snapshots (InvalidArgumentError otherwise).
+   * As `Snapshot.index`, on LocalBackend `b`. Upserts the snapshot pin keyed by `digest` → `imageManifestDigest`. The
+   * manifest need not be cached. A name must be unique among snapshots (InvalidArgumentError otherwise).
    */
   static async indexLocal(b: LocalBackend, record: SnapshotRecord): Promise<SnapshotHandle> {
     if (!record || typeof record !== 'object')
@@ -282,6 +309,7 @@ export class Snapshot {
     });
   }
 
+  /** As `Snapshot.list`, on LocalBackend `b`. */
   static async listLocal(b: LocalBackend): Promise<SnapshotHandle[]> {
     return b._run(async () => {
       const store = await b._open('read');
@@ -290,7 +318,7 @@ export class Snapshot {
     });
   }
 
-  /** `x` is a digest iff it parses as `alg:hex`; otherwise a name. */
+  /** As `Snapshot.remove`, on LocalBackend `b`. */
   static async removeLocal(b: LocalBackend, nameOrDigest: string): Promise<void> {
     return b._run(async () => {
       const store = await b._open('read');

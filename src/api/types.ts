@@ -44,6 +44,7 @@ export interface ListOptions {
   all?: boolean;
 }
 
+/** The parts of an image config a sandbox needs (env, cmd, entrypoint, user…), docs/api.md §3. */
 export interface ImageConfigDetail {
   digest: string;
   env: string[];
@@ -55,6 +56,7 @@ export interface ImageConfigDetail {
   stopSignal: string | null;
 }
 
+/** One layer of `Image.inspect`: its diff_id, blob and EROFS sizes. */
 export interface ImageLayerDetail {
   /** 0 = bottom */
   position: number;
@@ -67,6 +69,7 @@ export interface ImageLayerDetail {
   erofsSizeBytes: number | null;
 }
 
+/** The result of `Image.inspect`: handle, config, layers, artifact paths and pins (docs/api.md §3). */
 export interface ImageDetail {
   handle: ImageHandle;
   config: ImageConfigDetail | null;
@@ -75,11 +78,13 @@ export interface ImageDetail {
   pins: PinInfo[];
 }
 
+/** Options of `Sandbox.create`: the image to pin, plus the PullOptions of its pull. */
 export interface SandboxCreateOptions extends PullOptions {
   /** the reference to pull and pin */
   image: string;
 }
 
+/** A sandbox pin: the manifest it holds and what a VMM attaches (docs/api.md §4). */
 export interface SandboxHandle {
   readonly name: string;
   readonly reference: string;
@@ -91,6 +96,7 @@ export interface SandboxHandle {
   readonly config: ImageConfigDetail;
 }
 
+/** A snapshot pin: the snapshot digest and the image manifest it holds (docs/api.md §4). */
 export interface SnapshotHandle {
   readonly digest: string;
   readonly name: string | null;
@@ -99,6 +105,10 @@ export interface SnapshotHandle {
   readonly createdAt: Date;
 }
 
+/**
+ * The argument of `Snapshot.index`: snapshot digest, image manifest digest, optional name and
+ * reference.
+ */
 export interface SnapshotRecord {
   digest: string;
   imageManifestDigest: string;

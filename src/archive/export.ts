@@ -25,10 +25,12 @@ import type { Store, StoreOpener } from '../store/store.js';
 import { entryHeaders, padding, xattrsOf } from './layer-tar.js';
 import { openOutput, type Out } from './output.js';
 
+/** Options of `Image.export`. */
 export interface ExportOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** What `Image.export` wrote (docs/storage.md §12). */
 export interface ExportResult {
   manifestDigest: string;
   /** Tar entries written (the root included). */

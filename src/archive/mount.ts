@@ -29,6 +29,7 @@ import { validateImageFiles } from './export.js';
 const run = promisify(execFile);
 const TIMEOUT_MS = 60_000;
 
+/** Where `Image.mount` mounted an image and the loop devices it holds (docs/storage.md §13). */
 export interface MountResult {
   mountpoint: string;
   manifestDigest: string;

@@ -6,8 +6,13 @@ import type { ImageHandle } from '../store/handle.js';
 import type { ImageArtifacts } from '../store/types.js';
 import type { PullEvent } from './events.js';
 
+/**
+ * When a pull goes to the registry: `if-missing` (default) only when not cached, `always` to
+ * re-resolve the tag, `never` rejects with NOT_CACHED instead (docs/api.md §2.6).
+ */
 export type PullPolicy = 'if-missing' | 'always' | 'never';
 
+/** Options of `Image.pull` and `Image.pullWithProgress` (docs/api.md §2.6). */
 export interface PullOptions {
   /** default 'if-missing' */
   policy?: PullPolicy;
@@ -28,6 +33,7 @@ export interface PullOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** A pulled (or already cached) image: its digests, platform, layers, artifacts and handle. */
 export interface PullResult {
   /** familiar */
   reference: string;
@@ -53,6 +59,10 @@ export interface PullResult {
   handle: ImageHandle;
 }
 
+/**
+ * A running pull: iterate it for PullEvents, await `result` for the PullResult (it rejects as
+ * `Image.pull` does), `abort()` to cancel (then ABORTED).
+ */
 export interface PullOperation extends AsyncIterable<PullEvent> {
   readonly result: Promise<PullResult>;
   abort(reason?: unknown): void;

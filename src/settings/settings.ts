@@ -15,6 +15,10 @@ import { tryParseDuration } from '../util/duration.js';
 import { readSmallFileSync } from '../util/fs.js';
 import { parseSize } from '../util/size.js';
 
+/**
+ * Credentials of a registry host in config.json: `username` with an inline `secret` or the name
+ * of an environment variable holding it (`passwordEnv`).
+ */
 export interface HostAuthSettings {
   username: string;
   secret?: string;
@@ -38,14 +42,18 @@ export interface MirrorSettings {
   /** Default `["pull", "resolve"]`. */
   capabilities?: MirrorCapability[];
 }
+/** What a mirror may serve: `pull` (blobs and manifests by digest), `resolve` (tags). */
 export type MirrorCapability = 'pull' | 'resolve';
+/** A mirror: a plain `scheme://host[:port]` URL, or a MirrorSettings object. */
 export type MirrorEntry = string | MirrorSettings;
+/** Settings of one registry host (`registries.hosts.<host>`): TLS, credentials, mirrors, CAs. */
 export interface HostSettings {
   insecure: boolean;
   auth: HostAuthSettings | null;
   mirrors: MirrorEntry[];
   caCerts: string[];
 }
+/** The resolved config.json (docs/api.md §7), overlaid with `LocalBackendOptions.settings`. */
 export interface Settings {
   paths: { cache: string | null };
   registries: { caCerts: string[]; credHelperTimeoutMs: number; hosts: Record<string, HostSettings> };

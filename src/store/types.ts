@@ -1,6 +1,10 @@
 /** Result and option types of the store's operations (remove, prune, disk usage), re-exported by the API. */
 import type { ErrorCode } from '../errors.js';
 
+/**
+ * The files a VMM attaches for one image: the VMDK descriptor, the fsmeta EROFS and each layer
+ * EROFS in manifest order (docs/api.md §3).
+ */
 export interface ImageArtifacts {
   vmdkPath: string;
   fsmetaPath: string;
@@ -8,6 +12,7 @@ export interface ImageArtifacts {
   layers: { position: number; diffId: string; path: string }[];
 }
 
+/** One sandbox or snapshot pinning a manifest (docs/api.md §4). */
 export interface PinInfo {
   kind: 'sandbox' | 'snapshot';
   name: string;
@@ -21,11 +26,16 @@ export interface PinnedImage {
   pins: PinInfo[];
 }
 
+/**
+ * Options of `Image.remove`: `force` untags even when pins or other references hold the
+ * manifest (docs/api.md §2.4); `signal` aborts.
+ */
 export interface RemoveOptions {
   force?: boolean;
   signal?: AbortSignal | undefined;
 }
 
+/** What `Image.remove` untagged and deleted, and the pins that keep the manifest cached. */
 export interface ImageRemoveReport {
   /** familiar forms */
   untagged: string[];
@@ -40,6 +50,7 @@ export interface ImageRemoveReport {
   pinnedBy: PinInfo[];
 }
 
+/** Options of `Image.prune` (docs/api.md §2.5). */
 export interface PruneOptions {
   /** compute the report, delete nothing */
   dryRun?: boolean;
@@ -62,6 +73,7 @@ export interface PruneOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** One item a prune could not delete, with the MsbError code it met; the prune goes on. */
 export interface PruneItemError {
   kind: 'ref' | 'manifest' | 'fsmeta' | 'vmdk' | 'layer' | 'temp' | 'orphan' | 'lease';
   item: string;
@@ -70,6 +82,10 @@ export interface PruneItemError {
   message: string;
 }
 
+/**
+ * What `Image.prune` removed (or would remove, with `dryRun`), kept and failed on
+ * (docs/api.md §2.5).
+ */
 export interface ImagePruneReport {
   imageRefsRemoved: number;
   manifestsRemoved: number;
@@ -120,6 +136,10 @@ export interface BudgetStatus {
   toFreeBytes: number;
 }
 
+/**
+ * The size budget's eviction by `prune({ budget: true })`: the status plus what was evicted
+ * (docs/storage.md §11).
+ */
 export interface BudgetReport extends BudgetStatus {
   /** The references evicted (familiar forms), least recently used first. */
   evicted: string[];
@@ -129,6 +149,10 @@ export interface BudgetReport extends BudgetStatus {
   enough: boolean;
 }
 
+/**
+ * What the cache occupies, per image and in total, and what a prune would reclaim
+ * (docs/api.md §2.8).
+ */
 export interface DiskUsageReport {
   images: {
     manifestDigest: string;
@@ -165,6 +189,10 @@ export type VerifyFindingKind =
   | 'temp'
   | 'index';
 
+/**
+ * One problem `Image.verify` found in an artifact, a cache entry or the index, with its repair
+ * outcome when `repair` was asked (docs/storage.md §10.2).
+ */
 export interface VerifyFinding {
   kind: VerifyFindingKind;
   /** What the finding is about: an artifact, an entry of the cache directory, or the index. */
@@ -195,12 +223,14 @@ export interface VerifyStepReport {
   durationMs: number;
 }
 
+/** Options of `Image.verify`: `repair` fixes what can be fixed (docs/storage.md §10.3). */
 export interface VerifyOptions {
   /** Fix what can be fixed (docs/storage.md §10.3), then check again. */
   repair?: boolean;
   signal?: AbortSignal | undefined;
 }
 
+/** The result of `Image.verify`: per-step counts, findings, and what remains after a repair. */
 export interface VerifyReport {
   /** No finding remains (after the repair, with `repair`). */
   ok: boolean;
