@@ -182,7 +182,8 @@ export function installCrashGuard(stderr: NodeJS.WritableStream = process.stderr
   const die = (err: unknown) => {
     const e = toMsbError(err);
     stderr.write(`msb: ${e.code}: ${termSafe(e.message)}\n`); // the message may quote an image's bytes
-    if (process.env.MSB_DEBUG === '1' && err instanceof Error) stderr.write(`${(err.stack ?? '').split('\n').map(termSafe).join('\n')}\n`);
+    if (process.env.MSB_DEBUG === '1' && err instanceof Error)
+      stderr.write(`${(err.stack ?? '').split('\n').map(termSafe).join('\n')}\n`);
     process.exit(1);
   };
   process.on('uncaughtException', die);
