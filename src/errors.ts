@@ -115,7 +115,7 @@ export class ImageReferencedError extends MsbError {
 export class UnsupportedError extends MsbError {
   readonly operation: string;
   readonly backend: string;
-  /** `message` when the reason is not the backend (msb image mount without root). */
+  /** `message` when the reason is not the backend (mounting an image without root). */
   constructor(operation: string, backend = 'cloud', message?: string) {
     super('UNSUPPORTED', message ?? `${operation} is not supported by the ${backend} backend; use a local backend`, {
       operation,
@@ -303,8 +303,10 @@ export class ArchiveInvalidError extends MsbError {
  */
 export class CacheCorruptError extends MsbError {
   readonly path: string;
-  constructor(path: string, reason: string) {
-    super('CACHE_CORRUPT', `${path}: ${reason}`, { path, reason });
+  /** `remedy`: the API option that fixes it (`repair`: `verify` with `{ repair: true }`). */
+  constructor(path: string, reason: string, remedy?: 'repair') {
+    const advice = remedy ? '; repair it with verify({ repair: true })' : '';
+    super('CACHE_CORRUPT', `${path}: ${reason}${advice}`, { path, reason, ...(remedy ? { option: remedy } : {}) });
     this.path = path;
   }
 }

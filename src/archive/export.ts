@@ -103,13 +103,11 @@ export async function validateImageFiles(
   const sizes = new Map<string, number>();
   for (const d of new Set(diffIds)) {
     const c = await withLock(store, 'layer', d, () => checkLayer(store, d), { signal });
-    if (!c.valid)
-      throw new CacheCorruptError(store.paths.layer(d), `layer ${d} is ${c.reason}: run msb image verify --repair`);
+    if (!c.valid) throw new CacheCorruptError(store.paths.layer(d), `layer ${d} is ${c.reason}`, 'repair');
     sizes.set(d, c.sizeBytes);
   }
   const st = await withLock(store, 'image', m, () => checkStitch(store, m, diffIds, sizes, fsmetaBytes), { signal });
-  if (!st.fsmetaValid)
-    throw new CacheCorruptError(store.paths.fsmeta(m), `fsmeta of ${m} is ${st.fsWhy}: run msb image verify --repair`);
+  if (!st.fsmetaValid) throw new CacheCorruptError(store.paths.fsmeta(m), `fsmeta of ${m} is ${st.fsWhy}`, 'repair');
 }
 
 /**

@@ -44,7 +44,7 @@ async function requireMountable(operation: string): Promise<void> {
     throw new UnsupportedError(
       operation,
       'local',
-      `${operation} needs root (uid 0); msb image export needs no privilege`,
+      `${operation} needs root (uid 0); exporting the tree (export) needs no privilege`,
     );
   const has = () => /\terofs$/m.test(readFileSync('/proc/filesystems', 'utf8'));
   if (has()) return;
@@ -77,7 +77,7 @@ async function tool(cmd: string, args: string[], what: string, path: string): Pr
 export async function mountImage(backend: StoreOpener, reference: string, dir: string): Promise<MountResult> {
   const sel = parseImageSelector(reference);
   const shown = sel.kind === 'digest' ? sel.digest : sel.familiar;
-  await requireMountable('msb image mount');
+  await requireMountable('mounting an image');
   const mountpoint = directory(dir);
   return backend._run(async () => {
     if (!(await backend._open('read'))) throw new ImageNotFoundError(shown);
@@ -122,7 +122,7 @@ function unescapeMountinfo(s: string): string {
 
 /** Unmounts `dir` if it is an image `mountImage` mounted; InvalidArgumentError otherwise. */
 export async function unmountImage(dir: string): Promise<void> {
-  await requireMountable('msb image umount');
+  await requireMountable('unmounting an image');
   const mountpoint = directory(dir);
   const entry = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
@@ -144,6 +144,6 @@ export async function unmountImage(dir: string): Promise<void> {
     }
   }
   if (basename(dirname(backing)) !== 'fsmeta' || !digestFromPathForm(basename(backing), '.erofs'))
-    throw new InvalidArgumentError('dir', `${dir} is not an image mounted by msb image mount`);
+    throw new InvalidArgumentError('dir', `${dir} is not an image mount made by mount`);
   await tool('umount', [mountpoint], 'umount', mountpoint);
 }

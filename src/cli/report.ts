@@ -29,6 +29,7 @@ const FLAG_ADVICE: Record<string, Partial<Record<ErrorCode, string>>> = {
       'use -f to untag anyway (the image stays cached until its pins are removed with msb sandbox rm / msb snapshot rm)',
     IMAGE_REFERENCED: 'use -f to untag them all, or remove one reference at a time (msb rmi NAME:TAG)',
   },
+  repair: { CACHE_CORRUPT: 'run msb image verify --repair' },
   tag: {
     ARCHIVE_INVALID: 'pass --tag to name it',
     INVALID_ARGUMENT: '--tag needs a single-image archive',

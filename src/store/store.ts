@@ -113,7 +113,7 @@ function refuseEmptyIndex(home: string, cacheDir: string): void {
 }
 
 const READ_ONLY_HINT = (home: string) =>
-  `${home} is not writable: msb images, image inspect and image df still work; commands that change the cache need a writable home`;
+  `${home} is not writable: listing, inspecting and disk usage still work; operations that change the cache need a writable home`;
 
 /** A failure to create the home: on a read-only home, say so (reads still work, docs/storage.md §1). */
 function homeWriteError(err: unknown, home: string): unknown {

@@ -116,7 +116,7 @@ test('export reads our artifacts: a damaged fsmeta is CACHE_CORRUPT and nothing 
   truncateSync(img.artifacts.fsmetaPath, lstatSync(img.artifacts.fsmetaPath).size - 4096);
   await assert.rejects(Image.exportLocal(bb, img.canonicalReference, out), (e: { code?: string; message?: string }) => {
     assert.equal(e.code, 'CACHE_CORRUPT');
-    assert.match(e.message!, /verify --repair/);
+    assert.match(e.message!, /verify\(\{ repair: true \}\)/);
     return true;
   });
   assert.equal(existsSync(out), false);
