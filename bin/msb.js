@@ -1,15 +1,29 @@
 #!/usr/bin/env node
 // Thin launcher: the CLI lives in the compiled package (npm run build).
-//
-// The CLI keeps V8's young generation at its initial size. V8 grows it when objects survive its
-// scavenges — and a layer's tree survives — up to 16 MiB per semi-space, which then stays
-// committed while a stream runs: ~30 MiB of heap per isolate holding a few MiB of live data.
-// Measured 15–40 MiB less peak RSS on the benchmark pulls and no more CPU. Set before the CLI's
-// modules load (their long-lived objects would grow it at once); worker threads inherit it. The
-// library never sets it: an embedding process owns its heap.
+import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 
-setFlagsFromString('--semi-space-growth-factor=1');
-const { installCrashGuard, main } = await import('../dist/src/cli/main.js');
-installCrashGuard();
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
+  // The most common probe of an install answers without loading the CLI's modules (about a third
+  // of msb's start-up). The same line as `msb version` (src/cli/version-info.ts).
+  let version = 'unknown';
+  try {
+    version = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version ?? version;
+  } catch {
+    /* printed as unknown */
+  }
+  process.stdout.on('error', () => undefined); // a closed pipe (`msb -v | true`) is not an error
+  process.stdout.write(`msb ${version}\n`);
+} else {
+  // The CLI keeps V8's young generation at its initial size. V8 grows it when objects survive its
+  // scavenges — and a layer's tree survives — up to 16 MiB per semi-space, which then stays
+  // committed while a stream runs: ~30 MiB of heap per isolate holding a few MiB of live data.
+  // Measured 15–40 MiB less peak RSS on the benchmark pulls and no more CPU. Set before the CLI's
+  // modules load (their long-lived objects would grow it at once); worker threads inherit it. The
+  // library never sets it: an embedding process owns its heap.
+  setFlagsFromString('--semi-space-growth-factor=1');
+  const { installCrashGuard, main } = await import('../dist/src/cli/main.js');
+  installCrashGuard();
+  process.exitCode = await main(argv);
+}
