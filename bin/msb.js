@@ -1,20 +1,14 @@
 #!/usr/bin/env node
 // Thin launcher: the CLI lives in the compiled package (npm run build).
-import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 
 const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
   // The most common probe of an install answers without loading the CLI's modules (about a third
-  // of msb's start-up). The same line as `msb version` (src/cli/version-info.ts).
-  let version = 'unknown';
-  try {
-    version = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version ?? version;
-  } catch {
-    /* printed as unknown */
-  }
+  // of msb's start-up): only the module that reads the version, the same line as `msb version`.
+  const { packageVersion } = await import('../dist/src/cli/version-info.js');
   process.stdout.on('error', () => undefined); // a closed pipe (`msb -v | true`) is not an error
-  process.stdout.write(`msb ${version}\n`);
+  process.stdout.write(`msb ${packageVersion()}\n`);
 } else {
   // The CLI keeps V8's young generation at its initial size. V8 grows it when objects survive its
   // scavenges — and a layer's tree survives — up to 16 MiB per semi-space, which then stays

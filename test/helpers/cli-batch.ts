@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { installCrashGuard, main } from '../../src/cli/main.js';
+import { installCrashGuard } from '../../src/cli/main.js';
+import { runCaptured } from './msb-cli.js';
 
 export interface CliCase {
   args: string[];
@@ -73,24 +74,13 @@ async function child(file: string): Promise<void> {
   const cases = JSON.parse(readFileSync(file, 'utf8')) as CliCase[];
   const results: CliCaseResult[] = [];
   for (const k of cases) {
-    const out = new PassThrough();
-    const err = new PassThrough();
-    let stdout = '';
-    let stderr = '';
-    out.on('data', (d) => {
-      stdout += d;
-    });
-    err.on('data', (d) => {
-      stderr += d;
-    });
     const stdin = k.stdin ? createReadStream(k.stdin) : new PassThrough().end();
-    const status = await main(k.args, {
-      stdout: out,
-      stderr: err,
-      stdin: stdin as NodeJS.ReadableStream,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...k.env },
-    });
-    results.push({ status, stdout, stderr });
+    results.push(
+      await runCaptured(k.args, {
+        stdin: stdin as NodeJS.ReadableStream,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...k.env },
+      }),
+    );
   }
   process.stdout.write(JSON.stringify(results));
 }

@@ -14,15 +14,13 @@ export interface CliResult {
   stderr: string;
 }
 
-/** In-process: main() with captured stdout/stderr, a non-TTY empty stdin and the given env. */
-export async function cli(
+/** main() in this process with stdout and stderr captured as strings. */
+export async function runCaptured(
   args: string[],
-  opts: { env?: NodeJS.ProcessEnv; stdin?: string; tty?: boolean } = {},
+  io: { stdin: NodeJS.ReadableStream; env: NodeJS.ProcessEnv },
 ): Promise<CliResult> {
   const out = new PassThrough();
   const err = new PassThrough();
-  const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
-  if (opts.tty) stdin.isTTY = true;
   let stdout = '';
   let stderr = '';
   out.on('data', (d) => {
@@ -31,9 +29,19 @@ export async function cli(
   err.on('data', (d) => {
     stderr += d;
   });
-  if (opts.stdin !== undefined) stdin.end(opts.stdin);
-  const status = await main(args, { stdout: out, stderr: err, stdin, env: opts.env ?? {} });
+  const status = await main(args, { stdout: out, stderr: err, ...io });
   return { status, stdout, stderr };
+}
+
+/** In-process: main() with captured stdout/stderr, a non-TTY empty stdin and the given env. */
+export async function cli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; stdin?: string; tty?: boolean } = {},
+): Promise<CliResult> {
+  const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
+  if (opts.tty) stdin.isTTY = true;
+  if (opts.stdin !== undefined) stdin.end(opts.stdin);
+  return runCaptured(args, { stdin, env: opts.env ?? {} });
 }
 
 const SELF = fileURLToPath(import.meta.url);
